@@ -1,0 +1,38 @@
+# The README's two commands: `make demo` (set up + run the default study) and `make test`.
+# Each creates .venv if missing and installs seedwise with `pip install -e '.[dev]'`.
+VENV ?= .venv
+PY := $(VENV)/bin/python
+SEEDS ?= 5
+
+# The offline CIFAR-10 copy beside this checkout, when there is one. The package itself knows
+# nothing of it: it only reads $SEEDWISE_DATA (or --data, ./data, or downloads).
+SHARED_CIFAR := $(abspath ../shared/data/cifar10-jpeg.tar.gz)
+ifneq ($(wildcard $(SHARED_CIFAR)),)
+export SEEDWISE_DATA ?= $(SHARED_CIFAR)
+endif
+
+.PHONY: install demo test test-all lint dry-run
+
+$(VENV)/.installed: pyproject.toml
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[dev]'
+	touch $@
+
+install: $(VENV)/.installed
+
+demo: install
+	$(PY) -m study.run --seeds $(SEEDS)
+
+dry-run: install
+	$(PY) -m study.run --seeds $(SEEDS) --dry-run
+
+test: install
+	$(PY) -m ruff check study analysis tests
+	$(PY) -m pytest
+
+test-all: install
+	$(PY) -m pytest -m "slow or not slow"
+
+lint: install
+	$(PY) -m ruff check study analysis tests

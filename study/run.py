@@ -1,0 +1,282 @@
+"""`python -m study.run`: every arm of a study over several seeds, resumable, with progress.
+
+    python -m study.run --seeds 5                 # the default study, 5 seeds per arm
+    python -m study.run --seeds 5 --dry-run       # the plan: arms x seeds, what is done, ETA
+    python -m study.run --spec my.toml --seeds 10 --arms baseline,no_bn --set epochs=20
+
+Exit status: 0 all planned runs done, 1 some run failed (recorded; rerun to retry),
+2 bad input (nothing trained, nothing stored changed), 130 interrupted (rerun to continue).
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import sys
+import time
+import traceback
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from study.config import PRESETS, Config, ConfigError, parse_assignment
+from study.data import DataError, load_cache, load_cifar10
+from study.model import train_flops_per_image
+from study.provenance import provenance
+from study.spec import SpecError, StudySpec, load_spec
+from study.store import RunStore, StoreError, redact
+from study.summary import render, summarize
+
+# Rough training throughput for a first ETA before any run has finished (FLOP/s per worker).
+# Measured: quick preset, bf16 on one thread of this project's 2-core Xeon, ~0.2 TFLOP/s.
+ETA_RATE = {("cpu", "bf16"): 0.2e12, ("cpu", "fp32"): 0.05e12, ("cuda", "bf16"): 40e12, ("cuda", "fp32"): 15e12}
+
+
+class UsageError(ValueError):
+    pass
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m study.run", description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter,
+                                epilog="Exit status: 0 done, 1 a run failed, 2 bad input, 130 interrupted.")
+    p.add_argument("--spec", help="study spec (TOML); default: the notebook ablation shipped with seedwise")
+    p.add_argument("--seeds", type=int, help="seeds per arm (seeds first_seed..first_seed+N-1); default from the spec")
+    p.add_argument("--arms", help="comma-separated arms to run (default: all arms of the spec)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a config key for every arm, e.g. --set epochs=20 (repeatable)")
+    p.add_argument("--preset", default="auto", choices=["auto", *PRESETS],
+                   help="size of the study: full = the notebook protocol, quick = CPU-sized, smoke = seconds; "
+                        "auto = full with CUDA, else quick")
+    p.add_argument("--data", help="CIFAR-10 source: .tar.gz / folder of an ImageFolder tree, or a torchvision root "
+                                  "(default: $SEEDWISE_DATA, then --data-root, then download)")
+    p.add_argument("--data-root", default="./data", help="where torchvision's CIFAR-10 is (or is downloaded to)")
+    p.add_argument("--results", default="results", help="results root; the study lives in RESULTS/<study>/")
+    p.add_argument("--study", help="study name (default: <spec name>-<preset>[-set-<hash>])")
+    p.add_argument("--storage", help="Optuna storage URL (default: sqlite:///RESULTS/<study>/study.db)")
+    p.add_argument("--jobs", type=int, help="parallel runs (default: one per CPU core with 1 thread each; 1 on CUDA)")
+    p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
+    p.add_argument("--dry-run", action="store_true", help="print the plan and an ETA, train nothing")
+    return p.parse_args(argv)
+
+
+@dataclass(frozen=True)
+class Plan:
+    spec: StudySpec
+    preset: str
+    arms: tuple[str, ...]
+    seeds: tuple[int, ...]
+    configs: dict[str, Config]
+    study_name: str
+    identity: str
+    results_dir: Path
+    extra: dict[str, Any]
+
+
+def make_plan(args: argparse.Namespace, has_cuda: bool) -> Plan:
+    spec = load_spec(args.spec)
+    preset = args.preset
+    if preset == "auto":
+        preset = "full" if has_cuda else "quick"
+        why = "CUDA is available" if has_cuda else "no CUDA device; --preset full runs the notebook protocol"
+        print(f"preset: {preset} (auto: {why})", file=sys.stderr)
+    try:
+        extra = dict(parse_assignment(s) for s in args.set)
+    except ConfigError as e:
+        raise SpecError(str(e)) from None
+    n_seeds = spec.seeds if args.seeds is None else args.seeds
+    if n_seeds <= 0:
+        raise UsageError(f"--seeds must be a positive integer, got {n_seeds}")
+    if args.jobs is not None and args.jobs <= 0:
+        raise UsageError(f"--jobs must be a positive integer, got {args.jobs}")
+    arms = spec.select(args.arms)
+    configs = {arm: spec.config(arm, preset, extra) for arm in spec.arm_names}  # validates all arms
+    identity = spec.identity(preset, extra)
+    name = args.study
+    if name is None:
+        name = f"{spec.name}-{preset}"
+        if extra:
+            name += "-set-" + hashlib.sha256(json.dumps(extra, sort_keys=True).encode()).hexdigest()[:6]
+    if not name or "/" in name or name.startswith("."):
+        raise UsageError(f"--study must be a plain name without '/', got {name!r}")
+    seeds = tuple(range(spec.first_seed, spec.first_seed + n_seeds))
+    return Plan(spec, preset, arms, seeds, configs, name, identity, Path(args.results) / name, extra)
+
+
+def study_description(plan: Plan, url: str) -> dict[str, Any]:
+    return {
+        "study": plan.study_name, "identity": plan.identity, "preset": plan.preset,
+        "spec_name": plan.spec.name, "spec_source": plan.spec.source, "description": plan.spec.description,
+        "baseline": plan.spec.analysis.baseline, "analysis": vars(plan.spec.analysis), "set": plan.extra,
+        "arms": {a.name: {"description": a.description, "overrides": dict(a.overrides),
+                          "config": plan.configs[a.name].to_dict()} for a in plan.spec.arms},
+        "storage": redact(url),
+    }
+
+
+def estimate_seconds(config: Config, device: str, threads: int) -> float:
+    precision = config.precision if config.precision != "auto" else "bf16"
+    rate = ETA_RATE[("cuda" if device.startswith("cuda") else "cpu", precision)]
+    if not device.startswith("cuda"):
+        rate *= threads ** 0.75  # threads scale sub-linearly on small convs
+    evals = config.val_size * config.epochs + config.test_size * (config.epochs if config.test_every_epoch else 1)
+    flops = train_flops_per_image(config) * (config.train_size * config.epochs + evals / 3)
+    return flops / rate
+
+
+# ---- worker side ------------------------------------------------------------------------
+_DATA: dict[str, Any] = {}
+
+
+def execute(arm: str, seed: int, config: Config, cache_path: str, device: str, threads: int,
+            position: int, progress: bool) -> tuple[str, int, Any]:
+    """Run in a joblib worker: load the cached data once per process, train, never raise."""
+    import torch
+    from tqdm import tqdm
+
+    from study.train import train_one
+
+    torch.set_num_threads(threads)
+    try:
+        if cache_path not in _DATA:
+            _DATA[cache_path] = load_cache(cache_path)
+        bar = tqdm(total=config.epochs, desc=f"{arm} seed {seed}", unit="epoch", position=position,
+                   leave=False, disable=None if progress else True, dynamic_ncols=True)
+        with bar:
+            def on_epoch(rec):
+                bar.set_postfix(val=f"{rec.val_acc:.1f}", lr=f"{rec.lr:.3g}")
+                bar.update(1)
+
+            return arm, seed, train_one(config, seed, _DATA[cache_path], device=device, on_epoch=on_epoch)
+    except Exception as e:  # a failing run is recorded, not fatal to the study
+        return arm, seed, {"error": f"{type(e).__name__}: {e}", "traceback": traceback.format_exc()}
+
+
+# ---- orchestration ----------------------------------------------------------------------
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    import torch
+
+    has_cuda = args.device.startswith("cuda") or (args.device == "auto" and torch.cuda.is_available())
+    device = args.device if args.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        plan = make_plan(args, has_cuda)
+        url = args.storage or f"sqlite:///{plan.results_dir / 'study.db'}"
+        if args.dry_run and args.storage is None and not (plan.results_dir / "study.db").exists():
+            store = None  # a dry run creates nothing
+        else:
+            store = RunStore(plan.results_dir, plan.study_name, plan.identity, plan.spec.arm_names,
+                             study_description(plan, url), storage=args.storage)
+        done = store.done() if store else set()
+        todo = [(arm, seed) for seed in plan.seeds for arm in plan.arms if (arm, seed) not in done]
+        jobs = args.jobs or (1 if device.startswith("cuda") else max(1, min(os.cpu_count() or 1, len(todo))))
+        threads = 1 if device.startswith("cuda") else max(1, (os.cpu_count() or 1) // jobs)
+        if args.dry_run:
+            print_plan(plan, done, todo, jobs, threads, device, store, url)
+            return 0
+        (plan.results_dir / "study.json").write_text(json.dumps(study_description(plan, url), indent=2) + "\n")
+        if not todo:
+            print(f"nothing to do: all {len(plan.arms) * len(plan.seeds)} runs of {plan.study_name} are done "
+                  f"({plan.results_dir})", file=sys.stderr)
+            return finish(plan, store)
+        data = load_cifar10(args.data, args.data_root)
+    except (SpecError, UsageError, DataError, StoreError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    print(f"study {plan.study_name}: {len(todo)} runs to do ({len(done)} already done), "
+          f"{jobs} worker(s) x {threads} thread(s) on {device}; data: {data.source}; "
+          f"storage: {redact(store.url)}", file=sys.stderr)
+    failed = run_all(plan, store, todo, data, device, jobs, threads)
+    code = finish(plan, store)
+    if failed:
+        print(f"{failed} run(s) failed (their tracebacks are in runs.csv 'error' and the Optuna trials); "
+              "rerun the same command to retry them", file=sys.stderr)
+        return 1
+    return code
+
+
+def run_all(plan: Plan, store: RunStore, todo: list[tuple[str, int]], data, device: str, jobs: int,
+            threads: int) -> int:
+    from joblib import Parallel, delayed
+    from tqdm import tqdm
+
+    attrs_common = {"data_fingerprint": data.fingerprint, "data_source": data.source, "preset": plan.preset,
+                    "study_identity": plan.identity, **provenance()}
+    progress = sys.stderr.isatty()
+    bar = tqdm(total=len(todo), desc=plan.study_name, unit="run", disable=None if progress else True,
+               position=0, dynamic_ncols=True)
+    tasks = (delayed(execute)(arm, seed, plan.configs[arm], data.cache_path, device, threads,
+                              1 + i % jobs, progress) for i, (arm, seed) in enumerate(todo))
+    failed = 0
+    started = time.time()
+    try:
+        with bar:
+            for arm, seed, outcome in Parallel(n_jobs=jobs, return_as="generator_unordered")(tasks):
+                cfg = plan.configs[arm]
+                attrs = {**attrs_common, "config": cfg.to_dict(), "config_hash": cfg.hash()}
+                if isinstance(outcome, dict):
+                    failed += 1
+                    store.record_failure(arm, seed, outcome["error"], outcome["traceback"], attrs)
+                    line = f"{arm} seed {seed}: FAILED {outcome['error']}"
+                else:
+                    store.record(arm, seed, outcome, attrs)
+                    line = (f"{arm} seed {seed}: test {outcome.test_acc:.2f}% ({outcome.wall_time_s:.0f}s)"
+                            if outcome.status == "complete" else
+                            f"{arm} seed {seed}: DIVERGED at epoch {outcome.diverged_epoch}")
+                if progress:
+                    bar.write(line, file=sys.stderr)
+                else:
+                    print(line, file=sys.stderr, flush=True)
+                bar.update(1)
+    except KeyboardInterrupt:
+        store.export()
+        print(f"\ninterrupted after {time.time() - started:.0f}s: finished runs are stored in "
+              f"{plan.results_dir}; rerun the same command to continue", file=sys.stderr)
+        raise SystemExit(130) from None
+    return failed
+
+
+def finish(plan: Plan, store: RunStore) -> int:
+    store.export()
+    runs, _ = store.tables()
+    arms = [a for a in plan.spec.arm_names if a in plan.arms or a == plan.spec.analysis.baseline]
+    table = summarize(runs[runs["seed"].isin(plan.seeds)], arms, plan.spec.analysis.baseline,
+                      plan.spec.analysis.metric)
+    print(render(table, plan.spec.analysis.baseline, plan.spec.analysis.metric))
+    print(f"\nresults: {plan.results_dir}/ (runs.csv, epochs.csv, study.db)  "
+          f"dashboard: optuna-dashboard --host 127.0.0.1 {redact(store.url)}", file=sys.stderr)
+    return 0
+
+
+def print_plan(plan: Plan, done, todo, jobs, threads, device, store, url) -> None:
+    history: dict[str, list[float]] = {}
+    if store is not None:
+        for t in store.trials():
+            if t.user_attrs.get("wall_time_s"):
+                history.setdefault(t.user_attrs["arm"], []).append(t.user_attrs["wall_time_s"])
+    print(f"study {plan.study_name} (preset {plan.preset}, spec {plan.spec.source})")
+    print(f"storage {redact(url)}; {len(plan.arms)} arms x {len(plan.seeds)} seeds "
+          f"(seeds {plan.seeds[0]}..{plan.seeds[-1]}) = {len(plan.arms) * len(plan.seeds)} runs, "
+          f"{len(plan.arms) * len(plan.seeds) - len(todo)} done, {len(todo)} to do")
+    total, basis = 0.0, set()
+    print(f"{'arm':<16}{'done':>5}{'todo':>5}  {'est. s/run':>10}  overrides")
+    for arm in plan.arms:
+        n_todo = sum(1 for a, _ in todo if a == arm)
+        if history.get(arm):
+            per_run = sorted(history[arm])[len(history[arm]) // 2]
+            basis.add("median of finished runs")
+        else:
+            per_run = estimate_seconds(plan.configs[arm], device, threads)
+            basis.add("FLOPs at a rough device rate")
+        total += per_run * n_todo
+        overrides = dict(plan.spec.arm(arm).overrides)
+        print(f"{arm:<16}{len(plan.seeds) - n_todo:>5}{n_todo:>5}  {per_run:>10.0f}  {overrides or '(base)'}")
+    eta = total / max(1, min(jobs, len(todo) or 1))
+    print(f"ETA ~{eta / 60:.1f} min with {jobs} worker(s) x {threads} thread(s) on {device} "
+          f"(estimate from {' and '.join(sorted(basis))})")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

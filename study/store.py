@@ -1,0 +1,169 @@
+"""The run store: one Optuna trial per (arm, seed) run, in an RDB storage (SQLite by default).
+
+This is Optuna's own pattern for ablations: `arm` and `seed` are the trial's parameters, the
+final test accuracy its value, per-epoch validation accuracy its intermediate values, and the
+metrics, LR schedule and provenance its user attributes; the per-example test predictions are
+an Optuna artifact. `optuna-dashboard` therefore shows the ablation as it is, and any number
+of workers can share one study. `runs.csv` / `epochs.csv` are tidy exports of the same data.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import math
+import uuid
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import optuna
+import pandas as pd
+from optuna.artifacts import ArtifactMeta, FileSystemArtifactStore
+from optuna.distributions import CategoricalDistribution, IntDistribution
+from optuna.trial import TrialState
+
+from study.train import RunResult
+
+optuna.logging.set_verbosity(logging.WARNING)
+PREDICTIONS_FILE = "test_predictions.npy"
+RUN_COLUMNS = ["arm", "seed", "status", "test_acc", "val_acc", "train_acc", "train_loss", "epochs_run",
+               "diverged_epoch", "n_bn", "bn_layers", "lr_final", "wall_time_s", "device", "precision",
+               "threads", "config_hash", "init_hash", "data_fingerprint", "git_commit", "trial_number", "error"]
+EPOCH_COLUMNS = ["arm", "seed", "epoch", "lr", "train_loss", "train_acc", "val_acc", "test_acc"]
+
+
+class StoreError(RuntimeError):
+    """The storage cannot be used (unreachable, not a database, or holds a different study)."""
+
+
+def redact(url: str) -> str:
+    """A storage URL safe to print: the password, if any, replaced by ***."""
+    try:
+        from sqlalchemy.engine import make_url
+
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:
+        return url.split("@")[-1] if "@" in url else url
+
+
+class RunStore:
+    def __init__(self, results_dir: Path, study_name: str, identity: str, arm_names: tuple[str, ...],
+                 description: dict[str, Any], storage: str | None = None):
+        self.results_dir = Path(results_dir)
+        try:
+            self.results_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise StoreError(f"cannot create the results directory {self.results_dir}: {e.strerror}") from None
+        self.url = storage or f"sqlite:///{self.results_dir / 'study.db'}"
+        self.study_name, self.identity = study_name, identity
+        self.distributions = {"arm": CategoricalDistribution(arm_names), "seed": IntDistribution(0, 2**31 - 1)}
+        try:
+            self.storage = optuna.storages.RDBStorage(self.url)
+            self.study = optuna.create_study(storage=self.storage, study_name=study_name,
+                                             direction="maximize", load_if_exists=True)
+        except Exception as e:  # sqlalchemy/optuna raise many types for a bad URL or file
+            raise StoreError(f"cannot open storage {redact(self.url)}: {type(e).__name__}: {str(e).splitlines()[0]}") from None
+        stored = self.study.user_attrs.get("identity")
+        if stored is None:
+            self.study.set_user_attr("identity", identity)
+            self.study.set_user_attr("kind", "seedwise-ablation")
+            for key, value in description.items():
+                self.study.set_user_attr(key, value)
+        elif stored != identity:
+            raise StoreError(
+                f"study {study_name!r} in {redact(self.url)} was made from a different spec, preset or --set "
+                f"(identity {stored} != {identity}); nothing was changed. Use --study NEW_NAME for a new study, "
+                f"or rerun with the spec and options that made it (see {self.results_dir / 'study.json'})")
+        self.artifacts = FileSystemArtifactStore(str(self.results_dir / "artifacts"))
+        (self.results_dir / "artifacts").mkdir(exist_ok=True)
+
+    def trials(self) -> list[optuna.trial.FrozenTrial]:
+        return [t for t in self.study.get_trials(deepcopy=False) if "arm" in t.user_attrs]
+
+    def done(self) -> set[tuple[str, int]]:
+        """Runs that need no rerun: complete, or diverged (a deterministic outcome of the
+        recipe, not an accident). Failed runs (exceptions) are retried on the next call."""
+        return {(t.user_attrs["arm"], t.user_attrs["seed"]) for t in self.trials()
+                if t.state == TrialState.COMPLETE or t.user_attrs.get("status") == "diverged"}
+
+    def _add(self, state: TrialState, value: float | None, arm: str, seed: int, attrs: dict[str, Any],
+             intermediate: dict[int, float], system_attrs: dict[str, Any]) -> None:
+        trial = optuna.trial.create_trial(
+            state=state, value=value, params={"arm": arm, "seed": seed}, distributions=self.distributions,
+            user_attrs={"arm": arm, "seed": seed, **attrs}, system_attrs=system_attrs,
+            intermediate_values=intermediate)
+        # One INSERT of a finished trial: a crash can lose the run being recorded, never half of it.
+        self.study.add_trial(trial)
+
+    def record(self, arm: str, seed: int, result: RunResult, attrs: dict[str, Any]) -> None:
+        system_attrs = {}
+        if result.test_predictions is not None:
+            buf = io.BytesIO()
+            np.save(buf, result.test_predictions, allow_pickle=False)
+            buf.seek(0)
+            meta = ArtifactMeta(artifact_id=str(uuid.uuid4()), filename=PREDICTIONS_FILE,
+                                mimetype="application/octet-stream", encoding=None)
+            self.artifacts.write(meta.artifact_id, buf)
+            # The key format optuna.artifacts.upload_artifact uses, so the dashboard lists it.
+            system_attrs["artifacts:" + meta.artifact_id] = json.dumps(asdict(meta))
+        run = {
+            "status": result.status, "test_acc": result.test_acc, "val_acc": result.val_acc,
+            "diverged_epoch": result.diverged_epoch,
+            "epochs": [asdict(e) for e in result.epochs],
+            "lr_schedule": [e.lr for e in result.epochs],
+            "streams": result.streams, "init_hash": result.init_hash, "bn_layers": list(result.bn_layers),
+            "n_bn": result.n_bn, "device": result.device, "precision": result.precision,
+            "threads": result.threads, "wall_time_s": round(result.wall_time_s, 3),
+        }
+        intermediate = {e.epoch: e.val_acc for e in result.epochs if e.val_acc is not None}
+        complete = result.status == "complete"
+        self._add(TrialState.COMPLETE if complete else TrialState.FAIL, result.test_acc if complete else None,
+                  arm, seed, {**run, **attrs}, intermediate, system_attrs)
+
+    def record_failure(self, arm: str, seed: int, error: str, traceback: str, attrs: dict[str, Any]) -> None:
+        self._add(TrialState.FAIL, None, arm, seed,
+                  {"status": "failed", "error": error, "traceback": traceback[-8000:], **attrs}, {}, {})
+
+    def predictions(self, trial: optuna.trial.FrozenTrial) -> np.ndarray | None:
+        for key, value in trial.system_attrs.items():
+            if key.startswith("artifacts:") and json.loads(value)["filename"] == PREDICTIONS_FILE:
+                with self.artifacts.open_reader(json.loads(value)["artifact_id"]) as f:
+                    return np.load(io.BytesIO(f.read()), allow_pickle=False)
+        return None
+
+    def tables(self) -> tuple[pd.DataFrame, pd.DataFrame]:
+        """Tidy tables: one row per run, one row per run-epoch. Failed runs are kept."""
+        runs, epochs = [], []
+        for t in sorted(self.trials(), key=lambda t: t.number):
+            a = t.user_attrs
+            ep = a.get("epochs", [])
+            last = ep[-1] if ep else {}
+            runs.append({
+                "arm": a["arm"], "seed": a["seed"], "status": a.get("status", "failed"),
+                "test_acc": a.get("test_acc"), "val_acc": a.get("val_acc"),
+                "train_acc": last.get("train_acc"), "train_loss": last.get("train_loss"),
+                "epochs_run": len(ep), "diverged_epoch": a.get("diverged_epoch"), "n_bn": a.get("n_bn"),
+                "bn_layers": " ".join(map(str, a.get("bn_layers", []))), "lr_final": last.get("lr"),
+                "wall_time_s": a.get("wall_time_s"), "device": a.get("device"), "precision": a.get("precision"),
+                "threads": a.get("threads"), "config_hash": a.get("config_hash"), "init_hash": a.get("init_hash"),
+                "data_fingerprint": a.get("data_fingerprint"), "git_commit": a.get("git_commit"),
+                "trial_number": t.number, "error": a.get("error"),
+            })
+            for e in ep:
+                epochs.append({"arm": a["arm"], "seed": a["seed"], **{k: e[k] for k in EPOCH_COLUMNS[2:]}})
+        runs_df = pd.DataFrame(runs, columns=RUN_COLUMNS)
+        epochs_df = pd.DataFrame(epochs, columns=EPOCH_COLUMNS)
+        for df in (runs_df, epochs_df):  # NaN is a float: keep "not measured" out of accuracy columns
+            for col in ("test_acc", "val_acc"):
+                df[col] = df[col].map(lambda v: None if v is None or (isinstance(v, float) and math.isnan(v)) else v)
+        return runs_df, epochs_df
+
+    def export(self) -> tuple[Path, Path]:
+        runs_df, epochs_df = self.tables()
+        paths = self.results_dir / "runs.csv", self.results_dir / "epochs.csv"
+        runs_df.to_csv(paths[0], index=False)
+        epochs_df.to_csv(paths[1], index=False)
+        return paths

@@ -1,0 +1,74 @@
+"""The small end-of-study table: per arm n, mean +- sd, 95% CI; each arm minus the baseline.
+
+Deliberately small (the full statistics live in `analysis`): t-based intervals only, paired on
+common seeds when both arms have them (same seed = same data order, flips and init).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+
+def t_interval(values: np.ndarray, confidence: float = 0.95) -> tuple[float, float] | None:
+    values = np.asarray(values, dtype=float)
+    if len(values) < 2:
+        return None
+    half = stats.t.ppf(0.5 + confidence / 2, len(values) - 1) * values.std(ddof=1) / np.sqrt(len(values))
+    return float(values.mean() - half), float(values.mean() + half)
+
+
+def summarize(runs: pd.DataFrame, arms: list[str], baseline: str, metric: str = "test_acc") -> pd.DataFrame:
+    ok = runs[(runs["status"] == "complete") & runs["arm"].isin(arms)]
+    base = ok[ok["arm"] == baseline].set_index("seed")[metric]
+    rows = []
+    for arm in arms:
+        sel = runs[runs["arm"] == arm]
+        vals = ok[ok["arm"] == arm].set_index("seed")[metric]
+        ci = t_interval(vals.to_numpy())
+        row = {"arm": arm, "n": len(vals), "failed": int((sel["status"] == "failed").sum()),
+               "diverged": int((sel["status"] == "diverged").sum()),
+               "mean": vals.mean() if len(vals) else np.nan,
+               "sd": vals.std(ddof=1) if len(vals) > 1 else np.nan,
+               "ci_low": ci[0] if ci else np.nan, "ci_high": ci[1] if ci else np.nan,
+               "diff": np.nan, "diff_low": np.nan, "diff_high": np.nan, "paired": ""}
+        if arm != baseline and len(vals) and len(base):
+            common = vals.index.intersection(base.index)
+            if len(common) >= 2:  # paired: the difference per seed, then a t interval of it
+                d = (vals[common] - base[common]).to_numpy()
+                dci, row["paired"] = t_interval(d), f"paired, n={len(common)}"
+                row["diff"] = d.mean()
+            elif len(vals) >= 2 and len(base) >= 2:  # Welch interval for unpaired arms
+                res = stats.ttest_ind(vals, base, equal_var=False)
+                ci = res.confidence_interval(0.95)
+                dci, row["paired"], row["diff"] = (ci.low, ci.high), "Welch", vals.mean() - base.mean()
+            else:
+                dci = None
+            if dci:
+                row["diff_low"], row["diff_high"] = dci
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def render(table: pd.DataFrame, baseline: str, metric: str = "test_acc") -> str:
+    """Plain-text table for the terminal (the caller prints it)."""
+    def f(v, spec="{:.2f}"):
+        return "-" if v is None or (isinstance(v, float) and np.isnan(v)) else spec.format(v)
+
+    lines = [f"{metric} (percent) per arm; differences are arm - {baseline} with 95% t intervals",
+             f"{'arm':<16}{'n':>3}{'fail':>5}  {'mean +- sd':<16}{'95% CI':<18}{'diff vs ' + baseline:<28}"]
+    for r in table.itertuples():
+        ms = f"{f(r.mean)} +- {f(r.sd)}"
+        ci = f"[{f(r.ci_low)}, {f(r.ci_high)}]"
+        if r.arm == baseline:
+            diff = "(baseline)"
+        elif np.isnan(r.diff):
+            diff = "-"
+        else:
+            diff = f"{r.diff:+.2f} [{f(r.diff_low, '{:+.2f}')}, {f(r.diff_high, '{:+.2f}')}] {r.paired}"
+        fails = r.failed + r.diverged
+        lines.append(f"{r.arm:<16}{r.n:>3}{fails:>5}  {ms:<16}{ci:<18}{diff}")
+    lines.append("Intervals use seed-to-seed variation only; `python -m analysis.report` adds tests, "
+                 "multiple-comparison correction, equivalence and test-set noise.")
+    return "\n".join(lines)

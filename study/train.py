@@ -1,0 +1,209 @@
+"""One training run: `train_one(config, seed, data) -> RunResult`. No file I/O in here.
+
+The recipe is the notebook's, with its bug made impossible: the StepLR scheduler is built on
+the very optimizer that steps, and the learning rate recorded for each epoch is read back from
+that optimizer. Data live on the device as uint8 tensors; flips and normalisation happen there
+too (no PIL per image, no DataLoader workers).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from study.config import Config
+from study.data import Cifar10, split_indices, test_indices
+from study.model import count_bn, init_model, weights_hash
+from study.seeds import generator, stream_seeds
+
+EVAL_BATCH = 1000  # evaluation batch: large for speed; BN uses running stats in eval mode
+
+
+@dataclass(frozen=True)
+class EpochRecord:
+    epoch: int  # 1-based
+    lr: float  # read from the optimizer that stepped during this epoch
+    train_loss: float  # mean over the epoch's batches
+    train_acc: float  # percent, on the augmented training batches as seen in training
+    val_acc: float | None  # percent
+    test_acc: float | None  # percent; None when the test set is scored only after the last epoch
+
+
+@dataclass(frozen=True)
+class RunResult:
+    status: str  # "complete" or "diverged"
+    epochs: tuple[EpochRecord, ...]
+    test_acc: float | None  # percent, after the last epoch (None when diverged)
+    val_acc: float | None
+    diverged_epoch: int | None
+    test_predictions: np.ndarray | None = field(repr=False)  # uint8 class per test image
+    streams: dict[str, int]  # the seed of every random stream
+    init_hash: str  # equal in two runs <=> equal initial weights
+    bn_layers: tuple[int, ...]
+    n_bn: int
+    device: str
+    precision: str
+    threads: int
+    wall_time_s: float
+
+
+def resolve_device(device: str | torch.device | None = None) -> torch.device:
+    if device is None or str(device) == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+def cpu_has_native_bf16() -> bool:
+    """AMX or AVX512-BF16: bf16 autocast is then 4x faster than fp32 here, else slower."""
+    try:
+        return bool(torch.cpu._is_amx_tile_supported() or torch.cpu._is_avx512_bf16_supported())
+    except AttributeError:  # older torch without these probes
+        return False
+
+
+def resolve_precision(precision: str, device: torch.device) -> str:
+    if precision != "auto":
+        return precision
+    if device.type == "cuda":
+        return "bf16" if torch.cuda.is_bf16_supported() else "fp32"
+    return "bf16" if cpu_has_native_bf16() else "fp32"
+
+
+def device_name(device: torch.device) -> str:
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return "cpu: " + line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    import platform
+
+    return "cpu: " + (platform.processor() or platform.machine())
+
+
+def make_optimizer(model: nn.Module, config: Config):
+    """SGD and (optionally) StepLR on that same optimizer: the notebook's bug, made impossible."""
+    optimizer = torch.optim.SGD(model.parameters(), lr=config.lr, momentum=config.momentum,
+                                weight_decay=config.weight_decay)
+    scheduler = None
+    if config.scheduler == "step":
+        scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=config.step_size, gamma=config.gamma)
+    return optimizer, scheduler
+
+
+def _normalize(x: torch.Tensor) -> torch.Tensor:
+    """uint8 -> ToTensor() + Normalize(0.5, 0.5), i.e. x/255 in [0,1] mapped to [-1, 1]."""
+    return (x.float() / 255.0 - 0.5) / 0.5
+
+
+@torch.no_grad()
+def predict(model: nn.Module, x: torch.Tensor, autocast) -> torch.Tensor:
+    model.eval()
+    out = []
+    for i in range(0, len(x), EVAL_BATCH):
+        xb = _normalize(x[i:i + EVAL_BATCH]).contiguous(memory_format=torch.channels_last)
+        with autocast():
+            out.append(model(xb).argmax(1))
+    return torch.cat(out)
+
+
+def train_one(config: Config, seed: int, data: Cifar10, *, device: str | torch.device | None = None,
+              on_epoch: Callable[[EpochRecord], None] | None = None) -> RunResult:
+    """Train one model of `config` with `seed` on `data` and score it. Pure: no file I/O.
+
+    A NaN or infinite training loss ends the run with status "diverged" (not an exception).
+    """
+    start = time.perf_counter()
+    dev = resolve_device(device)
+    precision = resolve_precision(config.precision, dev)
+    streams = stream_seeds(seed)
+    g_order, g_aug = generator(seed, "order"), generator(seed, "augment")
+
+    model = init_model(config, streams["init"])
+    init_hash = weights_hash(model)
+    model = model.to(dev, memory_format=torch.channels_last)
+    optimizer, scheduler = make_optimizer(model, config)
+
+    train_idx, val_idx = split_indices(config)
+    idx = torch.from_numpy(train_idx)
+    x_train, y_train = data.train_x[idx].to(dev), data.train_y[idx].to(dev)
+    x_val, y_val = data.train_x[torch.from_numpy(val_idx)].to(dev), data.train_y[torch.from_numpy(val_idx)].to(dev)
+    tidx = torch.from_numpy(test_indices(config))
+    x_test, y_test = data.test_x[tidx].to(dev), data.test_y[tidx].to(dev)
+
+    def autocast():
+        return torch.autocast(dev.type, dtype=torch.bfloat16, enabled=precision == "bf16")
+
+    def accuracy(x, y):
+        pred = predict(model, x, autocast)
+        return 100.0 * (pred == y).sum().item() / len(y), pred
+
+    n, bs = len(x_train), config.batch_size
+    records: list[EpochRecord] = []
+    status, diverged_epoch, test_pred = "complete", None, None
+    for epoch in range(1, config.epochs + 1):
+        lr = optimizer.param_groups[0]["lr"]  # the lr this epoch's steps will use
+        perm = torch.randperm(n, generator=g_order).to(dev)
+        flips = (torch.rand(n, generator=g_aug) < 0.5).to(dev) if config.flip else None
+        model.train()
+        loss_sum = torch.zeros((), device=dev)
+        correct = torch.zeros((), device=dev, dtype=torch.long)
+        steps = 0
+        for s in range(0, n, bs):  # the last partial batch is kept, as DataLoader does
+            batch = perm[s:s + bs]
+            xb, yb = x_train[batch], y_train[batch]
+            if flips is not None:
+                xb = torch.where(flips[s:s + bs, None, None, None], xb.flip(-1), xb)
+            xb = _normalize(xb).contiguous(memory_format=torch.channels_last)
+            with autocast():
+                out = model(xb)
+                loss = F.cross_entropy(out, yb)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            loss_sum += loss.detach().float()  # accumulated on the device: no per-step sync
+            correct += (out.argmax(1) == yb).sum()
+            steps += 1
+        if scheduler is not None:
+            scheduler.step()
+        train_loss = loss_sum.item() / steps
+        if not np.isfinite(train_loss):
+            status, diverged_epoch = "diverged", epoch
+            records.append(EpochRecord(epoch, lr, train_loss, 100.0 * correct.item() / n, None, None))
+            break
+        val_acc, _ = accuracy(x_val, y_val)
+        test_acc = None
+        if config.test_every_epoch or epoch == config.epochs:
+            test_acc, test_pred = accuracy(x_test, y_test)
+        record = EpochRecord(epoch, lr, train_loss, 100.0 * correct.item() / n, val_acc, test_acc)
+        records.append(record)
+        if on_epoch is not None:
+            on_epoch(record)
+
+    last = records[-1]
+    complete = status == "complete"
+    return RunResult(
+        status=status,
+        epochs=tuple(records),
+        test_acc=last.test_acc if complete else None,
+        val_acc=last.val_acc if complete else None,
+        diverged_epoch=diverged_epoch,
+        test_predictions=test_pred.to("cpu", torch.uint8).numpy() if complete else None,
+        streams=streams,
+        init_hash=init_hash,
+        bn_layers=config.bn_layers,
+        n_bn=count_bn(model),
+        device=device_name(dev),
+        precision=precision,
+        threads=torch.get_num_threads(),
+        wall_time_s=time.perf_counter() - start,
+    )

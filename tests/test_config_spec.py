@@ -1,0 +1,115 @@
+import pytest
+
+from study.config import Config, ConfigError, apply_overrides, parse_assignment, preset_config
+from study.spec import SpecError, load_spec, parse_spec
+
+ARMS = {"baseline": {}, "no_bn": {"bn": "none"}}
+
+
+def test_defaults_are_the_notebook_protocol():
+    c = Config()
+    assert (c.width, c.lr, c.weight_decay, c.momentum, c.batch_size, c.epochs) == (100, 0.1, 1e-4, 0.0, 100, 10)
+    assert (c.scheduler, c.step_size, c.gamma, c.flip) == ("step", 5, 0.5, True)
+    assert (c.train_size, c.val_size, c.test_size) == (45_000, 5_000, 10_000)
+    assert c.bn_layers == (1, 2, 3, 4, 5, 6)
+
+
+def test_unknown_key_suggests_the_closest():
+    with pytest.raises(ConfigError, match=r"unknown config key 'epoch'.*did you mean 'epochs'.*valid keys: width"):
+        apply_overrides(Config(), {"epoch": 3})
+
+
+@pytest.mark.parametrize(("key", "value", "message"), [
+    ("epochs", 2.5, "`epochs` must be an integer"),
+    ("epochs", 0, "`epochs` must be a positive integer"),
+    ("lr", -1.0, "`lr` must be a number > 0"),
+    ("lr", "fast", "`lr` must be a number"),
+    ("flip", 1, "`flip` must be true or false"),
+    ("bn", "some", "`bn` must be one of 'all', 'none', 'alternating'"),
+    ("bn", [9], "conv indices in 1-7"),
+    ("bn", [4, 4], "distinct"),
+    ("scheduler", "cosine", "`scheduler` must be one of 'step', 'none'"),
+    ("train_size", 49_000, "`train_size` \\+ `val_size` must be <= 50000"),
+])
+def test_bad_values_name_the_key(key, value, message):
+    with pytest.raises(ConfigError, match=message):
+        apply_overrides(Config(), {key: value})
+
+
+def test_bn_list_and_integers_for_floats():
+    c = apply_overrides(Config(), {"bn": [4], "lr": 1})
+    assert c.bn_layers == (4,) and c.lr == 1.0 and isinstance(c.lr, float)
+
+
+def test_parse_assignment_reads_toml_values():
+    assert parse_assignment("epochs=20") == ("epochs", 20)
+    assert parse_assignment("bn=[4]") == ("bn", [4])
+    assert parse_assignment("scheduler=none") == ("scheduler", "none")
+    with pytest.raises(ConfigError, match="key=value"):
+        parse_assignment("epochs")
+
+
+def test_presets_and_config_hash():
+    assert preset_config("full") == Config()
+    assert preset_config("quick").width < 100
+    assert preset_config("smoke").hash() != preset_config("quick").hash()
+    with pytest.raises(ConfigError, match="did you mean 'quick'"):
+        preset_config("quik")
+
+
+def test_default_spec_has_the_notebook_arms():
+    spec = load_spec()
+    assert {"baseline", "no_scheduler", "no_bn", "notebook_no_bn", "alternating_bn"} <= set(spec.arm_names)
+    assert spec.config("notebook_no_bn", "full").bn_layers == (4,)
+    assert spec.config("no_bn", "full").bn_layers == ()
+    assert spec.config("no_scheduler", "full").scheduler == "none"
+    assert spec.config("baseline", "full") == Config()
+    assert spec.analysis.baseline == "baseline" and spec.analysis.margin == 0.5
+
+
+def test_set_overrides_base_but_not_arm_overrides():
+    spec = parse_spec({"name": "t", "arms": ARMS})
+    assert spec.config("no_bn", "smoke", {"epochs": 4, "bn": "all"}).bn_layers == ()
+    assert spec.config("baseline", "smoke", {"epochs": 4}).epochs == 4
+
+
+@pytest.mark.parametrize(("data", "message"), [
+    ({"name": "t", "arms": {}}, "needs at least one arm"),
+    ({"name": "t"}, "needs at least one arm"),
+    ({"name": "t", "arms": {"a": {"widht": 3}}}, r"unknown config key 'widht' in \[arms.a\].*did you mean 'width'"),
+    ({"name": "t", "arms": ARMS, "sedes": 3}, "unknown top-level key 'sedes'.*did you mean 'seeds'"),
+    ({"name": "t", "arms": ARMS, "seeds": 0}, "`seeds` must be an integer > 0"),
+    ({"name": "t", "arms": ARMS, "analysis": {"baseline": "basline"}}, "baseline 'basline' is not an arm.*did you mean 'baseline'"),
+    ({"name": "t", "arms": ARMS, "analysis": {"alpa": 0.1}}, "unknown key 'alpa' in \\[analysis\\]"),
+    ({"name": "t", "arms": ARMS, "analysis": {"metric": "loss"}}, "metric must be one of test_acc, val_acc"),
+    ({"name": "", "arms": ARMS}, "`name` must be a non-empty string"),
+    ({"name": "t", "arms": ARMS, "base": {"lr": "x"}}, r"`lr` must be a number"),
+])
+def test_spec_errors_list_valid_choices(data, message):
+    with pytest.raises(SpecError, match=message):
+        parse_spec(data)
+
+
+def test_arm_selection():
+    spec = parse_spec({"name": "t", "arms": ARMS})
+    assert spec.select("no_bn,baseline") == ("baseline", "no_bn")
+    with pytest.raises(SpecError, match="unknown arm 'no_nb'.*did you mean 'no_bn'.*arms in"):
+        spec.select("no_nb")
+    with pytest.raises(SpecError, match="--arms is empty"):
+        spec.select(" , ")
+
+
+def test_spec_file_errors(tmp_path):
+    bad = tmp_path / "bad.toml"
+    bad.write_text("name = [")
+    with pytest.raises(SpecError, match="not valid TOML"):
+        load_spec(bad)
+    with pytest.raises(SpecError, match="does not exist"):
+        load_spec(tmp_path / "missing.toml")
+
+
+def test_identity_changes_with_what_is_trained():
+    spec = parse_spec({"name": "t", "arms": ARMS})
+    assert spec.identity("smoke") == spec.identity("smoke")
+    assert spec.identity("smoke") != spec.identity("quick")
+    assert spec.identity("smoke") != spec.identity("smoke", {"epochs": 3})
