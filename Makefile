@@ -28,11 +28,11 @@ dry-run: install
 	$(PY) -m study.run --seeds $(SEEDS) --dry-run
 
 test: install
-	$(PY) -m ruff check study analysis tests
+	$(PY) -m ruff check study analysis tests benchmarks
 	$(PY) -m pytest
 
 test-all: install
 	$(PY) -m pytest -m "slow or not slow"
 
 lint: install
-	$(PY) -m ruff check study analysis tests
+	$(PY) -m ruff check study analysis tests benchmarks

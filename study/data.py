@@ -12,6 +12,7 @@ in well under 2 s. Each run records the fingerprint (sha256 of the decoded pixel
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import io
 import json
@@ -205,7 +206,7 @@ def _load_from(kind: str, path: Path, describe: str) -> Cifar10:
         arrays = _decode(kind, path)
         meta = {"fingerprint": _fingerprint(arrays), "source": describe, "kind": kind}
         _write_cache(target, arrays, meta)
-    return load_cache(target)
+    return dataclasses.replace(load_cache(target), source=describe)  # where it came from this time
 
 
 def describe_source(kind: str, path: Path) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import os
 import platform
 import subprocess
 import sys
@@ -23,7 +24,8 @@ def git_info() -> dict[str, object]:
                                capture_output=True, text=True, timeout=10, check=True).stdout.strip() != ""
         return {"git_commit": commit, "git_dirty": dirty}
     except (OSError, subprocess.SubprocessError):
-        return {"git_commit": "unknown", "git_dirty": None}
+        # A copy without .git (e.g. shipped to a GPU machine) can say where it came from.
+        return {"git_commit": os.environ.get("SEEDWISE_GIT_COMMIT", "unknown"), "git_dirty": None}
 
 
 @functools.cache

@@ -32,7 +32,7 @@ PREDICTIONS_FILE = "test_predictions.npy"
 RUN_COLUMNS = ["arm", "seed", "status", "test_acc", "val_acc", "train_acc", "train_loss", "epochs_run",
                "diverged_epoch", "n_bn", "bn_layers", "lr_final", "wall_time_s", "device", "precision",
                "threads", "config_hash", "init_hash", "data_fingerprint", "git_commit", "trial_number", "error"]
-EPOCH_COLUMNS = ["arm", "seed", "epoch", "lr", "train_loss", "train_acc", "val_acc", "test_acc"]
+EPOCH_COLUMNS = ["arm", "seed", "epoch", "lr", "train_loss", "train_acc", "val_acc", "test_acc", "train_seconds"]
 
 
 class StoreError(RuntimeError):
@@ -153,7 +153,7 @@ class RunStore:
                 "trial_number": t.number, "error": a.get("error"),
             })
             for e in ep:
-                epochs.append({"arm": a["arm"], "seed": a["seed"], **{k: e[k] for k in EPOCH_COLUMNS[2:]}})
+                epochs.append({"arm": a["arm"], "seed": a["seed"], **{k: e.get(k) for k in EPOCH_COLUMNS[2:]}})
         runs_df = pd.DataFrame(runs, columns=RUN_COLUMNS)
         epochs_df = pd.DataFrame(epochs, columns=EPOCH_COLUMNS)
         for df in (runs_df, epochs_df):  # NaN is a float: keep "not measured" out of accuracy columns

@@ -33,6 +33,7 @@ class EpochRecord:
     train_acc: float  # percent, on the augmented training batches as seen in training
     val_acc: float | None  # percent
     test_acc: float | None  # percent; None when the test set is scored only after the last epoch
+    train_seconds: float = 0.0  # wall time of this epoch's training steps (not evaluation)
 
 
 @dataclass(frozen=True)
@@ -128,6 +129,9 @@ def train_one(config: Config, seed: int, data: Cifar10, *, device: str | torch.d
     streams = stream_seeds(seed)
     g_order, g_aug = generator(seed, "order"), generator(seed, "augment")
 
+    if dev.type == "cuda":
+        torch.backends.cudnn.benchmark = True  # static shapes: pick the fastest conv algorithms once
+
     model = init_model(config, streams["init"])
     init_hash = weights_hash(model)
     model = model.to(dev, memory_format=torch.channels_last)
@@ -155,6 +159,7 @@ def train_one(config: Config, seed: int, data: Cifar10, *, device: str | torch.d
         perm = torch.randperm(n, generator=g_order).to(dev)
         flips = (torch.rand(n, generator=g_aug) < 0.5).to(dev) if config.flip else None
         model.train()
+        epoch_start = time.perf_counter()
         loss_sum = torch.zeros((), device=dev)
         correct = torch.zeros((), device=dev, dtype=torch.long)
         steps = 0
@@ -175,16 +180,17 @@ def train_one(config: Config, seed: int, data: Cifar10, *, device: str | torch.d
             steps += 1
         if scheduler is not None:
             scheduler.step()
-        train_loss = loss_sum.item() / steps
+        train_loss = loss_sum.item() / steps  # the epoch's one host sync
+        train_seconds = time.perf_counter() - epoch_start
         if not np.isfinite(train_loss):
             status, diverged_epoch = "diverged", epoch
-            records.append(EpochRecord(epoch, lr, train_loss, 100.0 * correct.item() / n, None, None))
+            records.append(EpochRecord(epoch, lr, train_loss, 100.0 * correct.item() / n, None, None, train_seconds))
             break
         val_acc, _ = accuracy(x_val, y_val)
         test_acc = None
         if config.test_every_epoch or epoch == config.epochs:
             test_acc, test_pred = accuracy(x_test, y_test)
-        record = EpochRecord(epoch, lr, train_loss, 100.0 * correct.item() / n, val_acc, test_acc)
+        record = EpochRecord(epoch, lr, train_loss, 100.0 * correct.item() / n, val_acc, test_acc, train_seconds)
         records.append(record)
         if on_epoch is not None:
             on_epoch(record)

@@ -1,0 +1,149 @@
+import numpy as np
+import pytest
+from scipy import stats
+from statsmodels.stats.multitest import multipletests
+from statsmodels.stats.oneway import anova_oneway
+
+from analysis import (
+    DegenerateDataWarning,
+    Family,
+    VerdictLabel,
+    compare,
+    compare_family,
+    omnibus,
+    seeds_needed,
+)
+
+BASE = np.array([75.0, 75.4, 74.7, 75.2, 74.9])
+# "a" alone is significant (Welch p = 0.028) but not after Holm over 3 arms.
+ARMS = {
+    "base": BASE,
+    "a": BASE[[1, 3, 0, 4, 2]] + 0.5 + np.array([0.1, -0.2, 0.15, 0.0, -0.05]),
+    "b": np.array([75.1, 74.8, 75.3, 74.9, 75.2]),
+    "c": np.array([74.6, 75.5, 75.0, 75.3, 74.8]),
+}
+
+
+def test_holm_matches_statsmodels_and_drives_verdicts():
+    fam = compare_family(ARMS, "base", paired=False, rng=0)
+    assert isinstance(fam, Family) and len(fam) == 3
+    raw = [c.primary.pvalue for c in fam.comparisons]
+    expected = multipletests(raw, alpha=0.05, method="holm")[1]
+    assert [c.p_adjusted for c in fam.comparisons] == pytest.approx(expected)
+    raw_eq = [c.equivalence.pvalue for c in fam.comparisons]
+    expected_eq = multipletests(raw_eq, alpha=0.05, method="holm")[1]
+    assert [c.equivalence.p_adjusted for c in fam.comparisons] == pytest.approx(expected_eq)
+
+    a = fam.get("a")
+    assert a.primary.pvalue == pytest.approx(0.0279058792, rel=1e-8)
+    assert a.primary.pvalue < 0.05 < a.p_adjusted
+    assert a.family_size == 3
+    assert a.verdict.label is VerdictLabel.INCONCLUSIVE
+    assert "Holm-adjusted over 3 comparisons" in a.verdict.reason
+    # the same comparison on its own is a family of one: significant
+    alone = compare(ARMS["a"], BASE, paired=False, rng=0)
+    assert alone.p_adjusted == alone.primary.pvalue
+    assert alone.verdict.label is VerdictLabel.BETTER
+    # seeds are planned at Holm's first-step level alpha/m
+    assert a.seeds_needed == seeds_needed(0.5, a.sd, paired=False, alpha=0.05 / 3)
+    assert a.seeds_needed > alone.seeds_needed
+    assert "Holm" in fam.correction and "3 primary-test p-values" in fam.correction
+    assert "'base'" in fam.correction
+
+
+def test_family_all_pairs():
+    fam = compare_family(ARMS, "base", paired=True, rng=np.random.default_rng(0), pairs="all")
+    assert len(fam) == 6
+    assert fam.pairs == "all"
+    # baseline is always the second member when it is in the pair
+    assert all(c.arm_name != "base" for c in fam.comparisons)
+    # other pairs keep the order of `arms`: diff = first - second
+    c = fam.get("a", "b")
+    assert c.diff == pytest.approx(ARMS["a"].mean() - ARMS["b"].mean())
+    assert c.paired
+    raw = [c.primary.pvalue for c in fam.comparisons]
+    assert [c.p_adjusted for c in fam.comparisons] == pytest.approx(
+        multipletests(raw, method="holm")[1])
+    assert "all 6 pairs" in fam.correction
+    with pytest.raises(KeyError):
+        fam.get("b", "a")
+
+
+def test_family_is_reproducible_and_order_independent_of_rng_use():
+    rng = np.random.default_rng(3)
+    arms = {k: rng.normal(75, 1, 12) for k in "xyz"}  # 12 vs 12: Monte Carlo permutations
+    f1 = compare_family(arms, "x", paired=False, rng=11, n_resamples=999)
+    f2 = compare_family(arms, "x", paired=False, rng=11, n_resamples=999)
+    assert [c.robustness[0].pvalue for c in f1.comparisons] == [
+        c.robustness[0].pvalue for c in f2.comparisons]
+
+
+def test_family_planted_better_and_worse():
+    rng = np.random.default_rng(8)
+    arms = {
+        "base": rng.normal(75, 0.3, 10),
+        "up": rng.normal(76.5, 0.3, 10),
+        "down": rng.normal(73.5, 0.3, 10),
+    }
+    fam = compare_family(arms, "base", paired=False, rng=0)
+    assert fam.get("up").verdict.label is VerdictLabel.BETTER
+    assert fam.get("down").verdict.label is VerdictLabel.WORSE
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"arms": {"a": [1.0, 2.0]}}, "at least 2 arm"),
+        ({"baseline": "nope"}, "`baseline` 'nope' is not a key"),
+        ({"baseline": None}, "`baseline` is required"),
+        ({"pairs": "some"}, "`pairs`"),
+    ],
+)
+def test_family_bad_input(kwargs, match):
+    kwargs = {"arms": ARMS, "baseline": "base", **kwargs}
+    with pytest.raises(ValueError, match=match):
+        compare_family(paired=False, rng=0, **kwargs)
+
+
+# --- omnibus -----------------------------------------------------------------
+
+
+def test_omnibus_welch_anova_matches_statsmodels():
+    groups = [ARMS[k] for k in ARMS]
+    r = omnibus(ARMS, paired=False)
+    ref = anova_oneway(groups, use_var="unequal")
+    assert r.name == "Welch's ANOVA"
+    assert r.pvalue == pytest.approx(ref.pvalue)
+    assert r.statistic == pytest.approx(ref.statistic)
+
+
+def test_omnibus_kruskal_and_friedman_match_scipy():
+    groups = [ARMS[k] for k in ARMS]
+    r = omnibus(groups, paired=False, method="kruskal")
+    assert r.pvalue == pytest.approx(stats.kruskal(*groups).pvalue)
+    f = omnibus(ARMS, paired=True)
+    assert f.name == "Friedman test"
+    assert f.pvalue == pytest.approx(stats.friedmanchisquare(*groups).pvalue)
+
+
+def test_omnibus_friedman_requirements():
+    with pytest.raises(ValueError, match="at least 3 groups"):
+        omnibus([BASE, BASE + 1], paired=True)
+    with pytest.raises(ValueError, match="same number of seeds"):
+        omnibus([BASE, BASE + 1, BASE[:4]], paired=True)
+    with pytest.raises(ValueError, match="`method`"):
+        omnibus([BASE, BASE + 1, BASE], paired=True, method="kruskal")
+
+
+def test_omnibus_zero_variance_falls_back_to_kruskal():
+    with pytest.warns(DegenerateDataWarning, match="Welch's ANOVA is undefined"):
+        r = omnibus({"a": [1.0, 1.0, 1.0], "b": [2.0, 2.5, 3.0]}, paired=False)
+    assert r.name == "Kruskal-Wallis test"
+    assert "fallback" in r.reason
+    assert np.isfinite(r.pvalue)
+
+
+def test_family_error_names_the_arms():
+    arms = {"base": BASE, "short": BASE[:4]}
+    with pytest.raises(ValueError, match="comparing arm 'short' with 'base'.*same length"):
+        compare_family(arms, "base", paired=True, rng=0)
