@@ -21,8 +21,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from study.config import PRESETS, Config, ConfigError, parse_assignment
-from study.data import DataError, load_cache, load_cifar10
+from study.data import DataError, load_cache, load_cifar10, test_indices
 from study.model import train_flops_per_image
 from study.provenance import provenance
 from study.spec import SpecError, StudySpec, load_spec
@@ -204,6 +206,9 @@ def run_all(plan: Plan, store: RunStore, todo: list[tuple[str, int]], data, devi
 
     attrs_common = {"data_fingerprint": data.fingerprint, "data_source": data.source, "preset": plan.preset,
                     "study_identity": plan.identity, **provenance()}
+    labels = plan.results_dir / "test_labels.npy"  # with the stored predictions: per-example correctness
+    if not labels.exists():
+        np.save(labels, data.test_y[test_indices(plan.configs[plan.arms[0]])].numpy().astype(np.uint8))
     progress = sys.stderr.isatty()
     bar = tqdm(total=len(todo), desc=plan.study_name, unit="run", disable=None if progress else True,
                position=0, dynamic_ncols=True)

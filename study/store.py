@@ -49,6 +49,17 @@ def redact(url: str) -> str:
         return url.split("@")[-1] if "@" in url else url
 
 
+def trial_predictions(artifacts: FileSystemArtifactStore, trial: optuna.trial.FrozenTrial) -> np.ndarray | None:
+    """The run's per-example test predictions (uint8 classes), or None if it stored none."""
+    for key, value in trial.system_attrs.items():
+        if key.startswith("artifacts:"):
+            meta = json.loads(value)
+            if meta["filename"] == PREDICTIONS_FILE:
+                with artifacts.open_reader(meta["artifact_id"]) as f:
+                    return np.load(io.BytesIO(f.read()), allow_pickle=False)  # never unpickle
+    return None
+
+
 class RunStore:
     def __init__(self, results_dir: Path, study_name: str, identity: str, arm_names: tuple[str, ...],
                  description: dict[str, Any], storage: str | None = None):
@@ -128,11 +139,7 @@ class RunStore:
                   {"status": "failed", "error": error, "traceback": traceback[-8000:], **attrs}, {}, {})
 
     def predictions(self, trial: optuna.trial.FrozenTrial) -> np.ndarray | None:
-        for key, value in trial.system_attrs.items():
-            if key.startswith("artifacts:") and json.loads(value)["filename"] == PREDICTIONS_FILE:
-                with self.artifacts.open_reader(json.loads(value)["artifact_id"]) as f:
-                    return np.load(io.BytesIO(f.read()), allow_pickle=False)
-        return None
+        return trial_predictions(self.artifacts, trial)
 
     def tables(self) -> tuple[pd.DataFrame, pd.DataFrame]:
         """Tidy tables: one row per run, one row per run-epoch. Failed runs are kept."""

@@ -1,0 +1,125 @@
+"""Input validation and the degenerate-data warning shared by all modules.
+
+Every public function validates its inputs here so that error messages name
+the offending parameter, and so that NaN handling is identical everywhere:
+NaN means "this seed/run is missing" and is dropped with a warning, while
++/-inf is always a bug upstream and raises.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from collections.abc import Sequence
+
+import numpy as np
+
+
+class DegenerateDataWarning(UserWarning):
+    """The data can be analysed, but only in a degraded way.
+
+    Raised for fewer than two values, zero variance, or dropped NaNs. The
+    affected result fields are set to ``None`` (never to a silent NaN) and the
+    same text is recorded in the result's ``notes``.
+    """
+
+
+def note(message: str, notes: list[str] | None = None, *, stacklevel: int = 3) -> None:
+    """Warn with `message` and also record it in `notes` (the result's notes)."""
+    warnings.warn(message, DegenerateDataWarning, stacklevel=stacklevel)
+    if notes is not None:
+        notes.append(message)
+
+
+def as_rng(rng: np.random.Generator | int | np.random.SeedSequence) -> np.random.Generator:
+    """Accept a Generator or a seed, as scipy does; `rng` is always explicit."""
+    return np.random.default_rng(rng)
+
+
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}" if n == 1 else f"{n} {word}s"
+
+
+def as_float_1d(values, name: str) -> np.ndarray:
+    """Convert to a 1-D float array; raise naming `name` if that is impossible."""
+    try:
+        arr = np.asarray(values, dtype=float)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"`{name}` must be a 1-D array of numbers") from exc
+    if arr.ndim != 1:
+        raise ValueError(f"`{name}` must be a 1-D array of numbers, got shape {arr.shape}")
+    if np.isinf(arr).any():
+        raise ValueError(f"`{name}` contains infinite values; fix them upstream")
+    return arr
+
+
+def require_n(arr: np.ndarray, name: str, min_n: int) -> None:
+    if arr.size < min_n:
+        raise ValueError(
+            f"`{name}` must contain at least {_plural(min_n, 'finite number')}, got {arr.size}"
+        )
+
+
+def clean_1d(values, name: str, notes: list[str], *, min_n: int = 1) -> np.ndarray:
+    """Drop NaNs (with a warning) and require at least `min_n` finite values."""
+    arr = as_float_1d(values, name)
+    nan = np.isnan(arr)
+    if nan.any():
+        note(f"dropped {_plural(int(nan.sum()), 'NaN value')} from `{name}`", notes, stacklevel=4)
+        arr = arr[~nan]
+    require_n(arr, name, min_n)
+    return arr
+
+
+def clean_pairs(
+    a, b, names: Sequence[str], notes: list[str], *, min_n: int = 2
+) -> tuple[np.ndarray, np.ndarray]:
+    """Paired data: equal lengths, and a pair is dropped if either side is NaN."""
+    x = as_float_1d(a, names[0])
+    y = as_float_1d(b, names[1])
+    if x.size != y.size:
+        raise ValueError(
+            f"`{names[0]}` and `{names[1]}` must have the same length when paired=True "
+            f"(seed i of one arm is paired with seed i of the other), got {x.size} and {y.size}"
+        )
+    nan = np.isnan(x) | np.isnan(y)
+    if nan.any():
+        note(
+            f"dropped {_plural(int(nan.sum()), 'seed pair')} with NaN in "
+            f"`{names[0]}` or `{names[1]}`",
+            notes,
+            stacklevel=4,
+        )
+        x, y = x[~nan], y[~nan]
+    if x.size < min_n:
+        raise ValueError(
+            f"`{names[0]}` and `{names[1]}` must contain at least "
+            f"{_plural(min_n, 'finite pair')}, got {x.size}"
+        )
+    return x, y
+
+
+def check_probability(value: float, name: str) -> float:
+    """Levels such as `alpha`, `power` and `confidence` must lie strictly in (0, 1)."""
+    if not (isinstance(value, (int, float, np.floating)) and 0.0 < float(value) < 1.0):
+        raise ValueError(f"`{name}` must be a number strictly between 0 and 1, got {value!r}")
+    return float(value)
+
+
+def check_positive(value: float, name: str) -> float:
+    if not (isinstance(value, (int, float, np.floating, np.integer)) and math.isfinite(value)
+            and value > 0):
+        raise ValueError(f"`{name}` must be a finite number > 0, got {value!r}")
+    return float(value)
+
+
+def check_count(value: int, name: str, *, minimum: int = 1) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
+        raise ValueError(f"`{name}` must be an integer >= {minimum}, got {value!r}")
+    return int(value)
+
+
+def check_bool(value: bool, name: str) -> bool:
+    if not isinstance(value, (bool, np.bool_)):
+        raise ValueError(f"`{name}` must be True or False, got {value!r}")
+    return bool(value)

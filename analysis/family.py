@@ -1,0 +1,229 @@
+"""Several arms at once: Holm-corrected verdicts and an omnibus test."""
+
+from __future__ import annotations
+
+import itertools
+import warnings
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
+
+import numpy as np
+from scipy import stats
+from statsmodels.stats.multitest import multipletests
+from statsmodels.stats.oneway import anova_oneway
+
+from ._checks import as_float_1d, as_rng, check_bool, check_probability, clean_1d, note
+from .comparison import Comparison, compare
+from .power import seeds_needed
+from .results import TestResult
+from .verdicts import decide
+
+
+@dataclass(frozen=True, kw_only=True)
+class Family:
+    """Comparisons whose verdicts were corrected together.
+
+    ``correction`` describes exactly which p-values formed each Holm family.
+    """
+
+    comparisons: tuple[Comparison, ...]
+    pairs: str  # "baseline" or "all"
+    baseline: str | None
+    paired: bool
+    alpha: float
+    margin: float
+    correction: str
+
+    def __len__(self) -> int:
+        return len(self.comparisons)
+
+    def get(self, arm: str, baseline: str | None = None) -> Comparison:
+        """The comparison ``arm - baseline`` (``baseline`` defaults to the family's)."""
+        baseline = self.baseline if baseline is None else baseline
+        for c in self.comparisons:
+            if (c.arm_name, c.baseline_name) == (arm, baseline):
+                return c
+        raise KeyError(f"no comparison of {arm!r} against {baseline!r} in this family")
+
+
+def compare_family(
+    arms: Mapping[str, object],
+    baseline: str | None = None,
+    *,
+    paired: bool,
+    rng,
+    alpha: float = 0.05,
+    margin: float = 0.5,
+    pairs: str = "baseline",
+    **compare_kwargs,
+) -> Family:
+    """Compare several arms and set Holm-corrected verdicts.
+
+    Parameters
+    ----------
+    arms : mapping name -> per-seed values
+    baseline : str
+        Name of the reference arm. Required for ``pairs="baseline"``. With
+        ``pairs="all"`` it only orients pairs (baseline always second).
+    pairs : {"baseline", "all"}
+        ``"baseline"``: every other arm vs the baseline (m = k-1 comparisons).
+        ``"all"``: every unordered pair (m = k(k-1)/2), ordered as in `arms`.
+    rng : numpy.random.Generator or int
+        Spawned into one independent stream per comparison, so a comparison's
+        Monte Carlo result does not depend on which other arms are present.
+    **compare_kwargs
+        Passed to `compare` (confidence, power, n_resamples, robustness).
+
+    Notes
+    -----
+    Two families are Holm-corrected separately with statsmodels
+    ``multipletests(method="holm")``, each controlling its familywise error at
+    `alpha`: the m primary-test p-values (claims of a difference) and the m
+    TOST p-values (claims of equivalence). Each comparison's ``p_adjusted``
+    and ``equivalence.p_adjusted`` hold the adjusted values and its verdict
+    uses them. ``seeds_needed`` is recomputed at alpha/m (Holm's first step,
+    so a conservative plan). Confidence intervals are not adjusted.
+    """
+    paired = check_bool(paired, "paired")
+    alpha = check_probability(alpha, "alpha")
+    if not isinstance(arms, Mapping) or len(arms) < 2:
+        raise ValueError("`arms` must be a mapping of at least 2 arm names to values")
+    if pairs not in ("baseline", "all"):
+        raise ValueError(f"`pairs` must be 'baseline' or 'all', got {pairs!r}")
+    if baseline is not None and baseline not in arms:
+        raise ValueError(f"`baseline` {baseline!r} is not a key of `arms`: {list(arms)}")
+    if pairs == "baseline":
+        if baseline is None:
+            raise ValueError("`baseline` is required when pairs='baseline'")
+        todo = [(name, baseline) for name in arms if name != baseline]
+        what = f"each of the {len(todo)} arms vs {baseline!r}"
+    else:
+        todo = [(b, a) if a == baseline else (a, b) for a, b in itertools.combinations(arms, 2)]
+        what = f"all {len(todo)} pairs of the {len(arms)} arms"
+
+    streams = as_rng(rng).spawn(len(todo))
+    raw = []
+    for (a, b), s in zip(todo, streams, strict=True):
+        try:
+            raw.append(compare(arms[a], arms[b], paired=paired, rng=s, alpha=alpha,
+                               margin=margin, arm_name=a, baseline_name=b, **compare_kwargs))
+        except ValueError as exc:  # say which arms; compare() calls them `arm`/`baseline`
+            raise ValueError(f"comparing arm {a!r} with {b!r}: {exc}") from exc
+    m = len(raw)
+    p_adj = multipletests([c.primary.pvalue for c in raw], alpha=alpha, method="holm")[1]
+    q_adj = multipletests([c.equivalence.pvalue for c in raw], alpha=alpha, method="holm")[1]
+
+    done = []
+    for c, p, q in zip(raw, p_adj, q_adj, strict=True):
+        needed = c.seeds_needed
+        if needed is not None and m > 1:
+            needed = seeds_needed(margin, c.sd, paired=paired, alpha=alpha / m, power=c.power)
+        c = replace(c, p_adjusted=float(p), family_size=m, seeds_needed=needed,
+                    equivalence=replace(c.equivalence, p_adjusted=float(q)))
+        done.append(replace(c, verdict=decide(c)))
+
+    correction = (
+        f"Holm (statsmodels multipletests method='holm') over the {m} primary-test p-values "
+        f"({what}); TOST equivalence p-values Holm-adjusted as a separate family of {m}; "
+        f"familywise error <= {alpha:g} within each family; confidence intervals unadjusted"
+    )
+    return Family(comparisons=tuple(done), pairs=pairs, baseline=baseline, paired=paired,
+                  alpha=alpha, margin=margin, correction=correction)
+
+
+def omnibus(groups, *, paired: bool, method: str | None = None) -> TestResult:
+    """Is there any difference among the arms?
+
+    Parameters
+    ----------
+    groups : mapping name -> values, or sequence of arrays
+    paired : bool
+        True when row i of every group comes from the same seed.
+    method : {None, "welch_anova", "kruskal", "friedman"}
+        Default: Welch's ANOVA (statsmodels ``anova_oneway(use_var="unequal")``)
+        when unpaired, for the same reasons Welch's t is the primary pairwise
+        test; ``"kruskal"`` for Kruskal-Wallis. Paired data need Friedman's
+        test (equal n, >= 3 groups).
+
+    Welch's ANOVA weights groups by 1/variance, so it is undefined when a
+    group has zero variance; it then falls back to Kruskal-Wallis with a
+    `DegenerateDataWarning`.
+    """
+    paired = check_bool(paired, "paired")
+    if isinstance(groups, Mapping):
+        names, values = list(map(str, groups)), list(groups.values())
+    elif isinstance(groups, Sequence) and not isinstance(groups, str):
+        names, values = [f"groups[{i}]" for i in range(len(groups))], list(groups)
+    else:
+        raise ValueError("`groups` must be a mapping or a sequence of 1-D arrays")
+    if method is None:
+        method = "friedman" if paired else "welch_anova"
+    allowed = ("friedman",) if paired else ("welch_anova", "kruskal")
+    if method not in allowed:
+        raise ValueError(f"`method` must be one of {allowed} when paired={paired}, "
+                         f"got {method!r}")
+
+    notes: list[str] = []
+    if paired:
+        if len(values) < 3:
+            raise ValueError("`groups` must contain at least 3 groups for Friedman's test; "
+                             "for 2 paired arms use compare(..., paired=True)")
+        rows = [as_float_1d(v, n) for v, n in zip(values, names, strict=True)]
+        sizes = {n: r.size for n, r in zip(names, rows, strict=True)}
+        if len(set(sizes.values())) != 1:
+            raise ValueError(f"`groups` must all have the same number of seeds when "
+                             f"paired=True, got {sizes}")
+        data = np.column_stack(rows)
+        keep = ~np.isnan(data).any(axis=1)
+        if not keep.all():
+            note(f"dropped {int((~keep).sum())} seed(s) with NaN in any group", notes)
+        data = data[keep]
+        if data.shape[0] < 2:
+            raise ValueError(f"`groups` must share at least 2 complete seeds, got {data.shape[0]}")
+        res = stats.friedmanchisquare(*data.T)
+        return TestResult(
+            name="Friedman test", statistic=float(res.statistic), pvalue=float(res.pvalue),
+            df=float(data.shape[1] - 1),
+            assumptions="seeds are independent blocks; within a seed, arms are ranked",
+            reason="omnibus for paired arms (equal n, >= 3 groups)",
+            method=f"scipy.stats.friedmanchisquare, {data.shape[0]} seeds x {data.shape[1]} arms",
+        )
+
+    if len(values) < 2:
+        raise ValueError("`groups` must contain at least 2 groups")
+    clean = [clean_1d(v, n, notes, min_n=2) for v, n in zip(values, names, strict=True)]
+    fallback = False
+    if method == "welch_anova":
+        flat = [n for n, g in zip(names, clean, strict=True) if np.ptp(g) == 0]
+        if flat:
+            fallback = True
+            note(f"zero variance in {flat}: Welch's ANOVA is undefined; "
+                 "used Kruskal-Wallis instead", notes)
+            method = "kruskal"
+    if method == "welch_anova":
+        res = anova_oneway(clean, use_var="unequal")
+        return TestResult(
+            name="Welch's ANOVA", statistic=float(res.statistic), pvalue=float(res.pvalue),
+            df=float(res.df_denom),
+            assumptions="each arm roughly normal; variances may differ",
+            reason="omnibus for independent arms (default, matches Welch's t)",
+            method=f"statsmodels anova_oneway(use_var='unequal'), df = "
+                   f"({res.df_num:g}, {res.df_denom:.3g})",
+        )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # all-identical data: handled below
+        res = stats.kruskal(*clean)
+    if not np.isfinite(res.pvalue):
+        note("all values are identical across groups: Kruskal-Wallis p set to 1", notes)
+        statistic, pvalue = 0.0, 1.0
+    else:
+        statistic, pvalue = float(res.statistic), float(res.pvalue)
+    return TestResult(
+        name="Kruskal-Wallis test", statistic=statistic, pvalue=pvalue,
+        df=float(len(clean) - 1),
+        assumptions="independent seeds; rank-based, no normality assumption",
+        reason="omnibus for independent arms (rank-based)" + (
+            "; fallback because a group has zero variance" if fallback else ""),
+        method="scipy.stats.kruskal",
+    )
+
