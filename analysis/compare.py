@@ -1,0 +1,115 @@
+"""`python -m analysis.compare`: do arms differ? From a study, or from two single-run numbers.
+
+    python -m analysis.compare results/<study>/runs.csv --metric test_acc --baseline baseline --json
+    python -m analysis.compare results/<study> --pairs all
+    python -m analysis.compare 75.49 74.08 --n-test 10000   # "is this single-run gap real?"
+
+Exit status: 0 answered, 2 bad input (one line on stderr).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+import warnings
+
+from .load import StudyNotFound, compare_arms, family_frame, load_study
+from .testset import single_run_gap
+
+
+def _is_number(text: str) -> bool:
+    try:
+        return math.isfinite(float(text))
+    except ValueError:
+        return False
+
+
+def parse_args(argv):
+    p = argparse.ArgumentParser(prog="python -m analysis.compare", description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("source", nargs="+", help="a study directory or its runs.csv; or two accuracies in percent")
+    p.add_argument("--metric", help="runs.csv column (default: the study's analysis plan, test_acc)")
+    p.add_argument("--baseline", help="reference arm (default: the study's baseline)")
+    p.add_argument("--pairs", choices=["baseline", "all"], default="baseline",
+                   help="compare every arm with the baseline (default) or every pair; Holm corrects over the family")
+    p.add_argument("--alpha", type=float, help="significance level (default: the study's, 0.05)")
+    p.add_argument("--margin", type=float, help="equivalence margin in metric units (default: the study's, 0.5)")
+    p.add_argument("--n-test", type=int, help="test-set size, for two single-run accuracies")
+    p.add_argument("--seed", type=int, default=0, help="seed of the permutation/bootstrap resampling")
+    p.add_argument("--json", action="store_true", help="one JSON object per comparison, one per line")
+    return p.parse_args(argv)
+
+
+def single_run(args) -> int:
+    if len(args.source) != 2:
+        raise ValueError("give exactly two accuracies, e.g. `75.49 74.08 --n-test 10000`")
+    if args.n_test is None:
+        raise ValueError("--n-test is required with two accuracies (the number of test images)")
+    a, b = (float(x) for x in args.source)
+    gap = single_run_gap(a, b, args.n_test, alpha=args.alpha or 0.05)
+    if args.json:
+        print(json.dumps({
+            "acc_a": gap.acc_a, "acc_b": gap.acc_b, "n_test": gap.n_test, "diff": gap.gap,
+            "ci_low": gap.ci_low, "ci_high": gap.ci_high, "test": gap.test_name, "statistic": gap.statistic,
+            "p_value": gap.pvalue, "statement": gap.statement,
+            "seeds_needed": [{"seed_sd": s.seed_sd, "per_run_sd": s.per_run_sd, "seeds_per_arm": s.seeds_per_arm}
+                             for s in gap.seeds_needed_for]}))
+        return 0
+    pct = int(round(100 * gap.confidence))
+    print(f"{a:.2f}% vs {b:.2f}% on {args.n_test:,} test images: gap {gap.gap:+.2f} points, "
+          f"{pct}% CI [{gap.ci_low:+.2f}, {gap.ci_high:+.2f}]")
+    print(f"{gap.test_name}: z = {gap.statistic:.2f}, p = {gap.pvalue:.3g}")
+    print(gap.statement)
+    print("\nSeeds per arm a study needs to resolve this gap (alpha 0.05, power 0.8, Welch), "
+          "if the seed-to-seed sd were:")
+    for s in gap.seeds_needed_for:
+        n = "-" if s.seeds_per_arm is None else str(s.seeds_per_arm)
+        print(f"  seed sd {s.seed_sd:.1f} points (per-run sd with test-set noise {s.per_run_sd:.2f}): {n} seeds per arm")
+    return 0
+
+
+def from_study(args) -> int:
+    study = load_study(args.source[0])
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        family = compare_arms(study, metric=args.metric, baseline=args.baseline, pairs=args.pairs,
+                              alpha=args.alpha, margin=args.margin, rng=args.seed)
+    metric = args.metric or study.plan["metric"]
+    frame = family_frame(family, metric)
+    for w in caught:
+        print(f"warning: {w.message}", file=sys.stderr)
+    if args.json:
+        for row in frame.to_dict(orient="records"):
+            print(json.dumps(row))
+        return 0
+    print(f"{study.path.name}: {metric}, {family.correction}")
+    for row in frame.itertuples():
+        print(f"\n{row.arm} - {row.baseline}: {row.diff:+.2f} [{row.ci_low:+.2f}, {row.ci_high:+.2f}] "
+              f"(n {row.n_arm} vs {row.n_baseline}, {'paired' if row.paired else 'unpaired'}); "
+              f"{row.effect_size_name} = {_fmt(row.effect_size)}; P(improvement) = {row.prob_improvement:.2f}")
+        print(f"  {row.test}: p = {row.p_value:.3g}, Holm-adjusted p = {row.p_adjusted:.3g}")
+        print(f"  verdict: {row.verdict.upper()}: {row.verdict_reason}")
+    return 0
+
+
+def _fmt(v):
+    return "n/a" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:+.2f}"
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    try:
+        if all(_is_number(s) for s in args.source):
+            return single_run(args)
+        if len(args.source) != 1:
+            raise ValueError("give one study directory (or runs.csv), or two accuracies")
+        return from_study(args)
+    except (StudyNotFound, ValueError, KeyError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
