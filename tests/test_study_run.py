@@ -3,6 +3,7 @@
 import json
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
@@ -124,11 +125,12 @@ def test_sigint_stops_cleanly_and_rerun_continues(tmp_path):
         dirs = list(tmp_path.iterdir())
         if dirs and (dirs[0] / "study.db").exists():
             db = dirs[0]
-            import sqlite3
-
-            with sqlite3.connect(db / "study.db") as con:
-                if con.execute("select count(*) from trials").fetchone()[0] >= 2:
-                    break
+            try:
+                with sqlite3.connect(db / "study.db") as con:
+                    if con.execute("select count(*) from trials").fetchone()[0] >= 2:
+                        break
+            except sqlite3.OperationalError:  # the schema is still being created
+                pass
         time.sleep(0.5)
     proc.send_signal(signal.SIGINT)
     out, err = proc.communicate(timeout=60)
