@@ -141,7 +141,7 @@ def _effect_at(paired: bool, n: int, alpha: float, power: float) -> float:
         es = _analysis(paired).solve_power(effect_size=None, alpha=alpha, power=power,
                                            **{key: n})
     if np.isfinite(es):
-        return float(es)
+        return float(np.asarray(es).item())
     # Very small n needs a very large effect; bracket it ourselves.
     hi = 1.0
     while _power(paired, hi, n, alpha) < power:

@@ -1,0 +1,993 @@
+"""`python -m analysis.report results/<study>`: the study's report, from its stored results.
+
+    python -m analysis.report results/notebook-ablation-quick            # -> paper/<study>/
+    python -m analysis.report results/notebook-ablation-quick --out DIR  # elsewhere
+    python -m analysis.report results/my-study --no-note                 # leave Optuna alone
+
+Writes ``report.md``, a self-contained ``report.html`` (figures embedded as base64 PNG),
+``figures/*.png`` and ``tables/*.tex`` (booktabs) + ``tables/*.md``, and saves the results table
+as a note on the Optuna study (shown by optuna-dashboard) when its storage can be opened.
+Every number in the text is computed here from the stored runs, never typed by hand.
+
+`build_report` computes everything and returns a `Report` (figures, tables, text) without
+touching the disk; only `write_report` and `main` write. Exit status: 0 written, 2 bad input
+(one line on stderr).
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import contextlib
+import hashlib
+import html
+import io
+import json
+import math
+import re
+import sys
+import warnings
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from importlib import metadata
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+
+from . import figures as F  # noqa: E402
+from . import tables as T  # noqa: E402
+from .family import Family, omnibus  # noqa: E402
+from .load import StudyData, StudyNotFound, arm_frame, compare_arms, family_frame, load_study  # noqa: E402
+from .testset import binomial_ci, two_level_bootstrap  # noqa: E402
+
+__all__ = ["Report", "build_report", "integrity_checks", "main", "render_html",
+           "render_markdown", "write_report"]
+
+ACCURACY_SIZE = {"test_acc": "test_size", "val_acc": "val_size"}  # metric -> config key of n
+LR_KEYS = ("lr", "scheduler", "step_size", "gamma", "epochs")
+
+
+# --- report structure -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Heading:
+    text: str
+    level: int = 2
+
+
+@dataclass(frozen=True)
+class Para:
+    text: str  # inline Markdown: **bold**, `code`
+
+
+@dataclass(frozen=True)
+class Bullets:
+    items: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class TableRef:
+    name: str
+
+
+@dataclass(frozen=True)
+class FigureRef:
+    name: str
+
+
+@dataclass
+class Report:
+    """Everything the report shows; `render_markdown` / `render_html` turn it into text."""
+
+    study: str
+    title: str
+    blocks: list = field(default_factory=list)
+    figures: dict[str, tuple[plt.Figure, str]] = field(default_factory=dict)  # name -> (fig, caption)
+    tables: dict[str, tuple[pd.DataFrame, str]] = field(default_factory=dict)  # name -> (df, caption)
+    note: str = ""  # Markdown for the Optuna study note
+    families: dict[str, Family] = field(default_factory=dict)
+    integrity: dict = field(default_factory=dict)
+
+    def close(self) -> None:
+        for fig, _ in self.figures.values():
+            plt.close(fig)
+
+
+# --- integrity --------------------------------------------------------------------------------
+
+
+def _config_key(config: Mapping | None) -> str | None:
+    return None if config is None else json.dumps(config, sort_keys=True)
+
+
+def _config_hash(config: Mapping) -> str:
+    """The hash `study.config.Config.hash` gives the same resolved config."""
+    return hashlib.sha256(json.dumps(dict(config), sort_keys=True).encode()).hexdigest()[:12]
+
+
+def _lr_schedules(epochs: pd.DataFrame) -> dict[str, dict]:
+    """arm -> {"schedule": ((epoch, (lr, ...)), ...), "consistent": bool, "seeds": n}."""
+    out: dict[str, dict] = {}
+    if epochs.empty or not {"arm", "seed", "epoch", "lr"} <= set(epochs.columns):
+        return out
+    data = epochs[["arm", "seed", "epoch", "lr"]].copy()
+    data["lr"] = pd.to_numeric(data["lr"], errors="coerce")
+    for arm, sel in data.groupby("arm", sort=False):
+        sched, consistent = [], True
+        for epoch, grp in sel.groupby("epoch", sort=True):
+            vals = tuple(sorted({float(f"{v:.12g}") for v in grp["lr"].dropna()}))
+            consistent &= len(vals) <= 1
+            sched.append((int(epoch), vals))
+        out[str(arm)] = {"schedule": tuple(sched), "consistent": consistent,
+                         "seeds": int(sel["seed"].nunique())}
+    return out
+
+
+def _groups(keys: Mapping[str, object]) -> list[list[str]]:
+    by: dict[object, list[str]] = {}
+    for arm, key in keys.items():
+        if key is not None:
+            by.setdefault(key, []).append(arm)
+    return [g for g in by.values() if len(g) > 1]
+
+
+def integrity_checks(runs: pd.DataFrame, epochs: pd.DataFrame, meta: Mapping,
+                     arms: Sequence[str]) -> dict:
+    """Did the arms run what they say they ran?
+
+    Returns a dict with ``flags`` (list of sentences, empty when all is well), ``checks``
+    (sentences describing what was verified and passed), and the ``bn`` and ``excluded``
+    tables. Checks:
+
+    * arms whose resolved configuration (study.json) AND per-epoch effective lr sequence are
+      identical: "these arms ran the same thing" (comparing them tests nothing);
+    * arms with identical configurations but different effective lr (non-determinism, or code
+      changed between runs);
+    * arms whose effective lr sequences are identical although their configurations ask for
+      different schedules (the notebook's bug: a scheduler on an optimizer that never steps),
+      and any arm whose effective lr departs from its configured schedule;
+    * runs whose recorded config hash is not the hash of their arm's configuration in
+      study.json (results from another version of the spec);
+    * BatchNorm layers actually built vs those the configuration asks for;
+    * failed and diverged runs.
+    """
+    specs = meta.get("arms", {}) if meta else {}
+    configs = {a: specs.get(a, {}).get("config") for a in arms}
+    lr = _lr_schedules(epochs)
+    flags: list[str] = []
+    checks: list[str] = []
+
+    # 1. same configuration (from study.json; else the runs' config hashes)
+    if any(c is not None for c in configs.values()):
+        cfg_keys = {a: _config_key(c) for a, c in configs.items()}
+        source = "resolved configuration in study.json"
+    else:
+        cfg_keys = {a: tuple(sorted(set(runs.loc[runs["arm"] == a, "config_hash"].dropna())))
+                    or None for a in arms}
+        source = "recorded config hash"
+    sched_keys = {a: lr[a]["schedule"] if a in lr else None for a in arms}
+    same_thing = []
+    for group in _groups(cfg_keys):
+        scheds = {sched_keys[a] for a in group}
+        if len(scheds) == 1:
+            same_thing.append(group)
+            what = ("identical per-epoch effective learning rates" if None not in scheds
+                    else "no learning-rate record to tell them apart")
+            flags.append(f"**These arms ran the same thing:** {', '.join(f'`{a}`' for a in group)} "
+                         f"have the same {source} and {what}; comparing them tests nothing.")
+        else:
+            flags.append(f"Arms {', '.join(f'`{a}`' for a in group)} have the same {source} but "
+                         "different effective learning rates: the runs are not reproducible or the "
+                         "code changed between them.")
+    if not _groups(cfg_keys):
+        checks.append(f"No two arms share a {source}.")
+
+    # 2. effective lr vs configured lr, and identical effective schedules across configs
+    mismatch = []
+    for arm in arms:
+        if arm not in lr or configs.get(arm) is None:
+            continue
+        epochs_run = [e for e, _ in lr[arm]["schedule"]]
+        want = F.configured_lr(configs[arm], epochs_run)
+        if want is None:
+            continue
+        got = lr[arm]["schedule"]
+        bad = [e for (e, vals), w in zip(got, want, strict=True)
+               if any(not math.isclose(v, w, rel_tol=1e-6, abs_tol=1e-12) for v in vals)]
+        if bad:
+            mismatch.append(arm)
+            flags.append(f"`{arm}`: the learning rate read from the optimizer differs from the "
+                         f"schedule its configuration asks for at epoch(s) "
+                         f"{T.seed_ranges(bad)} (is the scheduler attached to the optimizer "
+                         "that steps?).")
+    for group in _groups(sched_keys):
+        wanted = set()
+        for a in group:
+            cfg = configs.get(a)
+            w = F.configured_lr(cfg, [e for e, _ in lr[a]["schedule"]]) if cfg else None
+            wanted.add(None if w is None else tuple(np.round(w, 12)))
+        if len(wanted) > 1 and None not in wanted:
+            flags.append(f"Arms {', '.join(f'`{a}`' for a in group)} ran identical effective "
+                         "learning rates although their configurations ask for different "
+                         "schedules: the schedule ablation did not happen.")
+    inconsistent = [a for a in arms if a in lr and not lr[a]["consistent"]]
+    for a in inconsistent:
+        flags.append(f"`{a}`: the seeds of this arm used different learning rates at the same "
+                     "epoch.")
+    if lr and not mismatch:
+        checks.append("Every arm's effective learning rate (read from the optimizer each epoch) "
+                      "matches the schedule its configuration asks for.")
+    if not lr:
+        checks.append("No per-epoch learning rates recorded: schedules cannot be checked.")
+
+    # 3. recorded config hashes vs study.json
+    stale = []
+    if "config_hash" in runs:
+        for arm in arms:
+            cfg = configs.get(arm)
+            if cfg is None:
+                continue
+            want = _config_hash(cfg)
+            got = runs.loc[(runs["arm"] == arm) & runs["config_hash"].notna()]
+            off = got[got["config_hash"].astype(str) != want]
+            if len(off):
+                stale.append(arm)
+                flags.append(f"`{arm}`: {len(off)} run(s) (seeds {T.seed_ranges(off['seed'])}) "
+                             f"were trained with config hash "
+                             f"{', '.join(sorted(set(off['config_hash'].astype(str))))}, not "
+                             f"{want} from study.json.")
+        if not stale and any(c is not None for c in configs.values()):
+            checks.append("Every run's recorded config hash matches its arm's configuration in "
+                          "study.json.")
+
+    # 4. BatchNorm actually built
+    bn = T.bn_table(runs, meta or {}, arms) if "n_bn" in runs else pd.DataFrame()
+    if len(bn):
+        wrong = bn[bn["matches"] == "NO"]
+        for _, r in wrong.iterrows():
+            flags.append(f"`{r['arm']}`: configured bn {r['configured bn']} should give "
+                         f"BatchNorm after convs {r['expected layers']}, but the runs built "
+                         f"{r['BN after convs (runs)']} ({r['n_bn (runs)']} layers).")
+        if wrong.empty:
+            checks.append("Every arm's models contain exactly the BatchNorm layers its "
+                          "configuration asks for (table below).")
+
+    # 5. pairing: same seed, same initial weights across arms?
+    if {"init_hash", "seed"} <= set(runs.columns):
+        ok = runs[runs["arm"].isin(arms) & runs["init_hash"].notna()]
+        per_seed = ok.groupby("seed")["init_hash"].nunique()
+        if len(per_seed) and len(set(ok["arm"])) > 1:
+            shared = per_seed[per_seed == 1].index.tolist()
+            if len(shared) == len(per_seed):
+                checks.append(f"Pairing: for each of the {len(per_seed)} seeds, every arm started "
+                              "from the same initial weights (same init hash).")
+            else:
+                differ = per_seed[per_seed > 1].index.tolist()
+                checks.append(f"Pairing: initial weights differ across arms for seeds "
+                              f"{T.seed_ranges(differ)} (expected where architectures differ in "
+                              "parameter shapes; data order and flips are still shared).")
+
+    excluded = T.excluded_runs_table(runs[runs["arm"].isin(arms)]) if len(runs) else \
+        T.excluded_runs_table(runs)
+    return {"flags": flags, "checks": checks, "bn": bn, "excluded": excluded,
+            "same_thing": same_thing, "lr_mismatch": mismatch, "stale_config": stale}
+
+
+# --- provenance -------------------------------------------------------------------------------
+
+
+def _redact(url: str | None) -> str | None:
+    if not url:
+        return url
+    return re.sub(r"(://[^:/@]+):[^@]*@", r"\1:***@", url)
+
+
+def _counts(series: pd.Series) -> str:
+    vals = series.dropna().astype(str)
+    if vals.empty:
+        return "not recorded"
+    c = vals.value_counts()
+    if len(c) == 1:
+        return f"{c.index[0]} (all {int(c.iloc[0])} runs)"
+    return "; ".join(f"{k} ({int(v)} runs)" for k, v in c.items())
+
+
+def _stored_attrs(study: StudyData) -> tuple[list[dict], str | None]:
+    """User attributes of the study's Optuna trials (versions, dirty flag, data source)."""
+    url = study.storage_url
+    if not url:
+        return [], "no Optuna storage found"
+    try:
+        import optuna
+
+        optuna.logging.set_verbosity(optuna.logging.WARNING)
+        st = optuna.load_study(study_name=study.meta.get("study", study.path.name), storage=url)
+        return [t.user_attrs for t in st.get_trials(deepcopy=False)], None
+    except Exception as e:  # any storage problem: report it, never fail the report
+        return [], f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
+
+
+def _analysis_versions() -> str:
+    out = [f"python {sys.version.split()[0]}"]
+    for name in ("seedwise", "numpy", "scipy", "statsmodels", "pandas", "matplotlib", "seaborn",
+                 "optuna"):
+        with contextlib.suppress(metadata.PackageNotFoundError):
+            out.append(f"{name} {metadata.version(name)}")
+    return ", ".join(out)
+
+
+def provenance_table(study: StudyData, arms: Sequence[str]) -> tuple[pd.DataFrame, str | None]:
+    runs = study.runs[study.runs["arm"].isin(arms)] if len(study.runs) else study.runs
+    meta = study.meta
+    attrs, problem = _stored_attrs(study)
+    rows = [("study", meta.get("study", study.path.name)),
+            ("spec", f"{meta.get('spec_name', 'n/a')}: {meta.get('spec_source', 'source n/a')}"),
+            ("spec identity", meta.get("identity", "n/a")),
+            ("preset", meta.get("preset", "n/a")),
+            ("global overrides (--set)", json.dumps(meta.get("set", {})) if meta.get("set")
+             else "none")]
+    for col, name in (("git_commit", "git commit"), ("device", "device"),
+                      ("precision", "precision"), ("threads", "threads per run"),
+                      ("data_fingerprint", "data fingerprint (sha256)")):
+        if col in runs:
+            rows.append((name, _counts(runs[col])))
+    if attrs:
+        dirty = {a.get("git_dirty") for a in attrs if "git_dirty" in a}
+        if dirty:
+            rows.append(("uncommitted changes when run", ", ".join(
+                "yes" if d else "no" if d is False else "unknown" for d in sorted(dirty, key=str))))
+        sources = sorted({str(a["data_source"]) for a in attrs if a.get("data_source")})
+        if sources:
+            rows.append(("data source", "; ".join(sources)))
+        versions = sorted({json.dumps(a["versions"], sort_keys=True) for a in attrs
+                           if isinstance(a.get("versions"), dict)})
+        for i, v in enumerate(versions):
+            d = json.loads(v)
+            label = "versions (training)" + (f" #{i + 1}" if len(versions) > 1 else "")
+            rows.append((label, ", ".join(f"{k} {d[k]}" for k in sorted(d))))
+    else:
+        rows.append(("versions (training)", f"not available ({problem})"))
+    if "wall_time_s" in runs:
+        total = pd.to_numeric(runs["wall_time_s"], errors="coerce").sum()
+        rows.append(("total training time", f"{total / 3600:.2f} h over {len(runs)} runs"))
+    rows.append(("storage", _redact(meta.get("storage") or study.storage_url) or "n/a"))
+    rows.append(("analysis versions", _analysis_versions()))
+    return pd.DataFrame(rows, columns=["item", "value"]), problem
+
+
+# --- the computation --------------------------------------------------------------------------
+
+
+def _finite(x) -> bool:
+    return x is not None and isinstance(x, int | float | np.floating) and math.isfinite(x)
+
+
+def _arms_with(runs: pd.DataFrame, arms: Sequence[str], metric: str, minimum: int) -> list[str]:
+    if runs.empty or metric not in runs:
+        return []
+    ok = runs[runs["status"] == "complete"]
+    vals = pd.to_numeric(ok[metric], errors="coerce")
+    n = ok[np.isfinite(vals.to_numpy(dtype=float))].groupby("arm").size()
+    return [a for a in arms if int(n.get(a, 0)) >= minimum]
+
+
+def _unique(items) -> list[str]:
+    return list(dict.fromkeys(i for i in items if i))
+
+
+def _compare(study, **kw) -> tuple[Family | None, list[str]]:
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            fam = compare_arms(study, **kw)
+        except ValueError as e:
+            return None, [str(e)]
+    return fam, _unique(str(w.message) for w in caught)
+
+
+def _testset_table(study: StudyData, fam: Family | None, baseline: str, rng) -> pd.DataFrame | None:
+    """Per comparison with the baseline: the seed-only t CI next to the two-level bootstrap CI
+    (seeds, then the test images), from the stored per-example predictions; None without them."""
+    if fam is None or not fam.comparisons:
+        return None
+    try:
+        base = study.correct_matrix(baseline)
+    except Exception:  # unreadable artifacts: the report says predictions are unavailable
+        return None
+    if base is None:
+        return None
+    gen = np.random.default_rng(rng)
+    rows = []
+    for c in fam.comparisons:
+        try:
+            arm = study.correct_matrix(c.arm_name)
+        except Exception:
+            arm = None
+        if arm is None:
+            continue
+        (sa, ma), (sb, mb) = arm, base
+        if fam.paired:
+            common = sorted(set(sa) & set(sb))
+            if len(common) < 2:
+                continue
+            ma = ma[[sa.index(s) for s in common]]
+            mb = mb[[sb.index(s) for s in common]]
+        if len(ma) < 2 or len(mb) < 2:
+            continue
+        two = two_level_bootstrap(ma, mb, paired=fam.paired, rng=gen)
+        seeds = two_level_bootstrap(ma, mb, paired=fam.paired, rng=gen, resample_examples=False)
+        rows.append({"arm": c.arm_name, f"Δ vs {baseline}": T.fmt_num(two.estimate, signed=True),
+                     "t CI (seeds)": T.fmt_ci(c.ci_low, c.ci_high, signed=True),
+                     "bootstrap CI (seeds)": T.fmt_ci(seeds.low, seeds.high, signed=True),
+                     "bootstrap CI (seeds + test images)": T.fmt_ci(two.low, two.high,
+                                                                    signed=True),
+                     "widening by test images": f"×{(two.high - two.low) / (seeds.high - seeds.low):.2f}"
+                     if seeds.high > seeds.low else "n/a"})
+    return pd.DataFrame(rows) if rows else None
+
+
+def _count(n: int, word: str) -> str:
+    return f"{n} {word}" if n == 1 else f"{n} {word}s"
+
+
+def _label(metric: str) -> str:
+    return F.METRIC_LABELS.get(metric, metric)
+
+
+def _join(names: Sequence[str]) -> str:
+    names = [f"`{n}`" for n in names]
+    return names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]
+
+
+def build_report(study: StudyData, *, rng=0) -> Report:
+    """Compute every table, figure and sentence of the report (nothing is written)."""
+    meta = study.meta or {}
+    plan = study.plan
+    metric, baseline = plan["metric"], plan["baseline"]
+    alpha, margin = float(plan["alpha"]), float(plan["margin"])
+    runs, epochs = study.runs, study.epochs
+    arms = study.arms()
+    name = meta.get("study", study.path.name)
+    palette = F.arm_palette(arms)
+    rep = Report(study=name, title=f"Ablation report: {name}")
+    B = rep.blocks.append
+    notes: list[str] = []
+
+    # statistics
+    summary = arm_frame(study, metric) if arms else pd.DataFrame(
+        columns=["arm", "n", "failed", "diverged", "mean", "sd", "median", "ci_low", "ci_high"])
+    analysable = _arms_with(runs, arms, metric, 2)
+    skipped = [a for a in arms if a not in analysable]
+    fam = fam_all = None
+    if baseline in analysable and len(analysable) >= 2:
+        fam, w = _compare(study, metric=metric, baseline=baseline, alpha=alpha, margin=margin,
+                          rng=rng, arms=analysable)
+        notes += w
+        if len(analysable) >= 3:
+            fam_all, w = _compare(study, metric=metric, baseline=baseline, alpha=alpha,
+                                  margin=margin, rng=rng, arms=analysable, pairs="all")
+            notes += w
+    frame = family_frame(fam, metric) if fam else pd.DataFrame(
+        columns=["arm", "baseline", "diff", "ci_low", "ci_high", "p_value", "p_adjusted",
+                 "effect_size", "effect_size_name", "verdict", "verdict_reason"])
+    frame_all = family_frame(fam_all, metric) if fam_all else None
+    if fam:
+        rep.families["baseline"] = fam
+    if fam_all:
+        rep.families["all"] = fam_all
+    integ = integrity_checks(runs, epochs, meta, arms)
+    rep.integrity = integ
+
+    # 1. question and design
+    B(Para(f"Study `{name}` ({meta.get('spec_name', 'spec n/a')}, preset "
+           f"`{meta.get('preset', 'n/a')}`). Generated by `python -m analysis.report` from "
+           f"`{study.path}`; every number below is computed from the stored runs."))
+    B(Heading("1. Question and design"))
+    if meta.get("description"):
+        B(Para(" ".join(str(meta["description"]).split())))
+    n_complete = int((runs["status"] == "complete").sum()) if len(runs) else 0
+    design = T.design_table(runs, meta, arms)
+    specs = meta.get("arms", {})
+    design.insert(1, "overrides (spec)", [
+        ", ".join(f"{k} = {json.dumps(v)}" for k, v in specs.get(a, {}).get("overrides", {}).items())
+        or "none" for a in arms])
+    rep.tables["design"] = (design, "Arms of the study: overrides as written in the spec and the "
+                            "resulting change of the resolved configuration from the baseline.")
+    seeds_all = sorted(set(runs["seed"])) if len(runs) else []
+    per_arm = runs[runs["status"] == "complete"].groupby("arm")["seed"].apply(
+        lambda s: tuple(sorted(s))) if len(runs) else pd.Series(dtype=object)
+    equal = len({per_arm.get(a, ()) for a in arms}) <= 1
+    if fam is not None:
+        pairing = ("**paired**: every compared arm has complete runs for the same seeds, and seed "
+                   "*i* of every arm shares data order, flips and (where shapes match) initial "
+                   "weights, so each comparison uses per-seed differences" if fam.paired else
+                   "**unpaired** (Welch): the arms have fewer than two complete seeds in common")
+    else:
+        pairing = "no comparison could be made (see Results)"
+    base_cfg = specs.get(baseline, {}).get("config")
+    B(Para(f"**Metric:** {_label(metric)} (`{metric}`). **Baseline:** `{baseline}`. "
+           f"**Significance level:** α = {alpha:g}. **Equivalence margin:** ±{margin:g} points. "
+           f"**Arms:** {len(arms)}. **Seeds:** {T.seed_ranges(seeds_all)} "
+           + ("(the same complete seeds in every arm)" if equal else
+              "(unequal across arms: " + "; ".join(
+                  f"`{a}` {T.seed_ranges(per_arm.get(a, ()))}" for a in arms) + ")")
+           + f"; {n_complete} complete runs of {len(runs)}. **Design:** {pairing}."))
+    if base_cfg:
+        B(Para("**Baseline configuration:** " + ", ".join(
+            f"{k}={T._value(v)}" for k, v in base_cfg.items())
+            + (f". Applied to every arm by `--set`: {json.dumps(meta['set'])}"
+               if meta.get("set") else "") + "."))
+    B(TableRef("design"))
+
+    # 2. results
+    B(Heading("2. Results"))
+    results = T.results_table(summary, frame, baseline=baseline, alpha=alpha)
+    test_name = fam.comparisons[0].primary.name if fam and fam.comparisons else "primary test"
+    rep.tables["results"] = (results, (
+        f"{_label(metric).capitalize()} per arm: n complete runs, mean and 95% t interval over "
+        f"seeds; difference from `{baseline}` with its 95% CI ({test_name}, unadjusted), effect "
+        f"size, {test_name} p and Holm-adjusted p (* = below α = {alpha:g}), verdict."))
+    if summary.empty or n_complete == 0:
+        B(Para("**No complete runs yet**: there is nothing to analyse. Run `python -m study.run` "
+               "to add runs, then rerun this report."))
+    elif fam is None:
+        why = (f"the baseline `{baseline}` has fewer than two complete runs"
+               if baseline not in analysable else "only one arm has at least two complete runs")
+        B(Para(f"No comparisons: {why}. Per-arm summaries only."))
+    if integ["flags"]:
+        B(Para(f"⚠ **Integrity: {_count(len(integ['flags']), 'problem')} found** (section 5); "
+               "read these results with them in mind. " + integ["flags"][0]
+               + (" …" if len(integ["flags"]) > 1 else "")))
+    B(TableRef("results"))
+    if "n in Δ" in results:
+        B(Para("*n in Δ*: the seeds behind each difference, where fewer than the arm's complete "
+               "runs: a paired comparison uses only the seeds complete in every compared arm "
+               "(see the notes under Methods)."))
+    if fam is not None:
+        B(Bullets(tuple(f"**`{c.arm_name}`: {c.verdict.label}.** {c.verdict.reason}"
+                        for c in fam.comparisons)))
+    if skipped:
+        B(Para("Not compared (fewer than two complete runs): " + _join(skipped) + "."))
+    if frame_all is not None:
+        rep.tables["pairs"] = (T.pairs_table(frame_all, alpha=alpha),
+                               f"All pairs of arms (first minus second), {test_name}, p "
+                               f"Holm-adjusted over the {len(frame_all)} pairs as their own "
+                               "family (* = below α).")
+        B(Para(f"**All pairs.** The {len(frame_all)} pairwise comparisons, Holm-corrected as "
+               "a family of their own (so their p-values differ from the table above):"))
+        B(TableRef("pairs"))
+
+    # 3. figures
+    B(Heading("3. Figures"))
+    configs = {a: specs[a]["config"] for a in arms if specs.get(a, {}).get("config")}
+    dist_extra = ""
+    if len(summary):
+        flat = [r for _, r in summary.iterrows()
+                if r["n"] and r["n"] > 1 and _finite(r["sd"]) and r["sd"] < 0.05]
+        for r in flat:
+            dist_extra += (f" `{r['arm']}` barely varies across seeds (mean {r['mean']:.2f}, "
+                           f"sd {r['sd']:.3f} points): check whether its runs learned at all "
+                           "(chance level is 100 / number of classes).")
+    rep.figures["distribution"] = (
+        F.distribution_figure(runs, metric=metric, arms=arms, baseline=baseline,
+                              palette=palette),
+        f"{_label(metric).capitalize()} of every complete run (points, one per seed) and each "
+        f"arm's mean with its 95% t interval (black).{dist_extra}")
+    rep.figures["learning_curves"] = (
+        F.learning_curves_figure(epochs, runs=runs, arms=arms, palette=palette),
+        "Validation accuracy and training loss per epoch: mean over the complete runs of each "
+        "arm and its 95% t band over seeds.")
+    lr_caption = ("Learning rate read from the optimizer that stepped, per epoch (one line per "
+                  "seed), against the schedule each arm's configuration asks for (dashed). ")
+    lr_caption += ("Effective and configured schedules agree for every arm."
+                   if not integ["lr_mismatch"] else
+                   "They DISAGREE for " + _join(integ["lr_mismatch"]) + " (see Integrity).")
+    rep.figures["lr_schedule"] = (
+        F.lr_schedule_figure(epochs, arms=arms, configs=configs, palette=palette), lr_caption)
+    if fam is not None:
+        rep.figures["forest"] = (
+            F.forest_figure(frame, margin=margin, baseline=baseline, metric=metric),
+            f"Difference of each arm from `{baseline}` with its 95% CI ({test_name}), coloured "
+            f"by verdict; grey band: the equivalence margin ±{margin:g}.")
+    if frame_all is not None:
+        rep.figures["pairs"] = (
+            F.pairwise_figure(frame_all, arms=analysable, alpha=alpha, metric=metric),
+            f"Every pair of arms: mean of the row arm minus the column arm, with p of the "
+            f"{test_name} Holm-adjusted over all {len(frame_all)} pairs.")
+    if fam is not None:
+        comps = [c for c in fam.comparisons if c.sd > 0]
+        rep.figures["power"] = (
+            F.power_figure(fam, palette=palette),
+            "Smallest true difference each comparison detects with "
+            f"{comps[0].power:.0%} power, against seeds per arm, using the observed sd "
+            f"({'of the per-seed differences' if fam.paired else 'per arm'}) and α/{len(fam)} "
+            f"(Holm's first step). Dots: the seeds run so far; crosses: where a curve reaches "
+            f"the margin ±{margin:g} (the seeds needed)." if comps else
+            "No comparison has a non-zero seed sd: power cannot be estimated.")
+    for key in rep.figures:
+        B(FigureRef(key))
+
+    # 4. methods
+    B(Heading("4. Methods"))
+    noise = _testset_table(study, fam, baseline, rng) if metric == "test_acc" else None
+    for text in _methods(study, summary, fam, fam_all, metric, baseline, alpha, margin,
+                         analysable, notes, noise is not None):
+        B(Para(text))
+        if text.startswith("**Test-set noise.**") and noise is not None:
+            rep.tables["testset_noise"] = (noise, (
+                "Difference from the baseline, 95% intervals: the t interval of the results "
+                "table (seed noise); a bootstrap over seeds only; and the two-level bootstrap "
+                "over seeds, then test images (the same resampled images for every run), both "
+                "percentile with 2,000 replicates. At a handful of seeds a bootstrap is "
+                "narrower than the t interval (normal quantiles, (n-1)/n variance), so read the "
+                "test-set contribution from the two bootstrap columns: their width ratio."))
+            B(TableRef("testset_noise"))
+    notes = _unique(notes)
+    if notes:
+        B(Para("Notes raised by the analysis:"))
+        B(Bullets(tuple(notes)))
+
+    # 5. integrity
+    B(Heading("5. Integrity"))
+    if integ["flags"]:
+        B(Para(f"**{_count(len(integ['flags']), 'problem')} found:**"))
+        B(Bullets(tuple("⚠ " + f for f in integ["flags"])))
+    else:
+        B(Para("No integrity problem found."))
+    if integ["checks"]:
+        B(Para("Checked and passed:"))
+        B(Bullets(tuple(integ["checks"])))
+    if len(integ["bn"]):
+        rep.tables["batchnorm"] = (integ["bn"], "BatchNorm layers per arm: what the "
+                                   "configuration asks for and what the trained models "
+                                   "contained (n_bn, conv indices).")
+        B(TableRef("batchnorm"))
+    if len(integ["excluded"]):
+        rep.tables["excluded_runs"] = (integ["excluded"], "Runs excluded from the statistics "
+                                       "(failed: an exception; diverged: a NaN/inf loss).")
+        n_ex = len(integ["excluded"])
+        B(Para(f"{_count(n_ex, 'run')} did not complete and {'is' if n_ex == 1 else 'are'} "
+               "excluded:"))
+        B(TableRef("excluded_runs"))
+    else:
+        B(Para("No failed or diverged runs."))
+
+    # 6. provenance
+    B(Heading("6. Provenance"))
+    prov, _ = provenance_table(study, arms)
+    rep.tables["provenance"] = (prov, "Where the numbers come from.")
+    B(TableRef("provenance"))
+
+    rep.note = _note(rep, name, metric, baseline, fam)
+    return rep
+
+
+def _methods(study, summary, fam, fam_all, metric, baseline, alpha, margin, analysable,
+             notes, predictions: bool = False) -> list[str]:
+    runs = study.runs
+    out = []
+    n_bad = int((runs["status"] != "complete").sum()) if len(runs) else 0
+    n_ok = len(runs) - n_bad
+    out.append(f"**Data.** {_label(metric).capitalize()} of the {_count(n_ok, 'complete run')} "
+               f"is analysed; " + (f"{_count(n_bad, 'failed or diverged run')} "
+                                   f"{'is' if n_bad == 1 else 'are'} excluded (listed under "
+                                   "Integrity). " if n_bad else "no run failed or diverged. ")
+               +
+               "Per-arm intervals are t intervals over seeds (the bootstrap is reported by "
+               "`arm_frame` as a cross-check only: it is too narrow at a handful of seeds).")
+    if fam is None or not fam.comparisons:
+        out.append("**Tests.** No comparison was possible, so no test was run.")
+        return out
+    c0 = fam.comparisons[0]
+    prim = c0.primary
+    ns = sorted({c.n_arm for c in fam.comparisons})
+    n_text = (f"{ns[0]} paired seeds" if fam.paired and len(ns) == 1 else
+              f"{'/'.join(map(str, ns))} {'paired ' if fam.paired else ''}seeds")
+    out.append(
+        f"**Primary test.** {_count(len(fam), 'arm')} {'is' if len(fam) == 1 else 'are'} compared "
+        f"with `{baseline}` by the {prim.name} on {n_text} ({prim.reason}). " + (
+            "Seed i of every arm shares data order, augmentation flips and initialisation, so "
+            "per-seed differences remove the variation the arms share; "
+            if fam.paired else "The arms do not share enough seeds to be paired; ")
+        + "seed-to-seed variation of a final accuracy is close to normal, so the t-test keeps "
+        "its error rate at a handful of seeds, where exact tests cannot even reach α. "
+        f"Assumption: {prim.assumptions}. The 95% confidence intervals of the differences "
+        f"come from the same t-test (so they agree with its p-value) and are not adjusted for "
+        f"multiplicity. Effect size: {c0.effect_size_name} ("
+        + ("mean of the per-seed differences over their sd" if fam.paired else
+           "Hedges' g, pooled sd with the small-sample correction") + ").")
+    out.append(f"**Multiple comparisons.** Family of the results table: {fam.correction}."
+               + (f" The all-pairs table and heatmap are a separate family: "
+                  f"{fam_all.correction}." if fam_all else ""))
+    out.append(
+        f"**Verdicts.** *better*/*worse* when the Holm-adjusted p < α = {alpha:g} (sign of the "
+        f"difference); otherwise *equivalent* when the TOST equivalence test against "
+        f"±{margin:g} points (Holm-adjusted as its own family) has p < α, i.e. the "
+        f"{1 - 2 * alpha:.0%} CI of the difference lies inside ±{margin:g}; otherwise "
+        f"*inconclusive*, with the seeds per arm needed to detect a true difference of "
+        f"{margin:g} with {c0.power:.0%} power at α/{len(fam)}. The margin ±{margin:g} is the "
+        f"study plan's (study.json `analysis.margin`), fixed before the runs.")
+    rob = [t.name for t in c0.robustness]
+    min_ps = sorted({c.min_attainable_p for c in fam.comparisons})
+    m = len(fam)
+    reach = all(p < alpha for p in min_ps)
+    design = (f"{ns[0]} paired seeds" if fam.paired and len(ns) == 1 else "these sample sizes")
+    text = ("**Exact tests.** " + (f"Robustness checks run on every comparison: "
+                                     f"{', '.join(rob)}. " if rob else "")
+            + f"With {design} the smallest p-value an exact permutation or rank test can "
+            f"produce is {', '.join(f'{p:.4g}' for p in min_ps)}, ")
+    if reach:
+        holm_floor = min(1.0, m * max(min_ps))
+        text += (f"below α = {alpha:g}, so they can reject; after Holm over {m} comparisons "
+                 f"their smallest adjusted p is {holm_floor:.4g}"
+                 + (", which cannot reach α." if holm_floor >= alpha else "."))
+    else:
+        text += (f"not below α = {alpha:g}: whatever the data, they cannot reject at these n, "
+                 "which is why they are robustness checks and not the primary test.")
+    disagree = sorted({n for c in fam.comparisons for n in c.notes
+                       if "does not confirm" in n or "permutation test is significant" in n})
+    text += (" They disagree with the primary test for: " + "; ".join(disagree) + "."
+             if disagree else " No disagreement with the primary test was flagged.")
+    out.append(text)
+
+    size_key = ACCURACY_SIZE.get(metric)
+    cfg = study.meta.get("arms", {}).get(baseline, {}).get("config", {}) if study.meta else {}
+    n_test = cfg.get(size_key) if size_key else None
+    base = summary[summary["arm"] == baseline]
+    if n_test and len(base) and _finite(base["mean"].iloc[0]):
+        mean = float(base["mean"].iloc[0])
+        ci = binomial_ci(int(round(mean / 100 * n_test)), int(n_test))
+        half = (ci.high - ci.low) / 2
+        halves = []
+        for _, r in summary.iterrows():
+            if _finite(r["mean"]):
+                c = binomial_ci(int(round(r["mean"] / 100 * n_test)), int(n_test))
+                halves.append((c.high - c.low) / 2)
+        sd = base["sd"].iloc[0]
+        images = "test" if metric == "test_acc" else "validation"
+        text = (f"**Test-set noise.** Every run is scored on the same {int(n_test):,} {images} "
+                f"images, so averaging over seeds does not remove their sampling noise: the "
+                f"comparisons are about this {images} set. At `{baseline}`'s mean accuracy of "
+                f"{mean:.2f}% a single run's 95% Wilson binomial interval is ±{half:.2f} points"
+                + (f" (±{min(halves):.2f} to ±{max(halves):.2f} across the arms' means)"
+                   if len(halves) > 1 else "")
+                + f", {half / margin:.1f} times the equivalence margin"
+                + (f"; the seed-to-seed sd of `{baseline}` is {sd:.2f} points" if _finite(sd)
+                   else "") + ". ")
+        text += ("Per-example predictions are stored, so the table below adds this noise to "
+                 "the difference CIs by a two-level bootstrap (`two_level_bootstrap`): runs "
+                 "are resampled, then test images, the same images for every run."
+                 if predictions else
+                 "Per-example predictions are not available for this study, so the intervals "
+                 "above contain seed noise only.")
+        out.append(text)
+
+    comps = [c for c in fam.comparisons if c.sd > 0]
+    if comps:
+        dd = [F.detectable(max(c.n_arm, 2), c.sd, paired=c.paired, alpha=c.alpha / m,
+                           power=c.power)[0] for c in comps]
+        dd = [d for d in dd if math.isfinite(d)] or [math.nan]
+        needed = [f"`{c.arm_name}` {c.seeds_needed}" for c in comps if c.seeds_needed]
+        out.append(
+            f"**Power.** With the observed sd of the "
+            f"{'per-seed differences' if fam.paired else 'arms'} "
+            f"({T.fmt_num(min(c.sd for c in comps))} to {T.fmt_num(max(c.sd for c in comps))} "
+            f"points), {n_text} detect a true difference of {T.fmt_num(min(dd))} to "
+            f"{T.fmt_num(max(dd))} points with {c0.power:.0%} power at α/{m}; detecting a "
+            f"difference as small as the margin ({margin:g}) needs, in seeds per arm: "
+            + (", ".join(needed) if needed else "n/a") + ".")
+
+    groups = {}
+    if len(analysable) >= 3:
+        ok = runs[runs["status"] == "complete"]
+        series = {a: ok[ok["arm"] == a].set_index("seed")[metric].astype(float)
+                  for a in analysable}
+        if fam.paired:
+            common = sorted(set.intersection(*(set(s.index) for s in series.values())))
+            groups = {a: s.loc[common].to_numpy() for a, s in series.items()}
+        else:
+            groups = {a: s.to_numpy() for a, s in series.items()}
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            try:
+                om = omnibus(groups, paired=fam.paired)
+            except ValueError as e:
+                om = None
+                notes.append(f"omnibus test not run: {e}")
+        notes.extend(n for n in _unique(str(w.message) for w in caught) if n not in notes)
+        if om is not None:
+            out.append(f"**Omnibus.** {om.name} over the {len(groups)} arms "
+                       f"({om.method}): statistic {om.statistic:.3g}, p = {T.fmt_p(om.pvalue)}. "
+                       f"{om.assumptions.capitalize()}.")
+    for c in fam.comparisons:
+        for n in c.notes:
+            if n not in notes and "does not confirm" not in n and "cannot reach p" not in n:
+                notes.append(f"`{c.arm_name}` vs `{c.baseline_name}`: {n}")
+    return out
+
+
+def _note(rep: Report, name: str, metric: str, baseline: str, fam: Family | None) -> str:
+    df, caption = rep.tables["results"]
+    lines = [f"## seedwise report: {name}", "", caption, "", T.to_markdown(df)]
+    if fam is not None:
+        lines += [f"- **{c.arm_name}: {c.verdict.label}.** {c.verdict.reason}"
+                  for c in fam.comparisons]
+    if rep.integrity.get("flags"):
+        lines += ["", "**Integrity problems:**", ""]
+        lines += ["- " + f for f in rep.integrity["flags"]]
+    lines += ["", "Full report (figures, methods, provenance): `python -m analysis.report`."]
+    return "\n".join(lines) + "\n"
+
+
+# --- rendering --------------------------------------------------------------------------------
+
+
+def _inline_html(text: str) -> str:
+    out = html.escape(text, quote=False)
+    out = re.sub(r"`([^`]+)`", r"<code>\1</code>", out)
+    out = re.sub(r"\*\*(.+?)\*\*", r"<strong>\1</strong>", out)
+    out = re.sub(r"(?<![\w*])\*([^*\s][^*]*?)\*(?![\w*])", r"<em>\1</em>", out)
+    return out
+
+
+def render_markdown(rep: Report, figure_dir: str = "figures") -> str:
+    out = [f"# {rep.title}", ""]
+    for b in rep.blocks:
+        if isinstance(b, Heading):
+            out += ["#" * b.level + " " + b.text, ""]
+        elif isinstance(b, Para):
+            out += [b.text, ""]
+        elif isinstance(b, Bullets):
+            out += [f"- {i}" for i in b.items] + [""]
+        elif isinstance(b, TableRef):
+            df, caption = rep.tables[b.name]
+            out += [f"*Table ({b.name}). {caption}*", "", T.to_markdown(df)]
+        elif isinstance(b, FigureRef):
+            _, caption = rep.figures[b.name]
+            out += [f"![{b.name}]({figure_dir}/{b.name}.png)", "",
+                    f"*Figure ({b.name}). {caption}*", ""]
+    return "\n".join(out).rstrip() + "\n"
+
+
+CSS = """
+body { font-family: -apple-system, 'Segoe UI', Helvetica, Arial, sans-serif; max-width: 1180px;
+       margin: 2em auto; padding: 0 1.2em; color: #222; line-height: 1.5; }
+h1 { border-bottom: 2px solid #ddd; padding-bottom: .3em; }
+h2 { border-bottom: 1px solid #eee; padding-bottom: .2em; margin-top: 2em; }
+code { background: #f3f3f3; padding: 0 .25em; border-radius: 3px; font-size: 92%; }
+table { border-collapse: collapse; margin: .6em 0 1.4em; font-size: 88%; }
+th, td { border-top: 1px solid #ddd; padding: .3em .65em; vertical-align: top; text-align: left; }
+thead th { border-bottom: 2px solid #999; border-top: 2px solid #999; background: #fafafa; }
+tbody tr:last-child td { border-bottom: 2px solid #999; }
+td.num { text-align: right; font-variant-numeric: tabular-nums; white-space: nowrap; }
+.caption { color: #555; font-size: 90%; margin-bottom: .3em; }
+figure { margin: 1.2em 0 2em; }
+figure img { max-width: 100%; height: auto; border: 1px solid #eee; }
+figcaption { color: #555; font-size: 90%; }
+li { margin: .25em 0; }
+"""
+
+
+def render_html(rep: Report, pngs: Mapping[str, bytes]) -> str:
+    """One self-contained HTML page; `pngs` holds each figure's PNG bytes (embedded base64)."""
+    out = ["<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',
+           '<meta name="viewport" content="width=device-width, initial-scale=1">',
+           f"<title>{html.escape(rep.title)}</title>", f"<style>{CSS}</style>", "</head><body>",
+           f"<h1>{html.escape(rep.title)}</h1>"]
+    for b in rep.blocks:
+        if isinstance(b, Heading):
+            out.append(f"<h{b.level}>{_inline_html(b.text)}</h{b.level}>")
+        elif isinstance(b, Para):
+            out.append(f"<p>{_inline_html(b.text)}</p>")
+        elif isinstance(b, Bullets):
+            out.append("<ul>" + "".join(f"<li>{_inline_html(i)}</li>" for i in b.items) + "</ul>")
+        elif isinstance(b, TableRef):
+            df, caption = rep.tables[b.name]
+            out.append(f'<div class="caption">Table ({html.escape(b.name)}). '
+                       f"{_inline_html(caption)}</div>")
+            out.append(T.to_html(df))
+        elif isinstance(b, FigureRef):
+            _, caption = rep.figures[b.name]
+            data = base64.b64encode(pngs[b.name]).decode("ascii")
+            out.append(f'<figure><img alt="{html.escape(b.name)}" '
+                       f'src="data:image/png;base64,{data}">'
+                       f"<figcaption>Figure ({html.escape(b.name)}). {_inline_html(caption)}"
+                       "</figcaption></figure>")
+    out.append("</body></html>")
+    return "\n".join(out) + "\n"
+
+
+# --- writing ----------------------------------------------------------------------------------
+
+
+def _save_note(study: StudyData, body: str) -> str:
+    url = study.storage_url
+    if not url:
+        return "skipped the Optuna note: no Optuna storage found for this study"
+    try:
+        import optuna
+        from optuna_dashboard import save_note
+
+        optuna.logging.set_verbosity(optuna.logging.WARNING)
+        st = optuna.load_study(study_name=study.meta.get("study", study.path.name), storage=url)
+        save_note(st, body)
+    except Exception as e:  # storage unavailable, read-only, dashboard missing: never fatal
+        return (f"skipped the Optuna note: {type(e).__name__}: "
+                f"{str(e).splitlines()[0] if str(e) else ''}")
+    return f"saved the results table as a note on Optuna study {st.study_name!r} ({_redact(url)})"
+
+
+def write_report(results_dir: str | Path, out: str | Path | None = None, *, note: bool = True,
+                 dpi: int = 150, rng=0, log=print) -> list[Path]:
+    """Build the report of `results_dir` and write it to `out` (default ``paper/<study>/``).
+
+    Returns the paths written. With `note`, also saves the results table as a note on the
+    study's Optuna storage (skipped, with a message through `log`, when unavailable).
+    Raises `StudyNotFound` when `results_dir` holds no runs.csv.
+    """
+    study = load_study(results_dir)
+    rep = build_report(study, rng=rng)
+    out = Path(out) if out is not None else Path("paper") / rep.study
+    try:
+        (out / "figures").mkdir(parents=True, exist_ok=True)
+        (out / "tables").mkdir(parents=True, exist_ok=True)
+        written: list[Path] = []
+        pngs = {}
+        for key, (fig, _) in rep.figures.items():
+            buf = io.BytesIO()
+            fig.savefig(buf, format="png", dpi=dpi)
+            pngs[key] = buf.getvalue()
+            path = out / "figures" / f"{key}.png"
+            path.write_bytes(pngs[key])
+            written.append(path)
+        for key, (df, caption) in rep.tables.items():
+            tex = out / "tables" / f"{key}.tex"
+            tex.write_text(T.to_latex(df, caption=caption, label=f"tab:{key}"), encoding="utf-8")
+            md = out / "tables" / f"{key}.md"
+            md.write_text(f"*{caption}*\n\n" + T.to_markdown(df), encoding="utf-8")
+            written += [tex, md]
+        md = out / "report.md"
+        md.write_text(render_markdown(rep), encoding="utf-8")
+        page = out / "report.html"
+        page.write_text(render_html(rep, pngs), encoding="utf-8")
+        written += [md, page]
+    finally:
+        rep.close()
+    if note:
+        log(_save_note(study, rep.note))
+    return written
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m analysis.report",
+                                description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter,
+                                epilog="Exit status: 0 written, 2 bad input.")
+    p.add_argument("results", help="the study's results directory (results/<study>/)")
+    p.add_argument("--out", help="output directory (default: paper/<study>/)")
+    p.add_argument("--no-note", action="store_true",
+                   help="do not save the results table as a note on the Optuna study")
+    p.add_argument("--dpi", type=int, default=150, help="resolution of the PNG figures")
+    args = p.parse_args(argv)
+    try:
+        paths = write_report(args.results, args.out, note=not args.no_note, dpi=args.dpi)
+    except StudyNotFound as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except (OSError, ValueError) as e:  # unreadable files, malformed study.json or CSVs
+        print(f"error: {args.results}: {type(e).__name__}: {e}", file=sys.stderr)
+        return 2
+    for path in paths:
+        print(path)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,305 @@
+"""The report generator on small synthetic studies written here (no CIFAR-10, no training)."""
+
+import hashlib
+import json
+import re
+
+import matplotlib
+import numpy as np
+import pandas as pd
+import pytest
+from matplotlib.figure import Figure
+
+from analysis import figures as F
+from analysis import tables as T
+from analysis.load import compare_arms, family_frame, load_study
+from analysis.report import build_report, integrity_checks, main, write_report
+
+BASE = {"width": 16, "bn": "all", "train_size": 1000, "val_size": 500, "test_size": 10000,
+        "split_seed": 0, "flip": True, "epochs": 4, "batch_size": 100, "lr": 0.1,
+        "momentum": 0.0, "weight_decay": 0.0001, "scheduler": "step", "step_size": 2,
+        "gamma": 0.5, "precision": "auto", "test_every_epoch": False}
+RUN_COLUMNS = ["arm", "seed", "status", "test_acc", "val_acc", "train_acc", "train_loss",
+               "epochs_run", "diverged_epoch", "n_bn", "bn_layers", "lr_final", "wall_time_s",
+               "device", "precision", "threads", "config_hash", "init_hash", "data_fingerprint",
+               "git_commit", "trial_number", "error"]
+BN = {"all": [1, 2, 3, 4, 5, 6], "none": [], "alternating": [1, 3, 5]}
+
+
+def chash(config):
+    return hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()[:12]
+
+
+def lr_for(config, epoch, *, broken=False):
+    if config["scheduler"] == "none" or broken:
+        return config["lr"]
+    return config["lr"] * config["gamma"] ** ((epoch - 1) // config["step_size"])
+
+
+def make_study(root, arms, *, seeds=range(5), effects=None, sd=None, failed=(), diverged=(),
+               missing=(), broken_scheduler=(), name="synthetic", rng=0):
+    """A results/<study>/ directory as `study.run` writes it.
+
+    arms: name -> overrides. effects: name -> planted shift of test_acc (points). sd: name ->
+    seed sd (default 0.4). failed/diverged/missing: (arm, seed) pairs. broken_scheduler: arms
+    whose recorded lr ignores their StepLR config (the notebook bug).
+    """
+    effects, sd = effects or {}, sd or {}
+    gen = np.random.default_rng(rng)
+    path = root / name
+    path.mkdir(parents=True)
+    configs = {a: {**BASE, **o} for a, o in arms.items()}
+    seed_effect = {s: gen.normal(0, 0.6) for s in seeds}
+    runs, epochs = [], []
+    for seed in seeds:
+        for arm in arms:
+            if (arm, seed) in missing:
+                continue
+            cfg = configs[arm]
+            layers = BN[cfg["bn"]] if isinstance(cfg["bn"], str) else list(cfg["bn"])
+            status = ("failed" if (arm, seed) in failed else
+                      "diverged" if (arm, seed) in diverged else "complete")
+            noise = gen.normal(0, sd.get(arm, 0.4)) if sd.get(arm, 0.4) > 0 else 0.0
+            acc = 70.0 + seed_effect[seed] + effects.get(arm, 0.0) + noise
+            if sd.get(arm) == 0:
+                acc = 10.0
+            n_ep = 0 if status == "failed" else (2 if status == "diverged" else cfg["epochs"])
+            for e in range(1, n_ep + 1):
+                epochs.append({"arm": arm, "seed": seed, "epoch": e,
+                               "lr": lr_for(cfg, e, broken=arm in broken_scheduler),
+                               "train_loss": 2.0 / e + gen.normal(0, 0.02),
+                               "train_acc": acc * e / n_ep, "val_acc": acc * e / n_ep - 1,
+                               "test_acc": None, "train_seconds": 1.0})
+            runs.append({
+                "arm": arm, "seed": seed, "status": status,
+                "test_acc": round(acc, 2) if status == "complete" else None,
+                "val_acc": round(acc - 1, 2) if status == "complete" else None,
+                "train_acc": acc, "train_loss": 0.8, "epochs_run": n_ep,
+                "diverged_epoch": 2 if status == "diverged" else None,
+                "n_bn": len(layers), "bn_layers": " ".join(map(str, layers)),
+                "lr_final": lr_for(cfg, cfg["epochs"]), "wall_time_s": 10.0,
+                "device": "cpu: test", "precision": "bf16", "threads": 1,
+                "config_hash": chash(cfg), "init_hash": f"init{seed}", "data_fingerprint": "f" * 64,
+                "git_commit": "a" * 40, "trial_number": len(runs),
+                "error": "RuntimeError: boom" if status == "failed" else None,
+            })
+    pd.DataFrame(runs, columns=RUN_COLUMNS).to_csv(path / "runs.csv", index=False)
+    pd.DataFrame(epochs, columns=["arm", "seed", "epoch", "lr", "train_loss", "train_acc",
+                                  "val_acc", "test_acc", "train_seconds"]).to_csv(
+        path / "epochs.csv", index=False)
+    meta = {"study": name, "identity": "abc123", "preset": "smoke", "spec_name": "synthetic",
+            "spec_source": "tests", "description": "Does width matter?", "baseline": "baseline",
+            "analysis": {"metric": "test_acc", "baseline": "baseline", "alpha": 0.05,
+                         "margin": 0.5},
+            "set": {}, "arms": {a: {"description": f"arm {a}", "overrides": o,
+                                    "config": configs[a]} for a, o in arms.items()},
+            "storage": f"sqlite:///{path}/study.db"}
+    (path / "study.json").write_text(json.dumps(meta, indent=2))
+    return path
+
+
+ARMS = {"baseline": {}, "wide": {"width": 32}, "low_lr_a": {"lr": 0.05},
+        "low_lr_b": {"lr": 0.05}}
+
+
+@pytest.fixture(scope="module")
+def written(tmp_path_factory):
+    root = tmp_path_factory.mktemp("results")
+    path = make_study(root, ARMS, effects={"wide": 3.0}, failed=[("low_lr_b", 5)],
+                      seeds=range(6), missing=[("wide", 5), ("low_lr_a", 5)])
+    out = root / "paper"
+    paths = write_report(path, out, note=False, dpi=50)
+    return path, out, paths
+
+
+def test_report_writes_every_file(written):
+    _, out, paths = written
+    names = {p.relative_to(out).as_posix() for p in paths}
+    assert {"report.md", "report.html", "tables/results.tex", "tables/results.md",
+            "tables/design.tex", "tables/provenance.tex"} <= names
+    figs = {n for n in names if n.startswith("figures/")}
+    assert figs == {f"figures/{k}.png" for k in
+                    ("distribution", "learning_curves", "lr_schedule", "forest", "pairs", "power")}
+    for p in paths:
+        assert p.exists() and p.stat().st_size > 0
+        if p.suffix == ".png":
+            assert p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_report_md_has_verdicts_and_integrity_flag(written):
+    _, out, _ = written
+    md = (out / "report.md").read_text()
+    results = md[md.index("## 2. Results"):md.index("## 3. Figures")]
+    row = next(line for line in results.splitlines() if line.startswith("| wide |"))
+    assert row.rstrip(" |").endswith("better")
+    assert "**`wide`: better.**" in md
+    integrity = md[md.index("## 5. Integrity"):md.index("## 6. Provenance")]
+    assert "These arms ran the same thing:" in integrity
+    assert "⚠ **Integrity: 1 problem found**" in results
+    flag = next(line for line in integrity.splitlines() if "ran the same thing" in line)
+    assert "`low_lr_a`" in flag and "`low_lr_b`" in flag and "`wide`" not in flag
+    assert "low_lr_b | 5 | failed" in integrity  # the failed run is listed
+    for section in ("1. Question and design", "4. Methods", "6. Provenance"):
+        assert f"## {section}" in md
+    assert "paired t-test" in md and "Holm" in md
+    assert "seeds 5" in md or "[5]" in md  # the seed dropped from the paired analysis is named
+
+
+def test_tex_uses_booktabs_and_escapes(written):
+    _, out, _ = written
+    tex = (out / "tables" / "results.tex").read_text()
+    for rule in (r"\toprule", r"\midrule", r"\bottomrule"):
+        assert tex.count(rule) == 1
+    assert r"low\_lr\_a" in tex and r"\begin{tabular}" in tex
+    assert "−" not in tex and "_lr_" not in tex  # unicode minus and bare underscores escaped
+
+
+def test_html_is_self_contained(written):
+    _, out, _ = written
+    page = (out / "report.html").read_text()
+    assert page.count("data:image/png;base64,") == 6
+    assert 'src="figures/' not in page and "<table>" in page
+    assert "ran the same thing" in page
+
+
+def test_numbers_in_text_come_from_the_results(written):
+    path, out, _ = written
+    study = load_study(path)
+    with pytest.warns(UserWarning, match=r"seeds \[5\] dropped"):
+        fam = compare_arms(study, arms=["baseline", "wide", "low_lr_a", "low_lr_b"])
+    frame = family_frame(fam).set_index("arm")
+    md = (out / "report.md").read_text()
+    assert T.fmt_num(frame.loc["wide", "diff"], signed=True) in md
+    assert T.fmt_ci(frame.loc["wide", "ci_low"], frame.loc["wide", "ci_high"], signed=True) in md
+    assert T.fmt_p(frame.loc["wide", "p_adjusted"]) in md
+
+
+def test_figure_functions_return_figures_and_write_nothing(tmp_path, monkeypatch):
+    path = make_study(tmp_path, ARMS, effects={"wide": 3.0})
+    work = tmp_path / "cwd"
+    work.mkdir()
+    monkeypatch.chdir(work)
+    study = load_study(path)
+    arms = study.arms()
+    configs = {a: v["config"] for a, v in study.meta["arms"].items()}
+    fam = compare_arms(study)
+    figs = [
+        F.distribution_figure(study.runs, arms=arms, baseline="baseline"),
+        F.learning_curves_figure(study.epochs, runs=study.runs, arms=arms),
+        F.lr_schedule_figure(study.epochs, arms=arms, configs=configs),
+        F.forest_figure(family_frame(fam), margin=0.5),
+        F.pairwise_figure(family_frame(compare_arms(study, pairs="all")), arms=arms),
+        F.power_figure(fam),
+    ]
+    for fig in figs:
+        assert isinstance(fig, Figure) and fig.axes
+        matplotlib.pyplot.close(fig)
+    assert list(work.iterdir()) == []
+
+
+def test_notebook_scheduler_bug_is_flagged(tmp_path):
+    arms = {"baseline": {}, "no_scheduler": {"scheduler": "none"}}
+    path = make_study(tmp_path, arms, broken_scheduler={"baseline"})
+    study = load_study(path)
+    result = integrity_checks(study.runs, study.epochs, study.meta, study.arms())
+    text = " ".join(result["flags"])
+    assert result["lr_mismatch"] == ["baseline"]
+    assert "differs from the schedule its configuration asks for" in text
+    assert "`baseline`, `no_scheduler` ran identical effective learning rates" in text
+    assert result["same_thing"] == []  # the configs differ: not "the same thing"
+    fig = F.lr_schedule_figure(study.epochs, arms=study.arms(),
+                               configs={a: v["config"] for a, v in study.meta["arms"].items()})
+    assert "EFFECTIVE LR DIFFERS FROM CONFIG" in fig.axes[0].get_title()
+    matplotlib.pyplot.close(fig)
+
+
+def test_clean_study_has_no_flags_and_bn_mismatch_is_caught(tmp_path):
+    arms = {"baseline": {}, "no_bn": {"bn": "none"}}
+    path = make_study(tmp_path, arms)
+    study = load_study(path)
+    assert integrity_checks(study.runs, study.epochs, study.meta, study.arms())["flags"] == []
+    runs = study.runs.copy()
+    runs.loc[runs["arm"] == "no_bn", ["n_bn", "bn_layers"]] = [1, "4"]  # the notebook's "no BN"
+    flags = integrity_checks(runs, study.epochs, study.meta, study.arms())["flags"]
+    assert len(flags) == 1 and "`no_bn`" in flags[0] and "BatchNorm" in flags[0]
+
+
+def test_degenerate_studies(tmp_path):
+    # zero-variance arm at chance, a diverged run, unequal seeds
+    path = make_study(tmp_path / "a", {"baseline": {}, "dead": {"bn": "none"},
+                                       "other": {"width": 8}},
+                      sd={"dead": 0}, diverged=[("other", 1)], missing=[("other", 4)])
+    rep = build_report(load_study(path))
+    md_blocks = " ".join(getattr(b, "text", "") for b in rep.blocks)
+    assert "`dead` barely varies" in rep.figures["distribution"][1]
+    assert "diverged" in md_blocks
+    assert set(rep.tables["excluded_runs"][0]["status"]) == {"diverged"}
+    results = rep.tables["results"][0].set_index("arm")
+    assert results.loc["dead", "n"] == 5 and results.loc["dead", "n in Δ"] == "3"
+    rep.close()
+    # a single arm: summaries only, no comparison figures
+    path = make_study(tmp_path / "b", {"baseline": {}})
+    rep = build_report(load_study(path))
+    assert "forest" not in rep.figures and "power" not in rep.figures
+    assert any("No comparisons" in getattr(b, "text", "") for b in rep.blocks)
+    rep.close()
+    # the baseline has one complete run only
+    path = make_study(tmp_path / "c", {"baseline": {}, "x": {"width": 8}}, seeds=range(3),
+                      failed=[("baseline", 0), ("baseline", 1)])
+    out = tmp_path / "c_out"
+    assert main([str(path), "--out", str(out), "--no-note", "--dpi", "40"]) == 0
+    assert "fewer than two complete runs" in (out / "report.md").read_text()
+    # no runs at all yet (header-only runs.csv)
+    path = make_study(tmp_path / "d", {"baseline": {}, "x": {"width": 8}}, seeds=[])
+    out = tmp_path / "d_out"
+    assert main([str(path), "--out", str(out), "--no-note", "--dpi", "40"]) == 0
+    assert "No complete runs yet" in (out / "report.md").read_text()
+
+
+def test_cli_errors_exit_2(tmp_path, capsys):
+    assert main([str(tmp_path / "nope"), "--no-note"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("error:")
+    (tmp_path / "empty").mkdir()
+    assert main([str(tmp_path / "empty"), "--no-note"]) == 2
+    assert "runs.csv" in capsys.readouterr().err
+
+
+def test_cli_prints_paths_and_saves_optuna_note(tmp_path, capsys):
+    optuna = pytest.importorskip("optuna")
+    dashboard = pytest.importorskip("optuna_dashboard")
+    path = make_study(tmp_path, {"baseline": {}, "wide": {"width": 32}}, effects={"wide": 3.0},
+                      seeds=range(3))
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    optuna.create_study(study_name="synthetic", storage=f"sqlite:///{path}/study.db")
+    out = tmp_path / "out"
+    assert main([str(path), "--out", str(out), "--dpi", "40"]) == 0
+    printed = capsys.readouterr().out.splitlines()
+    assert str(out / "report.md") in printed and str(out / "report.html") in printed
+    assert any(line.startswith("saved the results table as a note") for line in printed)
+    note = dashboard.get_note(optuna.load_study(study_name="synthetic",
+                                                storage=f"sqlite:///{path}/study.db"))
+    assert "| wide |" in note and "better" in note
+
+
+def test_missing_storage_skips_note_with_notice(tmp_path):
+    path = make_study(tmp_path, {"baseline": {}, "wide": {"width": 32}}, seeds=range(3))
+    messages = []
+    write_report(path, tmp_path / "out", dpi=40, log=messages.append)
+    assert len(messages) == 1 and messages[0].startswith("skipped the Optuna note")
+    assert not (path / "study.db").exists()  # looking for it must not create it
+
+
+def test_table_helpers():
+    assert T.seed_ranges([0, 1, 2, 3, 5, 7, 8]) == "0–3, 5, 7, 8"
+    assert T.seed_ranges([]) == "none"
+    assert T.fmt_num(-0.001) == "0.00" and T.fmt_num(-1.5, signed=True) == "−1.50"
+    assert T.fmt_p(0.0123) == "0.012" and T.fmt_p(1.66e-6) == "1.7e−6"
+    assert T.config_diff({"bn": "none", "lr": 0.1}, {"bn": "all", "lr": 0.1}) == "bn: all → none"
+    df = pd.DataFrame({"arm": ["a_b"], "x": ["−1.00"], "note": ["50% & more"]})
+    tex = T.to_latex(df, caption="`a_b` vs α", label="tab:x")
+    assert r"a\_b & $-$1.00 & 50\% \& more \\" in tex
+    assert r"\caption{\texttt{a\_b} vs $\alpha$}" in tex
+    md = T.to_markdown(pd.DataFrame({"a": ["x|y"], "n": ["1.0"]}))
+    assert md.splitlines()[1] == "| --- | ---: |" and r"x\|y" in md
+    assert re.search(r"<td class=\"num\">1.0</td>", T.to_html(pd.DataFrame({"n": ["1.0"]})))
