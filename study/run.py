@@ -40,13 +40,9 @@ class UsageError(ValueError):
     pass
 
 
-def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="python -m study.run", description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.RawDescriptionHelpFormatter,
-                                epilog="Exit status: 0 done, 1 a run failed, 2 bad input, 130 interrupted.")
+def add_study_args(p: argparse.ArgumentParser) -> None:
+    """The options that say which study, data and storage: shared with `python -m study.tune`."""
     p.add_argument("--spec", help="study spec (TOML); default: the notebook ablation shipped with seedwise")
-    p.add_argument("--seeds", type=int, help="seeds per arm (seeds first_seed..first_seed+N-1); default from the spec")
-    p.add_argument("--arms", help="comma-separated arms to run (default: all arms of the spec)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override a config key for every arm, e.g. --set epochs=20 (repeatable)")
     p.add_argument("--preset", default="auto", choices=["auto", *PRESETS],
@@ -58,8 +54,17 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--results", default="results", help="results root; the study lives in RESULTS/<study>/")
     p.add_argument("--study", help="study name (default: <spec name>-<preset>[-set-<hash>])")
     p.add_argument("--storage", help="Optuna storage URL (default: sqlite:///RESULTS/<study>/study.db)")
-    p.add_argument("--jobs", type=int, help="parallel runs (default: one per CPU core with 1 thread each; 1 on CUDA)")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m study.run", description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter,
+                                epilog="Exit status: 0 done, 1 a run failed, 2 bad input, 130 interrupted.")
+    add_study_args(p)
+    p.add_argument("--seeds", type=int, help="seeds per arm (seeds first_seed..first_seed+N-1); default from the spec")
+    p.add_argument("--arms", help="comma-separated arms to run (default: all arms of the spec)")
+    p.add_argument("--jobs", type=int, help="parallel runs (default: one per CPU core with 1 thread each; 1 on CUDA)")
     p.add_argument("--dry-run", action="store_true", help="print the plan and an ETA, train nothing")
     return p.parse_args(argv)
 

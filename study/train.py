@@ -118,10 +118,12 @@ def predict(model: nn.Module, x: torch.Tensor, autocast) -> torch.Tensor:
 
 
 def train_one(config: Config, seed: int, data: Cifar10, *, device: str | torch.device | None = None,
-              on_epoch: Callable[[EpochRecord], None] | None = None) -> RunResult:
+              on_epoch: Callable[[EpochRecord], None] | None = None, score_test: bool = True) -> RunResult:
     """Train one model of `config` with `seed` on `data` and score it. Pure: no file I/O.
 
     A NaN or infinite training loss ends the run with status "diverged" (not an exception).
+    `score_test=False` (the tuner) never reads `data.test_x` / `data.test_y`: every test_acc is
+    None and no test predictions are returned; selection can then only see validation accuracy.
     """
     start = time.perf_counter()
     dev = resolve_device(device)
@@ -141,8 +143,9 @@ def train_one(config: Config, seed: int, data: Cifar10, *, device: str | torch.d
     idx = torch.from_numpy(train_idx)
     x_train, y_train = data.train_x[idx].to(dev), data.train_y[idx].to(dev)
     x_val, y_val = data.train_x[torch.from_numpy(val_idx)].to(dev), data.train_y[torch.from_numpy(val_idx)].to(dev)
-    tidx = torch.from_numpy(test_indices(config))
-    x_test, y_test = data.test_x[tidx].to(dev), data.test_y[tidx].to(dev)
+    if score_test:
+        tidx = torch.from_numpy(test_indices(config))
+        x_test, y_test = data.test_x[tidx].to(dev), data.test_y[tidx].to(dev)
 
     def autocast():
         return torch.autocast(dev.type, dtype=torch.bfloat16, enabled=precision == "bf16")
@@ -188,7 +191,7 @@ def train_one(config: Config, seed: int, data: Cifar10, *, device: str | torch.d
             break
         val_acc, _ = accuracy(x_val, y_val)
         test_acc = None
-        if config.test_every_epoch or epoch == config.epochs:
+        if score_test and (config.test_every_epoch or epoch == config.epochs):
             test_acc, test_pred = accuracy(x_test, y_test)
         record = EpochRecord(epoch, lr, train_loss, 100.0 * correct.item() / n, val_acc, test_acc, train_seconds)
         records.append(record)
@@ -203,7 +206,7 @@ def train_one(config: Config, seed: int, data: Cifar10, *, device: str | torch.d
         test_acc=last.test_acc if complete else None,
         val_acc=last.val_acc if complete else None,
         diverged_epoch=diverged_epoch,
-        test_predictions=test_pred.to("cpu", torch.uint8).numpy() if complete else None,
+        test_predictions=test_pred.to("cpu", torch.uint8).numpy() if complete and test_pred is not None else None,
         streams=streams,
         init_hash=init_hash,
         bn_layers=config.bn_layers,

@@ -1,0 +1,455 @@
+"""`python -m study.tune`: tune an arm's lr and StepLR step on validation accuracy, then confirm.
+
+    python -m study.tune --trials 40                 # tune lr and step_size for the baseline arm
+    python -m study.tune --trials 40 --arm no_bn     # each arm can get its own tuning (fair ablation)
+    python -m study.tune --confirm 5                 # re-run the best params on 5 fresh seeds as arm "tuned"
+    optuna-dashboard sqlite:///results/<study>/study.db   # browse tuning and ablation side by side
+
+Tuning never sees the test set: the objective is the last epoch's *validation* accuracy, the runs
+are trained with `score_test=False` (the test tensors are not even read), and tuning seeds
+(100000 + trial number) are disjoint from the evaluation seeds 0..N-1 that `--confirm` uses.
+The tuning study lives in the ablation study's storage (default
+sqlite:///RESULTS/<ablation study>/study.db) as the Optuna study `<ablation study>-tune-<arm>`;
+`--confirm` writes the ablation study `<ablation study>-tuned` (`-tuned-<arm>` for other arms)
+to the same storage, pairing the tuned params with the untuned arm on the same fresh seeds.
+
+Exit status: 0 done, 1 a trial or run failed (recorded; rerun to retry), 2 bad input,
+130 interrupted (rerun the same command to continue).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import hashlib
+import json
+import math
+import sys
+import time
+import tomllib
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import optuna
+from optuna.trial import TrialState
+
+from study.config import Config
+from study.data import DataError, load_cifar10
+from study.run import Plan, UsageError, add_study_args, make_plan
+from study.run import main as run_main
+from study.spec import SpecError, StudySpec
+from study.store import StoreError, redact
+
+TUNE_SEED_OFFSET = 100_000  # tuning seed = 100000 + trial number; evaluation seeds are 0..N-1
+HEARTBEAT_S = 10  # a worker killed mid-trial leaves a RUNNING trial that is failed after 2 x this
+LR_RANGE = (1e-3, 1.0)
+GAMMA_RANGE = (0.1, 0.9)
+KIND = "seedwise-tuning"
+OBJECTIVE = "val_acc"
+
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(
+        prog="python -m study.tune", description=__doc__.split("\n\n")[0],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="Several processes may tune one study together (same options, same storage): each runs "
+               "its own --trials N, so K processes started with --trials N add K x N trials. "
+               "Exit status: 0 done, 1 a trial/run failed, 2 bad input, 130 interrupted.")
+    add_study_args(p)
+    p.add_argument("--arm", help="the arm to tune (default: the spec's analysis baseline)")
+    p.add_argument("--threads", type=int, help="torch CPU threads of this process (default: torch's; use 1 "
+                                               "when running one tuner per core)")
+    p.add_argument("--trials", type=int, metavar="N",
+                   help="run N more tuning trials in this process (resumes an existing tuning study; "
+                        "every cooperating process runs its own N)")
+    p.add_argument("--tune-gamma", action="store_true",
+                   help=f"also tune StepLR's gamma in [{GAMMA_RANGE[0]}, {GAMMA_RANGE[1]}] (default: keep the arm's)")
+    p.add_argument("--sampler-seed", type=int, default=0,
+                   help="seed of the TPE sampler (default 0); trial k draws from seed (sampler seed, k)")
+    p.add_argument("--confirm", type=int, metavar="N",
+                   help="re-run the best trial's params on fresh evaluation seeds 0..N-1 as arm 'tuned', "
+                        "paired with the untuned arm (after tuning, if --trials is also given)")
+    p.add_argument("--top-k", type=int, default=1, metavar="K",
+                   help="with --confirm: confirm the K best trials as tuned, tuned_2, ... (shows the "
+                        "winner's curse: the selected validation score overstates the fresh-seed one)")
+    return p.parse_args(argv)
+
+
+# ---- search space and objective ---------------------------------------------------------
+def search_space(config: Config, tune_gamma: bool = False) -> dict[str, optuna.distributions.BaseDistribution]:
+    space: dict[str, optuna.distributions.BaseDistribution] = {
+        "lr": optuna.distributions.FloatDistribution(*LR_RANGE, log=True),
+        "step_size": optuna.distributions.IntDistribution(1, config.epochs),
+    }
+    if tune_gamma:
+        space["gamma"] = optuna.distributions.FloatDistribution(*GAMMA_RANGE)
+    return space
+
+
+def suggest(trial: optuna.trial.BaseTrial, space: dict[str, Any]) -> dict[str, Any]:
+    params = {}
+    for name, d in space.items():
+        if isinstance(d, optuna.distributions.IntDistribution):
+            params[name] = trial.suggest_int(name, d.low, d.high, log=d.log)
+        else:
+            params[name] = trial.suggest_float(name, d.low, d.high, log=d.log)
+    return params
+
+
+def make_objective(config: Config, data, space: dict[str, Any], device: str | None = None):
+    """The tuning objective: train `config` with the trial's params on a tuning seed and return
+    the last epoch's validation accuracy. The test set is never scored (nor read).
+
+    Validation accuracy is reported each epoch so the pruner can stop hopeless trials; a
+    diverged run (NaN loss, typically lr near 1) is pruned with user attr status="diverged",
+    so it never crashes the study and TPE learns to avoid that region."""
+    from study.train import train_one
+
+    def objective(trial: optuna.trial.BaseTrial) -> float:
+        params = suggest(trial, space)
+        cfg = dataclasses.replace(config, **params)  # validated by Config.__post_init__
+        seed = TUNE_SEED_OFFSET + trial.number
+        trial.set_user_attr("seed", seed)
+        trial.set_user_attr("config_hash", cfg.hash())
+
+        def on_epoch(rec) -> None:
+            trial.report(rec.val_acc, rec.epoch)
+            # Pruning after the last epoch would throw away a finished result: only prune before.
+            if rec.epoch < cfg.epochs and trial.should_prune():
+                trial.set_user_attr("status", "pruned")
+                raise optuna.TrialPruned(f"pruned after epoch {rec.epoch} (val {rec.val_acc:.2f}%)")
+
+        try:
+            result = train_one(cfg, seed, data, device=device, on_epoch=on_epoch, score_test=False)
+        except optuna.TrialPruned:
+            raise
+        except Exception as e:  # recorded on the trial, then Optuna marks it FAIL
+            trial.set_user_attr("status", "failed")
+            trial.set_user_attr("error", f"{type(e).__name__}: {e}")
+            raise
+        trial.set_user_attr("status", result.status)
+        trial.set_user_attr("wall_time_s", round(result.wall_time_s, 3))
+        trial.set_user_attr("lr_schedule", [e.lr for e in result.epochs])
+        if result.status == "diverged":
+            trial.set_user_attr("diverged_epoch", result.diverged_epoch)
+            raise optuna.TrialPruned(f"diverged (non-finite loss) in epoch {result.diverged_epoch}")
+        return result.val_acc
+
+    return objective
+
+
+class TrialSeededTPE(optuna.samplers.TPESampler):
+    """TPE whose random state is re-seeded from (seed, trial number) before every trial.
+
+    A plain seeded sampler restarts its random stream in every process: a resumed run or a second
+    cooperating worker would replay the first trials' startup samples. Seeding per trial number
+    (unique across processes) keeps a single-process run reproducible and workers distinct."""
+
+    def __init__(self, seed: int = 0, **kwargs: Any) -> None:
+        super().__init__(seed=seed, **kwargs)
+        self._base_seed = seed
+
+    def before_trial(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+        s = int(np.random.SeedSequence([self._base_seed, trial.number]).generate_state(1)[0])
+        for owner in (self, getattr(self, "_random_sampler", None)):  # Optuna internals, guarded
+            rng = getattr(getattr(owner, "_rng", None), "rng", None)
+            if rng is not None:
+                rng.seed(s)
+        super().before_trial(study, trial)
+
+
+def make_pruner(config: Config) -> optuna.pruners.BasePruner:
+    # Median, not Hyperband: a run is only `epochs` (10) steps long and a study a few dozen
+    # trials, too few for Hyperband's brackets to pay off, and the median rule is easy to explain
+    # in a report. 5 startup trials give a median worth comparing to; 2 warm-up epochs because a
+    # small step_size decays the lr early and looks better early than it ends (pruning at
+    # epoch 1 would favour it). Never prunes before epoch 2 of 10 (smoke: epoch 1 of 2).
+    return optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=max(0, min(2, config.epochs - 1)))
+
+
+# ---- storage ------------------------------------------------------------------------------
+def open_storage(url: str) -> optuna.storages.RDBStorage:
+    """RDB storage with heartbeats (stale RUNNING trials of killed workers get failed); retried,
+    since workers that start together race to create the SQLite tables."""
+    engine_kwargs = {"connect_args": {"timeout": 60}} if url.startswith("sqlite") else None
+    last: Exception | None = None
+    for attempt in range(8):
+        try:
+            return optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs, heartbeat_interval=HEARTBEAT_S,
+                                              grace_period=2 * HEARTBEAT_S)
+        except Exception as e:  # sqlalchemy/optuna raise many types for a bad URL or a race
+            last = e
+            time.sleep(0.2 * (attempt + 1))
+    raise StoreError(f"cannot open storage {redact(url)}: {type(last).__name__}: {str(last).splitlines()[0]}")
+
+
+def tuning_study_name(plan: Plan, arm: str) -> str:
+    return f"{plan.study_name}-tune-{arm}"
+
+
+def confirm_study_name(plan: Plan, arm: str) -> str:
+    return f"{plan.study_name}-tuned" + ("" if arm == plan.spec.analysis.baseline else f"-{arm}")
+
+
+def tuning_identity(plan: Plan, arm: str, space: dict[str, Any]) -> str:
+    blob = {"preset": plan.preset, "arm": arm, "config": plan.configs[arm].to_dict(), "objective": OBJECTIVE,
+            "space": {k: optuna.distributions.distribution_to_json(d) for k, d in space.items()},
+            "seed_offset": TUNE_SEED_OFFSET}
+    return hashlib.sha256(json.dumps(blob, sort_keys=True).encode()).hexdigest()[:12]
+
+
+def open_tuning_study(url: str, name: str, attrs: dict[str, Any], sampler, pruner, *, create: bool) -> optuna.Study:
+    storage = open_storage(url)
+    if not create and name not in {s.study_name for s in storage.get_all_studies()}:
+        raise UsageError(f"no tuning study {name!r} in {redact(url)}: run `python -m study.tune --trials N` "
+                         "with the same options first")
+    try:
+        study = optuna.create_study(storage=storage, study_name=name, direction="maximize", sampler=sampler,
+                                    pruner=pruner, load_if_exists=True)
+    except Exception as e:
+        raise StoreError(f"cannot open study {name!r} in {redact(url)}: {type(e).__name__}: {str(e).splitlines()[0]}") from None
+    stored = study.user_attrs.get("identity")
+    if stored is None:
+        for key, value in attrs.items():
+            study.set_user_attr(key, value)
+    elif stored != attrs["identity"]:
+        raise StoreError(
+            f"tuning study {name!r} in {redact(url)} was made with a different spec, preset, --set or search "
+            f"space (identity {stored} != {attrs['identity']}); nothing was changed. Use --study NEW_NAME, or "
+            "rerun with the options that made it")
+    optuna.storages.fail_stale_trials(study)  # a killed worker's RUNNING trial must not linger
+    return study
+
+
+# ---- progress -------------------------------------------------------------------------------
+def fmt_params(params: dict[str, Any]) -> str:
+    return " ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in params.items())
+
+
+def trial_line(study: optuna.Study, t: optuna.trial.FrozenTrial) -> str:
+    status = t.user_attrs.get("status", t.state.name.lower())
+    if t.state == TrialState.COMPLETE:
+        score = f"val {t.value:.2f}%"
+    elif t.intermediate_values:
+        step = max(t.intermediate_values)
+        score = f"val {t.intermediate_values[step]:.2f}% at epoch {step}"
+    else:
+        score = "no val score"
+    if status == "diverged":
+        score += f", diverged in epoch {t.user_attrs.get('diverged_epoch')}"
+    secs = t.duration.total_seconds() if t.duration else 0.0
+    line = f"trial {t.number} {t.state.name} ({status}): {fmt_params(t.params)}: {score} ({secs:.1f}s)"
+    try:
+        best = study.best_trial
+        line += f"; best #{best.number} {best.value:.2f}%"
+    except ValueError:
+        pass
+    return line
+
+
+# ---- confirm ----------------------------------------------------------------------------------
+def toml_value(v: Any) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, int):
+        return str(v)
+    if isinstance(v, float):
+        if not math.isfinite(v):
+            raise ValueError(f"cannot write {v!r} to a spec")
+        return repr(v)
+    if isinstance(v, str):
+        return json.dumps(v)  # a JSON string is a valid TOML basic string
+    if isinstance(v, (list, tuple)):
+        return "[" + ", ".join(toml_value(x) for x in v) + "]"
+    raise TypeError(f"cannot write {type(v).__name__} to a spec")
+
+
+def tuned_arm_names(arm: str, baseline: str, k: int) -> list[str]:
+    stem = "tuned" if arm == baseline else f"tuned_{arm}"
+    return [stem if i == 0 else f"{stem}_{i + 1}" for i in range(k)]
+
+
+def confirm_spec_toml(spec: StudySpec, arm: str, chosen: list[optuna.trial.FrozenTrial], names: list[str],
+                      seeds: int, tuning_name: str) -> str:
+    lines = [f"# Generated by python -m study.tune --confirm from tuning study {tuning_name!r}.",
+             f"name = {toml_value(spec.name + '-tuned')}",
+             f"description = {toml_value(f'{arm} with tuned params vs untuned, on fresh evaluation seeds')}",
+             f"seeds = {seeds}", "first_seed = 0", "", "[base]"]
+    lines += [f"{json.dumps(k)} = {toml_value(v)}" for k, v in spec.base.items()]
+    a = spec.analysis
+    lines += ["", "[analysis]", f"metric = {toml_value(a.metric)}", f"baseline = {toml_value(arm)}",
+              f"alpha = {toml_value(float(a.alpha))}", f"margin = {toml_value(float(a.margin))}", ""]
+    untuned = spec.arm(arm)
+    lines += [f"[arms.{json.dumps(arm)}]", f"description = {toml_value(untuned.description or arm)}"]
+    lines += [f"{json.dumps(k)} = {toml_value(v)}" for k, v in untuned.overrides.items()]
+    for name, t in zip(names, chosen, strict=True):
+        overrides = {**untuned.overrides, **t.params}
+        desc = f"{arm} with the params of tuning trial {t.number} (selected val {t.value:.2f}%)"
+        lines += ["", f"[arms.{json.dumps(name)}]", f"description = {toml_value(desc)}"]
+        lines += [f"{json.dumps(k)} = {toml_value(v)}" for k, v in overrides.items()]
+    text = "\n".join(lines) + "\n"
+    tomllib.loads(text)  # never hand the runner a spec we cannot read back
+    return text
+
+
+def _mean_sd(values: list[float]) -> tuple[float | None, float | None]:
+    if not values:
+        return None, None
+    arr = np.asarray(values, dtype=float)
+    return float(arr.mean()), (float(arr.std(ddof=1)) if len(arr) > 1 else None)
+
+
+def confirm(args: argparse.Namespace, plan: Plan, arm: str, study: optuna.Study, url: str) -> int:
+    import pandas as pd
+
+    complete = sorted(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)),
+                      key=lambda t: (-t.value, t.number))
+    if not complete:
+        raise UsageError(f"tuning study {study.study_name!r} has no completed trial yet; run "
+                         "`python -m study.tune --trials N` first")
+    chosen = complete[: args.top_k]
+    if len(chosen) < args.top_k:
+        print(f"--top-k {args.top_k}: only {len(chosen)} completed trial(s); confirming those", file=sys.stderr)
+    names = tuned_arm_names(arm, plan.spec.analysis.baseline, len(chosen))
+    name = confirm_study_name(plan, arm)
+    out = Path(args.results) / name
+    out.mkdir(parents=True, exist_ok=True)
+    spec_path = out / "spec.toml"
+    spec_path.write_text(confirm_spec_toml(plan.spec, arm, chosen, names, args.confirm, study.study_name))
+    run_argv = ["--spec", str(spec_path), "--preset", plan.preset, "--seeds", str(args.confirm),
+                "--results", args.results, "--study", name, "--storage", url, "--device", args.device,
+                "--data-root", args.data_root]
+    if args.data:
+        run_argv += ["--data", args.data]
+    for s in args.set:
+        run_argv += ["--set", s]
+    print(f"confirming {len(chosen)} tuned param set(s) of {study.study_name} on seeds 0..{args.confirm - 1}: "
+          f"python -m study.run {' '.join(run_argv)}", file=sys.stderr)
+    code = run_main(run_argv)
+    if code == 2 or not (out / "runs.csv").exists():
+        return 2 if code == 2 else code
+    runs = pd.read_csv(out / "runs.csv")
+    seeds = list(range(args.confirm))
+    runs = runs[runs["seed"].isin(seeds) & (runs["status"] == "complete")]
+
+    def fresh(arm_name: str) -> dict[str, Any]:
+        r = runs[runs["arm"] == arm_name]
+        val, val_sd = _mean_sd(r["val_acc"].dropna().tolist())
+        test, test_sd = _mean_sd(r["test_acc"].dropna().tolist())
+        return {"n": int(len(r)), "fresh_val_mean": val, "fresh_val_sd": val_sd,
+                "fresh_test_mean": test, "fresh_test_sd": test_sd}
+
+    base_cfg = plan.configs[arm]
+    rows = [{"arm": arm, "trial": None, "params": {k: getattr(base_cfg, k) for k in chosen[0].params},
+             "selected_val": None, **fresh(arm), "selection_gap": None}]
+    for name_k, t in zip(names, chosen, strict=True):
+        row = {"arm": name_k, "trial": t.number, "params": dict(t.params), "selected_val": t.value, **fresh(name_k)}
+        row["selection_gap"] = (t.value - row["fresh_val_mean"]) if row["fresh_val_mean"] is not None else None
+        rows.append(row)
+    selection = {"tuning_study": study.study_name, "confirm_study": name, "tuned_arm": arm, "preset": plan.preset,
+                 "seeds": seeds, "objective": OBJECTIVE, "storage": redact(url),
+                 "note": "selection_gap = selected (tuning) val acc - mean fresh-seed val acc: the selection bias",
+                 "rows": rows}
+    (out / "selection.json").write_text(json.dumps(selection, indent=2) + "\n")
+
+    def f(v):
+        return "-" if v is None else f"{v:.2f}"
+
+    print(f"\nselection bias ({name}, fresh seeds {seeds[0]}..{seeds[-1]}; accuracies in %)")
+    print(f"{'arm':<18}{'trial':>6}  {'selected val':>12}  {'fresh val':>9}  {'fresh test':>10}  {'gap':>6}  params")
+    for r in rows:
+        print(f"{r['arm']:<18}{'-' if r['trial'] is None else r['trial']:>6}  {f(r['selected_val']):>12}  "
+              f"{f(r['fresh_val_mean']):>9}  {f(r['fresh_test_mean']):>10}  {f(r['selection_gap']):>6}  "
+              f"{fmt_params(r['params'])}")
+    print(f"selection table: {out / 'selection.json'}", file=sys.stderr)
+    return code
+
+
+# ---- main -------------------------------------------------------------------------------------
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    import torch
+
+    has_cuda = args.device.startswith("cuda") or (args.device == "auto" and torch.cuda.is_available())
+    device = args.device if args.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        if args.threads is not None:
+            if args.threads <= 0:
+                raise UsageError(f"--threads must be a positive integer, got {args.threads}")
+            torch.set_num_threads(args.threads)
+        if args.trials is None and args.confirm is None:
+            raise UsageError("nothing to do: give --trials N to tune and/or --confirm N to re-run the best "
+                             "params on N fresh seeds")
+        for flag, value in (("--trials", args.trials), ("--confirm", args.confirm), ("--top-k", args.top_k)):
+            if value is not None and value <= 0:
+                raise UsageError(f"{flag} must be a positive integer, got {value}")
+        plan = make_plan(argparse.Namespace(**vars(args), seeds=None, arms=None, jobs=None), has_cuda)
+        arm = args.arm or plan.spec.analysis.baseline
+        plan.spec.arm(arm)  # unknown arm: SpecError naming the closest
+        config = plan.configs[arm]
+        if args.tune_gamma and config.scheduler != "step":
+            raise UsageError(f"--tune-gamma: arm {arm!r} has no StepLR schedule (scheduler={config.scheduler!r})")
+        space = search_space(config, args.tune_gamma)
+        if args.storage is None:
+            plan.results_dir.mkdir(parents=True, exist_ok=True)
+        url = args.storage or f"sqlite:///{plan.results_dir / 'study.db'}"
+        name = tuning_study_name(plan, arm)
+        attrs = {"kind": KIND, "arm": arm, "preset": plan.preset, "identity": tuning_identity(plan, arm, space),
+                 "objective": OBJECTIVE, "ablation_study": plan.study_name, "ablation_identity": plan.identity,
+                 "spec_source": plan.spec.source, "set": plan.extra, "base_config": config.to_dict(),
+                 "search_space": {k: repr(d) for k, d in space.items()}, "tuning_seed_offset": TUNE_SEED_OFFSET,
+                 "sampler": f"TPE (seed {args.sampler_seed}, per trial number)", "pruner": repr(make_pruner(config))}
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            study = open_tuning_study(url, name, attrs, TrialSeededTPE(seed=args.sampler_seed, constant_liar=True),
+                                      make_pruner(config), create=args.trials is not None)
+        if args.trials is None and not study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
+            raise UsageError(f"tuning study {name!r} has no completed trial yet; run "
+                             "`python -m study.tune --trials N` first")
+        data = load_cifar10(args.data, args.data_root) if args.trials else None
+    except (SpecError, UsageError, DataError, StoreError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+
+    code = 0
+    if args.trials:
+        before = len(study.trials)
+        print(f"tuning {arm} ({fmt_params({k: getattr(config, k) for k in space})} untuned) in study {name}: "
+              f"{args.trials} more trial(s), {before} already there; objective: last-epoch val acc; "
+              f"device {device}; data: {data.source}; storage: {redact(url)}", file=sys.stderr)
+        failed = []
+
+        def progress(st: optuna.Study, t: optuna.trial.FrozenTrial) -> None:
+            if t.state == TrialState.FAIL:
+                failed.append(t.number)
+            print(trial_line(st, t), file=sys.stderr, flush=True)
+
+        try:
+            warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)  # heartbeat
+            study.optimize(make_objective(config, data, space, device), n_trials=args.trials,
+                           callbacks=[progress], catch=(Exception,), gc_after_trial=False)
+        except KeyboardInterrupt:
+            print(f"\ninterrupted: finished trials are stored in {name} ({redact(url)}); rerun the same "
+                  "command to continue", file=sys.stderr)
+            return 130
+        try:
+            best = study.best_trial
+            print(f"best of {name}: trial {best.number}: {fmt_params(best.params)}: val {best.value:.2f}%")
+        except ValueError:
+            print(f"{name}: no completed trial yet", file=sys.stderr)
+        print(f"dashboard: optuna-dashboard --host 127.0.0.1 {redact(url)}", file=sys.stderr)
+        code = 1 if failed else 0
+    if args.confirm:
+        try:
+            return max(code, confirm(args, plan, arm, study, url))
+        except UsageError as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 2
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

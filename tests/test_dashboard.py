@@ -1,0 +1,78 @@
+"""The real `optuna-dashboard` server serves the tuning and the ablation study of one storage."""
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import optuna
+import pytest
+from conftest import data_source
+
+from study import run, tune
+
+pytestmark = pytest.mark.skipif(data_source() is None, reason="no CIFAR-10 source (set SEEDWISE_DATA)")
+DASHBOARD = Path(sys.executable).parent / "optuna-dashboard"
+TINY_ARGS = ["--preset", "smoke", "--device", "cpu", "--set", "width=4", "--set", "train_size=200",
+             "--set", "val_size=200", "--set", "test_size=200"]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def get_json(url: str):
+    with urllib.request.urlopen(url, timeout=5) as r:
+        assert r.status == 200
+        return json.loads(r.read())
+
+
+@pytest.mark.skipif(not DASHBOARD.exists(), reason="optuna-dashboard is not installed in this environment")
+def test_dashboard_serves_tuning_and_ablation_studies(tmp_path, cifar, monkeypatch):
+    monkeypatch.setenv("SEEDWISE_DATA", data_source())
+    common = [*TINY_ARGS, "--results", str(tmp_path)]
+    assert tune.main([*common, "--trials", "2"]) == 0
+    assert run.main([*common, "--seeds", "1", "--arms", "baseline", "--jobs", "1"]) == 0
+    (study_dir,) = [p for p in tmp_path.iterdir() if p.is_dir()]
+    url = f"sqlite:///{study_dir / 'study.db'}"
+    expected = {s.study_name: s.n_trials for s in optuna.get_all_study_summaries(url)}
+    ablation, tuning = study_dir.name, f"{study_dir.name}-tune-baseline"
+    assert expected == {ablation: 1, tuning: 2}
+
+    port = free_port()
+    server = subprocess.Popen([str(DASHBOARD), url, "--host", "127.0.0.1", "--port", str(port)],
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                              env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline, listing = time.monotonic() + 30, None
+        while listing is None:
+            assert server.poll() is None, f"optuna-dashboard exited: {server.stdout.read()}"
+            try:
+                listing = get_json(f"{base}/api/studies")
+            except OSError:
+                assert time.monotonic() < deadline, "optuna-dashboard did not answer within 30 s"
+                time.sleep(0.3)
+        served = {s["study_name"]: s["study_id"] for s in listing["study_summaries"]}
+        assert set(served) == {ablation, tuning}
+        for name, n_trials in expected.items():
+            detail = get_json(f"{base}/api/studies/{served[name]}")
+            assert len(detail["trials"]) == n_trials
+            assert sorted(t["number"] for t in detail["trials"]) == list(range(n_trials))
+        tuning_detail = get_json(f"{base}/api/studies/{served[tuning]}")
+        assert {"lr", "step_size"} <= {p["name"] for t in tuning_detail["trials"] for p in t["params"]}
+        attrs = {a["key"]: a["value"] for a in tuning_detail.get("user_attrs", [])}
+        assert attrs.get("kind") == "seedwise-tuning"
+    finally:
+        server.terminate()
+        try:
+            server.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait()

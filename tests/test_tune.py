@@ -1,0 +1,192 @@
+"""The tuner (`python -m study.tune`) on the real CIFAR-10 copy, with a tiny smoke config.
+
+The machine has 2 cores: every run here trains a width-4 net on a few hundred images."""
+
+import dataclasses
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import optuna
+import pandas as pd
+import pytest
+from conftest import data_source
+from optuna.trial import TrialState
+
+from study import tune
+from study.config import apply_overrides, preset_config
+from study.train import train_one
+
+pytestmark = pytest.mark.skipif(data_source() is None, reason="no CIFAR-10 source (set SEEDWISE_DATA)")
+
+TINY = {"width": 4, "train_size": 200, "val_size": 200, "test_size": 200}
+TINY_ARGS = ["--preset", "smoke", "--device", "cpu"] + [a for k, v in TINY.items() for a in ("--set", f"{k}={v}")]
+
+
+class Forbidden:
+    """Stands in for the test tensors: any use at all fails the test."""
+
+    def __getattr__(self, name):
+        raise AssertionError(f"the test set was touched (.{name})")
+
+    def __getitem__(self, key):
+        raise AssertionError("the test set was indexed")
+
+    def __len__(self):
+        raise AssertionError("the test set was measured")
+
+
+@pytest.fixture
+def tiny():
+    return apply_overrides(preset_config("smoke"), TINY)
+
+
+@pytest.fixture
+def no_test_set(cifar):
+    return dataclasses.replace(cifar, test_x=Forbidden(), test_y=Forbidden())
+
+
+def test_objective_never_reads_the_test_set(tiny, no_test_set):
+    space = tune.search_space(tiny)
+    objective = tune.make_objective(tiny, no_test_set, space, "cpu")
+    trial = optuna.trial.FixedTrial({"lr": 0.05, "step_size": 1}, number=3)
+    value = objective(trial)
+    assert 0.0 <= value <= 100.0
+    assert trial.user_attrs["seed"] == tune.TUNE_SEED_OFFSET + 3  # disjoint from evaluation seeds 0..N-1
+    assert trial.user_attrs["status"] == "complete" and trial.user_attrs["lr_schedule"] == [0.05, 0.025]
+    result = train_one(tiny, 0, no_test_set, device="cpu", score_test=False)
+    assert result.test_acc is None and result.test_predictions is None
+    assert all(e.test_acc is None for e in result.epochs) and all(e.val_acc is not None for e in result.epochs)
+
+
+def test_search_space_defaults(tiny):
+    space = tune.search_space(tiny)
+    assert set(space) == {"lr", "step_size"}
+    assert (space["lr"].low, space["lr"].high, space["lr"].log) == (1e-3, 1.0, True)
+    assert (space["step_size"].low, space["step_size"].high) == (1, tiny.epochs)
+    gamma = tune.search_space(tiny, tune_gamma=True)["gamma"]
+    assert (gamma.low, gamma.high) == (0.1, 0.9)
+
+
+@pytest.mark.filterwarnings("ignore:.*out of.*range:UserWarning")  # lr=1e6 on purpose
+def test_diverging_trial_is_pruned_not_fatal(tiny, no_test_set):
+    space = tune.search_space(tiny)
+    objective = tune.make_objective(tiny, no_test_set, space, "cpu")
+    fixed = optuna.trial.FixedTrial({"lr": 1e6, "step_size": 2})  # far outside the space: NaN loss
+    with pytest.raises(optuna.TrialPruned, match="diverged"):
+        objective(fixed)
+    assert fixed.user_attrs["status"] == "diverged" and fixed.user_attrs["diverged_epoch"] in (1, 2)
+
+    # In a real study the diverged trial is PRUNED and the study goes on.
+    study = optuna.create_study(direction="maximize", sampler=tune.TrialSeededTPE(seed=0))
+    study.enqueue_trial({"lr": 1e6, "step_size": 2})
+    study.enqueue_trial({"lr": 0.05, "step_size": 1})
+    study.optimize(objective, n_trials=2)
+    diverged, ok = study.trials
+    assert diverged.state == TrialState.PRUNED and diverged.user_attrs["status"] == "diverged"
+    assert ok.state == TrialState.COMPLETE and ok.user_attrs["status"] == "complete"
+
+
+def test_pruner_stops_a_trial_from_the_epoch_callback(tiny, no_test_set):
+    objective = tune.make_objective(tiny, no_test_set, tune.search_space(tiny), "cpu")
+    study = optuna.create_study(direction="maximize", pruner=optuna.pruners.ThresholdPruner(lower=101.0))
+    study.optimize(objective, n_trials=1)
+    (t,) = study.trials
+    assert t.state == TrialState.PRUNED and t.user_attrs["status"] == "pruned"
+    assert list(t.intermediate_values) == [1]  # reported after epoch 1, pruned before epoch 2
+
+
+def test_trial_seeded_sampler_is_reproducible_and_distinct_per_trial():
+    def draws(seed, n):
+        study = optuna.create_study(sampler=tune.TrialSeededTPE(seed=seed))
+        study.optimize(lambda t: t.suggest_float("lr", 1e-3, 1, log=True), n_trials=n)
+        return [t.params["lr"] for t in study.trials]
+
+    first = draws(0, 3)
+    assert first == draws(0, 3) and len(set(first)) == 3 and first != draws(1, 3)
+
+
+def test_bad_input_exits_2(tmp_path, capsys):
+    common = [*TINY_ARGS, "--results", str(tmp_path)]
+    assert tune.main([*common, "--trials", "1", "--arm", "no_bnn"]) == 2
+    assert "did you mean 'no_bn'" in capsys.readouterr().err
+    assert tune.main([*common, "--trials", "0"]) == 2
+    assert "--trials must be a positive integer" in capsys.readouterr().err
+    assert tune.main([*common, "--confirm", "2"]) == 2
+    assert "python -m study.tune --trials N" in capsys.readouterr().err
+    assert tune.main(common) == 2
+    assert "nothing to do" in capsys.readouterr().err
+    assert not list(tmp_path.rglob("selection.json"))
+
+
+def trials_of(db: Path, name: str):
+    return optuna.load_study(study_name=name, storage=f"sqlite:///{db}").get_trials(deepcopy=False)
+
+
+@pytest.fixture(scope="module")
+def tuned(tmp_path_factory):
+    """Tune twice (--trials 2, then 2 more), then --confirm 2 --top-k 2: one storage for all."""
+    root = tmp_path_factory.mktemp("tune")
+    common = [*TINY_ARGS, "--results", str(root)]
+    os.environ.setdefault("SEEDWISE_DATA", data_source())
+    assert tune.main([*common, "--trials", "2"]) == 0
+    (study_dir,) = [p for p in root.iterdir() if p.is_dir()]
+    name = f"{study_dir.name}-tune-baseline"
+    after_first = len(trials_of(study_dir / "study.db", name))
+    assert tune.main([*common, "--trials", "2"]) == 0
+    code = tune.main([*common, "--confirm", "2", "--top-k", "2"])
+    return {"root": root, "dir": study_dir, "name": name, "after_first": after_first, "confirm_code": code}
+
+
+def test_resume_adds_exactly_n_trials(tuned):
+    trials = trials_of(tuned["dir"] / "study.db", tuned["name"])
+    assert tuned["after_first"] == 2 and len(trials) == 4
+    assert [t.number for t in trials] == [0, 1, 2, 3]
+    assert all(t.state in (TrialState.COMPLETE, TrialState.PRUNED) for t in trials)
+    assert [t.user_attrs["seed"] for t in trials] == [100_000, 100_001, 100_002, 100_003]
+    study = optuna.load_study(study_name=tuned["name"], storage=f"sqlite:///{tuned['dir'] / 'study.db'}")
+    attrs = study.user_attrs
+    assert attrs["kind"] == "seedwise-tuning" and attrs["arm"] == "baseline" and attrs["preset"] == "smoke"
+    assert attrs["objective"] == "val_acc" and attrs["ablation_study"] == tuned["dir"].name and attrs["identity"]
+
+
+def test_confirm_adds_a_paired_tuned_study(tuned):
+    assert tuned["confirm_code"] == 0
+    out = tuned["root"] / f"{tuned['dir'].name}-tuned"
+    runs = pd.read_csv(out / "runs.csv")
+    assert set(runs["arm"]) == {"baseline", "tuned", "tuned_2"}
+    assert sorted(runs[runs["arm"] == "tuned"]["seed"]) == [0, 1]
+    assert sorted(runs[runs["arm"] == "baseline"]["seed"]) == [0, 1]
+    assert (out / "spec.toml").exists()
+    # the confirm study is in the *same* storage as the tuning study
+    names = {s.study_name for s in optuna.get_all_study_summaries(f"sqlite:///{tuned['dir'] / 'study.db'}")}
+    assert {tuned["name"], out.name} <= names
+    sel = json.loads((out / "selection.json").read_text())
+    rows = {r["arm"]: r for r in sel["rows"]}
+    best = sorted((t for t in trials_of(tuned["dir"] / "study.db", tuned["name"])
+                   if t.state == TrialState.COMPLETE), key=lambda t: -t.value)
+    assert rows["tuned"]["trial"] == best[0].number and rows["tuned"]["selected_val"] == best[0].value
+    assert rows["tuned"]["params"] == best[0].params and sel["seeds"] == [0, 1]
+    for r in (rows["tuned"], rows["tuned_2"]):
+        assert r["n"] == 2 and r["fresh_test_mean"] is not None
+        assert r["selection_gap"] == pytest.approx(r["selected_val"] - r["fresh_val_mean"])
+    tuned_runs = runs[runs["arm"] == "tuned"]
+    assert tuned_runs["lr_final"].notna().all()
+
+
+def test_two_concurrent_tuners_lose_no_trial(tmp_path, cifar):
+    cmd = [sys.executable, "-m", "study.tune", *TINY_ARGS, "--results", str(tmp_path), "--trials", "2"]
+    env = {**os.environ, "SEEDWISE_DATA": data_source(), "OMP_NUM_THREADS": "1"}
+    procs = [subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+             for _ in range(2)]
+    outs = [p.communicate(timeout=300) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], [o[1][-2000:] for o in outs]
+    (study_dir,) = [p for p in tmp_path.iterdir() if p.is_dir()]
+    trials = trials_of(study_dir / "study.db", f"{study_dir.name}-tune-baseline")
+    assert len(trials) == 4 and sorted(t.number for t in trials) == [0, 1, 2, 3]
+    assert all(t.state in (TrialState.COMPLETE, TrialState.PRUNED) for t in trials)
+    assert len({t.params["lr"] for t in trials}) == 4  # workers do not replay each other's draws
+    for err in (o[1] for o in outs):  # a progress line per finished trial
+        assert err.count("trial ") >= 2 and "val " in err
