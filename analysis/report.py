@@ -613,6 +613,7 @@ def build_report(study: StudyData, *, rng=0) -> Report:
             "No comparison has a non-zero seed sd: power cannot be estimated.")
     for key in rep.figures:
         B(FigureRef(key))
+    _tuning_section(rep, study, B)
 
     # 4. methods
     B(Heading("4. Methods"))
@@ -667,6 +668,69 @@ def build_report(study: StudyData, *, rng=0) -> Report:
 
     rep.note = _note(rep, name, metric, baseline, fam)
     return rep
+
+
+def _tuning_section(rep: Report, study: StudyData, B) -> None:
+    """Tuning studies stored beside this ablation, and the confirmation of their winner."""
+    from . import tuning as TU
+
+    url = study.storage_url
+    if url is None:
+        return
+    try:
+        tunings = TU.tuning_trials(url, study.meta.get("study", study.path.name))
+    except Exception as e:  # an unreadable storage must not cost the rest of the report
+        B(Heading("Tuning"))
+        B(Para(f"The tuning studies could not be read ({type(e).__name__}); skipped."))
+        return
+    if not tunings:
+        return
+    B(Heading("Tuning (Optuna)"))
+    for t in tunings:
+        states = t.trials["state"].value_counts().to_dict()
+        diverged = int((t.trials["status"] == "diverged").sum())
+        text = (f"`{t.name}` tuned `{t.arm}` over {len(t.trials)} trials "
+                f"({', '.join(f'{n} {k.lower()}' for k, n in states.items())}"
+                f"{f'; {diverged} diverged' if diverged else ''}) with a seeded TPE sampler and a "
+                "median pruner on per-epoch **validation** accuracy; the test set was never scored "
+                "during tuning, and tuning seeds (100000 + trial) are disjoint from evaluation seeds.")
+        if t.best:
+            params = ", ".join(f"{k} = {v:.4g}" if isinstance(v, float) else f"{k} = {v}"
+                               for k, v in t.best["params"].items())
+            text += f" Best: trial {t.best['number']}, {params}, validation accuracy {t.best['value']:.2f}%."
+        if t.importances:
+            text += " Importance (PED-ANOVA): " + ", ".join(f"{k} {v:.2f}" for k, v in t.importances.items()) + "."
+        B(Para(text))
+        for key, fig, caption in (
+                ("tuning_history", TU.history_figure(t), "Validation accuracy of every tuning trial "
+                 "and the best so far; crosses: trials pruned or failed before a final value."),
+                ("tuning_space", TU.lr_step_figure(t), "Where the sampler looked: learning rate x "
+                 "StepLR step size, coloured by validation accuracy; the best trial circled."),
+                ("tuning_importance", TU.importance_figure(t), "Importance of each parameter for "
+                 "reaching the top validation accuracies (Optuna PED-ANOVA evaluator).")):
+            name = f"{key}_{t.arm}"
+            rep.figures[name] = (fig, caption)
+            B(FigureRef(name))
+    confirm_dir = study.path.parent / f"{study.path.name}-tuned"
+    selection = TU.selection_table(confirm_dir)
+    if selection is not None:
+        rep.tables["selection"] = (selection, "Confirmation of the selected trial(s) on fresh "
+                                   "evaluation seeds: the validation score that won the selection "
+                                   "against the same parameters' fresh-seed scores. The gap is "
+                                   "the selection bias (winner's curse).")
+        B(Para("**Confirmation on fresh seeds.** The winner's validation score was selected as "
+               "the best of many noisy trials, so it overstates what the parameters give on new "
+               "seeds:"))
+        B(TableRef("selection"))
+    if (confirm_dir / "runs.csv").exists():
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            tuned = family_frame(compare_arms(load_study(confirm_dir)))
+        for r in tuned.itertuples():
+            B(Para(f"**`{r.arm}` vs `{r.baseline}` on fresh seeds** (study `{confirm_dir.name}`, "
+                   f"{r.n_arm} paired seeds): Δ = {r.diff:+.2f} points, 95% CI [{r.ci_low:+.2f}, "
+                   f"{r.ci_high:+.2f}], {r.test} p = {r.p_value:.3g} (Holm {r.p_adjusted:.3g}): "
+                   f"**{r.verdict}**. {r.verdict_reason}"))
 
 
 def _methods(study, summary, fam, fam_all, metric, baseline, alpha, margin, analysable,

@@ -190,3 +190,20 @@ def test_two_concurrent_tuners_lose_no_trial(tmp_path, cifar):
     assert len({t.params["lr"] for t in trials}) == 4  # workers do not replay each other's draws
     for err in (o[1] for o in outs):  # a progress line per finished trial
         assert err.count("trial ") >= 2 and "val " in err
+
+
+def test_report_shows_tuning_and_the_confirmed_verdict(tuned, tmp_path):
+    """The ablation's report gains the tuning figures, the selection table and tuned vs baseline."""
+    from analysis.report import write_report
+    from study.run import main as run_main
+
+    common = [*TINY_ARGS, "--results", str(tuned["root"])]
+    assert run_main([*common, "--seeds", "2", "--arms", "baseline,no_bn", "--jobs", "1"]) == 0
+    out = tmp_path / "report"
+    write_report(tuned["dir"], out, note=False)
+    text = (out / "report.md").read_text()
+    assert "## Tuning (Optuna)" in text and "never scored during tuning" in text
+    for fig in ("tuning_history_baseline", "tuning_space_baseline", "tuning_importance_baseline"):
+        assert (out / "figures" / f"{fig}.png").exists()
+    assert "Confirmation on fresh seeds" in text and (out / "tables" / "selection.md").exists()
+    assert "`tuned` vs `baseline` on fresh seeds" in text

@@ -1,0 +1,133 @@
+"""The tuning side of a study: Optuna tuning studies stored next to an ablation study.
+
+`tuning_trials` reads them (the only I/O here); the figure functions are pure and return
+matplotlib Figures: optimization history, lr x step_size map, parameter importances.
+"""
+
+from __future__ import annotations
+
+import json
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+import seaborn as sns
+
+KIND = "seedwise-tuning"
+
+
+@dataclass(frozen=True)
+class Tuning:
+    name: str  # Optuna study name
+    arm: str
+    trials: pd.DataFrame  # number, state, status, value, lr, step_size (, gamma)
+    importances: dict[str, float]  # PED-ANOVA importances of the params (empty when too few trials)
+    best: dict  # number, value, params
+
+
+def tuning_trials(storage_url: str, ablation_study: str) -> list[Tuning]:
+    """Every tuning study in `storage_url` that belongs to `ablation_study`."""
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    out = []
+    for summary in optuna.get_all_study_summaries(storage=storage_url):
+        attrs = summary.user_attrs
+        if attrs.get("kind") != KIND or attrs.get("ablation_study") != ablation_study:
+            continue
+        study = optuna.load_study(study_name=summary.study_name, storage=storage_url)
+        rows = [{"number": t.number, "state": t.state.name, "status": t.user_attrs.get("status", ""),
+                 "value": t.value, **t.params} for t in study.get_trials(deepcopy=False)]
+        trials = pd.DataFrame(rows)
+        complete = [t for t in study.get_trials(deepcopy=False) if t.state.name == "COMPLETE"]
+        importances: dict[str, float] = {}
+        if len(complete) >= 4:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                try:  # PED-ANOVA: needs no scikit-learn (fANOVA, the default, does)
+                    importances = dict(optuna.importance.get_param_importances(
+                        study, evaluator=optuna.importance.PedAnovaImportanceEvaluator()))
+                except (RuntimeError, ValueError, ImportError):
+                    importances = {}
+        best = {}
+        if complete:
+            b = study.best_trial
+            best = {"number": b.number, "value": b.value, "params": b.params}
+        out.append(Tuning(summary.study_name, attrs.get("arm", "?"), trials, importances, best))
+    return out
+
+
+def selection_table(results_dir: Path) -> pd.DataFrame | None:
+    """The confirm step's selection.json (selected val score vs fresh seeds) as a frame."""
+    path = Path(results_dir) / "selection.json"
+    if not path.exists():
+        return None
+    data = json.loads(path.read_text())
+    rows = data if isinstance(data, list) else data.get("rows") or data.get("trials") or []
+    flat = []
+    for row in rows:
+        item = {}
+        for k, v in row.items():
+            if isinstance(v, dict):
+                item.update({f"{k}.{k2}": v2 for k2, v2 in v.items()})
+            else:
+                item[k] = v
+        flat.append(item)
+    return pd.DataFrame(flat) if flat else None
+
+
+def history_figure(t: Tuning) -> plt.Figure:
+    """Validation accuracy per trial (pruned/diverged marked) and the best so far."""
+    fig, ax = plt.subplots(figsize=(7.5, 3.6), constrained_layout=True)
+    df = t.trials
+    done = df[df["state"] == "COMPLETE"]
+    other = df[df["state"] != "COMPLETE"]
+    ax.scatter(done["number"], done["value"], color="tab:blue", label="complete", zorder=3)
+    if len(other):
+        ax.scatter(other["number"], np.full(len(other), np.nan if done.empty else done["value"].min()),
+                   marker="x", color="tab:red", label="pruned / failed (no final value)", zorder=3)
+    if len(done):
+        best = done.sort_values("number")["value"].cummax()
+        ax.step(done.sort_values("number")["number"], best, where="post", color="black", label="best so far")
+    ax.set(xlabel="trial", ylabel="validation accuracy (%)", title=f"Optimization history: tuning `{t.arm}`")
+    ax.legend(loc="lower right", fontsize=8, frameon=False)
+    ax.grid(alpha=0.3)
+    return fig
+
+
+def lr_step_figure(t: Tuning) -> plt.Figure:
+    """Where the tuner looked: lr (log) x step_size, coloured by validation accuracy."""
+    fig, ax = plt.subplots(figsize=(7.5, 4.0), constrained_layout=True)
+    df = t.trials
+    done = df[df["state"] == "COMPLETE"]
+    if {"lr", "step_size"} <= set(df.columns):
+        pts = ax.scatter(done["lr"], done["step_size"], c=done["value"], cmap="viridis", s=60,
+                         edgecolor="black", linewidth=0.4, zorder=3)
+        fig.colorbar(pts, ax=ax, label="validation accuracy (%)")
+        other = df[df["state"] != "COMPLETE"]
+        ax.scatter(other["lr"], other["step_size"], marker="x", color="tab:red", label="pruned / failed", zorder=3)
+        if t.best:
+            ax.scatter([t.best["params"]["lr"]], [t.best["params"]["step_size"]], s=250, facecolor="none",
+                       edgecolor="red", linewidth=2, label=f"best (trial {t.best['number']})", zorder=4)
+        ax.set_xscale("log")
+        ax.legend(loc="upper left", fontsize=8, frameon=True)
+    ax.set(xlabel="learning rate (log scale)", ylabel="StepLR step size (epochs)",
+           title=f"Search space explored: tuning `{t.arm}`")
+    ax.grid(alpha=0.3)
+    return fig
+
+
+def importance_figure(t: Tuning) -> plt.Figure:
+    fig, ax = plt.subplots(figsize=(6, 2.2), constrained_layout=True)
+    if t.importances:
+        names = list(t.importances)
+        sns.barplot(x=[t.importances[n] for n in names], y=names, ax=ax, color="tab:blue")
+        ax.set(xlabel="importance (PED-ANOVA, Optuna)", xlim=(0, 1))
+    else:
+        ax.text(0.5, 0.5, "too few completed trials for importances", ha="center", va="center")
+        ax.set_axis_off()
+    ax.set_title(f"Parameter importance: tuning `{t.arm}`")
+    return fig
