@@ -14,7 +14,9 @@ import argparse
 import hashlib
 import json
 import os
+import signal
 import sys
+import threading
 import time
 import traceback
 from dataclasses import dataclass
@@ -162,9 +164,16 @@ def execute(arm: str, seed: int, config: Config, cache_path: str, device: str, t
 
 
 # ---- orchestration ----------------------------------------------------------------------
+def _terminate(signum, frame):
+    raise KeyboardInterrupt  # SIGTERM (kill, job schedulers) stops as cleanly as Ctrl-C
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     import torch
+
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _terminate)
 
     has_cuda = args.device.startswith("cuda") or (args.device == "auto" and torch.cuda.is_available())
     device = args.device if args.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
