@@ -112,10 +112,12 @@ def distribution_figure(
     arms: Sequence[str] | None = None,
     baseline: str | None = None,
     palette: Mapping[str, object] | None = None,
+    seed: int = 0,
 ) -> Figure:
     """Every seed's value per arm (points) with the mean and its 95% t interval (black).
 
     Only complete runs are plotted; the tick label gives n and any failed/diverged runs.
+    `seed` fixes the horizontal jitter (seaborn draws it from NumPy's global generator).
     """
     arms = _order(arms, runs["arm"])
     palette = dict(palette or arm_palette(arms))
@@ -124,9 +126,14 @@ def distribution_figure(
     fig, ax = plt.subplots(figsize=(max(6.5, 1.5 * len(arms) + 2.5), 4.8), layout="constrained")
     if ok.empty:
         return _empty(fig, ax, f"no complete runs with {metric}")
-    sns.stripplot(data=ok, x="arm", y=metric, order=arms, hue="arm", hue_order=arms,
-                  palette=palette, jitter=0.12, size=6, alpha=0.75, edgecolor="white",
-                  linewidth=0.5, legend=False, ax=ax)
+    state = np.random.get_state()
+    np.random.seed(seed)  # same figure bytes for the same data; the caller's state is restored
+    try:
+        sns.stripplot(data=ok, x="arm", y=metric, order=arms, hue="arm", hue_order=arms,
+                      palette=palette, jitter=0.12, size=6, alpha=0.75, edgecolor="white",
+                      linewidth=0.5, legend=False, ax=ax)
+    finally:
+        np.random.set_state(state)
     labels = []
     for i, arm in enumerate(arms):
         sel = runs[runs["arm"] == arm]

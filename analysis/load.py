@@ -36,10 +36,18 @@ class StudyData:
 
     @property
     def storage_url(self) -> str | None:
-        db = self.path / "study.db"
+        """The Optuna storage holding this study: study.json's URL (a relative SQLite path is
+        tried from the working directory and from the results root's parent), else
+        <path>/study.db. None when neither can be found (e.g. a password-redacted URL)."""
         stored = self.meta.get("storage")
-        if stored and "***" not in stored and not stored.startswith("sqlite"):
+        if stored and stored.startswith("sqlite:///"):
+            p = Path(stored[len("sqlite:///"):])
+            for cand in (p,) if p.is_absolute() else (p, self.path.parent.parent / p):
+                if cand.exists():
+                    return f"sqlite:///{cand}"
+        elif stored and "***" not in stored:
             return stored
+        db = self.path / "study.db"
         return f"sqlite:///{db}" if db.exists() else None
 
     @property

@@ -81,19 +81,20 @@ def selection_table(results_dir: Path) -> pd.DataFrame | None:
 
 def history_figure(t: Tuning) -> plt.Figure:
     """Validation accuracy per trial (pruned/diverged marked) and the best so far."""
-    fig, ax = plt.subplots(figsize=(7.5, 3.6), constrained_layout=True)
+    fig, ax = plt.subplots(figsize=(7.5, 3.8), constrained_layout=True)
     df = t.trials
     done = df[df["state"] == "COMPLETE"]
     other = df[df["state"] != "COMPLETE"]
     ax.scatter(done["number"], done["value"], color="tab:blue", label="complete", zorder=3)
-    if len(other):
-        ax.scatter(other["number"], np.full(len(other), np.nan if done.empty else done["value"].min()),
+    if len(other):  # no final value: a rug along the bottom edge, not a fake accuracy
+        ax.scatter(other["number"], np.full(len(other), 0.04), transform=ax.get_xaxis_transform(),
                    marker="x", color="tab:red", label="pruned / failed (no final value)", zorder=3)
     if len(done):
         best = done.sort_values("number")["value"].cummax()
         ax.step(done.sort_values("number")["number"], best, where="post", color="black", label="best so far")
     ax.set(xlabel="trial", ylabel="validation accuracy (%)", title=f"Optimization history: tuning `{t.arm}`")
-    ax.legend(loc="lower right", fontsize=8, frameon=False)
+    ax.xaxis.get_major_locator().set_params(integer=True)
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.18), ncol=3, fontsize=8, frameon=False)
     ax.grid(alpha=0.3)
     return fig
 
