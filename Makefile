@@ -11,7 +11,7 @@ ifneq ($(wildcard $(SHARED_CIFAR)),)
 export SEEDWISE_DATA ?= $(SHARED_CIFAR)
 endif
 
-.PHONY: install demo test test-all lint dry-run
+.PHONY: install demo test test-all lint dry-run paper
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -36,3 +36,10 @@ test-all: install
 
 lint: install
 	$(PY) -m ruff check study analysis tests benchmarks
+
+# Regenerate every report and paper/README.md from results/ (reads results/, writes paper/).
+paper: install
+	for d in results/*/; do \
+	  if [ -f "$$d/runs.csv" ]; then $(PY) -m analysis.report "$$d" --no-note || exit 1; fi; \
+	done
+	$(PY) -m analysis.paper
