@@ -226,13 +226,30 @@ def run_all(plan: Plan, store: RunStore, todo: list[tuple[str, int]], data, devi
     progress = sys.stderr.isatty()
     bar = tqdm(total=len(todo), desc=plan.study_name, unit="run", disable=None if progress else True,
                position=0, dynamic_ncols=True)
-    tasks = (delayed(execute)(arm, seed, plan.configs[arm], data.cache_path, device, threads,
-                              1 + i % jobs, progress) for i, (arm, seed) in enumerate(todo))
+    claims = store.claims()
+    elsewhere = 0
+
+    def tasks():
+        """Claim each run just before it is dispatched, so workers sharing the study split the
+        plan between them; skip runs another live worker holds or has finished meanwhile."""
+        nonlocal elsewhere
+        for i, (arm, seed) in enumerate(todo):
+            if not claims.claim(arm, seed):
+                elsewhere += 1
+                bar.update(1)
+                continue
+            if (arm, seed) in store.done():  # finished by another worker since the plan was made
+                claims.release(arm, seed)
+                bar.update(1)
+                continue
+            yield delayed(execute)(arm, seed, plan.configs[arm], data.cache_path, device, threads,
+                                   1 + i % jobs, progress)
+
     failed = 0
     started = time.time()
     try:
         with bar:
-            for arm, seed, outcome in Parallel(n_jobs=jobs, return_as="generator_unordered")(tasks):
+            for arm, seed, outcome in Parallel(n_jobs=jobs, return_as="generator_unordered")(tasks()):
                 cfg = plan.configs[arm]
                 attrs = {**attrs_common, "config": cfg.to_dict(), "config_hash": cfg.hash()}
                 if isinstance(outcome, dict):
@@ -244,16 +261,22 @@ def run_all(plan: Plan, store: RunStore, todo: list[tuple[str, int]], data, devi
                     line = (f"{arm} seed {seed}: test {outcome.test_acc:.2f}% ({outcome.wall_time_s:.0f}s)"
                             if outcome.status == "complete" else
                             f"{arm} seed {seed}: DIVERGED at epoch {outcome.diverged_epoch}")
+                claims.release(arm, seed)  # after the trial is stored: no gap another worker could use
                 if progress:
                     bar.write(line, file=sys.stderr)
                 else:
                     print(line, file=sys.stderr, flush=True)
                 bar.update(1)
     except KeyboardInterrupt:
+        claims.close()
         store.export()
         print(f"\ninterrupted after {time.time() - started:.0f}s: finished runs are stored in "
               f"{plan.results_dir}; rerun the same command to continue", file=sys.stderr)
         raise SystemExit(130) from None
+    claims.close()
+    if elsewhere:
+        print(f"{elsewhere} run(s) were claimed by other workers on this study; their results appear "
+              "when those workers finish (rerun to pick up any they abandon)", file=sys.stderr)
     return failed
 
 

@@ -91,6 +91,12 @@ class RunStore:
         self.artifacts = FileSystemArtifactStore(str(self.results_dir / "artifacts"))
         (self.results_dir / "artifacts").mkdir(exist_ok=True)
 
+    def claims(self):
+        """Atomic (arm, seed) claims in this study's database (see study.claims)."""
+        from study.claims import Claims
+
+        return Claims(self.storage.engine, self.study_name)
+
     def trials(self) -> list[optuna.trial.FrozenTrial]:
         return [t for t in self.study.get_trials(deepcopy=False) if "arm" in t.user_attrs]
 

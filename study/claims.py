@@ -1,0 +1,127 @@
+"""Atomic (arm, seed) claims, so several workers on one study never train a run twice.
+
+Optuna's enqueue/ask pattern is not safe here: on SQLite two workers can pop the same WAITING
+trial (SQLite ignores SELECT ... FOR UPDATE), train it twice, and one then dies with "Cannot
+tell a COMPLETE trial". A claim is instead one INSERT into a table with a primary key on
+(study, arm, seed), in the study's own database: the database itself makes it atomic, on
+SQLite and PostgreSQL alike. A claim is released when its run is recorded (or fails, or the
+worker is interrupted). A worker that died without releasing is detected by its heartbeat
+(older than `grace_s`) or, on the same host, by its process id no longer existing; its claim
+is then taken over by a conditional UPDATE, which is atomic too.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import threading
+import time
+import uuid
+
+import sqlalchemy as sa
+
+TABLE = "seedwise_claims"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+class Claims:
+    def __init__(self, engine: sa.engine.Engine, study: str, *, grace_s: float = 120.0,
+                 beat_s: float = 20.0):
+        self.engine, self.study, self.grace_s = engine, study, grace_s
+        self.host = socket.gethostname()
+        self.owner = f"{self.host}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        meta = sa.MetaData()
+        self.table = sa.Table(
+            TABLE, meta,
+            sa.Column("study", sa.String(512), primary_key=True),
+            sa.Column("arm", sa.String(512), primary_key=True),
+            sa.Column("seed", sa.Integer, primary_key=True),
+            sa.Column("owner", sa.String(256), nullable=False),
+            sa.Column("heartbeat", sa.Float, nullable=False),
+        )
+        meta.create_all(engine, checkfirst=True)
+        self._held: set[tuple[str, int]] = set()
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._beat_loop, args=(beat_s,), daemon=True)
+        self._thread.start()
+
+    def _key(self, arm: str, seed: int):
+        t = self.table.c
+        return (t.study == self.study) & (t.arm == arm) & (t.seed == seed)
+
+    def _stale(self, owner: str, heartbeat: float, now: float) -> bool:
+        host, _, rest = owner.partition(":")
+        if host == self.host:
+            pid = rest.split(":", 1)[0]
+            if pid.isdigit() and not _alive(int(pid)):
+                return True  # its process is gone: no need to wait for the heartbeat
+        return now - heartbeat > self.grace_s
+
+    def claim(self, arm: str, seed: int) -> bool:
+        """True if this worker now owns (arm, seed); False if a live worker does."""
+        now = time.time()
+        try:
+            with self.engine.begin() as con:
+                con.execute(self.table.insert().values(study=self.study, arm=arm, seed=seed,
+                                                       owner=self.owner, heartbeat=now))
+        except sa.exc.IntegrityError:
+            with self.engine.begin() as con:
+                row = con.execute(sa.select(self.table.c.owner, self.table.c.heartbeat)
+                                  .where(self._key(arm, seed))).first()
+                if row is None or not self._stale(row.owner, row.heartbeat, now):
+                    return False
+                # Take over only if nobody else did meanwhile (same owner and heartbeat).
+                res = con.execute(self.table.update()
+                                  .where(self._key(arm, seed) & (self.table.c.owner == row.owner)
+                                         & (self.table.c.heartbeat == row.heartbeat))
+                                  .values(owner=self.owner, heartbeat=now))
+                if res.rowcount != 1:
+                    return False
+        with self._lock:
+            self._held.add((arm, seed))
+        return True
+
+    def release(self, arm: str, seed: int) -> None:
+        with self.engine.begin() as con:
+            con.execute(self.table.delete().where(self._key(arm, seed) & (self.table.c.owner == self.owner)))
+        with self._lock:
+            self._held.discard((arm, seed))
+
+    def release_all(self) -> None:
+        for arm, seed in list(self._held):
+            self.release(arm, seed)
+
+    def busy_elsewhere(self) -> list[tuple[str, int]]:
+        """Runs of this study claimed by other live workers."""
+        now = time.time()
+        with self.engine.connect() as con:
+            rows = con.execute(sa.select(self.table).where(self.table.c.study == self.study)).all()
+        return [(r.arm, r.seed) for r in rows if r.owner != self.owner and not self._stale(r.owner, r.heartbeat, now)]
+
+    def _beat_loop(self, every: float) -> None:
+        while not self._stop.wait(every):
+            with self._lock:
+                held = list(self._held)
+            if not held:
+                continue
+            try:
+                with self.engine.begin() as con:
+                    con.execute(self.table.update()
+                                .where((self.table.c.study == self.study) & (self.table.c.owner == self.owner))
+                                .values(heartbeat=time.time()))
+            except sa.exc.SQLAlchemyError:
+                pass  # a missed beat only matters after grace_s; the next one retries
+
+    def close(self) -> None:
+        self._stop.set()
+        self.release_all()
