@@ -91,6 +91,17 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path, args, message):
     assert res.stderr.strip().count("\n") <= 1
 
 
+def test_storage_errors_are_one_line_and_hide_passwords(tmp_path):
+    not_db = tmp_path / "not.db"
+    garbage = os.urandom(5000)
+    not_db.write_bytes(garbage)
+    res = run_cli("--storage", f"sqlite:///{not_db}", tmp_path=tmp_path)
+    assert res.returncode == 2 and "file is not a database" in res.stderr and "Traceback" not in res.stderr
+    assert not_db.read_bytes() == garbage  # nothing written into it
+    res = run_cli("--storage", "postgresql://user:s3cret@127.0.0.1:9/db", tmp_path=tmp_path)
+    assert res.returncode == 2 and "s3cret" not in res.stderr + res.stdout and "***" in res.stderr
+
+
 def test_corrupt_archive_is_a_clear_error(tmp_path):
     bad = tmp_path / "cifar.tar.gz"
     bad.write_bytes(os.urandom(4096))
