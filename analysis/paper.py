@@ -106,6 +106,8 @@ def collect(results: Path) -> dict[str, str]:
             study = load_study(path)
             numbers.update(study_numbers(prefix, study))
             numbers.update(same_config_noise(prefix, study, "no_scheduler", NOTEBOOK["bn_sched"] - NOTEBOOK["bn_nosched"]))
+    if (results / "fidelity-quick" / "runs.csv").exists():
+        numbers.update(study_numbers("fid", load_study(results / "fidelity-quick")))
     numbers.update(tuning_numbers(results / "notebook-ablation-quick", "notebook-ablation-quick"))
     tuned = results / "notebook-ablation-quick-tuned"
     if (tuned / "runs.csv").exists():
