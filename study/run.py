@@ -15,6 +15,7 @@ import hashlib
 import json
 import os
 import signal
+import socket
 import sys
 import threading
 import time
@@ -67,6 +68,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--seeds", type=int, help="seeds per arm (seeds first_seed..first_seed+N-1); default from the spec")
     p.add_argument("--arms", help="comma-separated arms to run (default: all arms of the spec)")
     p.add_argument("--jobs", type=int, help="parallel runs (default: one per CPU core with 1 thread each; 1 on CUDA)")
+    p.add_argument("--backend", choices=["local", "dask"], default="local",
+                   help="where runs execute: local joblib processes (default) or a Dask distributed "
+                        "cluster through joblib's dask backend (needs --scheduler; pip install -e '.[cluster]')")
+    p.add_argument("--scheduler", help="Dask scheduler address for --backend dask, e.g. tcp://127.0.0.1:8786")
     p.add_argument("--dry-run", action="store_true", help="print the plan and an ETA, train nothing")
     return p.parse_args(argv)
 
@@ -140,8 +145,9 @@ _DATA: dict[str, Any] = {}
 
 
 def execute(arm: str, seed: int, config: Config, cache_path: str, device: str, threads: int,
-            position: int, progress: bool) -> tuple[str, int, Any]:
-    """Run in a joblib worker: load the cached data once per process, train, never raise."""
+            position: int, progress: bool) -> tuple[str, int, Any, str]:
+    """Run in a joblib worker: load the cached data once per process, train, never raise.
+    Returns (arm, seed, RunResult or failure dict, "host:pid" of the process that ran it)."""
     import torch
     from tqdm import tqdm
 
@@ -158,9 +164,10 @@ def execute(arm: str, seed: int, config: Config, cache_path: str, device: str, t
                 bar.set_postfix(val=f"{rec.val_acc:.1f}", lr=f"{rec.lr:.3g}")
                 bar.update(1)
 
-            return arm, seed, train_one(config, seed, _DATA[cache_path], device=device, on_epoch=on_epoch)
+            outcome = train_one(config, seed, _DATA[cache_path], device=device, on_epoch=on_epoch)
     except Exception as e:  # a failing run is recorded, not fatal to the study
-        return arm, seed, {"error": f"{type(e).__name__}: {e}", "traceback": traceback.format_exc()}
+        outcome = {"error": f"{type(e).__name__}: {e}", "traceback": traceback.format_exc()}
+    return arm, seed, outcome, f"{socket.gethostname()}:{os.getpid()}"
 
 
 # ---- orchestration ----------------------------------------------------------------------
@@ -197,6 +204,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"nothing to do: all {len(plan.arms) * len(plan.seeds)} runs of {plan.study_name} are done "
                   f"({plan.results_dir})", file=sys.stderr)
             return finish(plan, store)
+        cluster = connect_backend(args)  # before the data: a wrong address fails fast
         data = load_cifar10(args.data, args.data_root)
     except (SpecError, UsageError, DataError, StoreError) as e:
         print(f"error: {e}", file=sys.stderr)
@@ -204,13 +212,44 @@ def main(argv: list[str] | None = None) -> int:
     print(f"study {plan.study_name}: {len(todo)} runs to do ({len(done)} already done), "
           f"{jobs} worker(s) x {threads} thread(s) on {device}; data: {data.source}; "
           f"storage: {redact(store.url)}", file=sys.stderr)
-    failed = run_all(plan, store, todo, data, device, jobs, threads)
+    with cluster:
+        failed = run_all(plan, store, todo, data, device, jobs, threads)
     code = finish(plan, store)
     if failed:
         print(f"{failed} run(s) failed (their tracebacks are in runs.csv 'error' and the Optuna trials); "
               "rerun the same command to retry them", file=sys.stderr)
         return 1
     return code
+
+
+def connect_backend(args):
+    """A context in which joblib runs the study: local processes, or a Dask cluster.
+
+    With Dask, each worker loads the decoded data from the cache path this process built, so
+    workers must see the same file system (one machine, or a shared cache via $SEEDWISE_CACHE).
+    """
+    import contextlib
+
+    if args.backend == "local":
+        if args.scheduler:
+            raise UsageError("--scheduler needs --backend dask")
+        return contextlib.nullcontext()
+    if not args.scheduler:
+        raise UsageError("--backend dask needs --scheduler tcp://HOST:PORT (the Dask scheduler's address)")
+    try:
+        from dask.distributed import Client
+    except ImportError:
+        raise UsageError("--backend dask needs dask.distributed: pip install -e '.[cluster]'") from None
+    import joblib
+
+    try:
+        client = Client(args.scheduler, timeout=20)
+    except (OSError, TimeoutError) as e:
+        raise UsageError(f"cannot reach the Dask scheduler at {args.scheduler}: {e}") from None
+    stack = contextlib.ExitStack()
+    stack.callback(client.close)
+    stack.enter_context(joblib.parallel_config(backend="dask"))
+    return stack
 
 
 def run_all(plan: Plan, store: RunStore, todo: list[tuple[str, int]], data, device: str, jobs: int,
@@ -249,9 +288,9 @@ def run_all(plan: Plan, store: RunStore, todo: list[tuple[str, int]], data, devi
     started = time.time()
     try:
         with bar:
-            for arm, seed, outcome in Parallel(n_jobs=jobs, return_as="generator_unordered")(tasks()):
+            for arm, seed, outcome, worker in Parallel(n_jobs=jobs, return_as="generator_unordered")(tasks()):
                 cfg = plan.configs[arm]
-                attrs = {**attrs_common, "config": cfg.to_dict(), "config_hash": cfg.hash()}
+                attrs = {**attrs_common, "config": cfg.to_dict(), "config_hash": cfg.hash(), "worker": worker}
                 if isinstance(outcome, dict):
                     failed += 1
                     store.record_failure(arm, seed, outcome["error"], outcome["traceback"], attrs)
