@@ -13,6 +13,7 @@ import io
 import json
 import logging
 import math
+import time
 import uuid
 from dataclasses import asdict
 from pathlib import Path
@@ -71,25 +72,41 @@ class RunStore:
         self.url = storage or f"sqlite:///{self.results_dir / 'study.db'}"
         self.study_name, self.identity = study_name, identity
         self.distributions = {"arm": CategoricalDistribution(arm_names), "seed": IntDistribution(0, 2**31 - 1)}
-        try:
-            self.storage = optuna.storages.RDBStorage(self.url)
-            self.study = optuna.create_study(storage=self.storage, study_name=study_name,
-                                             direction="maximize", load_if_exists=True)
-        except Exception as e:  # sqlalchemy/optuna raise many types for a bad URL or file
-            raise StoreError(f"cannot open storage {redact(self.url)}: {type(e).__name__}: {str(e).splitlines()[0]}") from None
-        stored = self.study.user_attrs.get("identity")
-        if stored is None:
-            self.study.set_user_attr("identity", identity)
-            self.study.set_user_attr("kind", "seedwise-ablation")
-            for key, value in description.items():
-                self.study.set_user_attr(key, value)
-        elif stored != identity:
+        for attempt in range(5):
+            try:
+                stored = self._open(study_name, identity, description)
+                break
+            except StoreError:
+                raise
+            except Exception as e:  # sqlalchemy/optuna raise many types for a bad URL or file
+                first_line = str(e).splitlines()[0] if str(e) else ""
+                # Workers started together race to create the schema and the study's attributes;
+                # the loser sees a unique-key violation and simply reads what the winner wrote.
+                if "IntegrityError" in type(e).__name__ + repr(e) and attempt < 4:
+                    time.sleep(0.2 * (attempt + 1))
+                    continue
+                raise StoreError(f"cannot open storage {redact(self.url)}: {type(e).__name__}: {first_line}") from None
+        if stored is not None and stored != identity:
             raise StoreError(
                 f"study {study_name!r} in {redact(self.url)} was made from a different spec, preset or --set "
                 f"(identity {stored} != {identity}); nothing was changed. Use --study NEW_NAME for a new study, "
                 f"or rerun with the spec and options that made it (see {self.results_dir / 'study.json'})")
         self.artifacts = FileSystemArtifactStore(str(self.results_dir / "artifacts"))
         (self.results_dir / "artifacts").mkdir(exist_ok=True)
+
+    def _open(self, study_name: str, identity: str, description: dict[str, Any]) -> str | None:
+        """Open (or create) the storage and the study; tag a new study. Returns the identity
+        the study had before (None if this call created it)."""
+        self.storage = optuna.storages.RDBStorage(self.url)
+        self.study = optuna.create_study(storage=self.storage, study_name=study_name,
+                                         direction="maximize", load_if_exists=True)
+        stored = self.study.user_attrs.get("identity")
+        if stored is None:
+            self.study.set_user_attr("identity", identity)
+            self.study.set_user_attr("kind", "seedwise-ablation")
+            for key, value in description.items():
+                self.study.set_user_attr(key, value)
+        return stored
 
     def claims(self):
         """Atomic (arm, seed) claims in this study's database (see study.claims)."""
