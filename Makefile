@@ -3,6 +3,7 @@
 VENV ?= .venv
 PY := $(VENV)/bin/python
 SEEDS ?= 5
+RESULTS ?= results
 
 # The offline CIFAR-10 copy beside this checkout, when there is one. The package itself knows
 # nothing of it: it only reads $SEEDWISE_DATA (or --data, ./data, or downloads).
@@ -22,10 +23,10 @@ $(VENV)/.installed: pyproject.toml
 install: $(VENV)/.installed
 
 demo: install
-	$(PY) -m study.run --seeds $(SEEDS)
+	$(PY) -m study.run --seeds $(SEEDS) --results $(RESULTS)
 
 dry-run: install
-	$(PY) -m study.run --seeds $(SEEDS) --dry-run
+	$(PY) -m study.run --seeds $(SEEDS) --results $(RESULTS) --dry-run
 
 test: install
 	$(PY) -m ruff check study analysis tests benchmarks
