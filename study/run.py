@@ -177,10 +177,17 @@ def _terminate(signum, frame):
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    import torch
-
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, _terminate)
+    try:
+        return _main(args)
+    except KeyboardInterrupt:  # before or after the runs (imports, data decoding, export)
+        print("\ninterrupted: finished runs are stored; rerun the same command to continue", file=sys.stderr)
+        return 130
+
+
+def _main(args: argparse.Namespace) -> int:
+    import torch
 
     has_cuda = args.device.startswith("cuda") or (args.device == "auto" and torch.cuda.is_available())
     device = args.device if args.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
