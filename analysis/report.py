@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import base64
 import contextlib
-import hashlib
 import html
 import io
 import json
@@ -39,6 +38,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
+
+from study.config import config_hash  # noqa: E402
 
 from . import figures as F  # noqa: E402
 from . import tables as T  # noqa: E402
@@ -105,11 +106,6 @@ class Report:
 
 def _config_key(config: Mapping | None) -> str | None:
     return None if config is None else json.dumps(config, sort_keys=True)
-
-
-def _config_hash(config: Mapping) -> str:
-    """The hash `study.config.Config.hash` gives the same resolved config."""
-    return hashlib.sha256(json.dumps(dict(config), sort_keys=True).encode()).hexdigest()[:12]
 
 
 def _lr_schedules(epochs: pd.DataFrame) -> dict[str, dict]:
@@ -234,7 +230,7 @@ def integrity_checks(runs: pd.DataFrame, epochs: pd.DataFrame, meta: Mapping,
             cfg = configs.get(arm)
             if cfg is None:
                 continue
-            want = _config_hash(cfg)
+            want = config_hash(cfg)
             got = runs.loc[(runs["arm"] == arm) & runs["config_hash"].notna()]
             off = got[got["config_hash"].astype(str) != want]
             if len(off):

@@ -73,8 +73,12 @@ class Config:
 
     def hash(self) -> str:
         """Short content hash of the resolved config (the identity of what a run trains)."""
-        blob = json.dumps(self.to_dict(), sort_keys=True).encode()
-        return hashlib.sha256(blob).hexdigest()[:12]
+        return config_hash(self.to_dict())
+
+
+def config_hash(config: Mapping[str, Any]) -> str:
+    """The hash of a resolved config given as a dict (as stored in study.json and in every run)."""
+    return hashlib.sha256(json.dumps(dict(config), sort_keys=True).encode()).hexdigest()[:12]
 
 
 FIELD_TYPES = {f.name: f.type for f in fields(Config)}
