@@ -40,6 +40,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from study.config import config_hash  # noqa: E402
+from study.store import redact  # noqa: E402
 
 from . import figures as F  # noqa: E402
 from . import tables as T  # noqa: E402
@@ -279,12 +280,6 @@ def integrity_checks(runs: pd.DataFrame, epochs: pd.DataFrame, meta: Mapping,
 # --- provenance -------------------------------------------------------------------------------
 
 
-def _redact(url: str | None) -> str | None:
-    if not url:
-        return url
-    return re.sub(r"(://[^:/@]+):[^@]*@", r"\1:***@", url)
-
-
 def _counts(series: pd.Series) -> str:
     vals = series.dropna().astype(str)
     if vals.empty:
@@ -353,7 +348,7 @@ def provenance_table(study: StudyData, arms: Sequence[str]) -> tuple[pd.DataFram
     if "wall_time_s" in runs:
         total = pd.to_numeric(runs["wall_time_s"], errors="coerce").sum()
         rows.append(("total training time", f"{total / 3600:.2f} h over {len(runs)} runs"))
-    rows.append(("storage", _redact(meta.get("storage") or study.storage_url) or "n/a"))
+    rows.append(("storage", redact(meta.get("storage") or study.storage_url or "") or "n/a"))
     rows.append(("analysis versions", _analysis_versions()))
     return pd.DataFrame(rows, columns=["item", "value"]), problem
 
@@ -981,7 +976,7 @@ def _save_note(study: StudyData, body: str) -> str:
     except Exception as e:  # storage unavailable, read-only, dashboard missing: never fatal
         return (f"skipped the Optuna note: {type(e).__name__}: "
                 f"{str(e).splitlines()[0] if str(e) else ''}")
-    return f"saved the results table as a note on Optuna study {st.study_name!r} ({_redact(url)})"
+    return f"saved the results table as a note on Optuna study {st.study_name!r} ({redact(url)})"
 
 
 def write_report(results_dir: str | Path, out: str | Path | None = None, *, note: bool = True,
