@@ -186,11 +186,16 @@ def main(argv: list[str] | None = None) -> int:
         return 130
 
 
-def _main(args: argparse.Namespace) -> int:
+def device_choice(device_arg: str) -> tuple[str, bool]:
+    """--device -> (device to train on, whether it is CUDA: the `auto` preset rule needs it)."""
     import torch
 
-    has_cuda = args.device.startswith("cuda") or (args.device == "auto" and torch.cuda.is_available())
-    device = args.device if args.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
+    device = device_arg if device_arg != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
+    return device, device.startswith("cuda")
+
+
+def _main(args: argparse.Namespace) -> int:
+    device, has_cuda = device_choice(args.device)
     try:
         plan = make_plan(args, has_cuda)
         url = args.storage or f"sqlite:///{plan.results_dir / 'study.db'}"

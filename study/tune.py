@@ -37,7 +37,7 @@ from optuna.trial import TrialState
 
 from study.config import Config
 from study.data import DataError, load_cifar10
-from study.run import Plan, UsageError, add_study_args, make_plan
+from study.run import Plan, UsageError, add_study_args, device_choice, make_plan
 from study.run import main as run_main
 from study.spec import SpecError, StudySpec
 from study.store import StoreError, redact
@@ -373,8 +373,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     import torch
 
-    has_cuda = args.device.startswith("cuda") or (args.device == "auto" and torch.cuda.is_available())
-    device = args.device if args.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
+    device, has_cuda = device_choice(args.device)
     try:
         if args.threads is not None:
             if args.threads <= 0:
