@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import itertools
-import json
 import re
 import sys
 import warnings
@@ -19,6 +18,7 @@ import numpy as np
 
 from .load import StudyData, compare_arms, family_frame, load_study
 from .testset import mcnemar_exact, single_run_gap
+from .tuning import selection_rows
 
 NOTEBOOK = {"bn_sched": 75.49, "bn_nosched": 74.87, "nobn": 74.08, "n_test": 10_000}
 
@@ -113,9 +113,7 @@ def collect(results: Path) -> dict[str, str]:
     if (tuned / "runs.csv").exists():
         study = load_study(tuned)
         numbers.update(study_numbers("tuned", study))
-        sel = tuned / "selection.json"
-        if sel.exists():
-            numbers.update(selection_numbers(json.loads(sel.read_text())))
+        numbers.update(selection_numbers(selection_rows(tuned) or []))
     return numbers
 
 
@@ -149,8 +147,7 @@ def tuning_numbers(path: Path, ablation: str) -> dict[str, str]:
     return out
 
 
-def selection_numbers(selection) -> dict[str, str]:
-    rows = selection if isinstance(selection, list) else selection.get("rows", selection.get("trials", []))
+def selection_numbers(rows: list[dict]) -> dict[str, str]:
     out = {}
     for row in rows:
         arm = row.get("arm", "?")

@@ -60,15 +60,19 @@ def tuning_trials(storage_url: str, ablation_study: str) -> list[Tuning]:
     return out
 
 
-def selection_table(results_dir: Path) -> pd.DataFrame | None:
-    """The confirm step's selection.json (selected val score vs fresh seeds) as a frame."""
+def selection_rows(results_dir: Path) -> list[dict] | None:
+    """The rows of the selection.json that `study.tune --confirm` writes (one per confirmed arm:
+    selected val score, fresh-seed scores, params); None when there is none."""
     path = Path(results_dir) / "selection.json"
     if not path.exists():
         return None
-    data = json.loads(path.read_text())
-    rows = data if isinstance(data, list) else data.get("rows") or data.get("trials") or []
+    return json.loads(path.read_text())["rows"]
+
+
+def selection_table(results_dir: Path) -> pd.DataFrame | None:
+    """The selection rows as a frame, params flattened to `params.lr`, `params.step_size`."""
     flat = []
-    for row in rows:
+    for row in selection_rows(results_dir) or []:
         item = {}
         for k, v in row.items():
             if isinstance(v, dict):
