@@ -332,8 +332,7 @@ def run_all(plan: Plan, store: RunStore, todo: list[tuple[str, int]], data, devi
 
 
 def finish(plan: Plan, store: RunStore) -> int:
-    store.export()
-    runs, _ = store.tables()
+    runs, _ = store.export()
     arms = [a for a in plan.spec.arm_names if a in plan.arms or a == plan.spec.analysis.baseline]
     table = summarize(runs[runs["seed"].isin(plan.seeds)], arms, plan.spec.analysis.baseline,
                       plan.spec.analysis.metric)

@@ -191,9 +191,9 @@ class RunStore:
                 df[col] = df[col].map(lambda v: None if v is None or (isinstance(v, float) and math.isnan(v)) else v)
         return runs_df, epochs_df
 
-    def export(self) -> tuple[Path, Path]:
+    def export(self) -> tuple[pd.DataFrame, pd.DataFrame]:
+        """Write runs.csv and epochs.csv; return the two tables written."""
         runs_df, epochs_df = self.tables()
-        paths = self.results_dir / "runs.csv", self.results_dir / "epochs.csv"
-        runs_df.to_csv(paths[0], index=False)
-        epochs_df.to_csv(paths[1], index=False)
-        return paths
+        runs_df.to_csv(self.results_dir / "runs.csv", index=False)
+        epochs_df.to_csv(self.results_dir / "epochs.csv", index=False)
+        return runs_df, epochs_df
