@@ -330,6 +330,12 @@ def provenance_table(study: StudyData, arms: Sequence[str]) -> tuple[pd.DataFram
         if col in runs:
             rows.append((name, _counts(runs[col])))
     if attrs:
+        # Seeds trained together (study.group) change speed, not the numbers: shown so it is checkable.
+        rows.append(("seeds per training step", _counts(pd.Series([max(1, len(a.get("group") or ()))
+                                                                   for a in attrs]))))
+        if any(a.get("compiled") for a in attrs):
+            rows.append(("torch.compile", _counts(pd.Series(["yes" if a.get("compiled") else "no"
+                                                             for a in attrs]))))
         dirty = {a.get("git_dirty") for a in attrs if "git_dirty" in a}
         if dirty:
             rows.append(("uncommitted changes when run", ", ".join(

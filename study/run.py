@@ -39,6 +39,11 @@ from study.summary import render, summarize
 ETA_RATE = {("cpu", "bf16"): 0.2e12, ("cpu", "fp32"): 0.05e12, ("cuda", "bf16"): 40e12, ("cuda", "fp32"): 15e12}
 
 
+# Seeds per vmapped step on CUDA: 8 models x batch 100 is ~1.5 GB of bf16 activations at full
+# width, far below one GPU's memory, and the default study's 5 seeds per arm fit in one group.
+CUDA_GROUP = 8
+
+
 class UsageError(ValueError):
     pass
 
@@ -72,6 +77,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    help="where runs execute: local joblib processes (default) or a Dask distributed "
                         "cluster through joblib's dask backend (needs --scheduler; pip install -e '.[cluster]')")
     p.add_argument("--scheduler", help="Dask scheduler address for --backend dask, e.g. tcp://127.0.0.1:8786")
+    p.add_argument("--group", type=int,
+                   help="seeds of one arm trained together in one vmapped step (study.group); default: "
+                        f"{CUDA_GROUP} on CUDA, 1 on CPU (where a loop over models is faster)")
+    p.add_argument("--compile", action="store_true",
+                   help="run the training step through torch.compile (falls back to eager if it fails)")
     p.add_argument("--dry-run", action="store_true", help="print the plan and an ETA, train nothing")
     return p.parse_args(argv)
 
@@ -105,6 +115,8 @@ def make_plan(args: argparse.Namespace, has_cuda: bool) -> Plan:
         raise UsageError(f"--seeds must be a positive integer, got {n_seeds}")
     if args.jobs is not None and args.jobs <= 0:
         raise UsageError(f"--jobs must be a positive integer, got {args.jobs}")
+    if getattr(args, "group", None) is not None and args.group <= 0:  # study.tune has no --group
+        raise UsageError(f"--group must be a positive integer, got {args.group}")
     arms = spec.select(args.arms)
     configs = {arm: spec.config(arm, preset, extra) for arm in spec.arm_names}  # validates all arms
     identity = spec.identity(preset, extra)
@@ -144,30 +156,57 @@ def estimate_seconds(config: Config, device: str, threads: int) -> float:
 _DATA: dict[str, Any] = {}
 
 
-def execute(arm: str, seed: int, config: Config, cache_path: str, device: str, threads: int,
-            position: int, progress: bool) -> tuple[str, int, Any, str]:
+def train_seeds(config: Config, seeds: list[int], data, device: str, compile: bool, on_epoch) -> list[Any]:
+    """Train `seeds` of `config`: alone with `train_one` (the reference path), or together with
+    `train_group`. A group that runs out of GPU memory is split in halves and retried, down to
+    single seeds; only a single seed's OOM is a failure."""
+    import torch
+
+    from study.group import train_group
+    from study.train import train_one
+
+    if len(seeds) == 1 and not compile:
+        return [train_one(config, seeds[0], data, device=device, on_epoch=lambda rec: on_epoch(seeds[0], rec))]
+    try:
+        return train_group(config, seeds, data, device=device, on_epoch=on_epoch, compile=compile)
+    except torch.cuda.OutOfMemoryError:
+        if len(seeds) == 1:
+            raise
+        torch.cuda.empty_cache()
+        half = len(seeds) // 2
+        return (train_seeds(config, seeds[:half], data, device, compile, on_epoch)
+                + train_seeds(config, seeds[half:], data, device, compile, on_epoch))
+
+
+def execute(arm: str, seeds: list[int], config: Config, cache_path: str, device: str, threads: int,
+            position: int, progress: bool, compile: bool = False) -> tuple[str, list[tuple[int, Any]], str]:
     """Run in a joblib worker: load the cached data once per process, train, never raise.
-    Returns (arm, seed, RunResult or failure dict, "host:pid" of the process that ran it)."""
+    Returns (arm, [(seed, RunResult or failure dict)], "host:pid" of the process that ran it)."""
     import torch
     from tqdm import tqdm
 
-    from study.train import train_one
-
     torch.set_num_threads(threads)
+    label = f"seed {seeds[0]}" if len(seeds) == 1 else f"seeds {','.join(map(str, seeds))}"
     try:
         if cache_path not in _DATA:
             _DATA[cache_path] = load_cache(cache_path)
-        bar = tqdm(total=config.epochs, desc=f"{arm} seed {seed}", unit="epoch", position=position,
+        bar = tqdm(total=config.epochs, desc=f"{arm} {label}", unit="epoch", position=position,
                    leave=False, disable=None if progress else True, dynamic_ncols=True)
         with bar:
-            def on_epoch(rec):
-                bar.set_postfix(val=f"{rec.val_acc:.1f}", lr=f"{rec.lr:.3g}")
-                bar.update(1)
+            def on_epoch(seed, rec):
+                if seed == seeds[0]:  # one bar per task: it follows the first seed
+                    bar.set_postfix(val=f"{rec.val_acc:.1f}", lr=f"{rec.lr:.3g}")
+                    bar.update(1)
 
-            outcome = train_one(config, seed, _DATA[cache_path], device=device, on_epoch=on_epoch)
+            results = train_seeds(config, list(seeds), _DATA[cache_path], device, compile, on_epoch)
+        outcomes = list(zip(seeds, results, strict=True))
     except Exception as e:  # a failing run is recorded, not fatal to the study
-        outcome = {"error": f"{type(e).__name__}: {e}", "traceback": traceback.format_exc()}
-    return arm, seed, outcome, f"{socket.gethostname()}:{os.getpid()}"
+        error = f"{type(e).__name__}: {e}"
+        if isinstance(e, torch.cuda.OutOfMemoryError):
+            error += " (even one seed per step: lower --jobs, or free the GPU)"
+        failure = {"error": error, "traceback": traceback.format_exc()}
+        outcomes = [(seed, failure) for seed in seeds]
+    return arm, outcomes, f"{socket.gethostname()}:{os.getpid()}"
 
 
 # ---- orchestration ----------------------------------------------------------------------
@@ -208,6 +247,7 @@ def _main(args: argparse.Namespace) -> int:
         todo = [(arm, seed) for seed in plan.seeds for arm in plan.arms if (arm, seed) not in done]
         jobs = args.jobs or (1 if device.startswith("cuda") else max(1, min(os.cpu_count() or 1, len(todo))))
         threads = 1 if device.startswith("cuda") else max(1, (os.cpu_count() or 1) // jobs)
+        group = args.group or (CUDA_GROUP if device.startswith("cuda") else 1)
         if args.dry_run:
             print_plan(plan, done, todo, jobs, threads, device, store, url)
             return 0
@@ -224,8 +264,11 @@ def _main(args: argparse.Namespace) -> int:
     print(f"study {plan.study_name}: {len(todo)} runs to do ({len(done)} already done), "
           f"{jobs} worker(s) x {threads} thread(s) on {device}; data: {data.source}; "
           f"storage: {redact(store.url)}", file=sys.stderr)
+    if group > 1 or args.compile:
+        print(f"engine: up to {group} seed(s) per step{', torch.compile' if args.compile else ''}",
+              file=sys.stderr)
     with cluster:
-        failed = run_all(plan, store, todo, data, device, jobs, threads)
+        failed = run_all(plan, store, todo, data, device, jobs, threads, group, args.compile)
     code = finish(plan, store)
     if failed:
         print(f"{failed} run(s) failed (their tracebacks are in runs.csv 'error' and the Optuna trials); "
@@ -264,8 +307,21 @@ def connect_backend(args):
     return stack
 
 
+def groups_of(todo: list[tuple[str, int]], seeds: tuple[int, ...], group: int) -> list[tuple[str, list[int]]]:
+    """The plan's runs as (arm, seeds) tasks of at most `group` seeds each: seeds are taken in
+    blocks of `group`, and within a block every arm's runs still to do form one task."""
+    todo_set, tasks = set(todo), []
+    for b in range(0, len(seeds), group):
+        block = seeds[b:b + group]
+        for arm in dict.fromkeys(a for a, _ in todo):
+            mine = [s for s in block if (arm, s) in todo_set]
+            if mine:
+                tasks.append((arm, mine))
+    return tasks
+
+
 def run_all(plan: Plan, store: RunStore, todo: list[tuple[str, int]], data, device: str, jobs: int,
-            threads: int) -> int:
+            threads: int, group: int = 1, compile: bool = False) -> int:
     from joblib import Parallel, delayed
     from tqdm import tqdm
 
@@ -284,40 +340,44 @@ def run_all(plan: Plan, store: RunStore, todo: list[tuple[str, int]], data, devi
         """Claim each run just before it is dispatched, so workers sharing the study split the
         plan between them; skip runs another live worker holds or has finished meanwhile."""
         nonlocal elsewhere
-        for i, (arm, seed) in enumerate(todo):
-            if not claims.claim(arm, seed):
-                elsewhere += 1
-                bar.update(1)
-                continue
-            if (arm, seed) in store.done():  # finished by another worker since the plan was made
-                claims.release(arm, seed)
-                bar.update(1)
-                continue
-            yield delayed(execute)(arm, seed, plan.configs[arm], data.cache_path, device, threads,
-                                   1 + i % jobs, progress)
+        for i, (arm, seeds) in enumerate(groups_of(todo, plan.seeds, group)):
+            mine = []
+            for seed in seeds:
+                if not claims.claim(arm, seed):
+                    elsewhere += 1
+                    bar.update(1)
+                elif (arm, seed) in store.done():  # finished by another worker since the plan was made
+                    claims.release(arm, seed)
+                    bar.update(1)
+                else:
+                    mine.append(seed)
+            if mine:
+                yield delayed(execute)(arm, mine, plan.configs[arm], data.cache_path, device, threads,
+                                       1 + i % jobs, progress, compile)
 
     failed = 0
     started = time.time()
     try:
         with bar:
-            for arm, seed, outcome, worker in Parallel(n_jobs=jobs, return_as="generator_unordered")(tasks()):
+            for arm, outcomes, worker in Parallel(n_jobs=jobs, return_as="generator_unordered")(tasks()):
                 cfg = plan.configs[arm]
                 attrs = {**attrs_common, "config": cfg.to_dict(), "config_hash": cfg.hash(), "worker": worker}
-                if isinstance(outcome, dict):
-                    failed += 1
-                    store.record_failure(arm, seed, outcome["error"], outcome["traceback"], attrs)
-                    line = f"{arm} seed {seed}: FAILED {outcome['error']}"
-                else:
-                    store.record(arm, seed, outcome, attrs)
-                    line = (f"{arm} seed {seed}: test {outcome.test_acc:.2f}% ({outcome.wall_time_s:.0f}s)"
-                            if outcome.status == "complete" else
-                            f"{arm} seed {seed}: DIVERGED at epoch {outcome.diverged_epoch}")
-                claims.release(arm, seed)  # after the trial is stored: no gap another worker could use
-                if progress:
-                    bar.write(line, file=sys.stderr)
-                else:
-                    print(line, file=sys.stderr, flush=True)
-                bar.update(1)
+                for seed, outcome in outcomes:
+                    if isinstance(outcome, dict):
+                        failed += 1
+                        store.record_failure(arm, seed, outcome["error"], outcome["traceback"], attrs)
+                        line = f"{arm} seed {seed}: FAILED {outcome['error']}"
+                    else:
+                        store.record(arm, seed, outcome, attrs)
+                        line = (f"{arm} seed {seed}: test {outcome.test_acc:.2f}% ({outcome.wall_time_s:.0f}s)"
+                                if outcome.status == "complete" else
+                                f"{arm} seed {seed}: DIVERGED at epoch {outcome.diverged_epoch}")
+                    claims.release(arm, seed)  # after the trial is stored: no gap another worker could use
+                    if progress:
+                        bar.write(line, file=sys.stderr)
+                    else:
+                        print(line, file=sys.stderr, flush=True)
+                    bar.update(1)
     except KeyboardInterrupt:
         claims.close()
         store.export()

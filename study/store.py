@@ -32,7 +32,7 @@ optuna.logging.set_verbosity(logging.WARNING)
 PREDICTIONS_FILE = "test_predictions.npy"
 RUN_COLUMNS = ["arm", "seed", "status", "test_acc", "val_acc", "train_acc", "train_loss", "epochs_run",
                "diverged_epoch", "n_bn", "bn_layers", "lr_final", "wall_time_s", "device", "precision",
-               "threads", "config_hash", "init_hash", "data_fingerprint", "git_commit", "trial_number", "error"]
+               "threads", "group", "config_hash", "init_hash", "data_fingerprint", "git_commit", "trial_number", "error"]
 EPOCH_COLUMNS = ["arm", "seed", "epoch", "lr", "train_loss", "train_acc", "val_acc", "test_acc", "train_seconds"]
 
 
@@ -151,6 +151,7 @@ class RunStore:
             "streams": result.streams, "init_hash": result.init_hash, "bn_layers": list(result.bn_layers),
             "n_bn": result.n_bn, "device": result.device, "precision": result.precision,
             "threads": result.threads, "wall_time_s": round(result.wall_time_s, 3),
+            "group": list(result.group), "compiled": result.compiled,
         }
         intermediate = {e.epoch: e.val_acc for e in result.epochs if e.val_acc is not None}
         complete = result.status == "complete"
@@ -178,7 +179,8 @@ class RunStore:
                 "epochs_run": len(ep), "diverged_epoch": a.get("diverged_epoch"), "n_bn": a.get("n_bn"),
                 "bn_layers": " ".join(map(str, a.get("bn_layers", []))), "lr_final": last.get("lr"),
                 "wall_time_s": a.get("wall_time_s"), "device": a.get("device"), "precision": a.get("precision"),
-                "threads": a.get("threads"), "config_hash": a.get("config_hash"), "init_hash": a.get("init_hash"),
+                "threads": a.get("threads"), "group": " ".join(map(str, a.get("group", []))),
+                "config_hash": a.get("config_hash"), "init_hash": a.get("init_hash"),
                 "data_fingerprint": a.get("data_fingerprint"), "git_commit": a.get("git_commit"),
                 "trial_number": t.number, "error": a.get("error"),
             })

@@ -51,7 +51,11 @@ class RunResult:
     device: str
     precision: str
     threads: int
-    wall_time_s: float
+    wall_time_s: float  # of the whole call: with seeds batched, the group's shared wall time
+    # The seeds trained in the same steps as this one (study.group.train_group), () when it
+    # trained alone. Grouping changes speed, not the numbers a seed draws (see study.seeds).
+    group: tuple[int, ...] = ()
+    compiled: bool = False  # whether the training step ran through torch.compile
 
 
 def resolve_device(device: str | torch.device | None = None) -> torch.device:
@@ -91,9 +95,10 @@ def device_name(device: torch.device) -> str:
     return "cpu: " + (platform.processor() or platform.machine())
 
 
-def make_optimizer(model: nn.Module, config: Config):
+def make_optimizer(model: nn.Module | list[torch.Tensor], config: Config):
     """SGD and (optionally) StepLR on that same optimizer: the notebook's bug, made impossible."""
-    optimizer = torch.optim.SGD(model.parameters(), lr=config.lr, momentum=config.momentum,
+    params = model.parameters() if isinstance(model, nn.Module) else model
+    optimizer = torch.optim.SGD(params, lr=config.lr, momentum=config.momentum,
                                 weight_decay=config.weight_decay)
     scheduler = None
     if config.scheduler == "step":
@@ -101,9 +106,41 @@ def make_optimizer(model: nn.Module, config: Config):
     return optimizer, scheduler
 
 
-def _normalize(x: torch.Tensor) -> torch.Tensor:
+def normalize(x: torch.Tensor) -> torch.Tensor:
     """uint8 -> ToTensor() + Normalize(0.5, 0.5), i.e. x/255 in [0,1] mapped to [-1, 1]."""
     return (x.float() / 255.0 - 0.5) / 0.5
+
+
+def device_data(config: Config, data: Cifar10, dev: torch.device, score_test: bool):
+    """(x_train, y_train, x_val, y_val, x_test, y_test) on `dev` as uint8 images and int64
+    labels; the test tensors are None unless `score_test` (the tuner never sees them)."""
+    train_idx, val_idx = (torch.from_numpy(i) for i in split_indices(config))
+    out = [data.train_x[train_idx].to(dev), data.train_y[train_idx].to(dev),
+           data.train_x[val_idx].to(dev), data.train_y[val_idx].to(dev), None, None]
+    if score_test:
+        tidx = torch.from_numpy(test_indices(config))
+        out[4:] = data.test_x[tidx].to(dev), data.test_y[tidx].to(dev)
+    return tuple(out)
+
+
+def epoch_draws(config: Config, n: int, g_order: torch.Generator, g_aug: torch.Generator,
+                dev: torch.device) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """One epoch's data order and flip decisions, drawn on the CPU from the seed's own streams:
+    a seed sees the same numbers on any device and in any group of seeds."""
+    perm = torch.randperm(n, generator=g_order).to(dev)
+    flips = (torch.rand(n, generator=g_aug) < 0.5).to(dev) if config.flip else None
+    return perm, flips
+
+
+def train_batch(x: torch.Tensor, y: torch.Tensor, perm: torch.Tensor, flips: torch.Tensor | None,
+                start: int, size: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Batch `perm[start:start+size]`, flipped where drawn, normalised: the notebook's
+    RandomHorizontalFlip + ToTensor + Normalize(0.5, 0.5), done on the device."""
+    batch = perm[..., start:start + size]  # perm may be (n,) or (models, n): then (models, size, ...)
+    xb, yb = x[batch], y[batch]
+    if flips is not None:
+        xb = torch.where(flips[..., start:start + size, None, None, None], xb.flip(-1), xb)
+    return normalize(xb), yb
 
 
 @torch.no_grad()
@@ -111,7 +148,7 @@ def predict(model: nn.Module, x: torch.Tensor, autocast) -> torch.Tensor:
     model.eval()
     out = []
     for i in range(0, len(x), EVAL_BATCH):
-        xb = _normalize(x[i:i + EVAL_BATCH]).contiguous(memory_format=torch.channels_last)
+        xb = normalize(x[i:i + EVAL_BATCH]).contiguous(memory_format=torch.channels_last)
         with autocast():
             out.append(model(xb).argmax(1))
     return torch.cat(out)
@@ -139,13 +176,7 @@ def train_one(config: Config, seed: int, data: Cifar10, *, device: str | torch.d
     model = model.to(dev, memory_format=torch.channels_last)
     optimizer, scheduler = make_optimizer(model, config)
 
-    train_idx, val_idx = split_indices(config)
-    idx = torch.from_numpy(train_idx)
-    x_train, y_train = data.train_x[idx].to(dev), data.train_y[idx].to(dev)
-    x_val, y_val = data.train_x[torch.from_numpy(val_idx)].to(dev), data.train_y[torch.from_numpy(val_idx)].to(dev)
-    if score_test:
-        tidx = torch.from_numpy(test_indices(config))
-        x_test, y_test = data.test_x[tidx].to(dev), data.test_y[tidx].to(dev)
+    x_train, y_train, x_val, y_val, x_test, y_test = device_data(config, data, dev, score_test)
 
     def autocast():
         return torch.autocast(dev.type, dtype=torch.bfloat16, enabled=precision == "bf16")
@@ -159,19 +190,15 @@ def train_one(config: Config, seed: int, data: Cifar10, *, device: str | torch.d
     status, diverged_epoch, test_pred = "complete", None, None
     for epoch in range(1, config.epochs + 1):
         lr = optimizer.param_groups[0]["lr"]  # the lr this epoch's steps will use
-        perm = torch.randperm(n, generator=g_order).to(dev)
-        flips = (torch.rand(n, generator=g_aug) < 0.5).to(dev) if config.flip else None
+        perm, flips = epoch_draws(config, n, g_order, g_aug, dev)
         model.train()
         epoch_start = time.perf_counter()
         loss_sum = torch.zeros((), device=dev)
         correct = torch.zeros((), device=dev, dtype=torch.long)
         steps = 0
         for s in range(0, n, bs):  # the last partial batch is kept, as DataLoader does
-            batch = perm[s:s + bs]
-            xb, yb = x_train[batch], y_train[batch]
-            if flips is not None:
-                xb = torch.where(flips[s:s + bs, None, None, None], xb.flip(-1), xb)
-            xb = _normalize(xb).contiguous(memory_format=torch.channels_last)
+            xb, yb = train_batch(x_train, y_train, perm, flips, s, bs)
+            xb = xb.contiguous(memory_format=torch.channels_last)
             with autocast():
                 out = model(xb)
                 loss = F.cross_entropy(out, yb)

@@ -82,6 +82,7 @@ def test_dry_run_shows_plan_and_trains_nothing(tmp_path):
     (["--arms", "baseline,no_nb"], "did you mean 'no_bn'"),
     (["--set", "epoch=3"], "did you mean 'epochs'"),
     (["--seeds", "0"], "--seeds must be a positive integer"),
+    (["--group", "0"], "--group must be a positive integer"),
     (["--data", "/nonexistent/cifar.tar.gz"], "does not exist"),
 ])
 def test_bad_input_is_one_line_and_exit_2(tmp_path, args, message):
@@ -123,6 +124,15 @@ def test_a_failing_run_is_recorded_and_the_study_goes_on(tmp_path):
     runs = pd.read_csv(next(tmp_path.iterdir()) / "runs.csv")
     assert set(runs["status"]) == {"diverged"} and runs["diverged_epoch"].eq(1).all()
     assert "DIVERGED" in res.stderr
+
+
+def test_seeds_trained_together_are_recorded_as_a_group(tmp_path):
+    res = run_cli("--seeds", "2", "--arms", "baseline", "--group", "2", tmp_path=tmp_path)
+    assert res.returncode == 0, res.stderr
+    assert "up to 2 seed(s) per step" in res.stderr
+    runs = pd.read_csv(tmp_path / "notebook-ablation-smoke" / "runs.csv")
+    assert runs["group"].tolist() == ["0 1", "0 1"] and set(runs["status"]) == {"complete"}
+    assert runs["init_hash"].nunique() == 2
 
 
 def stored_trials(db) -> dict[int, float]:

@@ -1,0 +1,135 @@
+"""Seeds trained together (study.group) must be the same experiment as seeds trained alone."""
+
+import dataclasses
+
+import numpy as np
+import pytest
+import torch
+
+from study.config import apply_overrides
+from study.group import train_group
+from study.run import execute, groups_of, train_seeds
+from study.train import train_one
+
+
+@pytest.fixture
+def fp32(smoke):
+    return apply_overrides(smoke, {"precision": "fp32"})
+
+
+def test_first_step_is_the_single_model_step(cifar, fp32):
+    """One step (100 images): same init, same batch, same flips, same loss; after it the same
+    validation and test predictions. Only floating-point summation order may differ."""
+    cfg = apply_overrides(fp32, {"train_size": 100, "epochs": 1})
+    alone = [train_one(cfg, s, cifar) for s in (3, 5)]
+    together = train_group(cfg, [3, 5], cifar)
+    for a, g in zip(alone, together, strict=True):
+        assert (g.streams, g.init_hash) == (a.streams, a.init_hash)
+        assert g.epochs[0].train_loss == pytest.approx(a.epochs[0].train_loss, abs=1e-6)
+        assert (g.val_acc, g.test_acc) == (a.val_acc, a.test_acc)
+        assert np.array_equal(g.test_predictions, a.test_predictions)
+        assert g.group == (3, 5) and a.group == ()
+
+
+def test_a_seeds_run_does_not_depend_on_its_group(cifar, fp32):
+    """Seed 5 alone, with seed 3, and with seeds 7 and 9: the same streams and init, and the
+    same training up to floating-point noise (which SGD amplifies slowly over 20 steps)."""
+    runs = [train_one(fp32, 5, cifar), train_group(fp32, [3, 5], cifar)[1], train_group(fp32, [5, 7, 9], cifar)[0]]
+    ref = runs[0]
+    for r in runs[1:]:
+        assert (r.streams, r.init_hash, r.status) == (ref.streams, ref.init_hash, "complete")
+        assert [e.lr for e in r.epochs] == [e.lr for e in ref.epochs]
+        for e, e_ref in zip(r.epochs, ref.epochs, strict=True):
+            assert e.train_loss == pytest.approx(e_ref.train_loss, rel=1e-3)
+        assert abs(r.test_acc - ref.test_acc) <= 1.0
+        assert np.mean(r.test_predictions == ref.test_predictions) >= 0.9
+
+
+def test_models_in_a_group_stay_independent(cifar, fp32):
+    """Different seeds in one group end up as different models with their own BN statistics."""
+    a, b = train_group(fp32, [0, 1], cifar)
+    assert a.init_hash != b.init_hash
+    assert not np.array_equal(a.test_predictions, b.test_predictions)
+    assert [e.lr for e in a.epochs] == [0.1, 0.05]  # the StepLR schedule drives the group's optimizer
+
+
+def test_group_on_the_fast_path_runs_in_bf16(cifar, smoke):
+    results = train_group(apply_overrides(smoke, {"precision": "bf16"}), [0, 1], cifar)
+    assert [r.precision for r in results] == ["bf16", "bf16"]
+    assert all(r.status == "complete" and 0 <= r.test_acc <= 100 for r in results)
+
+
+def test_divergence_in_a_group_is_per_run(cifar, fp32):
+    results = train_group(apply_overrides(fp32, {"lr": 1e6, "bn": "none"}), [0, 1], cifar)
+    for r in results:
+        assert r.status == "diverged" and r.diverged_epoch == 1
+        assert r.test_acc is None and r.test_predictions is None
+
+
+def test_on_epoch_reports_every_seed(cifar, fp32):
+    seen = []
+    train_group(fp32, [4, 2], cifar, on_epoch=lambda seed, rec: seen.append((seed, rec.epoch)))
+    assert seen == [(4, 1), (2, 1), (4, 2), (2, 2)]
+
+
+@pytest.mark.parametrize("seeds", [[], [1, 1]])
+def test_bad_seed_lists_are_refused(cifar, fp32, seeds):
+    with pytest.raises(ValueError, match="`seeds`"):
+        train_group(fp32, seeds, cifar)
+
+
+@pytest.mark.slow
+def test_compiled_group_matches_eager(cifar, fp32):
+    cfg = apply_overrides(fp32, {"epochs": 1})
+    eager = train_group(cfg, [0, 1], cifar)
+    compiled = train_group(cfg, [0, 1], cifar, compile=True)
+    for e, c in zip(eager, compiled, strict=True):
+        assert c.compiled and not e.compiled
+        assert c.epochs[0].train_loss == pytest.approx(e.epochs[0].train_loss, rel=1e-3)
+
+
+def test_groups_of_blocks_seeds_per_arm():
+    todo = [(a, s) for s in range(5) for a in ("x", "y") if (a, s) != ("y", 1)]
+    assert groups_of(todo, tuple(range(5)), 1) == [(a, [s]) for a, s in todo]
+    assert groups_of(todo, tuple(range(5)), 3) == [("x", [0, 1, 2]), ("y", [0, 2]), ("x", [3, 4]), ("y", [3, 4])]
+
+
+def test_a_group_out_of_gpu_memory_is_split_until_it_fits(cifar, fp32, monkeypatch):
+    """No GPU here, so the OOM is injected: groups of more than two seeds raise CUDA's
+    OutOfMemoryError; the runner halves them and every seed still trains."""
+    import study.group
+
+    real = study.group.train_group
+    sizes = []
+
+    def tight_memory(config, seeds, *args, **kwargs):
+        sizes.append(len(seeds))
+        if len(seeds) > 2:
+            raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+        return real(config, seeds, *args, **kwargs)
+
+    monkeypatch.setattr(study.group, "train_group", tight_memory)
+    cfg = apply_overrides(fp32, {"epochs": 1})
+    results = train_seeds(cfg, [0, 1, 2, 3, 4], cifar, "cpu", False, lambda seed, rec: None)
+    # a lone seed takes train_one's path
+    assert [r.group for r in results] == [(0, 1), (0, 1), (), (3, 4), (3, 4)]
+    assert sizes == [5, 2, 3, 2]
+
+
+def test_out_of_memory_for_one_seed_is_that_runs_recorded_failure(cifar, fp32, monkeypatch, tmp_path):
+    import study.group
+    import study.run
+    import study.train
+
+    def no_memory(*args, **kwargs):
+        raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+
+    monkeypatch.setattr(study.group, "train_group", no_memory)
+    monkeypatch.setattr(study.train, "train_one", no_memory)
+    monkeypatch.setitem(study.run._DATA, "cache", cifar)
+    arm, outcomes, _ = execute("baseline", [0, 1], dataclasses.replace(fp32, epochs=1), "cache", "cpu", 1, 0,
+                               False)
+    assert arm == "baseline" and [s for s, _ in outcomes] == [0, 1]
+    for _, failure in outcomes:
+        assert failure["error"].startswith("OutOfMemoryError: CUDA out of memory")
+        assert "lower --jobs" in failure["error"] and "Traceback" in failure["traceback"]
