@@ -7,8 +7,11 @@
     a PIL image per item (as torchvision.datasets.CIFAR10.__getitem__ does) + the notebook's
     transforms, DataLoader(batch 100, shuffle, num_workers=2), fp32 NCHW, `.item()` per step;
 (b) seedwise's `train_one` (uint8 data on the device, on-device flip/normalise, channels_last,
-    bf16 autocast where native, one host sync per epoch).
-Prints img/s, s/epoch, achieved TFLOP/s, fraction of the device's peak and the ratio (b)/(a);
+    bf16 autocast where native, one host sync per epoch);
+(c) with --group N (default 8 on CUDA, off on CPU): `train_group`, N seeds in one vmapped step
+    (batch 100 per model, as the recipe says); its img/s counts every model's images, so it
+    compares per-model throughput x N models with (a) and (b). --compile adds torch.compile.
+Prints img/s, s/epoch, achieved TFLOP/s, fraction of the device's peak and the ratios to (a);
 writes the same as JSON (--json PATH).
 """
 
@@ -90,12 +93,26 @@ def engine(config, data, device) -> dict:
             "img_per_s": cfg.train_size / last.train_seconds, "precision": result.precision}
 
 
+def grouped(config, data, device, n: int, compile: bool) -> dict:
+    from study.group import train_group
+
+    cfg = apply_overrides(config, {"epochs": 2, "test_every_epoch": False})
+    results = train_group(cfg, list(range(n)), data, device=device, compile=compile)
+    last = results[0].epochs[-1]  # the second epoch: warm-up and compilation excluded
+    return {"images": n * cfg.train_size, "seconds": last.train_seconds, "models": n,
+            "img_per_s": n * cfg.train_size / last.train_seconds, "precision": results[0].precision,
+            "compiled": results[0].compiled, "first_epoch_s": results[0].epochs[0].train_seconds}
+
+
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--quick", action="store_true", help="small subset (2,000 images) for CPUs and CI")
     p.add_argument("--device", default="auto")
     p.add_argument("--data", default=None)
     p.add_argument("--json", default=None, help="write the results to this JSON file")
+    p.add_argument("--group", type=int, default=None,
+                   help="also time N seeds per vmapped step (default: 8 on CUDA, 0 = skip on CPU)")
+    p.add_argument("--compile", action="store_true", help="torch.compile the grouped step")
     args = p.parse_args(argv)
     device = resolve_device(args.device)
     config = preset_config("full")
@@ -108,20 +125,26 @@ def main(argv=None) -> None:
     peak = next((v for k, v in PEAKS.items() if k in name), None)
     a = notebook_loop(config, data, device, max_steps=15 if args.quick else None)
     b = engine(config, data, device)
+    group = args.group if args.group is not None else (8 if device.type == "cuda" else 0)
+    c = grouped(config, data, device, group, args.compile) if group > 0 else None
     out = {"device": name, "precision_engine": b["precision"], "train_images": config.train_size,
            "flops_per_image": flops, "peak_flops": peak, **provenance()}
-    for key, r in (("notebook", a), ("engine", b)):
+    loops = [("notebook", a), ("engine", b)] + ([(f"engine_group{group}", c)] if c else [])
+    for key, r in loops:
         r["s_per_45k_epoch"] = 45_000 / r["img_per_s"]
         r["tflops"] = r["img_per_s"] * flops / 1e12
         r["fraction_of_peak"] = r["tflops"] * 1e12 / peak if peak else None
         out[key] = r
+        r["vs_notebook"] = r["img_per_s"] / a["img_per_s"]
     out["speedup"] = b["img_per_s"] / a["img_per_s"]
-    for key in ("notebook", "engine"):
-        r = out[key]
+    for key, r in loops:
         frac = f"{100 * r['fraction_of_peak']:.1f}% of peak" if r["fraction_of_peak"] else "peak unknown"
-        print(f"{key:>9}: {r['img_per_s']:9.0f} img/s  {r['s_per_45k_epoch']:8.2f} s/epoch  "
-              f"{r['tflops']:7.2f} TFLOP/s  {frac}  ({r['precision']})")
+        print(f"{key:>14}: {r['img_per_s']:9.0f} img/s  {r['s_per_45k_epoch']:8.2f} s/epoch  "
+              f"{r['tflops']:7.2f} TFLOP/s  {frac}  ({r['precision']})  {r['vs_notebook']:.2f}x notebook")
     print(f"engine / notebook = {out['speedup']:.2f}x on {name}")
+    if c:
+        print(f"engine, {group} seeds per step / notebook = {c['vs_notebook']:.2f}x "
+              f"(per-model throughput x {group} models{', compiled' if c['compiled'] else ''})")
     if args.json:
         with open(args.json, "w") as f:
             json.dump(out, f, indent=2, default=str)
