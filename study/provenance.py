@@ -20,7 +20,10 @@ def git_info() -> dict[str, object]:
     try:
         commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True,
                                 timeout=10, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
+        # Dirty means changed *code*: a study writing its own results/ (or a report in paper/)
+        # inside the checkout does not make the code that produced them uncommitted.
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", ".",
+                                ":(exclude)results", ":(exclude)paper"], cwd=root,
                                capture_output=True, text=True, timeout=10, check=True).stdout.strip() != ""
         return {"git_commit": commit, "git_dirty": dirty}
     except (OSError, subprocess.SubprocessError):
