@@ -24,9 +24,13 @@ import dataclasses
 import hashlib
 import json
 import math
+import os
+import signal
+import socket
 import sys
 import time
 import tomllib
+import traceback
 import warnings
 from pathlib import Path
 from typing import Any
@@ -44,6 +48,7 @@ from study.store import StoreError, redact
 
 TUNE_SEED_OFFSET = 100_000  # tuning seed = 100000 + trial number; evaluation seeds are 0..N-1
 HEARTBEAT_S = 10  # a worker killed mid-trial leaves a RUNNING trial that is failed after 2 x this
+WORKER = f"{socket.gethostname()}:{os.getpid()}"
 LR_RANGE = (1e-3, 1.0)
 GAMMA_RANGE = (0.1, 0.9)
 KIND = "seedwise-tuning"
@@ -55,16 +60,16 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(
         prog="python -m study.tune", description=__doc__.split("\n\n")[0],
         formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog="Several processes may tune one study together (same options, same storage): each runs "
-               "its own --trials N, so K processes started with --trials N add K x N trials. "
+        epilog="Several processes may tune one study together (same options, same storage): they share "
+               "the target of --trials N finished trials (each may finish one trial beyond it). "
                "Exit status: 0 done, 1 a trial/run failed, 2 bad input, 130 interrupted.")
     add_study_args(p)
     p.add_argument("--arm", help="the arm to tune (default: the spec's analysis baseline)")
     p.add_argument("--threads", type=int, help="torch CPU threads of this process (default: torch's; use 1 "
                                                "when running one tuner per core)")
     p.add_argument("--trials", type=int, metavar="N",
-                   help="run N more tuning trials in this process (resumes an existing tuning study; "
-                        "every cooperating process runs its own N)")
+                   help="tune until the tuning study has N finished (complete or pruned) trials: a rerun "
+                        "of the same command after a crash or Ctrl-C does the rest, a larger N adds more")
     p.add_argument("--tune-gamma", action="store_true",
                    help=f"also tune StepLR's gamma in [{GAMMA_RANGE[0]}, {GAMMA_RANGE[1]}] (default: keep the arm's)")
     p.add_argument("--sampler-seed", type=int, default=0,
@@ -113,6 +118,7 @@ def make_objective(config: Config, data, space: dict[str, Any], device: str | No
         cfg = dataclasses.replace(config, **params)  # validated by Config.__post_init__
         seed = TUNE_SEED_OFFSET + trial.number
         trial.set_user_attr("seed", seed)
+        trial.set_user_attr("worker", WORKER)  # lets a rerun on this host fail it at once if we die
         trial.set_user_attr("config_hash", cfg.hash())
 
         def on_epoch(rec) -> None:
@@ -129,6 +135,10 @@ def make_objective(config: Config, data, space: dict[str, Any], device: str | No
         except Exception as e:  # recorded on the trial, then Optuna marks it FAIL
             trial.set_user_attr("status", "failed")
             trial.set_user_attr("error", f"{type(e).__name__}: {e}")
+            trial.set_user_attr("traceback", traceback.format_exc()[-8000:])
+            raise
+        except KeyboardInterrupt:  # Ctrl-C / SIGTERM: Optuna fails the trial; say why
+            trial.set_user_attr("status", "interrupted")
             raise
         trial.set_user_attr("status", result.status)
         trial.set_user_attr("wall_time_s", round(result.wall_time_s, 3))
@@ -221,7 +231,32 @@ def open_tuning_study(url: str, name: str, attrs: dict[str, Any], sampler, prune
             f"space (identity {stored} != {attrs['identity']}); nothing was changed. Use --study NEW_NAME, or "
             "rerun with the options that made it")
     optuna.storages.fail_stale_trials(study)  # a killed worker's RUNNING trial must not linger
+    fail_dead_trials(study)
     return study
+
+
+def finished(study: optuna.Study) -> int:
+    """Trials that count towards --trials: complete, or pruned (which includes diverged)."""
+    return len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED)))
+
+
+def fail_dead_trials(study: optuna.Study) -> list[int]:
+    """Fail RUNNING trials whose worker process on this host no longer exists (kill -9, OOM
+    killer, power loss of a job step): without waiting for the heartbeat grace period, so an
+    immediate rerun neither waits nor leaves the dead trial RUNNING. Returns their numbers."""
+    from study.claims import _alive
+
+    host, dead = socket.gethostname(), []
+    for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        worker_host, _, pid = str(t.user_attrs.get("worker", "")).partition(":")
+        if worker_host == host and pid.isdigit() and not _alive(int(pid)):
+            try:  # what optuna.storages.fail_stale_trials does, through the same storage calls
+                study._storage.set_trial_user_attr(t._trial_id, "status", "interrupted")
+                study._storage.set_trial_state_values(t._trial_id, TrialState.FAIL)
+                dead.append(t.number)
+            except (RuntimeError, optuna.exceptions.UpdateFinishedTrialError):
+                pass  # another process finished or failed it first
+    return dead
 
 
 # ---- progress -------------------------------------------------------------------------------
@@ -240,6 +275,8 @@ def trial_line(study: optuna.Study, t: optuna.trial.FrozenTrial) -> str:
         score = "no val score"
     if status == "diverged":
         score += f", diverged in epoch {t.user_attrs.get('diverged_epoch')}"
+    if t.user_attrs.get("error"):
+        score += f", {t.user_attrs['error']} (traceback in the trial's user attrs)"
     secs = t.duration.total_seconds() if t.duration else 0.0
     line = f"trial {t.number} {t.state.name} ({status}): {fmt_params(t.params)}: {score} ({secs:.1f}s)"
     try:
@@ -371,7 +408,22 @@ def confirm(args: argparse.Namespace, plan: Plan, arm: str, study: optuna.Study,
 # ---- main -------------------------------------------------------------------------------------
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    import threading
+
     import torch
+
+    from study.run import _terminate
+
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _terminate)  # kill / job schedulers stop as cleanly as Ctrl-C
+    try:
+        return _main(args, torch)
+    except KeyboardInterrupt:  # during start-up (imports, data decoding) or the confirm runs
+        print("\ninterrupted: finished trials are stored; rerun the same command to continue", file=sys.stderr)
+        return 130
+
+
+def _main(args: argparse.Namespace, torch) -> int:
 
     device, has_cuda = device_choice(args.device)
     try:
@@ -414,10 +466,13 @@ def main(argv: list[str] | None = None) -> int:
         return 2
 
     code = 0
-    if args.trials:
-        before = len(study.trials)
+    todo = max(0, args.trials - finished(study)) if args.trials else 0
+    if args.trials and not todo:
+        print(f"nothing to do: {name} already has {finished(study)} finished trial(s) (--trials {args.trials}); "
+              "give a larger --trials to tune more", file=sys.stderr)
+    if todo:
         print(f"tuning {arm} ({fmt_params({k: getattr(config, k) for k in space})} untuned) in study {name}: "
-              f"{args.trials} more trial(s), {before} already there; objective: last-epoch val acc; "
+              f"{todo} trial(s) to reach {args.trials} finished; objective: last-epoch val acc; "
               f"device {device}; data: {data.source}; storage: {redact(url)}", file=sys.stderr)
         failed = []
 
@@ -428,8 +483,14 @@ def main(argv: list[str] | None = None) -> int:
 
         try:
             warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)  # heartbeat
-            study.optimize(make_objective(config, data, space, device), n_trials=args.trials,
-                           callbacks=[progress], catch=(Exception,), gc_after_trial=False)
+            # Optuna logs every failed trial with its traceback, Ctrl-C included; our progress line
+            # says it in one line and the trial keeps the traceback.
+            optuna.logging.set_verbosity(optuna.logging.ERROR)
+            # Failed trials (a raise, a killed worker) do not count, so a rerun redoes their work.
+            # MaxTrialsCallback stops this process once cooperating workers reached the target.
+            target = optuna.study.MaxTrialsCallback(args.trials, states=(TrialState.COMPLETE, TrialState.PRUNED))
+            study.optimize(make_objective(config, data, space, device), n_trials=todo,
+                           callbacks=[progress, target], catch=(Exception,), gc_after_trial=False)
         except KeyboardInterrupt:
             print(f"\ninterrupted: finished trials are stored in {name} ({redact(url)}); rerun the same "
                   "command to continue", file=sys.stderr)
