@@ -251,13 +251,18 @@ def _main(args: argparse.Namespace) -> int:
         if args.dry_run:
             print_plan(plan, done, todo, jobs, threads, device, store, url)
             return 0
-        (plan.results_dir / "study.json").write_text(json.dumps(study_description(plan, url), indent=2) + "\n")
+        try:
+            (plan.results_dir / "study.json").write_text(json.dumps(study_description(plan, url), indent=2) + "\n")
+        except OSError as e:
+            raise UsageError(f"cannot write {plan.results_dir / 'study.json'}: {e.strerror or e}; "
+                             "choose a writable --results directory") from None
         if not todo:
             print(f"nothing to do: all {len(plan.arms) * len(plan.seeds)} runs of {plan.study_name} are done "
                   f"({plan.results_dir})", file=sys.stderr)
             return finish(plan, store)
         cluster = connect_backend(args)  # before the data: a wrong address fails fast
         data = load_cifar10(args.data, args.data_root)
+        write_labels(plan, data)
     except (SpecError, UsageError, DataError, StoreError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
@@ -275,6 +280,18 @@ def _main(args: argparse.Namespace) -> int:
               "rerun the same command to retry them", file=sys.stderr)
         return 1
     return code
+
+
+def write_labels(plan: Plan, data) -> None:
+    """test_labels.npy: with each run's stored predictions, gives per-example correctness."""
+    labels = plan.results_dir / "test_labels.npy"
+    if labels.exists():
+        return
+    try:
+        np.save(labels, data.test_y[test_indices(plan.configs[plan.arms[0]])].numpy().astype(np.uint8))
+    except OSError as e:
+        labels.unlink(missing_ok=True)
+        raise UsageError(f"cannot write {labels}: {e.strerror or e}; free space or choose another --results") from None
 
 
 def connect_backend(args):
@@ -327,9 +344,6 @@ def run_all(plan: Plan, store: RunStore, todo: list[tuple[str, int]], data, devi
 
     attrs_common = {"data_fingerprint": data.fingerprint, "data_source": data.source, "preset": plan.preset,
                     "study_identity": plan.identity, **provenance()}
-    labels = plan.results_dir / "test_labels.npy"  # with the stored predictions: per-example correctness
-    if not labels.exists():
-        np.save(labels, data.test_y[test_indices(plan.configs[plan.arms[0]])].numpy().astype(np.uint8))
     progress = sys.stderr.isatty()
     bar = tqdm(total=len(todo), desc=plan.study_name, unit="run", disable=None if progress else True,
                position=0, dynamic_ncols=True)
@@ -368,10 +382,17 @@ def run_all(plan: Plan, store: RunStore, todo: list[tuple[str, int]], data, devi
                         store.record_failure(arm, seed, outcome["error"], outcome["traceback"], attrs)
                         line = f"{arm} seed {seed}: FAILED {outcome['error']}"
                     else:
-                        store.record(arm, seed, outcome, attrs)
-                        line = (f"{arm} seed {seed}: test {outcome.test_acc:.2f}% ({outcome.wall_time_s:.0f}s)"
-                                if outcome.status == "complete" else
-                                f"{arm} seed {seed}: DIVERGED at epoch {outcome.diverged_epoch}")
+                        try:
+                            store.record(arm, seed, outcome, attrs)
+                            line = (f"{arm} seed {seed}: test {outcome.test_acc:.2f}% ({outcome.wall_time_s:.0f}s)"
+                                    if outcome.status == "complete" else
+                                    f"{arm} seed {seed}: DIVERGED at epoch {outcome.diverged_epoch}")
+                        except OSError as e:  # e.g. disk full writing its predictions: that run fails
+                            failed += 1
+                            error = (f"{type(e).__name__} while storing the run: {e} (its predictions go to "
+                                     f"{store.results_dir / 'artifacts'}; free space and rerun to redo it)")
+                            store.record_failure(arm, seed, error, traceback.format_exc(), attrs)
+                            line = f"{arm} seed {seed}: FAILED {error}"
                     claims.release(arm, seed)  # after the trial is stored: no gap another worker could use
                     if progress:
                         bar.write(line, file=sys.stderr)
@@ -380,7 +401,7 @@ def run_all(plan: Plan, store: RunStore, todo: list[tuple[str, int]], data, devi
                     bar.update(1)
     except KeyboardInterrupt:
         claims.close()
-        store.export()
+        export(store)
         print(f"\ninterrupted after {time.time() - started:.0f}s: finished runs are stored in "
               f"{plan.results_dir}; rerun the same command to continue", file=sys.stderr)
         raise SystemExit(130) from None
@@ -391,15 +412,28 @@ def run_all(plan: Plan, store: RunStore, todo: list[tuple[str, int]], data, devi
     return failed
 
 
+def export(store: RunStore, tables=None) -> bool:
+    """Write runs.csv / epochs.csv; on a full or read-only disk say so instead of crashing
+    (every run is already in the storage, and the next invocation exports again)."""
+    try:
+        store.export(tables)
+        return True
+    except OSError as e:
+        print(f"warning: could not write runs.csv / epochs.csv in {store.results_dir}: {e.strerror or e}; "
+              "every run is in the storage, rerun the same command to export them", file=sys.stderr)
+        return False
+
+
 def finish(plan: Plan, store: RunStore) -> int:
-    runs, _ = store.export()
+    runs, epochs = store.tables()
+    exported = export(store, (runs, epochs))
     arms = [a for a in plan.spec.arm_names if a in plan.arms or a == plan.spec.analysis.baseline]
     table = summarize(runs[runs["seed"].isin(plan.seeds)], arms, plan.spec.analysis.baseline,
                       plan.spec.analysis.metric)
     print(render(table, plan.spec.analysis.baseline, plan.spec.analysis.metric))
     print(f"\nresults: {plan.results_dir}/ (runs.csv, epochs.csv, study.db)  "
           f"dashboard: optuna-dashboard --host 127.0.0.1 {redact(store.url)}", file=sys.stderr)
-    return 0
+    return 0 if exported else 1
 
 
 def print_plan(plan: Plan, done, todo, jobs, threads, device, store, url) -> None:

@@ -9,6 +9,7 @@ of workers can share one study. `runs.csv` / `epochs.csv` are tidy exports of th
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import logging
@@ -65,8 +66,8 @@ class RunStore:
     def __init__(self, results_dir: Path, study_name: str, identity: str, arm_names: tuple[str, ...],
                  description: dict[str, Any], storage: str | None = None):
         self.results_dir = Path(results_dir)
-        try:
-            self.results_dir.mkdir(parents=True, exist_ok=True)
+        try:  # before the storage is opened: an unwritable results directory changes nothing
+            (self.results_dir / "artifacts").mkdir(parents=True, exist_ok=True)
         except OSError as e:
             raise StoreError(f"cannot create the results directory {self.results_dir}: {e.strerror}") from None
         self.url = storage or f"sqlite:///{self.results_dir / 'study.db'}"
@@ -92,7 +93,6 @@ class RunStore:
                 f"(identity {stored} != {identity}); nothing was changed. Use --study NEW_NAME for a new study, "
                 f"or rerun with the spec and options that made it (see {self.results_dir / 'study.json'})")
         self.artifacts = FileSystemArtifactStore(str(self.results_dir / "artifacts"))
-        (self.results_dir / "artifacts").mkdir(exist_ok=True)
 
     def _open(self, study_name: str, identity: str, description: dict[str, Any]) -> str | None:
         """Open (or create) the storage and the study; tag a new study. Returns the identity
@@ -140,7 +140,12 @@ class RunStore:
             buf.seek(0)
             meta = ArtifactMeta(artifact_id=str(uuid.uuid4()), filename=PREDICTIONS_FILE,
                                 mimetype="application/octet-stream", encoding=None)
-            self.artifacts.write(meta.artifact_id, buf)
+            try:
+                self.artifacts.write(meta.artifact_id, buf)
+            except OSError:  # disk full, quota, I/O error: leave no partial artifact behind
+                with contextlib.suppress(OSError):
+                    self.artifacts.remove(meta.artifact_id)
+                raise
             # The key format optuna.artifacts.upload_artifact uses, so the dashboard lists it.
             system_attrs["artifacts:" + meta.artifact_id] = json.dumps(asdict(meta))
         run = {
@@ -193,9 +198,15 @@ class RunStore:
                 df[col] = df[col].map(lambda v: None if v is None or (isinstance(v, float) and math.isnan(v)) else v)
         return runs_df, epochs_df
 
-    def export(self) -> tuple[pd.DataFrame, pd.DataFrame]:
-        """Write runs.csv and epochs.csv; return the two tables written."""
-        runs_df, epochs_df = self.tables()
-        runs_df.to_csv(self.results_dir / "runs.csv", index=False)
-        epochs_df.to_csv(self.results_dir / "epochs.csv", index=False)
+    def export(self, tables: tuple[pd.DataFrame, pd.DataFrame] | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
+        """Write runs.csv and epochs.csv (from `tables`, else freshly read); return them."""
+        runs_df, epochs_df = tables if tables is not None else self.tables()
+        for df, name in ((runs_df, "runs.csv"), (epochs_df, "epochs.csv")):
+            # Write aside, then rename: a full disk or a kill leaves the previous file, never half a table.
+            tmp = self.results_dir / f".{name}.{uuid.uuid4().hex[:8]}.tmp"
+            try:
+                df.to_csv(tmp, index=False)
+                tmp.replace(self.results_dir / name)
+            finally:
+                tmp.unlink(missing_ok=True)
         return runs_df, epochs_df
