@@ -81,3 +81,25 @@ def test_two_number_form_answers_and_warns_about_seeds():
 def test_bad_input_exit_2(args, message):
     res = run(*args)
     assert res.returncode == 2 and message in res.stderr and "Traceback" not in res.stderr
+
+
+def test_failed_and_diverged_runs_are_never_dropped_silently(planted):
+    """`same` seed 3 failed and `better` seed 7 diverged: every paired comparison then uses the
+    8 seeds complete in all arms, and the loader, the CLI and its JSON say which were dropped
+    and why (instead of, e.g., pairing 9 against 10 or quietly losing the runs)."""
+    runs = pd.read_csv(planted / "runs.csv")
+    runs.loc[(runs["arm"] == "same") & (runs["seed"] == 3), ["status", "test_acc"]] = ["failed", None]
+    runs.loc[(runs["arm"] == "better") & (runs["seed"] == 7), ["status", "test_acc"]] = ["diverged", None]
+    runs.to_csv(planted / "runs.csv", index=False)
+
+    with pytest.warns(UserWarning, match=r"seeds \[3, 7\] dropped") as caught:
+        frame = family_frame(compare_arms(load_study(planted)))
+    message = str(caught[0].message)
+    assert "because these arms have no complete run for them: {'better': [7], 'same': [3]}" in message
+    assert frame["paired"].all() and (frame["n_arm"] == 8).all() and (frame["n_baseline"] == 8).all()
+    assert len(load_runs(planted / "runs.csv")) == 31  # the failed/diverged rows are still there
+
+    res = run(planted, "--json")
+    assert res.returncode == 0, res.stderr
+    assert "warning: paired analysis on seeds" in res.stderr and "[3, 7] dropped" in res.stderr
+    assert all(json.loads(line)["n_arm"] == 8 for line in res.stdout.splitlines())
