@@ -23,13 +23,19 @@ step() {  # step NAME TIME_CAP command...: run with SIGINT at the cap (clean sto
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | tee "$OUT/gpu.txt"
 $PY -c "import torch; print('torch', torch.__version__, 'cuda', torch.version.cuda)" | tee -a "$OUT/gpu.txt"
 
-# 1. speed: the notebook's loop vs seedwise's engine on this GPU (one epoch each)
-step bench 150 $PY benchmarks/notebook_vs_engine.py --json "$OUT/bench.json"
-# 2. the default study, full preset, 10 seeds per arm
-step full10 400 $PY -m study.run --preset full --seeds 10 --jobs "$JOBS"
-# 3. precision fidelity: the baseline arm in fp32 (TF32 convs) on the same 10 seeds
-step fp32ref 200 $PY -m study.run --preset full --seeds 10 --jobs "$JOBS" --arms baseline \
-  --set precision=fp32 --study notebook-ablation-full-fp32
-# 4. more seeds for the default study while time remains
-step full20 400 $PY -m study.run --preset full --seeds 20 --jobs "$JOBS"
-tar czf "$OUT/results-gpu.tgz" results/notebook-ablation-full* && ls -la "$OUT"
+# 1. speed: the notebook's loop vs seedwise's engine on this GPU (one epoch each), one model
+#    per step and 8 seeds per vmapped step; then the same with torch.compile
+step bench 150 $PY benchmarks/notebook_vs_engine.py --group 8 --json "$OUT/bench.json"
+step bench_compiled 180 $PY benchmarks/notebook_vs_engine.py --group 8 --compile --json "$OUT/bench_compiled.json"
+# 2. the default study, full preset, 10 seeds per arm: each arm's seeds in one vmapped step
+step full10 300 $PY -m study.run --preset full --seeds 10 --group 10 --jobs 1
+# 3. fidelity: the fast engine (bf16, 10 seeds per step) vs the fp32 single-model reference
+step fid_fast 120 $PY -m study.run --spec benchmarks/fidelity.toml --preset full --seeds 10 --arms bf16 --group 10
+step fid_ref 200 $PY -m study.run --spec benchmarks/fidelity.toml --preset full --seeds 10 --arms fp32 \
+  --group 1 --jobs "$JOBS"
+# 4. tuning: JOBS cooperating tuners share one target of 30 trials, then 10 fresh seeds
+for i in $(seq "$JOBS"); do
+  step "tune$i" 240 $PY -m study.tune --preset full --trials 30 --threads 1 &
+done; wait
+step confirm 200 $PY -m study.tune --preset full --confirm 10
+tar czf "$OUT/results-gpu.tgz" results/notebook-ablation-full* results/fidelity-full && ls -la "$OUT"
