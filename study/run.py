@@ -440,8 +440,9 @@ def print_plan(plan: Plan, done, todo, jobs, threads, device, store, url) -> Non
     history: dict[str, list[float]] = {}
     if store is not None:
         for t in store.trials():
-            if t.user_attrs.get("wall_time_s"):
-                history.setdefault(t.user_attrs["arm"], []).append(t.user_attrs["wall_time_s"])
+            if t.user_attrs.get("wall_time_s"):  # a group's runs share its wall time
+                per_run = t.user_attrs["wall_time_s"] / max(1, len(t.user_attrs.get("group") or ()))
+                history.setdefault(t.user_attrs["arm"], []).append(per_run)
     print(f"study {plan.study_name} (preset {plan.preset}, spec {plan.spec.source})")
     print(f"storage {redact(url)}; {len(plan.arms)} arms x {len(plan.seeds)} seeds "
           f"(seeds {plan.seeds[0]}..{plan.seeds[-1]}) = {len(plan.arms) * len(plan.seeds)} runs, "
