@@ -62,6 +62,9 @@ def compare_family(
     Parameters
     ----------
     arms : mapping name -> per-seed values
+        Arrays (paired: aligned by position), or mappings seed -> value: then each paired
+        comparison uses the seeds its *two* arms share, so one arm's missing seed costs
+        only that arm's comparisons.
     baseline : str
         Name of the reference arm. Required for ``pairs="baseline"``. With
         ``pairs="all"`` it only orients pairs (baseline always second).
@@ -104,8 +107,9 @@ def compare_family(
     streams = as_rng(rng).spawn(len(todo))
     raw = []
     for (a, b), s in zip(todo, streams, strict=True):
+        va, vb = _pair_values(arms[a], arms[b], paired)
         try:
-            raw.append(compare(arms[a], arms[b], paired=paired, rng=s, alpha=alpha,
+            raw.append(compare(va, vb, paired=paired, rng=s, alpha=alpha,
                                margin=margin, arm_name=a, baseline_name=b, **compare_kwargs))
         except ValueError as exc:  # say which arms; compare() calls them `arm`/`baseline`
             raise ValueError(f"comparing arm {a!r} with {b!r}: {exc}") from exc
@@ -129,6 +133,18 @@ def compare_family(
     )
     return Family(comparisons=tuple(done), pairs=pairs, baseline=baseline, paired=paired,
                   alpha=alpha, margin=margin, correction=correction)
+
+
+def _pair_values(a, b, paired: bool):
+    """Two arms' values for one comparison; seed-keyed mappings are paired on shared keys."""
+    if isinstance(a, Mapping) and isinstance(b, Mapping):
+        if paired:
+            keys = sorted(set(a) & set(b))
+            return [a[k] for k in keys], [b[k] for k in keys]
+        return list(a.values()), list(b.values())
+    if isinstance(a, Mapping) or isinstance(b, Mapping):
+        raise ValueError("`arms` values must be all arrays or all mappings seed -> value")
+    return a, b
 
 
 def omnibus(groups, *, paired: bool, method: str | None = None) -> TestResult:

@@ -7,6 +7,7 @@ of comparisons, pairing arms by seed when every seed ran in both arms.
 
 from __future__ import annotations
 
+import itertools
 import json
 import warnings
 from dataclasses import dataclass, field
@@ -125,10 +126,11 @@ def compare_arms(study: StudyData | pd.DataFrame, *, metric: str | None = None, 
                  rng=0, arms: list[str] | None = None) -> Family:
     """Holm-corrected comparisons of the study's arms (defaults from its analysis plan).
 
-    Paired (same seed = same data order, flips and init) on the seeds that completed in every
-    compared arm; seeds lost to a failed or diverged run in any arm are dropped from the paired
-    analysis *with a warning naming them*, never silently. Arms without common seeds are
-    compared unpaired (Welch)."""
+    Paired (same seed = same data order, flips and init): each comparison uses the seeds both
+    of its arms completed, so an arm run on more seeds (or a failed run) affects only its own
+    comparisons. Seeds a comparison cannot use (a failed or diverged run, or a seed only one
+    arm has) are named in a warning, never dropped silently. When some compared pair has fewer
+    than two seeds in common, the whole family is compared unpaired (Welch)."""
     if isinstance(study, pd.DataFrame):
         study = StudyData(path=Path("."), runs=study, epochs=pd.DataFrame())
     plan = study.plan
@@ -142,16 +144,21 @@ def compare_arms(study: StudyData | pd.DataFrame, *, metric: str | None = None, 
     if baseline not in names:
         raise ValueError(f"`baseline` {baseline!r} has no complete runs; arms with runs: {', '.join(names)}")
     series = {a: _values(study.runs, a, metric) for a in names}
-    all_seeds = set().union(*(set(s.index) for s in series.values()))
-    common = sorted(set.intersection(*(set(s.index) for s in series.values())))
-    paired = len(common) >= 2
+    if pairs == "baseline":
+        compared = [(a, baseline) for a in names if a != baseline]
+    else:
+        compared = list(itertools.combinations(names, 2))
+    seeds = {a: set(s.index.tolist()) for a, s in series.items()}
+    paired = all(len(seeds[a] & seeds[b]) >= 2 for a, b in compared)
     if paired:
-        lost = sorted(all_seeds - set(common))
-        if lost:
-            missing = {a: sorted(set(all_seeds) - set(s.index)) for a, s in series.items() if set(all_seeds) - set(s.index)}
-            warnings.warn(f"paired analysis on seeds {common}: seeds {lost} dropped because these arms have no "
-                          f"complete run for them: {missing}", stacklevel=2)
-        values = {a: s.loc[common].to_numpy() for a, s in series.items()}
+        for a, b in compared:
+            lost = sorted(seeds[a] ^ seeds[b])
+            if lost:
+                missing = {x: sorted((seeds[a] | seeds[b]) - seeds[x]) for x in (a, b)
+                           if (seeds[a] | seeds[b]) - seeds[x]}
+                warnings.warn(f"{a} vs {b}: paired on seeds {sorted(seeds[a] & seeds[b])}; seeds {lost} dropped "
+                              f"because these arms have no complete run for them: {missing}", stacklevel=2)
+        values = {a: dict(zip(s.index.tolist(), s.tolist(), strict=True)) for a, s in series.items()}
     else:
         values = {a: s.to_numpy() for a, s in series.items()}
     return compare_family(values, baseline, paired=paired, rng=rng, alpha=alpha, margin=margin, pairs=pairs)

@@ -502,9 +502,9 @@ def build_report(study: StudyData, *, rng=0) -> Report:
         lambda s: tuple(sorted(s))) if len(runs) else pd.Series(dtype=object)
     equal = len({per_arm.get(a, ()) for a in arms}) <= 1
     if fam is not None:
-        pairing = ("**paired**: every compared arm has complete runs for the same seeds, and seed "
-                   "*i* of every arm shares data order, flips and (where shapes match) initial "
-                   "weights, so each comparison uses per-seed differences" if fam.paired else
+        pairing = ("**paired**: seed *i* of every arm shares data order, flips and (where shapes "
+                   "match) initial weights, so each comparison uses the per-seed differences on the "
+                   "seeds both of its arms completed" if fam.paired else
                    "**unpaired** (Welch): the arms have fewer than two complete seeds in common")
     else:
         pairing = "no comparison could be made (see Results)"
@@ -545,7 +545,7 @@ def build_report(study: StudyData, *, rng=0) -> Report:
     B(TableRef("results"))
     if "n in Δ" in results:
         B(Para("*n in Δ*: the seeds behind each difference, where fewer than the arm's complete "
-               "runs: a paired comparison uses only the seeds complete in every compared arm "
+               "runs: a paired comparison uses only the seeds both of its arms completed "
                "(see the notes under Methods)."))
     if fam is not None:
         B(Bullets(tuple(f"**`{c.arm_name}`: {c.verdict.label}.** {c.verdict.reason}"

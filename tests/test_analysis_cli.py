@@ -84,22 +84,26 @@ def test_bad_input_exit_2(args, message):
 
 
 def test_failed_and_diverged_runs_are_never_dropped_silently(planted):
-    """`same` seed 3 failed and `better` seed 7 diverged: every paired comparison then uses the
-    8 seeds complete in all arms, and the loader, the CLI and its JSON say which were dropped
-    and why (instead of, e.g., pairing 9 against 10 or quietly losing the runs)."""
+    """`same` seed 3 failed and `better` seed 7 diverged: each paired comparison then uses the
+    9 seeds its two arms share, and the loader, the CLI and its JSON say which seed each one
+    dropped and why (instead of, e.g., pairing 9 against 10 or quietly losing the runs)."""
     runs = pd.read_csv(planted / "runs.csv")
     runs.loc[(runs["arm"] == "same") & (runs["seed"] == 3), ["status", "test_acc"]] = ["failed", None]
     runs.loc[(runs["arm"] == "better") & (runs["seed"] == 7), ["status", "test_acc"]] = ["diverged", None]
     runs.to_csv(planted / "runs.csv", index=False)
 
-    with pytest.warns(UserWarning, match=r"seeds \[3, 7\] dropped") as caught:
+    with pytest.warns(UserWarning, match=r"seeds \[\d\] dropped") as caught:
         frame = family_frame(compare_arms(load_study(planted)))
-    message = str(caught[0].message)
-    assert "because these arms have no complete run for them: {'better': [7], 'same': [3]}" in message
-    assert frame["paired"].all() and (frame["n_arm"] == 8).all() and (frame["n_baseline"] == 8).all()
+    messages = sorted(str(w.message) for w in caught)
+    assert len(messages) == 2
+    assert messages[0].startswith("better vs baseline: paired on seeds [0, 1, 2, 3, 4, 5, 6, 8, 9]; seeds [7]")
+    assert messages[0].endswith("no complete run for them: {'better': [7]}")
+    assert messages[1].startswith("same vs baseline: paired on seeds [0, 1, 2, 4, 5, 6, 7, 8, 9]; seeds [3]")
+    assert frame["paired"].all() and (frame["n_arm"] == 9).all() and (frame["n_baseline"] == 9).all()
     assert len(load_runs(planted / "runs.csv")) == 31  # the failed/diverged rows are still there
 
     res = run(planted, "--json")
     assert res.returncode == 0, res.stderr
-    assert "warning: paired analysis on seeds" in res.stderr and "[3, 7] dropped" in res.stderr
-    assert all(json.loads(line)["n_arm"] == 8 for line in res.stdout.splitlines())
+    assert "warning: better vs baseline: paired on seeds" in res.stderr and "seeds [7] dropped" in res.stderr
+    assert "warning: same vs baseline: paired on seeds" in res.stderr and "seeds [3] dropped" in res.stderr
+    assert all(json.loads(line)["n_arm"] == 9 for line in res.stdout.splitlines())

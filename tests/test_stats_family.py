@@ -147,3 +147,17 @@ def test_family_error_names_the_arms():
     arms = {"base": BASE, "short": BASE[:4]}
     with pytest.raises(ValueError, match="comparing arm 'short' with 'base'.*same length"):
         compare_family(arms, "base", paired=True, rng=0)
+
+
+def test_seed_keyed_arms_are_paired_per_comparison():
+    """Arms given as seed -> value: a comparison pairs on the seeds its two arms share, so
+    `long` (run on 8 seeds) is compared on all 8, `short` only on its 4."""
+    base = {s: 70.0 + 0.3 * s for s in range(8)}
+    long = {s: v + 1.0 + 0.01 * (s % 3) for s, v in base.items()}
+    short = {s: base[s] - 0.5 + 0.01 * s for s in (0, 2, 4, 6)}
+    fam = compare_family({"base": base, "long": long, "short": short}, "base", paired=True, rng=0)
+    assert (fam.get("long").n_arm, fam.get("short").n_arm) == (8, 4)
+    assert fam.get("long").diff == pytest.approx(np.mean([long[s] - base[s] for s in range(8)]))
+    assert fam.get("short").diff == pytest.approx(np.mean([short[s] - base[s] for s in short]))
+    with pytest.raises(ValueError, match="all arrays or all mappings"):
+        compare_family({"base": base, "x": [1.0, 2.0, 3.0]}, "base", paired=True, rng=0)
