@@ -228,7 +228,9 @@ def test_killed_tuner_then_rerun_ends_with_exactly_n_trials(tmp_path, sig):
     """Kill the tuner while a trial runs, rerun the same command: the trials finished before
     the kill are untouched, the interrupted one is failed (at once, not after the heartbeat
     grace period: its process is gone), and the study ends with exactly --trials finished."""
-    cmd = [sys.executable, "-m", "study.tune", *TINY_ARGS, "--results", str(tmp_path), "--trials", "3"]
+    # trials of a few seconds (not TINY's 0.2 s), so that there is a trial to interrupt
+    cmd = [sys.executable, "-m", "study.tune", *TINY_ARGS, "--set", "train_size=6000", "--results", str(tmp_path),
+           "--trials", "3"]
     env = {**os.environ, "SEEDWISE_DATA": data_source(), "OMP_NUM_THREADS": "1"}
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     deadline, before = time.time() + 240, None
