@@ -89,6 +89,15 @@ def train_group(config: Config, seeds: Sequence[int], data: Cifar10, *,
     def autocast():
         return torch.autocast(dev.type, dtype=torch.bfloat16, enabled=precision == "bf16")
 
+    def forward_backward(step_fn, xb, yb):
+        with autocast():
+            losses, out = step_fn(params, buffers, xb, yb)
+        optimizer.zero_grad(set_to_none=True)
+        losses.sum().backward()  # d(sum)/d(model i) = d(loss i)/d(model i)
+        return losses, out
+
+    compiled_shapes: set[torch.Size] = set()  # batch shapes the compiled step has run
+
     @torch.no_grad()
     def predict(x: torch.Tensor) -> torch.Tensor:
         """(N, len(x)) predicted classes, every model on the same images, running BN stats."""
@@ -117,19 +126,22 @@ def train_group(config: Config, seeds: Sequence[int], data: Cifar10, *,
         steps = 0
         for s in range(0, n, bs):
             xb, yb = train_batch(x_train, y_train, perms, flips, s, bs)  # (N, B, 3, 32, 32), (N, B)
-            try:
-                with autocast():
-                    losses, out = step(params, buffers, xb, yb)
-            except Exception as e:  # compilation failed: nothing ran, go on eagerly
-                if step is eager_step:
-                    raise
-                warnings.warn(f"torch.compile failed ({type(e).__name__}: {str(e).splitlines()[0][:200]}); "
-                              "training this group eagerly", RuntimeWarning, stacklevel=2)
-                step, compiled = eager_step, False
-                with autocast():
-                    losses, out = step(params, buffers, xb, yb)
-            optimizer.zero_grad(set_to_none=True)
-            losses.sum().backward()  # d(sum)/d(model i) = d(loss i)/d(model i)
+            if step is eager_step or xb.shape in compiled_shapes:
+                losses, out = forward_backward(step, xb, yb)
+            else:  # (re)compiles: forward now, backward at its first call; either may fail
+                saved = {name: b.clone() for name, b in buffers.items()}  # BN stats the attempt may touch
+                try:
+                    losses, out = forward_backward(step, xb, yb)
+                    compiled_shapes.add(xb.shape)
+                except torch.cuda.OutOfMemoryError:
+                    raise  # not a compiler problem: the runner splits the group
+                except Exception as e:
+                    warnings.warn(f"torch.compile failed ({type(e).__name__}: {str(e).splitlines()[0][:200]}); "
+                                  "training this group eagerly", RuntimeWarning, stacklevel=2)
+                    for name, value in saved.items():
+                        buffers[name].copy_(value)
+                    step, compiled = eager_step, False
+                    losses, out = forward_backward(step, xb, yb)
             optimizer.step()
             loss_sum += losses.detach().float()
             correct += (out.argmax(-1) == yb).sum(-1)

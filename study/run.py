@@ -156,26 +156,43 @@ def estimate_seconds(config: Config, device: str, threads: int) -> float:
 _DATA: dict[str, Any] = {}
 
 
+def failure(e: BaseException) -> dict[str, str]:
+    """A run's recorded failure: the error in one line (with a hint where there is one) and
+    the traceback of the exception being handled."""
+    import torch
+
+    error = f"{type(e).__name__}: {e}"
+    if isinstance(e, torch.cuda.OutOfMemoryError):
+        error += " (even one seed per step: lower --jobs, or free the GPU)"
+    return {"error": error, "traceback": traceback.format_exc()}
+
+
 def train_seeds(config: Config, seeds: list[int], data, device: str, compile: bool, on_epoch) -> list[Any]:
     """Train `seeds` of `config`: alone with `train_one` (the reference path), or together with
-    `train_group`. A group that runs out of GPU memory is split in halves and retried, down to
-    single seeds; only a single seed's OOM is a failure."""
+    `train_group`. One outcome per seed: a RunResult, or a failure dict. A group that runs out
+    of GPU memory is split in halves and retried, down to single seeds; only a single seed's
+    OOM is that run's failure, and the other seeds' results are kept."""
+    import gc
+
     import torch
 
     from study.group import train_group
     from study.train import train_one
 
-    if len(seeds) == 1 and not compile:
-        return [train_one(config, seeds[0], data, device=device, on_epoch=lambda rec: on_epoch(seeds[0], rec))]
     try:
+        if len(seeds) == 1 and not compile:
+            return [train_one(config, seeds[0], data, device=device, on_epoch=lambda rec: on_epoch(seeds[0], rec))]
         return train_group(config, seeds, data, device=device, on_epoch=on_epoch, compile=compile)
-    except torch.cuda.OutOfMemoryError:
+    except torch.cuda.OutOfMemoryError as e:
         if len(seeds) == 1:
-            raise
+            return [failure(e)]
+    # Outside the `except`: the failed attempt's tensors die with its traceback before the retry.
+    gc.collect()
+    if torch.cuda.is_available():
         torch.cuda.empty_cache()
-        half = len(seeds) // 2
-        return (train_seeds(config, seeds[:half], data, device, compile, on_epoch)
-                + train_seeds(config, seeds[half:], data, device, compile, on_epoch))
+    half = len(seeds) // 2
+    return (train_seeds(config, seeds[:half], data, device, compile, on_epoch)
+            + train_seeds(config, seeds[half:], data, device, compile, on_epoch))
 
 
 def execute(arm: str, seeds: list[int], config: Config, cache_path: str, device: str, threads: int,
@@ -201,11 +218,7 @@ def execute(arm: str, seeds: list[int], config: Config, cache_path: str, device:
             results = train_seeds(config, list(seeds), _DATA[cache_path], device, compile, on_epoch)
         outcomes = list(zip(seeds, results, strict=True))
     except Exception as e:  # a failing run is recorded, not fatal to the study
-        error = f"{type(e).__name__}: {e}"
-        if isinstance(e, torch.cuda.OutOfMemoryError):
-            error += " (even one seed per step: lower --jobs, or free the GPU)"
-        failure = {"error": error, "traceback": traceback.format_exc()}
-        outcomes = [(seed, failure) for seed in seeds]
+        outcomes = [(seed, failure(e)) for seed in seeds]
     return arm, outcomes, f"{socket.gethostname()}:{os.getpid()}"
 
 
@@ -287,11 +300,14 @@ def write_labels(plan: Plan, data) -> None:
     labels = plan.results_dir / "test_labels.npy"
     if labels.exists():
         return
+    tmp = labels.with_name(f".test_labels.{os.getpid()}.npy")  # written aside: never half a file
     try:
-        np.save(labels, data.test_y[test_indices(plan.configs[plan.arms[0]])].numpy().astype(np.uint8))
+        np.save(tmp, data.test_y[test_indices(plan.configs[plan.arms[0]])].numpy().astype(np.uint8))
+        tmp.replace(labels)
     except OSError as e:
-        labels.unlink(missing_ok=True)
         raise UsageError(f"cannot write {labels}: {e.strerror or e}; free space or choose another --results") from None
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def connect_backend(args):

@@ -143,8 +143,7 @@ class RunStore:
             try:
                 self.artifacts.write(meta.artifact_id, buf)
             except OSError:  # disk full, quota, I/O error: leave no partial artifact behind
-                with contextlib.suppress(OSError):
-                    self.artifacts.remove(meta.artifact_id)
+                self._remove_artifact(meta.artifact_id)
                 raise
             # The key format optuna.artifacts.upload_artifact uses, so the dashboard lists it.
             system_attrs["artifacts:" + meta.artifact_id] = json.dumps(asdict(meta))
@@ -160,8 +159,18 @@ class RunStore:
         }
         intermediate = {e.epoch: e.val_acc for e in result.epochs if e.val_acc is not None}
         complete = result.status == "complete"
-        self._add(TrialState.COMPLETE if complete else TrialState.FAIL, result.test_acc if complete else None,
-                  arm, seed, {**run, **attrs}, intermediate, system_attrs)
+        try:
+            self._add(TrialState.COMPLETE if complete else TrialState.FAIL, result.test_acc if complete else None,
+                      arm, seed, {**run, **attrs}, intermediate, system_attrs)
+        except BaseException:  # the trial was not stored: its predictions file would be an orphan
+            if system_attrs:
+                self._remove_artifact(meta.artifact_id)
+            raise
+
+    def _remove_artifact(self, artifact_id: str) -> None:
+        path = self.results_dir / "artifacts" / artifact_id  # where FileSystemArtifactStore puts it
+        with contextlib.suppress(OSError):
+            path.unlink(missing_ok=True)
 
     def record_failure(self, arm: str, seed: int, error: str, traceback: str, attrs: dict[str, Any]) -> None:
         self._add(TrialState.FAIL, None, arm, seed,

@@ -109,3 +109,27 @@ def test_read_only_results_directory_is_one_line_and_exit_2(small_disk, tmp_path
     if storage == "elsewhere":
         assert not (tmp_path / "study.db").exists() or not optuna.get_all_study_names(db)
     assert not np.any([p.is_file() for p in (small_disk / STUDY).rglob("*")])
+
+
+def test_a_run_that_cannot_be_stored_leaves_no_orphan_predictions(tmp_path, monkeypatch):
+    """The database refuses the trial after its predictions were written: the file goes too."""
+    from study.spec import load_spec
+    from study.store import RunStore
+    from study.train import RunResult
+
+    spec = load_spec()
+    store = RunStore(tmp_path / STUDY, STUDY, spec.identity("smoke"), spec.arm_names, {})
+    result = RunResult(status="complete", epochs=(), test_acc=50.0, val_acc=50.0, diverged_epoch=None,
+                       test_predictions=np.zeros(1000, np.uint8), streams={}, init_hash="x", bn_layers=(),
+                       n_bn=0, device="cpu", precision="fp32", threads=1, wall_time_s=1.0)
+
+    def database_gone(trial):
+        raise RuntimeError("database is locked")
+
+    monkeypatch.setattr(store.study, "add_trial", database_gone)
+    with pytest.raises(RuntimeError, match="locked"):
+        store.record("baseline", 0, result, {})
+    assert list((tmp_path / STUDY / "artifacts").iterdir()) == []
+    monkeypatch.undo()
+    store.record("baseline", 0, result, {})
+    assert len(list((tmp_path / STUDY / "artifacts").iterdir())) == 1 and len(store.trials()) == 1

@@ -130,6 +130,48 @@ def test_out_of_memory_for_one_seed_is_that_runs_recorded_failure(cifar, fp32, m
     arm, outcomes, _ = execute("baseline", [0, 1], dataclasses.replace(fp32, epochs=1), "cache", "cpu", 1, 0,
                                False)
     assert arm == "baseline" and [s for s, _ in outcomes] == [0, 1]
-    for _, failure in outcomes:
+    for _, failure in outcomes:  # the group was split; each seed alone still ran out of memory
         assert failure["error"].startswith("OutOfMemoryError: CUDA out of memory")
         assert "lower --jobs" in failure["error"] and "Traceback" in failure["traceback"]
+
+
+def test_one_seed_out_of_memory_keeps_the_others_results(cifar, fp32, monkeypatch):
+    import study.group
+    import study.train
+
+    real_one = study.train.train_one
+
+    def seed_1_too_big(config, seed, *args, **kwargs):
+        if seed == 1:
+            raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+        return real_one(config, seed, *args, **kwargs)
+
+    def no_groups(*args, **kwargs):
+        raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 4.00 GiB")
+
+    monkeypatch.setattr(study.group, "train_group", no_groups)
+    monkeypatch.setattr(study.train, "train_one", seed_1_too_big)
+    outcomes = train_seeds(dataclasses.replace(fp32, epochs=1), [0, 1], cifar, "cpu", False, lambda s, r: None)
+    assert outcomes[0].status == "complete" and outcomes[0].streams["init"]
+    assert outcomes[1]["error"].startswith("OutOfMemoryError") and "lower --jobs" in outcomes[1]["error"]
+
+
+def test_a_failing_compile_falls_back_to_eager_without_a_trace(cifar, fp32, monkeypatch):
+    """The stand-in compiled step runs the real step (updating BatchNorm's running stats) and
+    then fails, as a compiler error in the backward would: the group must go on eagerly with
+    the running stats restored, i.e. exactly as if it had never tried to compile."""
+    def broken_compile(fn):
+        def step(*args, **kwargs):
+            fn(*args, **kwargs)
+            raise RuntimeError("inductor: no working C++ compiler")
+        return step
+
+    cfg = apply_overrides(fp32, {"epochs": 1})
+    reference = train_group(cfg, [0, 1], cifar)
+    monkeypatch.setattr(torch, "compile", broken_compile)
+    with pytest.warns(RuntimeWarning, match="torch.compile failed .*training this group eagerly"):
+        fallen_back = train_group(cfg, [0, 1], cifar, compile=True)
+    for got, ref in zip(fallen_back, reference, strict=True):
+        assert not got.compiled
+        assert got.epochs[0].train_loss == ref.epochs[0].train_loss
+        assert np.array_equal(got.test_predictions, ref.test_predictions)
