@@ -33,12 +33,24 @@ def _alive(pid: int) -> bool:
     return True
 
 
+def worker_id() -> str:
+    """'host:pid' of this process: who trained a run, or who is running a tuning trial."""
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def gone_from_this_host(owner: str) -> bool:
+    """True if `owner` ('host:pid', optionally ':suffix') is a process of this host that no
+    longer exists: it died (kill -9, OOM killer) without releasing what it held."""
+    host, _, rest = owner.partition(":")
+    pid = rest.split(":", 1)[0]
+    return host == socket.gethostname() and pid.isdigit() and not _alive(int(pid))
+
+
 class Claims:
     def __init__(self, engine: sa.engine.Engine, study: str, *, grace_s: float = 120.0,
                  beat_s: float = 20.0):
         self.engine, self.study, self.grace_s = engine, study, grace_s
-        self.host = socket.gethostname()
-        self.owner = f"{self.host}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self.owner = f"{worker_id()}:{uuid.uuid4().hex[:8]}"
         meta = sa.MetaData()
         self.table = sa.Table(
             TABLE, meta,
@@ -60,11 +72,8 @@ class Claims:
         return (t.study == self.study) & (t.arm == arm) & (t.seed == seed)
 
     def _stale(self, owner: str, heartbeat: float, now: float) -> bool:
-        host, _, rest = owner.partition(":")
-        if host == self.host:
-            pid = rest.split(":", 1)[0]
-            if pid.isdigit() and not _alive(int(pid)):
-                return True  # its process is gone: no need to wait for the heartbeat
+        if gone_from_this_host(owner):
+            return True  # its process is gone: no need to wait for the heartbeat
         return now - heartbeat > self.grace_s
 
     def claim(self, arm: str, seed: int) -> bool:

@@ -18,6 +18,7 @@ groups seeds only on CUDA unless told otherwise (`python -m study.run --group N`
 from __future__ import annotations
 
 import copy
+import math
 import time
 import warnings
 from collections.abc import Callable, Sequence
@@ -153,7 +154,7 @@ def train_group(config: Config, seeds: Sequence[int], data: Cifar10, *,
         train_seconds = time.perf_counter() - epoch_start
         live = [i for i in range(k) if diverged[i] is None]
         for i in live:
-            if not torch.isfinite(torch.tensor(train_loss[i])):
+            if not math.isfinite(train_loss[i]):
                 diverged[i] = epoch
                 records[i].append(EpochRecord(epoch, lr, train_loss[i], train_acc[i], None, None, train_seconds))
         live = [i for i in live if diverged[i] is None]

@@ -15,7 +15,6 @@ import hashlib
 import json
 import os
 import signal
-import socket
 import sys
 import threading
 import time
@@ -26,6 +25,7 @@ from typing import Any
 
 import numpy as np
 
+from study.claims import worker_id
 from study.config import PRESETS, Config, ConfigError, parse_assignment
 from study.data import DataError, load_cache, load_cifar10, test_indices
 from study.model import train_flops_per_image
@@ -219,7 +219,7 @@ def execute(arm: str, seeds: list[int], config: Config, cache_path: str, device:
         outcomes = list(zip(seeds, results, strict=True))
     except Exception as e:  # a failing run is recorded, not fatal to the study
         outcomes = [(seed, failure(e)) for seed in seeds]
-    return arm, outcomes, f"{socket.gethostname()}:{os.getpid()}"
+    return arm, outcomes, worker_id()
 
 
 # ---- orchestration ----------------------------------------------------------------------
@@ -227,15 +227,21 @@ def _terminate(signum, frame):
     raise KeyboardInterrupt  # SIGTERM (kill, job schedulers) stops as cleanly as Ctrl-C
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
+def interruptible(body, args: argparse.Namespace, kept: str) -> int:
+    """Run a command's body so that SIGTERM stops it as cleanly as Ctrl-C, at any point
+    (imports, data decoding, export included): one line saying what is kept, exit 130.
+    Shared by `study.run` and `study.tune`."""
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, _terminate)
     try:
-        return _main(args)
-    except KeyboardInterrupt:  # before or after the runs (imports, data decoding, export)
-        print("\ninterrupted: finished runs are stored; rerun the same command to continue", file=sys.stderr)
+        return body(args)
+    except KeyboardInterrupt:
+        print(f"\ninterrupted: finished {kept} are stored; rerun the same command to continue", file=sys.stderr)
         return 130
+
+
+def main(argv: list[str] | None = None) -> int:
+    return interruptible(_main, parse_args(argv), "runs")
 
 
 def device_choice(device_arg: str) -> tuple[str, bool]:

@@ -24,9 +24,6 @@ import dataclasses
 import hashlib
 import json
 import math
-import os
-import signal
-import socket
 import sys
 import time
 import tomllib
@@ -39,16 +36,16 @@ import numpy as np
 import optuna
 from optuna.trial import TrialState
 
+from study.claims import gone_from_this_host, worker_id
 from study.config import Config
 from study.data import DataError, load_cifar10
-from study.run import Plan, UsageError, add_study_args, device_choice, make_plan
+from study.run import Plan, UsageError, add_study_args, device_choice, interruptible, make_plan
 from study.run import main as run_main
 from study.spec import SpecError, StudySpec
 from study.store import StoreError, redact
 
 TUNE_SEED_OFFSET = 100_000  # tuning seed = 100000 + trial number; evaluation seeds are 0..N-1
 HEARTBEAT_S = 10  # a worker killed mid-trial leaves a RUNNING trial that is failed after 2 x this
-WORKER = f"{socket.gethostname()}:{os.getpid()}"
 LR_RANGE = (1e-3, 1.0)
 GAMMA_RANGE = (0.1, 0.9)
 KIND = "seedwise-tuning"
@@ -118,7 +115,7 @@ def make_objective(config: Config, data, space: dict[str, Any], device: str | No
         cfg = dataclasses.replace(config, **params)  # validated by Config.__post_init__
         seed = TUNE_SEED_OFFSET + trial.number
         trial.set_user_attr("seed", seed)
-        trial.set_user_attr("worker", WORKER)  # lets a rerun on this host fail it at once if we die
+        trial.set_user_attr("worker", worker_id())  # lets a rerun on this host fail it at once if we die
         trial.set_user_attr("config_hash", cfg.hash())
 
         def on_epoch(rec) -> None:
@@ -244,12 +241,9 @@ def fail_dead_trials(study: optuna.Study) -> list[int]:
     """Fail RUNNING trials whose worker process on this host no longer exists (kill -9, OOM
     killer, power loss of a job step): without waiting for the heartbeat grace period, so an
     immediate rerun neither waits nor leaves the dead trial RUNNING. Returns their numbers."""
-    from study.claims import _alive
-
-    host, dead = socket.gethostname(), []
+    dead = []
     for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-        worker_host, _, pid = str(t.user_attrs.get("worker", "")).partition(":")
-        if worker_host == host and pid.isdigit() and not _alive(int(pid)):
+        if gone_from_this_host(str(t.user_attrs.get("worker", ""))):
             try:  # what optuna.storages.fail_stale_trials does, through the same storage calls
                 study._storage.set_trial_user_attr(t._trial_id, "status", "interrupted")
                 study._storage.set_trial_state_values(t._trial_id, TrialState.FAIL)
@@ -407,23 +401,11 @@ def confirm(args: argparse.Namespace, plan: Plan, arm: str, study: optuna.Study,
 
 # ---- main -------------------------------------------------------------------------------------
 def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
-    import threading
+    return interruptible(_main, parse_args(argv), "trials")
 
+
+def _main(args: argparse.Namespace) -> int:
     import torch
-
-    from study.run import _terminate
-
-    if threading.current_thread() is threading.main_thread():
-        signal.signal(signal.SIGTERM, _terminate)  # kill / job schedulers stop as cleanly as Ctrl-C
-    try:
-        return _main(args, torch)
-    except KeyboardInterrupt:  # during start-up (imports, data decoding) or the confirm runs
-        print("\ninterrupted: finished trials are stored; rerun the same command to continue", file=sys.stderr)
-        return 130
-
-
-def _main(args: argparse.Namespace, torch) -> int:
 
     device, has_cuda = device_choice(args.device)
     try:

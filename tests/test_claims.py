@@ -1,6 +1,7 @@
 """Several workers on one study: atomic claims, and real concurrent processes."""
 
 import os
+import socket
 import subprocess
 import sys
 import time
@@ -33,7 +34,7 @@ def test_a_dead_workers_claim_is_taken_over(engine):
     dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
                           text=True).stdout.strip()  # a pid that no longer exists
     with engine.begin() as con:
-        con.execute(a.table.insert().values(study="s", arm="x", seed=0, owner=f"{a.host}:{dead}:zz",
+        con.execute(a.table.insert().values(study="s", arm="x", seed=0, owner=f"{socket.gethostname()}:{dead}:zz",
                                             heartbeat=time.time()))
         con.execute(a.table.insert().values(study="s", arm="x", seed=1, owner="elsewhere:1:zz",
                                             heartbeat=time.time() - 3600))  # heartbeat stopped
