@@ -71,7 +71,7 @@ class StudyData:
         import optuna
         from optuna.artifacts import FileSystemArtifactStore
 
-        from study.store import trial_predictions
+        from .contract import trial_predictions
 
         labels = np.load(labels_path, allow_pickle=False)
         optuna.logging.set_verbosity(optuna.logging.WARNING)

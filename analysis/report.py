@@ -39,11 +39,9 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from study.config import config_hash  # noqa: E402
-from study.store import redact  # noqa: E402
-
 from . import figures as F  # noqa: E402
 from . import tables as T  # noqa: E402
+from .contract import config_hash, redact  # noqa: E402
 from .family import Family, omnibus  # noqa: E402
 from .load import StudyData, StudyNotFound, arm_frame, compare_arms, family_frame, load_study  # noqa: E402
 from .testset import binomial_ci, two_level_bootstrap  # noqa: E402

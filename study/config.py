@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
-import hashlib
-import json
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from typing import Any
+
+from analysis.contract import config_hash
 
 N_CONVS = 7  # the notebook's ConvNet has seven convolutions
 BN_NAMED = {
@@ -74,11 +74,6 @@ class Config:
     def hash(self) -> str:
         """Short content hash of the resolved config (the identity of what a run trains)."""
         return config_hash(self.to_dict())
-
-
-def config_hash(config: Mapping[str, Any]) -> str:
-    """The hash of a resolved config given as a dict (as stored in study.json and in every run)."""
-    return hashlib.sha256(json.dumps(dict(config), sort_keys=True).encode()).hexdigest()[:12]
 
 
 FIELD_TYPES = {f.name: f.type for f in fields(Config)}

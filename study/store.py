@@ -27,10 +27,10 @@ from optuna.artifacts import ArtifactMeta, FileSystemArtifactStore
 from optuna.distributions import CategoricalDistribution, IntDistribution
 from optuna.trial import TrialState
 
+from analysis.contract import PREDICTIONS_FILE, redact, trial_predictions  # noqa: F401 (re-exported)
 from study.train import RunResult
 
 optuna.logging.set_verbosity(logging.WARNING)
-PREDICTIONS_FILE = "test_predictions.npy"
 RUN_COLUMNS = ["arm", "seed", "status", "test_acc", "val_acc", "train_acc", "train_loss", "epochs_run",
                "diverged_epoch", "n_bn", "bn_layers", "lr_final", "wall_time_s", "device", "precision",
                "threads", "group", "config_hash", "init_hash", "data_fingerprint", "git_commit", "trial_number", "error"]
@@ -39,27 +39,6 @@ EPOCH_COLUMNS = ["arm", "seed", "epoch", "lr", "train_loss", "train_acc", "val_a
 
 class StoreError(RuntimeError):
     """The storage cannot be used (unreachable, not a database, or holds a different study)."""
-
-
-def redact(url: str) -> str:
-    """A storage URL safe to print: the password, if any, replaced by ***."""
-    try:
-        from sqlalchemy.engine import make_url
-
-        return make_url(url).render_as_string(hide_password=True)
-    except Exception:
-        return url.split("@")[-1] if "@" in url else url
-
-
-def trial_predictions(artifacts: FileSystemArtifactStore, trial: optuna.trial.FrozenTrial) -> np.ndarray | None:
-    """The run's per-example test predictions (uint8 classes), or None if it stored none."""
-    for key, value in trial.system_attrs.items():
-        if key.startswith("artifacts:"):
-            meta = json.loads(value)
-            if meta["filename"] == PREDICTIONS_FILE:
-                with artifacts.open_reader(meta["artifact_id"]) as f:
-                    return np.load(io.BytesIO(f.read()), allow_pickle=False)  # never unpickle
-    return None
 
 
 class RunStore:
