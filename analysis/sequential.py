@@ -1,0 +1,521 @@
+"""Seeds until decided: a pre-registered group-sequential plan and its decision rule.
+
+METHOD
+------
+Each comparison (arm - baseline, paired by seed) is a **group-sequential paired t-test**
+with a Lan-DeMets **alpha-spending function** (Lan & DeMets 1983, Biometrika 70:659):
+looks at planned seed counts ``n_1 < n_2 < ... <= max_seeds``; at look k the two-sided
+z boundary ``c_k`` spends ``f(t_k) - f(t_{k-1})`` of alpha, where ``t_k = n_k / max_seeds``
+is the information fraction *actually observed* (pairs with a result), and the look at
+``max_seeds`` spends the rest (``t = 1``). So a look with fewer pairs than planned (failed
+runs), or a study stopped early, keeps its error rate (Lan & DeMets' point).
+
+* Small n (5-40 seeds): boundaries are computed for the z statistic, then each look's
+  *nominal level* ``2 (1 - Phi(c_k))`` is applied to the paired t-test with df = n_k - 1
+  (Jennison & Turnbull 2000, "Group Sequential Methods with Applications to Clinical
+  Trials", sec. 3.8; Pocock 1977). The t quantile absorbs the variance estimate at each
+  look; the simulations (benchmarks/sequential_sim.py) check the resulting error rates.
+* Equivalence (stop when the arm is within ``+-margin`` of the baseline): the repeated
+  confidence interval (RCI) at coverage ``1 - 2 alpha`` lies inside ``(-margin, margin)``
+  (Jennison & Turnbull 1993, Biometrics 49:31, "Sequential equivalence testing and
+  repeated confidence intervals"). RCIs cover the true difference at *all* looks at once,
+  so each one-sided miss has probability <= alpha: the sequential analogue of TOST, with
+  the same boundaries computed at level ``2 alpha``.
+* Several arms vs one baseline: **Holm** (1979) over the comparisons' sequential p-values,
+  separately for difference claims and for equivalence claims, as `analysis.family` does
+  for fixed n. The sequential p-value of a comparison is the smallest level at which its
+  group-sequential test would have crossed by now (the repeated p-value, Jennison &
+  Turnbull 2000, sec. 9.4). It is a valid p-value whatever the stopping rule (stopping
+  early can only make it larger than the one of the hypothetical full path), and Holm needs
+  nothing but valid p-values, so the familywise error stays <= alpha across looks *and*
+  comparisons (the sequentially rejective group-sequential procedure of Maurer & Bretz 2013,
+  Stat. Biopharm. Res. 5:311, with Holm weights). In practice the step-down is done with
+  boundaries at the levels ``alpha/m, alpha/(m-1), ..., alpha``: a decision elsewhere frees
+  alpha for the comparisons still open.
+
+Why not an anytime-valid confidence sequence (Howard et al. 2021, Ann. Stat. 49:1055)? It
+allows a look after every seed but pays for it with wide intervals at small n: at 5-40
+seeds a spending design with a handful of planned looks keeps most of the fixed-n power
+(see docs/sequential.md for the numbers).
+
+DETERMINISM
+-----------
+The decision at look k uses only the first ``n_k`` seeds of each comparison, in seed order
+(position i of each array is seed i), and the walk over looks stops at the first look some
+open comparison has not reached. So a killed and resumed study, or several workers
+delivering seeds out of order, get exactly the decisions of one uninterrupted process;
+seeds beyond the current look wait for it.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, fields
+from enum import StrEnum
+
+import numpy as np
+from scipy import optimize, stats
+from statsmodels.stats.multitest import multipletests
+
+from ._checks import as_float_1d, check_count, check_positive, check_probability, note
+from .group_sequential import SPENDING_FUNCTIONS, nominal_levels, spend, t_boundaries
+from .results import Interval
+
+PLAN_VERSION = 1
+DIRECTIONS = ("maximize", "minimize")
+
+
+@dataclass(frozen=True, kw_only=True)
+class SequentialPlan:
+    """The pre-registered analysis plan: fixed and stored before the first run.
+
+    Looks at ``first_look, first_look + look_every, ...`` seeds per arm and always at
+    ``max_seeds``. ``arms`` are the arms compared with ``baseline`` (the Holm family).
+    ``margin`` is in the metric's units. Spending: see `group_sequential.spend`.
+    """
+
+    baseline: str
+    arms: tuple[str, ...]
+    metric: str = "test_acc"
+    direction: str = "maximize"
+    alpha: float = 0.05
+    margin: float = 0.5
+    first_look: int = 5
+    look_every: int = 5
+    max_seeds: int = 40
+    spending: str = "power"
+    spending_param: float | None = 1.0
+    method: str = "group-sequential"
+    version: int = PLAN_VERSION
+
+    def __post_init__(self):
+        object.__setattr__(self, "arms", tuple(self.arms))
+        if not isinstance(self.baseline, str) or not self.baseline:
+            raise ValueError(f"`baseline` must be an arm name, got {self.baseline!r}")
+        if not self.arms or not all(isinstance(a, str) and a for a in self.arms):
+            raise ValueError(f"`arms` must be a non-empty list of arm names, got {self.arms!r}")
+        if len(set(self.arms)) != len(self.arms) or self.baseline in self.arms:
+            raise ValueError(f"`arms` must be distinct and exclude the baseline, got {self.arms!r}")
+        if self.direction not in DIRECTIONS:
+            raise ValueError(f"`direction` must be one of {DIRECTIONS}, got {self.direction!r}")
+        check_probability(self.alpha, "alpha")
+        if self.alpha >= 0.5:
+            raise ValueError(f"`alpha` must be below 0.5 (equivalence uses 2 alpha), got {self.alpha}")
+        check_positive(self.margin, "margin")
+        check_count(self.first_look, "first_look", minimum=2)
+        check_count(self.look_every, "look_every", minimum=1)
+        check_count(self.max_seeds, "max_seeds", minimum=self.first_look)
+        if self.spending not in SPENDING_FUNCTIONS:
+            raise ValueError(f"`spending` must be one of {SPENDING_FUNCTIONS}, got {self.spending!r}")
+        needs = {"power": "rho > 0", "hsd": "gamma != 0"}.get(self.spending)
+        p = self.spending_param
+        ok = (p is None if needs is None else isinstance(p, (int, float)) and math.isfinite(p)
+              and (p > 0 if self.spending == "power" else p != 0))
+        if not ok:
+            raise ValueError(f"`spending_param` must be {needs or 'None'} for spending="
+                             f"{self.spending!r}, got {p!r}")
+        if self.method != "group-sequential" or self.version != PLAN_VERSION:
+            raise ValueError(f"unknown plan method/version {self.method!r}/{self.version!r}")
+
+    def looks(self) -> tuple[int, ...]:
+        """Planned seeds per arm at each look (the last one is ``max_seeds``)."""
+        return tuple(range(self.first_look, self.max_seeds, self.look_every)) + (self.max_seeds,)
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["arms"] = list(self.arms)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: Mapping) -> SequentialPlan:
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise ValueError(f"unknown sequential plan key(s) {unknown}; known: {sorted(known)}")
+        return cls(**d)
+
+    def methods_text(self) -> str:
+        """The methods paragraph a report prints for this plan."""
+        spending = {"obrien-fleming": "O'Brien-Fleming-type", "pocock": "Pocock-type",
+                    "power": f"power-family (rho = {self.spending_param:g})",
+                    "hsd": f"Hwang-Shih-DeCani (gamma = {self.spending_param:g})"}[self.spending]
+        looks = ", ".join(map(str, self.looks()))
+        m = len(self.arms)
+        return (
+            f"Seeds were added until decided under a plan fixed before the first run: "
+            f"{m} arm(s) compared with {self.baseline!r} on {self.metric} "
+            f"({self.direction}), paired by seed, with looks at {looks} seeds per arm. "
+            f"Each comparison is a group-sequential paired t-test with {spending} "
+            f"Lan-DeMets alpha spending at the observed information fraction (pairs / "
+            f"{self.max_seeds}); each look's nominal level is applied with the t "
+            f"distribution on n - 1 df. Equivalence within +-{self.margin:g} is declared when "
+            f"the {1 - 2 * self.alpha:.0%} repeated confidence interval lies inside the margin. "
+            f"Difference and equivalence claims are each Holm-corrected over the {m} "
+            f"comparison(s), familywise error <= {self.alpha:g} over all looks. An arm stops "
+            f"when its comparison is decided; the baseline continues while any comparison "
+            f"is open; a comparison undecided at {self.max_seeds} seeds is inconclusive."
+        )
+
+
+def plan_deviations(stored: SequentialPlan, requested: SequentialPlan) -> list[str]:
+    """What `requested` changes in the pre-registered `stored` plan (empty: none)."""
+    out = []
+    for f in fields(SequentialPlan):
+        a, b = getattr(stored, f.name), getattr(requested, f.name)
+        if a != b:
+            out.append(f"{f.name}: pre-registered {a!r}, now {b!r}")
+    return out
+
+
+class Decision(StrEnum):
+    BETTER = "better"
+    WORSE = "worse"
+    EQUIVALENT = "equivalent"
+    CONTINUE = "continue"
+    INCONCLUSIVE = "inconclusive"  # undecided at max_seeds
+
+
+@dataclass(frozen=True, kw_only=True)
+class Look:
+    """One analysis of one comparison. Boundaries are at the Holm level in force."""
+
+    seeds: int  # planned seeds per arm at this look
+    n: int  # pairs with a result among them
+    information: float  # fraction used by the spending function
+    diff: float  # mean of arm - baseline
+    sd: float  # sd of the paired differences
+    statistic: float  # paired t
+    level: float  # Holm level of the difference test in force at this look
+    bound: float  # reject when |statistic| >= bound
+    equivalence_statistic: float  # (margin - |diff|) / se
+    equivalence_bound: float  # equivalent when equivalence_statistic >= this
+    ci: Interval  # repeated CI at 1 - alpha (per comparison)
+    decision: Decision
+
+
+@dataclass(frozen=True, kw_only=True)
+class SequentialComparison:
+    arm: str
+    baseline: str
+    decision: Decision
+    reason: str
+    seeds: int  # planned seeds per arm reached at the last look used (0: no look yet)
+    n: int  # pairs used at that look
+    diff: float | None
+    ci: Interval | None  # repeated CI at the last look used
+    pvalue: float  # sequential (repeated) p-value of the difference test
+    p_adjusted: float  # Holm over the family
+    equivalence_pvalue: float
+    equivalence_p_adjusted: float
+    alpha_spent: float  # of this comparison's unadjusted alpha, at the last look used
+    looks: tuple[Look, ...]
+    notes: tuple[str, ...]
+
+
+@dataclass(frozen=True, kw_only=True)
+class SequentialResult:
+    plan: SequentialPlan
+    comparisons: tuple[SequentialComparison, ...]
+    next_look: int | None  # seeds per arm of the next look; None when all are decided
+
+    def get(self, arm: str) -> SequentialComparison:
+        for c in self.comparisons:
+            if c.arm == arm:
+                return c
+        raise KeyError(f"no comparison of {arm!r} in this plan")
+
+    @property
+    def done(self) -> bool:
+        return self.next_look is None
+
+
+def next_seeds(result: SequentialResult) -> dict[str, int]:
+    """Seeds each arm must have for the next look; arms absent need none. Empty: done.
+
+    The baseline continues while any of its comparisons does.
+    """
+    if result.next_look is None:
+        return {}
+    open_arms = [c.arm for c in result.comparisons if c.decision == Decision.CONTINUE]
+    return {a: result.next_look for a in [result.plan.baseline, *open_arms]}
+
+
+def paired_differences(plan: SequentialPlan, values: Mapping[str, Mapping[int, float]]
+                       ) -> dict[str, np.ndarray]:
+    """``arm - baseline`` per seed position, from ``{arm: {seed: value}}``.
+
+    Seeds are 0, 1, 2, ...; position i is seed i. A seed missing or NaN in either arm
+    (a failed run) is NaN: it is not a pair. Each array ends at the arm's last seed.
+    """
+    base = values.get(plan.baseline, {})
+    out = {}
+    for arm in plan.arms:
+        own = values.get(arm, {})
+        size = max(own, default=-1) + 1
+        out[arm] = np.array([own.get(s, math.nan) - base.get(s, math.nan) for s in range(size)],
+                            dtype=float)
+    return out
+
+
+# ---------------------------------------------------------------------------------------
+# The decision rule
+
+
+@dataclass
+class _Path:
+    """Per-look summaries of one comparison, before any decision."""
+
+    seeds: list[int]
+    n: np.ndarray
+    info: tuple[float, ...]
+    mean: np.ndarray
+    sd: np.ndarray
+    p: np.ndarray  # two-sided paired-t p-value at each look
+    p_eq: np.ndarray  # equivalence: 2 * P(T >= (margin - |mean|) / se), 1 when <= 0
+    notes: list[str]
+
+
+def _path(plan: SequentialPlan, d: np.ndarray, upto: int) -> _Path:
+    seeds, n, mean, sd, notes = [], [], [], [], []
+    for s in plan.looks()[:upto]:
+        x = d[:s][~np.isnan(d[:s])]
+        if x.size < 2 or (n and x.size == n[-1] and s != plan.max_seeds):
+            continue  # no new information: not a look (the spending waits)
+        seeds.append(s)
+        n.append(x.size)
+        mean.append(float(x.mean()))
+        sd.append(float(x.std(ddof=1)))
+    n_arr, mean_arr, sd_arr = np.array(n, dtype=int), np.array(mean), np.array(sd)
+    if (sd_arr == 0).any():
+        note("zero sd of paired differences at a look: the t statistic is infinite or "
+             "undefined there", notes)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        se = sd_arr / np.sqrt(n_arr)
+        t = np.where(sd_arr > 0, mean_arr / se, np.where(mean_arr == 0, 0.0, np.inf))
+        e = np.where(sd_arr > 0, (plan.margin - np.abs(mean_arr)) / se,
+                     np.where(np.abs(mean_arr) < plan.margin, np.inf, -np.inf))
+    p = 2 * stats.t.sf(np.abs(t), np.maximum(n_arr - 1, 1))
+    p_eq = np.where(e > 0, 2 * stats.t.sf(e, np.maximum(n_arr - 1, 1)), 1.0)
+    info = tuple(1.0 if s == plan.max_seeds else k / plan.max_seeds
+                 for s, k in zip(seeds, n, strict=True))
+    return _Path(seeds, n_arr, info, mean_arr, sd_arr, p, p_eq, notes)
+
+
+def _levels(plan: SequentialPlan, info: tuple[float, ...], level: float) -> np.ndarray:
+    if not info:
+        return np.zeros(0)
+    return nominal_levels(plan.spending, plan.spending_param, level, info)
+
+
+def _first_crossing(p: np.ndarray, nominal: np.ndarray, upto: int) -> int | None:
+    hit = np.flatnonzero(p[:upto] <= nominal[:upto])
+    return int(hit[0]) if hit.size else None
+
+
+def _holm(crossed: list[list[bool]]) -> tuple[set[int], list[int]]:
+    """Holm step-down from crossings at levels alpha/m, ..., alpha (index r-1 = alpha/r).
+
+    Returns the rejected comparisons and, for each, the divisor r of the level that
+    applied (rejected: the level it was rejected at; open: the next level).
+    """
+    m = len(crossed)
+    rejected: set[int] = set()
+    divisor = [m] * m
+    while len(rejected) < m:
+        r = m - len(rejected)
+        new = {i for i in range(m) if i not in rejected and crossed[i][r - 1]}
+        if not new:
+            break
+        for i in new:
+            divisor[i] = r
+        rejected |= new
+    for i in range(m):
+        if i not in rejected:
+            divisor[i] = m - len(rejected)
+    return rejected, divisor
+
+
+def decide(plan: SequentialPlan, differences: Mapping[str, object]) -> SequentialResult:
+    """Walk the looks in order and decide every comparison of `plan`.
+
+    Parameters
+    ----------
+    plan : SequentialPlan
+    differences : mapping arm -> 1-D array
+        ``arm - baseline`` of the metric per seed position (seed order), NaN for a
+        missing pair; see `paired_differences`. Arms of the plan that are absent have
+        no seeds yet.
+
+    A comparison stops at the first look where Holm rejects "no difference" (better /
+    worse, by the sign of the difference and ``plan.direction``) or "not equivalent"
+    (equivalent), or at ``max_seeds`` (inconclusive). Later data are ignored. Because
+    Holm is step-down, a decision elsewhere can later turn a stopped comparison's
+    equivalent / inconclusive into better / worse on the data it already has.
+    """
+    unknown = sorted(set(differences) - set(plan.arms))
+    if unknown:
+        raise ValueError(f"`differences` has arm(s) {unknown} that the plan does not compare")
+    data = {a: as_float_1d(differences.get(a, []), f"differences[{a!r}]") for a in plan.arms}
+    looks, m, alpha = plan.looks(), len(plan.arms), plan.alpha
+    # The walk goes as far as every comparison has data for (see DETERMINISM).
+    reach = [sum(s <= data[a].size for s in looks) for a in plan.arms]
+    paths = [_path(plan, data[a], upto) for a, upto in zip(plan.arms, reach, strict=True)]
+    sup = [[_levels(plan, p.info, alpha / r) for r in range(1, m + 1)] for p in paths]
+    equ = [[_levels(plan, p.info, 2 * alpha / r) for r in range(1, m + 1)] for p in paths]
+
+    stop = [None] * m  # index (into the path) of the look where each comparison stopped
+    history: list[list[tuple]] = [[] for _ in range(m)]
+    g = 0
+    while g < len(looks) and any(s is None for s in stop):
+        if any(stop[i] is None and reach[i] <= g for i in range(m)):
+            break  # an open comparison has not reached this look yet
+        _step(plan, paths, sup, equ, looks[g], stop, history)
+        g += 1
+    final = [len(h) and history[i][-1][0] + 1 for i, h in enumerate(history)]
+    pvals = [_sequential_p(plan, p, final[i], alpha_factor=1) for i, p in enumerate(paths)]
+    qvals = [_sequential_p(plan, p, final[i], alpha_factor=2) for i, p in enumerate(paths)]
+    p_adj = multipletests(pvals, method="holm")[1]
+    q_adj = multipletests(qvals, method="holm")[1]
+    comps = []
+    for i, arm in enumerate(plan.arms):
+        comps.append(_summarise(plan, arm, paths[i], history[i], stop[i] is not None,
+                                sup[i], equ[i], pvals[i], p_adj[i], qvals[i], q_adj[i]))
+    open_ = any(c.decision == Decision.CONTINUE for c in comps)
+    next_look = looks[g] if open_ and g < len(looks) else None
+    return SequentialResult(plan=plan, comparisons=tuple(comps), next_look=next_look)
+
+
+def _step(plan, paths, sup, equ, seeds, stop, history) -> None:
+    """One look of the walk: Holm over all comparisons, then stop the decided ones."""
+    m = len(paths)
+    upto = [sum(s <= seeds for s in p.seeds) if stop[i] is None else stop[i] + 1
+            for i, p in enumerate(paths)]
+    s_rej, s_div = _holm([[_first_crossing(paths[i].p, sup[i][r], upto[i]) is not None
+                           for r in range(m)] for i in range(m)])
+    e_rej, e_div = _holm([[_first_crossing(paths[i].p_eq, equ[i][r], upto[i]) is not None
+                           for r in range(m)] for i in range(m)])
+    for i, p in enumerate(paths):
+        if stop[i] is not None or upto[i] == 0 or p.seeds[upto[i] - 1] != seeds:
+            continue  # stopped, or no new pairs at this look
+        k = upto[i] - 1
+        label = _label(plan, i in s_rej, i in e_rej, seeds == plan.max_seeds,
+                       _sign(p, sup[i][s_div[i] - 1], upto[i]))
+        history[i].append((k, s_div[i], e_div[i], label))
+        if label != Decision.CONTINUE:
+            stop[i] = k
+
+
+def _sign(path: _Path, nominal: np.ndarray, upto: int) -> float:
+    k = _first_crossing(path.p, nominal, upto)
+    return float(np.sign(path.mean[upto - 1 if k is None else k]))
+
+
+def _label(plan, significant: bool, equivalent: bool, final: bool, sign: float) -> Decision:
+    if significant:
+        up = sign > 0 if plan.direction == "maximize" else sign < 0
+        return Decision.BETTER if up else Decision.WORSE
+    if equivalent:
+        return Decision.EQUIVALENT
+    return Decision.INCONCLUSIVE if final else Decision.CONTINUE
+
+
+def _sequential_p(plan: SequentialPlan, path: _Path, upto: int, *, alpha_factor: int) -> float:
+    """Smallest level at which the comparison's test crossed at a look < `upto`.
+
+    `alpha_factor` 2 gives the equivalence p-value (RCIs at 1 - 2 level); its largest
+    meaningful value is 0.5, and 1 is returned when the RCI never fit even then.
+    """
+    if upto == 0:
+        return 1.0
+    p = path.p if alpha_factor == 1 else path.p_eq
+    if (p[:upto] == 0).any():
+        return 0.0
+    info = path.info[:upto]
+    hi = 1.0 / alpha_factor
+
+    def gap(log_level):  # > 0 while no look crosses at this level; decreasing
+        nominal = _levels(plan, info, alpha_factor * math.exp(log_level))
+        return float(np.min(np.log(p[:upto]) - np.log(np.maximum(nominal, 1e-300))))
+
+    top = math.log(hi * (1 - 1e-9))
+    if gap(top) > 0:
+        return 1.0
+    lo = math.log(1e-12)
+    if gap(lo) <= 0:
+        return 1e-12
+    return float(math.exp(optimize.brentq(gap, lo, top, xtol=1e-7)))
+
+
+def _summarise(plan, arm, path, history, stopped, sup, equ, pval, padj, qval, qadj
+               ) -> SequentialComparison:
+    alpha, m = plan.alpha, len(plan.arms)
+    notes = list(path.notes)
+    looks = []
+    for k, s_div, e_div, label in history:
+        n = int(path.n[k])
+        unadj = sup[0][k]
+        half = float(t_boundaries(unadj, n) * path.sd[k] / math.sqrt(n))
+        ci = Interval(estimate=float(path.mean[k]), low=float(path.mean[k] - half),
+                      high=float(path.mean[k] + half), confidence=1 - alpha,
+                      method="repeated confidence interval (group-sequential paired t)")
+        looks.append(Look(
+            seeds=path.seeds[k], n=n, information=path.info[k], diff=float(path.mean[k]),
+            sd=float(path.sd[k]), statistic=_tstat(path, k), level=alpha / s_div,
+            bound=float(t_boundaries(sup[s_div - 1][k], n)),
+            equivalence_statistic=_estat(plan, path, k),
+            equivalence_bound=float(t_boundaries(equ[e_div - 1][k], n)), ci=ci,
+            decision=label))
+    if not looks:
+        return SequentialComparison(
+            arm=arm, baseline=plan.baseline, decision=Decision.CONTINUE,
+            reason=f"no look yet: the first look needs {plan.first_look} paired seeds",
+            seeds=0, n=0, diff=None, ci=None, pvalue=1.0, p_adjusted=1.0,
+            equivalence_pvalue=1.0, equivalence_p_adjusted=1.0, alpha_spent=0.0, looks=(),
+            notes=tuple(notes))
+    last = looks[-1]
+    # Holm may have moved on since this comparison stopped: the final label uses the
+    # adjusted p-values (equal to the level-based decision, see _holm).
+    decision = last.decision
+    if stopped and decision in (Decision.EQUIVALENT, Decision.INCONCLUSIVE) and padj < alpha:
+        decision = _label(plan, True, False, True, math.copysign(1.0, last.diff))
+    elif stopped and decision == Decision.INCONCLUSIVE and qadj < alpha:
+        decision = Decision.EQUIVALENT
+    spent = spend(plan.spending, plan.spending_param, alpha, last.information)
+    reason = _reason(plan, arm, decision, last, padj, qadj, m)
+    return SequentialComparison(
+        arm=arm, baseline=plan.baseline, decision=decision, reason=reason, seeds=last.seeds,
+        n=last.n, diff=last.diff, ci=last.ci, pvalue=pval, p_adjusted=float(padj),
+        equivalence_pvalue=qval, equivalence_p_adjusted=float(qadj), alpha_spent=spent,
+        looks=tuple(looks), notes=tuple(notes))
+
+
+def _tstat(path, k) -> float:
+    sd, n, mean = path.sd[k], path.n[k], path.mean[k]
+    return float(mean / (sd / math.sqrt(n))) if sd > 0 else (0.0 if mean == 0 else math.inf)
+
+
+def _estat(plan, path, k) -> float:
+    sd, n, mean = path.sd[k], path.n[k], path.mean[k]
+    gap = plan.margin - abs(mean)
+    return float(gap / (sd / math.sqrt(n))) if sd > 0 else math.copysign(math.inf, gap)
+
+
+def _reason(plan, arm, decision, last: Look, padj, qadj, m) -> str:
+    base = plan.baseline
+    where = (f"after {last.n} paired seeds (look at {last.seeds} of at most {plan.max_seeds}): "
+             f"diff = {last.diff:+.3g}, {last.ci.confidence:.0%} repeated CI "
+             f"[{last.ci.low:.3g}, {last.ci.high:.3g}]")
+    holm = f"Holm over {m}" if m > 1 else "one comparison"
+    if decision in (Decision.BETTER, Decision.WORSE):
+        return (f"{arm} is {decision} than {base} {where}; sequential p adjusted "
+                f"({holm}) = {padj:.3g} < alpha = {plan.alpha:g}.")
+    if decision == Decision.EQUIVALENT:
+        return (f"{arm} is equivalent to {base} within +-{plan.margin:g} {where}; the "
+                f"{1 - 2 * plan.alpha:.0%} repeated CI lies inside the margin (equivalence p "
+                f"adjusted, {holm}, = {qadj:.3g}).")
+    if decision == Decision.INCONCLUSIVE:
+        return (f"{arm} vs {base} is inconclusive at the planned maximum {where}: neither a "
+                f"difference (adjusted p = {padj:.3g}) nor equivalence within "
+                f"+-{plan.margin:g} (adjusted p = {qadj:.3g}) was established.")
+    return f"{arm} vs {base} is still open {where}; more seeds are needed."
