@@ -56,7 +56,6 @@ from enum import StrEnum
 
 import numpy as np
 from scipy import optimize, stats
-from statsmodels.stats.multitest import multipletests
 
 from ._checks import as_float_1d, check_count, check_positive, check_probability, note
 from .group_sequential import SPENDING_FUNCTIONS, nominal_levels, spend, t_boundaries
@@ -313,6 +312,21 @@ def _first_crossing(p: np.ndarray, nominal: np.ndarray, upto: int) -> int | None
     return int(hit[0]) if hit.size else None
 
 
+def holm_adjust(pvalues) -> np.ndarray:
+    """Holm-adjusted p-values (as statsmodels ``multipletests(method="holm")``).
+
+    Written out because statsmodels' version runs a garbage collection per call (~50 ms),
+    which a simulation calling `decide` thousands of times cannot afford.
+    """
+    p = np.asarray(pvalues, dtype=float)
+    m = p.size
+    order = np.argsort(p, kind="stable")
+    stepped = np.maximum.accumulate((m - np.arange(m)) * p[order])
+    out = np.empty(m)
+    out[order] = np.minimum(stepped, 1.0)
+    return out
+
+
 def _holm(crossed: list[list[bool]]) -> tuple[set[int], list[int]]:
     """Holm step-down from crossings at levels alpha/m, ..., alpha (index r-1 = alpha/r).
 
@@ -375,12 +389,12 @@ def decide(plan: SequentialPlan, differences: Mapping[str, object]) -> Sequentia
     final = [len(h) and history[i][-1][0] + 1 for i, h in enumerate(history)]
     pvals = [_sequential_p(plan, p, final[i], alpha_factor=1) for i, p in enumerate(paths)]
     qvals = [_sequential_p(plan, p, final[i], alpha_factor=2) for i, p in enumerate(paths)]
-    p_adj = multipletests(pvals, method="holm")[1]
-    q_adj = multipletests(qvals, method="holm")[1]
+    p_adj, q_adj = holm_adjust(pvals), holm_adjust(qvals)
     comps = []
     for i, arm in enumerate(plan.arms):
         comps.append(_summarise(plan, arm, paths[i], history[i], stop[i] is not None,
-                                sup[i], equ[i], pvals[i], p_adj[i], qvals[i], q_adj[i]))
+                                sup[i], equ[i], pvals[i], p_adj[i], qvals[i], q_adj[i],
+                                exhausted=g == len(looks)))
     open_ = any(c.decision == Decision.CONTINUE for c in comps)
     next_look = looks[g] if open_ and g < len(looks) else None
     return SequentialResult(plan=plan, comparisons=tuple(comps), next_look=next_look)
@@ -447,10 +461,16 @@ def _sequential_p(plan: SequentialPlan, path: _Path, upto: int, *, alpha_factor:
     return float(math.exp(optimize.brentq(gap, lo, top, xtol=1e-7)))
 
 
-def _summarise(plan, arm, path, history, stopped, sup, equ, pval, padj, qval, qadj
-               ) -> SequentialComparison:
+def _summarise(plan, arm, path, history, stopped, sup, equ, pval, padj, qval, qadj, *,
+               exhausted: bool) -> SequentialComparison:
     alpha, m = plan.alpha, len(plan.arms)
     notes = list(path.notes)
+    if exhausted and (not history or history[-1][3] == Decision.CONTINUE):
+        # Every planned look is past but this comparison never had a last look (fewer
+        # than 2 pairs at max_seeds): the plan is spent, so it is inconclusive.
+        note(f"{arm}: fewer than 2 paired results at {plan.max_seeds} seeds", notes)
+        if history:
+            history = [*history[:-1], (*history[-1][:3], Decision.INCONCLUSIVE)]
     looks = []
     for k, s_div, e_div, label in history:
         n = int(path.n[k])
@@ -468,8 +488,10 @@ def _summarise(plan, arm, path, history, stopped, sup, equ, pval, padj, qval, qa
             decision=label))
     if not looks:
         return SequentialComparison(
-            arm=arm, baseline=plan.baseline, decision=Decision.CONTINUE,
-            reason=f"no look yet: the first look needs {plan.first_look} paired seeds",
+            arm=arm, baseline=plan.baseline,
+            decision=Decision.INCONCLUSIVE if exhausted else Decision.CONTINUE,
+            reason=f"no look yet: the first look needs {plan.first_look} paired seeds"
+                   + (f", and none had 2 pairs by {plan.max_seeds}" if exhausted else ""),
             seeds=0, n=0, diff=None, ci=None, pvalue=1.0, p_adjusted=1.0,
             equivalence_pvalue=1.0, equivalence_p_adjusted=1.0, alpha_spent=0.0, looks=(),
             notes=tuple(notes))

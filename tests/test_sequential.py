@@ -6,6 +6,7 @@ import math
 import numpy as np
 import pytest
 
+from analysis import DegenerateDataWarning
 from analysis.group_sequential import nominal_levels, spend, z_boundaries
 from analysis.sequential import (
     Decision,
@@ -194,7 +195,7 @@ def test_adjusted_p_agrees_with_the_boundaries():
 
 def test_simulator_makes_the_same_decisions_as_decide():
     p = plan(arms=("a", "b", "c"), margin=1.0)
-    diffs = simulate_differences(np.random.default_rng(6), 60, 40, [0.0, 0.8, -1.5],
+    diffs = simulate_differences(np.random.default_rng(6), 40, 40, [0.0, 0.8, -1.5],
                                  sd=SD, rho=RHO)
     sim = run_sequential(p, diffs)
     codes = {Decision.BETTER: BETTER, Decision.WORSE: WORSE, Decision.EQUIVALENT: EQUIVALENT,
@@ -234,3 +235,20 @@ def test_planted_effects_stop_early_with_full_power():
         sim = run_sequential(p, simulate_differences(rng, 2000, 80, [effect], sd=SD, rho=RHO))
         assert (sim.decision == BETTER).mean() > 0.97
         assert sim.seeds.mean() < asn_max  # a fixed design sized for the margin needs 68
+
+
+def test_holm_adjust_matches_statsmodels():
+    from statsmodels.stats.multitest import multipletests
+
+    from analysis.sequential import holm_adjust
+
+    p = np.random.default_rng(10).uniform(0, 0.2, 7)
+    np.testing.assert_allclose(holm_adjust(p), multipletests(p, method="holm")[1])
+
+
+def test_comparison_without_two_pairs_by_max_is_inconclusive_not_open_forever():
+    d = np.full(10, np.nan)
+    d[3] = 1.0
+    with pytest.warns(DegenerateDataWarning, match="fewer than 2 paired results"):
+        r = decide(plan(max_seeds=10), {"a": d})
+    assert r.get("a").decision == Decision.INCONCLUSIVE and r.done
