@@ -139,3 +139,34 @@ def run_fixed(diffs: np.ndarray, n: int, alpha: float) -> np.ndarray:
     x = diffs[:, :, :n]
     res = stats.ttest_1samp(x, 0.0, axis=2)
     return np.where(res.pvalue < alpha, np.sign(x.mean(axis=2)), 0).astype(int)
+
+
+def size_max_seeds(plan: SequentialPlan, sd_diff: float, *, power: float = 0.8,
+                   effect: float | None = None, reps: int = 4000, seed: int = 0,
+                   limit: int = 1000) -> int:
+    """Smallest ``max_seeds`` giving `plan` the `power` to find `effect` (default: margin).
+
+    Simulated with `reps` studies (common random numbers, so the answer is deterministic)
+    with paired-difference sd `sd_diff`. Several arms: sized for one comparison at Holm's
+    first level alpha/m, a conservative plan as `analysis.family` does for fixed n.
+    """
+    effect = plan.margin if effect is None else effect
+    one = SequentialPlan.from_dict(plan.to_dict() | {
+        "arms": [plan.arms[0]], "alpha": plan.alpha / len(plan.arms)})
+
+    def powerful(n: int) -> bool:
+        trial = SequentialPlan.from_dict(one.to_dict() | {"max_seeds": n})
+        d = simulate_differences(np.random.default_rng(seed), reps, n, [effect],
+                                 sd=sd_diff / np.sqrt(2), rho=0.0)
+        return (run_sequential(trial, d).decision == BETTER).mean() >= power
+
+    lo, hi = plan.first_look, plan.first_look
+    while not powerful(hi):
+        if hi >= limit:
+            raise ValueError(f"`sd_diff` {sd_diff:g}: more than {limit} seeds would be needed "
+                             f"for {power:.0%} power at an effect of {effect:g}")
+        lo, hi = hi, min(2 * hi, limit)
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        lo, hi = (lo, mid) if powerful(mid) else (mid, hi)
+    return hi

@@ -2,6 +2,7 @@
 
     python benchmarks/sequential_sim.py            # 20000 replications per row (~1 min)
     python benchmarks/sequential_sim.py --quick    # 2000 replications
+    python benchmarks/sequential_sim.py --margin 1 --known-variance   # other margin; z limits
 
 Seed noise is estimated from results/notebook-ablation-quick (arms baseline and
 no_scheduler share 32 seeds): per-arm sd and the correlation between arms of the same seed.
@@ -19,10 +20,12 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from scipy import stats
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from analysis.group_sequential import z_boundaries, z_power  # noqa: E402
 from analysis.power import seeds_needed  # noqa: E402
 from analysis.sequential import SequentialPlan  # noqa: E402
 from analysis.sequential_sim import (  # noqa: E402
@@ -50,12 +53,46 @@ DESIGNS = {
 
 def size(kw: dict, margin: float, sd: float, rho: float, seed: int) -> SequentialPlan:
     """Smallest max_seeds (even) whose simulated power at effect = margin is >= 80%."""
-    for n in range(40, 200, 2):
+    for n in range(10, 200, 2):
         plan = SequentialPlan(baseline="base", arms=("a",), margin=margin, max_seeds=n, **kw)
         d = simulate_differences(np.random.default_rng(seed), 4000, n, [margin], sd=sd, rho=rho)
         if (run_sequential(plan, d).decision == BETTER).mean() >= 0.80:
             return plan
     raise RuntimeError(f"no max_seeds below 200 reaches 80% power for {kw}")
+
+
+def _matched(effect: float, sd_diff: float, power: float) -> str:
+    """Seeds of a fixed design with the sequential design's power (capped at 99.9%)."""
+    target = min(power, 0.999)
+    if target <= 0.05:
+        return "-"
+    return f"{seeds_needed(effect, sd_diff, paired=True, power=target)} ({target:.1%})"
+
+
+def known_variance_limits(margin: float, sd_diff: float, rng) -> None:
+    """What spending design could achieve without the small-n t penalty (z, known sd)."""
+    d = margin / sd_diff
+    n_fix = ((stats.norm.isf(0.025) + stats.norm.isf(0.2)) / d) ** 2
+    print(f"\nKnown-variance z design (no t penalty), power family, sized for 80% power at "
+          f"the margin; fixed z design: {n_fix:.1f} seeds. Mean seeds (change vs fixed):\n")
+    print("| rho | looks | max seeds | effect 0.5 | effect 1 | effect 2 |")
+    print("|---|---|---|---|---|---|")
+    for rho in (0.5, 0.75, 1.0, 2.0, 3.0):
+        for every, first in ((1, 2), (5, 5)):
+            for n_max in range(int(n_fix), 300):
+                looks = np.array([*range(first, n_max, every), n_max])
+                info = (*(looks[:-1] / n_max), 1.0)
+                if z_power("power", rho, 0.05, info, d * np.sqrt(n_max)) >= 0.8:
+                    break
+            bound = np.array(z_boundaries("power", rho, 0.05, info))
+            cells = []
+            for effect in (0.5, 1.0, 2.0):
+                path = rng.normal(effect / sd_diff, 1, (20000, n_max)).cumsum(axis=1)
+                z = np.abs(path[:, looks - 1]) / np.sqrt(looks)
+                hit = z >= bound
+                stop = looks[np.where(hit.any(axis=1), hit.argmax(axis=1), looks.size - 1)]
+                cells.append(f"{stop.mean():.1f} ({stop.mean() / n_fix - 1:+.0%})")
+            print(f"| {rho:g} | every {every} from {first} | {n_max} | " + " | ".join(cells) + " |")
 
 
 def observed_noise() -> tuple[float, float, float]:
@@ -73,6 +110,8 @@ def main() -> int:
     ap.add_argument("--quick", action="store_true", help="2000 replications instead of 20000")
     ap.add_argument("--seed", type=int, default=20261127)
     ap.add_argument("--margin", type=float, default=0.5)
+    ap.add_argument("--known-variance", action="store_true",
+                    help="also show what a z design with known sd could achieve")
     args = ap.parse_args()
     reps = 2000 if args.quick else 20000
     rng = np.random.default_rng(args.seed)
@@ -97,8 +136,9 @@ def main() -> int:
 
     print(f"\nFixed n sized for the margin ({args.margin:g}): {n_margin} seeds per arm.\n")
     print("| effect | design | power | mean seeds | fixed@margin: power, seeds | "
-          "oracle: power, seeds | seeds vs fixed@margin | seeds vs oracle |")
-    print("|---|---|---|---|---|---|---|---|")
+          "oracle: power, seeds | seeds vs fixed@margin | seeds vs oracle | "
+          "oracle at the same power |")
+    print("|---|---|---|---|---|---|---|---|---|")
     for effect in (0.5, 1.0, 2.0):
         n_oracle = seeds_needed(effect, sd_diff, paired=True)
         for name, plan in plans.items():
@@ -111,7 +151,7 @@ def main() -> int:
             p_oracle = (run_fixed(d, n_oracle, plan.alpha) > 0).mean()
             print(f"| {effect:g} | {name} | {power:.3f} | {asn:.1f} | {p_margin:.3f}, "
                   f"{n_margin} | {p_oracle:.3f}, {n_oracle} | {asn / n_margin - 1:+.0%} | "
-                  f"{asn / n_oracle - 1:+.0%} |")
+                  f"{asn / n_oracle - 1:+.0%} | {_matched(effect, sd_diff, power)} |")
 
     default = plans["default (power rho=1, looks 5,10,..)"]
     print(f"\nFour arms vs one baseline, default design (max {default.max_seeds} seeds):\n")
@@ -129,6 +169,8 @@ def main() -> int:
               f"{[round(float(x), 3) for x in power]}; mean seeds per arm "
               f"{[round(float(x), 1) for x in out.seeds.mean(axis=0)]}, baseline "
               f"{out.baseline_seeds.mean():.1f}")
+    if args.known_variance:
+        known_variance_limits(args.margin, sd_diff, rng)
     return 0
 
 

@@ -252,3 +252,18 @@ def test_comparison_without_two_pairs_by_max_is_inconclusive_not_open_forever():
     with pytest.warns(DegenerateDataWarning, match="fewer than 2 paired results"):
         r = decide(plan(max_seeds=10), {"a": d})
     assert r.get("a").decision == Decision.INCONCLUSIVE and r.done
+
+
+def test_size_max_seeds_reaches_the_power_of_the_fixed_design():
+    from analysis.power import seeds_needed
+    from analysis.sequential_sim import size_max_seeds
+
+    sd_diff = SD * math.sqrt(2 * (1 - RHO))
+    n_max = size_max_seeds(plan(margin=1.0), sd_diff)
+    n_fixed = seeds_needed(1.0, sd_diff, paired=True)
+    # Spending costs a little maximum information (~10-20% for this family).
+    assert n_fixed <= n_max <= 1.35 * n_fixed
+    p = plan(margin=1.0, max_seeds=n_max)
+    sim = run_sequential(p, simulate_differences(np.random.default_rng(11), 4000, n_max, [1.0],
+                                                 sd=SD, rho=RHO))
+    assert (sim.decision == BETTER).mean() >= 0.77
