@@ -36,11 +36,12 @@ from analysis.sequential_sim import (  # noqa: E402
     run_naive,
     run_sequential,
     simulate_differences,
+    size_max_seeds,
 )
 
 RUNS = ROOT / "results" / "notebook-ablation-quick" / "runs.csv"
-# max_seeds of each design is sized by simulation (see `size`): the smallest reaching 80%
-# power at effect = margin, as the fixed design sized for the margin does.
+# max_seeds of each design is sized by simulation (`size_max_seeds`): the smallest reaching
+# 80% power at effect = margin, as the fixed design sized for the margin does.
 DESIGNS = {
     "default (power rho=1, looks 5,10,..)": dict(spending="power", spending_param=1.0,
                                                  first_look=5, look_every=5),
@@ -49,16 +50,6 @@ DESIGNS = {
     "O'Brien-Fleming-type, looks 5,10,..": dict(spending="obrien-fleming", spending_param=None,
                                                 first_look=5, look_every=5),
 }
-
-
-def size(kw: dict, margin: float, sd: float, rho: float, seed: int) -> SequentialPlan:
-    """Smallest max_seeds (even) whose simulated power at effect = margin is >= 80%."""
-    for n in range(10, 200, 2):
-        plan = SequentialPlan(baseline="base", arms=("a",), margin=margin, max_seeds=n, **kw)
-        d = simulate_differences(np.random.default_rng(seed), 4000, n, [margin], sd=sd, rho=rho)
-        if (run_sequential(plan, d).decision == BETTER).mean() >= 0.80:
-            return plan
-    raise RuntimeError(f"no max_seeds below 200 reaches 80% power for {kw}")
 
 
 def _matched(effect: float, sd_diff: float, power: float) -> str:
@@ -121,7 +112,11 @@ def main() -> int:
           f"{sd:.2f}, correlation {rho:.2f}, sd of paired differences {sd_diff_obs:.2f} "
           f"(model: {sd_diff:.2f}); margin {args.margin:g}; {reps} replications per row\n")
     n_margin = seeds_needed(args.margin, sd_diff, paired=True)
-    plans = {name: size(kw, args.margin, sd, rho, args.seed) for name, kw in DESIGNS.items()}
+    plans = {}
+    for name, kw in DESIGNS.items():
+        draft = SequentialPlan(baseline="base", arms=("a",), margin=args.margin, **kw)
+        n_max = size_max_seeds(draft, sd_diff, seed=args.seed)
+        plans[name] = SequentialPlan.from_dict(draft.to_dict() | {"max_seeds": n_max})
 
     print("| design | max seeds | A/A error (any better/worse) | naive repeated t-tests, same looks |")
     print("|---|---|---|---|")
@@ -154,9 +149,12 @@ def main() -> int:
                   f"{asn / n_oracle - 1:+.0%} | {_matched(effect, sd_diff, power)} |")
 
     default = plans["default (power rho=1, looks 5,10,..)"]
-    print(f"\nFour arms vs one baseline, default design (max {default.max_seeds} seeds):\n")
-    plan = SequentialPlan.from_dict(default.to_dict() | {
+    draft = SequentialPlan.from_dict(default.to_dict() | {
         "arms": ["null1", "null2", "plus1", "plus2"]})
+    plan = SequentialPlan.from_dict(draft.to_dict() | {
+        "max_seeds": size_max_seeds(draft, sd_diff, seed=args.seed)})
+    print(f"\nFour arms vs one baseline, default design sized for alpha/4 "
+          f"(max {plan.max_seeds} seeds):\n")
     for effects in ((0.0, 0.0, 0.0, 0.0), (0.0, 0.0, 1.0, 2.0)):
         d = simulate_differences(rng, reps, plan.max_seeds, list(effects), sd=sd, rho=rho)
         out = run_sequential(plan, d)
