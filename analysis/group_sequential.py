@@ -120,7 +120,7 @@ def nominal_levels(spending: str, param: float | None, alpha: float,
 
     The small-sample bridge: a look with n pairs rejects when the paired t-test's two-sided
     p-value (df = n - 1) is at most this level, i.e. ``|T| >= t_{n-1}^{-1}(1 - level/2)``
-    (the "nominal significance level" t-test of Jennison & Turnbull 2000, sec. 3.8).
+    (the "nominal significance level" approach, Jennison & Turnbull 2000, ch. 3).
     """
     c = np.asarray(z_boundaries(spending, param, alpha, tuple(fractions)))
     return 2 * stats.norm.sf(c)
