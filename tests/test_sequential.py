@@ -267,3 +267,11 @@ def test_size_max_seeds_reaches_the_power_of_the_fixed_design():
     sim = run_sequential(p, simulate_differences(np.random.default_rng(11), 4000, n_max, [1.0],
                                                  sd=SD, rho=RHO))
     assert (sim.decision == BETTER).mean() >= 0.77
+
+
+def test_equivalence_is_rarely_claimed_when_the_difference_is_the_margin():
+    # H0 of the equivalence test at its boundary: true difference = margin.
+    p = plan(margin=1.0, max_seeds=23)
+    diffs = simulate_differences(np.random.default_rng(12), 4000, 23, [1.0], sd=SD, rho=RHO)
+    sim = run_sequential(p, diffs)
+    assert (sim.decision == EQUIVALENT).mean() <= 0.06  # benchmark-size run: 0.044
