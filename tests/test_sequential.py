@@ -275,3 +275,19 @@ def test_equivalence_is_rarely_claimed_when_the_difference_is_the_margin():
     diffs = simulate_differences(np.random.default_rng(12), 4000, 23, [1.0], sd=SD, rho=RHO)
     sim = run_sequential(p, diffs)
     assert (sim.decision == EQUIVALENT).mean() <= 0.06  # benchmark-size run: 0.044
+
+
+@pytest.mark.slow
+def test_benchmark_table_of_the_default_design():
+    # docs/sequential.md, margin 0.5, max_seeds sized to 82, 20000 replications per row.
+    p = plan(max_seeds=82)
+    rng = np.random.default_rng(13)
+    reps = 20_000
+    d = simulate_differences(rng, reps, 82, [0.0], sd=SD, rho=RHO)
+    assert np.isin(run_sequential(p, d).decision, [BETTER, WORSE]).mean() == pytest.approx(
+        0.055, abs=0.006)
+    assert run_naive(d, p.looks(), p.alpha)[0].mean() == pytest.approx(0.245, abs=0.012)
+    for effect, power, seeds in ((0.5, 0.795, 52.7), (1.0, 1.0, 23.5), (2.0, 1.0, 11.4)):
+        sim = run_sequential(p, simulate_differences(rng, reps, 82, [effect], sd=SD, rho=RHO))
+        assert (sim.decision == BETTER).mean() == pytest.approx(power, abs=0.015)
+        assert sim.seeds.mean() == pytest.approx(seeds, rel=0.03)
