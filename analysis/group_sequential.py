@@ -21,8 +21,11 @@ import numpy as np
 from scipy import optimize, special, stats
 
 SPENDING_FUNCTIONS = ("obrien-fleming", "pocock", "power", "hsd")
-# Simpson grid per look (odd); 201 points give boundaries to ~1e-4 (see the tests).
+# Simpson grid per look (odd): at least 201 points (boundaries to ~1e-4, see the tests), and
+# at least 4 points per sd of the smallest increment between looks, so that a look
+# following closely on the previous one (a look after one more seed) is integrated well.
 _GRID = 201
+_POINTS_PER_SD = 4
 # Beyond this many standard deviations the density is negligible (< 1e-15).
 _TAIL = 8.5
 
@@ -57,11 +60,17 @@ def _pdf(z: np.ndarray) -> np.ndarray:
     return np.exp(-0.5 * z * z) / math.sqrt(2 * math.pi)
 
 
-def _simpson(lo: float, hi: float) -> tuple[np.ndarray, np.ndarray]:
-    x = np.linspace(lo, hi, _GRID)
-    w = np.ones(_GRID)
+def _simpson(lo: float, hi: float, points: int) -> tuple[np.ndarray, np.ndarray]:
+    x = np.linspace(lo, hi, points)
+    w = np.ones(points)
     w[1:-1:2], w[2:-1:2] = 4.0, 2.0
-    return x, w * (hi - lo) / (3 * (_GRID - 1))
+    return x, w * (hi - lo) / (3 * (points - 1))
+
+
+def _grid_points(fractions) -> int:
+    smallest = math.sqrt(min(np.diff((0.0, *fractions))))
+    points = max(_GRID, math.ceil(2 * _TAIL * _POINTS_PER_SD / smallest))
+    return points + (points % 2 == 0)
 
 
 @lru_cache(maxsize=4096)
@@ -74,12 +83,14 @@ def z_boundaries(spending: str, param: float | None, alpha: float,
     left to spend gets ``inf``. Fractions must increase strictly; a last fraction of 1
     spends everything that is left.
     """
+    if not all(a < b for a, b in zip((0.0, *fractions), fractions, strict=False)) or (
+            fractions and fractions[-1] > 1.0):
+        raise ValueError(f"information fractions must increase within (0, 1], got {fractions}")
+    points = _grid_points(fractions)
     bounds: list[float] = []
     prev_t, prev_spent = 0.0, 0.0
     x = w = dens = None  # sub-density of B(t_{j-1}) on the continuation region
     for t in fractions:
-        if not (prev_t < t <= 1.0):
-            raise ValueError(f"information fractions must increase within (0, 1], got {fractions}")
         target = spend(spending, param, alpha, t) - prev_spent
         sd_inc = math.sqrt(t - prev_t)
         root_t = math.sqrt(t)
@@ -104,7 +115,7 @@ def z_boundaries(spending: str, param: float | None, alpha: float,
         prev_spent += target if math.isfinite(c) else 0.0
         # Propagate the density of B over the continuation region (-c sqrt t, c sqrt t).
         half = min(c, _TAIL) * root_t
-        y, wy = _simpson(-half, half)
+        y, wy = _simpson(-half, half, points)
         if dens is None:
             new = _pdf(y / root_t) / root_t
         else:
@@ -135,6 +146,7 @@ def z_power(spending: str, param: float | None, alpha: float,
             fractions: tuple[float, ...], drift: float) -> float:
     """P(reject H0) of the two-sided z design when ``E[Z(1)] = drift`` (sizing only)."""
     bounds = z_boundaries(spending, param, alpha, tuple(fractions))
+    points = _grid_points(fractions)
     total, prev_t = 0.0, 0.0
     x = w = dens = None
     for t, c in zip(fractions, bounds, strict=True):
@@ -147,7 +159,7 @@ def z_power(spending: str, param: float | None, alpha: float,
             tail = (stats.norm.sf((b - x - mean_inc) / sd_inc)
                     + stats.norm.cdf((-b - x - mean_inc) / sd_inc))
             total += float(np.dot(w * dens, tail))
-        y, wy = _simpson(-b, b)
+        y, wy = _simpson(-b, b, points)
         if dens is None:
             new = stats.norm.pdf((y - drift * t) / root_t) / root_t
         else:

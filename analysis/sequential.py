@@ -75,6 +75,7 @@ __all__ = [
     "holm_adjust", "next_seeds", "paired_differences", "plan_deviations",
 ]
 
+
 class Decision(StrEnum):
     BETTER = "better"
     WORSE = "worse"
@@ -96,6 +97,7 @@ class Look:
     level: float  # Holm level of the difference test in force at this look
     bound: float  # reject when |statistic| >= bound
     equivalence_statistic: float  # (margin - |diff|) / se
+    equivalence_level: float  # Holm level of the equivalence test in force
     equivalence_bound: float  # equivalent when equivalence_statistic >= this
     ci: Interval  # repeated CI at 1 - alpha (per comparison)
     decision: Decision
@@ -391,7 +393,7 @@ def _summarise(plan, arm, path, history, stopped, sup, equ, pval, padj, qval, qa
             seeds=path.seeds[k], n=n, information=path.info[k], diff=float(path.mean[k]),
             sd=float(path.sd[k]), statistic=_tstat(path, k), level=alpha / s_div,
             bound=float(t_boundaries(sup[s_div - 1][k], n)),
-            equivalence_statistic=_estat(plan, path, k),
+            equivalence_statistic=_estat(plan, path, k), equivalence_level=alpha / e_div,
             equivalence_bound=float(t_boundaries(equ[e_div - 1][k], n)), ci=ci,
             decision=label))
     if not looks:

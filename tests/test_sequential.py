@@ -45,21 +45,24 @@ def test_pocock_type_boundaries_match_published_values():
     np.testing.assert_allclose(c, [2.438, 2.427, 2.410, 2.397, 2.386], atol=2e-3)
 
 
-@pytest.mark.parametrize(("spending", "param"), [("obrien-fleming", None), ("power", 1.0),
-                                                 ("hsd", -2.0)])
-def test_boundaries_spend_alpha_as_planned_by_monte_carlo(spending, param):
-    # Unequal fractions, as after failed runs: Brownian motion crosses look j first with
-    # probability f(t_j) - f(t_{j-1}).
-    fractions = (0.15, 0.33, 0.5, 0.81, 1.0)
+@pytest.mark.parametrize(("spending", "param", "fractions"), [
+    ("obrien-fleming", None, (0.15, 0.33, 0.5, 0.81, 1.0)),  # unequal, as after failed runs
+    ("power", 1.0, (0.15, 0.33, 0.5, 0.81, 1.0)),
+    ("hsd", -2.0, (0.15, 0.33, 0.5, 0.81, 1.0)),
+    ("power", 1.0, (0.2, 0.5, 0.9, 0.97, 0.99, 1.0)),  # looks one seed apart at the end
+])
+def test_boundaries_spend_alpha_as_planned_by_monte_carlo(spending, param, fractions):
+    # Brownian motion crosses look j first with probability f(t_j) - f(t_{j-1}).
+    k = len(fractions)
     c = np.array(z_boundaries(spending, param, 0.05, fractions))
     rng = np.random.default_rng(1)
-    inc = rng.normal(size=(400_000, 5)) * np.sqrt(np.diff((0.0,) + fractions))
+    inc = rng.normal(size=(400_000, k)) * np.sqrt(np.diff((0.0,) + fractions))
     z = np.cumsum(inc, axis=1) / np.sqrt(fractions)
     crossed = np.abs(z) >= c
     first = np.where(crossed.any(axis=1), crossed.argmax(axis=1), -1)
     spent = [spend(spending, param, 0.05, t) for t in fractions]
     expected = np.diff([0.0, *spent])
-    observed = np.array([(first == j).mean() for j in range(5)])
+    observed = np.array([(first == j).mean() for j in range(k)])
     np.testing.assert_allclose(observed, expected, atol=1.5e-3)
     assert (first >= 0).mean() == pytest.approx(0.05, abs=1.5e-3)
 
