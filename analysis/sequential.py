@@ -15,7 +15,8 @@ runs), or a study stopped early, keeps its error rate (Lan & DeMets' point).
   (Jennison & Turnbull 2000, "Group Sequential Methods with Applications to Clinical
   Trials", ch. 3 on unknown variance; Pocock 1977). The t quantile absorbs the variance
   estimate at each look; the simulations (benchmarks/sequential_sim.py) measure the
-  resulting error: 0.048-0.055 at alpha = 0.05, a slight excess at df 4-9.
+  resulting error of the default design: 0.048-0.055 at alpha = 0.05 (df 4-9 at the
+  early looks cause the slight excess).
 * Equivalence (stop when the arm is within ``+-margin`` of the baseline): the repeated
   confidence interval (RCI) at coverage ``1 - 2 alpha`` lies inside ``(-margin, margin)``
   (Jennison & Turnbull 1993, Biometrics 49:31, "Sequential equivalence testing and
