@@ -19,6 +19,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
+from scipy import stats
 
 from .load import StudyData, compare_arms, family_frame, load_study
 from .testset import mcnemar_exact, single_run_gap
@@ -28,7 +29,7 @@ from .tuning import selection_rows
 NOTEBOOK = {"bn_sched": 75.49, "bn_nosched": 74.87, "nobn": 74.08, "n_test": 10_000,
             "n_train": 50_000, "lr": 0.1, "text_lr": 0.001}
 # Planning constants of the single-run power analysis (section 1).
-PLANNING = {"alpha": 0.05, "power": 0.8, "seed_sds": (0.2, 0.4, 1.0)}
+PLANNING = {"alpha": 0.05, "power": 0.8, "seed_sds": (0.2, 0.4, 1.0), "confidence": 0.95}
 CHANCE = 10.0  # CIFAR-10 has ten classes: a run at <= CHANCE + 1 points never learned
 CONFIG_KEYS = ("width", "train_size", "val_size", "test_size", "epochs", "lr", "step_size", "gamma")
 
@@ -76,12 +77,17 @@ def study_numbers(prefix: str, study: StudyData) -> dict[str, str]:
         out[f"{prefix}.{arm}.min"] = _f(v.min())
         out[f"{prefix}.{arm}.max"] = _f(v.max())
         out[f"{prefix}.{arm}.n_bn"] = str(int(g["n_bn"].iloc[0]))
-        out[f"{prefix}.{arm}.at_chance"] = f"{int((v <= CHANCE + 1).sum())} of {len(v)}"
+        learned = v[v > CHANCE + 1]
+        out[f"{prefix}.{arm}.at_chance"] = f"{len(v) - len(learned)} of {len(v)}"
+        out[f"{prefix}.{arm}.n_learned"] = str(len(learned))
+        out[f"{prefix}.{arm}.learned_min"] = _f(learned.min()) if len(learned) else "n/a"
+        out[f"{prefix}.{arm}.learned_max"] = _f(learned.max()) if len(learned) else "n/a"
         out[f"{prefix}.{arm}.lr"] = " ".join(_f(x, 3) for x in
                                             study.epochs[(study.epochs["arm"] == arm) & (study.epochs["seed"] == g["seed"].iloc[0])]["lr"])
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         frame = family_frame(compare_arms(study))
+    out[f"{prefix}.n_comparisons"] = str(len(frame))
     for r in frame.itertuples():
         k = f"{prefix}.{r.arm}"
         out[f"{k}.diff"] = _f(r.diff, sign=True)
@@ -144,7 +150,7 @@ def same_config_noise(prefix: str, study: StudyData, arm: str, gap: float) -> di
 
 
 def notebook_numbers() -> dict[str, str]:
-    plan_args = {"alpha": PLANNING["alpha"], "power": PLANNING["power"], "seed_sds": PLANNING["seed_sds"]}
+    plan_args = {k: PLANNING[k] for k in ("alpha", "power", "seed_sds", "confidence")}
     g = single_run_gap(NOTEBOOK["bn_sched"], NOTEBOOK["nobn"], NOTEBOOK["n_test"], **plan_args)
     s = single_run_gap(NOTEBOOK["bn_sched"], NOTEBOOK["bn_nosched"], NOTEBOOK["n_test"], **plan_args)
     out = {"nb.gap": _f(g.gap, sign=True), "nb.gap.p": _p(g.pvalue), "nb.gap.z": _f(g.statistic),
@@ -158,13 +164,14 @@ def notebook_numbers() -> dict[str, str]:
         out[f"nb.{key}"] = _n(NOTEBOOK[key])
     for i, plan in enumerate(g.seeds_needed_for):
         out[f"nb.seeds_at_sd_{plan.seed_sd:.1f}"] = str(plan.seeds_per_arm)
-        out[f"nb.plan{i}.sd"] = _n(plan.seed_sd)
+        out[f"nb.plan{i}.sd"] = _f(plan.seed_sd, 1)
         out[f"nb.plan{i}.seeds"] = str(plan.seeds_per_arm)
     # Test-set sampling noise of one score at the notebook's accuracy: the margin's yardstick.
     p = NOTEBOOK["bn_sched"] / 100
     se = 100 * float(np.sqrt(p * (1 - p) / NOTEBOOK["n_test"]))
     out["nb.test_se"] = _f(se)
-    out["nb.test_hw"] = _f(1.959964 * se)
+    out["nb.test_hw"] = _f(float(stats.norm.ppf(0.5 + PLANNING["confidence"] / 2)) * se)
+    out["nb.ci_level"] = f"{100 * PLANNING['confidence']:g}%"
     return out
 
 
