@@ -24,6 +24,7 @@ from scipy import stats
 from .load import StudyData, compare_arms, family_frame, load_study
 from .testset import mcnemar_exact, single_run_gap
 from .tuning import selection_rows
+from .variance import SOURCES, VarianceDecomposition, decompose_variance, seed_column
 
 # What the course notebook printed and did (its outputs and code), not results of ours.
 NOTEBOOK = {"bn_sched": 75.49, "bn_nosched": 74.87, "nobn": 74.08, "n_test": 10_000,
@@ -149,6 +150,40 @@ def same_config_noise(prefix: str, study: StudyData, arm: str, gap: float) -> di
     return out
 
 
+def variance_numbers(prefix: str, d: VarianceDecomposition) -> dict[str, str]:
+    """Placeholders for a variance decomposition: per component its sd, variance with CI,
+    run count and share (percent of the all-sources variance; "test": of all + test)."""
+    out = {f"{prefix}.sum_of_shares": _f(100 * d.sum_of_shares, 0) + "%" if d.sum_of_shares is not None else "n/a"}
+    for c in d.components():
+        k = f"{prefix}.{c.source}"
+        out[f"{k}.n"] = str(c.n_runs)
+        out[f"{k}.sd"] = _f(c.sd)
+        out[f"{k}.var"] = _f(c.variance)
+        out[f"{k}.ci"] = f"[{_f(c.ci.low)}, {_f(c.ci.high)}]" if c.ci else "n/a"
+        out[f"{k}.share"] = _f(100 * c.share, 0) + "%" if c.share is not None else "n/a"
+        out[f"{k}.share_ci"] = (f"[{_f(100 * c.share_ci.low, 0)}%, {_f(100 * c.share_ci.high, 0)}%]"
+                                if c.share_ci else "n/a")
+        if c.test_noise is not None:
+            out[f"{k}.test_noise"] = _f(c.test_noise)
+    ranked = sorted((c for c in d.sources if c.variance is not None), key=lambda c: -c.variance)
+    if ranked:
+        out[f"{prefix}.largest"] = ranked[0].source
+    return out
+
+
+def variance_study_numbers(path: Path, study: StudyData) -> dict[str, str]:
+    """`var.<study>.*` for a study whose runs.csv carries the variance design's seed columns
+    (written by the variance runner); the test-set term uses the configured test size."""
+    if not all(seed_column(s) in study.runs.columns for s in SOURCES):
+        return {}
+    ok = study.runs[study.runs["status"] == "complete"]
+    configs = [a.get("config", {}) for a in study.meta.get("arms", {}).values()]
+    n_test = next((c["test_size"] for c in configs if "test_size" in c), None)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return variance_numbers(f"var.{path.name}", decompose_variance(ok, n_test=n_test))
+
+
 def notebook_numbers() -> dict[str, str]:
     plan_args = {k: PLANNING[k] for k in ("alpha", "power", "seed_sds", "confidence")}
     g = single_run_gap(NOTEBOOK["bn_sched"], NOTEBOOK["nobn"], NOTEBOOK["n_test"], **plan_args)
@@ -196,6 +231,8 @@ def gather(results: Path) -> dict[str, tuple[str, str]]:
         add(study_numbers("fid", load_study(results / "fidelity-quick")), f"{results}/fidelity-quick/runs.csv")
     add(tuning_numbers(results / "notebook-ablation-quick", "notebook-ablation-quick"),
         f"{results}/notebook-ablation-quick/study.db (Optuna tuning studies)")
+    for path in sorted(results.glob("*/runs.csv")):
+        add(variance_study_numbers(path.parent, load_study(path.parent)), f"{path} (variance design)")
     tuned = results / "notebook-ablation-quick-tuned"
     if (tuned / "runs.csv").exists():
         add(study_numbers("tuned", load_study(tuned)), f"{tuned}/runs.csv, study.json")

@@ -1,9 +1,12 @@
+import json
 import re
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from analysis.paper import PLACEHOLDER, collect, main, render
+from analysis.variance import variance_design
 
 
 def test_render_fills_placeholders_and_refuses_unknown_ones():
@@ -95,3 +98,19 @@ def test_list_names_each_numbers_source_and_fails_on_uncomputed_placeholders(tmp
     template.write_text("{{nb.gap}} of {{quick.n_runs}} runs")
     assert main(["--list", "--results", str(tmp_path), "--template", str(template)]) == 2
     assert "quick.n_runs" in capsys.readouterr().err
+
+
+def test_variance_numbers_from_a_stored_variance_study(tmp_path):
+    """A study whose runs.csv has the variance design's seed columns gets var.<study>.*."""
+    rng = np.random.default_rng(0)
+    runs = variance_design(4)
+    runs["test_acc"] = 75 + rng.normal(0, 1, len(runs)) * np.where(runs["group"] == "order", 0.1, 1)
+    runs["status"], runs["arm"], runs["seed"] = "complete", "baseline", range(len(runs))
+    study = tmp_path / "results" / "baseline-variance"
+    study.mkdir(parents=True)
+    runs.to_csv(study / "runs.csv", index=False)
+    (study / "study.json").write_text(json.dumps({"arms": {"baseline": {"config": {"test_size": 10_000}}}}))
+    n = {k: v for k, v in collect(tmp_path / "results").items() if k.startswith("var.")}
+    assert n["var.baseline-variance.all.n"] == "4" and n["var.baseline-variance.test.sd"] == "0.43"
+    assert float(n["var.baseline-variance.order.share"].rstrip("%")) < 10
+    assert n["var.baseline-variance.largest"] in {"init", "augment", "split"}
