@@ -98,6 +98,7 @@ def study_numbers(prefix: str, study: StudyData) -> dict[str, str]:
         out[f"{k}.n_pairs"] = str(r.n_arm)
         out[f"{k}.seeds_needed"] = str(r.seeds_needed)
         out[f"{k}.effect"] = f"{r.effect_size_name} = {_f(r.effect_size)}"
+        out[f"{k}.test"] = r.test
         out[f"{k}.min_exact_p"] = f"{r.min_attainable_p:.2g}"
         out[f"{k}.seeds_needed_observed"] = _n(r.seeds_needed_observed) if r.seeds_needed_observed else "n/a"
     return out
