@@ -168,8 +168,11 @@ def test_degenerate_groups_warn_and_leave_none_not_nan():
 
 def test_no_all_sources_group_means_no_shares():
     runs = simulate_scores(np.random.default_rng(4), k=3)
-    with pytest.warns(DegenerateDataWarning, match="no usable all-sources variance"):
+    with pytest.warns(DegenerateDataWarning) as record:
         d = decompose_variance(runs[runs["group"] != "all"])
+    assert [str(w.message) for w in record] == [
+        "group 'all' has 0 run(s); its variance needs at least 2",
+        "no usable all-sources variance: shares are not computed"]
     assert d.all_sources.variance is None and all(c.share is None for c in d.sources)
 
 
