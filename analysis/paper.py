@@ -63,7 +63,6 @@ def study_numbers(prefix: str, study: StudyData) -> dict[str, str]:
     out[f"{prefix}.wall_min"] = _f(ok["wall_time_s"].sum() / 60, 0)
     plan = study.plan
     out[f"{prefix}.margin"] = _n(float(plan["margin"]))
-    out[f"{prefix}.ci_level"] = f"{100 * (1 - plan['alpha']):g}%"
     base_cfg = study.meta.get("arms", {}).get(plan["baseline"], {}).get("config", {})
     for key in CONFIG_KEYS:
         if key in base_cfg:
@@ -87,8 +86,11 @@ def study_numbers(prefix: str, study: StudyData) -> dict[str, str]:
                                             study.epochs[(study.epochs["arm"] == arm) & (study.epochs["seed"] == g["seed"].iloc[0])]["lr"])
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        frame = family_frame(compare_arms(study))
+        family = compare_arms(study)
+    frame = family_frame(family)
     out[f"{prefix}.n_comparisons"] = str(len(frame))
+    if family.comparisons:  # the level of every interval in the study's tables
+        out[f"{prefix}.ci_level"] = f"{100 * family.comparisons[0].confidence:g}%"
     for r in frame.itertuples():
         k = f"{prefix}.{r.arm}"
         out[f"{k}.diff"] = _f(r.diff, sign=True)
@@ -110,6 +112,8 @@ def stage_numbers(prefix: str, study: StudyData, arm: str) -> dict[str, str]:
     A stage is a stretch of consecutive runs (by trial number) at one git commit: each
     extension of a study was run from a new commit, so runs.csv's provenance records when
     seeds were added. The interim verdicts re-analyse the runs stored by the end of a stage."""
+    if not {"trial_number", "git_commit"} <= set(study.runs.columns):
+        return {}
     runs = study.runs.sort_values("trial_number")
     stage = (runs["git_commit"] != runs["git_commit"].shift()).cumsum().to_numpy()
     out = {f"{prefix}.n_stages": str(int(stage.max()))}
