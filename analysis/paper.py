@@ -1,8 +1,11 @@
 """`python -m analysis.paper`: render paper/README.md from its hand-written template.
 
 The prose is written by hand in `paper/README.template.md`; every number in it is a
-`{{placeholder}}` computed here from `results/`, so no number is ever typed. An unknown
-placeholder is an error, and so is a placeholder whose study is missing.
+`{{placeholder}}` computed here from `results/` (or, for the notebook's own printed results
+and the planning constants, from NOTEBOOK and PLANNING below), so no number is ever typed:
+tests/test_paper.py fails on a literal number outside its allow-list. An unknown placeholder
+is an error, and so is a placeholder whose study is missing. `--list` prints every computed
+number with its source.
 """
 
 from __future__ import annotations
@@ -12,21 +15,35 @@ import itertools
 import re
 import sys
 import warnings
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
+from scipy import stats
 
 from .load import StudyData, compare_arms, family_frame, load_study
 from .testset import mcnemar_exact, single_run_gap
 from .tuning import selection_rows
+from .variance import SOURCES, VarianceDecomposition, decompose_variance, seed_column
 
-NOTEBOOK = {"bn_sched": 75.49, "bn_nosched": 74.87, "nobn": 74.08, "n_test": 10_000}
+# What the course notebook printed and did (its outputs and code), not results of ours.
+NOTEBOOK = {"bn_sched": 75.49, "bn_nosched": 74.87, "nobn": 74.08, "n_test": 10_000,
+            "n_train": 50_000, "lr": 0.1, "text_lr": 0.001}
+# Planning constants of the single-run power analysis (section 1).
+PLANNING = {"alpha": 0.05, "power": 0.8, "seed_sds": (0.2, 0.4, 1.0), "confidence": 0.95}
+CHANCE = 10.0  # CIFAR-10 has ten classes: a run at <= CHANCE + 1 points never learned
+CONFIG_KEYS = ("width", "train_size", "val_size", "test_size", "epochs", "lr", "step_size", "gamma")
 
 
 def _f(x, digits=2, sign=False):
     if x is None or (isinstance(x, float) and np.isnan(x)):
         return "n/a"
     return f"{x:+.{digits}f}" if sign else f"{x:.{digits}f}"
+
+
+def _n(x) -> str:
+    """A count or config value as the text writes it: 45,000 / 0.1 / 10."""
+    return f"{x:,}" if isinstance(x, int) and not isinstance(x, bool) else f"{x:g}" if isinstance(x, float) else str(x)
 
 
 def _p(p):
@@ -44,6 +61,12 @@ def study_numbers(prefix: str, study: StudyData) -> dict[str, str]:
     out[f"{prefix}.device"] = ", ".join(sorted(set(ok["device"].dropna())))
     out[f"{prefix}.precision"] = ", ".join(sorted(set(ok["precision"].dropna())))
     out[f"{prefix}.wall_min"] = _f(ok["wall_time_s"].sum() / 60, 0)
+    plan = study.plan
+    out[f"{prefix}.margin"] = _n(float(plan["margin"]))
+    base_cfg = study.meta.get("arms", {}).get(plan["baseline"], {}).get("config", {})
+    for key in CONFIG_KEYS:
+        if key in base_cfg:
+            out[f"{prefix}.cfg.{key}"] = _n(base_cfg[key])
     for arm, g in ok.groupby("arm"):
         v = g["test_acc"].astype(float)
         out[f"{prefix}.{arm}.n"] = str(len(v))
@@ -54,11 +77,20 @@ def study_numbers(prefix: str, study: StudyData) -> dict[str, str]:
         out[f"{prefix}.{arm}.min"] = _f(v.min())
         out[f"{prefix}.{arm}.max"] = _f(v.max())
         out[f"{prefix}.{arm}.n_bn"] = str(int(g["n_bn"].iloc[0]))
+        learned = v[v > CHANCE + 1]
+        out[f"{prefix}.{arm}.at_chance"] = f"{len(v) - len(learned)} of {len(v)}"
+        out[f"{prefix}.{arm}.n_learned"] = str(len(learned))
+        out[f"{prefix}.{arm}.learned_min"] = _f(learned.min()) if len(learned) else "n/a"
+        out[f"{prefix}.{arm}.learned_max"] = _f(learned.max()) if len(learned) else "n/a"
         out[f"{prefix}.{arm}.lr"] = " ".join(_f(x, 3) for x in
                                             study.epochs[(study.epochs["arm"] == arm) & (study.epochs["seed"] == g["seed"].iloc[0])]["lr"])
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        frame = family_frame(compare_arms(study))
+        family = compare_arms(study)
+    frame = family_frame(family)
+    out[f"{prefix}.n_comparisons"] = str(len(frame))
+    if family.comparisons:  # the level of every interval in the study's tables
+        out[f"{prefix}.ci_level"] = f"{100 * family.comparisons[0].confidence:g}%"
     for r in frame.itertuples():
         k = f"{prefix}.{r.arm}"
         out[f"{k}.diff"] = _f(r.diff, sign=True)
@@ -68,6 +100,42 @@ def study_numbers(prefix: str, study: StudyData) -> dict[str, str]:
         out[f"{k}.n_pairs"] = str(r.n_arm)
         out[f"{k}.seeds_needed"] = str(r.seeds_needed)
         out[f"{k}.effect"] = f"{r.effect_size_name} = {_f(r.effect_size)}"
+        out[f"{k}.test"] = r.test
+        out[f"{k}.min_exact_p"] = f"{r.min_attainable_p:.2g}"
+        out[f"{k}.seeds_needed_observed"] = _n(r.seeds_needed_observed) if r.seeds_needed_observed else "n/a"
+    return out
+
+
+def stage_numbers(prefix: str, study: StudyData, arm: str) -> dict[str, str]:
+    """How the study grew, and what `arm` vs baseline said after each stage.
+
+    A stage is a stretch of consecutive runs (by trial number) at one git commit: each
+    extension of a study was run from a new commit, so runs.csv's provenance records when
+    seeds were added. The interim verdicts re-analyse the runs stored by the end of a stage."""
+    if not {"trial_number", "git_commit"} <= set(study.runs.columns):
+        return {}
+    runs = study.runs.sort_values("trial_number")
+    stage = (runs["git_commit"] != runs["git_commit"].shift()).cumsum().to_numpy()
+    out = {f"{prefix}.n_stages": str(int(stage.max()))}
+    for i in range(1, int(stage.max()) + 1):
+        now = runs[stage == i]
+        per_arm = now.groupby("arm")["seed"].nunique()
+        k = f"{prefix}.stage{i}"
+        out[f"{k}.n_arms"] = str(len(per_arm))
+        out[f"{k}.arms"] = ", ".join(f"`{a}`" for a in study.arms() if a in per_arm.index)
+        out[f"{k}.added"] = (str(per_arm.iloc[0]) if per_arm.nunique() == 1
+                             else f"{per_arm.min()}-{per_arm.max()}")
+        out[f"{k}.seeds"] = f"{int(now['seed'].min())}-{int(now['seed'].max())}"
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            frame = family_frame(compare_arms(replace(study, runs=runs[stage <= i])))
+        for r in frame[frame["arm"] == arm].itertuples():
+            out[f"{k}.{arm}.n_pairs"] = str(r.n_arm)
+            out[f"{k}.{arm}.diff"] = _f(r.diff, sign=True)
+            out[f"{k}.{arm}.ci"] = f"[{_f(r.ci_low, sign=True)}, {_f(r.ci_high, sign=True)}]"
+            out[f"{k}.{arm}.verdict"] = r.verdict
+            needed = r.seeds_needed_observed
+            out[f"{k}.{arm}.seeds_needed_observed"] = _n(needed) if needed else "n/a"
     return out
 
 
@@ -87,34 +155,99 @@ def same_config_noise(prefix: str, study: StudyData, arm: str, gap: float) -> di
     return out
 
 
-def notebook_numbers() -> dict[str, str]:
-    g = single_run_gap(NOTEBOOK["bn_sched"], NOTEBOOK["nobn"], NOTEBOOK["n_test"])
-    s = single_run_gap(NOTEBOOK["bn_sched"], NOTEBOOK["bn_nosched"], NOTEBOOK["n_test"])
-    out = {"nb.gap": _f(g.gap, sign=True), "nb.gap.p": _p(g.pvalue), "nb.gap.z": _f(g.statistic),
-           "nb.gap.ci": f"[{_f(g.ci_low, sign=True)}, {_f(g.ci_high, sign=True)}]",
-           "nb.sched_gap": _f(s.gap, sign=True), "nb.sched_gap.p": _p(s.pvalue)}
-    for plan in g.seeds_needed_for:
-        out[f"nb.seeds_at_sd_{plan.seed_sd:.1f}"] = str(plan.seeds_per_arm)
+def variance_numbers(prefix: str, d: VarianceDecomposition) -> dict[str, str]:
+    """Placeholders for a variance decomposition: per component its sd, variance with CI,
+    run count and share (percent of the all-sources variance; "test": of all + test)."""
+    out = {f"{prefix}.sum_of_shares": _f(100 * d.sum_of_shares, 0) + "%" if d.sum_of_shares is not None else "n/a"}
+    for c in d.components():
+        k = f"{prefix}.{c.source}"
+        out[f"{k}.n"] = str(c.n_runs)
+        out[f"{k}.sd"] = _f(c.sd)
+        out[f"{k}.var"] = _f(c.variance)
+        out[f"{k}.ci"] = f"[{_f(c.ci.low)}, {_f(c.ci.high)}]" if c.ci else "n/a"
+        out[f"{k}.share"] = _f(100 * c.share, 0) + "%" if c.share is not None else "n/a"
+        out[f"{k}.share_ci"] = (f"[{_f(100 * c.share_ci.low, 0)}%, {_f(100 * c.share_ci.high, 0)}%]"
+                                if c.share_ci else "n/a")
+        if c.test_noise is not None:
+            out[f"{k}.test_noise"] = _f(c.test_noise)
+    ranked = sorted((c for c in d.sources if c.variance is not None), key=lambda c: -c.variance)
+    if ranked:
+        out[f"{prefix}.largest"] = ranked[0].source
     return out
 
 
-def collect(results: Path) -> dict[str, str]:
-    numbers = notebook_numbers()
+def variance_study_numbers(path: Path, study: StudyData) -> dict[str, str]:
+    """`var.<study>.*` for a study whose runs.csv carries the variance design's seed columns
+    (written by the variance runner); the test-set term uses the configured test size."""
+    if not all(seed_column(s) in study.runs.columns for s in SOURCES):
+        return {}
+    ok = study.runs[study.runs["status"] == "complete"]
+    configs = [a.get("config", {}) for a in study.meta.get("arms", {}).values()]
+    n_test = next((c["test_size"] for c in configs if "test_size" in c), None)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return variance_numbers(f"var.{path.name}", decompose_variance(ok, n_test=n_test))
+
+
+def notebook_numbers() -> dict[str, str]:
+    plan_args = {k: PLANNING[k] for k in ("alpha", "power", "seed_sds", "confidence")}
+    g = single_run_gap(NOTEBOOK["bn_sched"], NOTEBOOK["nobn"], NOTEBOOK["n_test"], **plan_args)
+    s = single_run_gap(NOTEBOOK["bn_sched"], NOTEBOOK["bn_nosched"], NOTEBOOK["n_test"], **plan_args)
+    out = {"nb.gap": _f(g.gap, sign=True), "nb.gap.p": _p(g.pvalue), "nb.gap.z": _f(g.statistic),
+           "nb.gap.ci": f"[{_f(g.ci_low, sign=True)}, {_f(g.ci_high, sign=True)}]",
+           "nb.gap.ci_level": f"{100 * g.confidence:g}%",
+           "nb.sched_gap": _f(s.gap, sign=True), "nb.sched_gap.p": _p(s.pvalue),
+           "nb.alpha": _n(PLANNING["alpha"]), "nb.power": f"{100 * PLANNING['power']:g}%"}
+    for key in ("bn_sched", "bn_nosched", "nobn"):
+        out[f"nb.{key}"] = _f(NOTEBOOK[key])
+    for key in ("n_test", "n_train", "lr", "text_lr"):
+        out[f"nb.{key}"] = _n(NOTEBOOK[key])
+    for i, plan in enumerate(g.seeds_needed_for):
+        out[f"nb.seeds_at_sd_{plan.seed_sd:.1f}"] = str(plan.seeds_per_arm)
+        out[f"nb.plan{i}.sd"] = _f(plan.seed_sd, 1)
+        out[f"nb.plan{i}.seeds"] = str(plan.seeds_per_arm)
+    # Test-set sampling noise of one score at the notebook's accuracy: the margin's yardstick.
+    p = NOTEBOOK["bn_sched"] / 100
+    se = 100 * float(np.sqrt(p * (1 - p) / NOTEBOOK["n_test"]))
+    out["nb.test_se"] = _f(se)
+    out["nb.test_hw"] = _f(float(stats.norm.ppf(0.5 + PLANNING["confidence"] / 2)) * se)
+    out["nb.ci_level"] = f"{100 * PLANNING['confidence']:g}%"
+    return out
+
+
+def gather(results: Path) -> dict[str, tuple[str, str]]:
+    """Every computed number: name -> (value, where it comes from)."""
+    found: dict[str, tuple[str, str]] = {}
+
+    def add(numbers: dict[str, str], source: str) -> None:
+        found.update({k: (v, source) for k, v in numbers.items()})
+
+    add(notebook_numbers(), "analysis.paper NOTEBOOK (what the notebook printed and did) and PLANNING")
     for prefix, name in (("quick", "notebook-ablation-quick"), ("full", "notebook-ablation-full")):
         path = results / name
         if (path / "runs.csv").exists():
             study = load_study(path)
-            numbers.update(study_numbers(prefix, study))
-            numbers.update(same_config_noise(prefix, study, "no_scheduler", NOTEBOOK["bn_sched"] - NOTEBOOK["bn_nosched"]))
+            src = f"{path}/runs.csv, study.json"
+            add(study_numbers(prefix, study), src)
+            add(stage_numbers(prefix, study, "no_scheduler"), f"{path}/runs.csv (trial_number, git_commit)")
+            add(same_config_noise(prefix, study, "no_scheduler", NOTEBOOK["bn_sched"] - NOTEBOOK["bn_nosched"]),
+                f"{path}/runs.csv and stored predictions")
     if (results / "fidelity-quick" / "runs.csv").exists():
-        numbers.update(study_numbers("fid", load_study(results / "fidelity-quick")))
-    numbers.update(tuning_numbers(results / "notebook-ablation-quick", "notebook-ablation-quick"))
+        add(study_numbers("fid", load_study(results / "fidelity-quick")), f"{results}/fidelity-quick/runs.csv")
+    add(tuning_numbers(results / "notebook-ablation-quick", "notebook-ablation-quick"),
+        f"{results}/notebook-ablation-quick/study.db (Optuna tuning studies)")
+    for path in sorted(results.glob("*/runs.csv")):
+        add(variance_study_numbers(path.parent, load_study(path.parent)), f"{path} (variance design)")
     tuned = results / "notebook-ablation-quick-tuned"
     if (tuned / "runs.csv").exists():
-        study = load_study(tuned)
-        numbers.update(study_numbers("tuned", study))
-        numbers.update(selection_numbers(selection_rows(tuned) or []))
-    return numbers
+        add(study_numbers("tuned", load_study(tuned)), f"{tuned}/runs.csv, study.json")
+        add(selection_numbers(selection_rows(tuned) or []), f"{tuned}/selection.json")
+    return found
+
+
+def collect(results: Path) -> dict[str, str]:
+    """name -> value of every computed number (what the template's placeholders get)."""
+    return {k: v for k, (v, _) in gather(results).items()}
 
 
 def tuning_numbers(path: Path, ablation: str) -> dict[str, str]:
@@ -137,6 +270,12 @@ def tuning_numbers(path: Path, ablation: str) -> dict[str, str]:
         out[f"{k}.n_complete"] = str(sum(x.state.name == "COMPLETE" for x in trials))
         out[f"{k}.n_pruned"] = str(sum(x.state.name == "PRUNED" for x in trials))
         out[f"{k}.wall_min"] = _f((max(ends) - min(starts)).total_seconds() / 60, 1) if starts and ends else "n/a"
+        seeds = [x.user_attrs["seed"] for x in trials if "seed" in x.user_attrs]
+        if seeds:
+            out[f"{k}.min_seed"] = _n(int(min(seeds)))
+        for name, dist in (trials[0].distributions if trials else {}).items():
+            out[f"{k}.space.{name}.low"] = _n(dist.low)
+            out[f"{k}.space.{name}.high"] = _n(dist.high)
         if t.best:
             out[f"{k}.best_trial"] = str(t.best["number"])
             out[f"{k}.best_val"] = _f(t.best["value"])
@@ -179,10 +318,16 @@ def main(argv=None) -> int:
     p.add_argument("--out", default="paper/README.md")
     p.add_argument("--list", action="store_true", help="print every available placeholder and its value")
     args = p.parse_args(argv)
-    numbers = collect(Path(args.results))
+    found = gather(Path(args.results))
+    numbers = {k: v for k, (v, _) in found.items()}
     if args.list:
-        for k, v in sorted(numbers.items()):
-            print(f"{k} = {v}")
+        used = set(PLACEHOLDER.findall(Path(args.template).read_text())) if Path(args.template).exists() else set()
+        for k, (v, source) in sorted(found.items()):
+            print(f"{k} = {v}    [{source}]{'' if k in used else '  (not in the template)'}")
+        missing = sorted(used - set(found))
+        if missing:
+            print(f"error: placeholders without a computed value: {', '.join(missing)}", file=sys.stderr)
+            return 2
         return 0
     try:
         text = render(Path(args.template).read_text(), numbers)

@@ -1,6 +1,12 @@
+import json
+import re
+from pathlib import Path
+
+import numpy as np
 import pytest
 
-from analysis.paper import collect, render
+from analysis.paper import PLACEHOLDER, collect, main, render
+from analysis.variance import variance_design
 
 
 def test_render_fills_placeholders_and_refuses_unknown_ones():
@@ -14,3 +20,97 @@ def test_notebook_numbers_are_computed_not_typed(tmp_path):
     assert numbers["nb.gap"] == "+1.41" and numbers["nb.gap.p"] == "= 0.022"
     assert numbers["nb.sched_gap"] == "+0.62" and float(numbers["nb.sched_gap.p"].lstrip("= ")) > 0.05
     assert not any(k.startswith(("quick.", "full.")) for k in numbers)
+
+
+# --- no number in the paper is typed by hand -------------------------------------------------
+
+ROOT = Path(__file__).resolve().parents[1]
+TEMPLATE = ROOT / "paper" / "README.template.md"
+
+# Literal numbers the template may contain, each with the reason it is not a result.
+ALLOWED = [
+    (r"^#+ \d+\.", "section numbers"),
+    (r"\bsection \d+\b", "cross-references to sections"),
+    (r"p\(1-p\)/N", "the binomial variance formula"),
+    (r"\bCIFAR-10\b", "the data set's name"),
+    (r"\b7-conv\b", "the architecture's conv count (a fact of the model, not a result)"),
+    (r"\bconvs? \d+(?:-\d+|(?:, \d+)*)", "layer indices naming where BatchNorm sits"),
+    (r"\bthe 60,000 original images\b", "size of the CIFAR-10 data set itself"),
+    (r"\(quality ~75\)", "JPEG quality of the data copy (a property of the data)"),
+    (r"et al\.,? (?:19|20)\d\d\b", "years in citations"),
+]
+# "two" is not here: it names the pair of a comparison ("its two arms"), not a count of data.
+NUMBER_WORDS = r"\b(three|four|five|six|seven|eight|nine|ten|eleven|twelve|twenty|thirty|hundred|thousand|dozen|twice|half)\b"
+
+
+def typed_numbers(template: str) -> list[str]:
+    """Lines holding a number that is neither a placeholder, code, nor allow-listed."""
+    text = re.sub(r"```.*?```", "", template, flags=re.S)  # commands in code blocks
+    text = re.sub(r"`[^`\n]*`", "", text)  # code names such as `no_bn`
+    text = PLACEHOLDER.sub("", text)
+    for pattern, _why in ALLOWED:
+        text = re.sub(pattern, "", text, flags=re.M)
+    return [line.strip() for line in text.splitlines()
+            if re.search(r"(?<![\w.])\d", line) or re.search(NUMBER_WORDS, line, flags=re.I)]
+
+
+def test_the_number_check_catches_typed_numbers_and_passes_computed_ones():
+    assert typed_numbers("asked for 31 seeds") == ["asked for 31 seeds"]
+    assert typed_numbers("over the four comparisons") == ["over the four comparisons"]
+    assert typed_numbers("asked for {{q.needed}} seeds, BN after convs 1-6, `--seeds 10`") == []
+
+
+def test_template_types_no_number_by_hand():
+    assert typed_numbers(TEMPLATE.read_text()) == []
+
+
+@pytest.fixture(scope="module")
+def committed_numbers():
+    if not (ROOT / "results" / "notebook-ablation-quick" / "runs.csv").exists():
+        pytest.skip("no committed results/")
+    return collect(ROOT / "results")
+
+
+def test_every_placeholder_is_computed_from_the_committed_results(committed_numbers):
+    used = set(PLACEHOLDER.findall(TEMPLATE.read_text()))
+    assert used - set(committed_numbers) == set()
+    render(TEMPLATE.read_text(), committed_numbers)
+
+
+def test_how_the_quick_study_grew_is_read_from_its_runs(committed_numbers):
+    """The history the text used to type: 5 seeds of every arm, 5 more, then baseline and
+    no_scheduler extended because the power analysis asked for 31 seeds (commit c12d35f)."""
+    n = committed_numbers
+    assert (n["quick.stage1.added"], n["quick.stage2.added"]) == ("5", "5")
+    assert n["quick.stage2.no_scheduler.verdict"] == "inconclusive"
+    assert n["quick.stage2.no_scheduler.seeds_needed_observed"] == "31"
+    assert n["quick.stage3.arms"] == "`baseline`, `no_scheduler`"
+    assert n["quick.n_comparisons"] == "4" and n["full.cfg.train_size"] == "45,000"
+
+
+def test_list_names_each_numbers_source_and_fails_on_uncomputed_placeholders(tmp_path, capsys):
+    template = tmp_path / "t.md"
+    template.write_text("gap {{nb.gap}}")
+    assert main(["--list", "--results", str(tmp_path), "--template", str(template)]) == 0
+    out = capsys.readouterr().out
+    assert "nb.gap = +1.41    [analysis.paper NOTEBOOK" in out
+    assert "nb.test_se = 0.43" in out and "(not in the template)" in out
+    template.write_text("{{nb.gap}} of {{quick.n_runs}} runs")
+    assert main(["--list", "--results", str(tmp_path), "--template", str(template)]) == 2
+    assert "quick.n_runs" in capsys.readouterr().err
+
+
+def test_variance_numbers_from_a_stored_variance_study(tmp_path):
+    """A study whose runs.csv has the variance design's seed columns gets var.<study>.*."""
+    rng = np.random.default_rng(0)
+    runs = variance_design(4)
+    runs["test_acc"] = 75 + rng.normal(0, 1, len(runs)) * np.where(runs["group"] == "order", 0.1, 1)
+    runs["status"], runs["arm"], runs["seed"] = "complete", "baseline", range(len(runs))
+    study = tmp_path / "results" / "baseline-variance"
+    study.mkdir(parents=True)
+    runs.to_csv(study / "runs.csv", index=False)
+    (study / "study.json").write_text(json.dumps({"arms": {"baseline": {"config": {"test_size": 10_000}}}}))
+    n = {k: v for k, v in collect(tmp_path / "results").items() if k.startswith("var.")}
+    assert n["var.baseline-variance.all.n"] == "4" and n["var.baseline-variance.test.sd"] == "0.43"
+    assert float(n["var.baseline-variance.order.share"].rstrip("%")) < 10
+    assert n["var.baseline-variance.largest"] in {"init", "augment", "split"}
