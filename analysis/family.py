@@ -33,6 +33,8 @@ class Family:
     margin: float
     correction: str
     skipped: tuple[str, ...] = ()  # comparisons that could not be made, with the reason
+    plan: object | None = None  # `analysis.plan.MetricPlan`, when made from a study
+    outcomes: object | None = None  # the classified runs (`analysis.failures.classify`)
 
     def __len__(self) -> int:
         return len(self.comparisons)

@@ -97,7 +97,7 @@ def test_failed_and_diverged_runs_are_never_dropped_silently(planted):
     messages = sorted(str(w.message) for w in caught)
     assert len(messages) == 2
     assert messages[0].startswith("better vs baseline: paired on seeds [0, 1, 2, 3, 4, 5, 6, 8, 9]; seeds [7]")
-    assert messages[0].endswith("no complete run for them: {'better': [7]}")
+    assert messages[0].endswith("no value for them: {'better': [7]}")
     assert messages[1].startswith("same vs baseline: paired on seeds [0, 1, 2, 4, 5, 6, 7, 8, 9]; seeds [3]")
     assert frame["paired"].all() and (frame["n_arm"] == 9).all() and (frame["n_baseline"] == 9).all()
     assert len(load_runs(planted / "runs.csv")) == 31  # the failed/diverged rows are still there
