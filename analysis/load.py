@@ -28,9 +28,6 @@ from .power import seeds_needed
 from .results import TestResult
 from .verdicts import decide
 
-METRICS = ("test_acc", "val_acc", "train_acc", "train_loss")
-
-
 class StudyNotFound(FileNotFoundError):
     """The path holds no seedwise study outputs; the message says what was expected."""
 
@@ -174,11 +171,6 @@ def load_runs(path: str | Path) -> pd.DataFrame:
     return load_study(path).runs
 
 
-def _values(runs: pd.DataFrame, arm: str, metric: str) -> pd.Series:
-    ok = runs[(runs["arm"] == arm) & (runs["status"] == "complete")]
-    return ok.set_index("seed")[metric].astype(float).sort_index()
-
-
 def compare_arms(study: StudyData | pd.DataFrame, *, metric: str | None = None, baseline: str | None = None,
                  pairs: str = "baseline", alpha: float | None = None, margin: float | None = None,
                  rng=0, arms: list[str] | None = None, direction: str | None = None,
@@ -273,20 +265,39 @@ def family_frame(family: Family, metric: str = "test_acc") -> pd.DataFrame:
             "seeds_needed": c.seeds_needed, "seeds_needed_observed": _seeds_for_observed(c),
             "min_attainable_p": c.min_attainable_p,
             "notes": list(c.notes),
+            "direction": c.direction, "unpaired_fallback": c.unpaired_fallback,
+            **_outcome_fields(c.outcomes),
         })
     return pd.DataFrame(rows)
 
 
-def arm_frame(study: StudyData, metric: str | None = None, rng=0) -> pd.DataFrame:
-    """Per arm: n, failed/diverged counts, mean, sd, median, t CI and bootstrap CI."""
-    metric = metric or study.plan["metric"]
+def _outcome_fields(o) -> dict:
+    """The failure-rate columns of `family_frame` (None when the outcomes are unknown)."""
+    if o is None:
+        return {"population": None, "failures_arm": None, "runs_arm": None,
+                "failures_baseline": None, "runs_baseline": None, "failure_p": None,
+                "failure_p_adjusted": None, "diff_other_population": None}
+    return {"population": o.population, "failures_arm": o.arm.failures, "runs_arm": o.arm.runs,
+            "failures_baseline": o.baseline.failures, "runs_baseline": o.baseline.runs,
+            "failure_p": o.pvalue, "failure_p_adjusted": o.p_adjusted,
+            "diff_other_population": _num(o.other_diff)}
+
+
+def arm_frame(study: StudyData, metric: str | None = None, rng=0,
+              plan: MetricPlan | None = None) -> pd.DataFrame:
+    """Per arm: n (values the comparisons use under the plan's population), failed/diverged/
+    did-not-learn counts, mean, sd, median, t CI and bootstrap CI."""
+    plan = plan or study.metric_plan(metric=metric)
+    plan, classified = study.analysed(plan)
     rows = []
     gen = np.random.default_rng(rng)
     for arm in study.arms():
-        sel = study.runs[study.runs["arm"] == arm]
-        vals = _values(study.runs, arm, metric).to_numpy()
+        sel = classified[classified["arm"] == arm]
+        vals = FL.scored(classified, arm, plan.population).to_numpy()
         row = {"arm": arm, "n": len(vals), "failed": int((sel["status"] == "failed").sum()),
-               "diverged": int((sel["status"] == "diverged").sum()), "mean": None, "sd": None,
+               "diverged": int((sel["outcome"] == "diverged").sum()),
+               "not_learned": int((sel["outcome"] == "not_learned").sum()),
+               "mean": None, "sd": None,
                "median": None, "ci_low": None, "ci_high": None, "boot_low": None, "boot_high": None}
         if len(vals):
             with warnings.catch_warnings():
