@@ -355,8 +355,12 @@ def forest_figure(
     margin: float,
     baseline: str | None = None,
     metric: str = "test_acc",
+    direction: str = "maximize",
 ) -> Figure:
     """Difference of each arm from the baseline with its 95% CI, coloured by verdict.
+
+    The x label says which side is better: right for a metric to maximize, left for one to
+    minimize (a loss), so a reader never takes a higher loss for an improvement.
 
     `frame` is `family_frame` of a ``pairs="baseline"`` family. The grey band is the
     equivalence margin ±`margin`; the right-hand labels give the numbers and Holm p. When the
@@ -413,8 +417,9 @@ def forest_figure(
     twin.tick_params(axis="y", length=0)
     for side in ("top", "right"):
         twin.spines[side].set_visible(False)
+    sides = "← worse | better →" if direction == "maximize" else "← better | worse →"
     fig.supxlabel(f"difference in {_label(metric)}: arm − {baseline} "
-                  f"(mean and {CONFIDENCE:.0%} CI, unadjusted)", fontsize=10)
+                  f"(mean and {CONFIDENCE:.0%} CI, unadjusted)   {sides}", fontsize=10)
     handles = [matplotlib.patches.Patch(color="0.85", label=f"equivalence margin ±{margin:g}")]
     handles += [plt.Line2D([], [], marker="o", ls="-", color=VERDICT_COLORS[v], label=v)
                 for v in VERDICT_COLORS if v in verdicts]
