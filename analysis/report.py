@@ -489,11 +489,12 @@ def build_report(study: StudyData, *, rng=0) -> Report:
                                    "contained (n_bn, conv indices).")
         B(TableRef("batchnorm"))
     if len(integ["excluded"]):
-        rep.tables["excluded_runs"] = (integ["excluded"], "Runs excluded from the statistics "
-                                       "(failed: an exception; diverged: a NaN/inf loss).")
+        rep.tables["excluded_runs"] = (integ["excluded"], "Runs that did not complete "
+                                       "(failed: an exception, excluded from the statistics; "
+                                       "diverged: a NaN/inf loss, a failure of its recipe).")
         n_ex = len(integ["excluded"])
-        B(Para(f"{_count(n_ex, 'run')} did not complete and {'is' if n_ex == 1 else 'are'} "
-               "excluded:"))
+        B(Para(f"{_count(n_ex, 'run')} did not complete (diverged runs count as failures, see "
+               "the Failures paragraph):"))
         B(TableRef("excluded_runs"))
     else:
         B(Para("No failed or diverged runs."))
@@ -575,12 +576,14 @@ def _methods(study, summary, fam, fam_all, metric, baseline, alpha, margin, anal
              notes, predictions: bool = False) -> list[str]:
     runs = study.runs
     out = []
-    n_bad = int((runs["status"] != "complete").sum()) if len(runs) else 0
-    n_ok = len(runs) - n_bad
-    out.append(f"**Data.** {_label(metric).capitalize()} of the {_count(n_ok, 'complete run')} "
-               f"is analysed; " + (f"{_count(n_bad, 'failed or diverged run')} "
-                                   f"{'is' if n_bad == 1 else 'are'} excluded (listed under "
-                                   "Integrity). " if n_bad else "no run failed or diverged. ")
+    n_bad = int(runs["outcome"].isin(("failed", "other")).sum()) if len(runs) else 0
+    n_fail = int(runs["outcome"].isin(FL.FAILURE_OUTCOMES).sum()) if len(runs) else 0
+    out.append(f"**Data.** {_label(metric).capitalize()} of {_count(len(runs) - n_bad, 'run')} "
+               f"is analysed, {n_fail} of them diverged or did not learn (outcomes of their "
+               "recipe, counted as the Failures paragraph says); "
+               + (f"{_count(n_bad, 'run')} that failed with an error or has another status "
+                  f"{'is' if n_bad == 1 else 'are'} excluded (listed under Integrity). " if n_bad
+                  else "no run failed with an error. ")
                +
                "Per-arm intervals are t intervals over seeds (the bootstrap is reported by "
                "`arm_frame` as a cross-check only: it is too narrow at a handful of seeds).")
