@@ -53,8 +53,18 @@ class StudyData:
         return str(self.runs_path or self.path / "runs.csv")
 
     def metric_plan(self, **overrides) -> MetricPlan:
-        """`analysis.plan.resolve_plan` of this study's study.json, with `overrides`."""
-        return resolve_plan(self.meta, path=self.path, **overrides)
+        """`analysis.plan.resolve_plan` of this study's study.json, with `overrides`. With no
+        baseline declared anywhere and no arm called "baseline", the first arm of the table
+        is the baseline (a plain user CSV), and a note says so."""
+        plan = resolve_plan(self.meta, path=self.path, **overrides)
+        declared = overrides.get("baseline") or (self.meta.get("analysis") or {}).get("baseline")
+        arms = self.arms()
+        if not declared and plan.baseline not in arms and arms:
+            first = str(self.runs["arm"].dropna().astype(str).iloc[0])
+            plan = replace(plan, baseline=first, notes=(
+                *plan.notes, f"no baseline declared and no arm named 'baseline': using the "
+                f"first arm of the table, {first!r} (pass --baseline to choose)"))
+        return plan
 
     def n_test(self, metric: str) -> int | None:
         """Examples behind one run's `metric` (test_acc/val_acc), for "did not learn"."""

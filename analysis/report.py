@@ -260,10 +260,13 @@ def _join(names: Sequence[str]) -> str:
     return names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]
 
 
-def build_report(study: StudyData, *, rng=0) -> Report:
-    """Compute every table, figure and sentence of the report (nothing is written)."""
+def build_report(study: StudyData, *, rng=0, plan: Mapping | None = None) -> Report:
+    """Compute every table, figure and sentence of the report (nothing is written).
+
+    `plan` overrides the study's analysis plan: metric, baseline, alpha, margin, direction,
+    chance, population (see `analysis.plan.resolve_plan`)."""
     meta = study.meta or {}
-    mplan, classified = study.analysed(study.metric_plan())
+    mplan, classified = study.analysed(study.metric_plan(**(plan or {})))
     study = replace(study, runs=classified)  # checked: status filled, seeds int, outcomes
     metric, baseline, alpha, margin = mplan.metric, mplan.baseline, mplan.alpha, mplan.margin
     runs, epochs = study.runs, study.epochs
@@ -830,7 +833,7 @@ def _save_note(study: StudyData, body: str) -> str:
 
 
 def write_report(results_dir: str | Path, out: str | Path | None = None, *, note: bool = True,
-                 dpi: int = 150, rng=0, log=print) -> list[Path]:
+                 dpi: int = 150, rng=0, log=print, plan: Mapping | None = None) -> list[Path]:
     """Build the report of `results_dir` and write it to `out` (default ``paper/<study>/``).
 
     Returns the paths written. With `note`, also saves the results table as a note on the
@@ -838,7 +841,7 @@ def write_report(results_dir: str | Path, out: str | Path | None = None, *, note
     Raises `StudyNotFound` when `results_dir` holds no runs.csv.
     """
     study = load_study(results_dir)
-    rep = build_report(study, rng=rng)
+    rep = build_report(study, rng=rng, plan=plan)
     out = Path(out) if out is not None else Path("paper") / rep.study
     try:
         (out / "figures").mkdir(parents=True, exist_ok=True)
@@ -875,19 +878,32 @@ def main(argv: list[str] | None = None) -> int:
                                 description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter,
                                 epilog="Exit status: 0 written, 2 bad input.")
-    p.add_argument("results", help="the study's results directory (results/<study>/)")
+    p.add_argument("results", help="the study's results directory (results/<study>/), its runs.csv, "
+                   "or any CSV with columns arm, seed, <metric> (status optional)")
+    p.add_argument("--metric", help="column to analyse (default: the study's plan, test_acc)")
+    p.add_argument("--baseline", help="reference arm (default: the study's plan)")
+    p.add_argument("--alpha", type=float, help="significance level (default: the plan's, 0.05)")
+    p.add_argument("--margin", type=float, help="equivalence margin in the metric's units")
+    p.add_argument("--direction", choices=["maximize", "minimize"], help="is higher better?")
+    p.add_argument("--chance", type=float, help="the metric's value at chance, in its units")
+    p.add_argument("--failures", choices=["all", "learned"],
+                   help="mean over all runs (default) or only runs that learned")
     p.add_argument("--out", help="output directory (default: paper/<study>/)")
     p.add_argument("--no-note", action="store_true",
                    help="do not save the results table as a note on the Optuna study")
     p.add_argument("--dpi", type=int, default=150, help="resolution of the PNG figures")
     args = p.parse_args(argv)
     try:
-        paths = write_report(args.results, args.out, note=not args.no_note, dpi=args.dpi)
+        plan = {k: getattr(args, k) for k in ("metric", "baseline", "alpha", "margin",
+                                              "direction", "chance")}
+        plan["population"] = args.failures
+        paths = write_report(args.results, args.out, note=not args.no_note, dpi=args.dpi,
+                             plan={k: v for k, v in plan.items() if v is not None})
     except StudyNotFound as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     except (OSError, ValueError) as e:  # unreadable files, malformed study.json or CSVs
-        print(f"error: {args.results}: {type(e).__name__}: {e}", file=sys.stderr)
+        print(f"error: {args.results}: " + " ".join(str(e).split()), file=sys.stderr)
         return 2
     for path in paths:
         print(path)

@@ -46,8 +46,8 @@ def omitted_sections(study, plan: MetricPlan, *, predictions: bool, lr_recorded:
     """Sections left out of the report for lack of data, each with the reason."""
     out = []
     if not study.meta:
-        out.append("design, configuration checks and provenance: no study.json beside the "
-                   "runs table")
+        out.append("the arms' configurations, configuration checks and most provenance: no "
+                   "study.json beside the runs table")
     if study.epochs.empty:
         out.append("learning curves and the learning-rate check: no epochs.csv (per-epoch "
                    "records)")
