@@ -139,3 +139,15 @@ def check_bool(value: bool, name: str) -> bool:
     if not isinstance(value, (bool, np.bool_)):
         raise ValueError(f"`{name}` must be True or False, got {value!r}")
     return bool(value)
+
+
+def holm(pvalues) -> np.ndarray:
+    """Holm-adjusted p-values, in the input order: the same numbers as statsmodels'
+    ``multipletests(p, method="holm")[1]`` (the tests check that), without the
+    ``gc.collect()`` statsmodels runs on every call (50 ms: it dominated simulations)."""
+    p = np.asarray(pvalues, dtype=float)
+    order = np.argsort(p, kind="stable")
+    adjusted = np.maximum.accumulate(p[order] * np.arange(p.size, 0, -1))
+    out = np.empty_like(p)
+    out[order] = np.minimum(adjusted, 1.0)
+    return out

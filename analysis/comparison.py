@@ -161,6 +161,8 @@ def compare(
     power: float = 0.8,
     n_resamples: int = 9_999,
     robustness: bool = True,
+    exact: bool = False,
+    plan_alpha: float | None = None,
     arm_name: str = "arm",
     baseline_name: str = "baseline",
     direction: str = "maximize",
@@ -189,6 +191,13 @@ def compare(
         Monte Carlo resamples when the exact permutation test is too large.
     robustness : bool
         Run the permutation and rank tests (skip them in big simulations).
+    exact : bool
+        Use the exact permutation test (sign-flip when paired) as the primary test: for
+        arms that mix runs that learned with runs that did not (`analysis.failures`),
+        where the t-test's normality is wrong by construction.
+    plan_alpha : float, optional
+        Level at which ``seeds_needed`` is planned (default `alpha`; `compare_family`
+        passes Holm's first step alpha/m).
     direction : {"maximize", "minimize"}
         Whether a larger value of the metric is better (accuracy) or a smaller one (loss).
         Only the labels better/worse and ``prob_improvement`` depend on it; ``diff`` is
@@ -231,6 +240,7 @@ def compare(
     power = check_probability(power, "power")
     n_resamples = check_count(n_resamples, "n_resamples")
     robustness = check_bool(robustness, "robustness")
+    exact = check_bool(exact, "exact")
     if direction not in DIRECTIONS:
         raise ValueError(f"`direction` must be 'maximize' or 'minimize', got {direction!r}")
 
@@ -257,12 +267,19 @@ def compare(
 
     min_p = min_attainable_p(n1, n2, paired=paired)
     checks: tuple[TestResult, ...] = ()
-    if robustness:
-        checks = _robustness(x, y, paired, as_rng(rng), n_resamples, notes)
+    if robustness or (exact and not degenerate):
+        checks = _robustness(x, y, paired, as_rng(rng), n_resamples, notes, rank=robustness)
+    if exact and not degenerate:
+        perm = checks[0]
+        prim = replace(perm, ci=prim.ci, df=None, reason=(
+            "primary rule: an arm mixes runs that learned with runs that did not, so the seed "
+            "values are not near-normal and the t-test's error rate is off; the exact "
+            "permutation test needs no normality (the CI shown is still the t interval)"))
+        checks = checks if robustness else ()
 
     # Plan for the smallest difference that matters (the margin), not for the
     # observed diff: "post-hoc power" at the observed diff is uninformative.
-    needed = (_seeds_needed(margin, sd, paired=paired, alpha=alpha, power=power)
+    needed = (_seeds_needed(margin, sd, paired=paired, alpha=plan_alpha or alpha, power=power)
               if sd > 0 else None)
 
     c = Comparison(
@@ -441,7 +458,7 @@ def _effect_size(x, y, paired, confidence):
     return es, es - z * se, es + z * se
 
 
-def _robustness(x, y, paired, rng, n_resamples, notes) -> tuple[TestResult, ...]:
+def _robustness(x, y, paired, rng, n_resamples, notes, rank=True) -> tuple[TestResult, ...]:
     n1, n2 = x.size, y.size
     if paired:
         n_perm = 2**n1
@@ -471,6 +488,8 @@ def _robustness(x, y, paired, rng, n_resamples, notes) -> tuple[TestResult, ...]
                 else f"Monte Carlo ({n_resamples:,} resamples of {n_perm:,})"),
     )
 
+    if not rank:
+        return (perm,)
     if paired:
         d = x - y
         if np.all(d == 0):

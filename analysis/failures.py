@@ -36,8 +36,8 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 from scipy import stats
-from statsmodels.stats.multitest import multipletests
 
+from ._checks import holm
 from .plan import MetricPlan
 
 FAILURE_OUTCOMES = ("not_learned", "diverged")
@@ -143,8 +143,7 @@ def fisher(a: ArmOutcomes, b: ArmOutcomes) -> float:
     return float(stats.fisher_exact(table, alternative="two-sided").pvalue)
 
 
-def _mean_diff(classified, arm, baseline, population) -> float | None:
-    a, b = scored(classified, arm, population), scored(classified, baseline, population)
+def _mean_diff(a: pd.Series, b: pd.Series) -> float | None:
     return float(a.mean() - b.mean()) if len(a) and len(b) else None
 
 
@@ -154,14 +153,16 @@ def compare_outcomes(classified: pd.DataFrame, pairs: Sequence[tuple[str, str]],
     if not pairs:
         return {}
     arms = {a: arm_outcomes(classified, a) for pair in pairs for a in pair}
-    raw = [fisher(arms[a], arms[b]) for a, b in pairs]
-    adj = multipletests(raw, alpha=plan.alpha, method="holm")[1]
     other = "learned" if plan.population == "all" else "all"
+    used = {a: scored(classified, a, plan.population) for a in arms}
+    alt = {a: scored(classified, a, other) for a in arms}
+    raw = [fisher(arms[a], arms[b]) for a, b in pairs]
+    adj = holm(raw)
     out = {}
     for (a, b), p, q in zip(pairs, raw, adj, strict=True):
         oa, ob = arms[a], arms[b]
-        other_diff = _mean_diff(classified, a, b, other)
-        ua, ub = (x.runs - len(scored(classified, x.arm, plan.population)) for x in (oa, ob))
+        other_diff = _mean_diff(alt[a], alt[b])
+        ua, ub = (x.runs - len(used[x.arm]) for x in (oa, ob))
         excess = ""
         if oa.runs and ob.runs and ua / oa.runs > ub / ob.runs:
             excess = (f"{a} has {ua} of {oa.runs} runs that the mean leaves out "

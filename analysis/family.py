@@ -9,10 +9,18 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 from scipy import stats
-from statsmodels.stats.multitest import multipletests
 from statsmodels.stats.oneway import anova_oneway
 
-from ._checks import TooFewValues, as_float_1d, as_rng, check_bool, check_probability, clean_1d, note
+from ._checks import (
+    TooFewValues,
+    as_float_1d,
+    as_rng,
+    check_bool,
+    check_probability,
+    clean_1d,
+    holm,
+    note,
+)
 from .comparison import Comparison, compare, judged
 from .power import seeds_needed
 from .results import TestResult
@@ -58,6 +66,7 @@ def compare_family(
     margin: float = 0.5,
     pairs: str = "baseline",
     direction: str = "maximize",
+    exact_arms: Sequence[str] = (),
     **compare_kwargs,
 ) -> Family:
     """Compare several arms and set Holm-corrected verdicts.
@@ -78,6 +87,10 @@ def compare_family(
     rng : numpy.random.Generator or int
         Spawned into one independent stream per comparison, so a comparison's
         Monte Carlo result does not depend on which other arms are present.
+    exact_arms : sequence of str
+        Arms whose values mix runs that learned with runs that did not: a comparison
+        involving one uses the exact permutation test as its primary test (`compare`'s
+        ``exact``), since a bimodal sample breaks the t-test's normality.
     **compare_kwargs
         Passed to `compare` (confidence, power, n_resamples, robustness).
 
@@ -86,8 +99,8 @@ def compare_family(
 
     Notes
     -----
-    Two families are Holm-corrected separately with statsmodels
-    ``multipletests(method="holm")``, each controlling its familywise error at
+    Two families are Holm-corrected separately (`analysis._checks.holm`, the numbers of
+    statsmodels ``multipletests(method="holm")``), each controlling its familywise error at
     `alpha`: the m primary-test p-values (claims of a difference) and the m
     TOST p-values (claims of equivalence). Each comparison's ``p_adjusted``
     and ``equivalence.p_adjusted`` hold the adjusted values and its verdict
@@ -120,7 +133,9 @@ def compare_family(
         va, vb, pair_ok = _pair_values(arms[a], arms[b], paired)
         try:
             c = compare(va, vb, paired=pair_ok, rng=s, alpha=alpha, margin=margin,
-                        arm_name=a, baseline_name=b, direction=direction, **compare_kwargs)
+                        arm_name=a, baseline_name=b, direction=direction,
+                        exact=a in exact_arms or b in exact_arms,
+                        plan_alpha=alpha / len(todo), **compare_kwargs)
         except TooFewValues as exc:  # one degenerate arm must not take down the others
             skipped.append(f"{a} vs {b}: not compared: {exc}")
             warnings.warn(skipped[-1], stacklevel=2)
@@ -131,16 +146,15 @@ def compare_family(
     if not raw:
         raise TooFewValues("no comparison could be made: " + "; ".join(skipped))
     m = len(raw)
-    p_adj = multipletests([c.primary.pvalue for c in raw], alpha=alpha, method="holm")[1]
-    q_adj = multipletests([c.equivalence.pvalue for c in raw], alpha=alpha, method="holm")[1]
+    p_adj = holm([c.primary.pvalue for c in raw])
+    q_adj = holm([c.equivalence.pvalue for c in raw])
     n_checks = min(len(c.robustness) for c in raw)
-    r_adj = [multipletests([c.robustness[i].pvalue for c in raw], alpha=alpha,
-                           method="holm")[1] for i in range(n_checks)]
+    r_adj = [holm([c.robustness[i].pvalue for c in raw]) for i in range(n_checks)]
 
     done = []
     for j, (c, p, q) in enumerate(zip(raw, p_adj, q_adj, strict=True)):
         needed = c.seeds_needed
-        if needed is not None and m > 1:
+        if needed is not None and m != len(todo):  # some comparisons were skipped
             needed = seeds_needed(margin, c.sd, paired=c.paired, alpha=alpha / m, power=c.power)
         c = replace(c, p_adjusted=float(p), family_size=m, seeds_needed=needed,
                     equivalence=replace(c.equivalence, p_adjusted=float(q)))
@@ -148,7 +162,7 @@ def compare_family(
                            robust_p_adjusted=tuple(float(r[j]) for r in r_adj)))
 
     correction = (
-        f"Holm (statsmodels multipletests method='holm') over the {m} primary-test p-values "
+        f"Holm over the {m} primary-test p-values "
         f"({what}); TOST equivalence p-values Holm-adjusted as a separate family of {m}; "
         f"familywise error <= {alpha:g} within each family; confidence intervals unadjusted"
     )

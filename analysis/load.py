@@ -229,8 +229,11 @@ def compare_arms(study: StudyData | pd.DataFrame, *, metric: str | None = None, 
             warnings.warn(f"{a} vs {b}: paired on seeds {sorted(seeds[a] & seeds[b])}; seeds {lost} dropped "
                           f"because these arms have no value for them: {missing}", stacklevel=2)
     values = {a: dict(zip(series[a].index.tolist(), series[a].tolist(), strict=True)) for a in names}
+    mixed = [a for a in names if FL.arm_outcomes(classified, a).bimodal
+             and plan.population == "all"]
     fam = compare_family(values, plan.baseline, paired=True, rng=rng, alpha=plan.alpha,
-                         margin=plan.margin, pairs=pairs, direction=plan.direction, **compare_kwargs)
+                         margin=plan.margin, pairs=pairs, direction=plan.direction,
+                         exact_arms=mixed, **compare_kwargs)
     outcomes = FL.compare_outcomes(classified, [(c.arm_name, c.baseline_name)
                                                 for c in fam.comparisons], plan)
     done = []

@@ -13,7 +13,11 @@ from analysis import compare_arms, family_frame, load_runs, load_study
 JSON_KEYS = ["arm", "baseline", "metric", "n_arm", "n_baseline", "paired", "mean_arm", "mean_baseline", "diff",
              "ci_low", "ci_high", "test", "statistic", "p_value", "p_adjusted", "effect_size", "effect_size_name",
              "prob_improvement", "verdict", "verdict_reason", "margin", "equivalence_p", "seeds_needed",
-             "seeds_needed_observed", "min_attainable_p", "notes"]
+             "seeds_needed_observed", "min_attainable_p", "notes",
+             # issue 12: direction, pairing fallback and failure rates of each comparison
+             "direction", "unpaired_fallback", "population", "failures_arm", "runs_arm",
+             "failures_baseline", "runs_baseline", "failure_p", "failure_p_adjusted",
+             "diff_other_population"]
 
 
 @pytest.fixture
