@@ -90,6 +90,17 @@ def scored(classified: pd.DataFrame, arm: str, population: str) -> pd.Series:
     return sel.set_index("seed")["score"].astype(float).sort_index()
 
 
+def mixes(classified: pd.DataFrame, arm: str, population: str) -> bool:
+    """Do the values the mean comparison uses for `arm` mix runs that learned with failures
+    (scored at their final value or at chance)? Then they are bimodal, not near-normal."""
+    if population == "learned":
+        return False
+    sel = classified[(classified["arm"] == arm)
+                     & np.isfinite(classified["score"].to_numpy(dtype=float))]
+    kinds = set(sel["outcome"])
+    return "learned" in kinds and bool(kinds & set(FAILURE_OUTCOMES))
+
+
 @dataclass(frozen=True)
 class ArmOutcomes:
     arm: str

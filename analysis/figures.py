@@ -391,7 +391,8 @@ def forest_figure(
         pax.axvline(0, color="0.3", lw=1, zorder=1)
         for yi, row, verdict in zip(y, frame.itertuples(index=False), verdicts, strict=True):
             color = VERDICT_COLORS.get(verdict, "black")
-            pax.errorbar(row.diff, yi, xerr=[[row.diff - row.ci_low], [row.ci_high - row.diff]],
+            pax.errorbar(row.diff, yi, xerr=[[max(0.0, row.diff - row.ci_low)],
+                                             [max(0.0, row.ci_high - row.diff)]],
                          fmt="o", color=color, capsize=5, ms=7, elinewidth=2, zorder=3)
             if row.ci_high < a or row.ci_low > b:  # entirely off this panel's scale
                 pax.annotate("◀ off scale" if row.ci_high < a else "off scale ▶",

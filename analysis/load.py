@@ -229,8 +229,7 @@ def compare_arms(study: StudyData | pd.DataFrame, *, metric: str | None = None, 
             warnings.warn(f"{a} vs {b}: paired on seeds {sorted(seeds[a] & seeds[b])}; seeds {lost} dropped "
                           f"because these arms have no value for them: {missing}", stacklevel=2)
     values = {a: dict(zip(series[a].index.tolist(), series[a].tolist(), strict=True)) for a in names}
-    mixed = [a for a in names if FL.arm_outcomes(classified, a).bimodal
-             and plan.population == "all"]
+    mixed = [a for a in names if FL.mixes(classified, a, plan.population)]
     fam = compare_family(values, plan.baseline, paired=True, rng=rng, alpha=plan.alpha,
                          margin=plan.margin, pairs=pairs, direction=plan.direction,
                          exact_arms=mixed, **compare_kwargs)
