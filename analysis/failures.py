@@ -212,4 +212,5 @@ def outcome_table(classified: pd.DataFrame, arms: Sequence[str]) -> pd.DataFrame
         rows.append({"arm": arm, "runs": o.runs, "learned": o.learned,
                      "did not learn": o.not_learned, "diverged": o.diverged,
                      "failure rate (95% CI)": rate, "bimodal": "YES" if o.bimodal else "no"})
-    return pd.DataFrame(rows)
+    return pd.DataFrame(rows, columns=["arm", "runs", "learned", "did not learn", "diverged",
+                                       "failure rate (95% CI)", "bimodal"])

@@ -28,6 +28,7 @@ from .power import seeds_needed
 from .results import TestResult
 from .verdicts import decide
 
+
 class StudyNotFound(FileNotFoundError):
     """The path holds no seedwise study outputs; the message says what was expected."""
 

@@ -172,7 +172,7 @@ def check_scale(values: pd.Series, plan: MetricPlan) -> MetricPlan:
     if plan.percent and (lo < 0 or hi > 100):
         raise ValueError(f"`{plan.metric}` is a percentage in seedwise (*_acc), but its values "
                          f"range from {lo:g} to {hi:g}, outside [0, 100]; rescale it")
-    if 0 <= lo and hi <= 1 and plan.margin >= 0.5:
+    if lo >= 0 and hi <= 1 and plan.margin >= 0.5:
         raise ValueError(f"every value of `{plan.metric}` lies in [0, 1] but the equivalence "
                          f"margin is {plan.margin:g}, half the whole range: almost any two arms "
                          "would be 'equivalent'. Give the margin in the metric's units "

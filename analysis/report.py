@@ -39,9 +39,9 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
+from . import failures as FL  # noqa: E402
 from . import figures as F  # noqa: E402
 from . import tables as T  # noqa: E402
-from . import failures as FL  # noqa: E402
 from .contract import redact  # noqa: E402
 from .family import Family, omnibus  # noqa: E402
 from .integrity import integrity_checks, outcome_flags  # noqa: E402

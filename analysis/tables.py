@@ -130,7 +130,8 @@ def design_table(runs: pd.DataFrame, meta: Mapping, arms: Sequence[str]) -> pd.D
             "failed": int((sel["status"] == "failed").sum()),
             "diverged": int((sel["status"] == "diverged").sum()),
         })
-    return pd.DataFrame(rows)
+    return pd.DataFrame(rows, columns=["arm", "change from baseline", "description",
+                                       "seeds (complete)", "complete", "failed", "diverged"])
 
 
 def results_table(arms: pd.DataFrame, comparisons: pd.DataFrame, *, baseline: str | None,

@@ -20,29 +20,45 @@ from analysis.compare import main as compare_main
 from analysis.report import main as report_main
 
 COLUMNS = ("arm", "seed", "status", "test_acc")
-ARMS = st.sampled_from(["baseline", "x", "y", "", "a b", "7", None])
-SEEDS = st.one_of(st.integers(0, 5), st.sampled_from([1.5, "s", None, -1, 10**6]))
-STATUSES = st.sampled_from(["complete", "complete", "complete", "failed", "diverged",
-                            "running", None])
-VALUES = st.one_of(
-    st.sampled_from([70.0, 70.0, 10.0, 0.7, 0.0, 100.0, 150.0, -3.0, np.nan, np.inf, None,
-                     "abc", "1e2"]),
-    st.floats(0, 100, allow_nan=False),
-)
+CELLS = {
+    "arm": [None, "", "a b", 7, "baseline"],
+    "seed": [None, 1.5, "s", -1, 10**6, 0],
+    "status": [None, "failed", "diverged", "running", "complete"],
+    "test_acc": [np.nan, np.inf, -np.inf, None, "abc", "1e2", -3.0, 150.0, 0.7, 10.0, 0.0],
+}
 
 
 @st.composite
 def tables(draw):
-    n = draw(st.integers(0, 14))
-    rows = [{"arm": draw(ARMS), "seed": draw(SEEDS), "status": draw(STATUSES),
-             "test_acc": draw(VALUES)} for _ in range(n)]
-    if rows and draw(st.booleans()):  # a clean-ish core so that some cases get analysed
-        rows += [{"arm": a, "seed": s, "status": "complete", "test_acc": 70.0 + (a == "x") + s / 7}
-                 for a in ("baseline", "x") for s in range(draw(st.integers(1, 4)))]
-    keep = [c for c in COLUMNS if draw(st.booleans()) or c not in ("status", "seed", "arm")]
-    if draw(st.integers(0, 5)) == 0:
-        keep = [c for c in keep if c != draw(st.sampled_from(COLUMNS))]
-    return pd.DataFrame(rows, columns=list(COLUMNS))[keep] if rows else pd.DataFrame(columns=keep)
+    """A clean study of 1-3 arms x 1-6 seeds, then 0-4 corruptions of the kinds people bring."""
+    arms = ["baseline", "x", "y"][:draw(st.sampled_from([2, 3, 2, 1]))]
+    n_seeds = draw(st.integers(1, 6))
+    gen = np.random.default_rng(draw(st.integers(0, 2**16)))
+    shape = draw(st.sampled_from(["noisy", "constant", "identical", "fractions", "chance"]))
+    rows = []
+    for i, arm in enumerate(arms):
+        for s in range(n_seeds):
+            value = {"noisy": 70 + i + gen.normal(0, 1), "constant": 70.0 + i,
+                     "identical": 70.0 + s, "fractions": 0.7 + 0.01 * gen.normal(),
+                     "chance": 10.0 if gen.random() < 0.5 else 60 + gen.normal()}[shape]
+            rows.append({"arm": arm, "seed": s, "status": "complete", "test_acc": value})
+    df = pd.DataFrame(rows, columns=list(COLUMNS)).astype(object)
+    for _ in range(draw(st.integers(0, 4))):
+        kind = draw(st.sampled_from(["cell", "cell", "cell", "duplicate", "duplicate", "drop",
+                                     "single", "single", "empty"]))
+        if kind == "cell" and len(df) and len(df.columns):
+            col = draw(st.sampled_from(list(df.columns)))
+            df.iat[draw(st.integers(0, len(df) - 1)), list(df.columns).index(col)] = draw(
+                st.sampled_from(CELLS[col]))
+        elif kind == "duplicate" and len(df):
+            df = pd.concat([df, df.iloc[[draw(st.integers(0, len(df) - 1))]]], ignore_index=True)
+        elif kind == "drop":
+            df = df.drop(columns=[draw(st.sampled_from(COLUMNS))], errors="ignore")
+        elif kind == "single" and "arm" in df and "seed" in df:
+            df = df[(df["arm"] != "x") | (df["seed"] == 0)]
+        elif kind == "empty":
+            df = df.iloc[:0]
+    return df
 
 
 def run_cli(main, argv):
