@@ -14,8 +14,10 @@ import argparse
 import json
 import math
 import sys
+import types
 import warnings
 
+from .comparison import compare as _compare_function
 from .load import StudyNotFound, compare_arms, family_frame, load_study
 from .testset import single_run_gap
 
@@ -125,6 +127,18 @@ def main(argv=None) -> int:
         print("error: " + " ".join(str(e).split()), file=sys.stderr)
         return 2
 
+
+class _CallableModule(types.ModuleType):
+    """The package exports the function `analysis.compare`, and this CLI module has the same
+    name: importing it (``python -m``, ``from analysis.compare import main``) rebinds the
+    package attribute to the module, which silently broke ``from analysis import compare``
+    in the same process. Calling the module forwards to the function, so both keep working."""
+
+    def __call__(self, *args, **kwargs):
+        return _compare_function(*args, **kwargs)
+
+
+sys.modules[__name__].__class__ = _CallableModule
 
 if __name__ == "__main__":
     sys.exit(main())

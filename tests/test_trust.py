@@ -263,3 +263,14 @@ def test_analysis_imports_neither_torch_nor_study():
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          timeout=120, cwd=ROOT)
     assert res.returncode == 0, res.stderr
+
+
+def test_importing_the_cli_module_keeps_analysis_compare_callable():
+    """`analysis.compare` is both the function and the CLI module's name; importing the CLI
+    in-process (as these tests do) used to turn `from analysis import compare` into a module."""
+    code = ("import analysis.compare; from analysis import compare; "
+            "c = compare([70.0, 71.0, 72.0], [69.0, 70.5, 71.0], paired=True, rng=0); "
+            "print(c.verdict.label)")
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=120, cwd=ROOT)
+    assert res.returncode == 0 and res.stdout.strip() in {"better", "inconclusive"}, res.stderr
