@@ -50,6 +50,7 @@ from ._checks import (
     negligible_spread,
     note,
 )
+from .contract import DIRECTIONS
 from .power import seeds_needed as _seeds_needed
 from .results import Interval, TestResult
 from .verdicts import Verdict, decide
@@ -57,8 +58,6 @@ from .verdicts import Verdict, decide
 # Enumerate every relabelling when there are at most this many (milliseconds
 # with scipy's vectorised statistic); beyond that use Monte Carlo resampling.
 MAX_EXACT_PERMUTATIONS = 100_000
-
-DIRECTIONS = ("maximize", "minimize")
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -29,9 +29,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-DIRECTIONS = ("maximize", "minimize")
-POPULATIONS = ("all", "learned")
-DEFAULT_PLAN = {"metric": "test_acc", "baseline": "baseline", "alpha": 0.05, "margin": 0.5}
+from .contract import ANALYSIS_DEFAULTS, DIRECTIONS, FAILURE_POPULATIONS
+
+POPULATIONS = FAILURE_POPULATIONS
+DEFAULT_PLAN = dict(ANALYSIS_DEFAULTS)
 
 
 @dataclass(frozen=True)
@@ -89,7 +90,7 @@ def resolve_plan(meta: dict | None, *, path: Path | None = None, metric=None, ba
                          "--direction to change this)")
     if direction not in DIRECTIONS:
         raise ValueError(f"`direction` must be 'maximize' or 'minimize', got {direction!r}")
-    population = population or declared.get("population") or "all"
+    population = population or declared.get("failures") or "all"
     if population not in POPULATIONS:
         raise ValueError(f"`failures` must be 'all' or 'learned', got {population!r}")
     source = "unknown"
