@@ -274,3 +274,30 @@ def test_importing_the_cli_module_keeps_analysis_compare_callable():
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          timeout=120, cwd=ROOT)
     assert res.returncode == 0 and res.stdout.strip() in {"better", "inconclusive"}, res.stderr
+
+
+def test_a_robustness_disagreement_is_in_the_verdicts_reason():
+    """Five seeds gain ~5 points, one loses 0.1: the t-test calls it better (p ~ 0.004), the
+    exact sign-flip test cannot (p = 4/64 > 0.05). That used to be only a footnote."""
+    from analysis import compare
+
+    base = np.array([70.0, 71.0, 69.5, 70.5, 70.2, 69.8])
+    c = quiet(compare, base + np.array([5, 5.2, 4.8, 5.1, 4.9, -0.1]), base, paired=True, rng=0)
+    assert c.primary.pvalue < 0.05 <= c.robustness[0].pvalue
+    assert c.verdict.label is VerdictLabel.BETTER
+    assert "Not confirmed by the sign-flip permutation test" in c.verdict.reason
+
+
+def test_forest_plot_says_which_side_is_better_for_a_loss():
+    from analysis.figures import forest_figure
+    from analysis.load import family_frame
+
+    gen = np.random.default_rng(3)
+    arms = {"base": gen.normal(1.0, 0.05, 6), "x": gen.normal(1.3, 0.05, 6)}
+    fam = quiet(compare_family, arms, "base", paired=False, rng=0, direction="minimize")
+    assert fam.get("x").verdict.label is VerdictLabel.WORSE
+    fig = forest_figure(family_frame(fam, "val_loss"), margin=0.05, direction="minimize")
+    assert "← better | worse →" in fig.get_supxlabel()
+    import matplotlib.pyplot as plt
+
+    plt.close(fig)
