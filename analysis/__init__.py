@@ -3,8 +3,8 @@
 from ._checks import DegenerateDataWarning
 from .comparison import Comparison, Equivalence, compare, min_attainable_p, primary_test
 from .describe import ArmSummary, describe
-from .family import Family, compare_family, omnibus
 from .failures import outcome_table
+from .family import Family, compare_family, omnibus
 from .load import StudyData, arm_frame, compare_arms, family_frame, load_runs, load_study
 from .plan import MetricPlan, resolve_plan
 from .power import detectable_difference, seeds_needed
