@@ -209,6 +209,10 @@ def compare_arms(study: StudyData | pd.DataFrame, *, metric: str | None = None, 
     for n in plan.notes:
         warnings.warn(n, stacklevel=2)
     plan, classified = study.analysed(plan)
+    other = classified[classified["outcome"] == "other"]
+    if len(other):
+        warnings.warn(f"{len(other)} run(s) with status {', '.join(sorted(set(other['status'])))} "
+                      "(not complete, failed or diverged) are not analysed", stacklevel=2)
     present = list(dict.fromkeys([*study.arms(), *classified["arm"]]))
     series = {a: FL.scored(classified, a, plan.population) for a in arms or present}
     names = [a for a in (arms or present) if len(series[a])]

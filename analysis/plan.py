@@ -139,7 +139,7 @@ def check_runs(runs: pd.DataFrame, metric: str, source: str = "the runs table") 
     if bad.any():
         raise ValueError(f"{source}: `seed` must be an integer; not in row(s) {_rows(bad)}")
     out["seed"] = seed.astype(int)
-    out["status"] = (out["status"].fillna("complete").astype(str)
+    out["status"] = (out["status"].fillna("complete").astype(str).str.strip().str.lower()
                      if "status" in out.columns else "complete")
     value = pd.to_numeric(out[metric], errors="coerce")
     text = value.isna() & out[metric].notna()
