@@ -316,7 +316,7 @@ def judged(c: Comparison, *, level: float, robust_p_adjusted: tuple[float, ...])
             f"{'Wilcoxon' if c.paired else 'Mann-Whitney'} test); the t-test can, because it "
             "assumes near-normal seed variation")
     significant = c.p_adjusted < c.alpha
-    for t, p in zip(c.robustness, robust_p_adjusted, strict=True):
+    for t, p in zip(c.robustness, robust_p_adjusted, strict=False):
         if significant and p >= c.alpha and c.min_attainable_p < level:
             notes.append(f"{_JUDGED[1]}the {t.name} does not confirm the primary result (p = "
                          f"{p:.3g} vs {c.p_adjusted:.3g} at the same level); check for "

@@ -63,6 +63,12 @@ def test_identical_arms_are_a_finding_and_never_crash(tmp_path):
                for f in rep.integrity["flags"])
     rep.close()
     assert compare_main([str(path), "--pairs", "all"]) == 0
+    # exactly equal (every difference 0: the Wilcoxon test is skipped for that comparison only)
+    base = np.array([70.0, 71.0, 72.0, 73.0, 74.0])
+    fam = quiet(compare_family, {"b": base, "copy": base.copy(), "x": base + [1, 1.2, .8, 1.1, .9]},
+                "b", paired=True, rng=0)
+    assert fam.get("copy").primary.pvalue == 1.0 and len(fam.get("copy").robustness) == 1
+    assert fam.get("x").verdict.label is VerdictLabel.BETTER
 
 
 # --- row 2: duplicates ----------------------------------------------------------------------
