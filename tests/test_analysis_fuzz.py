@@ -34,12 +34,15 @@ def tables(draw):
     arms = ["baseline", "x", "y"][:draw(st.sampled_from([2, 3, 2, 1]))]
     n_seeds = draw(st.integers(1, 6))
     gen = np.random.default_rng(draw(st.integers(0, 2**16)))
-    shape = draw(st.sampled_from(["noisy", "constant", "identical", "fractions", "chance"]))
+    shape = draw(st.sampled_from(["noisy", "constant", "identical", "copy", "fractions",
+                                  "chance"]))
+    base = 70 + gen.normal(0, 1, n_seeds)
     rows = []
     for i, arm in enumerate(arms):
         for s in range(n_seeds):
             value = {"noisy": 70 + i + gen.normal(0, 1), "constant": 70.0 + i,
                      "identical": 70.0 + s, "fractions": 0.7 + 0.01 * gen.normal(),
+                     "copy": base[s] + (i == 2) * gen.normal(1, 0.5),  # x is the baseline
                      "chance": 10.0 if gen.random() < 0.5 else 60 + gen.normal()}[shape]
             rows.append({"arm": arm, "seed": s, "status": "complete", "test_acc": value})
     df = pd.DataFrame(rows, columns=list(COLUMNS)).astype(object)
