@@ -127,9 +127,25 @@ def _qualifiers(c: Comparison, significant: bool) -> str:
                 out.append(f"Not confirmed by the {' or the '.join(bad)} at the same level: the "
                            "seed values may not be normal (an outlier seed or a bimodal arm).")
     else:
+        floor, level = c.min_attainable_p, c.floor_level or c.alpha
+        if "permutation" in c.primary.name and floor >= level:
+            out.append(f"The exact test decides here (a bimodal arm), and with these seeds it "
+                       f"cannot go below p = {floor:.3g}, not below the level {level:.3g}: at "
+                       f"least {_seeds_for_floor(c, level)} seeds per arm are needed before it "
+                       "can find any difference.")
         hits = [t.name for t, p in zip(c.robustness, c.robust_p_adjusted, strict=False)
                 if p < c.alpha]
         if hits:
             out.append(f"The {' and the '.join(hits)} would call this difference significant: "
                        "the seed values may not be normal (skew or an outlier seed).")
     return "".join(" " + s for s in out)
+
+
+def _seeds_for_floor(c: Comparison, level: float) -> int:
+    """Fewest seeds per arm at which an exact test's smallest p falls below `level`."""
+    from .comparison import min_attainable_p
+
+    n = 2
+    while min_attainable_p(n, n, paired=c.paired) >= level:
+        n += 1
+    return n

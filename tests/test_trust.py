@@ -307,3 +307,12 @@ def test_forest_plot_says_which_side_is_better_for_a_loss():
     import matplotlib.pyplot as plt
 
     plt.close(fig)
+
+
+def test_one_run_at_chance_makes_the_exact_test_decide_and_says_what_it_needs():
+    """The committed full study: 1 of 6 `no_bn` runs ended at 10.00%. The t-test over that
+    bimodal sample said "worse"; the exact sign-flip test cannot go below 2/64 > 0.05/4."""
+    c = quiet(compare_arms, load_study(ROOT / "results" / "notebook-ablation-full")).get("no_bn")
+    assert c.primary.name == "sign-flip permutation test" and c.primary.pvalue == 2 / 64
+    assert c.verdict.label is VerdictLabel.INCONCLUSIVE
+    assert "at least 8 seeds per arm are needed" in c.verdict.reason
