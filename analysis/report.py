@@ -567,7 +567,11 @@ def _tuning_section(rep: Report, study: StudyData, B) -> None:
     if (confirm_dir / "runs.csv").exists():
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            tuned = family_frame(compare_arms(load_study(confirm_dir)))
+            try:
+                tuned = family_frame(compare_arms(load_study(confirm_dir)))
+            except (StudyNotFound, ValueError) as e:  # say why, keep the rest of the report
+                B(Para(f"The confirmation study `{confirm_dir.name}` could not be compared: {e}"))
+                return
         for r in tuned.itertuples():
             B(Para(f"**`{r.arm}` vs `{r.baseline}` on fresh seeds** (study `{confirm_dir.name}`, "
                    f"{r.n_arm} paired seeds): Δ = {r.diff:+.2f} points, 95% CI [{r.ci_low:+.2f}, "
