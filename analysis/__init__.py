@@ -3,8 +3,10 @@
 from ._checks import DegenerateDataWarning
 from .comparison import Comparison, Equivalence, compare, min_attainable_p, primary_test
 from .describe import ArmSummary, describe
+from .failures import outcome_table
 from .family import Family, compare_family, omnibus
 from .load import StudyData, arm_frame, compare_arms, family_frame, load_runs, load_study
+from .plan import MetricPlan, resolve_plan
 from .power import detectable_difference, seeds_needed
 from .results import Interval, TestResult
 from .testset import (
@@ -20,8 +22,9 @@ from .verdicts import Verdict, VerdictLabel
 
 __all__ = [
     "ArmSummary", "Comparison", "StudyData", "arm_frame", "compare_arms", "family_frame", "load_runs", "load_study", "DegenerateDataWarning", "Equivalence", "Family", "Interval",
-    "McNemarResult", "SeedPlan", "SingleRunGap", "TestResult", "Verdict", "VerdictLabel",
+    "McNemarResult", "MetricPlan", "SeedPlan", "SingleRunGap", "TestResult", "Verdict", "VerdictLabel",
     "binomial_ci", "compare", "compare_family", "describe", "detectable_difference",
-    "mcnemar_exact", "min_attainable_p", "omnibus", "primary_test", "seeds_needed",
+    "mcnemar_exact", "min_attainable_p", "omnibus", "outcome_table", "primary_test",
+    "resolve_plan", "seeds_needed",
     "single_run_gap", "two_level_bootstrap",
 ]

@@ -2,6 +2,7 @@
 
     python -m analysis.compare results/<study>/runs.csv --metric test_acc --baseline baseline --json
     python -m analysis.compare results/<study> --pairs all
+    python -m analysis.compare my_runs.csv --metric val_loss   # any CSV: arm, seed, <metric>
     python -m analysis.compare 75.49 74.08 --n-test 10000   # "is this single-run gap real?"
 
 Exit status: 0 answered, 2 bad input (one line on stderr).
@@ -13,8 +14,10 @@ import argparse
 import json
 import math
 import sys
+import types
 import warnings
 
+from .comparison import compare as _compare_function
 from .load import StudyNotFound, compare_arms, family_frame, load_study
 from .testset import single_run_gap
 
@@ -29,8 +32,15 @@ def _is_number(text: str) -> bool:
 def parse_args(argv):
     p = argparse.ArgumentParser(prog="python -m analysis.compare", description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("source", nargs="+", help="a study directory or its runs.csv; or two accuracies in percent")
-    p.add_argument("--metric", help="runs.csv column (default: the study's analysis plan, test_acc)")
+    p.add_argument("source", nargs="+", help="a study directory, its runs.csv or any CSV with columns arm, seed, "
+                   "<metric> (status optional); or two accuracies in percent")
+    p.add_argument("--metric", help="column to compare (default: the study's analysis plan, test_acc)")
+    p.add_argument("--direction", choices=["maximize", "minimize"],
+                   help="is a larger value better (default; inferred 'minimize' for names with loss/err)")
+    p.add_argument("--chance", type=float, help="the metric's value for a model that learned nothing, in its "
+                   "units (default: the plan's, else 100/classes for *_acc); runs within noise of it did not learn")
+    p.add_argument("--failures", choices=["all", "learned"],
+                   help="mean over all runs (default: failures scored) or only runs that learned")
     p.add_argument("--baseline", help="reference arm (default: the study's baseline)")
     p.add_argument("--pairs", choices=["baseline", "all"], default="baseline",
                    help="compare every arm with the baseline (default) or every pair; Holm corrects over the family")
@@ -75,22 +85,29 @@ def from_study(args) -> int:
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         family = compare_arms(study, metric=args.metric, baseline=args.baseline, pairs=args.pairs,
-                              alpha=args.alpha, margin=args.margin, rng=args.seed)
-    metric = args.metric or study.plan["metric"]
-    frame = family_frame(family, metric)
-    for w in caught:
-        print(f"warning: {w.message}", file=sys.stderr)
+                              alpha=args.alpha, margin=args.margin, rng=args.seed,
+                              direction=args.direction, chance=args.chance, failures=args.failures)
+    plan = family.plan
+    frame = family_frame(family, plan.metric)
+    for message in dict.fromkeys(str(w.message) for w in caught):
+        print(f"warning: {message}", file=sys.stderr)
     if args.json:
         for row in frame.to_dict(orient="records"):
             print(json.dumps(row))
         return 0
-    print(f"{study.path.name}: {metric}, {family.correction}")
+    better = "higher is better" if plan.direction == "maximize" else "lower is better"
+    chance = (f"chance {plan.chance:g} ({plan.chance_source})" if plan.chance is not None
+              else "chance unknown: only divergence counts as failure")
+    print(f"{study.name}: {plan.metric} ({better}; {chance}; mean over "
+          f"{'all runs' if plan.population == 'all' else 'runs that learned'}), {family.correction}")
     for row in frame.itertuples():
         print(f"\n{row.arm} - {row.baseline}: {row.diff:+.2f} [{row.ci_low:+.2f}, {row.ci_high:+.2f}] "
               f"(n {row.n_arm} vs {row.n_baseline}, {'paired' if row.paired else 'unpaired'}); "
               f"{row.effect_size_name} = {_fmt(row.effect_size)}; P(improvement) = {row.prob_improvement:.2f}")
         print(f"  {row.test}: p = {row.p_value:.3g}, Holm-adjusted p = {row.p_adjusted:.3g}")
         print(f"  verdict: {row.verdict.upper()}: {row.verdict_reason}")
+    for skipped in family.skipped:
+        print(f"\n{skipped}")
     return 0
 
 
@@ -106,10 +123,22 @@ def main(argv=None) -> int:
         if len(args.source) != 1:
             raise ValueError("give one study directory (or runs.csv), or two accuracies")
         return from_study(args)
-    except (StudyNotFound, ValueError, KeyError) as e:
-        print(f"error: {e}", file=sys.stderr)
+    except (StudyNotFound, ValueError, KeyError, OSError) as e:
+        print("error: " + " ".join(str(e).split()), file=sys.stderr)
         return 2
 
+
+class _CallableModule(types.ModuleType):
+    """The package exports the function `analysis.compare`, and this CLI module has the same
+    name: importing it (``python -m``, ``from analysis.compare import main``) rebinds the
+    package attribute to the module, which silently broke ``from analysis import compare``
+    in the same process. Calling the module forwards to the function, so both keep working."""
+
+    def __call__(self, *args, **kwargs):
+        return _compare_function(*args, **kwargs)
+
+
+sys.modules[__name__].__class__ = _CallableModule
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -19,7 +19,15 @@ are equal Welch loses almost nothing. (4) The verdict's test is the same
 computation as the reported confidence interval, so the two never disagree.
 
 The exact permutation test and Mann-Whitney U / Wilcoxon signed-rank are run as
-robustness checks; disagreements are flagged in ``notes``.
+robustness checks. When they disagree with the primary test at the level it is judged at
+(alpha, or Holm's alpha/m in a family), or cannot reach that level at these n, a
+significant verdict says so in its reason (non-normal seed values, e.g. an arm whose runs
+sometimes fail, are exactly where the t-test and the exact tests part ways).
+
+ZERO VARIANCE: when the per-seed differences (paired) or both arms (unpaired) do not vary
+beyond float round-off, the t statistic is undefined (0/0 or x/0). The primary test is then
+the exact permutation test, whose p-value cannot go below 2/2^n (paired) or
+2/C(n1+n2, n1): a constant shift over 2 seeds is p = 0.5, never p = 0.
 """
 
 from __future__ import annotations
@@ -39,8 +47,10 @@ from ._checks import (
     check_probability,
     clean_1d,
     clean_pairs,
+    negligible_spread,
     note,
 )
+from .contract import DIRECTIONS
 from .power import seeds_needed as _seeds_needed
 from .results import Interval, TestResult
 from .verdicts import Verdict, decide
@@ -96,7 +106,7 @@ class Comparison:
     effect_size_name: str  # "d_z" (paired) or "hedges_g" (unpaired)
     effect_size_ci_low: float | None
     effect_size_ci_high: float | None
-    prob_improvement: float  # P(arm > baseline), ties count half
+    prob_improvement: float  # P(arm better than baseline), ties count half
     primary: TestResult
     robustness: tuple[TestResult, ...]
     equivalence: Equivalence
@@ -109,6 +119,16 @@ class Comparison:
     family_size: int
     verdict: Verdict
     notes: tuple[str, ...]
+    direction: str = "maximize"  # "minimize": lower is better (a loss, an error rate)
+    floor_level: float | None = None  # the level the exact-test floor is checked against
+    robust_p_adjusted: tuple[float, ...] = ()  # robustness p-values at the primary's level
+    unpaired_fallback: bool = False  # the arms were meant to be paired but share < 2 seeds
+    outcomes: object | None = None  # `analysis.failures.OutcomeComparison`, when known
+
+    @property
+    def better_sign(self) -> int:
+        """+1 when a larger value is better (maximize), -1 when smaller is (minimize)."""
+        return 1 if self.direction == "maximize" else -1
 
     def confidence_interval(self) -> Interval:
         return Interval(estimate=self.diff, low=self.ci_low, high=self.ci_high,
@@ -140,8 +160,11 @@ def compare(
     power: float = 0.8,
     n_resamples: int = 9_999,
     robustness: bool = True,
+    exact: bool = False,
+    plan_alpha: float | None = None,
     arm_name: str = "arm",
     baseline_name: str = "baseline",
+    direction: str = "maximize",
 ) -> Comparison:
     """Does `arm` differ from `baseline`? (values: one per seed, metric units)
 
@@ -167,6 +190,17 @@ def compare(
         Monte Carlo resamples when the exact permutation test is too large.
     robustness : bool
         Run the permutation and rank tests (skip them in big simulations).
+    exact : bool
+        Use the exact permutation test (sign-flip when paired) as the primary test: for
+        arms that mix runs that learned with runs that did not (`analysis.failures`),
+        where the t-test's normality is wrong by construction.
+    plan_alpha : float, optional
+        Level at which ``seeds_needed`` is planned (default `alpha`; `compare_family`
+        passes Holm's first step alpha/m).
+    direction : {"maximize", "minimize"}
+        Whether a larger value of the metric is better (accuracy) or a smaller one (loss).
+        Only the labels better/worse and ``prob_improvement`` depend on it; ``diff`` is
+        always ``arm - baseline``.
 
     Returns
     -------
@@ -191,9 +225,10 @@ def compare(
     Effect size: Hedges' g (pooled sd, exact small-sample correction) when
     unpaired, d_z = mean(d)/sd(d) when paired; their CIs use the usual normal
     approximations (Hedges & Olkin) and are rough at a handful of seeds.
-    Zero variance (every paired difference equal, or both arms constant)
-    warns; the t-test then degenerates to its limit (p = 1 if the means are
-    equal, p = 0 and statistic = ±inf otherwise) and the effect size is None.
+    Zero variance (every paired difference equal, or both arms constant, up
+    to float round-off) warns; the primary test is then the exact permutation
+    test (p = 1 if the means are equal, else its floor 2/2^n or
+    2/C(n1+n2, n1): never 0) and the effect size is None.
     """
     paired = check_bool(paired, "paired")
     alpha = check_probability(alpha, "alpha")
@@ -204,6 +239,9 @@ def compare(
     power = check_probability(power, "power")
     n_resamples = check_count(n_resamples, "n_resamples")
     robustness = check_bool(robustness, "robustness")
+    exact = check_bool(exact, "exact")
+    if direction not in DIRECTIONS:
+        raise ValueError(f"`direction` must be 'maximize' or 'minimize', got {direction!r}")
 
     notes: list[str] = []
     x, y = _clean(arm, baseline, paired, ("arm", "baseline"), notes)
@@ -212,45 +250,35 @@ def compare(
     prim = _primary(x, y, paired, confidence, notes)
     equivalence = _tost(x, y, paired, margin, alpha)
 
-    sd = float(np.std(x - y, ddof=1)) if paired else float(
+    degenerate = _zero_variance(x, y, paired)
+    sd = 0.0 if degenerate else float(np.std(x - y, ddof=1)) if paired else float(
         np.sqrt((np.var(x, ddof=1) + np.var(y, ddof=1)) / 2))
-    es, es_lo, es_hi = _effect_size(x, y, paired, confidence)
+    es, es_lo, es_hi = (None, None, None) if degenerate else _effect_size(x, y, paired,
+                                                                          confidence)
+    sign = 1 if direction == "maximize" else -1
     if paired:
-        d = x - y
+        d = sign * (x - y)
         prob = float(np.mean(d > 0) + 0.5 * np.mean(d == 0))
     else:
         # Common-language effect size: Mann-Whitney U / (n1 n2), ties count half.
-        prob = float(np.mean((x[:, None] > y[None, :]) + 0.5 * (x[:, None] == y[None, :])))
+        better = (sign * x[:, None] > sign * y[None, :])
+        prob = float(np.mean(better + 0.5 * (x[:, None] == y[None, :])))
 
     min_p = min_attainable_p(n1, n2, paired=paired)
-    if min_p >= alpha:
-        design = f"{n1} paired seeds" if paired else f"{n1} vs {n2} seeds"
-        test = "sign-flip" if paired else "permutation"
-        notes.append(
-            f"with {design} an exact {test} test cannot reach p < {min_p:.4g}, so it cannot "
-            f"be significant at alpha={alpha:g} (nor can the "
-            f"{'Wilcoxon' if paired else 'Mann-Whitney'} test); the t-test can, because it "
-            "assumes near-normal seed variation"
-        )
-
     checks: tuple[TestResult, ...] = ()
-    if robustness:
-        checks = _robustness(x, y, paired, as_rng(rng), n_resamples, notes)
+    if robustness or (exact and not degenerate):
+        checks = _robustness(x, y, paired, as_rng(rng), n_resamples, notes, rank=robustness)
+    if exact and not degenerate:
         perm = checks[0]
-        if prim.pvalue < alpha <= perm.pvalue and min_p < alpha:
-            notes.append(
-                f"the exact permutation test does not confirm the primary result "
-                f"(p = {perm.pvalue:.3g} vs {prim.pvalue:.3g}); check for outlier seeds"
-            )
-        elif perm.pvalue < alpha <= prim.pvalue:
-            notes.append(
-                f"the permutation test is significant (p = {perm.pvalue:.3g}) but the primary "
-                f"t-test is not (p = {prim.pvalue:.3g}); check for outlier seeds or skew"
-            )
+        prim = replace(perm, ci=prim.ci, df=None, reason=(
+            "primary rule: an arm mixes runs that learned with runs that did not, so the seed "
+            "values are not near-normal and the t-test's error rate is off; the exact "
+            "permutation test needs no normality (the CI shown is still the t interval)"))
+        checks = checks if robustness else ()
 
     # Plan for the smallest difference that matters (the margin), not for the
     # observed diff: "post-hoc power" at the observed diff is uninformative.
-    needed = (_seeds_needed(margin, sd, paired=paired, alpha=alpha, power=power)
+    needed = (_seeds_needed(margin, sd, paired=paired, alpha=plan_alpha or alpha, power=power)
               if sd > 0 else None)
 
     c = Comparison(
@@ -261,9 +289,47 @@ def compare(
         effect_size_ci_low=es_lo, effect_size_ci_high=es_hi, prob_improvement=prob,
         primary=prim, robustness=checks, equivalence=equivalence, alpha=alpha, margin=margin,
         power=power, min_attainable_p=min_p, seeds_needed=needed, p_adjusted=prim.pvalue,
-        family_size=1, verdict=None, notes=tuple(notes),
+        family_size=1, verdict=None, notes=tuple(notes), direction=direction,
+        floor_level=alpha, robust_p_adjusted=tuple(t.pvalue for t in checks),
     )
+    return judged(c, level=alpha, robust_p_adjusted=tuple(t.pvalue for t in checks))
+
+
+def judged(c: Comparison, *, level: float, robust_p_adjusted: tuple[float, ...]) -> Comparison:
+    """`c` with the notes and verdict that depend on the level it is judged at.
+
+    `level` is where the exact-test floor must fall for an exact test to be able to confirm
+    a difference (alpha alone; alpha/m, Holm's first step, in a family of m), and
+    `robust_p_adjusted` are the robustness p-values on the primary p's scale (raw alone,
+    Holm-adjusted in a family), so that "disagrees" means: one is below alpha, the other not.
+    """
+    notes = [n for n in c.notes if not n.startswith(_JUDGED)]
+    if c.min_attainable_p >= level:
+        design = f"{c.n_arm} paired seeds" if c.paired else f"{c.n_arm} vs {c.n_baseline} seeds"
+        test = "sign-flip" if c.paired else "permutation"
+        where = (f"alpha={c.alpha:g}" if level == c.alpha else
+                 f"alpha/{c.family_size} = {level:.4g} (Holm's first step over "
+                 f"{c.family_size} comparisons)")
+        notes.append(
+            f"{_JUDGED[0]}with {design} an exact {test} test cannot reach p < {c.min_attainable_p:.4g}, "
+            f"so it cannot be significant at {where} (nor can the "
+            f"{'Wilcoxon' if c.paired else 'Mann-Whitney'} test); the t-test can, because it "
+            "assumes near-normal seed variation")
+    significant = c.p_adjusted < c.alpha
+    for t, p in zip(c.robustness, robust_p_adjusted, strict=False):
+        if significant and p >= c.alpha and c.min_attainable_p < level:
+            notes.append(f"{_JUDGED[1]}the {t.name} does not confirm the primary result (p = "
+                         f"{p:.3g} vs {c.p_adjusted:.3g} at the same level); check for "
+                         "outlier seeds or a bimodal arm")
+        elif p < c.alpha <= c.p_adjusted:
+            notes.append(f"{_JUDGED[1]}the {t.name} is significant (p = {p:.3g}) but the primary "
+                         f"test is not (p = {c.p_adjusted:.3g}); check for outlier seeds or skew")
+    c = replace(c, notes=tuple(notes), floor_level=level, robust_p_adjusted=robust_p_adjusted)
     return replace(c, verdict=decide(c))
+
+
+# Prefixes of the notes `judged` writes (and rewrites when a family changes the level).
+_JUDGED = ("exact-test floor: ", "robustness: ")
 
 
 def min_attainable_p(n_arm: int, n_baseline: int | None = None, *, paired: bool) -> float:
@@ -296,8 +362,8 @@ def _ttest(x, y, paired, alternative="two-sided"):
 
 def _zero_variance(x, y, paired) -> bool:
     if paired:
-        return bool(np.ptp(x - y) == 0)
-    return bool(np.ptp(x) == 0 and np.ptp(y) == 0)
+        return negligible_spread(x - y)
+    return negligible_spread(x) and negligible_spread(y)
 
 
 def _primary(x, y, paired, confidence, notes) -> TestResult:
@@ -314,16 +380,23 @@ def _primary(x, y, paired, confidence, notes) -> TestResult:
                   "near-normal; robust to unequal seed variance)")
     diff = float(np.mean(x) - np.mean(y))
     if _zero_variance(x, y, paired):
+        same = negligible_spread(np.r_[np.mean(x), np.mean(y)])
+        floor = min_attainable_p(x.size, y.size, paired=paired)
+        test = "exact sign-flip test" if paired else "exact permutation test"
         note("zero variance " + ("in the paired differences" if paired else "in both arms")
-             + ": the t-test degenerates to its limit "
-             + ("(p = 1, equal means)" if diff == 0 else "(p = 0, statistic = ±inf)"),
+             + ": the t-test is undefined, so the primary test is the " + test + " ("
+             + ("p = 1, equal means" if same else
+                f"p = {floor:.4g}, the smallest it can give with these seeds") + ")",
              notes, stacklevel=4)
+        diff = 0.0 if same else diff
         return TestResult(
-            name=name, statistic=0.0 if diff == 0 else math.copysign(math.inf, diff),
-            pvalue=1.0 if diff == 0 else 0.0, assumptions=assumptions, reason=reason,
-            method="degenerate limit (zero variance)", df=float(x.size - 1) if paired else None,
-            ci=Interval(estimate=diff, low=diff, high=diff, confidence=confidence,
-                        method=name),
+            name=test, statistic=diff, pvalue=1.0 if same else floor,
+            assumptions="exchangeability under H0 (no normality needed)",
+            reason="zero variance: the t statistic is undefined; the exact test's p-value is "
+                   "its floor 2/2^n (paired) or 2/C(n1+n2, n1), never 0",
+            method="degenerate (zero variance): exact test",
+            df=None, ci=Interval(estimate=diff, low=diff, high=diff, confidence=confidence,
+                                 method=test),
         )
     res = _ttest(x, y, paired)
     ci = res.confidence_interval(confidence)
@@ -341,9 +414,11 @@ def _tost(x, y, paired, margin, alpha) -> Equivalence:
     diff = float(np.mean(x) - np.mean(y))
     level = 1 - 2 * alpha
     if _zero_variance(x, y, paired):
-        # Limits of the one-sided t-tests as the standard error goes to 0.
-        p_lo = 0.0 if diff > -margin else 1.0
-        p_hi = 0.0 if diff < margin else 1.0
+        # The one-sided exact tests: a constant shift inside the margin is as extreme as the
+        # data can be, so each one-sided p is half the two-sided floor (never 0).
+        half = min_attainable_p(x.size, y.size, paired=paired) / 2
+        p_lo = half if diff > -margin else 1.0
+        p_hi = half if diff < margin else 1.0
         lo = hi = diff
     else:
         # Shifting the baseline by ∓margin turns each one-sided H0 into a
@@ -382,7 +457,7 @@ def _effect_size(x, y, paired, confidence):
     return es, es - z * se, es + z * se
 
 
-def _robustness(x, y, paired, rng, n_resamples, notes) -> tuple[TestResult, ...]:
+def _robustness(x, y, paired, rng, n_resamples, notes, rank=True) -> tuple[TestResult, ...]:
     n1, n2 = x.size, y.size
     if paired:
         n_perm = 2**n1
@@ -412,6 +487,8 @@ def _robustness(x, y, paired, rng, n_resamples, notes) -> tuple[TestResult, ...]
                 else f"Monte Carlo ({n_resamples:,} resamples of {n_perm:,})"),
     )
 
+    if not rank:
+        return (perm,)
     if paired:
         d = x - y
         if np.all(d == 0):

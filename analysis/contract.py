@@ -18,6 +18,15 @@ import numpy as np
 
 PREDICTIONS_FILE = "test_predictions.npy"  # one uint8 class per test example, per run
 
+# study.json's "analysis" object. Required keys (with these defaults when absent) ...
+ANALYSIS_DEFAULTS = {"metric": "test_acc", "baseline": "baseline", "alpha": 0.05, "margin": 0.5}
+# ... and optional ones: "direction" (one of DIRECTIONS; absent: "maximize", or "minimize"
+# for a metric named like a loss/error), "chance" (float, the metric's value for a model that
+# learned nothing, in the metric's units) and "failures" (one of FAILURE_POPULATIONS: does the
+# mean comparison use all runs, failures scored, or only the runs that learned; default "all").
+DIRECTIONS = ("maximize", "minimize")
+FAILURE_POPULATIONS = ("all", "learned")
+
 
 def config_hash(config: Mapping[str, Any]) -> str:
     """The hash of a resolved config given as a dict (as stored in study.json and in every run)."""

@@ -9,14 +9,21 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 from scipy import stats
-from statsmodels.stats.multitest import multipletests
 from statsmodels.stats.oneway import anova_oneway
 
-from ._checks import as_float_1d, as_rng, check_bool, check_probability, clean_1d, note
-from .comparison import Comparison, compare
+from ._checks import (
+    TooFewValues,
+    as_float_1d,
+    as_rng,
+    check_bool,
+    check_probability,
+    clean_1d,
+    holm,
+    note,
+)
+from .comparison import Comparison, compare, judged
 from .power import seeds_needed
 from .results import TestResult
-from .verdicts import decide
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -33,6 +40,9 @@ class Family:
     alpha: float
     margin: float
     correction: str
+    skipped: tuple[str, ...] = ()  # comparisons that could not be made, with the reason
+    plan: object | None = None  # `analysis.plan.MetricPlan`, when made from a study
+    outcomes: object | None = None  # the classified runs (`analysis.failures.classify`)
 
     def __len__(self) -> int:
         return len(self.comparisons)
@@ -55,6 +65,8 @@ def compare_family(
     alpha: float = 0.05,
     margin: float = 0.5,
     pairs: str = "baseline",
+    direction: str = "maximize",
+    exact_arms: Sequence[str] = (),
     **compare_kwargs,
 ) -> Family:
     """Compare several arms and set Holm-corrected verdicts.
@@ -64,7 +76,8 @@ def compare_family(
     arms : mapping name -> per-seed values
         Arrays (paired: aligned by position), or mappings seed -> value: then each paired
         comparison uses the seeds its *two* arms share, so one arm's missing seed costs
-        only that arm's comparisons.
+        only that arm's comparisons, and a pair sharing fewer than two seeds is compared
+        unpaired (Welch) on its own, with ``unpaired_fallback`` set and said in its verdict.
     baseline : str
         Name of the reference arm. Required for ``pairs="baseline"``. With
         ``pairs="all"`` it only orients pairs (baseline always second).
@@ -74,18 +87,28 @@ def compare_family(
     rng : numpy.random.Generator or int
         Spawned into one independent stream per comparison, so a comparison's
         Monte Carlo result does not depend on which other arms are present.
+    exact_arms : sequence of str
+        Arms whose values mix runs that learned with runs that did not: a comparison
+        involving one uses the exact permutation test as its primary test (`compare`'s
+        ``exact``), since a bimodal sample breaks the t-test's normality.
     **compare_kwargs
         Passed to `compare` (confidence, power, n_resamples, robustness).
 
+    A comparison with too few values (an arm with a single run) is left out and named in
+    ``Family.skipped`` with a warning; the others are corrected among themselves.
+
     Notes
     -----
-    Two families are Holm-corrected separately with statsmodels
-    ``multipletests(method="holm")``, each controlling its familywise error at
+    Two families are Holm-corrected separately (`analysis._checks.holm`, the numbers of
+    statsmodels ``multipletests(method="holm")``), each controlling its familywise error at
     `alpha`: the m primary-test p-values (claims of a difference) and the m
     TOST p-values (claims of equivalence). Each comparison's ``p_adjusted``
     and ``equivalence.p_adjusted`` hold the adjusted values and its verdict
     uses them. ``seeds_needed`` is recomputed at alpha/m (Holm's first step,
-    so a conservative plan). Confidence intervals are not adjusted.
+    so a conservative plan). Confidence intervals are not adjusted. The robustness
+    p-values are Holm-adjusted the same way, and the exact-test floor is checked against
+    alpha/m, so "the exact test disagrees / cannot reach" is judged at the level the
+    primary test really faces.
     """
     paired = check_bool(paired, "paired")
     alpha = check_probability(alpha, "alpha")
@@ -105,46 +128,60 @@ def compare_family(
         what = f"all {len(todo)} pairs of the {len(arms)} arms"
 
     streams = as_rng(rng).spawn(len(todo))
-    raw = []
+    raw, skipped = [], []
     for (a, b), s in zip(todo, streams, strict=True):
-        va, vb = _pair_values(arms[a], arms[b], paired)
+        va, vb, pair_ok = _pair_values(arms[a], arms[b], paired)
         try:
-            raw.append(compare(va, vb, paired=paired, rng=s, alpha=alpha,
-                               margin=margin, arm_name=a, baseline_name=b, **compare_kwargs))
+            c = compare(va, vb, paired=pair_ok, rng=s, alpha=alpha, margin=margin,
+                        arm_name=a, baseline_name=b, direction=direction,
+                        exact=a in exact_arms or b in exact_arms,
+                        plan_alpha=alpha / len(todo), **compare_kwargs)
+        except TooFewValues as exc:  # one degenerate arm must not take down the others
+            skipped.append(f"{a} vs {b}: not compared: {exc}")
+            warnings.warn(skipped[-1], stacklevel=2)
+            continue
         except ValueError as exc:  # say which arms; compare() calls them `arm`/`baseline`
             raise ValueError(f"comparing arm {a!r} with {b!r}: {exc}") from exc
+        raw.append(replace(c, unpaired_fallback=paired and not pair_ok))
+    if not raw:
+        raise TooFewValues("no comparison could be made: " + "; ".join(skipped))
     m = len(raw)
-    p_adj = multipletests([c.primary.pvalue for c in raw], alpha=alpha, method="holm")[1]
-    q_adj = multipletests([c.equivalence.pvalue for c in raw], alpha=alpha, method="holm")[1]
+    p_adj = holm([c.primary.pvalue for c in raw])
+    q_adj = holm([c.equivalence.pvalue for c in raw])
+    n_checks = min(len(c.robustness) for c in raw)
+    r_adj = [holm([c.robustness[i].pvalue for c in raw]) for i in range(n_checks)]
 
     done = []
-    for c, p, q in zip(raw, p_adj, q_adj, strict=True):
+    for j, (c, p, q) in enumerate(zip(raw, p_adj, q_adj, strict=True)):
         needed = c.seeds_needed
-        if needed is not None and m > 1:
-            needed = seeds_needed(margin, c.sd, paired=paired, alpha=alpha / m, power=c.power)
+        if needed is not None and m != len(todo):  # some comparisons were skipped
+            needed = seeds_needed(margin, c.sd, paired=c.paired, alpha=alpha / m, power=c.power)
         c = replace(c, p_adjusted=float(p), family_size=m, seeds_needed=needed,
                     equivalence=replace(c.equivalence, p_adjusted=float(q)))
-        done.append(replace(c, verdict=decide(c)))
+        done.append(judged(c, level=alpha / m,
+                           robust_p_adjusted=tuple(float(r[j]) for r in r_adj)))
 
     correction = (
-        f"Holm (statsmodels multipletests method='holm') over the {m} primary-test p-values "
+        f"Holm over the {m} primary-test p-values "
         f"({what}); TOST equivalence p-values Holm-adjusted as a separate family of {m}; "
         f"familywise error <= {alpha:g} within each family; confidence intervals unadjusted"
     )
-    return Family(comparisons=tuple(done), pairs=pairs, baseline=baseline, paired=paired,
-                  alpha=alpha, margin=margin, correction=correction)
+    return Family(comparisons=tuple(done), pairs=pairs, baseline=baseline,
+                  paired=all(c.paired for c in done), alpha=alpha, margin=margin,
+                  correction=correction, skipped=tuple(skipped))
 
 
 def _pair_values(a, b, paired: bool):
-    """Two arms' values for one comparison; seed-keyed mappings are paired on shared keys."""
+    """Two arms' values for one comparison and whether they are paired: seed-keyed
+    mappings are paired on the seeds they share, when they share at least two."""
     if isinstance(a, Mapping) and isinstance(b, Mapping):
-        if paired:
-            keys = sorted(set(a) & set(b))
-            return [a[k] for k in keys], [b[k] for k in keys]
-        return list(a.values()), list(b.values())
+        keys = sorted(set(a) & set(b))
+        if paired and len(keys) >= 2:
+            return [a[k] for k in keys], [b[k] for k in keys], True
+        return list(a.values()), list(b.values()), False
     if isinstance(a, Mapping) or isinstance(b, Mapping):
         raise ValueError("`arms` values must be all arrays or all mappings seed -> value")
-    return a, b
+    return a, b, paired
 
 
 def omnibus(groups, *, paired: bool, method: str | None = None) -> TestResult:

@@ -355,8 +355,12 @@ def forest_figure(
     margin: float,
     baseline: str | None = None,
     metric: str = "test_acc",
+    direction: str = "maximize",
 ) -> Figure:
     """Difference of each arm from the baseline with its 95% CI, coloured by verdict.
+
+    The x label says which side is better: right for a metric to maximize, left for one to
+    minimize (a loss), so a reader never takes a higher loss for an improvement.
 
     `frame` is `family_frame` of a ``pairs="baseline"`` family. The grey band is the
     equivalence margin ±`margin`; the right-hand labels give the numbers and Holm p. When the
@@ -387,7 +391,8 @@ def forest_figure(
         pax.axvline(0, color="0.3", lw=1, zorder=1)
         for yi, row, verdict in zip(y, frame.itertuples(index=False), verdicts, strict=True):
             color = VERDICT_COLORS.get(verdict, "black")
-            pax.errorbar(row.diff, yi, xerr=[[row.diff - row.ci_low], [row.ci_high - row.diff]],
+            pax.errorbar(row.diff, yi, xerr=[[max(0.0, row.diff - row.ci_low)],
+                                             [max(0.0, row.ci_high - row.diff)]],
                          fmt="o", color=color, capsize=5, ms=7, elinewidth=2, zorder=3)
             if row.ci_high < a or row.ci_low > b:  # entirely off this panel's scale
                 pax.annotate("◀ off scale" if row.ci_high < a else "off scale ▶",
@@ -413,8 +418,9 @@ def forest_figure(
     twin.tick_params(axis="y", length=0)
     for side in ("top", "right"):
         twin.spines[side].set_visible(False)
+    sides = "← worse | better →" if direction == "maximize" else "← better | worse →"
     fig.supxlabel(f"difference in {_label(metric)}: arm − {baseline} "
-                  f"(mean and {CONFIDENCE:.0%} CI, unadjusted)", fontsize=10)
+                  f"(mean and {CONFIDENCE:.0%} CI, unadjusted)   {sides}", fontsize=10)
     handles = [matplotlib.patches.Patch(color="0.85", label=f"equivalence margin ±{margin:g}")]
     handles += [plt.Line2D([], [], marker="o", ls="-", color=VERDICT_COLORS[v], label=v)
                 for v in VERDICT_COLORS if v in verdicts]

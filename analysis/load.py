@@ -2,7 +2,11 @@
 
 Loading is the only I/O in `analysis` besides the report writer; the statistics themselves are
 pure functions over arrays. `compare_arms` turns a study's runs into a Holm-corrected family
-of comparisons, pairing arms by seed when every seed ran in both arms.
+of comparisons, pairing arms by seed per comparison, with failures counted as outcomes
+(`analysis.failures`) and the metric's direction and scale checked (`analysis.plan`).
+
+Any CSV with columns ``arm, seed, <metric>`` (``status`` optional) is a study: a file named
+runs.csv is read with the study.json / epochs.csv beside it; any other file on its own.
 """
 
 from __future__ import annotations
@@ -10,18 +14,19 @@ from __future__ import annotations
 import itertools
 import json
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from . import failures as FL
 from .describe import describe
 from .family import Family, compare_family
+from .plan import MetricPlan, check_runs, check_scale, resolve_plan
 from .power import seeds_needed
 from .results import TestResult
-
-METRICS = ("test_acc", "val_acc", "train_acc", "train_loss")
+from .verdicts import decide
 
 
 class StudyNotFound(FileNotFoundError):
@@ -34,6 +39,55 @@ class StudyData:
     runs: pd.DataFrame
     epochs: pd.DataFrame
     meta: dict = field(default_factory=dict)  # study.json (empty when only runs.csv was given)
+    runs_path: Path | None = None  # the runs table read (runs.csv, or the user's CSV)
+
+    @property
+    def name(self) -> str:
+        if self.meta.get("study"):
+            return str(self.meta["study"])
+        if self.runs_path is not None and self.runs_path.name != "runs.csv":
+            return self.runs_path.stem
+        return self.path.name
+
+    @property
+    def runs_file(self) -> str:
+        return str(self.runs_path or self.path / "runs.csv")
+
+    def metric_plan(self, **overrides) -> MetricPlan:
+        """`analysis.plan.resolve_plan` of this study's study.json, with `overrides`. With no
+        baseline declared anywhere and no arm called "baseline", the first arm of the table
+        is the baseline (a plain user CSV), and a note says so."""
+        plan = resolve_plan(self.meta, path=self.path, **overrides)
+        declared = overrides.get("baseline") or (self.meta.get("analysis") or {}).get("baseline")
+        arms = self.arms()
+        if not declared and plan.baseline not in arms and arms:
+            first = str(self.runs["arm"].dropna().astype(str).iloc[0])
+            plan = replace(plan, baseline=first, notes=(
+                *plan.notes, f"no baseline declared and no arm named 'baseline': using the "
+                f"first arm of the table, {first!r} (pass --baseline to choose)"))
+        return plan
+
+    def n_test(self, metric: str) -> int | None:
+        """Examples behind one run's `metric` (test_acc/val_acc), for "did not learn"."""
+        key = {"test_acc": "test_size", "val_acc": "val_size"}.get(metric)
+        cfg = self.meta.get("arms", {}).get(self.plan["baseline"], {}).get("config") or {}
+        if key and isinstance(cfg.get(key), int | float) and cfg[key] > 0:
+            return int(cfg[key])
+        labels = self.path / "test_labels.npy"
+        if metric == "test_acc" and labels.exists():
+            try:
+                return int(np.load(labels, allow_pickle=False).size) or None
+            except (OSError, ValueError):
+                return None
+        return None
+
+    def analysed(self, plan: MetricPlan) -> tuple[MetricPlan, pd.DataFrame]:
+        """The runs table checked (`check_runs`, `check_scale`: the plan may come back
+        reading an *_acc metric as fractions) and classified into outcomes
+        (`failures.classify`); raises ValueError naming what is wrong."""
+        runs = check_runs(self.runs, plan.metric, self.runs_file)
+        plan = check_scale(runs[runs["status"] == "complete"][plan.metric], plan)
+        return plan, FL.classify(runs, plan, self.n_test(plan.metric))
 
     @property
     def storage_url(self) -> str | None:
@@ -54,12 +108,13 @@ class StudyData:
     @property
     def plan(self) -> dict:
         return {"metric": "test_acc", "baseline": "baseline", "alpha": 0.05, "margin": 0.5,
-                **self.meta.get("analysis", {})}
+                **(self.meta.get("analysis") or {})}
 
     def arms(self) -> list[str]:
         """Arms in spec order (then any others found in runs.csv)."""
         order = list(self.meta.get("arms", {}))
-        return order + sorted(set(self.runs["arm"]) - set(order))
+        found = set(self.runs["arm"].dropna().astype(str)) if "arm" in self.runs else set()
+        return order + sorted(found - set(order))
 
     def correct_matrix(self, arm: str) -> tuple[list[int], np.ndarray] | None:
         """(seeds, runs x test-examples bool matrix of correct predictions) for complete runs of
@@ -96,19 +151,30 @@ def _read_csv(path: Path) -> pd.DataFrame:
         raise StudyNotFound(f"{path} does not exist; run `python -m study.run` first") from None
     except pd.errors.EmptyDataError:
         raise StudyNotFound(f"{path} is empty") from None
+    except (pd.errors.ParserError, UnicodeDecodeError) as e:
+        raise StudyNotFound(f"{path} is not a readable CSV file ({str(e).splitlines()[0]})") from None
 
 
 def load_study(path: str | Path) -> StudyData:
-    """Load `results/<study>/` (or its runs.csv)."""
+    """Load `results/<study>/`, its runs.csv, or any CSV of runs (``arm, seed, <metric>``)."""
     path = Path(path)
+    if path.is_file() and path.name != "runs.csv":  # a user's own table: nothing beside it
+        return StudyData(path=path.parent, runs=_read_csv(path), epochs=pd.DataFrame(),
+                         runs_path=path)
     if path.is_file():
         path = path.parent
     if not path.is_dir():
-        raise StudyNotFound(f"{path} is not a study directory (expected results/<study>/ with runs.csv)")
+        raise StudyNotFound(f"{path} is not a study directory or CSV file (expected "
+                            "results/<study>/ with runs.csv, or a CSV with arm, seed, metric)")
     runs = _read_csv(path / "runs.csv")
     epochs = _read_csv(path / "epochs.csv") if (path / "epochs.csv").exists() else pd.DataFrame()
-    meta = json.loads((path / "study.json").read_text()) if (path / "study.json").exists() else {}
-    return StudyData(path=path, runs=runs, epochs=epochs, meta=meta)
+    try:
+        meta = json.loads((path / "study.json").read_text()) if (path / "study.json").exists() else {}
+    except (ValueError, UnicodeDecodeError) as e:
+        raise StudyNotFound(f"{path / 'study.json'} is not valid JSON ({e})") from None
+    if not isinstance(meta, dict):
+        raise StudyNotFound(f"{path / 'study.json'} must hold a JSON object")
+    return StudyData(path=path, runs=runs, epochs=epochs, meta=meta, runs_path=path / "runs.csv")
 
 
 def load_runs(path: str | Path) -> pd.DataFrame:
@@ -116,52 +182,70 @@ def load_runs(path: str | Path) -> pd.DataFrame:
     return load_study(path).runs
 
 
-def _values(runs: pd.DataFrame, arm: str, metric: str) -> pd.Series:
-    ok = runs[(runs["arm"] == arm) & (runs["status"] == "complete")]
-    return ok.set_index("seed")[metric].astype(float).sort_index()
-
-
 def compare_arms(study: StudyData | pd.DataFrame, *, metric: str | None = None, baseline: str | None = None,
                  pairs: str = "baseline", alpha: float | None = None, margin: float | None = None,
-                 rng=0, arms: list[str] | None = None) -> Family:
+                 rng=0, arms: list[str] | None = None, direction: str | None = None,
+                 chance: float | None = None, failures: str | None = None,
+                 **compare_kwargs) -> Family:
     """Holm-corrected comparisons of the study's arms (defaults from its analysis plan).
 
     Paired (same seed = same data order, flips and init): each comparison uses the seeds both
-    of its arms completed, so an arm run on more seeds (or a failed run) affects only its own
-    comparisons. Seeds a comparison cannot use (a failed or diverged run, or a seed only one
-    arm has) are named in a warning, never dropped silently. When some compared pair has fewer
-    than two seeds in common, the whole family is compared unpaired (Welch)."""
+    of its arms have a value for, so an arm run on more seeds (or a failed run) affects only
+    its own comparisons; a pair sharing fewer than two seeds is compared unpaired (Welch) on
+    its own, and its verdict says so. Seeds a comparison cannot use are named in a warning,
+    never dropped silently.
+
+    Failures (`analysis.failures`): by default (``failures="all"``) runs that did not learn
+    count with their final value and diverged runs at the chance level; ``"learned"`` uses
+    only runs that learned. Either way each comparison carries the failure rates of its two
+    arms, Fisher's exact test of their difference and the mean under the other choice
+    (``Comparison.outcomes``), and its verdict's reason states them. `direction` and
+    `chance` override the plan's (`analysis.plan`); ``compare_kwargs`` go to `compare`.
+    """
     if isinstance(study, pd.DataFrame):
         study = StudyData(path=Path("."), runs=study, epochs=pd.DataFrame())
-    plan = study.plan
-    metric = metric or plan["metric"]
-    baseline = baseline or plan["baseline"]
-    alpha = plan["alpha"] if alpha is None else alpha
-    margin = plan["margin"] if margin is None else margin
-    if metric not in study.runs.columns:
-        raise ValueError(f"`metric` must be a column of runs.csv ({', '.join(METRICS)}), got {metric!r}")
-    names = arms or [a for a in study.arms() if len(_values(study.runs, a, metric))]
-    if baseline not in names:
-        raise ValueError(f"`baseline` {baseline!r} has no complete runs; arms with runs: {', '.join(names)}")
-    series = {a: _values(study.runs, a, metric) for a in names}
+    plan = study.metric_plan(metric=metric, baseline=baseline, alpha=alpha, margin=margin,
+                             direction=direction, chance=chance, population=failures)
+    for n in plan.notes:
+        warnings.warn(n, stacklevel=2)
+    plan, classified = study.analysed(plan)
+    other = classified[classified["outcome"] == "other"]
+    if len(other):
+        warnings.warn(f"{len(other)} run(s) with status {', '.join(sorted(set(other['status'])))} "
+                      "(not complete, failed or diverged) are not analysed", stacklevel=2)
+    present = list(dict.fromkeys([*study.arms(), *classified["arm"]]))
+    series = {a: FL.scored(classified, a, plan.population) for a in arms or present}
+    names = [a for a in (arms or present) if len(series[a])]
+    if plan.baseline not in names:
+        raise ValueError(f"`baseline` {plan.baseline!r} has no runs with a value of "
+                         f"{plan.metric}; arms with values: {', '.join(names) or 'none'}")
+    if len(names) < 2:
+        raise ValueError(f"only one arm ({plan.baseline}) has values of {plan.metric}: nothing to compare")
     if pairs == "baseline":
-        compared = [(a, baseline) for a in names if a != baseline]
+        compared = [(a, plan.baseline) for a in names if a != plan.baseline]
     else:
         compared = list(itertools.combinations(names, 2))
-    seeds = {a: set(s.index.tolist()) for a, s in series.items()}
-    paired = all(len(seeds[a] & seeds[b]) >= 2 for a, b in compared)
-    if paired:
-        for a, b in compared:
-            lost = sorted(seeds[a] ^ seeds[b])
-            if lost:
-                missing = {x: sorted((seeds[a] | seeds[b]) - seeds[x]) for x in (a, b)
-                           if (seeds[a] | seeds[b]) - seeds[x]}
-                warnings.warn(f"{a} vs {b}: paired on seeds {sorted(seeds[a] & seeds[b])}; seeds {lost} dropped "
-                              f"because these arms have no complete run for them: {missing}", stacklevel=2)
-        values = {a: dict(zip(s.index.tolist(), s.tolist(), strict=True)) for a, s in series.items()}
-    else:
-        values = {a: s.to_numpy() for a, s in series.items()}
-    return compare_family(values, baseline, paired=paired, rng=rng, alpha=alpha, margin=margin, pairs=pairs)
+    seeds = {a: set(series[a].index.tolist()) for a in names}
+    for a, b in compared:
+        lost = sorted(seeds[a] ^ seeds[b])
+        if lost and len(seeds[a] & seeds[b]) >= 2:
+            missing = {x: sorted((seeds[a] | seeds[b]) - seeds[x]) for x in (a, b)
+                       if (seeds[a] | seeds[b]) - seeds[x]}
+            warnings.warn(f"{a} vs {b}: paired on seeds {sorted(seeds[a] & seeds[b])}; seeds {lost} dropped "
+                          f"because these arms have no value for them: {missing}", stacklevel=2)
+    values = {a: dict(zip(series[a].index.tolist(), series[a].tolist(), strict=True)) for a in names}
+    mixed = [a for a in names if FL.mixes(classified, a, plan.population)]
+    fam = compare_family(values, plan.baseline, paired=True, rng=rng, alpha=plan.alpha,
+                         margin=plan.margin, pairs=pairs, direction=plan.direction,
+                         exact_arms=mixed, **compare_kwargs)
+    outcomes = FL.compare_outcomes(classified, [(c.arm_name, c.baseline_name)
+                                                for c in fam.comparisons], plan)
+    done = []
+    for c in fam.comparisons:
+        c = replace(c, outcomes=outcomes[(c.arm_name, c.baseline_name)])
+        done.append(replace(c, verdict=decide(c)))
+    return replace(fam, comparisons=tuple(done), plan=plan, outcomes=classified)
+
 
 
 def _num(v):
@@ -198,20 +282,39 @@ def family_frame(family: Family, metric: str = "test_acc") -> pd.DataFrame:
             "seeds_needed": c.seeds_needed, "seeds_needed_observed": _seeds_for_observed(c),
             "min_attainable_p": c.min_attainable_p,
             "notes": list(c.notes),
+            "direction": c.direction, "unpaired_fallback": c.unpaired_fallback,
+            **_outcome_fields(c.outcomes),
         })
     return pd.DataFrame(rows)
 
 
-def arm_frame(study: StudyData, metric: str | None = None, rng=0) -> pd.DataFrame:
-    """Per arm: n, failed/diverged counts, mean, sd, median, t CI and bootstrap CI."""
-    metric = metric or study.plan["metric"]
+def _outcome_fields(o) -> dict:
+    """The failure-rate columns of `family_frame` (None when the outcomes are unknown)."""
+    if o is None:
+        return {"population": None, "failures_arm": None, "runs_arm": None,
+                "failures_baseline": None, "runs_baseline": None, "failure_p": None,
+                "failure_p_adjusted": None, "diff_other_population": None}
+    return {"population": o.population, "failures_arm": o.arm.failures, "runs_arm": o.arm.runs,
+            "failures_baseline": o.baseline.failures, "runs_baseline": o.baseline.runs,
+            "failure_p": o.pvalue, "failure_p_adjusted": o.p_adjusted,
+            "diff_other_population": _num(o.other_diff)}
+
+
+def arm_frame(study: StudyData, metric: str | None = None, rng=0,
+              plan: MetricPlan | None = None) -> pd.DataFrame:
+    """Per arm: n (values the comparisons use under the plan's population), failed/diverged/
+    did-not-learn counts, mean, sd, median, t CI and bootstrap CI."""
+    plan = plan or study.metric_plan(metric=metric)
+    plan, classified = study.analysed(plan)
     rows = []
     gen = np.random.default_rng(rng)
     for arm in study.arms():
-        sel = study.runs[study.runs["arm"] == arm]
-        vals = _values(study.runs, arm, metric).to_numpy()
+        sel = classified[classified["arm"] == arm]
+        vals = FL.scored(classified, arm, plan.population).to_numpy()
         row = {"arm": arm, "n": len(vals), "failed": int((sel["status"] == "failed").sum()),
-               "diverged": int((sel["status"] == "diverged").sum()), "mean": None, "sd": None,
+               "diverged": int((sel["outcome"] == "diverged").sum()),
+               "not_learned": int((sel["outcome"] == "not_learned").sum()),
+               "mean": None, "sd": None,
                "median": None, "ci_low": None, "ci_high": None, "boot_low": None, "boot_high": None}
         if len(vals):
             with warnings.catch_warnings():

@@ -40,6 +40,10 @@ def _power(paired: bool, effect: float, n, alpha: float):
             # is then the near tail alone: a one-sided test at alpha/2.
             near = _analysis(paired).power(alpha=alpha / 2, alternative="larger", **kw)
             p = np.where(np.isnan(p), near, p)
+        if np.isnan(p).any() and effect > 50:
+            # Effect sizes this large (a near-zero sd, e.g. arms that differ only by float
+            # round-off) have power 1 at any n; scipy returns NaN for both tails there.
+            p = np.where(np.isnan(p), 1.0, p)
     if np.isnan(p).any():  # would silently break the searches below
         raise FloatingPointError(f"power is NaN for effect size {effect} at n={n}")
     return p if np.ndim(p) else float(p)

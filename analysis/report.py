@@ -27,7 +27,7 @@ import re
 import sys
 import warnings
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from importlib import metadata
 from pathlib import Path
 
@@ -39,11 +39,14 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
+from . import failures as FL  # noqa: E402
 from . import figures as F  # noqa: E402
 from . import tables as T  # noqa: E402
-from .contract import config_hash, redact  # noqa: E402
+from .contract import redact  # noqa: E402
 from .family import Family, omnibus  # noqa: E402
+from .integrity import integrity_checks, outcome_flags  # noqa: E402
 from .load import StudyData, StudyNotFound, arm_frame, compare_arms, family_frame, load_study  # noqa: E402
+from .sections import failures_paragraph, omitted_sections  # noqa: E402
 from .testset import binomial_ci, two_level_bootstrap  # noqa: E402
 
 __all__ = ["Report", "build_report", "integrity_checks", "main", "render_html",
@@ -98,181 +101,6 @@ class Report:
     def close(self) -> None:
         for fig, _ in self.figures.values():
             plt.close(fig)
-
-
-# --- integrity --------------------------------------------------------------------------------
-
-
-def _config_key(config: Mapping | None) -> str | None:
-    return None if config is None else json.dumps(config, sort_keys=True)
-
-
-def _lr_schedules(epochs: pd.DataFrame) -> dict[str, dict]:
-    """arm -> {"schedule": ((epoch, (lr, ...)), ...), "consistent": bool, "seeds": n}."""
-    out: dict[str, dict] = {}
-    if epochs.empty or not {"arm", "seed", "epoch", "lr"} <= set(epochs.columns):
-        return out
-    data = epochs[["arm", "seed", "epoch", "lr"]].copy()
-    data["lr"] = pd.to_numeric(data["lr"], errors="coerce")
-    for arm, sel in data.groupby("arm", sort=False):
-        sched, consistent = [], True
-        for epoch, grp in sel.groupby("epoch", sort=True):
-            vals = tuple(sorted({float(f"{v:.12g}") for v in grp["lr"].dropna()}))
-            consistent &= len(vals) <= 1
-            sched.append((int(epoch), vals))
-        out[str(arm)] = {"schedule": tuple(sched), "consistent": consistent,
-                         "seeds": int(sel["seed"].nunique())}
-    return out
-
-
-def _groups(keys: Mapping[str, object]) -> list[list[str]]:
-    by: dict[object, list[str]] = {}
-    for arm, key in keys.items():
-        if key is not None:
-            by.setdefault(key, []).append(arm)
-    return [g for g in by.values() if len(g) > 1]
-
-
-def integrity_checks(runs: pd.DataFrame, epochs: pd.DataFrame, meta: Mapping,
-                     arms: Sequence[str]) -> dict:
-    """Did the arms run what they say they ran?
-
-    Returns a dict with ``flags`` (list of sentences, empty when all is well), ``checks``
-    (sentences describing what was verified and passed), and the ``bn`` and ``excluded``
-    tables. Checks:
-
-    * arms whose resolved configuration (study.json) AND per-epoch effective lr sequence are
-      identical: "these arms ran the same thing" (comparing them tests nothing);
-    * arms with identical configurations but different effective lr (non-determinism, or code
-      changed between runs);
-    * arms whose effective lr sequences are identical although their configurations ask for
-      different schedules (the notebook's bug: a scheduler on an optimizer that never steps),
-      and any arm whose effective lr departs from its configured schedule;
-    * runs whose recorded config hash is not the hash of their arm's configuration in
-      study.json (results from another version of the spec);
-    * BatchNorm layers actually built vs those the configuration asks for;
-    * failed and diverged runs.
-    """
-    specs = meta.get("arms", {}) if meta else {}
-    configs = {a: specs.get(a, {}).get("config") for a in arms}
-    lr = _lr_schedules(epochs)
-    flags: list[str] = []
-    checks: list[str] = []
-
-    # 1. same configuration (from study.json; else the runs' config hashes)
-    if any(c is not None for c in configs.values()):
-        cfg_keys = {a: _config_key(c) for a, c in configs.items()}
-        source = "resolved configuration in study.json"
-    else:
-        cfg_keys = {a: tuple(sorted(set(runs.loc[runs["arm"] == a, "config_hash"].dropna())))
-                    or None for a in arms}
-        source = "recorded config hash"
-    sched_keys = {a: lr[a]["schedule"] if a in lr else None for a in arms}
-    same_thing = []
-    for group in _groups(cfg_keys):
-        scheds = {sched_keys[a] for a in group}
-        if len(scheds) == 1:
-            same_thing.append(group)
-            what = ("identical per-epoch effective learning rates" if None not in scheds
-                    else "no learning-rate record to tell them apart")
-            flags.append(f"**These arms ran the same thing:** {', '.join(f'`{a}`' for a in group)} "
-                         f"have the same {source} and {what}; comparing them tests nothing.")
-        else:
-            flags.append(f"Arms {', '.join(f'`{a}`' for a in group)} have the same {source} but "
-                         "different effective learning rates: the runs are not reproducible or the "
-                         "code changed between them.")
-    if not _groups(cfg_keys):
-        checks.append(f"No two arms share a {source}.")
-
-    # 2. effective lr vs configured lr, and identical effective schedules across configs
-    mismatch = []
-    for arm in arms:
-        if arm not in lr or configs.get(arm) is None:
-            continue
-        epochs_run = [e for e, _ in lr[arm]["schedule"]]
-        want = F.configured_lr(configs[arm], epochs_run)
-        if want is None:
-            continue
-        got = lr[arm]["schedule"]
-        bad = [e for (e, vals), w in zip(got, want, strict=True)
-               if any(not math.isclose(v, w, rel_tol=1e-6, abs_tol=1e-12) for v in vals)]
-        if bad:
-            mismatch.append(arm)
-            flags.append(f"`{arm}`: the learning rate read from the optimizer differs from the "
-                         f"schedule its configuration asks for at epoch(s) "
-                         f"{T.seed_ranges(bad)} (is the scheduler attached to the optimizer "
-                         "that steps?).")
-    for group in _groups(sched_keys):
-        wanted = set()
-        for a in group:
-            cfg = configs.get(a)
-            w = F.configured_lr(cfg, [e for e, _ in lr[a]["schedule"]]) if cfg else None
-            wanted.add(None if w is None else tuple(np.round(w, 12)))
-        if len(wanted) > 1 and None not in wanted:
-            flags.append(f"Arms {', '.join(f'`{a}`' for a in group)} ran identical effective "
-                         "learning rates although their configurations ask for different "
-                         "schedules: the schedule ablation did not happen.")
-    inconsistent = [a for a in arms if a in lr and not lr[a]["consistent"]]
-    for a in inconsistent:
-        flags.append(f"`{a}`: the seeds of this arm used different learning rates at the same "
-                     "epoch.")
-    if lr and not mismatch:
-        checks.append("Every arm's effective learning rate (read from the optimizer each epoch) "
-                      "matches the schedule its configuration asks for.")
-    if not lr:
-        checks.append("No per-epoch learning rates recorded: schedules cannot be checked.")
-
-    # 3. recorded config hashes vs study.json
-    stale = []
-    if "config_hash" in runs:
-        for arm in arms:
-            cfg = configs.get(arm)
-            if cfg is None:
-                continue
-            want = config_hash(cfg)
-            got = runs.loc[(runs["arm"] == arm) & runs["config_hash"].notna()]
-            off = got[got["config_hash"].astype(str) != want]
-            if len(off):
-                stale.append(arm)
-                flags.append(f"`{arm}`: {len(off)} run(s) (seeds {T.seed_ranges(off['seed'])}) "
-                             f"were trained with config hash "
-                             f"{', '.join(sorted(set(off['config_hash'].astype(str))))}, not "
-                             f"{want} from study.json.")
-        if not stale and any(c is not None for c in configs.values()):
-            checks.append("Every run's recorded config hash matches its arm's configuration in "
-                          "study.json.")
-
-    # 4. BatchNorm actually built
-    bn = T.bn_table(runs, meta or {}, arms) if "n_bn" in runs else pd.DataFrame()
-    if len(bn):
-        wrong = bn[bn["matches"] == "NO"]
-        for _, r in wrong.iterrows():
-            flags.append(f"`{r['arm']}`: configured bn {r['configured bn']} should give "
-                         f"BatchNorm after convs {r['expected layers']}, but the runs built "
-                         f"{r['BN after convs (runs)']} ({r['n_bn (runs)']} layers).")
-        if wrong.empty:
-            checks.append("Every arm's models contain exactly the BatchNorm layers its "
-                          "configuration asks for (table below).")
-
-    # 5. pairing: same seed, same initial weights across arms?
-    if {"init_hash", "seed"} <= set(runs.columns):
-        ok = runs[runs["arm"].isin(arms) & runs["init_hash"].notna()]
-        per_seed = ok.groupby("seed")["init_hash"].nunique()
-        if len(per_seed) and len(set(ok["arm"])) > 1:
-            shared = per_seed[per_seed == 1].index.tolist()
-            if len(shared) == len(per_seed):
-                checks.append(f"Pairing: for each of the {len(per_seed)} seeds, every arm started "
-                              "from the same initial weights (same init hash).")
-            else:
-                differ = per_seed[per_seed > 1].index.tolist()
-                checks.append(f"Pairing: initial weights differ across arms for seeds "
-                              f"{T.seed_ranges(differ)} (expected where architectures differ in "
-                              "parameter shapes; data order and flips are still shared).")
-
-    excluded = T.excluded_runs_table(runs[runs["arm"].isin(arms)]) if len(runs) else \
-        T.excluded_runs_table(runs)
-    return {"flags": flags, "checks": checks, "bn": bn, "excluded": excluded,
-            "same_thing": same_thing, "lr_mismatch": mismatch, "stale_config": stale}
 
 
 # --- provenance -------------------------------------------------------------------------------
@@ -364,15 +192,6 @@ def _finite(x) -> bool:
     return x is not None and isinstance(x, int | float | np.floating) and math.isfinite(x)
 
 
-def _arms_with(runs: pd.DataFrame, arms: Sequence[str], metric: str, minimum: int) -> list[str]:
-    if runs.empty or metric not in runs:
-        return []
-    ok = runs[runs["status"] == "complete"]
-    vals = pd.to_numeric(ok[metric], errors="coerce")
-    n = ok[np.isfinite(vals.to_numpy(dtype=float))].groupby("arm").size()
-    return [a for a in arms if int(n.get(a, 0)) >= minimum]
-
-
 def _unique(items) -> list[str]:
     return list(dict.fromkeys(i for i in items if i))
 
@@ -441,33 +260,37 @@ def _join(names: Sequence[str]) -> str:
     return names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]
 
 
-def build_report(study: StudyData, *, rng=0) -> Report:
-    """Compute every table, figure and sentence of the report (nothing is written)."""
+def build_report(study: StudyData, *, rng=0, plan: Mapping | None = None) -> Report:
+    """Compute every table, figure and sentence of the report (nothing is written).
+
+    `plan` overrides the study's analysis plan: metric, baseline, alpha, margin, direction,
+    chance, population (see `analysis.plan.resolve_plan`)."""
     meta = study.meta or {}
-    plan = study.plan
-    metric, baseline = plan["metric"], plan["baseline"]
-    alpha, margin = float(plan["alpha"]), float(plan["margin"])
+    mplan, classified = study.analysed(study.metric_plan(**(plan or {})))
+    study = replace(study, runs=classified)  # checked: status filled, seeds int, outcomes
+    metric, baseline, alpha, margin = mplan.metric, mplan.baseline, mplan.alpha, mplan.margin
     runs, epochs = study.runs, study.epochs
     arms = study.arms()
-    name = meta.get("study", study.path.name)
+    name = study.name
     palette = F.arm_palette(arms)
     rep = Report(study=name, title=f"Ablation report: {name}")
     B = rep.blocks.append
-    notes: list[str] = []
+    notes: list[str] = list(mplan.notes)
 
     # statistics
-    summary = arm_frame(study, metric) if arms else pd.DataFrame(
+    summary = arm_frame(study, plan=mplan) if arms else pd.DataFrame(
         columns=["arm", "n", "failed", "diverged", "mean", "sd", "median", "ci_low", "ci_high"])
-    analysable = _arms_with(runs, arms, metric, 2)
+    analysable = [a for a in arms if len(FL.scored(classified, a, mplan.population)) >= 2]
     skipped = [a for a in arms if a not in analysable]
     fam = fam_all = None
+    kw = {"metric": metric, "baseline": baseline, "alpha": alpha, "margin": margin, "rng": rng,
+          "arms": analysable, "direction": mplan.direction, "chance": mplan.chance,
+          "failures": mplan.population}
     if baseline in analysable and len(analysable) >= 2:
-        fam, w = _compare(study, metric=metric, baseline=baseline, alpha=alpha, margin=margin,
-                          rng=rng, arms=analysable)
+        fam, w = _compare(study, **kw)
         notes += w
         if len(analysable) >= 3:
-            fam_all, w = _compare(study, metric=metric, baseline=baseline, alpha=alpha,
-                                  margin=margin, rng=rng, arms=analysable, pairs="all")
+            fam_all, w = _compare(study, pairs="all", **kw)
             notes += w
     frame = family_frame(fam, metric) if fam else pd.DataFrame(
         columns=["arm", "baseline", "diff", "ci_low", "ci_high", "p_value", "p_adjusted",
@@ -478,12 +301,20 @@ def build_report(study: StudyData, *, rng=0) -> Report:
     if fam_all:
         rep.families["all"] = fam_all
     integ = integrity_checks(runs, epochs, meta, arms)
+    tolerance = FL.noise_tolerance(mplan, study.n_test(metric))
+    integ["flags"] = outcome_flags(classified, arms, mplan, tolerance) + integ["flags"]
     rep.integrity = integ
+    noise = _testset_table(study, fam, baseline, rng) if metric == "test_acc" else None
+    left_out = omitted_sections(study, mplan, predictions=noise is not None,
+                                lr_recorded="lr" in epochs)
 
     # 1. question and design
     B(Para(f"Study `{name}` ({meta.get('spec_name', 'spec n/a')}, preset "
            f"`{meta.get('preset', 'n/a')}`). Generated by `python -m analysis.report` from "
-           f"`{study.path}`; every number below is computed from the stored runs."))
+           f"`{study.runs_file}`; every number below is computed from the stored runs."))
+    if left_out:
+        B(Para("**Left out of this report** (the study did not record what they need): "
+               + "; ".join(left_out) + "."))
     B(Heading("1. Question and design"))
     if meta.get("description"):
         B(Para(" ".join(str(meta["description"]).split())))
@@ -503,11 +334,16 @@ def build_report(study: StudyData, *, rng=0) -> Report:
         pairing = ("**paired**: seed *i* of every arm shares data order, flips and (where shapes "
                    "match) initial weights, so each comparison uses the per-seed differences on the "
                    "seeds both of its arms completed" if fam.paired else
-                   "**unpaired** (Welch): the arms have fewer than two complete seeds in common")
+                   "**paired** where two arms share at least two seeds; compared **unpaired** "
+                   "(Welch) because they do not: " + _join([f"{c.arm_name}` vs `{c.baseline_name}"
+                                                           for c in fam.comparisons if not c.paired]))
     else:
         pairing = "no comparison could be made (see Results)"
     base_cfg = specs.get(baseline, {}).get("config")
-    B(Para(f"**Metric:** {_label(metric)} (`{metric}`). **Baseline:** `{baseline}`. "
+    B(Para(f"**Metric:** {_label(metric)} (`{metric}`, "
+           f"{'higher' if mplan.direction == 'maximize' else 'lower'} is better; chance "
+           + (f"{mplan.chance:g} from {mplan.chance_source}" if mplan.chance is not None
+              else "unknown") + f"). **Baseline:** `{baseline}`. "
            f"**Significance level:** α = {alpha:g}. **Equivalence margin:** ±{margin:g} points. "
            f"**Arms:** {len(arms)}. **Seeds:** {T.seed_ranges(seeds_all)} "
            + ("(the same complete seeds in every arm)" if equal else
@@ -526,7 +362,7 @@ def build_report(study: StudyData, *, rng=0) -> Report:
     results = T.results_table(summary, frame, baseline=baseline, alpha=alpha)
     test_name = fam.comparisons[0].primary.name if fam and fam.comparisons else "primary test"
     rep.tables["results"] = (results, (
-        f"{_label(metric).capitalize()} per arm: n complete runs, mean and 95% t interval over "
+        f"{_label(metric).capitalize()} per arm: n runs in the mean, mean and 95% t interval over "
         f"seeds; difference from `{baseline}` with its 95% CI ({test_name}, unadjusted), effect "
         f"size, {test_name} p and Holm-adjusted p (* = below α = {alpha:g}), verdict."))
     if summary.empty or n_complete == 0:
@@ -549,7 +385,14 @@ def build_report(study: StudyData, *, rng=0) -> Report:
         B(Bullets(tuple(f"**`{c.arm_name}`: {c.verdict.label}.** {c.verdict.reason}"
                         for c in fam.comparisons)))
     if skipped:
-        B(Para("Not compared (fewer than two complete runs): " + _join(skipped) + "."))
+        B(Para("Not compared (fewer than two runs with a value): " + _join(skipped) + "."))
+    fail_text, fail_table = failures_paragraph(classified, arms, mplan, tolerance)
+    B(Para(fail_text))
+    if fail_table is not None:
+        rep.tables["failures"] = (fail_table, "Outcome of every run per arm: learned, did not "
+                                  "learn (within noise of chance), diverged; failure rate with "
+                                  "its Wilson 95% interval; bimodal = both kinds of run.")
+        B(TableRef("failures"))
     if frame_all is not None:
         rep.tables["pairs"] = (T.pairs_table(frame_all, alpha=alpha),
                                f"All pairs of arms (first minus second), {test_name}, p "
@@ -575,20 +418,24 @@ def build_report(study: StudyData, *, rng=0) -> Report:
                               palette=palette),
         f"{_label(metric).capitalize()} of every complete run (points, one per seed) and each "
         f"arm's mean with its 95% t interval (black).{dist_extra}")
-    rep.figures["learning_curves"] = (
-        F.learning_curves_figure(epochs, runs=runs, arms=arms, palette=palette),
-        "Validation accuracy and training loss per epoch: mean over the complete runs of each "
-        "arm and its 95% t band over seeds.")
+    if not epochs.empty:
+        rep.figures["learning_curves"] = (
+            F.learning_curves_figure(epochs, runs=runs, arms=arms, palette=palette),
+            "Validation accuracy and training loss per epoch: mean over the complete runs of "
+            "each arm and its 95% t band over seeds.")
     lr_caption = ("Learning rate read from the optimizer that stepped, per epoch (one line per "
                   "seed), against the schedule each arm's configuration asks for (dashed). ")
     lr_caption += ("Effective and configured schedules agree for every arm."
                    if not integ["lr_mismatch"] else
                    "They DISAGREE for " + _join(integ["lr_mismatch"]) + " (see Integrity).")
-    rep.figures["lr_schedule"] = (
-        F.lr_schedule_figure(epochs, arms=arms, configs=configs, palette=palette), lr_caption)
+    if "lr" in epochs:
+        rep.figures["lr_schedule"] = (
+            F.lr_schedule_figure(epochs, arms=arms, configs=configs, palette=palette),
+            lr_caption)
     if fam is not None:
         rep.figures["forest"] = (
-            F.forest_figure(frame, margin=margin, baseline=baseline, metric=metric),
+            F.forest_figure(frame, margin=margin, baseline=baseline, metric=metric,
+                            direction=mplan.direction),
             f"Difference of each arm from `{baseline}` with its 95% CI ({test_name}), coloured "
             f"by verdict; grey band: the equivalence margin ±{margin:g}.")
     if frame_all is not None:
@@ -612,7 +459,6 @@ def build_report(study: StudyData, *, rng=0) -> Report:
 
     # 4. methods
     B(Heading("4. Methods"))
-    noise = _testset_table(study, fam, baseline, rng) if metric == "test_acc" else None
     for text in _methods(study, summary, fam, fam_all, metric, baseline, alpha, margin,
                          analysable, notes, noise is not None):
         B(Para(text))
@@ -646,11 +492,12 @@ def build_report(study: StudyData, *, rng=0) -> Report:
                                    "contained (n_bn, conv indices).")
         B(TableRef("batchnorm"))
     if len(integ["excluded"]):
-        rep.tables["excluded_runs"] = (integ["excluded"], "Runs excluded from the statistics "
-                                       "(failed: an exception; diverged: a NaN/inf loss).")
+        rep.tables["excluded_runs"] = (integ["excluded"], "Runs that did not complete "
+                                       "(failed: an exception, excluded from the statistics; "
+                                       "diverged: a NaN/inf loss, a failure of its recipe).")
         n_ex = len(integ["excluded"])
-        B(Para(f"{_count(n_ex, 'run')} did not complete and {'is' if n_ex == 1 else 'are'} "
-               "excluded:"))
+        B(Para(f"{_count(n_ex, 'run')} did not complete (diverged runs count as failures, see "
+               "the Failures paragraph):"))
         B(TableRef("excluded_runs"))
     else:
         B(Para("No failed or diverged runs."))
@@ -720,7 +567,11 @@ def _tuning_section(rep: Report, study: StudyData, B) -> None:
     if (confirm_dir / "runs.csv").exists():
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            tuned = family_frame(compare_arms(load_study(confirm_dir)))
+            try:
+                tuned = family_frame(compare_arms(load_study(confirm_dir)))
+            except (StudyNotFound, ValueError) as e:  # say why, keep the rest of the report
+                B(Para(f"The confirmation study `{confirm_dir.name}` could not be compared: {e}"))
+                return
         for r in tuned.itertuples():
             B(Para(f"**`{r.arm}` vs `{r.baseline}` on fresh seeds** (study `{confirm_dir.name}`, "
                    f"{r.n_arm} paired seeds): Δ = {r.diff:+.2f} points, 95% CI [{r.ci_low:+.2f}, "
@@ -732,12 +583,14 @@ def _methods(study, summary, fam, fam_all, metric, baseline, alpha, margin, anal
              notes, predictions: bool = False) -> list[str]:
     runs = study.runs
     out = []
-    n_bad = int((runs["status"] != "complete").sum()) if len(runs) else 0
-    n_ok = len(runs) - n_bad
-    out.append(f"**Data.** {_label(metric).capitalize()} of the {_count(n_ok, 'complete run')} "
-               f"is analysed; " + (f"{_count(n_bad, 'failed or diverged run')} "
-                                   f"{'is' if n_bad == 1 else 'are'} excluded (listed under "
-                                   "Integrity). " if n_bad else "no run failed or diverged. ")
+    n_bad = int(runs["outcome"].isin(("failed", "other")).sum()) if len(runs) else 0
+    n_fail = int(runs["outcome"].isin(FL.FAILURE_OUTCOMES).sum()) if len(runs) else 0
+    out.append(f"**Data.** {_label(metric).capitalize()} of {_count(len(runs) - n_bad, 'run')} "
+               f"is analysed, {n_fail} of them diverged or did not learn (outcomes of their "
+               "recipe, counted as the Failures paragraph says); "
+               + (f"{_count(n_bad, 'run')} that failed with an error or has another status "
+                  f"{'is' if n_bad == 1 else 'are'} excluded (listed under Integrity). " if n_bad
+                  else "no run failed with an error. ")
                +
                "Per-arm intervals are t intervals over seeds (the bootstrap is reported by "
                "`arm_frame` as a cross-check only: it is too narrow at a handful of seeds).")
@@ -984,7 +837,7 @@ def _save_note(study: StudyData, body: str) -> str:
 
 
 def write_report(results_dir: str | Path, out: str | Path | None = None, *, note: bool = True,
-                 dpi: int = 150, rng=0, log=print) -> list[Path]:
+                 dpi: int = 150, rng=0, log=print, plan: Mapping | None = None) -> list[Path]:
     """Build the report of `results_dir` and write it to `out` (default ``paper/<study>/``).
 
     Returns the paths written. With `note`, also saves the results table as a note on the
@@ -992,7 +845,7 @@ def write_report(results_dir: str | Path, out: str | Path | None = None, *, note
     Raises `StudyNotFound` when `results_dir` holds no runs.csv.
     """
     study = load_study(results_dir)
-    rep = build_report(study, rng=rng)
+    rep = build_report(study, rng=rng, plan=plan)
     out = Path(out) if out is not None else Path("paper") / rep.study
     try:
         (out / "figures").mkdir(parents=True, exist_ok=True)
@@ -1029,19 +882,32 @@ def main(argv: list[str] | None = None) -> int:
                                 description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter,
                                 epilog="Exit status: 0 written, 2 bad input.")
-    p.add_argument("results", help="the study's results directory (results/<study>/)")
+    p.add_argument("results", help="the study's results directory (results/<study>/), its runs.csv, "
+                   "or any CSV with columns arm, seed, <metric> (status optional)")
+    p.add_argument("--metric", help="column to analyse (default: the study's plan, test_acc)")
+    p.add_argument("--baseline", help="reference arm (default: the study's plan)")
+    p.add_argument("--alpha", type=float, help="significance level (default: the plan's, 0.05)")
+    p.add_argument("--margin", type=float, help="equivalence margin in the metric's units")
+    p.add_argument("--direction", choices=["maximize", "minimize"], help="is higher better?")
+    p.add_argument("--chance", type=float, help="the metric's value at chance, in its units")
+    p.add_argument("--failures", choices=["all", "learned"],
+                   help="mean over all runs (default) or only runs that learned")
     p.add_argument("--out", help="output directory (default: paper/<study>/)")
     p.add_argument("--no-note", action="store_true",
                    help="do not save the results table as a note on the Optuna study")
     p.add_argument("--dpi", type=int, default=150, help="resolution of the PNG figures")
     args = p.parse_args(argv)
     try:
-        paths = write_report(args.results, args.out, note=not args.no_note, dpi=args.dpi)
+        plan = {k: getattr(args, k) for k in ("metric", "baseline", "alpha", "margin",
+                                              "direction", "chance")}
+        plan["population"] = args.failures
+        paths = write_report(args.results, args.out, note=not args.no_note, dpi=args.dpi,
+                             plan={k: v for k, v in plan.items() if v is not None})
     except StudyNotFound as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     except (OSError, ValueError) as e:  # unreadable files, malformed study.json or CSVs
-        print(f"error: {args.results}: {type(e).__name__}: {e}", file=sys.stderr)
+        print(f"error: {args.results}: " + " ".join(str(e).split()), file=sys.stderr)
         return 2
     for path in paths:
         print(path)

@@ -8,6 +8,7 @@ rule per kind of number so the Markdown, LaTeX and HTML versions always agree.
 from __future__ import annotations
 
 import html
+import json
 import math
 import re
 from collections.abc import Iterable, Mapping, Sequence
@@ -129,7 +130,8 @@ def design_table(runs: pd.DataFrame, meta: Mapping, arms: Sequence[str]) -> pd.D
             "failed": int((sel["status"] == "failed").sum()),
             "diverged": int((sel["status"] == "diverged").sum()),
         })
-    return pd.DataFrame(rows)
+    return pd.DataFrame(rows, columns=["arm", "change from baseline", "description",
+                                       "seeds (complete)", "complete", "failed", "diverged"])
 
 
 def results_table(arms: pd.DataFrame, comparisons: pd.DataFrame, *, baseline: str | None,
@@ -192,16 +194,20 @@ def pairs_table(comparisons: pd.DataFrame, *, alpha: float) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["pair", "Δ", "95% CI", "p", "p (Holm)", "verdict"])
 
 
-def _expected_bn(bn) -> tuple[int, ...] | None:
-    try:
-        from study.config import BN_NAMED
-    except ImportError:  # analysis used without the study package
-        return None
-    if isinstance(bn, str):
-        return BN_NAMED.get(bn)
+def _expected_bn(bn, recorded_alike: set[tuple[int, ...]]) -> tuple[int, ...] | None:
+    """The BatchNorm layers a configured `bn` implies, from recorded data only (`analysis`
+    does not know the model): an explicit list of layers is itself; "none" is no layer; any
+    other name must give the same layers in every run of every arm configured with it
+    (`recorded_alike`), so that is what is expected when they agree (None when they do not:
+    then no arm can be checked against it, and the table says so)."""
     if isinstance(bn, list | tuple):
-        return tuple(int(i) for i in bn)
-    return None
+        try:
+            return tuple(int(i) for i in bn)
+        except (TypeError, ValueError):
+            return None
+    if bn in ("none", None, False, 0):
+        return ()
+    return next(iter(recorded_alike)) if len(recorded_alike) == 1 else None
 
 
 def _layers(text) -> tuple[int, ...]:
@@ -214,24 +220,30 @@ def bn_table(runs: pd.DataFrame, meta: Mapping, arms: Sequence[str]) -> pd.DataF
     """Per arm: the configured `bn`, the BatchNorm layers that implies, and what the runs'
     models really contained (`n_bn`, `bn_layers`); ``matches`` says whether they agree."""
     specs = meta.get("arms", {})
+    configured = {a: json.dumps((specs.get(a, {}).get("config") or {}).get("bn"), sort_keys=True)
+                  for a in arms}
     rows = []
     for arm in arms:
         sel = runs[(runs["arm"] == arm) & runs["n_bn"].notna()] if "n_bn" in runs else runs[:0]
         counts = sorted({int(v) for v in sel["n_bn"]}) if len(sel) else []
-        layers = sorted({_layers(v) for v in sel["bn_layers"]}) if len(sel) else []
+        layers = sorted({_layers(v) for v in sel.get("bn_layers", [])}) if len(sel) else []
         cfg = specs.get(arm, {}).get("config", {})
-        expected = _expected_bn(cfg.get("bn")) if cfg else None
+        alike = runs[runs["arm"].isin([a for a in arms if configured[a] == configured[arm]])]
+        recorded = ({_layers(v) for v in alike["bn_layers"]} if "bn_layers" in alike
+                    else set())
+        expected = _expected_bn(cfg.get("bn"), recorded) if cfg else None
         if not counts:
             ok = "no runs"
         elif expected is None:
-            ok = "unknown"
+            ok = "unknown" if len(recorded) <= 1 else "NO"
         else:
             ok = "yes" if layers == [tuple(expected)] and counts == [len(expected)] else "NO"
         rows.append({
             "arm": arm,
             "configured bn": _value(cfg.get("bn")) if cfg else "n/a",
             "expected layers": ("none" if expected == () else " ".join(map(str, expected)))
-            if expected is not None else "n/a",
+            if expected is not None else "n/a" if len(recorded) <= 1 else
+            "the same in every arm configured alike",
             "n_bn (runs)": ", ".join(map(str, counts)) if counts else "n/a",
             "BN after convs (runs)": "; ".join(" ".join(map(str, t)) or "none" for t in layers)
             if layers else "n/a",

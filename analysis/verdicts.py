@@ -27,14 +27,23 @@ def decide(c: Comparison) -> Verdict:
     """The verdict rule.
 
     1. Primary test significant after Holm (``c.p_adjusted < alpha``):
-       BETTER or WORSE by the sign of ``diff``. If equivalence is *also*
+       BETTER or WORSE by the sign of ``diff`` and the metric's direction (for a
+       "minimize" metric a lower value is better). If equivalence is *also*
        established the effect is real but smaller than the margin; the verdict
        stays BETTER/WORSE (a real difference is never reported as
        "equivalent") and the reason says it is practically negligible.
     2. Else TOST equivalence established after Holm
        (``c.equivalence.p_adjusted < alpha``): EQUIVALENT.
-    3. Else INCONCLUSIVE, with the seeds per arm needed to detect a
-       difference of ``margin``.
+    3. Else INCONCLUSIVE, with the condition that failed (the difference test, and
+       for equivalence the CI itself or only the Holm adjustment) and the seeds per
+       arm needed to detect a difference of ``margin``.
+
+    Failures (`c.outcomes`, from `analysis.failures`): a BETTER verdict on the mean is
+    kept only when the arm does not fail more often than the baseline in runs the mean
+    could not score; otherwise it is INCONCLUSIVE ("better when it learns"), because a
+    recipe that diverges is worse for it. A significant difference in failure rates is
+    stated in every reason. A significant verdict that the exact robustness tests cannot
+    reach or do not confirm says so (the t-test's normality assumption carries it alone).
     """
     eq = c.equivalence
     if c.family_size == 1:
@@ -46,23 +55,32 @@ def decide(c: Comparison) -> Verdict:
         q_text = f"TOST p = {eq.pvalue:.3g}, Holm-adjusted p = {eq.p_adjusted:.3g}"
     diff_text = (f"diff = {c.diff:+.3g} ({c.confidence:.0%} CI [{c.ci_low:.3g}, "
                  f"{c.ci_high:.3g}])")
+    if c.direction == "minimize":
+        diff_text += ", lower is better"
     eq_ci = f"the {eq.ci_confidence:.0%} CI [{eq.ci_low:.3g}, {eq.ci_high:.3g}]"
     significant = c.p_adjusted < c.alpha
     equivalent = eq.p_adjusted < c.alpha
+    tail = _qualifiers(c, significant)
 
     if significant:
-        label = VerdictLabel.BETTER if c.diff > 0 else VerdictLabel.WORSE
+        label = VerdictLabel.BETTER if c.diff * c.better_sign > 0 else VerdictLabel.WORSE
         reason = (f"{c.arm_name} is {label} than {c.baseline_name}: {diff_text}; "
                   f"{p_text} < alpha = {c.alpha:g}.")
         if equivalent:
             reason += (f" The difference is real but {eq_ci} lies inside ±{c.margin:g} "
                        f"({q_text}), so it is practically negligible at this margin.")
-        return Verdict(label=label, reason=reason)
+        hidden = getattr(c.outcomes, "unscored_excess", None)
+        if label is VerdictLabel.BETTER and hidden:
+            return Verdict(label=VerdictLabel.INCONCLUSIVE,
+                           reason=f"better only among the runs that produced a score: {reason} "
+                                  f"But {hidden}" + tail)
+        return Verdict(label=label, reason=reason + tail)
     if equivalent:
         return Verdict(
             label=VerdictLabel.EQUIVALENT,
             reason=(f"{c.arm_name} is equivalent to {c.baseline_name} within ±{c.margin:g}: "
-                    f"{eq_ci} lies inside the margin ({q_text}); {diff_text}, {p_text}."),
+                    f"{eq_ci} lies inside the margin ({q_text}); {diff_text}, {p_text}."
+                    + tail),
         )
     if c.seeds_needed is None:
         plan = "Seeds needed cannot be estimated because the seed-to-seed sd is zero."
@@ -71,8 +89,63 @@ def decide(c: Comparison) -> Verdict:
         plan = (f"About {c.seeds_needed} seeds per arm are needed to detect a true difference "
                 f"of {c.margin:g} with {c.power:.0%} power{level} (sd {c.sd:.3g} estimated "
                 f"from these {'pairs' if c.paired else 'seeds'}).")
+    if eq.pvalue < c.alpha:  # inside the margin on its own; only the Holm adjustment failed
+        eq_text = (f"{eq_ci} lies inside ±{c.margin:g} (TOST p = {eq.pvalue:.3g}) but not "
+                   f"after Holm over {c.family_size} comparisons (adjusted p = "
+                   f"{eq.p_adjusted:.3g} >= {c.alpha:g})")
+    else:
+        eq_text = f"{eq_ci} is not inside ±{c.margin:g} ({q_text})"
     return Verdict(
         label=VerdictLabel.INCONCLUSIVE,
         reason=(f"neither a difference nor equivalence is established: {p_text} >= alpha = "
-                f"{c.alpha:g}, and {eq_ci} is not inside ±{c.margin:g}. {plan}"),
+                f"{c.alpha:g}, and {eq_text}. {plan}" + tail),
     )
+
+
+def _qualifiers(c: Comparison, significant: bool) -> str:
+    """Sentences every reason carries: pairing fallback, failure rates, robustness."""
+    out = []
+    if c.unpaired_fallback:
+        out.append(f"Compared unpaired (Welch): {c.arm_name} and {c.baseline_name} share "
+                   "fewer than two seeds.")
+    outcomes = c.outcomes
+    if outcomes is not None and getattr(outcomes, "sentence", ""):
+        out.append(outcomes.sentence)
+    if c.primary.method.startswith("degenerate"):
+        out.append(f"Zero variance: {c.primary.reason}.")
+    if significant:
+        floor, level = c.min_attainable_p, c.floor_level or c.alpha
+        if c.robustness and floor >= level:
+            out.append(f"Not checkable without normality: with these seeds an exact test cannot "
+                       f"go below p = {floor:.3g}, not below the level {level:.3g} this "
+                       "comparison is judged at, so the verdict rests on the t-test's "
+                       "normality assumption.")
+        else:
+            bad = [t.name for t, p in zip(c.robustness, c.robust_p_adjusted, strict=False)
+                   if p >= c.alpha]
+            if bad:
+                out.append(f"Not confirmed by the {' or the '.join(bad)} at the same level: the "
+                           "seed values may not be normal (an outlier seed or a bimodal arm).")
+    else:
+        floor, level = c.min_attainable_p, c.floor_level or c.alpha
+        if "permutation" in c.primary.name and floor >= level:
+            out.append(f"The exact test decides here (a bimodal arm), and with these seeds it "
+                       f"cannot go below p = {floor:.3g}, not below the level {level:.3g}: at "
+                       f"least {_seeds_for_floor(c, level)} seeds per arm are needed before it "
+                       "can find any difference.")
+        hits = [t.name for t, p in zip(c.robustness, c.robust_p_adjusted, strict=False)
+                if p < c.alpha]
+        if hits:
+            out.append(f"The {' and the '.join(hits)} would call this difference significant: "
+                       "the seed values may not be normal (skew or an outlier seed).")
+    return "".join(" " + s for s in out)
+
+
+def _seeds_for_floor(c: Comparison, level: float) -> int:
+    """Fewest seeds per arm at which an exact test's smallest p falls below `level`."""
+    from .comparison import min_attainable_p
+
+    n = 2
+    while min_attainable_p(n, n, paired=c.paired) >= level:
+        n += 1
+    return n

@@ -13,7 +13,11 @@ from analysis import compare_arms, family_frame, load_runs, load_study
 JSON_KEYS = ["arm", "baseline", "metric", "n_arm", "n_baseline", "paired", "mean_arm", "mean_baseline", "diff",
              "ci_low", "ci_high", "test", "statistic", "p_value", "p_adjusted", "effect_size", "effect_size_name",
              "prob_improvement", "verdict", "verdict_reason", "margin", "equivalence_p", "seeds_needed",
-             "seeds_needed_observed", "min_attainable_p", "notes"]
+             "seeds_needed_observed", "min_attainable_p", "notes",
+             # issue 12: direction, pairing fallback and failure rates of each comparison
+             "direction", "unpaired_fallback", "population", "failures_arm", "runs_arm",
+             "failures_baseline", "runs_baseline", "failure_p", "failure_p_adjusted",
+             "diff_other_population"]
 
 
 @pytest.fixture
@@ -97,7 +101,7 @@ def test_failed_and_diverged_runs_are_never_dropped_silently(planted):
     messages = sorted(str(w.message) for w in caught)
     assert len(messages) == 2
     assert messages[0].startswith("better vs baseline: paired on seeds [0, 1, 2, 3, 4, 5, 6, 8, 9]; seeds [7]")
-    assert messages[0].endswith("no complete run for them: {'better': [7]}")
+    assert messages[0].endswith("no value for them: {'better': [7]}")
     assert messages[1].startswith("same vs baseline: paired on seeds [0, 1, 2, 4, 5, 6, 7, 8, 9]; seeds [3]")
     assert frame["paired"].all() and (frame["n_arm"] == 9).all() and (frame["n_baseline"] == 9).all()
     assert len(load_runs(planted / "runs.csv")) == 31  # the failed/diverged rows are still there

@@ -230,13 +230,24 @@ def test_zero_variance_equal_means_warns_and_gives_p_one():
     assert_no_nan(c)
 
 
-def test_zero_variance_of_paired_differences_gives_limit():
+def test_zero_variance_of_paired_differences_is_a_stated_exact_result_never_p_zero():
+    """Issue 12: a constant per-seed shift used to give p = 0 and "better" even at n = 2.
+    The t statistic is undefined there; the exact sign-flip test gives its floor 2/2^n."""
     base = np.array([74.0, 75.0, 73.5, 74.2])
     with pytest.warns(DegenerateDataWarning, match="zero variance"):
         c = compare(base + 1.0, base, paired=True, rng=0)
-    assert c.primary.pvalue == 0.0 and c.primary.statistic == math.inf
+    assert c.primary.pvalue == pytest.approx(2 / 2**4) and math.isfinite(c.primary.statistic)
     assert c.ci_low == c.ci_high == pytest.approx(1.0)
-    assert c.verdict.label is VerdictLabel.BETTER
+    assert c.verdict.label is VerdictLabel.INCONCLUSIVE
+    assert "Zero variance" in c.verdict.reason and "never 0" in c.verdict.reason
+    with pytest.warns(DegenerateDataWarning, match="zero variance"):
+        two = compare([75.0, 76.0], [74.0, 75.0], paired=True, rng=0)
+    assert two.primary.pvalue == 0.5 and two.verdict.label is VerdictLabel.INCONCLUSIVE
+    # with 8 seeds the same constant shift is as significant as 8 seeds can be: 2/256
+    with pytest.warns(DegenerateDataWarning, match="zero variance"):
+        eight = compare(np.r_[base, base] + 1.0, np.r_[base, base], paired=True, rng=0)
+    assert eight.primary.pvalue == pytest.approx(2 / 256)
+    assert eight.verdict.label is VerdictLabel.BETTER
     assert_no_nan(c)
 
 

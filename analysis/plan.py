@@ -1,0 +1,187 @@
+"""What is analysed and how to read it: the metric's direction, scale and chance level, and
+the runs table checked before any statistic sees it.
+
+One place owns these rules so the CLI, `compare_arms` and the report agree:
+
+* **Direction.** study.json's ``analysis.direction`` ("maximize" default, or "minimize"),
+  overridden by ``--direction``. When nothing is declared and the metric's name contains
+  "loss" or "err", lower is taken to be better and a note says so: calling a higher loss
+  "better" is the silent wrong answer this avoids.
+* **Scale.** Metrics named ``*_acc`` are percentages in this project. A percentage outside
+  [0, 100] is rejected. Any metric whose values all lie in [0, 1] while the equivalence
+  margin is >= 0.5 is rejected: a margin of half the metric's whole range makes almost any
+  two arms "equivalent" (accuracies given as fractions with the default 0.5-point margin).
+  Both are errors, not warnings, because the verdict they lead to would be wrong, and the
+  fix (rescale, or pass ``--margin`` in the metric's units) is one flag away.
+* **Chance.** ``analysis.chance`` (metric units) if given; else, for ``*_acc`` metrics, 100
+  divided by the number of classes in the study's test_labels.npy; else unknown.
+* **The runs table.** Needs ``arm``, ``seed`` and the metric; ``status`` is optional (absent:
+  every run complete). Duplicate (arm, seed) rows and non-numeric metric values are errors
+  that name the rows.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from .contract import ANALYSIS_DEFAULTS, DIRECTIONS, FAILURE_POPULATIONS
+
+POPULATIONS = FAILURE_POPULATIONS
+DEFAULT_PLAN = dict(ANALYSIS_DEFAULTS)
+
+
+@dataclass(frozen=True)
+class MetricPlan:
+    """The analysis plan after defaults, overrides and inference (see the module docstring)."""
+
+    metric: str
+    baseline: str
+    alpha: float
+    margin: float
+    direction: str  # "maximize" or "minimize"
+    chance: float | None  # the metric's value for a model that learned nothing; None: unknown
+    chance_source: str  # where `chance` came from, for the report
+    population: str  # "all" runs (failures scored) or only runs that "learned"
+    notes: tuple[str, ...] = ()
+
+    @property
+    def percent(self) -> bool:
+        return self.metric.endswith("_acc")
+
+    def better(self, diff: float) -> bool:
+        return diff > 0 if self.direction == "maximize" else diff < 0
+
+
+def _number(value, name: str, *, low: float | None = None, high: float | None = None) -> float:
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"`{name}` must be a number, got {value!r}") from None
+    if not math.isfinite(v) or (low is not None and v <= low) or (high is not None and v >= high):
+        bounds = f" in ({low:g}, {high:g})" if high is not None else f" > {low:g}" if low is not None else ""
+        raise ValueError(f"`{name}` must be a finite number{bounds}, got {value!r}")
+    return v
+
+
+def resolve_plan(meta: dict | None, *, path: Path | None = None, metric=None, baseline=None,
+                 alpha=None, margin=None, direction=None, chance=None,
+                 population=None) -> MetricPlan:
+    """The plan: study.json's ``analysis`` section (read with defaults, so studies written
+    before ``direction``/``chance`` existed still work) with the given overrides on top."""
+    declared = dict((meta or {}).get("analysis") or {})
+    plan = {**DEFAULT_PLAN, **{k: v for k, v in declared.items() if v is not None}}
+    metric = str(metric or plan["metric"])
+    baseline = str(baseline or plan["baseline"])
+    alpha = _number(plan["alpha"] if alpha is None else alpha, "alpha", low=0, high=0.5)
+    margin = _number(plan["margin"] if margin is None else margin, "margin", low=0)
+    notes = []
+    direction = direction or declared.get("direction")
+    if direction is None:
+        lowered = metric.lower()
+        direction = "minimize" if ("loss" in lowered or "err" in lowered) else "maximize"
+        if direction == "minimize":
+            notes.append(f"no direction declared for `{metric}`; its name says loss/error, so "
+                         "lower is taken as better (declare `direction` in the plan or pass "
+                         "--direction to change this)")
+    if direction not in DIRECTIONS:
+        raise ValueError(f"`direction` must be 'maximize' or 'minimize', got {direction!r}")
+    population = population or declared.get("failures") or "all"
+    if population not in POPULATIONS:
+        raise ValueError(f"`failures` must be 'all' or 'learned', got {population!r}")
+    source = "unknown"
+    if chance is not None:
+        chance, source = _number(chance, "chance"), "given on the command line"
+    elif declared.get("chance") is not None:
+        chance, source = _number(declared["chance"], "chance"), "the analysis plan (study.json)"
+    elif metric.endswith("_acc") and path is not None:
+        classes = _n_classes(path)
+        if classes:
+            chance = 100.0 / classes
+            source = f"100 / {classes} classes in test_labels.npy"
+    return MetricPlan(metric=metric, baseline=baseline, alpha=alpha, margin=margin,
+                      direction=direction, chance=chance, chance_source=source,
+                      population=population, notes=tuple(notes))
+
+
+def _n_classes(path: Path) -> int | None:
+    labels = path / "test_labels.npy"
+    if not labels.exists():
+        return None
+    try:
+        y = np.load(labels, allow_pickle=False)
+    except (OSError, ValueError):
+        return None
+    return int(len(np.unique(y))) if y.size else None
+
+
+def check_runs(runs: pd.DataFrame, metric: str, source: str = "the runs table") -> pd.DataFrame:
+    """The runs table, checked and normalised: ``arm`` as text, ``seed`` as int, ``status``
+    (filled with "complete" when absent), the metric as float. Raises ValueError with one
+    line naming the column or the rows at fault."""
+    for col in ("arm", "seed"):
+        if col not in runs.columns:
+            raise ValueError(f"{source} has no `{col}` column (columns: "
+                             f"{', '.join(map(str, runs.columns)) or 'none'})")
+    if metric not in runs.columns:
+        raise ValueError(f"`metric` {metric!r} is not a column of {source} (columns: "
+                         f"{', '.join(map(str, runs.columns))})")
+    out = runs.copy()
+    if out["arm"].isna().any():
+        raise ValueError(f"{source}: `arm` is empty in row(s) {_rows(out['arm'].isna())}")
+    out["arm"] = out["arm"].astype(str)
+    seed = pd.to_numeric(out["seed"], errors="coerce")
+    bad = seed.isna() | (seed.fillna(0) % 1 != 0)
+    if bad.any():
+        raise ValueError(f"{source}: `seed` must be an integer; not in row(s) {_rows(bad)}")
+    out["seed"] = seed.astype(int)
+    out["status"] = (out["status"].fillna("complete").astype(str).str.strip().str.lower()
+                     if "status" in out.columns else "complete")
+    value = pd.to_numeric(out[metric], errors="coerce")
+    text = value.isna() & out[metric].notna()
+    if text.any():
+        raise ValueError(f"{source}: `{metric}` is not a number in row(s) {_rows(text)} "
+                         f"(e.g. {out.loc[text, metric].iloc[0]!r})")
+    out[metric] = value.astype(float)
+    dup = out.duplicated(["arm", "seed"], keep=False)
+    if dup.any():
+        pairs = sorted({(a, int(s)) for a, s in out.loc[dup, ["arm", "seed"]].itertuples(index=False)})
+        raise ValueError(f"{source}: {len(pairs)} (arm, seed) pair(s) appear more than once, "
+                         f"in row(s) {_rows(dup)}: " + ", ".join(f"{a} seed {s}" for a, s in pairs[:5])
+                         + ("…" if len(pairs) > 5 else "") + "; keep one row per run")
+    return out
+
+
+def _rows(mask: pd.Series) -> str:
+    """Row numbers as a spreadsheet shows them (header = row 1), at most six."""
+    rows = [int(i) + 2 for i in np.flatnonzero(mask.to_numpy())]
+    return ", ".join(map(str, rows[:6])) + ("…" if len(rows) > 6 else "")
+
+
+def check_scale(values: pd.Series, plan: MetricPlan) -> MetricPlan:
+    """Reject values that cannot be in the metric's declared scale (module docstring); the
+    plan back, with a chance level derived from the classes rescaled when an ``*_acc``
+    metric is given as fractions with a margin in the same units."""
+    v = values[np.isfinite(values.to_numpy(dtype=float))]
+    if v.empty:
+        return plan
+    lo, hi = float(v.min()), float(v.max())
+    if plan.percent and (lo < 0 or hi > 100):
+        raise ValueError(f"`{plan.metric}` is a percentage in seedwise (*_acc), but its values "
+                         f"range from {lo:g} to {hi:g}, outside [0, 100]; rescale it")
+    if lo >= 0 and hi <= 1 and plan.margin >= 0.5:
+        raise ValueError(f"every value of `{plan.metric}` lies in [0, 1] but the equivalence "
+                         f"margin is {plan.margin:g}, half the whole range: almost any two arms "
+                         "would be 'equivalent'. Give the margin in the metric's units "
+                         "(--margin, e.g. 0.005) or give accuracies in percent")
+    if plan.percent and hi <= 1 and plan.chance is not None and "classes" in plan.chance_source:
+        return replace(plan, chance=plan.chance / 100,
+                       chance_source=plan.chance_source.replace("100 /", "1 /")
+                       + " (the values are fractions)",
+                       notes=(*plan.notes, f"`{plan.metric}` is given as fractions in [0, 1], "
+                              "not percent; the margin is read in the same units"))
+    return plan
