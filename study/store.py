@@ -18,7 +18,7 @@ import time
 import uuid
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import optuna
@@ -28,7 +28,11 @@ from optuna.distributions import CategoricalDistribution, IntDistribution
 from optuna.trial import TrialState
 
 from analysis.contract import PREDICTIONS_FILE, redact, trial_predictions  # noqa: F401 (re-exported)
-from study.train import RunResult
+from study.experiment import USER_RUN_COLUMNS
+
+if TYPE_CHECKING:
+    from study.experiment import Outcome
+    from study.train import RunResult
 
 optuna.logging.set_verbosity(logging.WARNING)
 RUN_COLUMNS = ["arm", "seed", "status", "test_acc", "val_acc", "train_acc", "train_loss", "epochs_run",
@@ -43,14 +47,14 @@ class StoreError(RuntimeError):
 
 class RunStore:
     def __init__(self, results_dir: Path, study_name: str, identity: str, arm_names: tuple[str, ...],
-                 description: dict[str, Any], storage: str | None = None):
+                 description: dict[str, Any], storage: str | None = None, direction: str = "maximize"):
         self.results_dir = Path(results_dir)
         try:  # before the storage is opened: an unwritable results directory changes nothing
             (self.results_dir / "artifacts").mkdir(parents=True, exist_ok=True)
         except OSError as e:
             raise StoreError(f"cannot create the results directory {self.results_dir}: {e.strerror}") from None
         self.url = storage or f"sqlite:///{self.results_dir / 'study.db'}"
-        self.study_name, self.identity = study_name, identity
+        self.study_name, self.identity, self.direction = study_name, identity, direction
         self.distributions = {"arm": CategoricalDistribution(arm_names), "seed": IntDistribution(0, 2**31 - 1)}
         for attempt in range(5):
             try:
@@ -78,7 +82,7 @@ class RunStore:
         the study had before (None if this call created it)."""
         self.storage = optuna.storages.RDBStorage(self.url)
         self.study = optuna.create_study(storage=self.storage, study_name=study_name,
-                                         direction="maximize", load_if_exists=True)
+                                         direction=self.direction, load_if_exists=True)
         stored = self.study.user_attrs.get("identity")
         if stored is None:
             self.study.set_user_attr("identity", identity)
@@ -111,21 +115,34 @@ class RunStore:
         # One INSERT of a finished trial: a crash can lose the run being recorded, never half of it.
         self.study.add_trial(trial)
 
+    def _write_predictions(self, predictions: np.ndarray | None) -> tuple[dict[str, Any], str | None]:
+        """Store a run's predictions as an Optuna artifact: (its system attrs, artifact id)."""
+        if predictions is None:
+            return {}, None
+        buf = io.BytesIO()
+        np.save(buf, predictions, allow_pickle=False)
+        buf.seek(0)
+        meta = ArtifactMeta(artifact_id=str(uuid.uuid4()), filename=PREDICTIONS_FILE,
+                            mimetype="application/octet-stream", encoding=None)
+        try:
+            self.artifacts.write(meta.artifact_id, buf)
+        except OSError:  # disk full, quota, I/O error: leave no partial artifact behind
+            self._remove_artifact(meta.artifact_id)
+            raise
+        # The key format optuna.artifacts.upload_artifact uses, so the dashboard lists it.
+        return {"artifacts:" + meta.artifact_id: json.dumps(asdict(meta))}, meta.artifact_id
+
+    def _add_with_artifact(self, state, value, arm, seed, attrs, intermediate, predictions) -> None:
+        system_attrs, artifact_id = self._write_predictions(predictions)
+        try:
+            self._add(state, value, arm, seed, attrs, intermediate, system_attrs)
+        except BaseException:  # the trial was not stored: its predictions file would be an orphan
+            if artifact_id:
+                self._remove_artifact(artifact_id)
+            raise
+
     def record(self, arm: str, seed: int, result: RunResult, attrs: dict[str, Any]) -> None:
-        system_attrs = {}
-        if result.test_predictions is not None:
-            buf = io.BytesIO()
-            np.save(buf, result.test_predictions, allow_pickle=False)
-            buf.seek(0)
-            meta = ArtifactMeta(artifact_id=str(uuid.uuid4()), filename=PREDICTIONS_FILE,
-                                mimetype="application/octet-stream", encoding=None)
-            try:
-                self.artifacts.write(meta.artifact_id, buf)
-            except OSError:  # disk full, quota, I/O error: leave no partial artifact behind
-                self._remove_artifact(meta.artifact_id)
-                raise
-            # The key format optuna.artifacts.upload_artifact uses, so the dashboard lists it.
-            system_attrs["artifacts:" + meta.artifact_id] = json.dumps(asdict(meta))
+        """Store one run of the built-in experiment."""
         run = {
             "status": result.status, "test_acc": result.test_acc, "val_acc": result.val_acc,
             "diverged_epoch": result.diverged_epoch,
@@ -138,13 +155,22 @@ class RunStore:
         }
         intermediate = {e.epoch: e.val_acc for e in result.epochs if e.val_acc is not None}
         complete = result.status == "complete"
-        try:
-            self._add(TrialState.COMPLETE if complete else TrialState.FAIL, result.test_acc if complete else None,
-                      arm, seed, {**run, **attrs}, intermediate, system_attrs)
-        except BaseException:  # the trial was not stored: its predictions file would be an orphan
-            if system_attrs:
-                self._remove_artifact(meta.artifact_id)
-            raise
+        self._add_with_artifact(TrialState.COMPLETE if complete else TrialState.FAIL,
+                                result.test_acc if complete else None, arm, seed, {**run, **attrs},
+                                intermediate, result.test_predictions)
+
+    def record_outcome(self, arm: str, seed: int, outcome: Outcome, attrs: dict[str, Any], metric: str) -> None:
+        """Store one run of a user experiment: the trial's value is the analysis metric, its
+        intermediate values that metric's per-epoch rows (when the experiment reports it)."""
+        run = {"status": outcome.status, "metrics": outcome.metrics, "epochs": outcome.epochs,
+               "diverged_epoch": outcome.diverged_epoch, "device": outcome.device, "threads": outcome.threads,
+               "wall_time_s": round(outcome.wall_time_s, 3), "log": outcome.log}
+        intermediate = {e["epoch"]: e[metric] for e in outcome.epochs
+                        if metric in e and math.isfinite(e[metric])}
+        complete = outcome.status == "complete"
+        self._add_with_artifact(TrialState.COMPLETE if complete else TrialState.FAIL,
+                                outcome.metrics[metric] if complete else None, arm, seed, {**run, **attrs},
+                                intermediate, outcome.predictions)
 
     def _remove_artifact(self, artifact_id: str) -> None:
         path = self.results_dir / "artifacts" / artifact_id  # where FileSystemArtifactStore puts it
@@ -160,8 +186,11 @@ class RunStore:
 
     def tables(self) -> tuple[pd.DataFrame, pd.DataFrame]:
         """Tidy tables: one row per run, one row per run-epoch. Failed runs are kept."""
+        trials = sorted(self.trials(), key=lambda t: t.number)
+        if any("metrics" in t.user_attrs or t.user_attrs.get("experiment") for t in trials):
+            return user_tables(trials)
         runs, epochs = [], []
-        for t in sorted(self.trials(), key=lambda t: t.number):
+        for t in trials:
             a = t.user_attrs
             ep = a.get("epochs", [])
             last = ep[-1] if ep else {}
@@ -198,3 +227,23 @@ class RunStore:
             finally:
                 tmp.unlink(missing_ok=True)
         return runs_df, epochs_df
+
+
+def user_tables(trials: list[optuna.trial.FrozenTrial]) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """runs.csv / epochs.csv of a user experiment: its own metrics as columns, in the order the
+    runs first returned them, between the run's identity and its provenance."""
+    runs, epochs, metric_names, epoch_names = [], [], {}, {}
+    for t in trials:
+        a = t.user_attrs
+        metrics = a.get("metrics") or {}
+        metric_names.update(dict.fromkeys(metrics))
+        ep = a.get("epochs") or []
+        runs.append({"arm": a["arm"], "seed": a["seed"], "status": a.get("status", "failed"), **metrics,
+                     "epochs_run": len(ep), "trial_number": t.number,
+                     **{k: a.get(k) for k in USER_RUN_COLUMNS if k not in ("epochs_run", "trial_number")}})
+        for row in ep:
+            epoch_names.update(dict.fromkeys(k for k in row if k != "epoch"))
+            epochs.append({"arm": a["arm"], "seed": a["seed"], **row})
+    runs_df = pd.DataFrame(runs, columns=["arm", "seed", "status", *metric_names, *USER_RUN_COLUMNS])
+    epochs_df = pd.DataFrame(epochs, columns=["arm", "seed", "epoch", *epoch_names])
+    return runs_df, epochs_df

@@ -8,8 +8,9 @@ import torch
 
 from study.config import apply_overrides
 from study.group import train_group
-from study.run import execute, groups_of, train_seeds
+from study.run import groups_of
 from study.train import train_one
+from study.worker import execute, train_seeds
 
 
 @pytest.fixture
@@ -118,15 +119,15 @@ def test_a_group_out_of_gpu_memory_is_split_until_it_fits(cifar, fp32, monkeypat
 
 def test_out_of_memory_for_one_seed_is_that_runs_recorded_failure(cifar, fp32, monkeypatch, tmp_path):
     import study.group
-    import study.run
     import study.train
+    import study.worker
 
     def no_memory(*args, **kwargs):
         raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
 
     monkeypatch.setattr(study.group, "train_group", no_memory)
     monkeypatch.setattr(study.train, "train_one", no_memory)
-    monkeypatch.setitem(study.run._DATA, "cache", cifar)
+    monkeypatch.setitem(study.worker._DATA, "cache", cifar)
     arm, outcomes, _ = execute("baseline", [0, 1], dataclasses.replace(fp32, epochs=1), "cache", "cpu", 1, 0,
                                False)
     assert arm == "baseline" and [s for s, _ in outcomes] == [0, 1]
