@@ -120,24 +120,29 @@ def resolve_preset(spec: StudySpec, preset: str | None, has_cuda: bool) -> str |
 
 
 def make_plan(args: argparse.Namespace, has_cuda: bool) -> Plan:
-    spec = load_spec(args.spec)
+    """The study's plan from the options (those of `study.run`; `study.tune` has no --seeds,
+    --arms, --jobs or --group, which then take their defaults). `args.spec` may be a path, a
+    parsed `StudySpec`, or None for the default study; `args.set` strings or a dict."""
+    spec = args.spec if isinstance(args.spec, StudySpec) else load_spec(args.spec)
     preset = resolve_preset(spec, args.preset, has_cuda)
     experiment = None
     if not spec.builtin:
         experiment = Experiment(reference=spec.experiment, command=spec.command, folder=spec.folder)
         experiment.check()  # an unimportable module fails now, not once per run
     try:
-        extra = dict(parse_assignment(s) for s in args.set)
+        extra = dict(args.set) if isinstance(args.set, dict) else dict(parse_assignment(s) for s in args.set)
     except ConfigError as e:
         raise SpecError(str(e)) from None
-    n_seeds = spec.seeds if args.seeds is None else args.seeds
-    if n_seeds <= 0:
+    n_seeds = getattr(args, "seeds", None)
+    n_seeds = spec.seeds if n_seeds is None else n_seeds
+    if type(n_seeds) is not int or n_seeds <= 0:
         raise UsageError(f"--seeds must be a positive integer, got {n_seeds}")
-    if args.jobs is not None and args.jobs <= 0:
-        raise UsageError(f"--jobs must be a positive integer, got {args.jobs}")
-    if getattr(args, "group", None) is not None and args.group <= 0:  # study.tune has no --group
-        raise UsageError(f"--group must be a positive integer, got {args.group}")
-    arms = spec.select(args.arms)
+    for flag in ("jobs", "group"):
+        value = getattr(args, flag, None)
+        if value is not None and value <= 0:
+            raise UsageError(f"--{flag} must be a positive integer, got {value}")
+    arms = getattr(args, "arms", None)
+    arms = spec.select(",".join(arms) if isinstance(arms, (list, tuple)) else arms)
     configs = {arm: spec.config(arm, preset, extra) for arm in spec.arm_names}  # validates all arms
     identity = spec.identity(preset, extra)
     name = args.study
@@ -203,6 +208,21 @@ def main(argv: list[str] | None = None) -> int:
     return interruptible(_main, parse_args(argv), "runs")
 
 
+def run_plan(spec: str | Path | StudySpec | None = None, **options: Any) -> int:
+    """The runner's Python API: `python -m study.run` with its options as keywords (the long
+    option names with `_` for `-`: seeds, arms, results, study, storage, set, preset, device, jobs,
+    backend, scheduler, group, compile, dry_run, data, data_root); `set` may be a dict. Returns
+    the exit status; bad input raises (SpecError, UsageError, StoreError, ...) instead of exit 2."""
+    args = parse_args([])
+    unknown = sorted(set(options) - set(vars(args)))
+    if unknown:
+        raise TypeError(f"unknown option(s) {', '.join(unknown)}; options: {', '.join(sorted(vars(args)))}")
+    for key, value in options.items():
+        setattr(args, key, value)
+    args.spec, args.raise_errors = spec, True
+    return interruptible(_main, args, "runs")
+
+
 def device_choice(device_arg: str) -> tuple[str, bool]:
     """--device -> (device to train on, whether it is CUDA: the `auto` preset rule needs it)."""
     import torch
@@ -239,6 +259,8 @@ def _main(args: argparse.Namespace) -> int:
         else:
             runner = UserRunner(plan, device, threads)
     except (SpecError, UsageError, DataError, StoreError, ExperimentError) as e:
+        if getattr(args, "raise_errors", False):
+            raise
         print(f"error: {e}", file=sys.stderr)
         return 2
     print(f"study {plan.study_name}: {len(todo)} runs to do ({len(done)} already done), "

@@ -3,6 +3,8 @@ plan and the tuning space (TOML). The format, in one place:
 
     experiment = "mymodule:train"   # or command = "python train.py --lr {lr} --seed {seed}";
                                     # neither: the built-in notebook experiment (with presets)
+    folder = "."                    # where the module is / the command runs (default: the
+                                    # spec file's folder; relative paths are from there)
     name = "my-ablation"
     seeds = 5                       # per arm; first_seed = 0
     [base]                          # user experiments: EVERY config key with its default
@@ -37,7 +39,7 @@ from study.config import Config, ConfigError, apply_overrides, preset_config, su
 
 DEFAULT_SPEC = "notebook_ablation.toml"
 TOP_KEYS = {"name", "description", "seeds", "first_seed", "base", "analysis", "arms", "experiment", "command",
-            "tune"}
+            "folder", "tune"}
 ANALYSIS_KEYS = {"metric", "baseline", "alpha", "margin", "direction", "chance"}
 METRICS = ("test_acc", "val_acc")  # what the built-in experiment records as final metrics
 DIRECTIONS = ("maximize", "minimize")
@@ -234,6 +236,11 @@ def parse_spec(data: Mapping[str, Any], source: str = "<memory>", folder: str | 
         _expect(isinstance(command, str) and command.strip() != "",
                 f"{source}: `command` must be a command line, e.g. \"python train.py --lr {{lr}} --seed {{seed}}\"")
     builtin = experiment is None and command is None
+    if "folder" in data:
+        where = data["folder"]
+        _expect(isinstance(where, str) and where != "" and not builtin,
+                f"{source}: `folder` must be a path, next to `experiment` or `command`, got {where!r}")
+        folder = str(Path(folder or ".").joinpath(where).resolve())
     base = data.get("base", {})
     _expect(isinstance(base, dict), f"{source}: [base] must be a table of config keys")
     if not builtin:
