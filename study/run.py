@@ -208,19 +208,25 @@ def main(argv: list[str] | None = None) -> int:
     return interruptible(_main, parse_args(argv), "runs")
 
 
-def run_plan(spec: str | Path | StudySpec | None = None, **options: Any) -> int:
-    """The runner's Python API: `python -m study.run` with its options as keywords (the long
-    option names with `_` for `-`: seeds, arms, results, study, storage, set, preset, device, jobs,
-    backend, scheduler, group, compile, dry_run, data, data_root); `set` may be a dict. Returns
-    the exit status; bad input raises (SpecError, UsageError, StoreError, ...) instead of exit 2."""
+def options(spec: str | Path | StudySpec | None = None, **values: Any) -> argparse.Namespace:
+    """`python -m study.run`'s options from keywords (the long option names with `_` for `-`:
+    seeds, arms, results, study, storage, set, preset, device, jobs, backend, scheduler, group,
+    compile, dry_run, data, data_root); `set` may be a dict, `arms` a list."""
     args = parse_args([])
-    unknown = sorted(set(options) - set(vars(args)))
+    unknown = sorted(set(values) - set(vars(args)))
     if unknown:
         raise TypeError(f"unknown option(s) {', '.join(unknown)}; options: {', '.join(sorted(vars(args)))}")
-    for key, value in options.items():
+    for key, value in values.items():
         setattr(args, key, value)
     args.spec, args.raise_errors = spec, True
-    return interruptible(_main, args, "runs")
+    return args
+
+
+def run_plan(spec: str | Path | StudySpec | None = None, **values: Any) -> int:
+    """The runner's Python API (see `options`). Returns the exit status; bad input raises
+    (SpecError, UsageError, StoreError, ExperimentError, ...) instead of printing it and exiting 2.
+    After the call, the plan it ran is `args.plan` of the namespace, when `options` built it."""
+    return interruptible(_main, options(spec, **values), "runs")
 
 
 def device_choice(device_arg: str) -> tuple[str, bool]:
@@ -234,7 +240,7 @@ def device_choice(device_arg: str) -> tuple[str, bool]:
 def _main(args: argparse.Namespace) -> int:
     device, has_cuda = device_choice(args.device)
     try:
-        plan = make_plan(args, has_cuda)
+        plan = args.plan = make_plan(args, has_cuda)  # handed back to Python callers (study.api)
         url = args.storage or f"sqlite:///{plan.results_dir / 'study.db'}"
         if args.dry_run and args.storage is None and not (plan.results_dir / "study.db").exists():
             store = None  # a dry run creates nothing
