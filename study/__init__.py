@@ -4,11 +4,12 @@ For your own experiment: `run_study(spec, seeds=5)` (study.api), and `rng(seed, 
 `stream_seed(seed, stream)` (study.seeds) for the random streams that pair arms by seed.
 """
 
-from study.config import PRESETS, Config, ConfigError
-from study.data import Cifar10, DataError, load_cifar10
+from study.notebook.config import PRESETS, Config
+from study.notebook.data import Cifar10, DataError, load_cifar10
+from study.notebook.train import EpochRecord, RunResult, train_one
+from study.params import ConfigError
 from study.seeds import rng, stream_seed
 from study.spec import SpecError, StudySpec, load_spec
-from study.train import EpochRecord, RunResult, train_one
 
 __all__ = ["PRESETS", "Cifar10", "Config", "ConfigError", "DataError", "EpochRecord", "RunResult",
            "SpecError", "StudyResult", "StudySpec", "load_cifar10", "load_spec", "rng", "run_study",

@@ -17,7 +17,7 @@ import json
 import sys
 from pathlib import Path
 
-from study.config import suggest
+from study.params import suggest
 
 COMMANDS = {"run": "study.run", "tune": "study.tune", "compare": "analysis.compare", "report": "analysis.report"}
 

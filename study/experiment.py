@@ -184,7 +184,7 @@ def placeholders(template: str) -> list[str]:
 
 def check_command(template: str, base: Mapping[str, Any]) -> None:
     """Every `{name}` in the command must be `seed` or a declared config key."""
-    from study.config import suggest
+    from study.params import suggest
 
     try:
         names = placeholders(template)

@@ -1,4 +1,5 @@
-"""The config of a user experiment: every key declared in the spec's `[base]`, typed by its default.
+"""Config values and overrides: `--set` parsing, closest-match errors, and the config of a user
+experiment, where every key is declared in the spec's `[base]`, typed by its default.
 
 A user spec has no dataclass behind it, so the declaration is the schema: `[base]` lists every
 key the experiment reads with its default, and an arm or `--set` may only change declared keys,
@@ -8,12 +9,35 @@ therefore fails before any run starts, with the closest declared key, as for the
 
 from __future__ import annotations
 
+import difflib
+import tomllib
 from collections.abc import Mapping
 from typing import Any
 
-from study.config import ConfigError, suggest
-
 SCALARS = (bool, int, float, str)
+
+
+class ConfigError(ValueError):
+    """A configuration value or key is invalid; the message says which and what is allowed."""
+
+
+def suggest(name: str, choices) -> str:
+    """' (did you mean 'x'?)' for the closest of `choices`, or ''."""
+    close = difflib.get_close_matches(name, list(choices), n=1)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def parse_assignment(text: str) -> tuple[str, Any]:
+    """Parse one `--set key=value` (the value is read as TOML: 20, 0.05, "none", [4], true)."""
+    key, sep, raw = text.partition("=")
+    key = key.strip()
+    if not sep or not key:
+        raise ConfigError(f"--set expects key=value, got {text!r}")
+    try:
+        value = tomllib.loads(f"v = {raw.strip()}")["v"]
+    except tomllib.TOMLDecodeError:
+        value = raw.strip()  # bare words like none, step, all
+    return key, value
 
 
 def _kind(value: Any) -> str:

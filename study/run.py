@@ -26,23 +26,16 @@ from typing import Any
 import numpy as np
 
 from analysis.contract import config_hash
-from study.config import PRESETS, Config, ConfigError, parse_assignment
-from study.data import DataError
 from study.experiment import Experiment, ExperimentError, Outcome
+from study.notebook.config import PRESETS
+from study.notebook.data import DataError
+from study.notebook.runner import CUDA_GROUP, NotebookRunner, estimate_seconds
+from study.params import ConfigError, parse_assignment
 from study.provenance import provenance
 from study.spec import SpecError, StudySpec, load_spec
-from study.store import RunStore, StoreError, redact
+from study.store import RunStore, StoreError, redact, user_tables
 from study.summary import render, summarize
-from study.worker import execute, execute_user
-
-# Rough training throughput for a first ETA before any run has finished (FLOP/s per worker).
-# Measured: quick preset, bf16 on one thread of this project's 2-core Xeon, ~0.2 TFLOP/s.
-ETA_RATE = {("cpu", "bf16"): 0.2e12, ("cpu", "fp32"): 0.05e12, ("cuda", "bf16"): 40e12, ("cuda", "fp32"): 15e12}
-
-
-# Seeds per vmapped step on CUDA: 8 models x batch 100 is ~1.5 GB of bf16 activations at full
-# width, far below one GPU's memory, and the default study's 5 seeds per arm fit in one group.
-CUDA_GROUP = 8
+from study.worker import execute_user
 
 
 class UsageError(ValueError):
@@ -79,7 +72,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         "cluster through joblib's dask backend (needs --scheduler; pip install -e '.[cluster]')")
     p.add_argument("--scheduler", help="Dask scheduler address for --backend dask, e.g. tcp://127.0.0.1:8786")
     p.add_argument("--group", type=int,
-                   help="seeds of one arm trained together in one vmapped step (study.group); default: "
+                   help="seeds of one arm trained together in one vmapped step (study.notebook.group); default: "
                         f"{CUDA_GROUP} on CUDA, 1 on CPU (where a loop over models is faster)")
     p.add_argument("--compile", action="store_true",
                    help="run the training step through torch.compile (falls back to eager if it fails)")
@@ -102,7 +95,7 @@ class Plan:
 
     def config_dict(self, arm: str) -> dict[str, Any]:
         cfg = self.configs[arm]
-        return cfg.to_dict() if isinstance(cfg, Config) else dict(cfg)
+        return cfg.to_dict() if hasattr(cfg, "to_dict") else dict(cfg)
 
 
 def resolve_preset(spec: StudySpec, preset: str | None, has_cuda: bool) -> str | None:
@@ -170,22 +163,6 @@ def study_description(plan: Plan, url: str) -> dict[str, Any]:
     return description
 
 
-def estimate_seconds(config: Any, device: str, threads: int) -> float | None:
-    """A first ETA per run before any has finished: from FLOPs for the built-in experiment,
-    unknown (None) for a user experiment."""
-    if not isinstance(config, Config):
-        return None
-    from study.model import train_flops_per_image
-
-    precision = config.precision if config.precision != "auto" else "bf16"
-    rate = ETA_RATE[("cuda" if device.startswith("cuda") else "cpu", precision)]
-    if not device.startswith("cuda"):
-        rate *= threads ** 0.75  # threads scale sub-linearly on small convs
-    evals = config.val_size * config.epochs + config.test_size * (config.epochs if config.test_every_epoch else 1)
-    flops = train_flops_per_image(config) * (config.train_size * config.epochs + evals / 3)
-    return flops / rate
-
-
 # ---- orchestration ----------------------------------------------------------------------
 def _terminate(signum, frame):
     raise KeyboardInterrupt  # SIGTERM (kill, job schedulers) stops as cleanly as Ctrl-C
@@ -250,7 +227,6 @@ def _main(args: argparse.Namespace) -> int:
         todo = [(arm, seed) for seed in plan.seeds for arm in plan.arms if (arm, seed) not in done]
         jobs = args.jobs or (1 if device.startswith("cuda") else max(1, min(os.cpu_count() or 1, len(todo))))
         threads = 1 if device.startswith("cuda") else max(1, (os.cpu_count() or 1) // jobs)
-        group = getattr(args, "group", None) or (CUDA_GROUP if device.startswith("cuda") else 1)
         if args.dry_run:
             print_plan(plan, done, todo, jobs, threads, device, store, url)
             return 0
@@ -261,7 +237,7 @@ def _main(args: argparse.Namespace) -> int:
             return finish(plan, store)
         cluster = connect_backend(args)  # before the data: a wrong address fails fast
         if plan.experiment is None:
-            runner = BuiltinRunner(plan, args, device, threads, group, jobs)
+            runner = NotebookRunner(plan, args, device, threads, jobs)
         else:
             runner = UserRunner(plan, device, threads)
     except (SpecError, UsageError, DataError, StoreError, ExperimentError) as e:
@@ -272,11 +248,8 @@ def _main(args: argparse.Namespace) -> int:
     print(f"study {plan.study_name}: {len(todo)} runs to do ({len(done)} already done), "
           f"{jobs} worker(s) x {threads} thread(s) on {device}; {runner.what}; "
           f"storage: {redact(store.url)}", file=sys.stderr)
-    if group > 1 or getattr(args, "compile", False):
-        print(f"engine: up to {group} seed(s) per step{', torch.compile' if args.compile else ''}",
-              file=sys.stderr)
     with cluster:
-        failed = run_all(plan, store, todo, runner, jobs, group if plan.experiment is None else 1)
+        failed = run_all(plan, store, todo, runner, jobs)
     code = finish(plan, store)
     if failed:
         print(f"{failed} run(s) failed (their tracebacks are in runs.csv 'error' and the Optuna trials); "
@@ -286,8 +259,11 @@ def _main(args: argparse.Namespace) -> int:
 
 
 def open_store(plan: Plan, url: str, storage: str | None) -> RunStore:
+    from study.notebook import records
+
     return RunStore(plan.results_dir, plan.study_name, plan.identity, plan.spec.arm_names,
-                    study_description(plan, url), storage=storage, direction=plan.spec.analysis.direction)
+                    study_description(plan, url), storage=storage, direction=plan.spec.analysis.direction,
+                    layout=records.tables if plan.experiment is None else user_tables)
 
 
 def write_description(plan: Plan, url: str) -> None:
@@ -310,39 +286,10 @@ def save_labels(path: Path, labels: np.ndarray) -> None:
         tmp.unlink(missing_ok=True)
 
 
-class BuiltinRunner:
-    """The built-in notebook experiment: CIFAR-10 decoded once, seeds grouped per task."""
-
-    def __init__(self, plan: Plan, args, device: str, threads: int, group: int, jobs: int):
-        from study.data import load_cifar10, test_indices
-
-        self.plan, self.device, self.threads, self.jobs = plan, device, threads, jobs
-        self.compile = bool(getattr(args, "compile", False))
-        self.data = load_cifar10(args.data, args.data_root)
-        self.what = f"data: {self.data.source}"
-        labels = plan.results_dir / "test_labels.npy"
-        if not labels.exists():
-            test_y = self.data.test_y[test_indices(plan.configs[plan.arms[0]])]
-            save_labels(labels, test_y.numpy().astype(np.uint8))
-        self.progress = sys.stderr.isatty()
-        self.attrs = {"data_fingerprint": self.data.fingerprint, "data_source": self.data.source,
-                      "preset": plan.preset}
-
-    def task(self, i: int, arm: str, seeds: list[int]):
-        from joblib import delayed
-
-        return delayed(execute)(arm, seeds, self.plan.configs[arm], self.data.cache_path, self.device,
-                                self.threads, 1 + i % self.jobs, self.progress, self.compile)
-
-    def record(self, store: RunStore, arm: str, seed: int, outcome, attrs) -> str:
-        store.record(arm, seed, outcome, attrs)
-        if outcome.status == "complete":
-            return f"{arm} seed {seed}: test {outcome.test_acc:.2f}% ({outcome.wall_time_s:.0f}s)"
-        return f"{arm} seed {seed}: DIVERGED at epoch {outcome.diverged_epoch}"
-
-
 class UserRunner:
     """A user experiment: one seed per task; a command's output kept in logs/<arm>-seed<N>.log."""
+
+    group = 1
 
     def __init__(self, plan: Plan, device: str, threads: int):
         self.plan, self.device, self.threads = plan, device, threads
@@ -420,7 +367,9 @@ def groups_of(todo: list[tuple[str, int]], seeds: tuple[int, ...], group: int) -
     return tasks
 
 
-def run_all(plan: Plan, store: RunStore, todo: list[tuple[str, int]], runner, jobs: int, group: int = 1) -> int:
+def run_all(plan: Plan, store: RunStore, todo: list[tuple[str, int]], runner, jobs: int) -> int:
+    """Dispatch the runs still to do as the runner's tasks (`runner.group` seeds of an arm per
+    task), record each outcome as it arrives; returns how many failed."""
     from joblib import Parallel
     from tqdm import tqdm
 
@@ -436,7 +385,7 @@ def run_all(plan: Plan, store: RunStore, todo: list[tuple[str, int]], runner, jo
         """Claim each run just before it is dispatched, so workers sharing the study split the
         plan between them; skip runs another live worker holds or has finished meanwhile."""
         nonlocal elsewhere
-        for i, (arm, seeds) in enumerate(groups_of(todo, plan.seeds, group)):
+        for i, (arm, seeds) in enumerate(groups_of(todo, plan.seeds, runner.group)):
             mine = []
             for seed in seeds:
                 claim = claims.claim_run(arm, seed)
@@ -538,7 +487,7 @@ def print_plan(plan: Plan, done, todo, jobs, threads, device, store, url) -> Non
             per_run = sorted(history[arm])[len(history[arm]) // 2]
             basis.add("median of finished runs")
         else:
-            per_run = estimate_seconds(plan.configs[arm], device, threads)
+            per_run = None if plan.experiment else estimate_seconds(plan.configs[arm], device, threads)
             basis.add("FLOPs at a rough device rate" if per_run is not None else "nothing yet")
         total = None if per_run is None or total is None else total + per_run * n_todo
         overrides = dict(plan.spec.arm(arm).overrides)

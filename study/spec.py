@@ -34,14 +34,13 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from study import params
-from study.config import Config, ConfigError, apply_overrides, preset_config, suggest
+from study import notebook, params
+from study.params import ConfigError, suggest
 
 DEFAULT_SPEC = "notebook_ablation.toml"
 TOP_KEYS = {"name", "description", "seeds", "first_seed", "base", "analysis", "arms", "experiment", "command",
             "folder", "tune"}
 ANALYSIS_KEYS = {"metric", "baseline", "alpha", "margin", "direction", "chance"}
-METRICS = ("test_acc", "val_acc")  # what the built-in experiment records as final metrics
 DIRECTIONS = ("maximize", "minimize")
 TUNE_KEYS = {"metric", "direction"}  # every other key of [tune] is a parameter's range
 RANGE_KEYS = {"low", "high", "log", "int", "choices"}
@@ -124,10 +123,8 @@ class StudySpec:
             if not self.builtin:
                 cfg = params.apply(self.base, extra or {}, where="--set")
                 return params.apply(cfg, self.arm(arm).overrides, where=f"[arms.{arm}] of {self.source}")
-            cfg = preset_config(preset)
-            cfg = apply_overrides(cfg, self.base, where=f"[base] of {self.source}")
-            cfg = apply_overrides(cfg, extra or {}, where="--set")
-            return apply_overrides(cfg, self.arm(arm).overrides, where=f"[arms.{arm}] of {self.source}")
+            return notebook.resolve(preset, [(self.base, f"[base] of {self.source}"), (extra or {}, "--set"),
+                                             (self.arm(arm).overrides, f"[arms.{arm}] of {self.source}")])
         except ConfigError as e:
             raise SpecError(str(e)) from None
 
@@ -148,7 +145,7 @@ class StudySpec:
         arms = {a.name: self.config(a.name, preset, extra) for a in self.arms}
         blob: dict[str, Any] = {
             "preset": preset,
-            "arms": {name: (cfg.to_dict() if isinstance(cfg, Config) else cfg) for name, cfg in arms.items()},
+            "arms": {name: (cfg if isinstance(cfg, dict) else cfg.to_dict()) for name, cfg in arms.items()},
             "analysis": self.analysis.identity_blob(),
         }
         if not self.builtin:  # built-in identities predate this key: leave them as they were
@@ -173,7 +170,8 @@ def _analysis(raw: Any, source: str, builtin: bool) -> AnalysisPlan:
                                         "(the name of a metric its train() returns, e.g. metric = \"val_acc\")")
     plan = AnalysisPlan(**raw)
     if builtin:
-        _expect(plan.metric in METRICS, f"{source}: [analysis] metric must be one of {', '.join(METRICS)}, got {plan.metric!r}")
+        _expect(plan.metric in notebook.METRICS,
+                f"{source}: [analysis] metric must be one of {', '.join(notebook.METRICS)}, got {plan.metric!r}")
     _expect(isinstance(plan.metric, str) and plan.metric.strip() != "",
             f"{source}: [analysis] metric must be a non-empty string, got {plan.metric!r}")
     _expect(plan.direction in DIRECTIONS, f"{source}: [analysis] direction must be one of {', '.join(DIRECTIONS)}, got {plan.direction!r}")
@@ -259,7 +257,7 @@ def parse_spec(data: Mapping[str, Any], source: str = "<memory>", folder: str | 
         description = table.get("description", "")
         _expect(isinstance(description, str), f"{source}: [arms.{arm_name}] description must be a string")
         arms.append(Arm(arm_name, overrides, description))
-    keys = list(base) if not builtin else list(Config().to_dict())
+    keys = list(base) if not builtin else list(notebook.CONFIG_KEYS)
     tune = _tune(data["tune"], source, plan, keys) if "tune" in data else None
     spec = StudySpec(name=name.strip(), arms=tuple(arms), base=base, seeds=data.get("seeds", 5),
                      first_seed=data.get("first_seed", 0), analysis=plan,

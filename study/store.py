@@ -31,23 +31,21 @@ from analysis.contract import PREDICTIONS_FILE, redact, trial_predictions  # noq
 from study.experiment import USER_RUN_COLUMNS
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from study.experiment import Outcome
-    from study.train import RunResult
 
 optuna.logging.set_verbosity(logging.WARNING)
-RUN_COLUMNS = ["arm", "seed", "status", "test_acc", "val_acc", "train_acc", "train_loss", "epochs_run",
-               "diverged_epoch", "n_bn", "bn_layers", "lr_final", "wall_time_s", "device", "precision",
-               "threads", "group", "config_hash", "init_hash", "data_fingerprint", "git_commit", "trial_number", "error"]
-EPOCH_COLUMNS = ["arm", "seed", "epoch", "lr", "train_loss", "train_acc", "val_acc", "test_acc", "train_seconds"]
-
-
 class StoreError(RuntimeError):
     """The storage cannot be used (unreachable, not a database, or holds a different study)."""
 
 
 class RunStore:
     def __init__(self, results_dir: Path, study_name: str, identity: str, arm_names: tuple[str, ...],
-                 description: dict[str, Any], storage: str | None = None, direction: str = "maximize"):
+                 description: dict[str, Any], storage: str | None = None, direction: str = "maximize",
+                 layout: Callable[[list[optuna.trial.FrozenTrial]], tuple[pd.DataFrame, pd.DataFrame]] | None = None):
+        """`layout` turns the study's trials into (runs, epochs) tables: `user_tables` by default;
+        the built-in experiment passes its own (study.notebook.records.tables)."""
         self.results_dir = Path(results_dir)
         try:  # before the storage is opened: an unwritable results directory changes nothing
             (self.results_dir / "artifacts").mkdir(parents=True, exist_ok=True)
@@ -55,6 +53,7 @@ class RunStore:
             raise StoreError(f"cannot create the results directory {self.results_dir}: {e.strerror}") from None
         self.url = storage or f"sqlite:///{self.results_dir / 'study.db'}"
         self.study_name, self.identity, self.direction = study_name, identity, direction
+        self.layout = layout or user_tables
         self.distributions = {"arm": CategoricalDistribution(arm_names), "seed": IntDistribution(0, 2**31 - 1)}
         for attempt in range(5):
             try:
@@ -132,32 +131,17 @@ class RunStore:
         # The key format optuna.artifacts.upload_artifact uses, so the dashboard lists it.
         return {"artifacts:" + meta.artifact_id: json.dumps(asdict(meta))}, meta.artifact_id
 
-    def _add_with_artifact(self, state, value, arm, seed, attrs, intermediate, predictions) -> None:
+    def add_run(self, complete: bool, value: float | None, arm: str, seed: int, attrs: dict[str, Any],
+                intermediate: dict[int, float], predictions: np.ndarray | None) -> None:
+        """Store one finished run (complete, or diverged: `complete=False`) with its predictions."""
         system_attrs, artifact_id = self._write_predictions(predictions)
         try:
-            self._add(state, value, arm, seed, attrs, intermediate, system_attrs)
+            self._add(TrialState.COMPLETE if complete else TrialState.FAIL, value, arm, seed, attrs, intermediate,
+                      system_attrs)
         except BaseException:  # the trial was not stored: its predictions file would be an orphan
             if artifact_id:
                 self._remove_artifact(artifact_id)
             raise
-
-    def record(self, arm: str, seed: int, result: RunResult, attrs: dict[str, Any]) -> None:
-        """Store one run of the built-in experiment."""
-        run = {
-            "status": result.status, "test_acc": result.test_acc, "val_acc": result.val_acc,
-            "diverged_epoch": result.diverged_epoch,
-            "epochs": [asdict(e) for e in result.epochs],
-            "lr_schedule": [e.lr for e in result.epochs],
-            "streams": result.streams, "init_hash": result.init_hash, "bn_layers": list(result.bn_layers),
-            "n_bn": result.n_bn, "device": result.device, "precision": result.precision,
-            "threads": result.threads, "wall_time_s": round(result.wall_time_s, 3),
-            "group": list(result.group), "compiled": result.compiled,
-        }
-        intermediate = {e.epoch: e.val_acc for e in result.epochs if e.val_acc is not None}
-        complete = result.status == "complete"
-        self._add_with_artifact(TrialState.COMPLETE if complete else TrialState.FAIL,
-                                result.test_acc if complete else None, arm, seed, {**run, **attrs},
-                                intermediate, result.test_predictions)
 
     def record_outcome(self, arm: str, seed: int, outcome: Outcome, attrs: dict[str, Any], metric: str) -> None:
         """Store one run of a user experiment: the trial's value is the analysis metric, its
@@ -168,9 +152,8 @@ class RunStore:
         intermediate = {e["epoch"]: e[metric] for e in outcome.epochs
                         if metric in e and math.isfinite(e[metric])}
         complete = outcome.status == "complete"
-        self._add_with_artifact(TrialState.COMPLETE if complete else TrialState.FAIL,
-                                outcome.metrics[metric] if complete else None, arm, seed, {**run, **attrs},
-                                intermediate, outcome.predictions)
+        self.add_run(complete, outcome.metrics[metric] if complete else None, arm, seed, {**run, **attrs},
+                     intermediate, outcome.predictions)
 
     def _remove_artifact(self, artifact_id: str) -> None:
         path = self.results_dir / "artifacts" / artifact_id  # where FileSystemArtifactStore puts it
@@ -186,34 +169,7 @@ class RunStore:
 
     def tables(self) -> tuple[pd.DataFrame, pd.DataFrame]:
         """Tidy tables: one row per run, one row per run-epoch. Failed runs are kept."""
-        trials = sorted(self.trials(), key=lambda t: t.number)
-        if any("metrics" in t.user_attrs or t.user_attrs.get("experiment") for t in trials):
-            return user_tables(trials)
-        runs, epochs = [], []
-        for t in trials:
-            a = t.user_attrs
-            ep = a.get("epochs", [])
-            last = ep[-1] if ep else {}
-            runs.append({
-                "arm": a["arm"], "seed": a["seed"], "status": a.get("status", "failed"),
-                "test_acc": a.get("test_acc"), "val_acc": a.get("val_acc"),
-                "train_acc": last.get("train_acc"), "train_loss": last.get("train_loss"),
-                "epochs_run": len(ep), "diverged_epoch": a.get("diverged_epoch"), "n_bn": a.get("n_bn"),
-                "bn_layers": " ".join(map(str, a.get("bn_layers", []))), "lr_final": last.get("lr"),
-                "wall_time_s": a.get("wall_time_s"), "device": a.get("device"), "precision": a.get("precision"),
-                "threads": a.get("threads"), "group": " ".join(map(str, a.get("group", []))),
-                "config_hash": a.get("config_hash"), "init_hash": a.get("init_hash"),
-                "data_fingerprint": a.get("data_fingerprint"), "git_commit": a.get("git_commit"),
-                "trial_number": t.number, "error": a.get("error"),
-            })
-            for e in ep:
-                epochs.append({"arm": a["arm"], "seed": a["seed"], **{k: e.get(k) for k in EPOCH_COLUMNS[2:]}})
-        runs_df = pd.DataFrame(runs, columns=RUN_COLUMNS)
-        epochs_df = pd.DataFrame(epochs, columns=EPOCH_COLUMNS)
-        for df in (runs_df, epochs_df):  # NaN is a float: keep "not measured" out of accuracy columns
-            for col in ("test_acc", "val_acc"):
-                df[col] = df[col].map(lambda v: None if v is None or (isinstance(v, float) and math.isnan(v)) else v)
-        return runs_df, epochs_df
+        return self.layout(sorted(self.trials(), key=lambda t: t.number))
 
     def export(self, tables: tuple[pd.DataFrame, pd.DataFrame] | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
         """Write runs.csv and epochs.csv (from `tables`, else freshly read); return them."""

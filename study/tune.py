@@ -24,7 +24,6 @@ Exit status: 0 done, 1 a trial or run failed (recorded; rerun to retry), 2 bad i
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import hashlib
 import json
 import math
@@ -42,8 +41,9 @@ from optuna.trial import TrialState
 
 from analysis.contract import config_hash
 from study.claims import gone_from_this_host, worker_id
-from study.data import DataError
 from study.experiment import ExperimentError
+from study.notebook.data import DataError
+from study.notebook.runner import make_objective
 from study.run import (
     Plan,
     UsageError,
@@ -137,53 +137,6 @@ def suggest(trial: optuna.trial.BaseTrial, space: dict[str, Any]) -> dict[str, A
         else:
             params[name] = trial.suggest_float(name, d.low, d.high, log=d.log)
     return params
-
-
-def make_objective(config, data, space: dict[str, Any], device: str | None = None):
-    """The tuning objective: train `config` with the trial's params on a tuning seed and return
-    the last epoch's validation accuracy. The test set is never scored (nor read).
-
-    Validation accuracy is reported each epoch so the pruner can stop hopeless trials; a
-    diverged run (NaN loss, typically lr near 1) is pruned with user attr status="diverged",
-    so it never crashes the study and TPE learns to avoid that region."""
-    from study.train import train_one
-
-    def objective(trial: optuna.trial.BaseTrial) -> float:
-        params = suggest(trial, space)
-        cfg = dataclasses.replace(config, **params)  # validated by Config.__post_init__
-        seed = TUNE_SEED_OFFSET + trial.number
-        trial.set_user_attr("seed", seed)
-        trial.set_user_attr("worker", worker_id())  # lets a rerun on this host fail it at once if we die
-        trial.set_user_attr("config_hash", cfg.hash())
-
-        def on_epoch(rec) -> None:
-            trial.report(rec.val_acc, rec.epoch)
-            # Pruning after the last epoch would throw away a finished result: only prune before.
-            if rec.epoch < cfg.epochs and trial.should_prune():
-                trial.set_user_attr("status", "pruned")
-                raise optuna.TrialPruned(f"pruned after epoch {rec.epoch} (val {rec.val_acc:.2f}%)")
-
-        try:
-            result = train_one(cfg, seed, data, device=device, on_epoch=on_epoch, score_test=False)
-        except optuna.TrialPruned:
-            raise
-        except Exception as e:  # recorded on the trial, then Optuna marks it FAIL
-            trial.set_user_attr("status", "failed")
-            trial.set_user_attr("error", f"{type(e).__name__}: {e}")
-            trial.set_user_attr("traceback", traceback.format_exc()[-8000:])
-            raise
-        except KeyboardInterrupt:  # Ctrl-C / SIGTERM: Optuna fails the trial; say why
-            trial.set_user_attr("status", "interrupted")
-            raise
-        trial.set_user_attr("status", result.status)
-        trial.set_user_attr("wall_time_s", round(result.wall_time_s, 3))
-        trial.set_user_attr("lr_schedule", [e.lr for e in result.epochs])
-        if result.status == "diverged":
-            trial.set_user_attr("diverged_epoch", result.diverged_epoch)
-            raise optuna.TrialPruned(f"diverged (non-finite loss) in epoch {result.diverged_epoch}")
-        return result.val_acc
-
-    return objective
 
 
 def make_user_objective(experiment, config: dict[str, Any], space: dict[str, Any], metric: str,
@@ -564,7 +517,7 @@ def _main(args: argparse.Namespace) -> int:
                              "`python -m study.tune --trials N` first")
         data = None
         if args.trials and builtin:
-            from study.data import load_cifar10
+            from study.notebook.data import load_cifar10
 
             data = load_cifar10(args.data, args.data_root)
     except (SpecError, UsageError, DataError, StoreError, ExperimentError) as e:
