@@ -416,8 +416,10 @@ def run_all(plan: Plan, store: RunStore, todo: list[tuple[str, int]], runner, jo
                             stored = True
                         except (OSError, ValueError, UsageError) as e:  # e.g. disk full writing predictions
                             failed += 1
-                            error = (f"{type(e).__name__} while storing the run: {e} (its predictions go to "
-                                     f"{store.results_dir / 'artifacts'}; free space and rerun to redo it)")
+                            error = f"{type(e).__name__} while storing the run: {e}"
+                            if isinstance(e, OSError):
+                                error += (f" (its predictions go to {store.results_dir / 'artifacts'}; free space "
+                                          "and rerun to redo it)")
                             store.record_failure(arm, seed, error, traceback.format_exc(), attrs)
                             line = f"{arm} seed {seed}: FAILED {error}"
                     # After the trial is stored: no gap another worker could use. A stored result is

@@ -141,13 +141,19 @@ def test_command_report_renders(command_study, tmp_path):
     assert "test_error" in (tmp_path / "report" / "report.md").read_text()
 
 
-@pytest.mark.parametrize("sig", [signal.SIGKILL, pytest.param(signal.SIGINT, marks=pytest.mark.slow)])
-def test_killed_study_resumes_without_training_anything_twice(tmp_path, sig):
+@pytest.mark.parametrize(("spec", "sig"), [
+    (DIGITS, signal.SIGKILL), (COMMAND, signal.SIGKILL),
+    pytest.param(DIGITS, signal.SIGINT, marks=pytest.mark.slow),
+    pytest.param(COMMAND, signal.SIGINT, marks=pytest.mark.slow)])
+def test_killed_study_resumes_without_training_anything_twice(tmp_path, spec, sig):
     """A real signal to the runner mid-study; the rerun does only what was not stored."""
-    cmd = [sys.executable, "-m", "study.run", "--spec", str(DIGITS), "--seeds", "2", "--results", str(tmp_path),
-           "--jobs", "1", "--set", "epochs=15", "--study", "digits-mlp"]
+    cmd = [sys.executable, "-m", "study.run", "--spec", str(spec), "--seeds", "2", "--results", str(tmp_path),
+           "--jobs", "1", "--set", "epochs=15", "--study", "killed"]
+    arms = ("baseline", "tanh", "no_momentum", "dropout") if spec == DIGITS else ("baseline", "l2", "small_lr")
+    n = 2 * len(arms)
+    metric = ": test_acc" if spec == DIGITS else ": test_error"
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV, cwd=ROOT)
-    db = tmp_path / "digits-mlp" / "study.db"
+    db = tmp_path / "killed" / "study.db"
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and proc.poll() is None:
         if len(trials(db)) >= 2:
@@ -158,14 +164,13 @@ def test_killed_study_resumes_without_training_anything_twice(tmp_path, sig):
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == (-9 if sig == signal.SIGKILL else 130), err[-2000:]
     before = set(trials(db))
-    assert 2 <= len(before) < 8
+    assert 2 <= len(before) < n
     rerun = subprocess.run(cmd, capture_output=True, text=True, env=ENV, cwd=ROOT, timeout=240)
     assert rerun.returncode == 0, rerun.stderr[-2000:]
-    assert f"{8 - len(before)} runs to do ({len(before)} already done)" in rerun.stderr
+    assert f"{n - len(before)} runs to do ({len(before)} already done)" in rerun.stderr
     after = trials(db)
-    assert len(after) == 8 and set(after) == {(a, s) for a in ("baseline", "tanh", "no_momentum", "dropout")
-                                               for s in range(2)}
-    retrained = {line.split(":")[0] for line in rerun.stderr.splitlines() if " seed " in line and ": test_acc" in line}
+    assert len(after) == n and set(after) == {(a, s) for a in arms for s in range(2)}
+    retrained = {line.split(":")[0] for line in rerun.stderr.splitlines() if " seed " in line and metric in line}
     assert not retrained & {f"{a} seed {s}" for a, s in before}
 
 
