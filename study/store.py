@@ -64,8 +64,9 @@ class RunStore:
             except Exception as e:  # sqlalchemy/optuna raise many types for a bad URL or file
                 first_line = str(e).splitlines()[0] if str(e) else ""
                 # Workers started together race to create the schema and the study's attributes;
-                # the loser sees a unique-key violation and simply reads what the winner wrote.
-                if "IntegrityError" in type(e).__name__ + repr(e) and attempt < 4:
+                # the loser sees a unique-key violation (or, on a busy machine, SQLite's lock held
+                # past its timeout) and simply reads what the winner wrote.
+                if ("IntegrityError" in type(e).__name__ + repr(e) or "database is locked" in str(e)) and attempt < 4:
                     time.sleep(0.2 * (attempt + 1))
                     continue
                 raise StoreError(f"cannot open storage {redact(self.url)}: {type(e).__name__}: {first_line}") from None
