@@ -65,7 +65,11 @@ class Claims:
             sa.Column("owner", sa.String(256), nullable=False),
             sa.Column("heartbeat", sa.Float, nullable=False),
         )
-        meta.create_all(engine, checkfirst=True)
+        try:
+            meta.create_all(engine, checkfirst=True)
+        except sa.exc.OperationalError:  # another worker created it between our check and CREATE
+            if not sa.inspect(engine).has_table(TABLE):
+                raise
         self._held: set[tuple[str, int]] = set()
         self._lock = threading.Lock()
         self._stop = threading.Event()
