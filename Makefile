@@ -29,14 +29,14 @@ dry-run: install
 	$(PY) -m study.run --seeds $(SEEDS) --results $(RESULTS) --dry-run
 
 test: install
-	$(PY) -m ruff check study analysis tests benchmarks
+	$(PY) -m ruff check study analysis tests benchmarks examples
 	$(PY) -m pytest
 
 test-all: install
 	$(PY) -m pytest -m "slow or not slow"
 
 lint: install
-	$(PY) -m ruff check study analysis tests benchmarks
+	$(PY) -m ruff check study analysis tests benchmarks examples
 
 # Regenerate every report and paper/README.md from results/ (reads results/, writes paper/).
 paper: install

@@ -8,6 +8,10 @@ SQLite and PostgreSQL alike. A claim is released when its run is recorded (or fa
 worker is interrupted). A worker that died without releasing is detected by its heartbeat
 (older than `grace_s`) or, on the same host, by its process id no longer existing; its claim
 is then taken over by a conditional UPDATE, which is atomic too.
+
+A run whose result was stored (complete or diverged) keeps its row, marked DONE: the next
+worker's claim then fails at once instead of re-reading every trial to see it finished (which
+made dispatching quadratic in the number of runs). A failed run's claim is deleted: it is retried.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ import uuid
 import sqlalchemy as sa
 
 TABLE = "seedwise_claims"
+DONE = "done"  # owner of a run whose result is stored: never stale, never taken over
 
 
 def _alive(pid: int) -> bool:
@@ -60,7 +65,11 @@ class Claims:
             sa.Column("owner", sa.String(256), nullable=False),
             sa.Column("heartbeat", sa.Float, nullable=False),
         )
-        meta.create_all(engine, checkfirst=True)
+        try:
+            meta.create_all(engine, checkfirst=True)
+        except sa.exc.OperationalError:  # another worker created it between our check and CREATE
+            if not sa.inspect(engine).has_table(TABLE):
+                raise
         self._held: set[tuple[str, int]] = set()
         self._lock = threading.Lock()
         self._stop = threading.Event()
@@ -72,12 +81,19 @@ class Claims:
         return (t.study == self.study) & (t.arm == arm) & (t.seed == seed)
 
     def _stale(self, owner: str, heartbeat: float, now: float) -> bool:
+        if owner == DONE:
+            return False
         if gone_from_this_host(owner):
             return True  # its process is gone: no need to wait for the heartbeat
         return now - heartbeat > self.grace_s
 
     def claim(self, arm: str, seed: int) -> bool:
-        """True if this worker now owns (arm, seed); False if a live worker does."""
+        """True if this worker now owns (arm, seed); False if a live worker does, or it is done."""
+        return self.claim_run(arm, seed) == "mine"
+
+    def claim_run(self, arm: str, seed: int) -> str:
+        """"mine" if this worker now owns (arm, seed); "busy" if a live worker does; "done" if
+        its result is stored (marked by `finish`)."""
         now = time.time()
         try:
             with self.engine.begin() as con:
@@ -87,22 +103,32 @@ class Claims:
             with self.engine.begin() as con:
                 row = con.execute(sa.select(self.table.c.owner, self.table.c.heartbeat)
                                   .where(self._key(arm, seed))).first()
+                if row is not None and row.owner == DONE:
+                    return "done"
                 if row is None or not self._stale(row.owner, row.heartbeat, now):
-                    return False
+                    return "busy"
                 # Take over only if nobody else did meanwhile (same owner and heartbeat).
                 res = con.execute(self.table.update()
                                   .where(self._key(arm, seed) & (self.table.c.owner == row.owner)
                                          & (self.table.c.heartbeat == row.heartbeat))
                                   .values(owner=self.owner, heartbeat=now))
                 if res.rowcount != 1:
-                    return False
+                    return "busy"
         with self._lock:
             self._held.add((arm, seed))
-        return True
+        return "mine"
 
     def release(self, arm: str, seed: int) -> None:
         with self.engine.begin() as con:
             con.execute(self.table.delete().where(self._key(arm, seed) & (self.table.c.owner == self.owner)))
+        with self._lock:
+            self._held.discard((arm, seed))
+
+    def finish(self, arm: str, seed: int) -> None:
+        """Mark a held run DONE: its result is stored, no worker needs to train it again."""
+        with self.engine.begin() as con:
+            con.execute(self.table.update().where(self._key(arm, seed) & (self.table.c.owner == self.owner))
+                        .values(owner=DONE, heartbeat=time.time()))
         with self._lock:
             self._held.discard((arm, seed))
 
@@ -115,7 +141,8 @@ class Claims:
         now = time.time()
         with self.engine.connect() as con:
             rows = con.execute(sa.select(self.table).where(self.table.c.study == self.study)).all()
-        return [(r.arm, r.seed) for r in rows if r.owner != self.owner and not self._stale(r.owner, r.heartbeat, now)]
+        return [(r.arm, r.seed) for r in rows
+                if r.owner not in (self.owner, DONE) and not self._stale(r.owner, r.heartbeat, now)]
 
     def _beat_loop(self, every: float) -> None:
         while not self._stop.wait(every):

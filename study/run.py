@@ -25,23 +25,17 @@ from typing import Any
 
 import numpy as np
 
-from study.claims import worker_id
-from study.config import PRESETS, Config, ConfigError, parse_assignment
-from study.data import DataError, load_cache, load_cifar10, test_indices
-from study.model import train_flops_per_image
+from analysis.contract import config_hash
+from study.experiment import Experiment, ExperimentError, Outcome
+from study.notebook.config import PRESETS
+from study.notebook.data import DataError
+from study.notebook.runner import CUDA_GROUP, NotebookRunner, estimate_seconds
+from study.params import ConfigError, parse_assignment
 from study.provenance import provenance
 from study.spec import SpecError, StudySpec, load_spec
-from study.store import RunStore, StoreError, redact
+from study.store import RunStore, StoreError, redact, user_tables
 from study.summary import render, summarize
-
-# Rough training throughput for a first ETA before any run has finished (FLOP/s per worker).
-# Measured: quick preset, bf16 on one thread of this project's 2-core Xeon, ~0.2 TFLOP/s.
-ETA_RATE = {("cpu", "bf16"): 0.2e12, ("cpu", "fp32"): 0.05e12, ("cuda", "bf16"): 40e12, ("cuda", "fp32"): 15e12}
-
-
-# Seeds per vmapped step on CUDA: 8 models x batch 100 is ~1.5 GB of bf16 activations at full
-# width, far below one GPU's memory, and the default study's 5 seeds per arm fit in one group.
-CUDA_GROUP = 8
+from study.worker import execute_user
 
 
 class UsageError(ValueError):
@@ -54,13 +48,13 @@ def add_study_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override a config key for every arm, e.g. --set epochs=20 (repeatable)")
     p.add_argument("--preset", default="auto", choices=["auto", *PRESETS],
-                   help="size of the study: full = the notebook protocol, quick = CPU-sized, smoke = seconds; "
-                        "auto = full with CUDA, else quick")
+                   help="size of the built-in study: full = the notebook protocol, quick = CPU-sized, smoke = "
+                        "seconds; auto = full with CUDA, else quick (a user experiment has no presets)")
     p.add_argument("--data", help="CIFAR-10 source: .tar.gz / folder of an ImageFolder tree, or a torchvision root "
                                   "(default: $SEEDWISE_DATA, then --data-root, then download)")
     p.add_argument("--data-root", default="./data", help="where torchvision's CIFAR-10 is (or is downloaded to)")
     p.add_argument("--results", default="results", help="results root; the study lives in RESULTS/<study>/")
-    p.add_argument("--study", help="study name (default: <spec name>-<preset>[-set-<hash>])")
+    p.add_argument("--study", help="study name (default: <spec name>[-<preset>][-set-<hash>])")
     p.add_argument("--storage", help="Optuna storage URL (default: sqlite:///RESULTS/<study>/study.db)")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
 
@@ -78,7 +72,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         "cluster through joblib's dask backend (needs --scheduler; pip install -e '.[cluster]')")
     p.add_argument("--scheduler", help="Dask scheduler address for --backend dask, e.g. tcp://127.0.0.1:8786")
     p.add_argument("--group", type=int,
-                   help="seeds of one arm trained together in one vmapped step (study.group); default: "
+                   help="seeds of one arm trained together in one vmapped step (study.notebook.group); default: "
                         f"{CUDA_GROUP} on CUDA, 1 on CPU (where a loop over models is faster)")
     p.add_argument("--compile", action="store_true",
                    help="run the training step through torch.compile (falls back to eager if it fails)")
@@ -92,134 +86,81 @@ class Plan:
     preset: str
     arms: tuple[str, ...]
     seeds: tuple[int, ...]
-    configs: dict[str, Config]
+    configs: dict[str, Any]  # arm -> Config (built-in) or dict (user experiment)
     study_name: str
     identity: str
     results_dir: Path
     extra: dict[str, Any]
+    experiment: Experiment | None = None  # None: the built-in notebook experiment
+
+    def config_dict(self, arm: str) -> dict[str, Any]:
+        cfg = self.configs[arm]
+        return cfg.to_dict() if hasattr(cfg, "to_dict") else dict(cfg)
 
 
-def make_plan(args: argparse.Namespace, has_cuda: bool) -> Plan:
-    spec = load_spec(args.spec)
-    preset = args.preset
-    if preset == "auto":
+def resolve_preset(spec: StudySpec, preset: str | None, has_cuda: bool) -> str | None:
+    """The built-in experiment's size; None for a user experiment, which runs as written."""
+    if not spec.builtin:
+        if preset not in (None, "auto"):
+            raise UsageError(f"--preset {preset}: presets belong to the built-in notebook experiment; "
+                             f"{spec.source} runs exactly as written (use --set KEY=VALUE to change it)")
+        return None
+    if preset in (None, "auto"):
         preset = "full" if has_cuda else "quick"
         why = "CUDA is available" if has_cuda else "no CUDA device; --preset full runs the notebook protocol"
         print(f"preset: {preset} (auto: {why})", file=sys.stderr)
+    return preset
+
+
+def make_plan(args: argparse.Namespace, has_cuda: bool) -> Plan:
+    """The study's plan from the options (those of `study.run`; `study.tune` has no --seeds,
+    --arms, --jobs or --group, which then take their defaults). `args.spec` may be a path, a
+    parsed `StudySpec`, or None for the default study; `args.set` strings or a dict."""
+    spec = args.spec if isinstance(args.spec, StudySpec) else load_spec(args.spec)
+    preset = resolve_preset(spec, args.preset, has_cuda)
+    experiment = None
+    if not spec.builtin:
+        experiment = Experiment(reference=spec.experiment, command=spec.command, folder=spec.folder)
+        experiment.check()  # an unimportable module fails now, not once per run
     try:
-        extra = dict(parse_assignment(s) for s in args.set)
+        extra = dict(args.set) if isinstance(args.set, dict) else dict(parse_assignment(s) for s in args.set)
     except ConfigError as e:
         raise SpecError(str(e)) from None
-    n_seeds = spec.seeds if args.seeds is None else args.seeds
-    if n_seeds <= 0:
+    n_seeds = getattr(args, "seeds", None)
+    n_seeds = spec.seeds if n_seeds is None else n_seeds
+    if type(n_seeds) is not int or n_seeds <= 0:
         raise UsageError(f"--seeds must be a positive integer, got {n_seeds}")
-    if args.jobs is not None and args.jobs <= 0:
-        raise UsageError(f"--jobs must be a positive integer, got {args.jobs}")
-    if getattr(args, "group", None) is not None and args.group <= 0:  # study.tune has no --group
-        raise UsageError(f"--group must be a positive integer, got {args.group}")
-    arms = spec.select(args.arms)
+    for flag in ("jobs", "group"):
+        value = getattr(args, flag, None)
+        if value is not None and value <= 0:
+            raise UsageError(f"--{flag} must be a positive integer, got {value}")
+    arms = getattr(args, "arms", None)
+    arms = spec.select(",".join(arms) if isinstance(arms, (list, tuple)) else arms)
     configs = {arm: spec.config(arm, preset, extra) for arm in spec.arm_names}  # validates all arms
     identity = spec.identity(preset, extra)
     name = args.study
     if name is None:
-        name = f"{spec.name}-{preset}"
+        name = f"{spec.name}-{preset}" if preset else spec.name
         if extra:
             name += "-set-" + hashlib.sha256(json.dumps(extra, sort_keys=True).encode()).hexdigest()[:6]
     if not name or "/" in name or name.startswith("."):
         raise UsageError(f"--study must be a plain name without '/', got {name!r}")
     seeds = tuple(range(spec.first_seed, spec.first_seed + n_seeds))
-    return Plan(spec, preset, arms, seeds, configs, name, identity, Path(args.results) / name, extra)
+    return Plan(spec, preset, arms, seeds, configs, name, identity, Path(args.results) / name, extra, experiment)
 
 
 def study_description(plan: Plan, url: str) -> dict[str, Any]:
-    return {
+    description = {
         "study": plan.study_name, "identity": plan.identity, "preset": plan.preset,
         "spec_name": plan.spec.name, "spec_source": plan.spec.source, "description": plan.spec.description,
         "baseline": plan.spec.analysis.baseline, "analysis": vars(plan.spec.analysis), "set": plan.extra,
         "arms": {a.name: {"description": a.description, "overrides": dict(a.overrides),
-                          "config": plan.configs[a.name].to_dict()} for a in plan.spec.arms},
+                          "config": plan.config_dict(a.name)} for a in plan.spec.arms},
         "storage": redact(url),
     }
-
-
-def estimate_seconds(config: Config, device: str, threads: int) -> float:
-    precision = config.precision if config.precision != "auto" else "bf16"
-    rate = ETA_RATE[("cuda" if device.startswith("cuda") else "cpu", precision)]
-    if not device.startswith("cuda"):
-        rate *= threads ** 0.75  # threads scale sub-linearly on small convs
-    evals = config.val_size * config.epochs + config.test_size * (config.epochs if config.test_every_epoch else 1)
-    flops = train_flops_per_image(config) * (config.train_size * config.epochs + evals / 3)
-    return flops / rate
-
-
-# ---- worker side ------------------------------------------------------------------------
-_DATA: dict[str, Any] = {}
-
-
-def failure(e: BaseException) -> dict[str, str]:
-    """A run's recorded failure: the error in one line (with a hint where there is one) and
-    the traceback of the exception being handled."""
-    import torch
-
-    error = f"{type(e).__name__}: {e}"
-    if isinstance(e, torch.cuda.OutOfMemoryError):
-        error += " (even one seed per step: lower --jobs, or free the GPU)"
-    return {"error": error, "traceback": traceback.format_exc()}
-
-
-def train_seeds(config: Config, seeds: list[int], data, device: str, compile: bool, on_epoch) -> list[Any]:
-    """Train `seeds` of `config`: alone with `train_one` (the reference path), or together with
-    `train_group`. One outcome per seed: a RunResult, or a failure dict. A group that runs out
-    of GPU memory is split in halves and retried, down to single seeds; only a single seed's
-    OOM is that run's failure, and the other seeds' results are kept."""
-    import gc
-
-    import torch
-
-    from study.group import train_group
-    from study.train import train_one
-
-    try:
-        if len(seeds) == 1 and not compile:
-            return [train_one(config, seeds[0], data, device=device, on_epoch=lambda rec: on_epoch(seeds[0], rec))]
-        return train_group(config, seeds, data, device=device, on_epoch=on_epoch, compile=compile)
-    except torch.cuda.OutOfMemoryError as e:
-        if len(seeds) == 1:
-            return [failure(e)]
-    # Outside the `except`: the failed attempt's tensors die with its traceback before the retry.
-    gc.collect()
-    if torch.cuda.is_available():
-        torch.cuda.empty_cache()
-    half = len(seeds) // 2
-    return (train_seeds(config, seeds[:half], data, device, compile, on_epoch)
-            + train_seeds(config, seeds[half:], data, device, compile, on_epoch))
-
-
-def execute(arm: str, seeds: list[int], config: Config, cache_path: str, device: str, threads: int,
-            position: int, progress: bool, compile: bool = False) -> tuple[str, list[tuple[int, Any]], str]:
-    """Run in a joblib worker: load the cached data once per process, train, never raise.
-    Returns (arm, [(seed, RunResult or failure dict)], "host:pid" of the process that ran it)."""
-    import torch
-    from tqdm import tqdm
-
-    torch.set_num_threads(threads)
-    label = f"seed {seeds[0]}" if len(seeds) == 1 else f"seeds {','.join(map(str, seeds))}"
-    try:
-        if cache_path not in _DATA:
-            _DATA[cache_path] = load_cache(cache_path)
-        bar = tqdm(total=config.epochs, desc=f"{arm} {label}", unit="epoch", position=position,
-                   leave=False, disable=None if progress else True, dynamic_ncols=True)
-        with bar:
-            def on_epoch(seed, rec):
-                if seed == seeds[0]:  # one bar per task: it follows the first seed
-                    bar.set_postfix(val=f"{rec.val_acc:.1f}", lr=f"{rec.lr:.3g}")
-                    bar.update(1)
-
-            results = train_seeds(config, list(seeds), _DATA[cache_path], device, compile, on_epoch)
-        outcomes = list(zip(seeds, results, strict=True))
-    except Exception as e:  # a failing run is recorded, not fatal to the study
-        outcomes = [(seed, failure(e)) for seed in seeds]
-    return arm, outcomes, worker_id()
+    if plan.experiment is not None:
+        description["experiment"] = plan.experiment.label
+    return description
 
 
 # ---- orchestration ----------------------------------------------------------------------
@@ -244,6 +185,27 @@ def main(argv: list[str] | None = None) -> int:
     return interruptible(_main, parse_args(argv), "runs")
 
 
+def options(spec: str | Path | StudySpec | None = None, **values: Any) -> argparse.Namespace:
+    """`python -m study.run`'s options from keywords (the long option names with `_` for `-`:
+    seeds, arms, results, study, storage, set, preset, device, jobs, backend, scheduler, group,
+    compile, dry_run, data, data_root); `set` may be a dict, `arms` a list."""
+    args = parse_args([])
+    unknown = sorted(set(values) - set(vars(args)))
+    if unknown:
+        raise TypeError(f"unknown option(s) {', '.join(unknown)}; options: {', '.join(sorted(vars(args)))}")
+    for key, value in values.items():
+        setattr(args, key, value)
+    args.spec, args.raise_errors = spec, True
+    return args
+
+
+def run_plan(spec: str | Path | StudySpec | None = None, **values: Any) -> int:
+    """The runner's Python API (see `options`). Returns the exit status; bad input raises
+    (SpecError, UsageError, StoreError, ExperimentError, ...) instead of printing it and exiting 2.
+    After the call, the plan it ran is `args.plan` of the namespace, when `options` built it."""
+    return interruptible(_main, options(spec, **values), "runs")
+
+
 def device_choice(device_arg: str) -> tuple[str, bool]:
     """--device -> (device to train on, whether it is CUDA: the `auto` preset rule needs it)."""
     import torch
@@ -255,44 +217,39 @@ def device_choice(device_arg: str) -> tuple[str, bool]:
 def _main(args: argparse.Namespace) -> int:
     device, has_cuda = device_choice(args.device)
     try:
-        plan = make_plan(args, has_cuda)
+        plan = args.plan = make_plan(args, has_cuda)  # handed back to Python callers (study.api)
         url = args.storage or f"sqlite:///{plan.results_dir / 'study.db'}"
         if args.dry_run and args.storage is None and not (plan.results_dir / "study.db").exists():
             store = None  # a dry run creates nothing
         else:
-            store = RunStore(plan.results_dir, plan.study_name, plan.identity, plan.spec.arm_names,
-                             study_description(plan, url), storage=args.storage)
+            store = open_store(plan, url, args.storage)
         done = store.done() if store else set()
         todo = [(arm, seed) for seed in plan.seeds for arm in plan.arms if (arm, seed) not in done]
         jobs = args.jobs or (1 if device.startswith("cuda") else max(1, min(os.cpu_count() or 1, len(todo))))
         threads = 1 if device.startswith("cuda") else max(1, (os.cpu_count() or 1) // jobs)
-        group = args.group or (CUDA_GROUP if device.startswith("cuda") else 1)
         if args.dry_run:
             print_plan(plan, done, todo, jobs, threads, device, store, url)
             return 0
-        try:
-            (plan.results_dir / "study.json").write_text(json.dumps(study_description(plan, url), indent=2) + "\n")
-        except OSError as e:
-            raise UsageError(f"cannot write {plan.results_dir / 'study.json'}: {e.strerror or e}; "
-                             "choose a writable --results directory") from None
+        write_description(plan, url)
         if not todo:
             print(f"nothing to do: all {len(plan.arms) * len(plan.seeds)} runs of {plan.study_name} are done "
                   f"({plan.results_dir})", file=sys.stderr)
             return finish(plan, store)
         cluster = connect_backend(args)  # before the data: a wrong address fails fast
-        data = load_cifar10(args.data, args.data_root)
-        write_labels(plan, data)
-    except (SpecError, UsageError, DataError, StoreError) as e:
+        if plan.experiment is None:
+            runner = NotebookRunner(plan, args, device, threads, jobs)
+        else:
+            runner = UserRunner(plan, device, threads)
+    except (SpecError, UsageError, DataError, StoreError, ExperimentError) as e:
+        if getattr(args, "raise_errors", False):
+            raise
         print(f"error: {e}", file=sys.stderr)
         return 2
     print(f"study {plan.study_name}: {len(todo)} runs to do ({len(done)} already done), "
-          f"{jobs} worker(s) x {threads} thread(s) on {device}; data: {data.source}; "
+          f"{jobs} worker(s) x {threads} thread(s) on {device}; {runner.what}; "
           f"storage: {redact(store.url)}", file=sys.stderr)
-    if group > 1 or args.compile:
-        print(f"engine: up to {group} seed(s) per step{', torch.compile' if args.compile else ''}",
-              file=sys.stderr)
     with cluster:
-        failed = run_all(plan, store, todo, data, device, jobs, threads, group, args.compile)
+        failed = run_all(plan, store, todo, runner, jobs)
     code = finish(plan, store)
     if failed:
         print(f"{failed} run(s) failed (their tracebacks are in runs.csv 'error' and the Optuna trials); "
@@ -301,19 +258,70 @@ def _main(args: argparse.Namespace) -> int:
     return code
 
 
-def write_labels(plan: Plan, data) -> None:
-    """test_labels.npy: with each run's stored predictions, gives per-example correctness."""
-    labels = plan.results_dir / "test_labels.npy"
-    if labels.exists():
-        return
-    tmp = labels.with_name(f".test_labels.{os.getpid()}.npy")  # written aside: never half a file
+def open_store(plan: Plan, url: str, storage: str | None) -> RunStore:
+    from study.notebook import records
+
+    return RunStore(plan.results_dir, plan.study_name, plan.identity, plan.spec.arm_names,
+                    study_description(plan, url), storage=storage, direction=plan.spec.analysis.direction,
+                    layout=records.tables if plan.experiment is None else user_tables)
+
+
+def write_description(plan: Plan, url: str) -> None:
     try:
-        np.save(tmp, data.test_y[test_indices(plan.configs[plan.arms[0]])].numpy().astype(np.uint8))
-        tmp.replace(labels)
+        (plan.results_dir / "study.json").write_text(json.dumps(study_description(plan, url), indent=2) + "\n")
     except OSError as e:
-        raise UsageError(f"cannot write {labels}: {e.strerror or e}; free space or choose another --results") from None
+        raise UsageError(f"cannot write {plan.results_dir / 'study.json'}: {e.strerror or e}; "
+                         "choose a writable --results directory") from None
+
+
+def save_labels(path: Path, labels: np.ndarray) -> None:
+    """test_labels.npy: with each run's stored predictions, gives per-example correctness."""
+    tmp = path.with_name(f".test_labels.{os.getpid()}.npy")  # written aside: never half a file
+    try:
+        np.save(tmp, labels)
+        tmp.replace(path)
+    except OSError as e:
+        raise UsageError(f"cannot write {path}: {e.strerror or e}; free space or choose another --results") from None
     finally:
         tmp.unlink(missing_ok=True)
+
+
+class UserRunner:
+    """A user experiment: one seed per task; a command's output kept in logs/<arm>-seed<N>.log."""
+
+    group = 1
+
+    def __init__(self, plan: Plan, device: str, threads: int):
+        self.plan, self.device, self.threads = plan, device, threads
+        self.metric = plan.spec.analysis.metric
+        self.what = f"experiment: {plan.experiment.label}"
+        self.logs = None
+        if plan.experiment.command:
+            self.logs = plan.results_dir / "logs"
+            self.logs.mkdir(exist_ok=True)
+        self.attrs = {"experiment": plan.experiment.label}
+
+    def task(self, i: int, arm: str, seeds: list[int]):
+        from joblib import delayed
+
+        (seed,) = seeds
+        log = str(self.logs / f"{arm}-seed{seed}.log") if self.logs else None
+        return delayed(execute_user)(arm, seed, self.plan.configs[arm], self.plan.experiment, self.metric,
+                                     self.device, self.threads, log)
+
+    def record(self, store: RunStore, arm: str, seed: int, outcome: Outcome, attrs) -> str:
+        if outcome.labels is not None and outcome.predictions is not None:
+            path = store.results_dir / "test_labels.npy"
+            if not path.exists():
+                save_labels(path, outcome.labels)
+            elif not np.array_equal(np.load(path, allow_pickle=False), outcome.labels):
+                raise ValueError(f"the run's 'labels' differ from {path} (every run must score the same "
+                                 "examples, or per-example comparisons are meaningless)")
+        store.record_outcome(arm, seed, outcome, attrs, self.metric)
+        value = outcome.metrics[self.metric]
+        if outcome.status == "complete":
+            return f"{arm} seed {seed}: {self.metric} {value:.4g} ({outcome.wall_time_s:.1f}s)"
+        return f"{arm} seed {seed}: DIVERGED ({self.metric} {value})"
 
 
 def connect_backend(args):
@@ -359,63 +367,64 @@ def groups_of(todo: list[tuple[str, int]], seeds: tuple[int, ...], group: int) -
     return tasks
 
 
-def run_all(plan: Plan, store: RunStore, todo: list[tuple[str, int]], data, device: str, jobs: int,
-            threads: int, group: int = 1, compile: bool = False) -> int:
-    from joblib import Parallel, delayed
+def run_all(plan: Plan, store: RunStore, todo: list[tuple[str, int]], runner, jobs: int) -> int:
+    """Dispatch the runs still to do as the runner's tasks (`runner.group` seeds of an arm per
+    task), record each outcome as it arrives; returns how many failed."""
+    from joblib import Parallel
     from tqdm import tqdm
 
-    attrs_common = {"data_fingerprint": data.fingerprint, "data_source": data.source, "preset": plan.preset,
-                    "study_identity": plan.identity, **provenance()}
+    attrs_common = {**runner.attrs, "study_identity": plan.identity, **provenance()}
     progress = sys.stderr.isatty()
     bar = tqdm(total=len(todo), desc=plan.study_name, unit="run", disable=None if progress else True,
                position=0, dynamic_ncols=True)
     claims = store.claims()
     elsewhere = 0
+    hashes = {arm: config_hash(plan.config_dict(arm)) for arm in plan.arms}
 
     def tasks():
         """Claim each run just before it is dispatched, so workers sharing the study split the
         plan between them; skip runs another live worker holds or has finished meanwhile."""
         nonlocal elsewhere
-        for i, (arm, seeds) in enumerate(groups_of(todo, plan.seeds, group)):
+        for i, (arm, seeds) in enumerate(groups_of(todo, plan.seeds, runner.group)):
             mine = []
             for seed in seeds:
-                if not claims.claim(arm, seed):
-                    elsewhere += 1
-                    bar.update(1)
-                elif (arm, seed) in store.done():  # finished by another worker since the plan was made
-                    claims.release(arm, seed)
-                    bar.update(1)
-                else:
+                claim = claims.claim_run(arm, seed)
+                if claim == "mine":
                     mine.append(seed)
+                else:  # "busy": another live worker trains it; "done": one finished it since the plan
+                    elsewhere += claim == "busy"
+                    bar.update(1)
             if mine:
-                yield delayed(execute)(arm, mine, plan.configs[arm], data.cache_path, device, threads,
-                                       1 + i % jobs, progress, compile)
+                yield runner.task(i, arm, mine)
 
     failed = 0
     started = time.time()
     try:
         with bar:
             for arm, outcomes, worker in Parallel(n_jobs=jobs, return_as="generator_unordered")(tasks()):
-                cfg = plan.configs[arm]
-                attrs = {**attrs_common, "config": cfg.to_dict(), "config_hash": cfg.hash(), "worker": worker}
+                attrs = {**attrs_common, "config": plan.config_dict(arm), "config_hash": hashes[arm],
+                         "worker": worker}
                 for seed, outcome in outcomes:
+                    stored = False
                     if isinstance(outcome, dict):
                         failed += 1
                         store.record_failure(arm, seed, outcome["error"], outcome["traceback"], attrs)
-                        line = f"{arm} seed {seed}: FAILED {outcome['error']}"
+                        line = f"{arm} seed {seed}: FAILED {outcome['error'].splitlines()[0]}"
                     else:
                         try:
-                            store.record(arm, seed, outcome, attrs)
-                            line = (f"{arm} seed {seed}: test {outcome.test_acc:.2f}% ({outcome.wall_time_s:.0f}s)"
-                                    if outcome.status == "complete" else
-                                    f"{arm} seed {seed}: DIVERGED at epoch {outcome.diverged_epoch}")
-                        except OSError as e:  # e.g. disk full writing its predictions: that run fails
+                            line = runner.record(store, arm, seed, outcome, attrs)
+                            stored = True
+                        except (OSError, ValueError, UsageError) as e:  # e.g. disk full writing predictions
                             failed += 1
-                            error = (f"{type(e).__name__} while storing the run: {e} (its predictions go to "
-                                     f"{store.results_dir / 'artifacts'}; free space and rerun to redo it)")
+                            error = f"{type(e).__name__} while storing the run: {e}"
+                            if isinstance(e, OSError):
+                                error += (f" (its predictions go to {store.results_dir / 'artifacts'}; free space "
+                                          "and rerun to redo it)")
                             store.record_failure(arm, seed, error, traceback.format_exc(), attrs)
                             line = f"{arm} seed {seed}: FAILED {error}"
-                    claims.release(arm, seed)  # after the trial is stored: no gap another worker could use
+                    # After the trial is stored: no gap another worker could use. A stored result is
+                    # marked done; a failure is released, to be retried.
+                    (claims.finish if stored else claims.release)(arm, seed)
                     if progress:
                         bar.write(line, file=sys.stderr)
                     else:
@@ -452,7 +461,8 @@ def finish(plan: Plan, store: RunStore) -> int:
     arms = [a for a in plan.spec.arm_names if a in plan.arms or a == plan.spec.analysis.baseline]
     table = summarize(runs[runs["seed"].isin(plan.seeds)], arms, plan.spec.analysis.baseline,
                       plan.spec.analysis.metric)
-    print(render(table, plan.spec.analysis.baseline, plan.spec.analysis.metric))
+    print(render(table, plan.spec.analysis.baseline, plan.spec.analysis.metric, plan.spec.analysis.direction,
+                 percent=plan.experiment is None))
     print(f"\nresults: {plan.results_dir}/ (runs.csv, epochs.csv, study.db)  "
           f"dashboard: optuna-dashboard --host 127.0.0.1 {redact(store.url)}", file=sys.stderr)
     return 0 if exported else 1
@@ -465,11 +475,13 @@ def print_plan(plan: Plan, done, todo, jobs, threads, device, store, url) -> Non
             if t.user_attrs.get("wall_time_s"):  # a group's runs share its wall time
                 per_run = t.user_attrs["wall_time_s"] / max(1, len(t.user_attrs.get("group") or ()))
                 history.setdefault(t.user_attrs["arm"], []).append(per_run)
-    print(f"study {plan.study_name} (preset {plan.preset}, spec {plan.spec.source})")
+    what = f"preset {plan.preset}" if plan.experiment is None else f"experiment {plan.experiment.label}"
+    print(f"study {plan.study_name} ({what}, spec {plan.spec.source})")
     print(f"storage {redact(url)}; {len(plan.arms)} arms x {len(plan.seeds)} seeds "
           f"(seeds {plan.seeds[0]}..{plan.seeds[-1]}) = {len(plan.arms) * len(plan.seeds)} runs, "
           f"{len(plan.arms) * len(plan.seeds) - len(todo)} done, {len(todo)} to do")
-    total, basis = 0.0, set()
+    total: float | None = 0.0
+    basis: set[str] = set()
     print(f"{'arm':<16}{'done':>5}{'todo':>5}  {'est. s/run':>10}  overrides")
     for arm in plan.arms:
         n_todo = sum(1 for a, _ in todo if a == arm)
@@ -477,11 +489,15 @@ def print_plan(plan: Plan, done, todo, jobs, threads, device, store, url) -> Non
             per_run = sorted(history[arm])[len(history[arm]) // 2]
             basis.add("median of finished runs")
         else:
-            per_run = estimate_seconds(plan.configs[arm], device, threads)
-            basis.add("FLOPs at a rough device rate")
-        total += per_run * n_todo
+            per_run = None if plan.experiment else estimate_seconds(plan.configs[arm], device, threads)
+            basis.add("FLOPs at a rough device rate" if per_run is not None else "nothing yet")
+        total = None if per_run is None or total is None else total + per_run * n_todo
         overrides = dict(plan.spec.arm(arm).overrides)
-        print(f"{arm:<16}{len(plan.seeds) - n_todo:>5}{n_todo:>5}  {per_run:>10.0f}  {overrides or '(base)'}")
+        shown = "?" if per_run is None else f"{per_run:.0f}"
+        print(f"{arm:<16}{len(plan.seeds) - n_todo:>5}{n_todo:>5}  {shown:>10}  {overrides or '(base)'}")
+    if total is None:
+        print(f"ETA unknown until a run has finished ({jobs} worker(s) x {threads} thread(s) on {device})")
+        return
     eta = total / max(1, min(jobs, len(todo) or 1))
     print(f"ETA ~{eta / 60:.1f} min with {jobs} worker(s) x {threads} thread(s) on {device} "
           f"(estimate from {' and '.join(sorted(basis))})")

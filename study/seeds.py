@@ -1,14 +1,23 @@
-"""Independent random streams derived from (seed, stream).
+"""Independent random streams derived from (seed, stream): how arms become paired.
 
 A run's randomness is split into named streams so that two arms run with the same seed see
-the same data order and the same flips, and the same initial weights wherever their
-architectures match: arms become *paired* comparisons, which need far fewer seeds.
+the same data order and the same augmentation draws, and the same initial weights wherever
+their architectures match: arms become *paired* comparisons, which need far fewer seeds.
+Any experiment can use this (numpy only; torch is imported only for `generator`):
+
+    from study.seeds import rng
+    order = rng(seed, "order").permutation(n)   # same order for this seed in every arm
+    torch.manual_seed(stream_seed(seed, "init")) # same initial weights where shapes match
 """
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
-import torch
+
+if TYPE_CHECKING:
+    import torch
 
 # Fixed stream ids: never renumber, or old results stop being reproducible.
 STREAMS = {"init": 1, "order": 2, "augment": 3}
@@ -24,8 +33,15 @@ def stream_seed(seed: int, stream: str) -> int:
     return int(state[0] >> np.uint64(1))  # torch.Generator.manual_seed wants < 2**63
 
 
+def rng(seed: int, stream: str) -> np.random.Generator:
+    """A numpy Generator for `stream` of `seed`: the same numbers in every arm and process."""
+    return np.random.default_rng(stream_seed(seed, stream))
+
+
 def generator(seed: int, stream: str) -> torch.Generator:
     """A CPU generator for `stream` (CPU so that CPU and GPU runs draw identical numbers)."""
+    import torch
+
     return torch.Generator().manual_seed(stream_seed(seed, stream))
 
 

@@ -1,4 +1,24 @@
-"""Study specs: a base config, named arms as overrides, seeds and the analysis plan (TOML).
+"""Study specs: which experiment, a base config, named arms as overrides, seeds, the analysis
+plan and the tuning space (TOML). The format, in one place:
+
+    experiment = "mymodule:train"   # or command = "python train.py --lr {lr} --seed {seed}";
+                                    # neither: the built-in notebook experiment (with presets)
+    folder = "."                    # where the module is / the command runs (default: the
+                                    # spec file's folder; relative paths are from there)
+    name = "my-ablation"
+    seeds = 5                       # per arm; first_seed = 0
+    [base]                          # user experiments: EVERY config key with its default
+    lr = 0.1
+    [arms.baseline]                 # an arm = overrides of declared keys (+ description)
+    [arms.small_lr]
+    lr = 0.01
+    [analysis]                      # metric, direction, baseline, margin (metric units), alpha, chance
+    metric = "val_loss"
+    direction = "minimize"
+    [tune]                          # search space + objective for `python -m study.tune`
+    metric = "val_loss"
+    direction = "minimize"
+    lr = {low = 1e-3, high = 1.0, log = true}
 
 Everything is validated when the spec is loaded, so a typo fails before any training starts.
 """
@@ -14,12 +34,16 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from study.config import Config, ConfigError, apply_overrides, preset_config, suggest
+from study import notebook, params
+from study.params import ConfigError, suggest
 
 DEFAULT_SPEC = "notebook_ablation.toml"
-TOP_KEYS = {"name", "description", "seeds", "first_seed", "base", "analysis", "arms"}
-ANALYSIS_KEYS = {"metric", "baseline", "alpha", "margin"}
-METRICS = ("test_acc", "val_acc")
+TOP_KEYS = {"name", "description", "seeds", "first_seed", "base", "analysis", "arms", "experiment", "command",
+            "folder", "tune"}
+ANALYSIS_KEYS = {"metric", "baseline", "alpha", "margin", "direction", "chance"}
+DIRECTIONS = ("maximize", "minimize")
+TUNE_KEYS = {"metric", "direction"}  # every other key of [tune] is a parameter's range
+RANGE_KEYS = {"low", "high", "log", "int", "choices"}
 
 
 class SpecError(ValueError):
@@ -31,7 +55,28 @@ class AnalysisPlan:
     metric: str = "test_acc"
     baseline: str = "baseline"
     alpha: float = 0.05
-    margin: float = 0.5  # equivalence margin in accuracy points
+    margin: float = 0.5  # equivalence margin, in the metric's units
+    direction: str = "maximize"  # which way is better for `metric`
+    chance: float | None = None  # the metric of a model that learned nothing, if known
+
+    def identity_blob(self) -> dict[str, Any]:
+        """What of the plan enters a study's identity. The four fields that existed when
+        identities were introduced are hashed as they were (committed studies keep resolving);
+        `direction` joins only when it is not the default, `chance` never (it changes no run)."""
+        blob: dict[str, Any] = {"metric": self.metric, "baseline": self.baseline, "alpha": self.alpha,
+                                "margin": self.margin}
+        if self.direction != "maximize":
+            blob["direction"] = self.direction
+        return blob
+
+
+@dataclass(frozen=True)
+class TuneSpace:
+    """`[tune]`: the objective and, per config key, its range (`low`/`high`, `log`, `int`; or
+    `choices`). A bound may name another config key (`high = "epochs"`): the arm's value."""
+    metric: str
+    direction: str
+    ranges: Mapping[str, Mapping[str, Any]]
 
 
 @dataclass(frozen=True)
@@ -51,6 +96,15 @@ class StudySpec:
     analysis: AnalysisPlan = AnalysisPlan()
     description: str = ""
     source: str = "<memory>"
+    experiment: str | None = None  # "module:function" of a user experiment
+    command: str | None = None  # command template of a user experiment
+    folder: str | None = None  # the spec file's folder: on sys.path, and the command's cwd
+    tune: TuneSpace | None = None
+
+    @property
+    def builtin(self) -> bool:
+        """The built-in notebook experiment (its Config, presets and CIFAR-10 data)."""
+        return self.experiment is None and self.command is None
 
     @property
     def arm_names(self) -> tuple[str, ...]:
@@ -62,13 +116,15 @@ class StudySpec:
                 return a
         raise SpecError(f"unknown arm {name!r}{suggest(name, self.arm_names)}; arms in {self.source}: {', '.join(self.arm_names)}")
 
-    def config(self, arm: str, preset: str, extra: Mapping[str, Any] | None = None) -> Config:
-        """Resolve one arm: preset -> spec base -> command-line --set -> the arm's overrides."""
+    def config(self, arm: str, preset: str | None, extra: Mapping[str, Any] | None = None) -> Any:
+        """Resolve one arm: preset -> spec base -> command-line --set -> the arm's overrides.
+        The built-in experiment gives a `Config`; a user experiment a plain dict (no preset)."""
         try:
-            cfg = preset_config(preset)
-            cfg = apply_overrides(cfg, self.base, where=f"[base] of {self.source}")
-            cfg = apply_overrides(cfg, extra or {}, where="--set")
-            return apply_overrides(cfg, self.arm(arm).overrides, where=f"[arms.{arm}] of {self.source}")
+            if not self.builtin:
+                cfg = params.apply(self.base, extra or {}, where="--set")
+                return params.apply(cfg, self.arm(arm).overrides, where=f"[arms.{arm}] of {self.source}")
+            return notebook.resolve(preset, [(self.base, f"[base] of {self.source}"), (extra or {}, "--set"),
+                                             (self.arm(arm).overrides, f"[arms.{arm}] of {self.source}")])
         except ConfigError as e:
             raise SpecError(str(e)) from None
 
@@ -83,14 +139,17 @@ class StudySpec:
             self.arm(n)
         return tuple(n for n in self.arm_names if n in wanted)
 
-    def identity(self, preset: str, extra: Mapping[str, Any] | None = None) -> str:
+    def identity(self, preset: str | None, extra: Mapping[str, Any] | None = None) -> str:
         """Hash of everything that defines the study's runs (not how many seeds): results of
-        different specs, presets or --set overrides never share a study."""
-        blob = {
+        different experiments, specs, presets or --set overrides never share a study."""
+        arms = {a.name: self.config(a.name, preset, extra) for a in self.arms}
+        blob: dict[str, Any] = {
             "preset": preset,
-            "arms": {a.name: self.config(a.name, preset, extra).to_dict() for a in self.arms},
-            "analysis": vars(self.analysis),
+            "arms": {name: (cfg if isinstance(cfg, dict) else cfg.to_dict()) for name, cfg in arms.items()},
+            "analysis": self.analysis.identity_blob(),
         }
+        if not self.builtin:  # built-in identities predate this key: leave them as they were
+            blob["experiment"] = self.experiment or {"command": self.command}
         return hashlib.sha256(json.dumps(blob, sort_keys=True).encode()).hexdigest()[:12]
 
 
@@ -99,7 +158,63 @@ def _expect(cond: bool, msg: str) -> None:
         raise SpecError(msg)
 
 
-def parse_spec(data: Mapping[str, Any], source: str = "<memory>") -> StudySpec:
+def _number(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and v == v
+
+
+def _analysis(raw: Any, source: str, builtin: bool) -> AnalysisPlan:
+    _expect(isinstance(raw, dict), f"{source}: [analysis] must be a table")
+    for key in raw:
+        _expect(key in ANALYSIS_KEYS, f"{source}: unknown key {key!r} in [analysis]{suggest(key, ANALYSIS_KEYS)}; valid keys: {', '.join(sorted(ANALYSIS_KEYS))}")
+    _expect(builtin or "metric" in raw, f"{source}: [analysis] metric is required for a user experiment "
+                                        "(the name of a metric its train() returns, e.g. metric = \"val_acc\")")
+    plan = AnalysisPlan(**raw)
+    if builtin:
+        _expect(plan.metric in notebook.METRICS,
+                f"{source}: [analysis] metric must be one of {', '.join(notebook.METRICS)}, got {plan.metric!r}")
+    _expect(isinstance(plan.metric, str) and plan.metric.strip() != "",
+            f"{source}: [analysis] metric must be a non-empty string, got {plan.metric!r}")
+    _expect(plan.direction in DIRECTIONS, f"{source}: [analysis] direction must be one of {', '.join(DIRECTIONS)}, got {plan.direction!r}")
+    _expect(isinstance(plan.alpha, float) and 0 < plan.alpha < 1, f"{source}: [analysis] alpha must be a number in (0, 1), got {plan.alpha!r}")
+    _expect(_number(plan.margin) and plan.margin > 0,
+            f"{source}: [analysis] margin must be a positive number in the metric's units, got {plan.margin!r}")
+    _expect(plan.chance is None or _number(plan.chance),
+            f"{source}: [analysis] chance must be a number (the metric of a model that learned nothing), got {plan.chance!r}")
+    return plan
+
+
+def _tune(raw: Any, source: str, analysis: AnalysisPlan, keys) -> TuneSpace:
+    _expect(isinstance(raw, dict), f"{source}: [tune] must be a table")
+    metric = raw.get("metric", analysis.metric)
+    direction = raw.get("direction", analysis.direction if metric == analysis.metric else "maximize")
+    _expect(isinstance(metric, str) and metric != "", f"{source}: [tune] metric must be a string, got {metric!r}")
+    _expect(direction in DIRECTIONS, f"{source}: [tune] direction must be one of {', '.join(DIRECTIONS)}, got {direction!r}")
+    ranges = {}
+    for key, rng in raw.items():
+        if key in TUNE_KEYS:
+            continue
+        where = f"{source}: [tune] {key}"
+        _expect(key in keys, f"{source}: [tune] names {key!r}, which is not a config key{suggest(key, keys)}")
+        _expect(isinstance(rng, dict), f"{where} must be a table, e.g. {{low = 0.001, high = 1.0, log = true}}")
+        for k in rng:
+            _expect(k in RANGE_KEYS, f"{where}: unknown key {k!r}{suggest(k, RANGE_KEYS)}; valid keys: {', '.join(sorted(RANGE_KEYS))}")
+        if "choices" in rng:
+            _expect(isinstance(rng["choices"], list) and len(rng["choices"]) > 0 and set(rng) == {"choices"},
+                    f"{where}: choices must be a non-empty list, alone in its table")
+        else:
+            _expect("low" in rng and "high" in rng, f"{where} needs low and high (or choices)")
+            for bound in ("low", "high"):
+                b = rng[bound]
+                _expect(_number(b) or (isinstance(b, str) and b in keys),
+                        f"{where}: {bound} must be a number or a config key, got {b!r}")
+            for flag in ("log", "int"):
+                _expect(isinstance(rng.get(flag, False), bool), f"{where}: {flag} must be true or false")
+        ranges[key] = dict(rng)
+    _expect(bool(ranges), f"{source}: [tune] declares no parameter to tune, e.g. lr = {{low = 0.001, high = 1.0, log = true}}")
+    return TuneSpace(metric=metric, direction=direction, ranges=ranges)
+
+
+def parse_spec(data: Mapping[str, Any], source: str = "<memory>", folder: str | None = None) -> StudySpec:
     for key in data:
         _expect(key in TOP_KEYS, f"{source}: unknown top-level key {key!r}{suggest(key, TOP_KEYS)}; valid keys: {', '.join(sorted(TOP_KEYS))}")
     name = data.get("name")
@@ -110,18 +225,28 @@ def parse_spec(data: Mapping[str, Any], source: str = "<memory>") -> StudySpec:
             v = data[key]
             ok = type(v) is int and (v > 0 if key == "seeds" else v >= 0)
             _expect(ok, f"{source}: `{key}` must be an integer {'> 0' if key == 'seeds' else '>= 0'}, got {v!r}")
+    experiment, command = data.get("experiment"), data.get("command")
+    _expect(experiment is None or command is None, f"{source}: give `experiment` or `command`, not both")
+    if experiment is not None:
+        ok = isinstance(experiment, str) and experiment.count(":") == 1 and all(experiment.split(":"))
+        _expect(ok, f"{source}: `experiment` must be \"package.module:function\", got {experiment!r}")
+    if command is not None:
+        _expect(isinstance(command, str) and command.strip() != "",
+                f"{source}: `command` must be a command line, e.g. \"python train.py --lr {{lr}} --seed {{seed}}\"")
+    builtin = experiment is None and command is None
+    if "folder" in data:
+        where = data["folder"]
+        _expect(isinstance(where, str) and where != "" and not builtin,
+                f"{source}: `folder` must be a path, next to `experiment` or `command`, got {where!r}")
+        folder = str(Path(folder or ".").joinpath(where).resolve())
     base = data.get("base", {})
     _expect(isinstance(base, dict), f"{source}: [base] must be a table of config keys")
-
-    analysis_raw = data.get("analysis", {})
-    _expect(isinstance(analysis_raw, dict), f"{source}: [analysis] must be a table")
-    for key in analysis_raw:
-        _expect(key in ANALYSIS_KEYS, f"{source}: unknown key {key!r} in [analysis]{suggest(key, ANALYSIS_KEYS)}; valid keys: {', '.join(sorted(ANALYSIS_KEYS))}")
-    plan = AnalysisPlan(**analysis_raw)
-    _expect(plan.metric in METRICS, f"{source}: [analysis] metric must be one of {', '.join(METRICS)}, got {plan.metric!r}")
-    _expect(isinstance(plan.alpha, float) and 0 < plan.alpha < 1, f"{source}: [analysis] alpha must be a number in (0, 1), got {plan.alpha!r}")
-    _expect(isinstance(plan.margin, (int, float)) and not isinstance(plan.margin, bool) and plan.margin > 0,
-            f"{source}: [analysis] margin must be a positive number of accuracy points, got {plan.margin!r}")
+    if not builtin:
+        try:
+            params.check_base(base, f"[base] of {source}")
+        except ConfigError as e:
+            raise SpecError(str(e)) from None
+    plan = _analysis(data.get("analysis", {}), source, builtin)
 
     arms_raw = data.get("arms")
     _expect(isinstance(arms_raw, dict) and len(arms_raw) > 0, f"{source}: the spec needs at least one arm, e.g. [arms.baseline]")
@@ -132,12 +257,22 @@ def parse_spec(data: Mapping[str, Any], source: str = "<memory>") -> StudySpec:
         description = table.get("description", "")
         _expect(isinstance(description, str), f"{source}: [arms.{arm_name}] description must be a string")
         arms.append(Arm(arm_name, overrides, description))
+    keys = list(base) if not builtin else list(notebook.CONFIG_KEYS)
+    tune = _tune(data["tune"], source, plan, keys) if "tune" in data else None
     spec = StudySpec(name=name.strip(), arms=tuple(arms), base=base, seeds=data.get("seeds", 5),
                      first_seed=data.get("first_seed", 0), analysis=plan,
-                     description=data.get("description", ""), source=source)
-    # Resolve every arm under the default preset now: unknown keys and bad values fail here.
+                     description=data.get("description", ""), source=source, experiment=experiment,
+                     command=command, folder=folder, tune=tune)
+    if command is not None:
+        from study.experiment import check_command  # its placeholders must be declared keys
+
+        try:
+            check_command(command, base)
+        except ValueError as e:
+            raise SpecError(f"{source}: {e}") from None
+    # Resolve every arm now (built-in: under the default preset): unknown keys and bad values fail here.
     for arm in spec.arm_names:
-        spec.config(arm, "full")
+        spec.config(arm, "full" if builtin else None)
     _expect(plan.baseline in spec.arm_names,
             f"{source}: [analysis] baseline {plan.baseline!r} is not an arm{suggest(plan.baseline, spec.arm_names)}; arms: {', '.join(spec.arm_names)}")
     return spec
@@ -147,13 +282,13 @@ def load_spec(path: str | Path | None = None) -> StudySpec:
     """Load a spec file, or the default study shipped with the package when `path` is None."""
     if path is None:
         text = resources.files("study.specs").joinpath(DEFAULT_SPEC).read_text()
-        source = f"the default spec ({DEFAULT_SPEC})"
+        source, folder = f"the default spec ({DEFAULT_SPEC})", None
     else:
         p = Path(path)
         _expect(p.is_file(), f"spec file {str(p)!r} does not exist")
-        text, source = p.read_text(), str(p)
+        text, source, folder = p.read_text(), str(p), str(p.resolve().parent)
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as e:
         raise SpecError(f"{source} is not valid TOML: {e}") from None
-    return parse_spec(data, source)
+    return parse_spec(data, source, folder)

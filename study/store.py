@@ -18,7 +18,7 @@ import time
 import uuid
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import optuna
@@ -28,29 +28,32 @@ from optuna.distributions import CategoricalDistribution, IntDistribution
 from optuna.trial import TrialState
 
 from analysis.contract import PREDICTIONS_FILE, redact, trial_predictions  # noqa: F401 (re-exported)
-from study.train import RunResult
+from study.experiment import USER_RUN_COLUMNS
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from study.experiment import Outcome
 
 optuna.logging.set_verbosity(logging.WARNING)
-RUN_COLUMNS = ["arm", "seed", "status", "test_acc", "val_acc", "train_acc", "train_loss", "epochs_run",
-               "diverged_epoch", "n_bn", "bn_layers", "lr_final", "wall_time_s", "device", "precision",
-               "threads", "group", "config_hash", "init_hash", "data_fingerprint", "git_commit", "trial_number", "error"]
-EPOCH_COLUMNS = ["arm", "seed", "epoch", "lr", "train_loss", "train_acc", "val_acc", "test_acc", "train_seconds"]
-
-
 class StoreError(RuntimeError):
     """The storage cannot be used (unreachable, not a database, or holds a different study)."""
 
 
 class RunStore:
     def __init__(self, results_dir: Path, study_name: str, identity: str, arm_names: tuple[str, ...],
-                 description: dict[str, Any], storage: str | None = None):
+                 description: dict[str, Any], storage: str | None = None, direction: str = "maximize",
+                 layout: Callable[[list[optuna.trial.FrozenTrial]], tuple[pd.DataFrame, pd.DataFrame]] | None = None):
+        """`layout` turns the study's trials into (runs, epochs) tables: `user_tables` by default;
+        the built-in experiment passes its own (study.notebook.records.tables)."""
         self.results_dir = Path(results_dir)
         try:  # before the storage is opened: an unwritable results directory changes nothing
             (self.results_dir / "artifacts").mkdir(parents=True, exist_ok=True)
         except OSError as e:
             raise StoreError(f"cannot create the results directory {self.results_dir}: {e.strerror}") from None
         self.url = storage or f"sqlite:///{self.results_dir / 'study.db'}"
-        self.study_name, self.identity = study_name, identity
+        self.study_name, self.identity, self.direction = study_name, identity, direction
+        self.layout = layout or user_tables
         self.distributions = {"arm": CategoricalDistribution(arm_names), "seed": IntDistribution(0, 2**31 - 1)}
         for attempt in range(5):
             try:
@@ -61,8 +64,9 @@ class RunStore:
             except Exception as e:  # sqlalchemy/optuna raise many types for a bad URL or file
                 first_line = str(e).splitlines()[0] if str(e) else ""
                 # Workers started together race to create the schema and the study's attributes;
-                # the loser sees a unique-key violation and simply reads what the winner wrote.
-                if "IntegrityError" in type(e).__name__ + repr(e) and attempt < 4:
+                # the loser sees a unique-key violation (or, on a busy machine, SQLite's lock held
+                # past its timeout) and simply reads what the winner wrote.
+                if ("IntegrityError" in type(e).__name__ + repr(e) or "database is locked" in str(e)) and attempt < 4:
                     time.sleep(0.2 * (attempt + 1))
                     continue
                 raise StoreError(f"cannot open storage {redact(self.url)}: {type(e).__name__}: {first_line}") from None
@@ -78,7 +82,7 @@ class RunStore:
         the study had before (None if this call created it)."""
         self.storage = optuna.storages.RDBStorage(self.url)
         self.study = optuna.create_study(storage=self.storage, study_name=study_name,
-                                         direction="maximize", load_if_exists=True)
+                                         direction=self.direction, load_if_exists=True)
         stored = self.study.user_attrs.get("identity")
         if stored is None:
             self.study.set_user_attr("identity", identity)
@@ -111,40 +115,46 @@ class RunStore:
         # One INSERT of a finished trial: a crash can lose the run being recorded, never half of it.
         self.study.add_trial(trial)
 
-    def record(self, arm: str, seed: int, result: RunResult, attrs: dict[str, Any]) -> None:
-        system_attrs = {}
-        if result.test_predictions is not None:
-            buf = io.BytesIO()
-            np.save(buf, result.test_predictions, allow_pickle=False)
-            buf.seek(0)
-            meta = ArtifactMeta(artifact_id=str(uuid.uuid4()), filename=PREDICTIONS_FILE,
-                                mimetype="application/octet-stream", encoding=None)
-            try:
-                self.artifacts.write(meta.artifact_id, buf)
-            except OSError:  # disk full, quota, I/O error: leave no partial artifact behind
-                self._remove_artifact(meta.artifact_id)
-                raise
-            # The key format optuna.artifacts.upload_artifact uses, so the dashboard lists it.
-            system_attrs["artifacts:" + meta.artifact_id] = json.dumps(asdict(meta))
-        run = {
-            "status": result.status, "test_acc": result.test_acc, "val_acc": result.val_acc,
-            "diverged_epoch": result.diverged_epoch,
-            "epochs": [asdict(e) for e in result.epochs],
-            "lr_schedule": [e.lr for e in result.epochs],
-            "streams": result.streams, "init_hash": result.init_hash, "bn_layers": list(result.bn_layers),
-            "n_bn": result.n_bn, "device": result.device, "precision": result.precision,
-            "threads": result.threads, "wall_time_s": round(result.wall_time_s, 3),
-            "group": list(result.group), "compiled": result.compiled,
-        }
-        intermediate = {e.epoch: e.val_acc for e in result.epochs if e.val_acc is not None}
-        complete = result.status == "complete"
+    def _write_predictions(self, predictions: np.ndarray | None) -> tuple[dict[str, Any], str | None]:
+        """Store a run's predictions as an Optuna artifact: (its system attrs, artifact id)."""
+        if predictions is None:
+            return {}, None
+        buf = io.BytesIO()
+        np.save(buf, predictions, allow_pickle=False)
+        buf.seek(0)
+        meta = ArtifactMeta(artifact_id=str(uuid.uuid4()), filename=PREDICTIONS_FILE,
+                            mimetype="application/octet-stream", encoding=None)
         try:
-            self._add(TrialState.COMPLETE if complete else TrialState.FAIL, result.test_acc if complete else None,
-                      arm, seed, {**run, **attrs}, intermediate, system_attrs)
-        except BaseException:  # the trial was not stored: its predictions file would be an orphan
-            if system_attrs:
-                self._remove_artifact(meta.artifact_id)
+            self.artifacts.write(meta.artifact_id, buf)
+        except OSError:  # disk full, quota, I/O error: leave no partial artifact behind
+            self._remove_artifact(meta.artifact_id)
             raise
+        # The key format optuna.artifacts.upload_artifact uses, so the dashboard lists it.
+        return {"artifacts:" + meta.artifact_id: json.dumps(asdict(meta))}, meta.artifact_id
+
+    def add_run(self, complete: bool, value: float | None, arm: str, seed: int, attrs: dict[str, Any],
+                intermediate: dict[int, float], predictions: np.ndarray | None) -> None:
+        """Store one finished run (complete, or diverged: `complete=False`) with its predictions."""
+        system_attrs, artifact_id = self._write_predictions(predictions)
+        try:
+            self._add(TrialState.COMPLETE if complete else TrialState.FAIL, value, arm, seed, attrs, intermediate,
+                      system_attrs)
+        except BaseException:  # the trial was not stored: its predictions file would be an orphan
+            if artifact_id:
+                self._remove_artifact(artifact_id)
+            raise
+
+    def record_outcome(self, arm: str, seed: int, outcome: Outcome, attrs: dict[str, Any], metric: str) -> None:
+        """Store one run of a user experiment: the trial's value is the analysis metric, its
+        intermediate values that metric's per-epoch rows (when the experiment reports it)."""
+        run = {"status": outcome.status, "metrics": outcome.metrics, "epochs": outcome.epochs,
+               "diverged_epoch": outcome.diverged_epoch, "device": outcome.device, "threads": outcome.threads,
+               "wall_time_s": round(outcome.wall_time_s, 3), "log": outcome.log}
+        intermediate = {e["epoch"]: e[metric] for e in outcome.epochs
+                        if metric in e and math.isfinite(e[metric])}
+        complete = outcome.status == "complete"
+        self.add_run(complete, outcome.metrics[metric] if complete else None, arm, seed, {**run, **attrs},
+                     intermediate, outcome.predictions)
 
     def _remove_artifact(self, artifact_id: str) -> None:
         path = self.results_dir / "artifacts" / artifact_id  # where FileSystemArtifactStore puts it
@@ -160,31 +170,7 @@ class RunStore:
 
     def tables(self) -> tuple[pd.DataFrame, pd.DataFrame]:
         """Tidy tables: one row per run, one row per run-epoch. Failed runs are kept."""
-        runs, epochs = [], []
-        for t in sorted(self.trials(), key=lambda t: t.number):
-            a = t.user_attrs
-            ep = a.get("epochs", [])
-            last = ep[-1] if ep else {}
-            runs.append({
-                "arm": a["arm"], "seed": a["seed"], "status": a.get("status", "failed"),
-                "test_acc": a.get("test_acc"), "val_acc": a.get("val_acc"),
-                "train_acc": last.get("train_acc"), "train_loss": last.get("train_loss"),
-                "epochs_run": len(ep), "diverged_epoch": a.get("diverged_epoch"), "n_bn": a.get("n_bn"),
-                "bn_layers": " ".join(map(str, a.get("bn_layers", []))), "lr_final": last.get("lr"),
-                "wall_time_s": a.get("wall_time_s"), "device": a.get("device"), "precision": a.get("precision"),
-                "threads": a.get("threads"), "group": " ".join(map(str, a.get("group", []))),
-                "config_hash": a.get("config_hash"), "init_hash": a.get("init_hash"),
-                "data_fingerprint": a.get("data_fingerprint"), "git_commit": a.get("git_commit"),
-                "trial_number": t.number, "error": a.get("error"),
-            })
-            for e in ep:
-                epochs.append({"arm": a["arm"], "seed": a["seed"], **{k: e.get(k) for k in EPOCH_COLUMNS[2:]}})
-        runs_df = pd.DataFrame(runs, columns=RUN_COLUMNS)
-        epochs_df = pd.DataFrame(epochs, columns=EPOCH_COLUMNS)
-        for df in (runs_df, epochs_df):  # NaN is a float: keep "not measured" out of accuracy columns
-            for col in ("test_acc", "val_acc"):
-                df[col] = df[col].map(lambda v: None if v is None or (isinstance(v, float) and math.isnan(v)) else v)
-        return runs_df, epochs_df
+        return self.layout(sorted(self.trials(), key=lambda t: t.number))
 
     def export(self, tables: tuple[pd.DataFrame, pd.DataFrame] | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
         """Write runs.csv and epochs.csv (from `tables`, else freshly read); return them."""
@@ -198,3 +184,23 @@ class RunStore:
             finally:
                 tmp.unlink(missing_ok=True)
         return runs_df, epochs_df
+
+
+def user_tables(trials: list[optuna.trial.FrozenTrial]) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """runs.csv / epochs.csv of a user experiment: its own metrics as columns, in the order the
+    runs first returned them, between the run's identity and its provenance."""
+    runs, epochs, metric_names, epoch_names = [], [], {}, {}
+    for t in trials:
+        a = t.user_attrs
+        metrics = a.get("metrics") or {}
+        metric_names.update(dict.fromkeys(metrics))
+        ep = a.get("epochs") or []
+        runs.append({"arm": a["arm"], "seed": a["seed"], "status": a.get("status", "failed"), **metrics,
+                     "epochs_run": len(ep), "trial_number": t.number,
+                     **{k: a.get(k) for k in USER_RUN_COLUMNS if k not in ("epochs_run", "trial_number")}})
+        for row in ep:
+            epoch_names.update(dict.fromkeys(k for k in row if k != "epoch"))
+            epochs.append({"arm": a["arm"], "seed": a["seed"], **row})
+    runs_df = pd.DataFrame(runs, columns=["arm", "seed", "status", *metric_names, *USER_RUN_COLUMNS])
+    epochs_df = pd.DataFrame(epochs, columns=["arm", "seed", "epoch", *epoch_names])
+    return runs_df, epochs_df

@@ -51,12 +51,17 @@ def summarize(runs: pd.DataFrame, arms: list[str], baseline: str, metric: str = 
     return pd.DataFrame(rows)
 
 
-def render(table: pd.DataFrame, baseline: str, metric: str = "test_acc") -> str:
-    """Plain-text table for the terminal (the caller prints it)."""
-    def f(v, spec="{:.2f}"):
+def render(table: pd.DataFrame, baseline: str, metric: str = "test_acc", direction: str = "maximize",
+           percent: bool = True) -> str:
+    """Plain-text table for the terminal (the caller prints it). `percent`: the built-in
+    experiment's accuracies, shown to 2 decimals; other metrics to 4 significant digits."""
+    number, signed = ("{:.2f}", "{:+.2f}") if percent else ("{:.4g}", "{:+.4g}")
+
+    def f(v, spec=number):
         return "-" if v is None or (isinstance(v, float) and np.isnan(v)) else spec.format(v)
 
-    lines = [f"{metric} (percent) per arm; differences are arm - {baseline} with 95% t intervals",
+    units = "(percent)" if percent else f"({'lower' if direction == 'minimize' else 'higher'} is better)"
+    lines = [f"{metric} {units} per arm; differences are arm - {baseline} with 95% t intervals",
              f"{'arm':<16}{'n':>3}{'fail':>5}  {'mean +- sd':<16}{'95% CI':<18}{'diff vs ' + baseline:<28}"]
     for r in table.itertuples():
         ms = f"{f(r.mean)} +- {f(r.sd)}"
@@ -66,7 +71,7 @@ def render(table: pd.DataFrame, baseline: str, metric: str = "test_acc") -> str:
         elif np.isnan(r.diff):
             diff = "-"
         else:
-            diff = f"{r.diff:+.2f} [{f(r.diff_low, '{:+.2f}')}, {f(r.diff_high, '{:+.2f}')}] {r.paired}"
+            diff = f"{f(r.diff, signed)} [{f(r.diff_low, signed)}, {f(r.diff_high, signed)}] {r.paired}"
         fails = r.failed + r.diverged
         lines.append(f"{r.arm:<16}{r.n:>3}{fails:>5}  {ms:<16}{ci:<18}{diff}")
     lines.append("Intervals use seed-to-seed variation only; `python -m analysis.report` adds tests, "

@@ -1,9 +1,13 @@
-"""`python -m study.tune`: tune an arm's lr and StepLR step on validation accuracy, then confirm.
+"""`python -m study.tune`: tune an arm's config on a validation metric, then confirm on fresh seeds.
 
     python -m study.tune --trials 40                 # tune lr and step_size for the baseline arm
     python -m study.tune --trials 40 --arm no_bn     # each arm can get its own tuning (fair ablation)
     python -m study.tune --confirm 5                 # re-run the best params on 5 fresh seeds as arm "tuned"
     optuna-dashboard sqlite:///results/<study>/study.db   # browse tuning and ablation side by side
+    python -m study.tune --spec my.toml --trials 20  # a user experiment: the space is its spec's [tune]
+
+The search space and objective come from the spec's `[tune]` table (the built-in notebook spec
+declares lr in [1e-3, 1] on a log scale and step_size in [1, epochs], on validation accuracy).
 
 Tuning never sees the test set: the objective is the last epoch's *validation* accuracy, the runs
 are trained with `score_test=False` (the test tensors are not even read), and tuning seeds
@@ -20,7 +24,6 @@ Exit status: 0 done, 1 a trial or run failed (recorded; rerun to retry), 2 bad i
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import hashlib
 import json
 import math
@@ -36,21 +39,29 @@ import numpy as np
 import optuna
 from optuna.trial import TrialState
 
+from analysis.contract import config_hash
 from study.claims import gone_from_this_host, worker_id
-from study.config import Config
-from study.data import DataError, load_cifar10
-from study.run import Plan, UsageError, add_study_args, device_choice, interruptible, make_plan
-from study.run import main as run_main
+from study.experiment import ExperimentError
+from study.notebook.data import DataError
+from study.notebook.runner import make_objective
+from study.run import (
+    Plan,
+    UsageError,
+    add_study_args,
+    device_choice,
+    interruptible,
+    make_plan,
+    run_plan,
+)
 from study.spec import SpecError, StudySpec
 from study.store import StoreError, redact
 
 TUNE_SEED_OFFSET = 100_000  # tuning seed = 100000 + trial number; evaluation seeds are 0..N-1
 HEARTBEAT_S = 10  # a worker killed mid-trial leaves a RUNNING trial that is failed after 2 x this
-LR_RANGE = (1e-3, 1.0)
+LR_RANGE = (1e-3, 1.0)  # the built-in experiment's default space, when its spec has no [tune]
 GAMMA_RANGE = (0.1, 0.9)
 KIND = "seedwise-tuning"
-OBJECTIVE = "val_acc"
-
+OBJECTIVE = "val_acc"  # the built-in experiment's objective
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -81,11 +92,36 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 # ---- search space and objective ---------------------------------------------------------
-def search_space(config: Config, tune_gamma: bool = False) -> dict[str, optuna.distributions.BaseDistribution]:
-    space: dict[str, optuna.distributions.BaseDistribution] = {
-        "lr": optuna.distributions.FloatDistribution(*LR_RANGE, log=True),
-        "step_size": optuna.distributions.IntDistribution(1, config.epochs),
-    }
+def _value(config: Any, key: str) -> Any:
+    return config[key] if isinstance(config, dict) else getattr(config, key)
+
+
+def space_from_ranges(config: Any, ranges: dict[str, dict[str, Any]]) -> dict[str, optuna.distributions.BaseDistribution]:
+    """[tune] ranges as Optuna distributions; a bound that names a config key takes the arm's value."""
+    space: dict[str, optuna.distributions.BaseDistribution] = {}
+    for key, rng in ranges.items():
+        if "choices" in rng:
+            space[key] = optuna.distributions.CategoricalDistribution(rng["choices"])
+            continue
+        low, high = (_value(config, b) if isinstance(b, str) else b for b in (rng["low"], rng["high"]))
+        integer = rng.get("int", isinstance(_value(config, key), int) and not isinstance(_value(config, key), bool))
+        try:
+            if integer:
+                space[key] = optuna.distributions.IntDistribution(int(low), int(high), log=rng.get("log", False))
+            else:
+                space[key] = optuna.distributions.FloatDistribution(float(low), float(high), log=rng.get("log", False))
+        except ValueError as e:
+            raise UsageError(f"[tune] {key}: {e}") from None
+    return space
+
+
+def search_space(config: Any, tune_gamma: bool = False,
+                 ranges: dict[str, dict[str, Any]] | None = None) -> dict[str, optuna.distributions.BaseDistribution]:
+    if ranges is not None:
+        space = space_from_ranges(config, ranges)
+    else:
+        space = {"lr": optuna.distributions.FloatDistribution(*LR_RANGE, log=True),
+                 "step_size": optuna.distributions.IntDistribution(1, config.epochs)}
     if tune_gamma:
         space["gamma"] = optuna.distributions.FloatDistribution(*GAMMA_RANGE)
     return space
@@ -96,54 +132,59 @@ def suggest(trial: optuna.trial.BaseTrial, space: dict[str, Any]) -> dict[str, A
     for name, d in space.items():
         if isinstance(d, optuna.distributions.IntDistribution):
             params[name] = trial.suggest_int(name, d.low, d.high, log=d.log)
+        elif isinstance(d, optuna.distributions.CategoricalDistribution):
+            params[name] = trial.suggest_categorical(name, d.choices)
         else:
             params[name] = trial.suggest_float(name, d.low, d.high, log=d.log)
     return params
 
 
-def make_objective(config: Config, data, space: dict[str, Any], device: str | None = None):
-    """The tuning objective: train `config` with the trial's params on a tuning seed and return
-    the last epoch's validation accuracy. The test set is never scored (nor read).
+def make_user_objective(experiment, config: dict[str, Any], space: dict[str, Any], metric: str,
+                        device: str | None = None):
+    """The tuning objective of a user experiment: run it with the trial's params on a tuning
+    seed and return its final `metric` ([tune] metric). Each `report(epoch, ...)` row that holds
+    `metric` is an intermediate value for the pruner; a non-finite metric is pruned as diverged."""
+    from study import params as config_params
 
-    Validation accuracy is reported each epoch so the pruner can stop hopeless trials; a
-    diverged run (NaN loss, typically lr near 1) is pruned with user attr status="diverged",
-    so it never crashes the study and TPE learns to avoid that region."""
-    from study.train import train_one
+    last_epoch = config.get("epochs") if isinstance(config.get("epochs"), int) else None
 
     def objective(trial: optuna.trial.BaseTrial) -> float:
-        params = suggest(trial, space)
-        cfg = dataclasses.replace(config, **params)  # validated by Config.__post_init__
+        cfg = config_params.apply(config, suggest(trial, space), where="[tune]")
         seed = TUNE_SEED_OFFSET + trial.number
         trial.set_user_attr("seed", seed)
-        trial.set_user_attr("worker", worker_id())  # lets a rerun on this host fail it at once if we die
-        trial.set_user_attr("config_hash", cfg.hash())
+        trial.set_user_attr("worker", worker_id())
+        trial.set_user_attr("config_hash", config_hash(cfg))
 
-        def on_epoch(rec) -> None:
-            trial.report(rec.val_acc, rec.epoch)
-            # Pruning after the last epoch would throw away a finished result: only prune before.
-            if rec.epoch < cfg.epochs and trial.should_prune():
+        def on_report(epoch: int, row: dict[str, float]) -> None:
+            if metric not in row or not math.isfinite(row[metric]):
+                return
+            trial.report(row[metric], epoch)
+            if epoch != last_epoch and trial.should_prune():  # never throw away a finished run
                 trial.set_user_attr("status", "pruned")
-                raise optuna.TrialPruned(f"pruned after epoch {rec.epoch} (val {rec.val_acc:.2f}%)")
+                raise optuna.TrialPruned(f"pruned after epoch {epoch} ({metric} {row[metric]:.4g})")
 
         try:
-            result = train_one(cfg, seed, data, device=device, on_epoch=on_epoch, score_test=False)
+            outcome = experiment.run(cfg, seed, device=device or "cpu", on_report=on_report)
+            if metric not in outcome.metrics:
+                raise KeyError(f"the experiment returned no {metric!r} ([tune] metric); it returned: "
+                               f"{', '.join(outcome.metrics)}")
         except optuna.TrialPruned:
             raise
-        except Exception as e:  # recorded on the trial, then Optuna marks it FAIL
+        except Exception as e:
             trial.set_user_attr("status", "failed")
             trial.set_user_attr("error", f"{type(e).__name__}: {e}")
             trial.set_user_attr("traceback", traceback.format_exc()[-8000:])
             raise
-        except KeyboardInterrupt:  # Ctrl-C / SIGTERM: Optuna fails the trial; say why
+        except KeyboardInterrupt:
             trial.set_user_attr("status", "interrupted")
             raise
-        trial.set_user_attr("status", result.status)
-        trial.set_user_attr("wall_time_s", round(result.wall_time_s, 3))
-        trial.set_user_attr("lr_schedule", [e.lr for e in result.epochs])
-        if result.status == "diverged":
-            trial.set_user_attr("diverged_epoch", result.diverged_epoch)
-            raise optuna.TrialPruned(f"diverged (non-finite loss) in epoch {result.diverged_epoch}")
-        return result.val_acc
+        trial.set_user_attr("status", outcome.status)
+        trial.set_user_attr("wall_time_s", round(outcome.wall_time_s, 3))
+        trial.set_user_attr("metrics", outcome.metrics)
+        if outcome.status == "diverged":
+            trial.set_user_attr("diverged_epoch", outcome.diverged_epoch)
+            raise optuna.TrialPruned(f"diverged (non-finite {metric})")
+        return outcome.metrics[metric]
 
     return objective
 
@@ -168,13 +209,15 @@ class TrialSeededTPE(optuna.samplers.TPESampler):
         super().before_trial(study, trial)
 
 
-def make_pruner(config: Config) -> optuna.pruners.BasePruner:
+def make_pruner(config: Any) -> optuna.pruners.BasePruner:
     # Median, not Hyperband: a run is only `epochs` (10) steps long and a study a few dozen
     # trials, too few for Hyperband's brackets to pay off, and the median rule is easy to explain
     # in a report. 5 startup trials give a median worth comparing to; 2 warm-up epochs because a
     # small step_size decays the lr early and looks better early than it ends (pruning at
     # epoch 1 would favour it). Never prunes before epoch 2 of 10 (smoke: epoch 1 of 2).
-    return optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=max(0, min(2, config.epochs - 1)))
+    epochs = config.get("epochs") if isinstance(config, dict) else config.epochs
+    warmup = 2 if not isinstance(epochs, int) else max(0, min(2, epochs - 1))
+    return optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=warmup)
 
 
 # ---- storage ------------------------------------------------------------------------------
@@ -201,20 +244,24 @@ def confirm_study_name(plan: Plan, arm: str) -> str:
     return f"{plan.study_name}-tuned" + ("" if arm == plan.spec.analysis.baseline else f"-{arm}")
 
 
-def tuning_identity(plan: Plan, arm: str, space: dict[str, Any]) -> str:
-    blob = {"preset": plan.preset, "arm": arm, "config": plan.configs[arm].to_dict(), "objective": OBJECTIVE,
-            "space": {k: optuna.distributions.distribution_to_json(d) for k, d in space.items()},
-            "seed_offset": TUNE_SEED_OFFSET}
+def tuning_identity(plan: Plan, arm: str, space: dict[str, Any], objective: str = OBJECTIVE,
+                    direction: str = "maximize") -> str:
+    blob: dict[str, Any] = {"preset": plan.preset, "arm": arm, "config": plan.config_dict(arm), "objective": objective,
+                            "space": {k: optuna.distributions.distribution_to_json(d) for k, d in space.items()},
+                            "seed_offset": TUNE_SEED_OFFSET}
+    if plan.experiment is not None:  # built-in identities predate these keys: left as they were
+        blob.update(experiment=plan.experiment.label, direction=direction)
     return hashlib.sha256(json.dumps(blob, sort_keys=True).encode()).hexdigest()[:12]
 
 
-def open_tuning_study(url: str, name: str, attrs: dict[str, Any], sampler, pruner, *, create: bool) -> optuna.Study:
+def open_tuning_study(url: str, name: str, attrs: dict[str, Any], sampler, pruner, *, create: bool,
+                      direction: str = "maximize") -> optuna.Study:
     storage = open_storage(url)
     if not create and name not in {s.study_name for s in storage.get_all_studies()}:
         raise UsageError(f"no tuning study {name!r} in {redact(url)}: run `python -m study.tune --trials N` "
                          "with the same options first")
     try:
-        study = optuna.create_study(storage=storage, study_name=name, direction="maximize", sampler=sampler,
+        study = optuna.create_study(storage=storage, study_name=name, direction=direction, sampler=sampler,
                                     pruner=pruner, load_if_exists=True)
     except Exception as e:
         raise StoreError(f"cannot open study {name!r} in {redact(url)}: {type(e).__name__}: {str(e).splitlines()[0]}") from None
@@ -258,15 +305,20 @@ def fmt_params(params: dict[str, Any]) -> str:
     return " ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in params.items())
 
 
-def trial_line(study: optuna.Study, t: optuna.trial.FrozenTrial) -> str:
+def score_text(value: float, metric: str) -> str:
+    """The built-in objective as 'val 51.70%'; any other metric as 'name 0.1234'."""
+    return f"val {value:.2f}%" if metric == OBJECTIVE else f"{metric} {value:.4g}"
+
+
+def trial_line(study: optuna.Study, t: optuna.trial.FrozenTrial, metric: str = OBJECTIVE) -> str:
     status = t.user_attrs.get("status", t.state.name.lower())
     if t.state == TrialState.COMPLETE:
-        score = f"val {t.value:.2f}%"
+        score = score_text(t.value, metric)
     elif t.intermediate_values:
         step = max(t.intermediate_values)
-        score = f"val {t.intermediate_values[step]:.2f}% at epoch {step}"
+        score = f"{score_text(t.intermediate_values[step], metric)} at epoch {step}"
     else:
-        score = "no val score"
+        score = f"no {metric} score"
     if status == "diverged":
         score += f", diverged in epoch {t.user_attrs.get('diverged_epoch')}"
     if t.user_attrs.get("error"):
@@ -275,7 +327,7 @@ def trial_line(study: optuna.Study, t: optuna.trial.FrozenTrial) -> str:
     line = f"trial {t.number} {t.state.name} ({status}): {fmt_params(t.params)}: {score} ({secs:.1f}s)"
     try:
         best = study.best_trial
-        line += f"; best #{best.number} {best.value:.2f}%"
+        line += f"; best #{best.number} {score_text(best.value, metric).split(' ', 1)[1]}"
     except ValueError:
         pass
     return line
@@ -304,21 +356,28 @@ def tuned_arm_names(arm: str, baseline: str, k: int) -> list[str]:
 
 
 def confirm_spec_toml(spec: StudySpec, arm: str, chosen: list[optuna.trial.FrozenTrial], names: list[str],
-                      seeds: int, tuning_name: str) -> str:
-    lines = [f"# Generated by python -m study.tune --confirm from tuning study {tuning_name!r}.",
-             f"name = {toml_value(spec.name + '-tuned')}",
+                      seeds: int, tuning_name: str, objective: str = OBJECTIVE) -> str:
+    lines = [f"# Generated by python -m study.tune --confirm from tuning study {tuning_name!r}."]
+    if not spec.builtin:  # the same experiment, found where the original spec found it
+        lines += [f"experiment = {toml_value(spec.experiment)}" if spec.experiment
+                  else f"command = {toml_value(spec.command)}", f"folder = {toml_value(spec.folder or '.')}"]
+    lines += [f"name = {toml_value(spec.name + '-tuned')}",
              f"description = {toml_value(f'{arm} with tuned params vs untuned, on fresh evaluation seeds')}",
              f"seeds = {seeds}", "first_seed = 0", "", "[base]"]
     lines += [f"{json.dumps(k)} = {toml_value(v)}" for k, v in spec.base.items()]
     a = spec.analysis
     lines += ["", "[analysis]", f"metric = {toml_value(a.metric)}", f"baseline = {toml_value(arm)}",
-              f"alpha = {toml_value(float(a.alpha))}", f"margin = {toml_value(float(a.margin))}", ""]
+              f"alpha = {toml_value(float(a.alpha))}", f"margin = {toml_value(float(a.margin))}"]
+    if not spec.builtin:
+        lines += [f"direction = {toml_value(a.direction)}"]
+        lines += [f"chance = {toml_value(float(a.chance))}"] if a.chance is not None else []
+    lines += [""]
     untuned = spec.arm(arm)
     lines += [f"[arms.{json.dumps(arm)}]", f"description = {toml_value(untuned.description or arm)}"]
     lines += [f"{json.dumps(k)} = {toml_value(v)}" for k, v in untuned.overrides.items()]
     for name, t in zip(names, chosen, strict=True):
         overrides = {**untuned.overrides, **t.params}
-        desc = f"{arm} with the params of tuning trial {t.number} (selected val {t.value:.2f}%)"
+        desc = f"{arm} with the params of tuning trial {t.number} (selected {score_text(t.value, objective)})"
         lines += ["", f"[arms.{json.dumps(name)}]", f"description = {toml_value(desc)}"]
         lines += [f"{json.dumps(k)} = {toml_value(v)}" for k, v in overrides.items()]
     text = "\n".join(lines) + "\n"
@@ -333,11 +392,13 @@ def _mean_sd(values: list[float]) -> tuple[float | None, float | None]:
     return float(arr.mean()), (float(arr.std(ddof=1)) if len(arr) > 1 else None)
 
 
-def confirm(args: argparse.Namespace, plan: Plan, arm: str, study: optuna.Study, url: str) -> int:
+def confirm(args: argparse.Namespace, plan: Plan, arm: str, study: optuna.Study, url: str,
+            objective: str = OBJECTIVE) -> int:
     import pandas as pd
 
+    sign = -1 if study.direction == optuna.study.StudyDirection.MINIMIZE else 1
     complete = sorted(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)),
-                      key=lambda t: (-t.value, t.number))
+                      key=lambda t: (-sign * t.value, t.number))
     if not complete:
         raise UsageError(f"tuning study {study.study_name!r} has no completed trial yet; run "
                          "`python -m study.tune --trials N` first")
@@ -349,40 +410,44 @@ def confirm(args: argparse.Namespace, plan: Plan, arm: str, study: optuna.Study,
     out = Path(args.results) / name
     out.mkdir(parents=True, exist_ok=True)
     spec_path = out / "spec.toml"
-    spec_path.write_text(confirm_spec_toml(plan.spec, arm, chosen, names, args.confirm, study.study_name))
-    run_argv = ["--spec", str(spec_path), "--preset", plan.preset, "--seeds", str(args.confirm),
-                "--results", args.results, "--study", name, "--storage", url, "--device", args.device,
-                "--data-root", args.data_root]
-    if args.data:
-        run_argv += ["--data", args.data]
-    for s in args.set:
-        run_argv += ["--set", s]
+    spec_path.write_text(confirm_spec_toml(plan.spec, arm, chosen, names, args.confirm, study.study_name,
+                                           objective))
+    options = {"seeds": args.confirm, "results": args.results, "study": name, "storage": url,
+               "device": args.device, "data": args.data, "data_root": args.data_root, "set": list(args.set)}
+    if plan.preset:
+        options["preset"] = plan.preset
     print(f"confirming {len(chosen)} tuned param set(s) of {study.study_name} on seeds 0..{args.confirm - 1}: "
-          f"python -m study.run {' '.join(run_argv)}", file=sys.stderr)
-    code = run_main(run_argv)
+          f"python -m study.run --spec {spec_path} " + " ".join(
+              f"--{k.replace('_', '-')} {v}" for k, v in options.items() if v and k != "set"), file=sys.stderr)
+    code = run_plan(str(spec_path), **options)
     if code == 2 or not (out / "runs.csv").exists():
         return 2 if code == 2 else code
     runs = pd.read_csv(out / "runs.csv")
     seeds = list(range(args.confirm))
     runs = runs[runs["seed"].isin(seeds) & (runs["status"] == "complete")]
 
+    metric = plan.spec.analysis.metric  # "test": the metric the ablation is judged on
+
+    def column(r, name: str) -> list[float]:
+        return r[name].dropna().tolist() if name in r else []
+
     def fresh(arm_name: str) -> dict[str, Any]:
         r = runs[runs["arm"] == arm_name]
-        val, val_sd = _mean_sd(r["val_acc"].dropna().tolist())
-        test, test_sd = _mean_sd(r["test_acc"].dropna().tolist())
+        val, val_sd = _mean_sd(column(r, objective))
+        test, test_sd = _mean_sd(column(r, metric))
         return {"n": int(len(r)), "fresh_val_mean": val, "fresh_val_sd": val_sd,
                 "fresh_test_mean": test, "fresh_test_sd": test_sd}
 
     base_cfg = plan.configs[arm]
-    rows = [{"arm": arm, "trial": None, "params": {k: getattr(base_cfg, k) for k in chosen[0].params},
+    rows = [{"arm": arm, "trial": None, "params": {k: _value(base_cfg, k) for k in chosen[0].params},
              "selected_val": None, **fresh(arm), "selection_gap": None}]
     for name_k, t in zip(names, chosen, strict=True):
         row = {"arm": name_k, "trial": t.number, "params": dict(t.params), "selected_val": t.value, **fresh(name_k)}
         row["selection_gap"] = (t.value - row["fresh_val_mean"]) if row["fresh_val_mean"] is not None else None
         rows.append(row)
     selection = {"tuning_study": study.study_name, "confirm_study": name, "tuned_arm": arm, "preset": plan.preset,
-                 "seeds": seeds, "objective": OBJECTIVE, "storage": redact(url),
-                 "note": "selection_gap = selected (tuning) val acc - mean fresh-seed val acc: the selection bias",
+                 "seeds": seeds, "objective": objective, "storage": redact(url),
+                 "note": f"selection_gap = selected (tuning) {objective} - mean fresh-seed {objective}: the selection bias",
                  "rows": rows}
     (out / "selection.json").write_text(json.dumps(selection, indent=2) + "\n")
 
@@ -419,31 +484,43 @@ def _main(args: argparse.Namespace) -> int:
         for flag, value in (("--trials", args.trials), ("--confirm", args.confirm), ("--top-k", args.top_k)):
             if value is not None and value <= 0:
                 raise UsageError(f"{flag} must be a positive integer, got {value}")
-        plan = make_plan(argparse.Namespace(**vars(args), seeds=None, arms=None, jobs=None), has_cuda)
+        plan = make_plan(args, has_cuda)
         arm = args.arm or plan.spec.analysis.baseline
         plan.spec.arm(arm)  # unknown arm: SpecError naming the closest
         config = plan.configs[arm]
-        if args.tune_gamma and config.scheduler != "step":
-            raise UsageError(f"--tune-gamma: arm {arm!r} has no StepLR schedule (scheduler={config.scheduler!r})")
-        space = search_space(config, args.tune_gamma)
+        builtin = plan.experiment is None
+        if not builtin and plan.spec.tune is None:
+            raise UsageError(f"{plan.spec.source} has no [tune] table: declare the search space there, e.g. "
+                             "[tune] metric = \"val_acc\", lr = {low = 0.001, high = 1.0, log = true}")
+        if args.tune_gamma and (not builtin or config.scheduler != "step"):
+            raise UsageError(f"--tune-gamma: arm {arm!r} has no StepLR schedule (declare gamma in [tune] instead)")
+        objective, direction = ((plan.spec.tune.metric, plan.spec.tune.direction) if plan.spec.tune
+                                else (OBJECTIVE, "maximize"))
+        space = search_space(config, args.tune_gamma, plan.spec.tune.ranges if plan.spec.tune else None)
         if args.storage is None:
             plan.results_dir.mkdir(parents=True, exist_ok=True)
         url = args.storage or f"sqlite:///{plan.results_dir / 'study.db'}"
         name = tuning_study_name(plan, arm)
-        attrs = {"kind": KIND, "arm": arm, "preset": plan.preset, "identity": tuning_identity(plan, arm, space),
-                 "objective": OBJECTIVE, "ablation_study": plan.study_name, "ablation_identity": plan.identity,
-                 "spec_source": plan.spec.source, "set": plan.extra, "base_config": config.to_dict(),
+        attrs = {"kind": KIND, "arm": arm, "preset": plan.preset,
+                 "identity": tuning_identity(plan, arm, space, objective, direction),
+                 "objective": objective, "direction": direction, "ablation_study": plan.study_name,
+                 "ablation_identity": plan.identity, "spec_source": plan.spec.source, "set": plan.extra,
+                 "base_config": plan.config_dict(arm),
                  "search_space": {k: repr(d) for k, d in space.items()}, "tuning_seed_offset": TUNE_SEED_OFFSET,
                  "sampler": f"TPE (seed {args.sampler_seed}, per trial number)", "pruner": repr(make_pruner(config))}
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
             study = open_tuning_study(url, name, attrs, TrialSeededTPE(seed=args.sampler_seed, constant_liar=True),
-                                      make_pruner(config), create=args.trials is not None)
+                                      make_pruner(config), create=args.trials is not None, direction=direction)
         if args.trials is None and not study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
             raise UsageError(f"tuning study {name!r} has no completed trial yet; run "
                              "`python -m study.tune --trials N` first")
-        data = load_cifar10(args.data, args.data_root) if args.trials else None
-    except (SpecError, UsageError, DataError, StoreError) as e:
+        data = None
+        if args.trials and builtin:
+            from study.notebook.data import load_cifar10
+
+            data = load_cifar10(args.data, args.data_root)
+    except (SpecError, UsageError, DataError, StoreError, ExperimentError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
 
@@ -453,15 +530,17 @@ def _main(args: argparse.Namespace) -> int:
         print(f"nothing to do: {name} already has {finished(study)} finished trial(s) (--trials {args.trials}); "
               "give a larger --trials to tune more", file=sys.stderr)
     if todo:
-        print(f"tuning {arm} ({fmt_params({k: getattr(config, k) for k in space})} untuned) in study {name}: "
-              f"{todo} trial(s) to reach {args.trials} finished; objective: last-epoch val acc; "
-              f"device {device}; data: {data.source}; storage: {redact(url)}", file=sys.stderr)
+        what = f"data: {data.source}" if builtin else f"experiment: {plan.experiment.label}"
+        goal = "last-epoch val acc" if builtin else f"{direction} {objective}"
+        print(f"tuning {arm} ({fmt_params({k: _value(config, k) for k in space})} untuned) in study {name}: "
+              f"{todo} trial(s) to reach {args.trials} finished; objective: {goal}; "
+              f"device {device}; {what}; storage: {redact(url)}", file=sys.stderr)
         failed = []
 
         def progress(st: optuna.Study, t: optuna.trial.FrozenTrial) -> None:
             if t.state == TrialState.FAIL:
                 failed.append(t.number)
-            print(trial_line(st, t), file=sys.stderr, flush=True)
+            print(trial_line(st, t, objective), file=sys.stderr, flush=True)
 
         try:
             warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)  # heartbeat
@@ -471,7 +550,9 @@ def _main(args: argparse.Namespace) -> int:
             # Failed trials (a raise, a killed worker) do not count, so a rerun redoes their work.
             # MaxTrialsCallback stops this process once cooperating workers reached the target.
             target = optuna.study.MaxTrialsCallback(args.trials, states=(TrialState.COMPLETE, TrialState.PRUNED))
-            study.optimize(make_objective(config, data, space, device), n_trials=todo,
+            run_trial = (make_objective(config, data, space, device) if builtin else
+                         make_user_objective(plan.experiment, config, space, objective, device))
+            study.optimize(run_trial, n_trials=todo,
                            callbacks=[progress, target], catch=(Exception,), gc_after_trial=False)
         except KeyboardInterrupt:
             print(f"\ninterrupted: finished trials are stored in {name} ({redact(url)}); rerun the same "
@@ -479,15 +560,16 @@ def _main(args: argparse.Namespace) -> int:
             return 130
         try:
             best = study.best_trial
-            print(f"best of {name}: trial {best.number}: {fmt_params(best.params)}: val {best.value:.2f}%")
+            print(f"best of {name}: trial {best.number}: {fmt_params(best.params)}: "
+                  f"{score_text(best.value, objective)}")
         except ValueError:
             print(f"{name}: no completed trial yet", file=sys.stderr)
         print(f"dashboard: optuna-dashboard --host 127.0.0.1 {redact(url)}", file=sys.stderr)
         code = 1 if failed else 0
     if args.confirm:
         try:
-            return max(code, confirm(args, plan, arm, study, url))
-        except UsageError as e:
+            return max(code, confirm(args, plan, arm, study, url, objective))
+        except (UsageError, SpecError, StoreError, DataError, ExperimentError) as e:
             print(f"error: {e}", file=sys.stderr)
             return 2
     return code

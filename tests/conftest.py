@@ -3,7 +3,7 @@ from pathlib import Path
 
 import pytest
 
-from study.config import preset_config
+from study.notebook.config import preset_config
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data" / "cifar10-jpeg.tar.gz"
 
@@ -19,7 +19,7 @@ def cifar():
     src = data_source()
     if src is None:
         pytest.skip("no CIFAR-10 source: set SEEDWISE_DATA (make test does)")
-    from study.data import load_cifar10
+    from study.notebook.data import load_cifar10
 
     return load_cifar10(src, download=False)
 

@@ -26,6 +26,12 @@ def test_a_run_is_claimed_once(engine):
     assert b.busy_elsewhere() == [("baseline", 0)]
     a.release("baseline", 0)
     assert b.claim("baseline", 0)
+    b.finish("baseline", 0)  # its result is stored: nobody trains it again, nor takes it over
+    assert a.claim_run("baseline", 0) == "done" and b.claim_run("baseline", 2) == "mine"
+    assert a.claim_run("baseline", 1) == "busy" and b.busy_elsewhere() == []
+    with a.engine.begin() as con:  # a done mark never goes stale
+        con.execute(a.table.update().values(heartbeat=0.0))
+    assert a.claim_run("baseline", 0) == "done"
     a.close(), b.close()
 
 
@@ -65,8 +71,9 @@ def test_concurrent_workers_split_the_study_without_duplicates(tmp_path):
 
     with sqlite3.connect(study_dir / "study.db") as con:
         n_trials = con.execute("select count(*) from trials").fetchone()[0]
-        leftover = con.execute("select count(*) from seedwise_claims").fetchone()[0]
-    assert n_trials == 20 and leftover == 0
+        leftover = con.execute("select count(*) from seedwise_claims where owner != 'done'").fetchone()[0]
+        marked_done = con.execute("select count(*) from seedwise_claims where owner = 'done'").fetchone()[0]
+    assert n_trials == 20 and leftover == 0 and marked_done == 20
     rerun = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
     assert rerun.returncode == 0 and "nothing to do" in rerun.stderr
     runs = pd.read_csv(study_dir / "runs.csv")

@@ -1,6 +1,7 @@
 import pytest
 
-from study.config import Config, ConfigError, apply_overrides, parse_assignment, preset_config
+from study.notebook.config import Config, apply_overrides, preset_config
+from study.params import ConfigError, parse_assignment
 from study.spec import SpecError, load_spec, parse_spec
 
 ARMS = {"baseline": {}, "no_bn": {"bn": "none"}}

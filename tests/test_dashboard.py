@@ -15,7 +15,7 @@ from conftest import data_source
 
 from study import run, tune
 
-pytestmark = pytest.mark.skipif(data_source() is None, reason="no CIFAR-10 source (set SEEDWISE_DATA)")
+needs_cifar = pytest.mark.skipif(data_source() is None, reason="no CIFAR-10 source (set SEEDWISE_DATA)")
 DASHBOARD = Path(sys.executable).parent / "optuna-dashboard"
 TINY_ARGS = ["--preset", "smoke", "--device", "cpu", "--set", "width=4", "--set", "train_size=200",
              "--set", "val_size=200", "--set", "test_size=200"]
@@ -34,6 +34,7 @@ def get_json(url: str):
 
 
 @pytest.mark.skipif(not DASHBOARD.exists(), reason="optuna-dashboard is not installed in this environment")
+@needs_cifar
 def test_dashboard_serves_tuning_and_ablation_studies(tmp_path, cifar, monkeypatch):
     monkeypatch.setenv("SEEDWISE_DATA", data_source())
     common = [*TINY_ARGS, "--results", str(tmp_path)]
@@ -76,3 +77,46 @@ def test_dashboard_serves_tuning_and_ablation_studies(tmp_path, cifar, monkeypat
         except subprocess.TimeoutExpired:
             server.kill()
             server.wait()
+
+
+def serve(url: str):
+    """Start the real optuna-dashboard on `url`; (process, base address) once it answers."""
+    port = free_port()
+    server = subprocess.Popen([str(DASHBOARD), url, "--host", "127.0.0.1", "--port", str(port)],
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                              env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 30
+    while True:
+        assert server.poll() is None, f"optuna-dashboard exited: {server.stdout.read()}"
+        try:
+            get_json(f"{base}/api/studies")
+            return server, base
+        except OSError:
+            assert time.monotonic() < deadline, "optuna-dashboard did not answer within 30 s"
+            time.sleep(0.3)
+
+
+@pytest.mark.skipif(not DASHBOARD.exists(), reason="optuna-dashboard is not installed in this environment")
+def test_dashboard_serves_a_user_experiment_minimized(tmp_path):
+    """A command experiment (no CIFAR): its ablation and tuning studies, minimized, as stored."""
+    pytest.importorskip("sklearn")
+    spec = Path(__file__).resolve().parents[1] / "examples" / "command" / "spec.toml"
+    assert tune.main(["--spec", str(spec), "--results", str(tmp_path), "--trials", "2"]) == 0
+    assert run.main(["--spec", str(spec), "--results", str(tmp_path), "--seeds", "1", "--arms", "baseline,l2",
+                     "--jobs", "1"]) == 0
+    url = f"sqlite:///{tmp_path / 'digits-softmax' / 'study.db'}"
+    server, base = serve(url)
+    try:
+        served = {s["study_name"]: s for s in get_json(f"{base}/api/studies")["study_summaries"]}
+        assert set(served) == {"digits-softmax", "digits-softmax-tune-baseline"}
+        for name, n_trials in (("digits-softmax", 2), ("digits-softmax-tune-baseline", 2)):
+            assert served[name]["directions"] == ["minimize"]
+            detail = get_json(f"{base}/api/studies/{served[name]['study_id']}")
+            assert len(detail["trials"]) == n_trials
+        ablation = get_json(f"{base}/api/studies/{served['digits-softmax']['study_id']}")
+        assert {p["name"] for t in ablation["trials"] for p in t["params"]} == {"arm", "seed"}
+        assert all(t["values"] and 0 <= t["values"][0] <= 100 for t in ablation["trials"])
+    finally:
+        server.terminate()
+        server.wait(timeout=10)

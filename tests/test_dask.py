@@ -45,3 +45,21 @@ def test_backend_errors_are_one_line(tmp_path):
     res = subprocess.run([*cmd, "--backend", "dask", "--scheduler", "tcp://127.0.0.1:9"], capture_output=True,
                          text=True, env=env, timeout=120)
     assert res.returncode == 2 and "cannot reach the Dask scheduler" in res.stderr and "Traceback" not in res.stderr
+
+
+def test_a_user_experiment_runs_on_a_local_dask_cluster(tmp_path):
+    """A function experiment is imported inside the Dask workers (the spec's folder on their path)."""
+    pytest.importorskip("sklearn")
+    from pathlib import Path
+
+    spec = Path(__file__).resolve().parents[1] / "examples" / "digits" / "spec.toml"
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
+                                  dashboard_address=None) as cluster, distributed.Client(cluster) as client:
+        worker_pids = set(client.run(os.getpid).values())
+        cmd = [sys.executable, "-m", "study.run", "--spec", str(spec), "--results", str(tmp_path), "--seeds", "1",
+               "--arms", "baseline,tanh", "--backend", "dask", "--scheduler", cluster.scheduler_address]
+        res = subprocess.run(cmd, capture_output=True, text=True, env=os.environ, timeout=300)
+    assert res.returncode == 0, res.stderr[-2000:]
+    runs = pd.read_csv(tmp_path / "digits-mlp" / "runs.csv")
+    assert len(runs) == 2 and set(runs["status"]) == {"complete"}
+    assert {int(w.rsplit(":", 1)[1]) for w in runs["worker"]} <= worker_pids

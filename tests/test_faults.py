@@ -113,9 +113,10 @@ def test_read_only_results_directory_is_one_line_and_exit_2(small_disk, tmp_path
 
 def test_a_run_that_cannot_be_stored_leaves_no_orphan_predictions(tmp_path, monkeypatch):
     """The database refuses the trial after its predictions were written: the file goes too."""
+    from study.notebook.records import record_run
+    from study.notebook.train import RunResult
     from study.spec import load_spec
     from study.store import RunStore
-    from study.train import RunResult
 
     spec = load_spec()
     store = RunStore(tmp_path / STUDY, STUDY, spec.identity("smoke"), spec.arm_names, {})
@@ -128,8 +129,8 @@ def test_a_run_that_cannot_be_stored_leaves_no_orphan_predictions(tmp_path, monk
 
     monkeypatch.setattr(store.study, "add_trial", database_gone)
     with pytest.raises(RuntimeError, match="locked"):
-        store.record("baseline", 0, result, {})
+        record_run(store, "baseline", 0, result, {})
     assert list((tmp_path / STUDY / "artifacts").iterdir()) == []
     monkeypatch.undo()
-    store.record("baseline", 0, result, {})
+    record_run(store, "baseline", 0, result, {})
     assert len(list((tmp_path / STUDY / "artifacts").iterdir())) == 1 and len(store.trials()) == 1

@@ -1,4 +1,4 @@
-"""Seeds trained together (study.group) must be the same experiment as seeds trained alone."""
+"""Seeds trained together (study.notebook.group) must be the same experiment as seeds trained alone."""
 
 import dataclasses
 
@@ -6,10 +6,11 @@ import numpy as np
 import pytest
 import torch
 
-from study.config import apply_overrides
-from study.group import train_group
-from study.run import execute, groups_of, train_seeds
-from study.train import train_one
+from study.notebook.config import apply_overrides
+from study.notebook.group import train_group
+from study.notebook.runner import execute, train_seeds
+from study.notebook.train import train_one
+from study.run import groups_of
 
 
 @pytest.fixture
@@ -97,9 +98,9 @@ def test_groups_of_blocks_seeds_per_arm():
 def test_a_group_out_of_gpu_memory_is_split_until_it_fits(cifar, fp32, monkeypatch):
     """No GPU here, so the OOM is injected: groups of more than two seeds raise CUDA's
     OutOfMemoryError; the runner halves them and every seed still trains."""
-    import study.group
+    import study.notebook.group
 
-    real = study.group.train_group
+    real = study.notebook.group.train_group
     sizes = []
 
     def tight_memory(config, seeds, *args, **kwargs):
@@ -108,7 +109,7 @@ def test_a_group_out_of_gpu_memory_is_split_until_it_fits(cifar, fp32, monkeypat
             raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
         return real(config, seeds, *args, **kwargs)
 
-    monkeypatch.setattr(study.group, "train_group", tight_memory)
+    monkeypatch.setattr(study.notebook.group, "train_group", tight_memory)
     cfg = apply_overrides(fp32, {"epochs": 1})
     results = train_seeds(cfg, [0, 1, 2, 3, 4], cifar, "cpu", False, lambda seed, rec: None)
     # a lone seed takes train_one's path
@@ -117,16 +118,16 @@ def test_a_group_out_of_gpu_memory_is_split_until_it_fits(cifar, fp32, monkeypat
 
 
 def test_out_of_memory_for_one_seed_is_that_runs_recorded_failure(cifar, fp32, monkeypatch, tmp_path):
-    import study.group
-    import study.run
-    import study.train
+    import study.notebook.group
+    import study.notebook.runner
+    import study.notebook.train
 
     def no_memory(*args, **kwargs):
         raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
 
-    monkeypatch.setattr(study.group, "train_group", no_memory)
-    monkeypatch.setattr(study.train, "train_one", no_memory)
-    monkeypatch.setitem(study.run._DATA, "cache", cifar)
+    monkeypatch.setattr(study.notebook.group, "train_group", no_memory)
+    monkeypatch.setattr(study.notebook.train, "train_one", no_memory)
+    monkeypatch.setitem(study.notebook.runner._DATA, "cache", cifar)
     arm, outcomes, _ = execute("baseline", [0, 1], dataclasses.replace(fp32, epochs=1), "cache", "cpu", 1, 0,
                                False)
     assert arm == "baseline" and [s for s, _ in outcomes] == [0, 1]
@@ -136,10 +137,10 @@ def test_out_of_memory_for_one_seed_is_that_runs_recorded_failure(cifar, fp32, m
 
 
 def test_one_seed_out_of_memory_keeps_the_others_results(cifar, fp32, monkeypatch):
-    import study.group
-    import study.train
+    import study.notebook.group
+    import study.notebook.train
 
-    real_one = study.train.train_one
+    real_one = study.notebook.train.train_one
 
     def seed_1_too_big(config, seed, *args, **kwargs):
         if seed == 1:
@@ -149,8 +150,8 @@ def test_one_seed_out_of_memory_keeps_the_others_results(cifar, fp32, monkeypatc
     def no_groups(*args, **kwargs):
         raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 4.00 GiB")
 
-    monkeypatch.setattr(study.group, "train_group", no_groups)
-    monkeypatch.setattr(study.train, "train_one", seed_1_too_big)
+    monkeypatch.setattr(study.notebook.group, "train_group", no_groups)
+    monkeypatch.setattr(study.notebook.train, "train_one", seed_1_too_big)
     outcomes = train_seeds(dataclasses.replace(fp32, epochs=1), [0, 1], cifar, "cpu", False, lambda s, r: None)
     assert outcomes[0].status == "complete" and outcomes[0].streams["init"]
     assert outcomes[1]["error"].startswith("OutOfMemoryError") and "lower --jobs" in outcomes[1]["error"]

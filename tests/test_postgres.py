@@ -36,3 +36,23 @@ def test_workers_on_one_postgres_study_train_each_run_once(tmp_path):
     trials = optuna.load_study(study_name=name, storage=URL).get_trials()
     keys = [(t.params["arm"], t.params["seed"]) for t in trials]
     assert len(keys) == 15 and len(set(keys)) == 15
+
+
+def test_workers_on_one_postgres_study_run_a_user_experiment_once(tmp_path):
+    """The same recipe for a user's command experiment (examples/command), no CIFAR needed."""
+    pytest.importorskip("sklearn")
+    from pathlib import Path
+
+    spec = Path(__file__).resolve().parents[1] / "examples" / "command" / "spec.toml"
+    name = f"pg-user-{uuid.uuid4().hex[:8]}"
+    cmd = [sys.executable, "-m", "study.run", "--spec", str(spec), "--results", str(tmp_path), "--seeds", "2",
+           "--jobs", "1", "--storage", URL, "--study", name]
+    procs = [subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=os.environ)
+             for _ in range(2)]
+    outs = [p.communicate(timeout=300) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], [o[1][-1500:] for o in outs]
+    assert sum(o[1].count(": test_error ") for o in outs) == 6  # 3 arms x 2 seeds, each run once
+    import optuna
+
+    trials = optuna.load_study(study_name=name, storage=URL).get_trials()
+    assert len({(t.params["arm"], t.params["seed"]) for t in trials}) == len(trials) == 6

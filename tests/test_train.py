@@ -4,11 +4,11 @@ import numpy as np
 import pytest
 import torch
 
-from study.config import apply_overrides
-from study.model import build_model, count_bn, init_model, weights_hash
+from study.notebook.config import apply_overrides
+from study.notebook.model import build_model, count_bn, init_model, weights_hash
+from study.notebook.train import make_optimizer, train_one
 from study.seeds import generator, stream_seed, stream_seeds
 from study.spec import load_spec
-from study.train import make_optimizer, train_one
 
 
 def metrics(epoch):

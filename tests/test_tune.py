@@ -19,8 +19,8 @@ from conftest import data_source
 from optuna.trial import TrialState
 
 from study import tune
-from study.config import apply_overrides, preset_config
-from study.train import train_one
+from study.notebook.config import apply_overrides, preset_config
+from study.notebook.train import train_one
 
 pytestmark = pytest.mark.skipif(data_source() is None, reason="no CIFAR-10 source (set SEEDWISE_DATA)")
 

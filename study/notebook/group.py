@@ -27,11 +27,10 @@ import torch
 import torch.nn.functional as F
 from torch.func import functional_call, stack_module_state, vmap
 
-from study.config import Config
-from study.data import Cifar10
-from study.model import count_bn, init_model, weights_hash
-from study.seeds import generator, stream_seeds
-from study.train import (
+from study.notebook.config import Config
+from study.notebook.data import Cifar10
+from study.notebook.model import count_bn, init_model, weights_hash
+from study.notebook.train import (
     EVAL_BATCH,
     EpochRecord,
     RunResult,
@@ -44,6 +43,7 @@ from study.train import (
     resolve_precision,
     train_batch,
 )
+from study.seeds import generator, stream_seeds
 
 
 def train_group(config: Config, seeds: Sequence[int], data: Cifar10, *,

@@ -17,9 +17,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from study.config import Config
-from study.data import Cifar10, split_indices, test_indices
-from study.model import count_bn, init_model, weights_hash
+from study.notebook.config import Config
+from study.notebook.data import Cifar10, split_indices, test_indices
+from study.notebook.model import count_bn, init_model, weights_hash
 from study.seeds import generator, stream_seeds
 
 EVAL_BATCH = 1000  # evaluation batch: large for speed; BN uses running stats in eval mode
@@ -52,7 +52,7 @@ class RunResult:
     precision: str
     threads: int
     wall_time_s: float  # of the whole call: with seeds batched, the group's shared wall time
-    # The seeds trained in the same steps as this one (study.group.train_group), () when it
+    # The seeds trained in the same steps as this one (study.notebook.group.train_group), () when it
     # trained alone. Grouping changes speed, not the numbers a seed draws (see study.seeds).
     group: tuple[int, ...] = ()
     compiled: bool = False  # whether the training step ran through torch.compile

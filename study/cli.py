@@ -1,0 +1,74 @@
+"""`seedwise run | tune | compare | report | dashboard`: the toolkit's one command.
+
+Each subcommand takes exactly the options of its `python -m` form (which stay):
+    seedwise run ...        = python -m study.run ...
+    seedwise tune ...       = python -m study.tune ...
+    seedwise compare ...    = python -m analysis.compare ...
+    seedwise report ...     = python -m analysis.report ...
+    seedwise dashboard RESULTS/STUDY [--port 8080]   optuna-dashboard on the study's storage
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import importlib
+import json
+import sys
+from pathlib import Path
+
+from study.params import suggest
+
+COMMANDS = {"run": "study.run", "tune": "study.tune", "compare": "analysis.compare", "report": "analysis.report"}
+
+
+def storage_of(target: str) -> str:
+    """A storage URL as given, or the one a study folder's study.json names (else its study.db)."""
+    if "://" in target:
+        return target
+    folder = Path(target)
+    meta = folder / "study.json"
+    if meta.exists():
+        stored = json.loads(meta.read_text()).get("storage", "")
+        if stored and "***" not in stored:
+            return stored
+    if (folder / "study.db").exists():
+        return f"sqlite:///{folder / 'study.db'}"
+    raise ValueError(f"{target!r} is neither a storage URL nor a study folder with study.json or study.db")
+
+
+def dashboard(argv: list[str]) -> int:
+    p = argparse.ArgumentParser(prog="seedwise dashboard", description="optuna-dashboard on a study's storage")
+    p.add_argument("study", help="a study folder (results/<study>/) or a storage URL")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8080)
+    args = p.parse_args(argv)
+    try:
+        url = storage_of(args.study)
+        from optuna_dashboard import run_server
+    except (ValueError, ImportError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    print(f"dashboard of {url} on http://{args.host}:{args.port}/ (Ctrl-C to stop)", file=sys.stderr)
+    with contextlib.suppress(KeyboardInterrupt):  # Ctrl-C is how a server is stopped
+        run_server(url, host=args.host, port=args.port)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if not argv or argv[0] in ("-h", "--help"):
+        print(__doc__.strip())
+        return 0 if argv else 2
+    command, rest = argv[0], argv[1:]
+    if command == "dashboard":
+        return dashboard(rest)
+    if command not in COMMANDS:
+        print(f"error: unknown command {command!r}{suggest(command, [*COMMANDS, 'dashboard'])}; "
+              f"commands: {', '.join([*COMMANDS, 'dashboard'])}", file=sys.stderr)
+        return 2
+    return importlib.import_module(COMMANDS[command]).main(rest)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,278 @@
+"""A user experiment: the user's own training code, run once per (arm, seed).
+
+Two forms, named in the spec:
+
+* `experiment = "package.module:function"`: a Python function (the spec file's folder is on
+  `sys.path`) with the contract
+
+      def train(config: dict, seed: int, *, report=None, device=None) -> dict
+
+  It returns the run's final metrics as numbers. Optional keyword parameters are passed only
+  if the function names them: `report(epoch, **metrics)` records a per-epoch row (curves in
+  epochs.csv; the tuner prunes on it), `device` is "cpu" or "cuda[:N]". Two optional keys of the
+  returned dict are arrays, not metrics: `predictions` (one predicted class per held-out example)
+  and `labels` (the true classes, the same in every run): seedwise stores them as the built-in
+  study stores its test predictions, for McNemar and the two-level bootstrap.
+* `command = "python train.py --lr {lr} --seed {seed}"`: any program. `{key}` is replaced by the
+  arm's config value, `{seed}` by the seed; a leading `python` is the interpreter running
+  seedwise. Its output goes to a log per run; the final metrics are the last stdout line that
+  is a JSON object (its "epoch" key, if any, dropped), and every JSON line with an integer
+  "epoch" is a per-epoch row.
+
+An exception (or a non-zero exit) is a failed run, retried on the next invocation; a non-finite
+final metric is a diverged run, an outcome of the recipe, kept like a complete one.
+"""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+import json
+import math
+import os
+import shlex
+import string
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+ARRAY_KEYS = ("predictions", "labels")
+# A user experiment's runs.csv: arm, seed, status, <its metrics>, then these.
+USER_RUN_COLUMNS = ["epochs_run", "diverged_epoch", "wall_time_s", "device", "threads", "config_hash",
+                    "data_fingerprint", "git_commit", "worker", "trial_number", "error"]
+RESERVED = {"arm", "seed", "status", "epoch", *USER_RUN_COLUMNS}  # names a metric cannot take
+LOG_TAIL_LINES = 40
+
+
+class ExperimentError(ValueError):
+    """The experiment cannot be loaded (bad module, missing function): a one-line message."""
+
+
+class RunFailed(RuntimeError):
+    """A command exited non-zero, or returned no metrics; the message carries the log's tail."""
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What one run of a user experiment produced."""
+    status: str  # "complete" or "diverged"
+    metrics: dict[str, float]
+    epochs: list[dict[str, Any]] = field(default_factory=list)
+    diverged_epoch: int | None = None
+    predictions: np.ndarray | None = field(default=None, repr=False)
+    labels: np.ndarray | None = field(default=None, repr=False)
+    wall_time_s: float = 0.0
+    device: str = "cpu"
+    threads: int = 1
+    log: str | None = None
+
+
+@dataclass(frozen=True)
+class Experiment:
+    """Where a user experiment lives: a function reference or a command, and the spec's folder."""
+    reference: str | None = None
+    command: str | None = None
+    folder: str | None = None
+
+    @property
+    def label(self) -> str:
+        return self.reference or f"command: {self.command}"
+
+    def check(self) -> None:
+        """Fail before any run if the function cannot be imported (ExperimentError)."""
+        if self.reference:
+            load_function(self.reference, self.folder)
+
+    def run(self, config: Mapping[str, Any], seed: int, *, device: str = "cpu",
+            on_report: Callable[[int, dict[str, float]], None] | None = None,
+            log_path: Path | None = None) -> Outcome:
+        if self.reference:
+            return call_function(self.reference, self.folder, config, seed, device=device, on_report=on_report)
+        return run_command(self.command, self.folder, config, seed, log_path=log_path, on_report=on_report)
+
+
+def load_function(reference: str, folder: str | None) -> Callable[..., Any]:
+    module_name, _, attr = reference.partition(":")
+    if folder and folder not in sys.path:
+        sys.path.insert(0, folder)  # the spec's folder: its experiment module sits beside it
+    try:
+        module = importlib.import_module(module_name)
+    except Exception as e:  # ImportError, or the module itself raising on import
+        raise ExperimentError(f"experiment {reference!r}: cannot import {module_name!r} "
+                              f"({type(e).__name__}: {e}); it must be importable from {folder or 'sys.path'}") from None
+    fn = getattr(module, attr, None)
+    if not callable(fn):
+        raise ExperimentError(f"experiment {reference!r}: {module_name} has no function {attr!r}")
+    return fn
+
+
+def _number(key: str, value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+        raise TypeError(f"metric {key!r} must be a number, got {value!r} ({type(value).__name__})")
+    return float(value)
+
+
+def finish(returned: Any, epochs: list[dict[str, Any]], started: float, device: str) -> Outcome:
+    """Turn what the experiment returned into an Outcome: numbers checked, arrays kept apart,
+    non-finite final metrics = diverged (at the first epoch whose row was non-finite, if any)."""
+    if not isinstance(returned, Mapping):
+        raise TypeError(f"the experiment must return a dict of metrics, got {type(returned).__name__}")
+    arrays = {k: np.asarray(returned[k]) for k in ARRAY_KEYS if returned.get(k) is not None}
+    metrics = {str(k): _number(k, v) for k, v in returned.items() if k not in ARRAY_KEYS}
+    if not metrics:
+        raise ValueError("the experiment returned no metrics")
+    clash = sorted(set(metrics) & RESERVED)
+    if clash:
+        raise ValueError(f"metric name(s) {', '.join(clash)} are runs.csv columns seedwise writes; rename them")
+    for key, arr in arrays.items():
+        if arr.ndim != 1 or not np.issubdtype(arr.dtype, np.integer):
+            raise TypeError(f"{key!r} must be a 1-D array of integer classes, got shape {arr.shape} {arr.dtype}")
+    if set(arrays) == set(ARRAY_KEYS) and arrays["predictions"].shape != arrays["labels"].shape:
+        raise ValueError(f"'predictions' {arrays['predictions'].shape} and 'labels' {arrays['labels'].shape} differ in length")
+    diverged = not all(math.isfinite(v) for v in metrics.values())
+    bad_epoch = next((e["epoch"] for e in epochs
+                      if not all(math.isfinite(v) for k, v in e.items() if k != "epoch")), None)
+    threads = _threads()
+    return Outcome(status="diverged" if diverged else "complete", metrics=metrics, epochs=epochs,
+                   diverged_epoch=(bad_epoch or (len(epochs) or None)) if diverged else None,
+                   predictions=None if diverged else arrays.get("predictions"),
+                   labels=arrays.get("labels"), wall_time_s=time.perf_counter() - started,
+                   device=device, threads=threads)
+
+
+def _threads() -> int:
+    torch = sys.modules.get("torch")  # only if the experiment uses it: never import it for a numpy one
+    return torch.get_num_threads() if torch is not None else 1
+
+
+def _reporter(epochs: list[dict[str, Any]], on_report):
+    def report(epoch: int, **metrics: float) -> None:
+        if isinstance(epoch, bool) or not isinstance(epoch, (int, np.integer)):
+            raise TypeError(f"report(epoch, ...): epoch must be an integer, got {epoch!r}")
+        row = {k: _number(k, v) for k, v in metrics.items()}
+        epochs.append({"epoch": int(epoch), **row})
+        if on_report is not None:
+            on_report(int(epoch), row)  # the tuner may raise optuna.TrialPruned from here
+    return report
+
+
+def call_function(reference: str, folder: str | None, config: Mapping[str, Any], seed: int, *,
+                  device: str = "cpu", on_report=None) -> Outcome:
+    fn = load_function(reference, folder)
+    wanted = inspect.signature(fn).parameters
+    epochs: list[dict[str, Any]] = []
+    kwargs: dict[str, Any] = {}
+    if "report" in wanted:
+        kwargs["report"] = _reporter(epochs, on_report)
+    if "device" in wanted:
+        kwargs["device"] = device
+    started = time.perf_counter()
+    returned = fn(dict(config), seed, **kwargs)  # a copy: the run cannot change the arm's config
+    return finish(returned, epochs, started, device)
+
+
+# ---- command experiments ----------------------------------------------------------------
+def placeholders(template: str) -> list[str]:
+    return [name for _, name, _, _ in string.Formatter().parse(template) if name is not None]
+
+
+def check_command(template: str, base: Mapping[str, Any]) -> None:
+    """Every `{name}` in the command must be `seed` or a declared config key."""
+    from study.params import suggest
+
+    try:
+        names = placeholders(template)
+    except ValueError as e:
+        raise ValueError(f"`command` is not a valid template ({e}); write {{key}} for a config value") from None
+    for name in names:
+        if name != "seed" and name not in base:
+            raise ValueError(f"`command` uses {{{name}}}, which is not `seed` nor a key declared in "
+                             f"[base]{suggest(name, [*base, 'seed'])}")
+
+
+def command_argv(template: str, config: Mapping[str, Any], seed: int) -> list[str]:
+    """The argv of one run: each word of the template filled in (a value never splits a word)."""
+    def text(v: Any) -> str:
+        if isinstance(v, bool):
+            return "true" if v else "false"
+        return json.dumps(v) if isinstance(v, list) else str(v)
+
+    values = {k: text(v) for k, v in config.items()}
+    argv = [word.format(seed=seed, **values) for word in shlex.split(template)]
+    if argv and argv[0] in ("python", "python3"):
+        argv[0] = sys.executable  # the interpreter (and venv) running seedwise
+    return argv
+
+
+def json_object(line: str) -> dict[str, Any] | None:
+    line = line.strip()
+    if not (line.startswith("{") and line.endswith("}")):
+        return None
+    try:
+        obj = json.loads(line)
+    except ValueError:
+        return None
+    return obj if isinstance(obj, dict) else None
+
+
+def is_epoch_row(obj: dict[str, Any]) -> bool:
+    return isinstance(obj.get("epoch"), int) and not isinstance(obj["epoch"], bool)
+
+
+def final_metrics(lines: list[str]) -> dict[str, Any] | None:
+    """The last stdout line that is a JSON object, without its "epoch" key."""
+    for line in reversed(lines):
+        obj = json_object(line)
+        if obj is not None:
+            return {k: v for k, v in obj.items() if k != "epoch"}
+    return None
+
+
+def run_command(template: str, folder: str | None, config: Mapping[str, Any], seed: int, *,
+                log_path: Path | None = None, on_report=None) -> Outcome:
+    argv = command_argv(template, config, seed)
+    started = time.perf_counter()
+    lines: list[str] = []
+    epochs: list[dict[str, Any]] = []
+    report = _reporter(epochs, on_report)
+    log = open(log_path, "w") if log_path else None  # noqa: SIM115 (closed below, also on errors)
+    try:
+        if log:
+            log.write(f"$ {shlex.join(argv)}\n")
+        try:
+            proc = subprocess.Popen(argv, cwd=folder or None, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                    text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+        except OSError as e:
+            raise RunFailed(f"cannot start {argv[0]!r}: {e.strerror or e}") from None
+        try:
+            for line in proc.stdout:
+                lines.append(line)
+                if log:
+                    log.write(line)
+                    log.flush()
+                row = json_object(line)
+                if row is not None and is_epoch_row(row):  # live, so the tuner can prune
+                    report(row["epoch"], **{k: v for k, v in row.items() if k != "epoch"})
+            code = proc.wait()
+        except BaseException:  # Ctrl-C, pruning, SIGTERM: never leave the child behind
+            proc.kill()
+            proc.wait()
+            raise
+    finally:
+        if log:
+            log.close()
+    tail = "".join(lines[-LOG_TAIL_LINES:])
+    where = f" (log: {log_path})" if log_path else ""
+    if code != 0:
+        raise RunFailed(f"command exited with status {code}{where}; last lines:\n{tail}")
+    final = final_metrics(lines)
+    if final is None:
+        raise RunFailed(f"command printed no JSON object line with its metrics{where}; last lines:\n{tail}")
+    outcome = finish(final, epochs, started, "cpu")
+    return Outcome(**{**outcome.__dict__, "log": str(log_path) if log_path else None})

@@ -1,0 +1,191 @@
+"""The built-in experiment in the runner and the tuner: what `study.run` and `study.tune` call
+for a spec without `experiment` or `command`.
+
+Orchestrator side: `NotebookRunner` (data, tasks of grouped seeds, recording) and
+`estimate_seconds` (a first ETA from FLOPs). Worker side: `execute` (one task in a joblib or
+Dask worker, never raising) and `train_seeds` (a group, split in halves on CUDA OOM). Tuner
+side: `make_objective` (validation accuracy; the test set is never read).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import sys
+import traceback
+from typing import Any
+
+import numpy as np
+import optuna
+
+from study.claims import worker_id
+from study.notebook.config import Config
+from study.notebook.records import record_run
+from study.worker import failure
+
+# Rough training throughput for a first ETA before any run has finished (FLOP/s per worker).
+# Measured: quick preset, bf16 on one thread of this project's 2-core Xeon, ~0.2 TFLOP/s.
+ETA_RATE = {("cpu", "bf16"): 0.2e12, ("cpu", "fp32"): 0.05e12, ("cuda", "bf16"): 40e12, ("cuda", "fp32"): 15e12}
+
+
+# Seeds per vmapped step on CUDA: 8 models x batch 100 is ~1.5 GB of bf16 activations at full
+# width, far below one GPU's memory, and the default study's 5 seeds per arm fit in one group.
+CUDA_GROUP = 8
+
+
+def estimate_seconds(config: Config, device: str, threads: int) -> float:
+    """A first ETA per run before any has finished, from the model's FLOPs at a rough rate."""
+    from study.notebook.model import train_flops_per_image
+
+    precision = config.precision if config.precision != "auto" else "bf16"
+    rate = ETA_RATE[("cuda" if device.startswith("cuda") else "cpu", precision)]
+    if not device.startswith("cuda"):
+        rate *= threads ** 0.75  # threads scale sub-linearly on small convs
+    evals = config.val_size * config.epochs + config.test_size * (config.epochs if config.test_every_epoch else 1)
+    flops = train_flops_per_image(config) * (config.train_size * config.epochs + evals / 3)
+    return flops / rate
+
+
+class NotebookRunner:
+    """Runs the built-in experiment for study.run: CIFAR-10 decoded once in this process (workers
+    load its cache), up to `group` seeds of an arm per task, results stored by `records`."""
+
+    def __init__(self, plan, args, device: str, threads: int, jobs: int):
+        from study.notebook.data import load_cifar10, test_indices
+        from study.run import save_labels
+
+        self.plan, self.device, self.threads, self.jobs = plan, device, threads, jobs
+        self.compile = bool(getattr(args, "compile", False))
+        self.group = getattr(args, "group", None) or (CUDA_GROUP if device.startswith("cuda") else 1)
+        self.data = load_cifar10(args.data, args.data_root)
+        self.what = f"data: {self.data.source}"
+        if self.group > 1 or self.compile:
+            self.what += f"; engine: up to {self.group} seed(s) per step{', torch.compile' if self.compile else ''}"
+        labels = plan.results_dir / "test_labels.npy"
+        if not labels.exists():
+            test_y = self.data.test_y[test_indices(plan.configs[plan.arms[0]])]
+            save_labels(labels, test_y.numpy().astype(np.uint8))
+        self.progress = sys.stderr.isatty()
+        self.attrs = {"data_fingerprint": self.data.fingerprint, "data_source": self.data.source,
+                      "preset": plan.preset}
+
+    def task(self, i: int, arm: str, seeds: list[int]):
+        from joblib import delayed
+
+        return delayed(execute)(arm, seeds, self.plan.configs[arm], self.data.cache_path, self.device,
+                                self.threads, 1 + i % self.jobs, self.progress, self.compile)
+
+    def record(self, store, arm: str, seed: int, outcome, attrs) -> str:
+        record_run(store, arm, seed, outcome, attrs)
+        if outcome.status == "complete":
+            return f"{arm} seed {seed}: test {outcome.test_acc:.2f}% ({outcome.wall_time_s:.0f}s)"
+        return f"{arm} seed {seed}: DIVERGED at epoch {outcome.diverged_epoch}"
+
+
+# ---- worker side ----------------------------------------------------------------------
+_DATA: dict[str, Any] = {}  # decoded data per cache path, loaded once per worker process
+
+
+def train_seeds(config, seeds: list[int], data, device: str, compile: bool, on_epoch) -> list[Any]:
+    """Train `seeds` of `config`: alone with `train_one` (the reference path), or together with
+    `train_group`. One outcome per seed: a RunResult, or a failure dict. A group that runs out
+    of GPU memory is split in halves and retried, down to single seeds; only a single seed's
+    OOM is that run's failure, and the other seeds' results are kept."""
+    import gc
+
+    import torch
+
+    from study.notebook.group import train_group
+    from study.notebook.train import train_one
+
+    try:
+        if len(seeds) == 1 and not compile:
+            return [train_one(config, seeds[0], data, device=device, on_epoch=lambda rec: on_epoch(seeds[0], rec))]
+        return train_group(config, seeds, data, device=device, on_epoch=on_epoch, compile=compile)
+    except torch.cuda.OutOfMemoryError as e:
+        if len(seeds) == 1:
+            return [failure(e)]
+    # Outside the `except`: the failed attempt's tensors die with its traceback before the retry.
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+    half = len(seeds) // 2
+    return (train_seeds(config, seeds[:half], data, device, compile, on_epoch)
+            + train_seeds(config, seeds[half:], data, device, compile, on_epoch))
+
+
+def execute(arm: str, seeds: list[int], config, cache_path: str, device: str, threads: int,
+            position: int, progress: bool, compile: bool = False) -> tuple[str, list[tuple[int, Any]], str]:
+    """Run in a joblib worker: load the cached data once per process, train, never raise.
+    Returns (arm, [(seed, RunResult or failure dict)], "host:pid" of the process that ran it)."""
+    import torch
+    from tqdm import tqdm
+
+    torch.set_num_threads(threads)
+    label = f"seed {seeds[0]}" if len(seeds) == 1 else f"seeds {','.join(map(str, seeds))}"
+    try:
+        if cache_path not in _DATA:
+            from study.notebook.data import load_cache
+
+            _DATA[cache_path] = load_cache(cache_path)
+        bar = tqdm(total=config.epochs, desc=f"{arm} {label}", unit="epoch", position=position,
+                   leave=False, disable=None if progress else True, dynamic_ncols=True)
+        with bar:
+            def on_epoch(seed, rec):
+                if seed == seeds[0]:  # one bar per task: it follows the first seed
+                    bar.set_postfix(val=f"{rec.val_acc:.1f}", lr=f"{rec.lr:.3g}")
+                    bar.update(1)
+
+            results = train_seeds(config, list(seeds), _DATA[cache_path], device, compile, on_epoch)
+        outcomes = list(zip(seeds, results, strict=True))
+    except Exception as e:  # a failing run is recorded, not fatal to the study
+        outcomes = [(seed, failure(e)) for seed in seeds]
+    return arm, outcomes, worker_id()
+
+
+# ---- tuner side -----------------------------------------------------------------------
+def make_objective(config, data, space: dict[str, Any], device: str | None = None):
+    """The tuning objective: train `config` with the trial's params on a tuning seed and return
+    the last epoch's validation accuracy. The test set is never scored (nor read).
+
+    Validation accuracy is reported each epoch so the pruner can stop hopeless trials; a
+    diverged run (NaN loss, typically lr near 1) is pruned with user attr status="diverged",
+    so it never crashes the study and TPE learns to avoid that region."""
+    from study.notebook.train import train_one
+    from study.tune import TUNE_SEED_OFFSET, suggest
+
+    def objective(trial: optuna.trial.BaseTrial) -> float:
+        params = suggest(trial, space)
+        cfg = dataclasses.replace(config, **params)  # validated by Config.__post_init__
+        seed = TUNE_SEED_OFFSET + trial.number
+        trial.set_user_attr("seed", seed)
+        trial.set_user_attr("worker", worker_id())  # lets a rerun on this host fail it at once if we die
+        trial.set_user_attr("config_hash", cfg.hash())
+
+        def on_epoch(rec) -> None:
+            trial.report(rec.val_acc, rec.epoch)
+            # Pruning after the last epoch would throw away a finished result: only prune before.
+            if rec.epoch < cfg.epochs and trial.should_prune():
+                trial.set_user_attr("status", "pruned")
+                raise optuna.TrialPruned(f"pruned after epoch {rec.epoch} (val {rec.val_acc:.2f}%)")
+
+        try:
+            result = train_one(cfg, seed, data, device=device, on_epoch=on_epoch, score_test=False)
+        except optuna.TrialPruned:
+            raise
+        except Exception as e:  # recorded on the trial, then Optuna marks it FAIL
+            trial.set_user_attr("status", "failed")
+            trial.set_user_attr("error", f"{type(e).__name__}: {e}")
+            trial.set_user_attr("traceback", traceback.format_exc()[-8000:])
+            raise
+        except KeyboardInterrupt:  # Ctrl-C / SIGTERM: Optuna fails the trial; say why
+            trial.set_user_attr("status", "interrupted")
+            raise
+        trial.set_user_attr("status", result.status)
+        trial.set_user_attr("wall_time_s", round(result.wall_time_s, 3))
+        trial.set_user_attr("lr_schedule", [e.lr for e in result.epochs])
+        if result.status == "diverged":
+            trial.set_user_attr("diverged_epoch", result.diverged_epoch)
+            raise optuna.TrialPruned(f"diverged (non-finite loss) in epoch {result.diverged_epoch}")
+        return result.val_acc
+
+    return objective

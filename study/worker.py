@@ -1,0 +1,46 @@
+"""What runs in a worker process (joblib/loky or a Dask worker): one task of the plan, never raising.
+
+`execute_user` runs one seed of a user experiment (study.experiment); the built-in experiment's
+task is study.notebook.runner.execute. Both return (arm, [(seed, outcome or failure dict)],
+"host:pid"), and the orchestrator in study.run records them.
+"""
+
+from __future__ import annotations
+
+import traceback
+from pathlib import Path
+from typing import Any
+
+from study.claims import worker_id
+
+
+def failure(e: BaseException) -> dict[str, str]:
+    """A run's recorded failure: the error in one line (with a hint where there is one) and
+    the traceback of the exception being handled."""
+    error = f"{type(e).__name__}: {e}"
+    if type(e).__name__ == "OutOfMemoryError":  # torch.cuda's (no torch import for user runs)
+        error += " (even one seed per step: lower --jobs, or free the GPU)"
+    return {"error": error, "traceback": traceback.format_exc()}
+
+
+def execute_user(arm: str, seed: int, config: dict[str, Any], experiment, metric: str, device: str,
+                 threads: int, log_path: str | None) -> tuple[str, list[tuple[int, Any]], str]:
+    """Run one seed of a user experiment (study.experiment.Experiment); never raise. A run that
+    returns no `metric` (the analysis plan's) is a failed run: the study could not use it."""
+    import os
+    import sys
+
+    # The worker's share of the cores, for libraries the experiment imports later (OpenMP reads
+    # this when it starts) and for torch if this process already has it.
+    os.environ["OMP_NUM_THREADS"] = str(threads)
+    if "torch" in sys.modules:
+        sys.modules["torch"].set_num_threads(threads)
+    try:
+        outcome = experiment.run(config, seed, device=device, log_path=Path(log_path) if log_path else None)
+        if metric not in outcome.metrics:
+            raise KeyError(f"the experiment returned no {metric!r} ([analysis] metric); it returned: "
+                           f"{', '.join(outcome.metrics)}")
+        result: Any = outcome
+    except Exception as e:  # a failing run is recorded, not fatal to the study
+        result = failure(e)
+    return arm, [(seed, result)], worker_id()
