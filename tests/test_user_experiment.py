@@ -122,8 +122,6 @@ def test_command_experiment_reads_the_last_json_line_and_keeps_a_log(command_stu
     assert list(epochs.columns) == ["arm", "seed", "epoch", "val_error"] and len(epochs) == 9 * 5
 
 
-@pytest.mark.xfail(strict=True, reason="analysis decides 'better' by the sign of the difference alone, ignoring "
-                   "[analysis] direction = minimize (issue 11; the analysis branch fixes it: then drop this mark)")
 def test_compare_follows_a_minimized_metric(command_study):
     """small_lr (lr 0.05 for 5 epochs) has a clearly *higher* test error than baseline."""
     out, _ = command_study
