@@ -19,7 +19,7 @@ import sys
 import threading
 import time
 import traceback
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -77,6 +77,15 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--compile", action="store_true",
                    help="run the training step through torch.compile (falls back to eager if it fails)")
     p.add_argument("--dry-run", action="store_true", help="print the plan and an ETA, train nothing")
+    seq = p.add_argument_group("sequential (seeds until decided; see study.until_decided)")
+    seq.add_argument("--until-decided", action="store_true",
+                     help="first look at --seeds seeds per arm, then add seeds only to the arms of undecided "
+                          "comparisons, look after look, with the error rate controlled across looks "
+                          "(default when the spec has [analysis] sequential)")
+    seq.add_argument("--look-every", type=int, help="seeds added per arm between looks (default 5)")
+    seq.add_argument("--max-seeds", type=int, help="seeds per arm at the last look (default 40)")
+    seq.add_argument("--replan", action="store_true",
+                     help="adopt a plan that differs from the pre-registered one (recorded as a deviation)")
     return p.parse_args(argv)
 
 
@@ -231,7 +240,8 @@ def _main(args: argparse.Namespace) -> int:
             print_plan(plan, done, todo, jobs, threads, device, store, url)
             return 0
         write_description(plan, url)
-        if not todo:
+        sequential = args.until_decided or plan.spec.sequential is not None
+        if not todo and not sequential:
             print(f"nothing to do: all {len(plan.arms) * len(plan.seeds)} runs of {plan.study_name} are done "
                   f"({plan.results_dir})", file=sys.stderr)
             return finish(plan, store)
@@ -249,13 +259,37 @@ def _main(args: argparse.Namespace) -> int:
           f"{jobs} worker(s) x {threads} thread(s) on {device}; {runner.what}; "
           f"storage: {redact(store.url)}", file=sys.stderr)
     with cluster:
-        failed = run_all(plan, store, todo, runner, jobs)
+        if sequential:
+            try:
+                failed, plan = decide_look_by_look(plan, store, runner, jobs, args)
+            except ValueError as e:
+                print(f"error: {e}", file=sys.stderr)
+                return 2
+        else:
+            failed = run_all(plan, store, todo, runner, jobs)
     code = finish(plan, store)
     if failed:
         print(f"{failed} run(s) failed (their tracebacks are in runs.csv 'error' and the Optuna trials); "
               "rerun the same command to retry them", file=sys.stderr)
         return 1
     return code
+
+
+def decide_look_by_look(plan: Plan, store: RunStore, runner, jobs: int, args: argparse.Namespace) -> tuple[int, Plan]:
+    """--until-decided: the pre-registered sequential plan, then looks until decided. Returns
+    the failed runs and the plan widened to every seed a look may have used (for the summary)."""
+    from study import until_decided as ud
+
+    requested = ud.requested_plan(plan, len(plan.seeds), args.look_every, args.max_seeds)
+    seq, deviations = ud.pre_register(store, requested, args.replan)
+    for d in deviations:
+        print(f"warning: {'adopted' if args.replan else 'ignored'} deviation from the pre-registered plan: {d}"
+              + ("" if args.replan else " (the stored plan is kept; --replan adopts the new one)"), file=sys.stderr)
+    failed, result = ud.run_until_decided(plan, store, runner, jobs, seq, run_all, export)
+    for c in result.comparisons:
+        print(f"sequential: {c.arm} vs {c.baseline}: {c.decision} ({c.reason})", file=sys.stderr)
+    first = plan.spec.first_seed
+    return failed, replace(plan, seeds=tuple(range(first, first + seq.max_seeds)))
 
 
 def open_store(plan: Plan, url: str, storage: str | None) -> RunStore:

@@ -100,6 +100,7 @@ class StudySpec:
     command: str | None = None  # command template of a user experiment
     folder: str | None = None  # the spec file's folder: on sys.path, and the command's cwd
     tune: TuneSpace | None = None
+    sequential: Mapping[str, Any] | None = None  # [analysis] sequential: run until decided (study.until_decided)
 
     @property
     def builtin(self) -> bool:
@@ -183,6 +184,22 @@ def _analysis(raw: Any, source: str, builtin: bool) -> AnalysisPlan:
     return plan
 
 
+SEQUENTIAL_KEYS = {"first_look", "look_every", "max_seeds", "spending", "spending_param"}
+
+
+def _sequential(raw: Any, source: str) -> dict[str, Any] | None:
+    """`[analysis] sequential = {look_every = 5, max_seeds = 40}`: run until decided by default
+    (`study.until_decided`; the values are checked again when the plan is built)."""
+    if raw is None:
+        return None
+    _expect(isinstance(raw, dict), f"{source}: [analysis] sequential must be a table, e.g. "
+                                   "sequential = {look_every = 5, max_seeds = 40}")
+    for key in raw:
+        _expect(key in SEQUENTIAL_KEYS, f"{source}: unknown key {key!r} in [analysis] sequential"
+                                        f"{suggest(key, SEQUENTIAL_KEYS)}; valid keys: {', '.join(sorted(SEQUENTIAL_KEYS))}")
+    return dict(raw)
+
+
 def _tune(raw: Any, source: str, analysis: AnalysisPlan, keys) -> TuneSpace:
     _expect(isinstance(raw, dict), f"{source}: [tune] must be a table")
     metric = raw.get("metric", analysis.metric)
@@ -246,7 +263,11 @@ def parse_spec(data: Mapping[str, Any], source: str = "<memory>", folder: str | 
             params.check_base(base, f"[base] of {source}")
         except ConfigError as e:
             raise SpecError(str(e)) from None
-    plan = _analysis(data.get("analysis", {}), source, builtin)
+    analysis_raw, sequential = data.get("analysis", {}), None
+    if isinstance(analysis_raw, dict):  # `sequential` is the runner's, not part of the analysis plan
+        analysis_raw = dict(analysis_raw)
+        sequential = _sequential(analysis_raw.pop("sequential", None), source)
+    plan = _analysis(analysis_raw, source, builtin)
 
     arms_raw = data.get("arms")
     _expect(isinstance(arms_raw, dict) and len(arms_raw) > 0, f"{source}: the spec needs at least one arm, e.g. [arms.baseline]")
@@ -262,7 +283,7 @@ def parse_spec(data: Mapping[str, Any], source: str = "<memory>", folder: str | 
     spec = StudySpec(name=name.strip(), arms=tuple(arms), base=base, seeds=data.get("seeds", 5),
                      first_seed=data.get("first_seed", 0), analysis=plan,
                      description=data.get("description", ""), source=source, experiment=experiment,
-                     command=command, folder=folder, tune=tune)
+                     command=command, folder=folder, tune=tune, sequential=sequential)
     if command is not None:
         from study.experiment import check_command  # its placeholders must be declared keys
 
