@@ -41,6 +41,7 @@ import pandas as pd  # noqa: E402
 
 from . import failures as FL  # noqa: E402
 from . import figures as F  # noqa: E402
+from . import sequential_report as SR  # noqa: E402
 from . import tables as T  # noqa: E402
 from .contract import redact  # noqa: E402
 from .family import Family, omnibus  # noqa: E402
@@ -401,6 +402,22 @@ def build_report(study: StudyData, *, rng=0, plan: Mapping | None = None) -> Rep
         B(Para(f"**All pairs.** The {len(frame_all)} pairwise comparisons, Holm-corrected as "
                "a family of their own (so their p-values differ from the table above):"))
         B(TableRef("pairs"))
+
+    record = SR.read_record(study.path)
+    if record is not None:  # run with --until-decided: the decisions are the sequential ones
+        B(Heading("Seeds until decided (pre-registered sequential plan)", level=3))
+        deviations = record.get("deviations") or []
+        B(Para(record["methods"] + (" **Deviations from the pre-registered plan:** " + "; ".join(deviations)
+                                    + "." if deviations else " The plan was not changed after the first run.")))
+        B(Bullets(tuple(SR.summary_lines(record))))
+        rep.tables["looks"] = (SR.looks_table(record), "Every look of every comparison: pairs, difference "
+                               "with its repeated CI, paired t against the boundary at the Holm level then "
+                               "in force, the equivalence statistic against its bound, and the decision.")
+        B(TableRef("looks"))
+        rep.figures["sequential"] = (SR.path_figure(record), "Paired t of each comparison at every look "
+                                     "against its boundaries (shaded: reject); a comparison stops at its "
+                                     "first crossing or when equivalence is shown.")
+        B(FigureRef("sequential"))
 
     # 3. figures
     B(Heading("3. Figures"))

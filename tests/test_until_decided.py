@@ -93,6 +93,14 @@ def test_seeds_go_only_where_the_answer_is_open(study_dir):
     assert record["plan"]["max_seeds"] == 20 and record["plan"]["look_every"] == 5
     assert "sequential: big vs baseline: better" in res.stderr
 
+    report = subprocess.run([sys.executable, "-m", "analysis.report", str(study_dir / "r" / "seq"), "--out",
+                             str(study_dir / "report"), "--no-note"], capture_output=True, text=True,
+                            env={**os.environ, "PYTHONPATH": str(ROOT)}, timeout=300)
+    assert report.returncode == 0, report.stderr[-3000:]
+    text = (study_dir / "report" / "report.md").read_text()
+    assert "Seeds until decided" in text and "| big vs baseline | 5 |" in text
+    assert (study_dir / "report" / "figures" / "sequential.png").exists()
+
     again = run(study_dir, study_dir / "r")  # a rerun of a decided study trains nothing
     assert again.returncode == 0 and "acc" not in again.stderr.split("sequential:")[0].split("seed")[-1]
     assert len(pd.read_csv(study_dir / "r" / "seq" / "runs.csv")) == len(runs)

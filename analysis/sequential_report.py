@@ -1,0 +1,80 @@
+"""The report's section for a study run with `--until-decided`: the pre-registered plan, each
+comparison's look history (n, statistic against its boundaries, the decision) and the path of
+the statistic against the boundaries, read from the study's sequential.json."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+
+RECORD_FILE = "sequential.json"  # written by study.until_decided after every look
+
+
+def read_record(path: Path) -> dict | None:
+    """The study's sequential record, or None when it was not run until decided."""
+    file = Path(path) / RECORD_FILE
+    if not file.exists():
+        return None
+    try:
+        record = json.loads(file.read_text())
+    except (OSError, ValueError):
+        return None
+    return record if isinstance(record, dict) and record.get("comparisons") else None
+
+
+def looks_table(record: dict) -> pd.DataFrame:
+    """One row per look of each comparison: what was known then, and what was decided."""
+    rows = []
+    for c in record["comparisons"]:
+        for k in c["looks"]:
+            rows.append({"comparison": f"{c['arm']} vs {c['baseline']}", "seeds per arm": int(k["seeds"]),
+                         "pairs": int(k["n"]), "Δ": _num(k["diff"]),
+                         "repeated CI": f"[{_num(k['ci'][0])}, {_num(k['ci'][1])}]",
+                         "t": _num(k["statistic"]), "|t| bound": _num(k["bound"]),
+                         "level (Holm)": f"{k['level']:.3g}",
+                         "equivalence t / bound": f"{_num(k['equivalence_statistic'])} / "
+                                                  f"{_num(k['equivalence_bound'])}",
+                         "decision": k["decision"]})
+    return pd.DataFrame(rows)
+
+
+def _num(value) -> str:
+    if value is None or not np.isfinite(float(value)):
+        return "n/a"
+    return f"{float(value):+.3g}" if abs(float(value)) < 1e4 else f"{float(value):+.2e}"
+
+
+def summary_lines(record: dict) -> list[str]:
+    lines = []
+    for c in record["comparisons"]:
+        lines.append(f"**`{c['arm']}` vs `{c['baseline']}`: {c['decision']}** after {c['n']} paired seeds. "
+                     f"{c['reason']}")
+    return lines
+
+
+def path_figure(record: dict) -> plt.Figure:
+    """Each comparison's paired t at every look against the boundaries it had to cross."""
+    comps = [c for c in record["comparisons"] if c["looks"]]
+    fig, axes = plt.subplots(1, max(1, len(comps)), figsize=(3.2 * max(1, len(comps)), 3.0), squeeze=False)
+    for ax, c in zip(axes[0], comps, strict=False):
+        n = [k["n"] for k in c["looks"]]
+        t = np.clip([k["statistic"] if k["statistic"] is not None else np.nan for k in c["looks"]], -20, 20)
+        bound = [k["bound"] for k in c["looks"]]
+        ax.fill_between(n, bound, 20, color="0.9", step="mid")
+        ax.fill_between(n, -20, np.negative(bound), color="0.9", step="mid")
+        ax.plot(n, bound, "k--", lw=1, drawstyle="steps-mid", label="|t| boundary")
+        ax.plot(n, np.negative(bound), "k--", lw=1, drawstyle="steps-mid")
+        ax.plot(n, t, "o-", color="C0", label="paired t")
+        ax.axhline(0, color="0.5", lw=0.5)
+        ax.set_ylim(-max(8, np.nanmax(np.abs(t)) * 1.1), max(8, np.nanmax(np.abs(t)) * 1.1))
+        ax.set_xticks(n)
+        ax.set_title(f"{c['arm']}: {c['decision']}", fontsize=9)
+        ax.set_xlabel("paired seeds at the look")
+    axes[0][0].set_ylabel("paired t (clipped at ±20)")
+    axes[0][0].legend(fontsize=7, loc="lower left")
+    fig.tight_layout()
+    return fig
