@@ -216,16 +216,32 @@ def run_plan(spec: str | Path | StudySpec | None = None, **values: Any) -> int:
 
 
 def device_choice(device_arg: str) -> tuple[str, bool]:
-    """--device -> (device to train on, whether it is CUDA: the `auto` preset rule needs it)."""
+    """--device -> (device to train on, whether it is CUDA: the `auto` preset rule needs it).
+    A device this machine does not have is bad input (exit 2, nothing stored), not a failed
+    run per planned run on every rerun."""
     import torch
 
-    device = device_arg if device_arg != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
-    return device, device.startswith("cuda")
+    if device_arg == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+        return device, device == "cuda"
+    try:
+        device = torch.device(device_arg)
+    except (RuntimeError, ValueError):
+        raise UsageError(f"--device {device_arg!r} is not a device; use auto, cpu, cuda or cuda:N") from None
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise UsageError(f"--device {device_arg}: this machine has no CUDA device (torch "
+                             f"{torch.__version__}, built for CUDA {torch.version.cuda or 'none'}); use --device cpu or auto")
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise UsageError(f"--device {device_arg}: only {torch.cuda.device_count()} CUDA device(s) here")
+    elif device.type != "cpu":
+        raise UsageError(f"--device {device_arg}: seedwise trains on cpu or cuda, got {device.type!r}")
+    return device_arg, device.type == "cuda"
 
 
 def _main(args: argparse.Namespace) -> int:
-    device, has_cuda = device_choice(args.device)
     try:
+        device, has_cuda = device_choice(args.device)
         plan = args.plan = make_plan(args, has_cuda)  # handed back to Python callers (study.api)
         url = args.storage or f"sqlite:///{plan.results_dir / 'study.db'}"
         if args.dry_run and args.storage is None and not (plan.results_dir / "study.db").exists():

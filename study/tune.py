@@ -472,8 +472,8 @@ def main(argv: list[str] | None = None) -> int:
 def _main(args: argparse.Namespace) -> int:
     import torch
 
-    device, has_cuda = device_choice(args.device)
     try:
+        device, has_cuda = device_choice(args.device)
         if args.threads is not None:
             if args.threads <= 0:
                 raise UsageError(f"--threads must be a positive integer, got {args.threads}")
