@@ -506,16 +506,39 @@ def export(store: RunStore, tables=None) -> bool:
 
 
 def finish(plan: Plan, store: RunStore) -> int:
+    """The study's answer: per-arm means and the verdicts of `analysis.compare` (tests, Holm,
+    equivalence, seeds needed) over every completed seed of the study, not only this command's."""
     runs, epochs = store.tables()
     exported = export(store, (runs, epochs))
-    arms = [a for a in plan.spec.arm_names if a in plan.arms or a == plan.spec.analysis.baseline]
-    table = summarize(runs[runs["seed"].isin(plan.seeds)], arms, plan.spec.analysis.baseline,
-                      plan.spec.analysis.metric)
-    print(render(table, plan.spec.analysis.baseline, plan.spec.analysis.metric, plan.spec.analysis.direction,
-                 percent=plan.experiment is None))
+    analysis = plan.spec.analysis
+    arms = [a for a in plan.spec.arm_names if a in plan.arms or a == analysis.baseline]
+    table = summarize(runs, arms, analysis.baseline, analysis.metric)
+    print(render(table, analysis.baseline, analysis.metric, analysis.direction, percent=plan.experiment is None))
+    if exported:
+        print_verdicts(plan.results_dir)
     print(f"\nresults: {plan.results_dir}/ (runs.csv, epochs.csv, study.db)  "
+          f"report: python -m analysis.report {plan.results_dir}  "
           f"dashboard: optuna-dashboard --host 127.0.0.1 {redact(store.url)}", file=sys.stderr)
     return 0 if exported else 1
+
+
+def print_verdicts(results_dir: Path) -> None:
+    """`python -m analysis.compare` on the exported study; when it cannot decide yet (one seed,
+    one arm), one line says why instead of an error that would read as a failed study."""
+    import contextlib
+    import io
+
+    from analysis.compare import main as compare_main
+
+    print("\nVerdicts (python -m analysis.compare, every completed seed of the study):")
+    errors = io.StringIO()
+    with contextlib.redirect_stderr(errors):
+        code = compare_main([str(results_dir)])
+    lines = [line.removeprefix("error: ") for line in errors.getvalue().splitlines()]
+    if code != 0:
+        print(f"  none yet: {' '.join(lines)}")
+    elif lines:
+        print("\n".join(lines), file=sys.stderr)
 
 
 def print_plan(plan: Plan, done, todo, jobs, threads, device, store, url) -> None:
