@@ -10,6 +10,7 @@ of workers can share one study. `runs.csv` / `epochs.csv` are tidy exports of th
 from __future__ import annotations
 
 import contextlib
+import datetime
 import io
 import json
 import logging
@@ -112,6 +113,11 @@ class RunStore:
             state=state, value=value, params={"arm": arm, "seed": seed}, distributions=self.distributions,
             user_attrs={"arm": arm, "seed": seed, **attrs}, system_attrs=system_attrs,
             intermediate_values=intermediate)
+        # A trial is stored once finished, so give it the run's real start and end: the
+        # dashboard's timeline and durations show the training, not a 0 ms insert.
+        finished = datetime.datetime.now()
+        trial.datetime_complete = finished
+        trial.datetime_start = finished - datetime.timedelta(seconds=float(attrs.get("wall_time_s") or 0.0))
         # One INSERT of a finished trial: a crash can lose the run being recorded, never half of it.
         self.study.add_trial(trial)
 
