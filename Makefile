@@ -41,6 +41,6 @@ lint: install
 # Regenerate every report and paper/README.md from results/ (reads results/, writes paper/).
 paper: install
 	for d in results/*/; do \
-	  if [ -f "$$d/runs.csv" ]; then $(PY) -m analysis.report "$$d" --no-note || exit 1; fi; \
+	  if [ -f "$$d/runs.csv" ]; then $(PY) -m analysis.report "$$d" || exit 1; fi; \
 	done
 	$(PY) -m analysis.paper
