@@ -38,7 +38,8 @@ test-all: install
 lint: install
 	$(PY) -m ruff check study analysis tests benchmarks examples
 
-# Regenerate every report and paper/README.md from results/ (reads results/, writes paper/).
+# Regenerate every report and paper/README.md from results/ (writes paper/, and refreshes each
+# study's verdict note and dashboard figures in its results/<study>/study.db).
 paper: install
 	for d in results/*/; do \
 	  if [ -f "$$d/runs.csv" ]; then $(PY) -m analysis.report "$$d" || exit 1; fi; \
