@@ -141,7 +141,7 @@ PRESETS: dict[str, dict[str, Any]] = {
     # A CPU-sized study of the same design: same 10-epoch StepLR(5, 0.5) recipe, same 5k
     # validation split and full 10k test set (test-set noise stays what the paper reports),
     # but width 16 and a 10k-image training subset: about 1/40 of the full FLOPs per run, so
-    # 5 arms x 5 seeds finish in about 10 minutes on 2 cores (measured: see README).
+    # 5 arms x 5 seeds finish in about 10 minutes on 2 cores (measured on a 2-core Xeon with AMX: see docs/performance.md).
     # The test set is scored once, after the last epoch (scoring it every epoch would double
     # the CPU cost); validation accuracy is still recorded every epoch.
     "quick": {"width": 16, "train_size": 10_000, "test_every_epoch": False},
