@@ -24,6 +24,7 @@ import io
 import json
 import math
 import re
+import subprocess
 import sys
 import warnings
 from collections.abc import Mapping, Sequence
@@ -46,6 +47,7 @@ from .contract import redact  # noqa: E402
 from .family import Family, omnibus  # noqa: E402
 from .integrity import integrity_checks, outcome_flags  # noqa: E402
 from .load import StudyData, StudyNotFound, arm_frame, compare_arms, family_frame, load_study  # noqa: E402
+from .notes import group_notes  # noqa: E402
 from .sections import failures_paragraph, omitted_sections  # noqa: E402
 from .testset import binomial_ci, two_level_bootstrap  # noqa: E402
 
@@ -131,13 +133,47 @@ def _stored_attrs(study: StudyData) -> tuple[list[dict], str | None]:
         return [], f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
 
 
+def _source_commit() -> str | None:
+    """The git commit of the source tree this analysis runs from, if it is a checkout."""
+    try:
+        done = subprocess.run(["git", "rev-parse", "--short=12", "HEAD"], capture_output=True,
+                              text=True, timeout=10, cwd=Path(__file__).resolve().parent)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return done.stdout.strip() or None if done.returncode == 0 else None
+
+
+def _seedwise_version() -> str:
+    """The installed seedwise version; a plain source tree says its git commit instead."""
+    with contextlib.suppress(metadata.PackageNotFoundError):
+        return f"seedwise {metadata.version('seedwise')}"
+    commit = _source_commit()
+    return f"seedwise source tree (git {commit})" if commit else "seedwise source tree"
+
+
 def _analysis_versions() -> str:
-    out = [f"python {sys.version.split()[0]}"]
-    for name in ("seedwise", "numpy", "scipy", "statsmodels", "pandas", "matplotlib", "seaborn",
-                 "optuna"):
+    out = [f"python {sys.version.split()[0]}", _seedwise_version()]
+    for name in ("numpy", "scipy", "statsmodels", "pandas", "matplotlib", "seaborn", "optuna"):
         with contextlib.suppress(metadata.PackageNotFoundError):
             out.append(f"{name} {metadata.version(name)}")
     return ", ".join(out)
+
+
+def _training_versions(d: Mapping[str, str]) -> str:
+    # A run from a source tree that was not pip-installed has no seedwise version: its code
+    # is the run's git commit (its own row), which says more than "not installed".
+    return ", ".join("seedwise: source tree, see git commit" if k == "seedwise"
+                     and d[k] == "not installed" else f"{k} {d[k]}" for k in sorted(d))
+
+
+_PATH = re.compile(r"(?:~/|\.{0,2}/|/)?(?:[\w.+-]+/)+(?P<name>[\w.+-]+)")
+
+
+def without_local_paths(text: str) -> str:
+    """Paths in `text` reduced to their file names: ``from /work/x/data.tar.gz`` ->
+    ``from data.tar.gz``. Where a file lay on the machine that ran it identifies nothing
+    (the data fingerprint does) and differs between machines holding the same file."""
+    return _PATH.sub(lambda m: m["name"], text)
 
 
 def provenance_table(study: StudyData, arms: Sequence[str]) -> tuple[pd.DataFrame, str | None]:
@@ -166,15 +202,17 @@ def provenance_table(study: StudyData, arms: Sequence[str]) -> tuple[pd.DataFram
         if dirty:
             rows.append(("uncommitted changes when run", ", ".join(
                 "yes" if d else "no" if d is False else "unknown" for d in sorted(dirty, key=str))))
-        sources = sorted({str(a["data_source"]) for a in attrs if a.get("data_source")})
+        sources = sorted({without_local_paths(str(a["data_source"])) for a in attrs
+                          if a.get("data_source")})
         if sources:
-            rows.append(("data source", "; ".join(sources)))
+            rows.append(("data source", "; ".join(sources)
+                          + " (its content: the data fingerprint row)"))
         versions = sorted({json.dumps(a["versions"], sort_keys=True) for a in attrs
                            if isinstance(a.get("versions"), dict)})
         for i, v in enumerate(versions):
             d = json.loads(v)
             label = "versions (training)" + (f" #{i + 1}" if len(versions) > 1 else "")
-            rows.append((label, ", ".join(f"{k} {d[k]}" for k in sorted(d))))
+            rows.append((label, _training_versions(d)))
     else:
         rows.append(("versions (training)", f"not available ({problem})"))
     if "wall_time_s" in runs:
@@ -471,7 +509,7 @@ def build_report(study: StudyData, *, rng=0, plan: Mapping | None = None) -> Rep
                 "narrower than the t interval (normal quantiles, (n-1)/n variance), so read the "
                 "test-set contribution from the two bootstrap columns: their width ratio."))
             B(TableRef("testset_noise"))
-    notes = _unique(notes)
+    notes = group_notes(_unique(notes))
     if notes:
         B(Para("Notes raised by the analysis:"))
         B(Bullets(tuple(notes)))
