@@ -44,6 +44,7 @@ from . import failures as FL  # noqa: E402
 from . import figures as F  # noqa: E402
 from . import tables as T  # noqa: E402
 from .contract import redact  # noqa: E402
+from .dashboard import DashboardData, note_text, publish  # noqa: E402
 from .family import Family, omnibus  # noqa: E402
 from .integrity import integrity_checks, outcome_flags  # noqa: E402
 from .load import StudyData, StudyNotFound, arm_frame, compare_arms, family_frame, load_study  # noqa: E402
@@ -99,6 +100,7 @@ class Report:
     note: str = ""  # Markdown for the Optuna study note
     families: dict[str, Family] = field(default_factory=dict)
     integrity: dict = field(default_factory=dict)
+    dashboard: DashboardData | None = None  # what optuna-dashboard's figures are drawn from
 
     def close(self) -> None:
         for fig, _ in self.figures.values():
@@ -470,6 +472,9 @@ def build_report(study: StudyData, *, rng=0, plan: Mapping | None = None) -> Rep
         rep.figures["lr_schedule"] = (
             F.lr_schedule_figure(epochs, arms=arms, configs=configs, palette=palette),
             lr_caption)
+    rep.dashboard = DashboardData(runs=runs, comparisons=frame if fam is not None else
+                                  pd.DataFrame(), arms=arms, baseline=baseline, metric=metric,
+                                  metric_label=_label(metric), margin=margin, palette=palette)
     if fam is not None:
         rep.figures["forest"] = (
             F.forest_figure(frame, margin=margin, baseline=baseline, metric=metric,
@@ -765,15 +770,10 @@ def _methods(study, summary, fam, fam_all, metric, baseline, alpha, margin, anal
 
 def _note(rep: Report, name: str, metric: str, baseline: str, fam: Family | None) -> str:
     df, caption = rep.tables["results"]
-    lines = [f"## seedwise report: {name}", "", caption, "", T.to_markdown(df)]
-    if fam is not None:
-        lines += [f"- **{c.arm_name}: {c.verdict.label}.** {c.verdict.reason}"
-                  for c in fam.comparisons]
-    if rep.integrity.get("flags"):
-        lines += ["", "**Integrity problems:**", ""]
-        lines += ["- " + f for f in rep.integrity["flags"]]
-    lines += ["", "Full report (figures, methods, provenance): `python -m analysis.report`."]
-    return "\n".join(lines) + "\n"
+    verdicts = [f"**{c.arm_name}: {c.verdict.label}.** {c.verdict.reason}"
+                for c in fam.comparisons] if fam is not None else []
+    return note_text(T.to_markdown(df), caption, verdicts, name=name,
+                     flags=rep.integrity.get("flags", ()))
 
 
 # --- rendering --------------------------------------------------------------------------------
@@ -857,23 +857,6 @@ def render_html(rep: Report, pngs: Mapping[str, bytes]) -> str:
 # --- writing ----------------------------------------------------------------------------------
 
 
-def _save_note(study: StudyData, body: str) -> str:
-    url = study.storage_url
-    if not url:
-        return "skipped the Optuna note: no Optuna storage found for this study"
-    try:
-        import optuna
-        from optuna_dashboard import save_note
-
-        optuna.logging.set_verbosity(optuna.logging.WARNING)
-        st = optuna.load_study(study_name=study.meta.get("study", study.path.name), storage=url)
-        save_note(st, body)
-    except Exception as e:  # storage unavailable, read-only, dashboard missing: never fatal
-        return (f"skipped the Optuna note: {type(e).__name__}: "
-                f"{str(e).splitlines()[0] if str(e) else ''}")
-    return f"saved the results table as a note on Optuna study {st.study_name!r} ({redact(url)})"
-
-
 def write_report(results_dir: str | Path, out: str | Path | None = None, *, note: bool = True,
                  dpi: int = 150, rng=0, log=print, plan: Mapping | None = None) -> list[Path]:
     """Build the report of `results_dir` and write it to `out` (default ``paper/<study>/``).
@@ -911,7 +894,8 @@ def write_report(results_dir: str | Path, out: str | Path | None = None, *, note
     finally:
         rep.close()
     if note:
-        log(_save_note(study, rep.note))
+        log(publish(study.storage_url, study.meta.get("study", study.path.name), rep.note,
+                    rep.dashboard))
     return written
 
 
