@@ -35,10 +35,12 @@ OBJECTIVE = "test_acc"  # study.store records every ablation trial's test_acc as
 FIGURE_IDS = {"distribution": "seedwise-distribution", "forest": "seedwise-forest"}
 WIDGET_CAVEATS = (
     "**Reading the dashboard for an ablation.** The trials are (arm, seed) runs, not an "
-    "optimisation: the *Best Trial* is the luckiest seed of one arm, not the best arm, and "
+    "optimisation: the *Best Trial* is the luckiest seed of one arm, not the best arm; "
     "*Hyperparameter Importance* ranks `seed` next to `arm` because it explains the spread of "
-    "single runs, not the difference between arms. Read the verdicts above and the figures "
-    "below the note (*per arm over seeds*, *difference from the baseline*) instead.")
+    "single runs, not the difference between arms; and the *History* plot's best-so-far line "
+    "is a running maximum over the seeds of all arms. Read the verdicts above and the two "
+    "seedwise figures on the study's main page (*per arm over seeds*, *Difference from the "
+    "baseline*) instead.")
 
 
 @dataclass(frozen=True)
@@ -93,8 +95,8 @@ def distribution_plotly(data: DashboardData):
                 hovertemplate=(f"{arm}: mean %{{y:.2f}}, {CONFIDENCE:.0%} CI "
                                f"[{lo:.2f}, {hi:.2f}], n = {len(vals)}<extra></extra>")))
     fig.update_layout(
-        title=f"{data.metric_label.capitalize()} per arm over seeds (points: one seed; "
-              f"diamond: mean and {CONFIDENCE:.0%} t interval)",
+        title=f"{data.metric_label.capitalize()} per arm over seeds<br><sup>points: one "
+              f"seed; diamond: mean and {CONFIDENCE:.0%} t interval</sup>",
         yaxis_title=data.metric_label, xaxis={"categoryorder": "array",
                                              "categoryarray": list(data.arms)},
         showlegend=False, template="plotly_white", height=480)
@@ -117,32 +119,32 @@ def forest_plotly(data: DashboardData):
                 for v, d, lo, hi, p in zip(rows["arm"], diff, rows["ci_low"], rows["ci_high"],
                                            rows["p_adjusted"].astype(float), strict=True)]
         fig.add_trace(go.Scatter(
-            x=diff.tolist(), y=list(rows["arm"]), mode="markers", name=str(verdict),
+            x=diff.tolist(), y=list(rows["arm"]), mode="markers+text", name=str(verdict),
+            texttemplate="%{x:+.2f}", textposition="top center",
             marker={"size": 11, "color": VERDICT_COLORS.get(str(verdict), "black")},
             error_x={"type": "data", "symmetric": False,
                      "array": (rows["ci_high"] - rows["diff"]).clip(lower=0).tolist(),
                      "arrayminus": (rows["diff"] - rows["ci_low"]).clip(lower=0).tolist(),
                      "thickness": 2, "width": 6},
-            text=text, hovertemplate="%{text}<extra></extra>"))
+            hovertext=text, hovertemplate="%{hovertext}<extra></extra>"))
     fig.update_layout(
-        title=f"Difference from {data.baseline} with its {CONFIDENCE:.0%} CI, coloured by "
-              f"verdict (grey band: margin ±{data.margin:g})",
+        title=f"Difference from {data.baseline}<br><sup>{CONFIDENCE:.0%} CI, coloured by "
+              f"verdict; grey band: equivalence margin ±{data.margin:g}</sup>",
         xaxis_title=f"{data.metric_label}: arm − {data.baseline}",
         yaxis={"categoryorder": "array", "categoryarray": list(frame["arm"])[::-1]},
-        legend_title_text="verdict", template="plotly_white",
+        legend_title_text="verdict", showlegend=True, template="plotly_white",
         height=200 + 60 * max(len(frame), 1))
     return fig
 
 
 def note_text(results_markdown: str, caption: str, verdicts: Sequence[str], *, name: str,
-              flags: Sequence[str] = (), figures: bool = True) -> str:
+              flags: Sequence[str] = ()) -> str:
     """The study note (Markdown, as optuna-dashboard renders it)."""
     lines = [f"## seedwise verdicts: {name}", "", caption, "", results_markdown]
     lines += [f"- {v}" for v in verdicts]
     if flags:
         lines += ["", "**Integrity problems:**", ""] + [f"- {f}" for f in flags]
-    lines += ["", WIDGET_CAVEATS if figures else WIDGET_CAVEATS.split(" Read the verdicts")[0]
-              + " Read the verdicts above instead.",
+    lines += ["", WIDGET_CAVEATS,
               "", "Written by `python -m analysis.report`, which refreshes this note; the full "
               "report (figures, methods, provenance) is its `report.html`."]
     return "\n".join(lines) + "\n"

@@ -178,6 +178,17 @@ def without_local_paths(text: str) -> str:
     return _PATH.sub(lambda m: m["name"], text)
 
 
+def _storage_text(study: StudyData) -> str:
+    """The Optuna storage, without the machine-local folder of a SQLite file in the study's
+    own results directory (where it lies on this machine says nothing about the numbers)."""
+    url = study.storage_url
+    if url and url.startswith("sqlite:///"):
+        db = Path(url[len("sqlite:///"):])
+        if db.resolve().parent == study.path.resolve():
+            return f"SQLite file {db.name} in the study's results directory"
+    return redact(study.meta.get("storage") or url or "") or "n/a"
+
+
 def provenance_table(study: StudyData, arms: Sequence[str]) -> tuple[pd.DataFrame, str | None]:
     runs = study.runs[study.runs["arm"].isin(arms)] if len(study.runs) else study.runs
     meta = study.meta
@@ -220,7 +231,7 @@ def provenance_table(study: StudyData, arms: Sequence[str]) -> tuple[pd.DataFram
     if "wall_time_s" in runs:
         total = pd.to_numeric(runs["wall_time_s"], errors="coerce").sum()
         rows.append(("total training time", f"{total / 3600:.2f} h over {len(runs)} runs"))
-    rows.append(("storage", redact(meta.get("storage") or study.storage_url or "") or "n/a"))
+    rows.append(("storage", _storage_text(study)))
     rows.append(("analysis versions", _analysis_versions()))
     return pd.DataFrame(rows, columns=["item", "value"]), problem
 
