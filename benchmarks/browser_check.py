@@ -31,6 +31,7 @@ import urllib.request
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
+ROOT = Path(__file__).resolve().parents[1]
 CHROMIUM_NAMES = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
 DASHBOARD = Path(sys.executable).parent / "optuna-dashboard"
 FIGURE_TITLES = ("per arm over seeds", "Difference from")  # analysis.dashboard's two figures
@@ -200,6 +201,8 @@ def main(argv: list[str] | None = None) -> int:
                    help="results directory of the study to check (copied, never modified)")
     p.add_argument("--shots", help="folder for report.png and dashboard.png screenshots")
     args = p.parse_args(argv)
+    if str(ROOT) not in sys.path:  # run as a script: the repository's packages
+        sys.path.insert(0, str(ROOT))
     browser = find_chromium()
     if browser is None:
         print("error: no Chromium found (apt-get install chromium, or set $CHROMIUM)",
