@@ -120,7 +120,7 @@ def forest_plotly(data: DashboardData):
                                            rows["p_adjusted"].astype(float), strict=True)]
         fig.add_trace(go.Scatter(
             x=diff.tolist(), y=list(rows["arm"]), mode="markers+text", name=str(verdict),
-            texttemplate="%{x:+.2f}", textposition="top center",
+            text=[f"{d:+.2f}" for d in diff], textposition="top center",
             marker={"size": 11, "color": VERDICT_COLORS.get(str(verdict), "black")},
             error_x={"type": "data", "symmetric": False,
                      "array": (rows["ci_high"] - rows["diff"]).clip(lower=0).tolist(),

@@ -97,8 +97,11 @@ def test_provenance_has_no_machine_local_paths_and_names_the_source_tree(tmp_pat
     rep = build_report(load_study(path))
     try:
         prov = dict(rep.tables["provenance"][0].itertuples(index=False))
+        text = render_markdown(rep)
     finally:
         rep.close()
+    assert str(tmp_path) not in text  # no folder of this machine anywhere in the report
+    assert prov["storage"] == "SQLite file study.db in the study's results directory"
     assert prov["data source"].startswith("CIFAR-10 (JPEG copy) from cifar.tar.gz")
     assert "/work" not in prov["data source"]
     assert "not installed" not in prov["versions (training)"]
