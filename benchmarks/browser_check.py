@@ -150,7 +150,7 @@ def copy_results(study_dir: Path, into: Path) -> Path:
     storage) under `into`, pointing every copied study.json at the copied study.db."""
     src_root = study_dir.resolve().parent
     dst_root = into / src_root.name
-    shutil.copytree(src_root, dst_root, ignore=shutil.ignore_patterns("artifacts"))
+    shutil.copytree(src_root, dst_root)  # artifacts too: the report reads test predictions
     for meta_path in dst_root.glob("*/study.json"):
         meta = json.loads(meta_path.read_text(encoding="utf-8"))
         url = meta.get("storage") or ""
