@@ -325,8 +325,13 @@ def lr_schedule_figure(
         ax.text(0.97, 0.05, note, transform=ax.transAxes, ha="right", va="bottom", fontsize=8,
                 color="0.3")
         ax.grid(alpha=0.3)
-    for ax in axes[-1]:
-        ax.set_xlabel("epoch")
+    # The lowest drawn panel of each column carries the epoch ticks: with sharex, matplotlib
+    # only labels the last row, which leaves a column above an empty slot without any.
+    for col in range(ncols):
+        drawn = [r for r in range(nrows) if r * ncols + col < len(arms)]
+        low = axes[drawn[-1], col]
+        low.tick_params(labelbottom=True)
+        low.set_xlabel("epoch")
     for ax in axes[:, 0]:
         ax.set_ylabel("lr used")
     axes[0][0].set_ylim(0, top * 1.15)

@@ -5,8 +5,9 @@
     python -m analysis.report results/my-study --no-note                 # leave Optuna alone
 
 Writes ``report.md``, a self-contained ``report.html`` (figures embedded as base64 PNG),
-``figures/*.png`` and ``tables/*.tex`` (booktabs) + ``tables/*.md``, and saves the results table
-as a note on the Optuna study (shown by optuna-dashboard) when its storage can be opened.
+``figures/*.png`` and ``tables/*.tex`` (booktabs) + ``tables/*.md``, and, when the study's Optuna
+storage can be opened, refreshes what optuna-dashboard shows for it (`analysis.dashboard`: the
+verdict note, the metric name and the per-arm figures).
 Every number in the text is computed here from the stored runs, never typed by hand.
 
 `build_report` computes everything and returns a `Report` (figures, tables, text) without
@@ -18,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import base64
-import contextlib
 import html
 import io
 import json
@@ -28,7 +28,6 @@ import sys
 import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from importlib import metadata
 from pathlib import Path
 
 import matplotlib
@@ -43,10 +42,12 @@ from . import failures as FL  # noqa: E402
 from . import figures as F  # noqa: E402
 from . import sequential_report as SR  # noqa: E402
 from . import tables as T  # noqa: E402
-from .contract import redact  # noqa: E402
+from .dashboard import DashboardData, note_text, publish  # noqa: E402
 from .family import Family, omnibus  # noqa: E402
 from .integrity import integrity_checks, outcome_flags  # noqa: E402
 from .load import StudyData, StudyNotFound, arm_frame, compare_arms, family_frame, load_study  # noqa: E402
+from .notes import group_notes  # noqa: E402
+from .provenance import provenance_table, shown_path  # noqa: E402
 from .sections import failures_paragraph, omitted_sections  # noqa: E402
 from .testset import binomial_ci, two_level_bootstrap  # noqa: E402
 
@@ -98,92 +99,11 @@ class Report:
     note: str = ""  # Markdown for the Optuna study note
     families: dict[str, Family] = field(default_factory=dict)
     integrity: dict = field(default_factory=dict)
+    dashboard: DashboardData | None = None  # what optuna-dashboard's figures are drawn from
 
     def close(self) -> None:
         for fig, _ in self.figures.values():
             plt.close(fig)
-
-
-# --- provenance -------------------------------------------------------------------------------
-
-
-def _counts(series: pd.Series) -> str:
-    vals = series.dropna().astype(str)
-    if vals.empty:
-        return "not recorded"
-    c = vals.value_counts()
-    if len(c) == 1:
-        return f"{c.index[0]} (all {int(c.iloc[0])} runs)"
-    return "; ".join(f"{k} ({int(v)} runs)" for k, v in c.items())
-
-
-def _stored_attrs(study: StudyData) -> tuple[list[dict], str | None]:
-    """User attributes of the study's Optuna trials (versions, dirty flag, data source)."""
-    url = study.storage_url
-    if not url:
-        return [], "no Optuna storage found"
-    try:
-        import optuna
-
-        optuna.logging.set_verbosity(optuna.logging.WARNING)
-        st = optuna.load_study(study_name=study.meta.get("study", study.path.name), storage=url)
-        return [t.user_attrs for t in st.get_trials(deepcopy=False)], None
-    except Exception as e:  # any storage problem: report it, never fail the report
-        return [], f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
-
-
-def _analysis_versions() -> str:
-    out = [f"python {sys.version.split()[0]}"]
-    for name in ("seedwise", "numpy", "scipy", "statsmodels", "pandas", "matplotlib", "seaborn",
-                 "optuna"):
-        with contextlib.suppress(metadata.PackageNotFoundError):
-            out.append(f"{name} {metadata.version(name)}")
-    return ", ".join(out)
-
-
-def provenance_table(study: StudyData, arms: Sequence[str]) -> tuple[pd.DataFrame, str | None]:
-    runs = study.runs[study.runs["arm"].isin(arms)] if len(study.runs) else study.runs
-    meta = study.meta
-    attrs, problem = _stored_attrs(study)
-    rows = [("study", meta.get("study", study.path.name)),
-            ("spec", f"{meta.get('spec_name', 'n/a')}: {meta.get('spec_source', 'source n/a')}"),
-            ("spec identity", meta.get("identity", "n/a")),
-            ("preset", meta.get("preset", "n/a")),
-            ("global overrides (--set)", json.dumps(meta.get("set", {})) if meta.get("set")
-             else "none")]
-    for col, name in (("git_commit", "git commit"), ("device", "device"),
-                      ("precision", "precision"), ("threads", "threads per run"),
-                      ("data_fingerprint", "data fingerprint (sha256)")):
-        if col in runs:
-            rows.append((name, _counts(runs[col])))
-    if attrs:
-        # Seeds trained together (study.group) change speed, not the numbers: shown so it is checkable.
-        rows.append(("seeds per training step", _counts(pd.Series([max(1, len(a.get("group") or ()))
-                                                                   for a in attrs]))))
-        if any(a.get("compiled") for a in attrs):
-            rows.append(("torch.compile", _counts(pd.Series(["yes" if a.get("compiled") else "no"
-                                                             for a in attrs]))))
-        dirty = {a.get("git_dirty") for a in attrs if "git_dirty" in a}
-        if dirty:
-            rows.append(("uncommitted changes when run", ", ".join(
-                "yes" if d else "no" if d is False else "unknown" for d in sorted(dirty, key=str))))
-        sources = sorted({str(a["data_source"]) for a in attrs if a.get("data_source")})
-        if sources:
-            rows.append(("data source", "; ".join(sources)))
-        versions = sorted({json.dumps(a["versions"], sort_keys=True) for a in attrs
-                           if isinstance(a.get("versions"), dict)})
-        for i, v in enumerate(versions):
-            d = json.loads(v)
-            label = "versions (training)" + (f" #{i + 1}" if len(versions) > 1 else "")
-            rows.append((label, ", ".join(f"{k} {d[k]}" for k in sorted(d))))
-    else:
-        rows.append(("versions (training)", f"not available ({problem})"))
-    if "wall_time_s" in runs:
-        total = pd.to_numeric(runs["wall_time_s"], errors="coerce").sum()
-        rows.append(("total training time", f"{total / 3600:.2f} h over {len(runs)} runs"))
-    rows.append(("storage", redact(meta.get("storage") or study.storage_url or "") or "n/a"))
-    rows.append(("analysis versions", _analysis_versions()))
-    return pd.DataFrame(rows, columns=["item", "value"]), problem
 
 
 # --- the computation --------------------------------------------------------------------------
@@ -312,7 +232,8 @@ def build_report(study: StudyData, *, rng=0, plan: Mapping | None = None) -> Rep
     # 1. question and design
     B(Para(f"Study `{name}` ({meta.get('spec_name', 'spec n/a')}, preset "
            f"`{meta.get('preset', 'n/a')}`). Generated by `python -m analysis.report` from "
-           f"`{study.runs_file}`; every number below is computed from the stored runs."))
+           f"`{shown_path(study.runs_file)}`; every number below is computed from the stored "
+           "runs."))
     if left_out:
         B(Para("**Left out of this report** (the study did not record what they need): "
                + "; ".join(left_out) + "."))
@@ -449,6 +370,9 @@ def build_report(study: StudyData, *, rng=0, plan: Mapping | None = None) -> Rep
         rep.figures["lr_schedule"] = (
             F.lr_schedule_figure(epochs, arms=arms, configs=configs, palette=palette),
             lr_caption)
+    rep.dashboard = DashboardData(runs=runs, comparisons=frame if fam is not None else
+                                  pd.DataFrame(), arms=arms, baseline=baseline, metric=metric,
+                                  metric_label=_label(metric), margin=margin, palette=palette)
     if fam is not None:
         rep.figures["forest"] = (
             F.forest_figure(frame, margin=margin, baseline=baseline, metric=metric,
@@ -488,7 +412,7 @@ def build_report(study: StudyData, *, rng=0, plan: Mapping | None = None) -> Rep
                 "narrower than the t interval (normal quantiles, (n-1)/n variance), so read the "
                 "test-set contribution from the two bootstrap columns: their width ratio."))
             B(TableRef("testset_noise"))
-    notes = _unique(notes)
+    notes = group_notes(_unique(notes))
     if notes:
         B(Para("Notes raised by the analysis:"))
         B(Bullets(tuple(notes)))
@@ -744,15 +668,10 @@ def _methods(study, summary, fam, fam_all, metric, baseline, alpha, margin, anal
 
 def _note(rep: Report, name: str, metric: str, baseline: str, fam: Family | None) -> str:
     df, caption = rep.tables["results"]
-    lines = [f"## seedwise report: {name}", "", caption, "", T.to_markdown(df)]
-    if fam is not None:
-        lines += [f"- **{c.arm_name}: {c.verdict.label}.** {c.verdict.reason}"
-                  for c in fam.comparisons]
-    if rep.integrity.get("flags"):
-        lines += ["", "**Integrity problems:**", ""]
-        lines += ["- " + f for f in rep.integrity["flags"]]
-    lines += ["", "Full report (figures, methods, provenance): `python -m analysis.report`."]
-    return "\n".join(lines) + "\n"
+    verdicts = [f"**{c.arm_name}: {c.verdict.label}.** {c.verdict.reason}"
+                for c in fam.comparisons] if fam is not None else []
+    return note_text(T.to_markdown(df), caption, verdicts, name=name,
+                     flags=rep.integrity.get("flags", ()))
 
 
 # --- rendering --------------------------------------------------------------------------------
@@ -836,29 +755,13 @@ def render_html(rep: Report, pngs: Mapping[str, bytes]) -> str:
 # --- writing ----------------------------------------------------------------------------------
 
 
-def _save_note(study: StudyData, body: str) -> str:
-    url = study.storage_url
-    if not url:
-        return "skipped the Optuna note: no Optuna storage found for this study"
-    try:
-        import optuna
-        from optuna_dashboard import save_note
-
-        optuna.logging.set_verbosity(optuna.logging.WARNING)
-        st = optuna.load_study(study_name=study.meta.get("study", study.path.name), storage=url)
-        save_note(st, body)
-    except Exception as e:  # storage unavailable, read-only, dashboard missing: never fatal
-        return (f"skipped the Optuna note: {type(e).__name__}: "
-                f"{str(e).splitlines()[0] if str(e) else ''}")
-    return f"saved the results table as a note on Optuna study {st.study_name!r} ({redact(url)})"
-
-
 def write_report(results_dir: str | Path, out: str | Path | None = None, *, note: bool = True,
                  dpi: int = 150, rng=0, log=print, plan: Mapping | None = None) -> list[Path]:
     """Build the report of `results_dir` and write it to `out` (default ``paper/<study>/``).
 
-    Returns the paths written. With `note`, also saves the results table as a note on the
-    study's Optuna storage (skipped, with a message through `log`, when unavailable).
+    Returns the paths written. With `note`, also writes the verdict note and the per-arm
+    figures into the study's Optuna storage (`analysis.dashboard.publish`; skipped, with a
+    message through `log`, when unavailable).
     Raises `StudyNotFound` when `results_dir` holds no runs.csv.
     """
     study = load_study(results_dir)
@@ -890,7 +793,8 @@ def write_report(results_dir: str | Path, out: str | Path | None = None, *, note
     finally:
         rep.close()
     if note:
-        log(_save_note(study, rep.note))
+        log(publish(study.storage_url, study.meta.get("study", study.path.name), rep.note,
+                    rep.dashboard))
     return written
 
 
@@ -911,7 +815,7 @@ def main(argv: list[str] | None = None) -> int:
                    help="mean over all runs (default) or only runs that learned")
     p.add_argument("--out", help="output directory (default: paper/<study>/)")
     p.add_argument("--no-note", action="store_true",
-                   help="do not save the results table as a note on the Optuna study")
+                   help="leave the Optuna study alone (no verdict note, no dashboard figures)")
     p.add_argument("--dpi", type=int, default=150, help="resolution of the PNG figures")
     args = p.parse_args(argv)
     try:

@@ -270,11 +270,31 @@ def excluded_runs_table(runs: pd.DataFrame) -> pd.DataFrame:
 
 
 def _cell(v) -> str:
-    if v is None or (isinstance(v, float) and np.isnan(v)):
+    if v is None or v is pd.NA or (isinstance(v, float) and np.isnan(v)):
         return ""
     if isinstance(v, float):
         return fmt_num(v)
     return str(v)
+
+
+def _integer_columns(df: pd.DataFrame) -> pd.DataFrame:
+    """Integer columns that pandas turned into floats for a gap (a trial number, a count, a
+    missing row's NaN) back to integers, so they print "19", not "19.00". A float column
+    counts as integer only with a gap and whole numbers elsewhere: a measured mean that
+    happens to be whole keeps its decimals."""
+    out = df.copy()
+    for col in out.columns:
+        s = out[col]
+        if not pd.api.types.is_float_dtype(s) or not s.isna().any():
+            continue
+        present = s.dropna()
+        if len(present) and np.isfinite(present).all() and (present == present.round()).all():
+            out[col] = s.astype("Int64")
+    return out
+
+
+def _cells(df: pd.DataFrame) -> list[list[str]]:
+    return [[_cell(v) for v in row] for row in _integer_columns(df).itertuples(index=False)]
 
 
 def _numeric_like(values: Sequence[str]) -> bool:
@@ -285,8 +305,7 @@ def _numeric_like(values: Sequence[str]) -> bool:
 def to_markdown(df: pd.DataFrame) -> str:
     """A GitHub-flavoured pipe table (numbers right-aligned)."""
     cols = [str(c) for c in df.columns]
-    cells = [[_cell(v).replace("|", "\\|").replace("\n", " ") for v in row]
-             for row in df.itertuples(index=False)]
+    cells = [[v.replace("|", "\\|").replace("\n", " ") for v in row] for row in _cells(df)]
     align = ["---:" if _numeric_like([r[i] for r in cells]) else "---"
              for i in range(len(cols))]
     lines = ["| " + " | ".join(c.replace("|", "\\|") for c in cols) + " |",
@@ -321,7 +340,7 @@ def to_latex(df: pd.DataFrame, *, caption: str | None = None, label: str | None 
     """A booktabs table (``\\toprule``/``\\midrule``/``\\bottomrule``; needs
     ``\\usepackage{booktabs}``), in a ``table`` float when a caption or label is given."""
     cols = [str(c) for c in df.columns]
-    cells = [[_cell(v).replace("\n", " ") for v in row] for row in df.itertuples(index=False)]
+    cells = [[v.replace("\n", " ") for v in row] for row in _cells(df)]
     spec = "".join("r" if _numeric_like([r[i] for r in cells]) else "l"
                    for i in range(len(cols)))
     body = [r"\begin{tabular}{" + spec + "}", r"\toprule",
@@ -340,7 +359,7 @@ def to_latex(df: pd.DataFrame, *, caption: str | None = None, label: str | None 
 
 def to_html(df: pd.DataFrame) -> str:
     cols = [str(c) for c in df.columns]
-    cells = [[_cell(v) for v in row] for row in df.itertuples(index=False)]
+    cells = _cells(df)
     num = [_numeric_like([r[i] for r in cells]) for i in range(len(cols))]
     head = "".join(f"<th>{html.escape(c)}</th>" for c in cols)
     rows = []

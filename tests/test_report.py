@@ -279,7 +279,7 @@ def test_cli_prints_paths_and_saves_optuna_note(tmp_path, capsys):
     assert main([str(path), "--out", str(out), "--dpi", "40"]) == 0
     printed = capsys.readouterr().out.splitlines()
     assert str(out / "report.md") in printed and str(out / "report.html") in printed
-    assert any(line.startswith("saved the results table as a note") for line in printed)
+    assert any(line.startswith("saved the verdict note") for line in printed)
     note = dashboard.get_note(optuna.load_study(study_name="synthetic",
                                                 storage=f"sqlite:///{path}/study.db"))
     assert "| wide |" in note and "better" in note

@@ -1,0 +1,165 @@
+"""What the report writes into the Optuna study for optuna-dashboard, and the report's polish
+(grouped notes, integer columns, lr panel ticks, provenance without machine-local paths)."""
+
+import json
+
+import matplotlib
+import optuna
+import pandas as pd
+import pytest
+from optuna.distributions import CategoricalDistribution, IntDistribution
+from test_report import make_study
+
+from analysis import figures as F
+from analysis import tables as T
+from analysis.dashboard import FIGURE_IDS, OBJECTIVE
+from analysis.load import load_study
+from analysis.notes import group_notes
+from analysis.report import build_report, render_markdown, write_report
+
+optuna_dashboard = pytest.importorskip("optuna_dashboard")
+ARMS = {"baseline": {}, "wide": {"width": 32}, "narrow": {"width": 8}}
+
+
+def stored_study(path, *, data_source, versions):
+    """The Optuna study `study.run` would have written for `path`'s runs.csv."""
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    st = optuna.create_study(study_name=path.name, storage=f"sqlite:///{path}/study.db",
+                             direction="maximize")
+    runs = pd.read_csv(path / "runs.csv")
+    dists = {"arm": CategoricalDistribution(sorted(set(runs["arm"]))),
+             "seed": IntDistribution(0, 100)}
+    for r in runs.itertuples():
+        st.add_trial(optuna.trial.create_trial(
+            value=float(r.test_acc), params={"arm": r.arm, "seed": int(r.seed)}, distributions=dists,
+            user_attrs={"arm": r.arm, "seed": int(r.seed), "data_source": data_source,
+                        "versions": versions}))
+    return st
+
+
+def graph_objects(st):
+    from optuna_dashboard._custom_plot_data import get_plotly_graph_objects
+
+    return {k: json.loads(v) for k, v in get_plotly_graph_objects(
+        st._storage.get_study_system_attrs(st._study_id)).items()}
+
+
+def test_report_writes_verdict_note_metric_name_and_figures_into_the_study(tmp_path):
+    pytest.importorskip("plotly")
+    path = make_study(tmp_path, ARMS, effects={"wide": 3.0}, seeds=range(4))
+    st = stored_study(path, data_source="x", versions={})
+    assert st.metric_names is None  # the dashboard would say "Objective 0"
+    messages = []
+    write_report(path, tmp_path / "out", dpi=30, log=messages.append)
+    assert messages[0].endswith("with its per-arm figures"), messages
+    st = optuna.load_study(study_name=path.name, storage=f"sqlite:///{path}/study.db")
+    assert st.metric_names == [OBJECTIVE]
+    note = optuna_dashboard.get_note(st)
+    assert "| wide |" in note and "**wide: better.**" in note
+    assert "Best Trial" in note and "luckiest seed" in note  # the widgets that do not apply
+
+    figs = graph_objects(st)
+    assert set(figs) == set(FIGURE_IDS.values())
+    runs = pd.read_csv(path / "runs.csv")
+    points = {t["name"]: sorted(t["y"]) for t in figs["seedwise-distribution"]["data"]
+              if t["type"] == "box"}
+    assert points == {a: sorted(runs.loc[runs["arm"] == a, "test_acc"]) for a in ARMS}
+    forest = {t["name"]: t["y"] for t in figs["seedwise-forest"]["data"]}
+    assert forest["better"] == ["wide"] and "wide" not in forest.get("inconclusive", [])
+
+    # More seeds later: a new report replaces the note and the figures, never stale or doubled.
+    path2 = make_study(tmp_path / "more", ARMS, effects={"wide": 3.0}, seeds=range(7))
+    (path2 / "study.db").unlink(missing_ok=True)
+    (path / "runs.csv").write_text((path2 / "runs.csv").read_text())
+    write_report(path, tmp_path / "out", dpi=30, log=messages.append)
+    st = optuna.load_study(study_name=path.name, storage=f"sqlite:///{path}/study.db")
+    assert set(graph_objects(st)) == set(FIGURE_IDS.values())
+    points = {t["name"]: len(t["y"]) for t in graph_objects(st)["seedwise-distribution"]["data"]
+              if t["type"] == "box"}
+    assert points == {a: 7 for a in ARMS}
+    assert "| wide | 7 |" in optuna_dashboard.get_note(st)
+
+
+def test_metric_names_already_set_are_kept(tmp_path):
+    path = make_study(tmp_path, ARMS, seeds=range(3))
+    st = stored_study(path, data_source="x", versions={})
+    with pytest.warns(optuna.exceptions.ExperimentalWarning):
+        st.set_metric_names(["accuracy"])
+    write_report(path, tmp_path / "out", dpi=30, log=lambda m: None)
+    assert optuna.load_study(study_name=path.name,
+                             storage=f"sqlite:///{path}/study.db").metric_names == ["accuracy"]
+
+
+def test_provenance_has_no_machine_local_paths_and_names_the_source_tree(tmp_path):
+    path = make_study(tmp_path, ARMS, seeds=range(3))
+    stored_study(path, data_source="CIFAR-10 (JPEG copy) from /work/shared/data/cifar.tar.gz",
+                 versions={"seedwise": "not installed", "torch": "2.0"})
+    rep = build_report(load_study(path))
+    try:
+        prov = dict(rep.tables["provenance"][0].itertuples(index=False))
+        text = render_markdown(rep)
+    finally:
+        rep.close()
+    assert str(tmp_path) not in text  # no folder of this machine anywhere in the report
+    assert prov["storage"] == "SQLite file study.db in the study's results directory"
+    assert prov["data source"].startswith("CIFAR-10 (JPEG copy) from cifar.tar.gz")
+    assert "/work" not in prov["data source"]
+    assert "not installed" not in prov["versions (training)"]
+    assert "seedwise: source tree, see git commit" in prov["versions (training)"]
+    assert "seedwise " in prov["analysis versions"]
+
+
+def test_pairing_notes_are_one_bullet_with_seed_ranges(tmp_path):
+    # `narrow` ran seeds 0-3 only: every comparison with it warns about seeds 4-9.
+    path = make_study(tmp_path, ARMS, seeds=range(10),
+                      missing=[("narrow", s) for s in range(4, 10)])
+    rep = build_report(load_study(path))
+    try:
+        text = render_markdown(rep)
+    finally:
+        rep.close()
+    notes = text.split("Notes raised by the analysis:")[1].split("## 5.")[0]
+    bullets = [line for line in notes.splitlines() if line.startswith("- ")]
+    pairing = [b for b in bullets if "no runs for seeds" in b]
+    assert len(pairing) == 1, bullets
+    assert "`narrow` has no runs for seeds 4–9" in pairing[0] and "use seeds 0–3 only" in pairing[0]
+    assert "[4, 5, 6" not in notes
+
+
+def test_group_notes_merges_repeats_and_keeps_distinct_notes():
+    notes = ["a vs b: paired on seeds [0, 1, 2]; seeds [3, 4] dropped because these arms have "
+             "no value for them: {'a': [3, 4]}",
+             "c vs a: paired on seeds [0, 1, 2]; seeds [3, 4] dropped because these arms have "
+             "no value for them: {'a': [3, 4]}",
+             "`a` vs `b`: ties dropped", "`c` vs `b`: ties dropped", "omnibus: [1, 2, 3, 7]"]
+    out = group_notes(notes)
+    assert out == ["`a` has no runs for seeds 3, 4, so the 2 paired comparisons involving it use "
+                   "seeds 0–2 only: `a` vs `b`, `c` vs `a`.",
+                   "`a` vs `b`, `c` vs `b`: ties dropped", "omnibus: 1–3, 7"]
+    assert group_notes(["x", "x", "y"]) == ["x", "y"]
+
+
+def test_integer_columns_print_as_integers():
+    df = pd.DataFrame({"arm": ["baseline", "tuned"], "trial": [None, 19.0],
+                       "mean": [47.0, 49.02], "gap": [None, 2.5]})
+    md = T.to_markdown(df)
+    assert "| tuned | 19 | 49.02 | 2.50 |" in md and "19.00" not in md
+    assert "| baseline |  | 47.00 |  |" in md  # a whole measured value keeps its decimals
+    assert "19.00" not in T.to_html(df) and "19.00" not in T.to_latex(df)
+
+
+def test_every_lr_panel_has_epoch_tick_labels(tmp_path):
+    # 5 arms in 3 columns: the third column's only panel sits above an empty slot.
+    arms = {f"arm{i}": {"lr": 0.1 / (i + 1)} for i in range(5)}
+    arms["baseline"] = arms.pop("arm0")
+    path = make_study(tmp_path, arms, seeds=range(2))
+    study = load_study(path)
+    fig = F.lr_schedule_figure(study.epochs, arms=study.arms(),
+                               configs={a: v["config"] for a, v in study.meta["arms"].items()})
+    fig.canvas.draw()
+    drawn = [ax for ax in fig.axes if ax.axison]
+    assert len(drawn) == 5
+    labelled = {ax.get_subplotspec().colspan.start for ax in drawn
+                if any(t.get_visible() and t.get_text() for t in ax.get_xticklabels())}
+    assert labelled == {0, 1, 2}  # every column shows its epochs, also above the empty slot
+    matplotlib.pyplot.close(fig)
