@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 PREDICTIONS_FILE = "test_predictions.npy"  # one uint8 class per test example, per run
+SEQUENTIAL_FILE = "sequential.json"  # a study run until decided: plan, deviations, every look
 
 # study.json's "analysis" object. Required keys (with these defaults when absent) ...
 ANALYSIS_DEFAULTS = {"metric": "test_acc", "baseline": "baseline", "alpha": 0.05, "margin": 0.5}

@@ -11,12 +11,12 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-RECORD_FILE = "sequential.json"  # written by study.until_decided after every look
+from .contract import SEQUENTIAL_FILE  # written by study.until_decided after every look
 
 
 def read_record(path: Path) -> dict | None:
     """The study's sequential record, or None when it was not run until decided."""
-    file = Path(path) / RECORD_FILE
+    file = Path(path) / SEQUENTIAL_FILE
     if not file.exists():
         return None
     try:

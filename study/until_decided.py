@@ -31,13 +31,13 @@ from pathlib import Path
 from typing import Any
 
 from analysis import failures
+from analysis.contract import SEQUENTIAL_FILE
 from analysis.load import load_study
 from analysis.sequential import SequentialResult, decide, next_seeds, paired_differences
 from analysis.sequential_plan import SequentialPlan, plan_deviations
 
 PLAN_ATTR = "sequential_plan"  # the pre-registered plan, as a user attr of the Optuna study
 DEVIATIONS_ATTR = "sequential_deviations"  # every adopted change of it, in order
-RECORD_FILE = "sequential.json"  # plan, deviations and the look history, for the report
 WAIT_SECONDS = 2.0  # how often to look again while other workers finish a look's runs
 
 
@@ -82,7 +82,7 @@ def stored_values(results_dir: Path, seq: SequentialPlan, first_seed: int) -> di
     study = load_study(results_dir)
     if seq.metric not in study.runs.columns:  # nothing stored yet: the first look is still to come
         return {}
-    mplan, classified = study.analysed(study.metric_plan())
+    _, classified = study.analysed(study.metric_plan())
     values = {}
     for arm in (seq.baseline, *seq.arms):
         series = failures.scored(classified, arm, "all")
@@ -153,13 +153,13 @@ def write_record(results_dir: Path, seq: SequentialPlan, deviations: list[str], 
     """sequential.json: what the report shows (plan, deviations, each comparison's looks)."""
     record = {"plan": seq.to_dict(), "methods": seq.methods_text(), "deviations": deviations,
               "next_look": result.next_look, "comparisons": [comparison_record(c) for c in result.comparisons]}
-    path = results_dir / RECORD_FILE
+    path = results_dir / SEQUENTIAL_FILE
     tmp = path.with_suffix(".tmp")
     tmp.write_text(json.dumps(record, indent=2, default=_json_default) + "\n")
     tmp.replace(path)
 
 
 def _json_default(value):
-    if isinstance(value, float) or hasattr(value, "item"):
+    if hasattr(value, "item"):  # numpy scalars
         return float(value)
-    raise TypeError(f"cannot store {type(value).__name__} in {RECORD_FILE}")
+    raise TypeError(f"cannot store {type(value).__name__} in {SEQUENTIAL_FILE}")
