@@ -24,9 +24,11 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import optuna
 import pandas as pd
+from filelock import FileLock
 from optuna.artifacts import ArtifactMeta, FileSystemArtifactStore
 from optuna.distributions import CategoricalDistribution, IntDistribution
 from optuna.trial import TrialState
+from sqlalchemy.engine import make_url
 
 from analysis.contract import PREDICTIONS_FILE, redact, trial_predictions  # noqa: F401 (re-exported)
 from study.experiment import USER_RUN_COLUMNS
@@ -37,8 +39,49 @@ if TYPE_CHECKING:
     from study.experiment import Outcome
 
 optuna.logging.set_verbosity(logging.WARNING)
+
+# Longer than any schema creation or migration takes, short enough that a stuck lock (a
+# process frozen while holding it) ends in an error that names the lock file.
+SQLITE_OPEN_LOCK_S = 120
+
+
 class StoreError(RuntimeError):
     """The storage cannot be used (unreachable, not a database, or holds a different study)."""
+
+
+def sqlite_file(url: str) -> Path | None:
+    """The database file of a `sqlite:///` URL (None for a server database or an in-memory one)."""
+    parsed = make_url(url)
+    if not parsed.drivername.startswith("sqlite") or parsed.database in (None, "", ":memory:"):
+        return None
+    return Path(parsed.database)
+
+
+@contextlib.contextmanager
+def opening_lock(url: str):
+    """Serialise opening a SQLite storage across processes.
+
+    Optuna creates its tables (and stamps the Alembic version) when a storage is first opened,
+    outside one transaction; workers started together on a new SQLite file race there and the
+    loser fails with "table studies already exists" or a unique-key error. A lock file next to
+    the database makes the second worker wait until the first has finished, then open an
+    existing schema. Server databases (PostgreSQL) keep the retry in RunStore / open_storage.
+    """
+    path = sqlite_file(url)
+    if path is None:
+        yield
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    lock = FileLock(f"{path}.lock", timeout=SQLITE_OPEN_LOCK_S)
+    try:
+        lock.acquire()
+    except TimeoutError:
+        raise StoreError(f"{path}.lock was held for over {SQLITE_OPEN_LOCK_S} s while opening {path}; "
+                         f"if no seedwise process is running, delete the lock file") from None
+    try:
+        yield
+    finally:
+        lock.release()
 
 
 class RunStore:
@@ -58,15 +101,17 @@ class RunStore:
         self.distributions = {"arm": CategoricalDistribution(arm_names), "seed": IntDistribution(0, 2**31 - 1)}
         for attempt in range(5):
             try:
-                stored = self._open(study_name, identity, description)
+                with opening_lock(self.url):
+                    stored = self._open(study_name, identity, description)
                 break
             except StoreError:
                 raise
             except Exception as e:  # sqlalchemy/optuna raise many types for a bad URL or file
                 first_line = str(e).splitlines()[0] if str(e) else ""
-                # Workers started together race to create the schema and the study's attributes;
-                # the loser sees a unique-key violation (or, on a busy machine, SQLite's lock held
-                # past its timeout) and simply reads what the winner wrote.
+                # On a server database, workers started together race to create the schema and
+                # the study's attributes; the loser sees a unique-key violation (or a lock held past
+                # its timeout) and simply reads what the winner wrote. SQLite is serialised by
+                # `opening_lock` instead.
                 if ("IntegrityError" in type(e).__name__ + repr(e) or "database is locked" in str(e)) and attempt < 4:
                     time.sleep(0.2 * (attempt + 1))
                     continue

@@ -54,7 +54,7 @@ from study.run import (
     run_plan,
 )
 from study.spec import SpecError, StudySpec
-from study.store import StoreError, redact
+from study.store import StoreError, opening_lock, redact
 
 TUNE_SEED_OFFSET = 100_000  # tuning seed = 100000 + trial number; evaluation seeds are 0..N-1
 HEARTBEAT_S = 10  # a worker killed mid-trial leaves a RUNNING trial that is failed after 2 x this
@@ -222,14 +222,18 @@ def make_pruner(config: Any) -> optuna.pruners.BasePruner:
 
 # ---- storage ------------------------------------------------------------------------------
 def open_storage(url: str) -> optuna.storages.RDBStorage:
-    """RDB storage with heartbeats (stale RUNNING trials of killed workers get failed); retried,
-    since workers that start together race to create the SQLite tables."""
+    """RDB storage with heartbeats (stale RUNNING trials of killed workers get failed). SQLite is
+    opened under `opening_lock`; a server database is retried, since workers that start together
+    race to create its tables."""
     engine_kwargs = {"connect_args": {"timeout": 60}} if url.startswith("sqlite") else None
     last: Exception | None = None
     for attempt in range(8):
         try:
-            return optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs, heartbeat_interval=HEARTBEAT_S,
-                                              grace_period=2 * HEARTBEAT_S)
+            with opening_lock(url):
+                return optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs, heartbeat_interval=HEARTBEAT_S,
+                                                  grace_period=2 * HEARTBEAT_S)
+        except StoreError:
+            raise
         except Exception as e:  # sqlalchemy/optuna raise many types for a bad URL or a race
             last = e
             time.sleep(0.2 * (attempt + 1))

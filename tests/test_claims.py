@@ -18,6 +18,31 @@ def engine(tmp_path):
     return sa.create_engine(f"sqlite:///{tmp_path / 'claims.db'}")
 
 
+OPEN_STORE = """
+import sys, time
+from pathlib import Path
+from study.store import RunStore
+(Path(sys.argv[1]) / f"ready-{sys.argv[2]}").touch()
+go = Path(sys.argv[1]) / "go"
+while not go.exists():  # imports done: all workers open the new study at the same moment
+    time.sleep(0.01)
+RunStore(Path(sys.argv[1]) / "study", "s", "identity", ("a", "b"), {"k": 1})
+"""
+
+
+def test_workers_opening_a_new_sqlite_study_together_all_succeed(tmp_path):
+    # Optuna creates its tables outside one transaction; without the lock next to study.db, some
+    # of several workers started together failed with "table studies already exists" (CI, stop 18).
+    procs = [subprocess.Popen([sys.executable, "-c", OPEN_STORE, str(tmp_path), str(i)], stderr=subprocess.PIPE,
+                              text=True, env={**os.environ, "PYTHONPATH": os.getcwd()}) for i in range(8)]
+    deadline = time.monotonic() + 120
+    while len(list(tmp_path.glob("ready-*"))) < 8 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    (tmp_path / "go").touch()
+    errors = [p.communicate(timeout=120)[1] for p in procs]
+    assert [p.returncode for p in procs] == [0] * 8, [e[-400:] for e in errors if e]
+
+
 def test_a_run_is_claimed_once(engine):
     a, b = Claims(engine, "s"), Claims(engine, "s")
     assert a.claim("baseline", 0) and not b.claim("baseline", 0)
