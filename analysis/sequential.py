@@ -67,6 +67,7 @@ import numpy as np
 from scipy import optimize, stats
 
 from ._checks import as_float_1d, note
+from .comparison import min_attainable_p
 from .group_sequential import nominal_levels, spend, t_boundaries
 from .results import Interval
 from .sequential_plan import SequentialPlan, plan_deviations
@@ -197,9 +198,12 @@ def _path(plan: SequentialPlan, d: np.ndarray, upto: int) -> _Path:
         mean.append(float(x.mean()))
         sd.append(float(x.std(ddof=1)))
     n_arr, mean_arr, sd_arr = np.array(n, dtype=int), np.array(mean), np.array(sd)
-    if (sd_arr == 0).any():
-        note("zero sd of paired differences at a look: the t statistic is infinite or "
-             "undefined there", notes)
+    degenerate = sd_arr == 0
+    if degenerate.any():
+        note("zero sd of paired differences at a look (identical differences, e.g. two arms "
+             "that compute the same thing): the t-test is undefined there, so the exact "
+             "sign-flip test decides that look (p = 1 for no difference, else its floor 2/2^n)",
+             notes)
     with np.errstate(divide="ignore", invalid="ignore"):
         se = sd_arr / np.sqrt(n_arr)
         t = np.where(sd_arr > 0, mean_arr / se, np.where(mean_arr == 0, 0.0, np.inf))
@@ -207,6 +211,12 @@ def _path(plan: SequentialPlan, d: np.ndarray, upto: int) -> _Path:
                      np.where(np.abs(mean_arr) < plan.margin, np.inf, -np.inf))
     p = 2 * stats.t.sf(np.abs(t), np.maximum(n_arr - 1, 1))
     p_eq = np.where(e > 0, 2 * stats.t.sf(e, np.maximum(n_arr - 1, 1)), 1.0)
+    # With zero sd the t statistic is +-inf and would give p = 0 at any n ("equivalent,
+    # p = 0" after 5 seeds of a no-op ablation). n identical differences are no more
+    # evidence than the exact sign-flip test can give: its smallest p is 2/2^n.
+    floor = np.array([min_attainable_p(int(k), paired=True) for k in n_arr])
+    p = np.where(degenerate, np.where(mean_arr == 0, 1.0, floor), p)
+    p_eq = np.where(degenerate, np.where(np.abs(mean_arr) < plan.margin, floor, 1.0), p_eq)
     info = tuple(1.0 if s == plan.max_seeds else k / plan.max_seeds
                  for s, k in zip(seeds, n, strict=True))
     return _Path(seeds, n_arr, info, mean_arr, sd_arr, p, p_eq, notes)

@@ -132,6 +132,20 @@ def test_no_effect_with_small_noise_is_equivalent():
     assert c.equivalence_p_adjusted < 0.05 <= c.p_adjusted
 
 
+def test_identical_arms_never_get_p_zero_only_the_exact_test_floor():
+    # A no-op ablation (the notebook's scheduler bug) gives zero differences at every seed: the
+    # t statistic is infinite, which once gave "equivalent, p = 0" at the first look.
+    with pytest.warns(DegenerateDataWarning, match="exact sign-flip"):
+        c = decide(plan(), {"a": np.zeros(40)}).get("a")
+    assert c.decision == Decision.EQUIVALENT
+    assert c.equivalence_pvalue >= 2 / 2**c.seeds and c.equivalence_pvalue > 0
+    assert c.seeds > 5  # 2/2^5 = 0.0625 cannot pass alpha = 0.05 at the first look
+    assert c.pvalue == 1.0
+    with pytest.warns(DegenerateDataWarning):
+        constant = decide(plan(), {"a": np.full(40, 1.0)}).get("a")
+    assert constant.decision == Decision.BETTER and constant.pvalue >= 2 / 2**constant.seeds
+
+
 def test_undecided_at_max_is_inconclusive_and_open_arms_get_seeds():
     d = np.random.default_rng(2).normal(0.4, 1.5, 40)
     p = plan(arms=("a", "b"), margin=0.2)
