@@ -134,12 +134,13 @@ def normalize(x: torch.Tensor) -> torch.Tensor:
 
 def device_data(config: Config, data: Cifar10, dev: torch.device, score_test: bool):
     """(x_train, y_train, x_val, y_val, x_test, y_test) on `dev` as uint8 images and int64
-    labels; the test tensors are None unless `score_test` (the tuner never sees them)."""
-    train_idx, val_idx = (torch.from_numpy(i) for i in split_indices(config))
+    labels; the test tensors are None unless `score_test` (the tuner never sees them). The split
+    is of the images `data` holds (CIFAR-10's 50k/10k, or the tests' small synthetic set)."""
+    train_idx, val_idx = (torch.from_numpy(i) for i in split_indices(config, len(data.train_y)))
     out = [data.train_x[train_idx].to(dev), data.train_y[train_idx].to(dev),
            data.train_x[val_idx].to(dev), data.train_y[val_idx].to(dev), None, None]
     if score_test:
-        tidx = torch.from_numpy(test_indices(config))
+        tidx = torch.from_numpy(test_indices(config, len(data.test_y)))
         out[4:] = data.test_x[tidx].to(dev), data.test_y[tidx].to(dev)
     return tuple(out)
 
