@@ -60,6 +60,18 @@ def synthetic_cifar():
     return make_synthetic_cifar()
 
 
+def pytest_collection_modifyitems(config, items):
+    """Tests marked `gpu` (pyproject.toml) need CUDA: skipped, with that reason, without it."""
+    gpu_tests = [item for item in items if item.get_closest_marker("gpu")]
+    if not gpu_tests:
+        return
+    import torch
+
+    if not torch.cuda.is_available():
+        for item in gpu_tests:
+            item.add_marker(pytest.mark.skip(reason="needs CUDA (marked gpu)"))
+
+
 @pytest.fixture
 def smoke():
     return preset_config("smoke")
