@@ -1,6 +1,8 @@
+import hashlib
 import os
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from study.notebook.config import preset_config
@@ -15,13 +17,59 @@ def data_source() -> str | None:
 
 @pytest.fixture(scope="session")
 def cifar():
-    """The real CIFAR-10 (JPEG copy) as tensors; decoded once and cached."""
+    """The real CIFAR-10 (JPEG copy) as tensors; decoded once and cached. Only for tests that
+    need real images (accuracy, the data pipeline); training tests use `synthetic_cifar`."""
     src = data_source()
     if src is None:
         pytest.skip("no CIFAR-10 source: set SEEDWISE_DATA (make test does)")
     from study.notebook.data import load_cifar10
 
     return load_cifar10(src, download=False)
+
+
+def make_synthetic_cifar(n_train: int = 2000, n_test: int = 1000, seed: int = 0, noise: float = 0.3):
+    """A small CIFAR-shaped `Cifar10` (uint8 3x32x32 images, 10 classes, balanced labels in a
+    shuffled order) that the engine trains on exactly as on the real one. Each class is a coarse
+    4x4-block colour template under `noise` uniform pixel noise: learnable (the smoke preset gets
+    from 10% to ~20% in two epochs, so seeds end up with different predictions) but not trivial.
+    Deterministic in `seed`; built in well under a second, with no archive needed."""
+    import torch
+
+    from study.notebook.data import Cifar10
+
+    rng = np.random.default_rng(seed)
+    templates = rng.integers(0, 256, size=(10, 3, 4, 4)).astype(np.float32).repeat(8, axis=2).repeat(8, axis=3)
+
+    def images(n):
+        labels = rng.permutation(np.arange(n) % 10)
+        pixels = (1 - noise) * templates[labels] + noise * rng.integers(0, 256, size=(n, 3, 32, 32))
+        return torch.from_numpy(pixels.round().astype(np.uint8)), torch.from_numpy(labels.astype(np.int64))
+
+    (train_x, train_y), (test_x, test_y) = images(n_train), images(n_test)
+    digest = hashlib.sha256()
+    for t in (train_x, train_y, test_x, test_y):
+        digest.update(t.numpy().tobytes())
+    return Cifar10(train_x, train_y, test_x, test_y, fingerprint=digest.hexdigest(),
+                   source=f"synthetic CIFAR-shaped data (tests, seed {seed})", cache_path="")
+
+
+@pytest.fixture(scope="session")
+def synthetic_cifar():
+    """2,000 training and 1,000 test images from `make_synthetic_cifar`: room for the smoke
+    preset's split (1,000 train + 500 val, 1,000 test), so training tests run without CIFAR-10."""
+    return make_synthetic_cifar()
+
+
+def pytest_collection_modifyitems(config, items):
+    """Tests marked `gpu` (pyproject.toml) need CUDA: skipped, with that reason, without it."""
+    gpu_tests = [item for item in items if item.get_closest_marker("gpu")]
+    if not gpu_tests:
+        return
+    import torch
+
+    if not torch.cuda.is_available():
+        for item in gpu_tests:
+            item.add_marker(pytest.mark.skip(reason="needs CUDA (marked gpu)"))
 
 
 @pytest.fixture

@@ -18,12 +18,12 @@ def fp32(smoke):
     return apply_overrides(smoke, {"precision": "fp32"})
 
 
-def test_first_step_is_the_single_model_step(cifar, fp32):
+def test_first_step_is_the_single_model_step(synthetic_cifar, fp32):
     """One step (100 images): same init, same batch, same flips, same loss; after it the same
     validation and test predictions. Only floating-point summation order may differ."""
     cfg = apply_overrides(fp32, {"train_size": 100, "epochs": 1})
-    alone = [train_one(cfg, s, cifar) for s in (3, 5)]
-    together = train_group(cfg, [3, 5], cifar)
+    alone = [train_one(cfg, s, synthetic_cifar) for s in (3, 5)]
+    together = train_group(cfg, [3, 5], synthetic_cifar)
     for a, g in zip(alone, together, strict=True):
         assert (g.streams, g.init_hash) == (a.streams, a.init_hash)
         assert g.epochs[0].train_loss == pytest.approx(a.epochs[0].train_loss, abs=1e-6)
@@ -32,10 +32,10 @@ def test_first_step_is_the_single_model_step(cifar, fp32):
         assert g.group == (3, 5) and a.group == ()
 
 
-def test_a_seeds_run_does_not_depend_on_its_group(cifar, fp32):
+def test_a_seeds_run_does_not_depend_on_its_group(synthetic_cifar, fp32):
     """Seed 5 alone, with seed 3, and with seeds 7 and 9: the same streams and init, and the
     same training up to floating-point noise (which SGD amplifies slowly over 20 steps)."""
-    runs = [train_one(fp32, 5, cifar), train_group(fp32, [3, 5], cifar)[1], train_group(fp32, [5, 7, 9], cifar)[0]]
+    runs = [train_one(fp32, 5, synthetic_cifar), train_group(fp32, [3, 5], synthetic_cifar)[1], train_group(fp32, [5, 7, 9], synthetic_cifar)[0]]
     ref = runs[0]
     for r in runs[1:]:
         assert (r.streams, r.init_hash, r.status) == (ref.streams, ref.init_hash, "complete")
@@ -46,44 +46,59 @@ def test_a_seeds_run_does_not_depend_on_its_group(cifar, fp32):
         assert np.mean(r.test_predictions == ref.test_predictions) >= 0.9
 
 
-def test_models_in_a_group_stay_independent(cifar, fp32):
+@pytest.mark.gpu
+def test_grouped_and_single_engines_agree_on_cuda(synthetic_cifar, fp32):
+    """Where grouping is on by default (CUDA): seed 5 in a group trains as seed 5 alone, up to
+    floating-point noise, with cudnn's own kernels and the grouped convolutions vmap makes. The
+    noise is larger than on the CPU: "fp32" convolutions on CUDA run in TF32 by default."""
+    alone = train_one(fp32, 5, synthetic_cifar, device="cuda")
+    grouped = train_group(fp32, [3, 5], synthetic_cifar, device="cuda")[1]
+    assert alone.device == grouped.device == torch.cuda.get_device_name()
+    assert (grouped.streams, grouped.init_hash, grouped.status) == (alone.streams, alone.init_hash, "complete")
+    for e, e_alone in zip(grouped.epochs, alone.epochs, strict=True):
+        assert e.train_loss == pytest.approx(e_alone.train_loss, rel=1e-2)
+    assert abs(grouped.test_acc - alone.test_acc) <= 2.0
+    assert np.mean(grouped.test_predictions == alone.test_predictions) >= 0.8
+
+
+def test_models_in_a_group_stay_independent(synthetic_cifar, fp32):
     """Different seeds in one group end up as different models with their own BN statistics."""
-    a, b = train_group(fp32, [0, 1], cifar)
+    a, b = train_group(fp32, [0, 1], synthetic_cifar)
     assert a.init_hash != b.init_hash
     assert not np.array_equal(a.test_predictions, b.test_predictions)
     assert [e.lr for e in a.epochs] == [0.1, 0.05]  # the StepLR schedule drives the group's optimizer
 
 
-def test_group_on_the_fast_path_runs_in_bf16(cifar, smoke):
-    results = train_group(apply_overrides(smoke, {"precision": "bf16"}), [0, 1], cifar)
+def test_group_on_the_fast_path_runs_in_bf16(synthetic_cifar, smoke):
+    results = train_group(apply_overrides(smoke, {"precision": "bf16"}), [0, 1], synthetic_cifar)
     assert [r.precision for r in results] == ["bf16", "bf16"]
     assert all(r.status == "complete" and 0 <= r.test_acc <= 100 for r in results)
 
 
-def test_divergence_in_a_group_is_per_run(cifar, fp32):
-    results = train_group(apply_overrides(fp32, {"lr": 1e6, "bn": "none"}), [0, 1], cifar)
+def test_divergence_in_a_group_is_per_run(synthetic_cifar, fp32):
+    results = train_group(apply_overrides(fp32, {"lr": 1e6, "bn": "none"}), [0, 1], synthetic_cifar)
     for r in results:
         assert r.status == "diverged" and r.diverged_epoch == 1
         assert r.test_acc is None and r.test_predictions is None
 
 
-def test_on_epoch_reports_every_seed(cifar, fp32):
+def test_on_epoch_reports_every_seed(synthetic_cifar, fp32):
     seen = []
-    train_group(fp32, [4, 2], cifar, on_epoch=lambda seed, rec: seen.append((seed, rec.epoch)))
+    train_group(fp32, [4, 2], synthetic_cifar, on_epoch=lambda seed, rec: seen.append((seed, rec.epoch)))
     assert seen == [(4, 1), (2, 1), (4, 2), (2, 2)]
 
 
 @pytest.mark.parametrize("seeds", [[], [1, 1]])
-def test_bad_seed_lists_are_refused(cifar, fp32, seeds):
+def test_bad_seed_lists_are_refused(synthetic_cifar, fp32, seeds):
     with pytest.raises(ValueError, match="`seeds`"):
-        train_group(fp32, seeds, cifar)
+        train_group(fp32, seeds, synthetic_cifar)
 
 
 @pytest.mark.slow
-def test_compiled_group_matches_eager(cifar, fp32):
+def test_compiled_group_matches_eager(synthetic_cifar, fp32):
     cfg = apply_overrides(fp32, {"epochs": 1})
-    eager = train_group(cfg, [0, 1], cifar)
-    compiled = train_group(cfg, [0, 1], cifar, compile=True)
+    eager = train_group(cfg, [0, 1], synthetic_cifar)
+    compiled = train_group(cfg, [0, 1], synthetic_cifar, compile=True)
     for e, c in zip(eager, compiled, strict=True):
         assert c.compiled and not e.compiled
         assert c.epochs[0].train_loss == pytest.approx(e.epochs[0].train_loss, rel=1e-3)
@@ -95,7 +110,7 @@ def test_groups_of_blocks_seeds_per_arm():
     assert groups_of(todo, tuple(range(5)), 3) == [("x", [0, 1, 2]), ("y", [0, 2]), ("x", [3, 4]), ("y", [3, 4])]
 
 
-def test_a_group_out_of_gpu_memory_is_split_until_it_fits(cifar, fp32, monkeypatch):
+def test_a_group_out_of_gpu_memory_is_split_until_it_fits(synthetic_cifar, fp32, monkeypatch):
     """No GPU here, so the OOM is injected: groups of more than two seeds raise CUDA's
     OutOfMemoryError; the runner halves them and every seed still trains."""
     import study.notebook.group
@@ -111,13 +126,13 @@ def test_a_group_out_of_gpu_memory_is_split_until_it_fits(cifar, fp32, monkeypat
 
     monkeypatch.setattr(study.notebook.group, "train_group", tight_memory)
     cfg = apply_overrides(fp32, {"epochs": 1})
-    results = train_seeds(cfg, [0, 1, 2, 3, 4], cifar, "cpu", False, lambda seed, rec: None)
+    results = train_seeds(cfg, [0, 1, 2, 3, 4], synthetic_cifar, "cpu", False, lambda seed, rec: None)
     # a lone seed takes train_one's path
     assert [r.group for r in results] == [(0, 1), (0, 1), (), (3, 4), (3, 4)]
     assert sizes == [5, 2, 3, 2]
 
 
-def test_out_of_memory_for_one_seed_is_that_runs_recorded_failure(cifar, fp32, monkeypatch, tmp_path):
+def test_out_of_memory_for_one_seed_is_that_runs_recorded_failure(synthetic_cifar, fp32, monkeypatch, tmp_path):
     import study.notebook.group
     import study.notebook.runner
     import study.notebook.train
@@ -127,7 +142,7 @@ def test_out_of_memory_for_one_seed_is_that_runs_recorded_failure(cifar, fp32, m
 
     monkeypatch.setattr(study.notebook.group, "train_group", no_memory)
     monkeypatch.setattr(study.notebook.train, "train_one", no_memory)
-    monkeypatch.setitem(study.notebook.runner._DATA, "cache", cifar)
+    monkeypatch.setitem(study.notebook.runner._DATA, "cache", synthetic_cifar)
     arm, outcomes, _ = execute("baseline", [0, 1], dataclasses.replace(fp32, epochs=1), "cache", "cpu", 1, 0,
                                False)
     assert arm == "baseline" and [s for s, _ in outcomes] == [0, 1]
@@ -136,7 +151,7 @@ def test_out_of_memory_for_one_seed_is_that_runs_recorded_failure(cifar, fp32, m
         assert "lower --jobs" in failure["error"] and "Traceback" in failure["traceback"]
 
 
-def test_one_seed_out_of_memory_keeps_the_others_results(cifar, fp32, monkeypatch):
+def test_one_seed_out_of_memory_keeps_the_others_results(synthetic_cifar, fp32, monkeypatch):
     import study.notebook.group
     import study.notebook.train
 
@@ -152,12 +167,12 @@ def test_one_seed_out_of_memory_keeps_the_others_results(cifar, fp32, monkeypatc
 
     monkeypatch.setattr(study.notebook.group, "train_group", no_groups)
     monkeypatch.setattr(study.notebook.train, "train_one", seed_1_too_big)
-    outcomes = train_seeds(dataclasses.replace(fp32, epochs=1), [0, 1], cifar, "cpu", False, lambda s, r: None)
+    outcomes = train_seeds(dataclasses.replace(fp32, epochs=1), [0, 1], synthetic_cifar, "cpu", False, lambda s, r: None)
     assert outcomes[0].status == "complete" and outcomes[0].streams["init"]
     assert outcomes[1]["error"].startswith("OutOfMemoryError") and "lower --jobs" in outcomes[1]["error"]
 
 
-def test_a_failing_compile_falls_back_to_eager_without_a_trace(cifar, fp32, monkeypatch):
+def test_a_failing_compile_falls_back_to_eager_without_a_trace(synthetic_cifar, fp32, monkeypatch):
     """The stand-in compiled step runs the real step (updating BatchNorm's running stats) and
     then fails, as a compiler error in the backward would: the group must go on eagerly with
     the running stats restored, i.e. exactly as if it had never tried to compile."""
@@ -168,10 +183,10 @@ def test_a_failing_compile_falls_back_to_eager_without_a_trace(cifar, fp32, monk
         return step
 
     cfg = apply_overrides(fp32, {"epochs": 1})
-    reference = train_group(cfg, [0, 1], cifar)
+    reference = train_group(cfg, [0, 1], synthetic_cifar)
     monkeypatch.setattr(torch, "compile", broken_compile)
     with pytest.warns(RuntimeWarning, match="torch.compile failed .*training this group eagerly"):
-        fallen_back = train_group(cfg, [0, 1], cifar, compile=True)
+        fallen_back = train_group(cfg, [0, 1], synthetic_cifar, compile=True)
     for got, ref in zip(fallen_back, reference, strict=True):
         assert not got.compiled
         assert got.epochs[0].train_loss == ref.epochs[0].train_loss

@@ -195,17 +195,3 @@ def test_a_device_this_machine_lacks_is_one_line_and_exit_2_with_nothing_stored(
     assert err[-1].startswith("error: --device") and device in err[-1]
     assert list(tmp_path.iterdir()) == []  # no study.db, no study.json
 
-
-def test_precision_auto_on_a_cpu_picks_bf16_only_with_amx(monkeypatch):
-    """AVX512-BF16 without AMX made bf16 1.5-1.7x slower than fp32: auto must not pick it there."""
-    import torch
-
-    from study.notebook import train
-
-    cpu = torch.device("cpu")
-    for amx, avx512_bf16, want in ((True, True, "bf16"), (False, True, "fp32"), (False, False, "fp32")):
-        monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda amx=amx: amx)
-        monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda b=avx512_bf16: b)
-        assert train.resolve_precision("auto", cpu) == want
-        assert train.device_name(cpu).endswith(f"({train.cpu_arithmetic()})")
-    assert train.resolve_precision("fp32", cpu) == "fp32"

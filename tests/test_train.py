@@ -42,23 +42,23 @@ def test_scheduler_is_attached_to_the_optimizer_that_steps(smoke):
     assert none is None
 
 
-def test_recorded_lr_follows_the_schedule(cifar, smoke):
+def test_recorded_lr_follows_the_schedule(synthetic_cifar, smoke):
     cfg = apply_overrides(smoke, {"epochs": 4, "step_size": 2, "gamma": 0.5})
-    lrs = [e.lr for e in train_one(cfg, 0, cifar).epochs]
+    lrs = [e.lr for e in train_one(cfg, 0, synthetic_cifar).epochs]
     assert lrs == pytest.approx([0.1, 0.1, 0.05, 0.05])
-    flat = [e.lr for e in train_one(dataclasses.replace(cfg, scheduler="none"), 0, cifar).epochs]
+    flat = [e.lr for e in train_one(dataclasses.replace(cfg, scheduler="none"), 0, synthetic_cifar).epochs]
     assert flat == [0.1] * 4
 
 
-def test_scheduler_really_changes_the_lr_the_optimizer_uses(cifar, smoke):
+def test_scheduler_really_changes_the_lr_the_optimizer_uses(synthetic_cifar, smoke):
     """The notebook's bug, made impossible: a schedule that sets lr to ~0 after epoch 1 must
     freeze the (BN-free) model, so epoch 2 scores exactly as epoch 1. Without the schedule
     (the notebook's effective behaviour) the model keeps changing."""
     cfg = apply_overrides(smoke, {"bn": "none", "step_size": 1, "gamma": 1e-30, "test_every_epoch": True})
-    frozen = train_one(cfg, 0, cifar).epochs
+    frozen = train_one(cfg, 0, synthetic_cifar).epochs
     assert frozen[1].lr < 1e-29
     assert (frozen[1].val_acc, frozen[1].test_acc) == (frozen[0].val_acc, frozen[0].test_acc)
-    moving = train_one(dataclasses.replace(cfg, scheduler="none"), 0, cifar).epochs
+    moving = train_one(dataclasses.replace(cfg, scheduler="none"), 0, synthetic_cifar).epochs
     assert moving[1].train_loss != pytest.approx(frozen[1].train_loss, abs=1e-6)
 
 
@@ -85,31 +85,44 @@ def test_same_seed_pairs_init_across_arms_with_the_same_architecture():
     assert weights_hash(init_model(spec.config("baseline", "quick"), stream_seed(1, "init"))) != hashes["baseline"]
 
 
-def test_same_seed_and_config_reproduce_on_cpu(cifar, smoke):
-    a, b = train_one(smoke, 3, cifar), train_one(smoke, 3, cifar)
+def test_same_seed_and_config_reproduce_on_cpu(synthetic_cifar, smoke):
+    a, b = train_one(smoke, 3, synthetic_cifar), train_one(smoke, 3, synthetic_cifar)
     assert [metrics(e) for e in a.epochs] == [metrics(e) for e in b.epochs]
     assert np.array_equal(a.test_predictions, b.test_predictions)
-    c = train_one(smoke, 4, cifar)
+    c = train_one(smoke, 4, synthetic_cifar)
     assert c.init_hash != a.init_hash and c.streams != a.streams
 
 
-def test_paired_arms_share_streams_and_init(cifar, smoke):
-    a = train_one(smoke, 5, cifar)
-    b = train_one(dataclasses.replace(smoke, scheduler="none"), 5, cifar)
+def test_paired_arms_share_streams_and_init(synthetic_cifar, smoke):
+    a = train_one(smoke, 5, synthetic_cifar)
+    b = train_one(dataclasses.replace(smoke, scheduler="none"), 5, synthetic_cifar)
     assert a.streams == b.streams and a.init_hash == b.init_hash
     assert metrics(a.epochs[0]) == metrics(b.epochs[0])  # same first epoch: only the later lr differs
 
 
-def test_result_contents(cifar, smoke):
-    r = train_one(smoke, 0, cifar)
+def test_result_contents(synthetic_cifar, smoke):
+    r = train_one(smoke, 0, synthetic_cifar)
     assert r.status == "complete" and r.diverged_epoch is None
     assert len(r.epochs) == smoke.epochs and r.test_acc == r.epochs[-1].test_acc
     assert r.test_predictions.shape == (smoke.test_size,) and r.test_predictions.dtype == np.uint8
     assert r.n_bn == 6 and r.precision in ("bf16", "fp32") and r.wall_time_s > 0
 
 
-def test_divergence_ends_the_run_not_the_study(cifar, smoke):
-    r = train_one(apply_overrides(smoke, {"lr": 1e6, "bn": "none"}), 0, cifar)
+def test_divergence_ends_the_run_not_the_study(synthetic_cifar, smoke):
+    r = train_one(apply_overrides(smoke, {"lr": 1e6, "bn": "none"}), 0, synthetic_cifar)
     assert r.status == "diverged" and r.diverged_epoch == 1
     assert r.test_acc is None and r.test_predictions is None
     assert not np.isfinite(r.epochs[-1].train_loss)
+
+
+def test_precision_auto_on_a_cpu_picks_bf16_only_with_amx(monkeypatch):
+    """AVX512-BF16 without AMX made bf16 1.5-1.7x slower than fp32: auto must not pick it there."""
+    from study.notebook import train
+
+    cpu = torch.device("cpu")
+    for amx, avx512_bf16, want in ((True, True, "bf16"), (False, True, "fp32"), (False, False, "fp32")):
+        monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda amx=amx: amx)
+        monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda b=avx512_bf16: b)
+        assert train.resolve_precision("auto", cpu) == want
+        assert train.device_name(cpu).endswith(f"({train.cpu_arithmetic()})")
+    assert train.resolve_precision("fp32", cpu) == "fp32"

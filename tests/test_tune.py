@@ -1,4 +1,5 @@
-"""The tuner (`python -m study.tune`) on the real CIFAR-10 copy, with a tiny smoke config.
+"""The tuner (`python -m study.tune`) with a tiny smoke config: its objective on the tests'
+synthetic data, its command line on the real CIFAR-10 copy.
 
 The machine has 2 cores: every run here trains a width-4 net on a few hundred images."""
 
@@ -22,7 +23,7 @@ from study import tune
 from study.notebook.config import apply_overrides, preset_config
 from study.notebook.train import train_one
 
-pytestmark = pytest.mark.skipif(data_source() is None, reason="no CIFAR-10 source (set SEEDWISE_DATA)")
+needs_cifar = pytest.mark.skipif(data_source() is None, reason="no CIFAR-10 source (set SEEDWISE_DATA)")
 
 TINY = {"width": 4, "train_size": 200, "val_size": 200, "test_size": 200}
 TINY_ARGS = ["--preset", "smoke", "--device", "cpu"] + [a for k, v in TINY.items() for a in ("--set", f"{k}={v}")]
@@ -47,8 +48,8 @@ def tiny():
 
 
 @pytest.fixture
-def no_test_set(cifar):
-    return dataclasses.replace(cifar, test_x=Forbidden(), test_y=Forbidden())
+def no_test_set(synthetic_cifar):
+    return dataclasses.replace(synthetic_cifar, test_x=Forbidden(), test_y=Forbidden())
 
 
 def test_objective_never_reads_the_test_set(tiny, no_test_set):
@@ -111,6 +112,7 @@ def test_trial_seeded_sampler_is_reproducible_and_distinct_per_trial():
     assert first == draws(0, 3) and len(set(first)) == 3 and first != draws(1, 3)
 
 
+@needs_cifar
 def test_bad_input_exits_2(tmp_path, capsys):
     common = [*TINY_ARGS, "--results", str(tmp_path)]
     assert tune.main([*common, "--trials", "1", "--arm", "no_bnn"]) == 2
@@ -144,6 +146,7 @@ def tuned(tmp_path_factory):
     return {"root": root, "dir": study_dir, "name": name, "after_first": after_first, "confirm_code": code}
 
 
+@needs_cifar
 def test_resume_reaches_exactly_n_trials(tuned):
     trials = trials_of(tuned["dir"] / "study.db", tuned["name"])
     assert tuned["after_first"] == 2 and len(trials) == 4
@@ -156,6 +159,7 @@ def test_resume_reaches_exactly_n_trials(tuned):
     assert attrs["objective"] == "val_acc" and attrs["ablation_study"] == tuned["dir"].name and attrs["identity"]
 
 
+@needs_cifar
 def test_confirm_adds_a_paired_tuned_study(tuned):
     assert tuned["confirm_code"] == 0
     out = tuned["root"] / f"{tuned['dir'].name}-tuned"
@@ -180,6 +184,7 @@ def test_confirm_adds_a_paired_tuned_study(tuned):
     assert tuned_runs["lr_final"].notna().all()
 
 
+@needs_cifar
 def test_two_concurrent_tuners_lose_no_trial(tmp_path, cifar):
     cmd = [sys.executable, "-m", "study.tune", *TINY_ARGS, "--results", str(tmp_path), "--trials", "4"]
     env = {**os.environ, "SEEDWISE_DATA": data_source(), "OMP_NUM_THREADS": "1"}
@@ -198,6 +203,7 @@ def test_two_concurrent_tuners_lose_no_trial(tmp_path, cifar):
         assert err.count("trial ") >= 1 and "val " in err
 
 
+@needs_cifar
 def test_report_shows_tuning_and_the_confirmed_verdict(tuned, tmp_path):
     """The ablation's report gains the tuning figures, the selection table and tuned vs baseline."""
     from analysis.report import write_report
@@ -223,6 +229,7 @@ def tuning_study_exists(db: Path) -> bool:
         return False
 
 
+@needs_cifar
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM, signal.SIGKILL], ids=["SIGINT", "SIGTERM", "SIGKILL"])
 def test_killed_tuner_then_rerun_ends_with_exactly_n_trials(tmp_path, sig):
     """Kill the tuner while a trial runs, rerun the same command: the trials finished before

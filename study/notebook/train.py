@@ -1,4 +1,7 @@
-"""One training run: `train_one(config, seed, data) -> RunResult`. No file I/O in here.
+"""Training runs: `run_epochs`, the epoch loop for k >= 1 seeds over an engine that steps and
+scores their models, and `train_one(config, seed, data) -> RunResult`, its one-seed case on the
+plain model (study.notebook.group supplies the engine of several seeds in one vmapped step).
+No file I/O in here.
 
 The recipe is the notebook's, with its bug made impossible: the StepLR scheduler is built on
 the very optimizer that steps, and the learning rate recorded for each epoch is read back from
@@ -8,9 +11,11 @@ too (no PIL per image, no DataLoader workers).
 
 from __future__ import annotations
 
+import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import numpy as np
 import torch
@@ -134,12 +139,13 @@ def normalize(x: torch.Tensor) -> torch.Tensor:
 
 def device_data(config: Config, data: Cifar10, dev: torch.device, score_test: bool):
     """(x_train, y_train, x_val, y_val, x_test, y_test) on `dev` as uint8 images and int64
-    labels; the test tensors are None unless `score_test` (the tuner never sees them)."""
-    train_idx, val_idx = (torch.from_numpy(i) for i in split_indices(config))
+    labels; the test tensors are None unless `score_test` (the tuner never sees them). The split
+    is of the images `data` holds (CIFAR-10's 50k/10k, or the tests' small synthetic set)."""
+    train_idx, val_idx = (torch.from_numpy(i) for i in split_indices(config, len(data.train_y)))
     out = [data.train_x[train_idx].to(dev), data.train_y[train_idx].to(dev),
            data.train_x[val_idx].to(dev), data.train_y[val_idx].to(dev), None, None]
     if score_test:
-        tidx = torch.from_numpy(test_indices(config))
+        tidx = torch.from_numpy(test_indices(config, len(data.test_y)))
         out[4:] = data.test_x[tidx].to(dev), data.test_y[tidx].to(dev)
     return tuple(out)
 
@@ -175,92 +181,168 @@ def predict(model: nn.Module, x: torch.Tensor, autocast) -> torch.Tensor:
     return torch.cat(out)
 
 
-def train_one(config: Config, seed: int, data: Cifar10, *, device: str | torch.device | None = None,
-              on_epoch: Callable[[EpochRecord], None] | None = None, score_test: bool = True) -> RunResult:
-    """Train one model of `config` with `seed` on `data` and score it. Pure: no file I/O.
+class Engine(Protocol):
+    """The models of k >= 1 seeds as one trainable thing: what `run_epochs` steps and scores.
+    Shapes carry the model dimension first: batches (k, B, 3, 32, 32), losses (k,)."""
 
-    A NaN or infinite training loss ends the run with status "diverged" (not an exception).
-    `score_test=False` (the tuner) never reads `data.test_x` / `data.test_y`: every test_acc is
-    None and no test predictions are returned; selection can then only see validation accuracy.
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LRScheduler | None
+    compiled: bool  # whether the step runs through torch.compile (may turn False on a fallback)
+
+    def train(self) -> None: ...
+
+    def step(self, xb: torch.Tensor, yb: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """One optimizer step on each model's own batch; returns (losses (k,), logits (k, B, 10))."""
+
+    def predict(self, x: torch.Tensor) -> torch.Tensor:
+        """(k, len(x)) predicted classes, every model on the same images, in eval mode."""
+
+    def mean_loss(self, loss_sum: torch.Tensor, steps: int) -> list[float]:
+        """The epoch's mean loss per model from the (k,) sum on the device."""
+
+
+Autocast = Callable[[], torch.autocast]
+MakeEngine = Callable[[list[nn.Module], Config, torch.device, Autocast], Engine]
+
+
+class SingleModel:
+    """The engine of one seed (`train_one`): the model itself, in channels_last."""
+
+    compiled = False
+
+    def __init__(self, models: list[nn.Module], config: Config, dev: torch.device, autocast: Autocast):
+        (model,) = models
+        self.model = model.to(dev, memory_format=torch.channels_last)
+        self.optimizer, self.scheduler = make_optimizer(self.model, config)
+        self.autocast = autocast
+
+    def train(self) -> None:
+        self.model.train()
+
+    def step(self, xb, yb):
+        xb = xb[0].contiguous(memory_format=torch.channels_last)
+        with self.autocast():
+            out = self.model(xb)
+            loss = F.cross_entropy(out, yb[0])
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.optimizer.step()
+        return loss[None], out[None]
+
+    def predict(self, x):
+        return predict(self.model, x, self.autocast)[None]
+
+    def mean_loss(self, loss_sum, steps):
+        # Divided on the host in float64, as train_one always has: stored results reproduce bit
+        # for bit (the grouped engine divides on the device, in float32).
+        return [loss_sum.item() / steps]
+
+
+def run_epochs(config: Config, seeds: Sequence[int], data: Cifar10, make_engine: MakeEngine, *,
+               device: str | torch.device | None = None,
+               on_epoch: Callable[[int, EpochRecord], None] | None = None,
+               score_test: bool = True, grouped: bool = False) -> list[RunResult]:
+    """Train one model per seed of `config` on `data` in shared steps of the engine that
+    `make_engine` builds from their initial models; one RunResult per seed, in order. Pure: no
+    file I/O. Each seed draws its init, data order and flips from its own streams (study.seeds).
+
+    A non-finite epoch loss marks that seed's run "diverged" (not an exception) while the others
+    go on. `on_epoch(seed, record)` is called for every seed still training. `score_test=False`
+    (the tuner) never reads `data.test_x` / `data.test_y`: every test_acc is None and no test
+    predictions are returned. `grouped` records the seeds as trained together (RunResult.group).
     """
+    seeds = list(seeds)
+    if not seeds:
+        raise ValueError("`seeds` must name at least one seed")
+    if len(set(seeds)) != len(seeds):
+        raise ValueError(f"`seeds` must be distinct, got {seeds}")
     start = time.perf_counter()
     dev = resolve_device(device)
     precision = resolve_precision(config.precision, dev)
-    streams = stream_seeds(seed)
-    g_order, g_aug = generator(seed, "order"), generator(seed, "augment")
-
     if dev.type == "cuda":
         torch.backends.cudnn.benchmark = True  # static shapes: pick the fastest conv algorithms once
-
-    model = init_model(config, streams["init"])
-    init_hash = weights_hash(model)
-    model = model.to(dev, memory_format=torch.channels_last)
-    optimizer, scheduler = make_optimizer(model, config)
-
-    x_train, y_train, x_val, y_val, x_test, y_test = device_data(config, data, dev, score_test)
 
     def autocast():
         return torch.autocast(dev.type, dtype=torch.bfloat16, enabled=precision == "bf16")
 
-    def accuracy(x, y):
-        pred = predict(model, x, autocast)
-        return 100.0 * (pred == y).sum().item() / len(y), pred
+    streams = [stream_seeds(s) for s in seeds]
+    gens = [(generator(s, "order"), generator(s, "augment")) for s in seeds]
+    models = [init_model(config, st["init"]) for st in streams]
+    init_hashes = [weights_hash(m) for m in models]
+    n_bn = count_bn(models[0])
+    engine = make_engine(models, config, dev, autocast)
+    del models  # the engine owns the weights now
 
-    n, bs = len(x_train), config.batch_size
-    records: list[EpochRecord] = []
-    status, diverged_epoch, test_pred = "complete", None, None
+    x_train, y_train, x_val, y_val, x_test, y_test = device_data(config, data, dev, score_test)
+    n, bs, k = len(x_train), config.batch_size, len(seeds)
+
+    def accuracies(pred: torch.Tensor, y: torch.Tensor) -> list[float]:
+        return [100.0 * c / len(y) for c in (pred == y).sum(-1).tolist()]
+
+    records: list[list[EpochRecord]] = [[] for _ in seeds]
+    diverged: list[int | None] = [None] * k
+    test_pred: torch.Tensor | None = None
     for epoch in range(1, config.epochs + 1):
-        lr = optimizer.param_groups[0]["lr"]  # the lr this epoch's steps will use
-        perm, flips = epoch_draws(config, n, g_order, g_aug, dev)
-        model.train()
+        lr = engine.optimizer.param_groups[0]["lr"]  # the lr this epoch's steps will use
+        draws = [epoch_draws(config, n, g_order, g_aug, dev) for g_order, g_aug in gens]
+        perms = torch.stack([perm for perm, _ in draws])  # (k, n): row i is seed i's order
+        flips = torch.stack([f for _, f in draws]) if config.flip else None
+        engine.train()
         epoch_start = time.perf_counter()
-        loss_sum = torch.zeros((), device=dev)
-        correct = torch.zeros((), device=dev, dtype=torch.long)
+        loss_sum = torch.zeros(k, device=dev)
+        correct = torch.zeros(k, device=dev, dtype=torch.long)
         steps = 0
         for s in range(0, n, bs):  # the last partial batch is kept, as DataLoader does
-            xb, yb = train_batch(x_train, y_train, perm, flips, s, bs)
-            xb = xb.contiguous(memory_format=torch.channels_last)
-            with autocast():
-                out = model(xb)
-                loss = F.cross_entropy(out, yb)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            loss_sum += loss.detach().float()  # accumulated on the device: no per-step sync
-            correct += (out.argmax(1) == yb).sum()
+            xb, yb = train_batch(x_train, y_train, perms, flips, s, bs)  # (k, B, 3, 32, 32), (k, B)
+            losses, out = engine.step(xb, yb)
+            loss_sum += losses.detach().float()  # accumulated on the device: no per-step sync
+            correct += (out.argmax(-1) == yb).sum(-1)
             steps += 1
-        if scheduler is not None:
-            scheduler.step()
-        train_loss = loss_sum.item() / steps  # the epoch's one host sync
+        if engine.scheduler is not None:
+            engine.scheduler.step()
+        train_loss = engine.mean_loss(loss_sum, steps)  # the epoch's host syncs
+        train_acc = [100.0 * c / n for c in correct.tolist()]
         train_seconds = time.perf_counter() - epoch_start
-        if not np.isfinite(train_loss):
-            status, diverged_epoch = "diverged", epoch
-            records.append(EpochRecord(epoch, lr, train_loss, 100.0 * correct.item() / n, None, None, train_seconds))
+        live = [i for i in range(k) if diverged[i] is None]
+        for i in live:
+            if not math.isfinite(train_loss[i]):
+                diverged[i] = epoch
+                records[i].append(EpochRecord(epoch, lr, train_loss[i], train_acc[i], None, None, train_seconds))
+        live = [i for i in live if diverged[i] is None]
+        if not live:
             break
-        val_acc, _ = accuracy(x_val, y_val)
-        test_acc = None
+        val_acc = accuracies(engine.predict(x_val), y_val)
+        test_acc: list[float | None] = [None] * k
         if score_test and (config.test_every_epoch or epoch == config.epochs):
-            test_acc, test_pred = accuracy(x_test, y_test)
-        record = EpochRecord(epoch, lr, train_loss, 100.0 * correct.item() / n, val_acc, test_acc, train_seconds)
-        records.append(record)
-        if on_epoch is not None:
-            on_epoch(record)
+            test_pred = engine.predict(x_test)
+            test_acc = accuracies(test_pred, y_test)
+        for i in live:
+            record = EpochRecord(epoch, lr, train_loss[i], train_acc[i], val_acc[i], test_acc[i], train_seconds)
+            records[i].append(record)
+            if on_epoch is not None:
+                on_epoch(seeds[i], record)
 
-    last = records[-1]
-    complete = status == "complete"
-    return RunResult(
-        status=status,
-        epochs=tuple(records),
-        test_acc=last.test_acc if complete else None,
-        val_acc=last.val_acc if complete else None,
-        diverged_epoch=diverged_epoch,
-        test_predictions=test_pred.to("cpu", torch.uint8).numpy() if complete and test_pred is not None else None,
-        streams=streams,
-        init_hash=init_hash,
-        bn_layers=config.bn_layers,
-        n_bn=count_bn(model),
-        device=device_name(dev),
-        precision=precision,
-        threads=torch.get_num_threads(),
-        wall_time_s=time.perf_counter() - start,
-    )
+    wall = time.perf_counter() - start
+    results = []
+    for i in range(k):
+        complete = diverged[i] is None
+        last = records[i][-1]
+        preds = test_pred[i].to("cpu", torch.uint8).numpy() if complete and test_pred is not None else None
+        results.append(RunResult(
+            status="complete" if complete else "diverged", epochs=tuple(records[i]),
+            test_acc=last.test_acc if complete else None, val_acc=last.val_acc if complete else None,
+            diverged_epoch=diverged[i], test_predictions=preds, streams=streams[i], init_hash=init_hashes[i],
+            bn_layers=config.bn_layers, n_bn=n_bn, device=device_name(dev), precision=precision,
+            threads=torch.get_num_threads(), wall_time_s=wall, group=tuple(seeds) if grouped else (),
+            compiled=engine.compiled))
+    return results
+
+
+def train_one(config: Config, seed: int, data: Cifar10, *, device: str | torch.device | None = None,
+              on_epoch: Callable[[EpochRecord], None] | None = None, score_test: bool = True) -> RunResult:
+    """Train one model of `config` with `seed` on `data` and score it: `run_epochs` for one seed
+    on its plain model (the reference path; study.notebook.group trains several in one step)."""
+    report = None if on_epoch is None else (lambda _seed, record: on_epoch(record))
+    (result,) = run_epochs(config, [seed], data, SingleModel, device=device, on_epoch=report,
+                           score_test=score_test)
+    return result
