@@ -3,7 +3,6 @@
 
 import json
 
-import matplotlib
 import optuna
 import pandas as pd
 import pytest
@@ -95,11 +94,8 @@ def test_provenance_has_no_machine_local_paths_and_names_the_source_tree(tmp_pat
     stored_study(path, data_source="CIFAR-10 (JPEG copy) from /work/shared/data/cifar.tar.gz",
                  versions={"seedwise": "not installed", "torch": "2.0"})
     rep = build_report(load_study(path))
-    try:
-        prov = dict(rep.tables["provenance"][0].itertuples(index=False))
-        text = render_markdown(rep)
-    finally:
-        rep.close()
+    prov = dict(rep.tables["provenance"][0].itertuples(index=False))
+    text = render_markdown(rep)
     assert str(tmp_path) not in text  # no folder of this machine anywhere in the report
     assert prov["storage"] == "SQLite file study.db in the study's results directory"
     assert prov["data source"].startswith("CIFAR-10 (JPEG copy) from cifar.tar.gz")
@@ -113,11 +109,7 @@ def test_pairing_notes_are_one_bullet_with_seed_ranges(tmp_path):
     # `narrow` ran seeds 0-3 only: every comparison with it warns about seeds 4-9.
     path = make_study(tmp_path, ARMS, seeds=range(10),
                       missing=[("narrow", s) for s in range(4, 10)])
-    rep = build_report(load_study(path))
-    try:
-        text = render_markdown(rep)
-    finally:
-        rep.close()
+    text = render_markdown(build_report(load_study(path)))
     notes = text.split("Notes raised by the analysis:")[1].split("## 5.")[0]
     bullets = [line for line in notes.splitlines() if line.startswith("- ")]
     pairing = [b for b in bullets if "no runs for seeds" in b]
@@ -162,4 +154,3 @@ def test_every_lr_panel_has_epoch_tick_labels(tmp_path):
     labelled = {ax.get_subplotspec().colspan.start for ax in drawn
                 if any(t.get_visible() and t.get_text() for t in ax.get_xticklabels())}
     assert labelled == {0, 1, 2}  # every column shows its epochs, also above the empty slot
-    matplotlib.pyplot.close(fig)
