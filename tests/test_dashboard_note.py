@@ -9,12 +9,12 @@ import pytest
 from optuna.distributions import CategoricalDistribution, IntDistribution
 from test_report import make_study
 
-from analysis import figures as F
-from analysis import tables as T
 from analysis.dashboard import FIGURE_IDS, OBJECTIVE
+from analysis.figures import lr_schedule_figure
 from analysis.load import load_study
 from analysis.notes import group_notes
 from analysis.report import build_report, render_markdown, write_report
+from analysis.tables import to_html, to_latex, to_markdown
 
 optuna_dashboard = pytest.importorskip("optuna_dashboard")
 ARMS = {"baseline": {}, "wide": {"width": 32}, "narrow": {"width": 8}}
@@ -134,10 +134,10 @@ def test_group_notes_merges_repeats_and_keeps_distinct_notes():
 def test_integer_columns_print_as_integers():
     df = pd.DataFrame({"arm": ["baseline", "tuned"], "trial": [None, 19.0],
                        "mean": [47.0, 49.02], "gap": [None, 2.5]})
-    md = T.to_markdown(df)
+    md = to_markdown(df)
     assert "| tuned | 19 | 49.02 | 2.50 |" in md and "19.00" not in md
     assert "| baseline |  | 47.00 |  |" in md  # a whole measured value keeps its decimals
-    assert "19.00" not in T.to_html(df) and "19.00" not in T.to_latex(df)
+    assert "19.00" not in to_html(df) and "19.00" not in to_latex(df)
 
 
 def test_every_lr_panel_has_epoch_tick_labels(tmp_path):
@@ -146,7 +146,7 @@ def test_every_lr_panel_has_epoch_tick_labels(tmp_path):
     arms["baseline"] = arms.pop("arm0")
     path = make_study(tmp_path, arms, seeds=range(2))
     study = load_study(path)
-    fig = F.lr_schedule_figure(study.epochs, arms=study.arms(),
+    fig = lr_schedule_figure(study.epochs, arms=study.arms(),
                                configs={a: v["config"] for a, v in study.meta["arms"].items()})
     fig.canvas.draw()
     drawn = [ax for ax in fig.axes if ax.axison]
