@@ -58,43 +58,44 @@ def build_report(study: StudyData, *, rng=0, plan: Mapping | None = None) -> Rep
 
     `plan` overrides the study's analysis plan: metric, baseline, alpha, margin, direction,
     chance, population (see `analysis.plan.resolve_plan`)."""
-    a = analyse(study, rng=rng, plan=plan)
+    analysis = analyse(study, rng=rng, plan=plan)
     rep = Report(study=study.name, title=f"Ablation report: {study.name}",
-                 integrity=a.integrity)
-    if a.family:
-        rep.families["baseline"] = a.family
-    if a.family_all:
-        rep.families["all"] = a.family_all
-    introduction(rep, a)
-    design_section(rep, a)
-    results_section(rep, a)
-    sequential_section(rep, a.study.path)
-    figures_section(rep, a)
-    tuning_section(rep, a.study)
-    methods_section(rep, a)
-    integrity_section(rep, a)
-    provenance_section(rep, a)
-    rep.dashboard = _dashboard_data(a)
-    rep.note = _note(rep, a)
+                 integrity=analysis.integrity)
+    if analysis.family:
+        rep.families["baseline"] = analysis.family
+    if analysis.family_all:
+        rep.families["all"] = analysis.family_all
+    introduction(rep, analysis)
+    design_section(rep, analysis)
+    results_section(rep, analysis)
+    sequential_section(rep, analysis.study.path)
+    figures_section(rep, analysis)
+    tuning_section(rep, analysis.study)
+    methods_section(rep, analysis)
+    integrity_section(rep, analysis)
+    provenance_section(rep, analysis)
+    rep.dashboard = _dashboard_data(analysis)
+    rep.note = _note(rep, analysis)
     return rep
 
 
-def _dashboard_data(a: StudyAnalysis) -> DashboardData:
+def _dashboard_data(analysis: StudyAnalysis) -> DashboardData:
     """What optuna-dashboard's per-arm figures are drawn from."""
-    plan = a.plan
-    return DashboardData(runs=a.study.runs,
-                         comparisons=a.frame if a.family is not None else pd.DataFrame(),
-                         arms=a.arms, baseline=plan.baseline, metric=plan.metric,
+    plan = analysis.plan
+    return DashboardData(runs=analysis.study.runs,
+                         comparisons=(analysis.frame if analysis.family is not None
+                                      else pd.DataFrame()),
+                         arms=analysis.arms, baseline=plan.baseline, metric=plan.metric,
                          metric_label=metric_label(plan.metric), margin=plan.margin,
-                         palette=a.palette)
+                         palette=analysis.palette)
 
 
-def _note(rep: Report, a: StudyAnalysis) -> str:
+def _note(rep: Report, analysis: StudyAnalysis) -> str:
     """The Optuna study note: the results table, its caption and the verdicts."""
     df, caption = rep.tables["results"]
     verdicts = [f"**{c.arm_name}: {c.verdict.label}.** {c.verdict.reason}"
-                for c in a.family.comparisons] if a.family is not None else []
-    return note_text(to_markdown(df), caption, verdicts, name=a.study.name,
+                for c in analysis.family.comparisons] if analysis.family is not None else []
+    return note_text(to_markdown(df), caption, verdicts, name=analysis.study.name,
                      flags=rep.integrity.get("flags", ()))
 
 

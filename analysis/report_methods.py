@@ -30,11 +30,11 @@ def _seeds_text(fam: Family) -> str:
             f"{'/'.join(map(str, ns))} {'paired ' if fam.paired else ''}seeds")
 
 
-def _data(a: StudyAnalysis) -> str:
-    runs = a.study.runs
+def _data(analysis: StudyAnalysis) -> str:
+    runs = analysis.study.runs
     n_bad = int(runs["outcome"].isin(("failed", "other")).sum()) if len(runs) else 0
     n_fail = int(runs["outcome"].isin(FAILURE_OUTCOMES).sum()) if len(runs) else 0
-    return (f"**Data.** {metric_label(a.plan.metric).capitalize()} of "
+    return (f"**Data.** {metric_label(analysis.plan.metric).capitalize()} of "
             f"{plural(len(runs) - n_bad, 'run')} is analysed, {n_fail} of them diverged or did "
             "not learn (outcomes of their recipe, counted as the Failures paragraph says); "
             + (f"{plural(n_bad, 'run')} that failed with an error or has another status "
@@ -44,13 +44,13 @@ def _data(a: StudyAnalysis) -> str:
             "`arm_frame` as a cross-check only: it is too narrow at a handful of seeds).")
 
 
-def _primary_test(a: StudyAnalysis) -> str:
-    fam = a.family
+def _primary_test(analysis: StudyAnalysis) -> str:
+    fam = analysis.family
     c0 = fam.comparisons[0]
     prim = c0.primary
     return (
         f"**Primary test.** {plural(len(fam), 'arm')} {'is' if len(fam) == 1 else 'are'} "
-        f"compared with `{a.plan.baseline}` by the {prim.name} on {_seeds_text(fam)} "
+        f"compared with `{analysis.plan.baseline}` by the {prim.name} on {_seeds_text(fam)} "
         f"({prim.reason}). " + (
             "Seed i of every arm shares data order, augmentation flips and initialisation, so "
             "per-seed differences remove the variation the arms share; "
@@ -64,14 +64,14 @@ def _primary_test(a: StudyAnalysis) -> str:
            "Hedges' g, pooled sd with the small-sample correction") + ").")
 
 
-def _multiple_comparisons(a: StudyAnalysis) -> str:
-    return (f"**Multiple comparisons.** Family of the results table: {a.family.correction}."
+def _multiple_comparisons(analysis: StudyAnalysis) -> str:
+    return (f"**Multiple comparisons.** Family of the results table: {analysis.family.correction}."
             + (f" The all-pairs table and heatmap are a separate family: "
-               f"{a.family_all.correction}." if a.family_all else ""))
+               f"{analysis.family_all.correction}." if analysis.family_all else ""))
 
 
-def _verdicts(a: StudyAnalysis) -> str:
-    alpha, margin, fam = a.plan.alpha, a.plan.margin, a.family
+def _verdicts(analysis: StudyAnalysis) -> str:
+    alpha, margin, fam = analysis.plan.alpha, analysis.plan.margin, analysis.family
     return (
         f"**Verdicts.** *better*/*worse* when the Holm-adjusted p < α = {alpha:g} (sign of the "
         f"difference); otherwise *equivalent* when the TOST equivalence test against "
@@ -82,9 +82,9 @@ def _verdicts(a: StudyAnalysis) -> str:
         f"±{margin:g} is the study plan's (study.json `analysis.margin`), fixed before the runs.")
 
 
-def _exact_tests(a: StudyAnalysis) -> str:
+def _exact_tests(analysis: StudyAnalysis) -> str:
     """What the exact robustness tests can reach at these n (p >= 2/2^n), and where they disagree."""
-    fam, alpha = a.family, a.plan.alpha
+    fam, alpha = analysis.family, analysis.plan.alpha
     ns = sorted({c.n_arm for c in fam.comparisons})
     rob = [t.name for t in fam.comparisons[0].robustness]
     min_ps = sorted({c.min_attainable_p for c in fam.comparisons})
@@ -114,11 +114,12 @@ def _binomial_half_width(mean: float, n_test: int) -> float:
     return (ci.high - ci.low) / 2
 
 
-def _testset_noise(a: StudyAnalysis) -> str | None:
+def _testset_noise(analysis: StudyAnalysis) -> str | None:
     """How much every run's score moves with the fixed test set; None when its size is unknown."""
-    metric, baseline, margin, summary = a.plan.metric, a.plan.baseline, a.plan.margin, a.summary
+    plan, summary = analysis.plan, analysis.summary
+    metric, baseline, margin = plan.metric, plan.baseline, plan.margin
     size_key = ACCURACY_SIZE.get(metric)
-    meta = a.study.meta
+    meta = analysis.study.meta
     cfg = meta.get("arms", {}).get(baseline, {}).get("config", {}) if meta else {}
     n_test = cfg.get(size_key) if size_key else None
     base = summary[summary["arm"] == baseline]
@@ -142,13 +143,13 @@ def _testset_noise(a: StudyAnalysis) -> str | None:
     return text + ("Per-example predictions are stored, so the table below adds this noise to "
                    "the difference CIs by a two-level bootstrap (`two_level_bootstrap`): runs "
                    "are resampled, then test images, the same images for every run."
-                   if a.noise is not None else
+                   if analysis.noise is not None else
                    "Per-example predictions are not available for this study, so the intervals "
                    "above contain seed noise only.")
 
 
-def _power(a: StudyAnalysis) -> str | None:
-    fam = a.family
+def _power(analysis: StudyAnalysis) -> str | None:
+    fam = analysis.family
     comps = [c for c in fam.comparisons if c.sd > 0]
     if not comps:
         return None
@@ -162,18 +163,18 @@ def _power(a: StudyAnalysis) -> str | None:
             f"({fmt_num(min(c.sd for c in comps))} to {fmt_num(max(c.sd for c in comps))} "
             f"points), {_seeds_text(fam)} detect a true difference of {fmt_num(min(dd))} to "
             f"{fmt_num(max(dd))} points with {fam.comparisons[0].power:.0%} power at α/{m}; "
-            f"detecting a difference as small as the margin ({a.plan.margin:g}) needs, in "
+            f"detecting a difference as small as the margin ({analysis.plan.margin:g}) needs, in "
             "seeds per arm: " + (", ".join(needed) if needed else "n/a") + ".")
 
 
-def _omnibus(a: StudyAnalysis, notes: list[str]) -> str | None:
+def _omnibus(analysis: StudyAnalysis, notes: list[str]) -> str | None:
     """The omnibus test over all analysable arms (from three on); its warnings go to `notes`."""
-    if len(a.analysable) < 3:
+    if len(analysis.analysable) < 3:
         return None
-    runs, metric, fam = a.study.runs, a.plan.metric, a.family
+    runs, metric, fam = analysis.study.runs, analysis.plan.metric, analysis.family
     ok = runs[runs["status"] == "complete"]
     series = {arm: ok[ok["arm"] == arm].set_index("seed")[metric].astype(float)
-              for arm in a.analysable}
+              for arm in analysis.analysable}
     if fam.paired:
         common = sorted(set.intersection(*(set(s.index) for s in series.values())))
         groups = {arm: s.loc[common].to_numpy() for arm, s in series.items()}
@@ -193,14 +194,16 @@ def _omnibus(a: StudyAnalysis, notes: list[str]) -> str | None:
             f"{om.statistic:.3g}, p = {fmt_p(om.pvalue)}. {om.assumptions.capitalize()}.")
 
 
-def methods_paragraphs(a: StudyAnalysis) -> tuple[list[str], list[str]]:
+def methods_paragraphs(analysis: StudyAnalysis) -> tuple[list[str], list[str]]:
     """The Methods paragraphs, and the analysis' notes with those raised here added."""
-    notes = list(a.notes)
-    if a.family is None or not a.family.comparisons:
-        return [_data(a), "**Tests.** No comparison was possible, so no test was run."], notes
-    out = [_data(a), _primary_test(a), _multiple_comparisons(a), _verdicts(a), _exact_tests(a),
-           _testset_noise(a), _power(a), _omnibus(a, notes)]
-    for c in a.family.comparisons:
+    notes = list(analysis.notes)
+    if analysis.family is None or not analysis.family.comparisons:
+        no_test = "**Tests.** No comparison was possible, so no test was run."
+        return [_data(analysis), no_test], notes
+    out = [_data(analysis), _primary_test(analysis), _multiple_comparisons(analysis),
+           _verdicts(analysis), _exact_tests(analysis), _testset_noise(analysis),
+           _power(analysis), _omnibus(analysis, notes)]
+    for c in analysis.family.comparisons:
         for n in c.notes:
             if n not in notes and "does not confirm" not in n and "cannot reach p" not in n:
                 notes.append(f"`{c.arm_name}` vs `{c.baseline_name}`: {n}")
