@@ -11,16 +11,17 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Mapping, Sequence
+from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
 
-from . import failures as FL
-from . import figures as F
-from . import tables as T
 from ._checks import negligible_spread
 from .contract import config_hash
+from .failures import arm_outcomes
+from .figures import configured_lr
 from .plan import MetricPlan
+from .tables import bn_table, excluded_runs_table, seed_ranges
 
 
 def _config_key(config: Mapping | None) -> str | None:
@@ -76,10 +77,32 @@ def integrity_checks(runs: pd.DataFrame, epochs: pd.DataFrame, meta: Mapping,
     specs = meta.get("arms", {}) if meta else {}
     configs = {a: specs.get(a, {}).get("config") for a in arms}
     lr = _lr_schedules(epochs)
-    flags: list[str] = []
-    checks: list[str] = []
+    same = _same_configuration(runs, arms, configs, lr)
+    rates = _learning_rates(arms, configs, lr)
+    hashes = _config_hashes(runs, arms, configs)
+    batchnorm = _batchnorm(runs, meta, arms)
+    found = (same, rates, hashes, batchnorm, _pairing(runs, arms))
+    excluded = excluded_runs_table(runs[runs["arm"].isin(arms)]) if len(runs) else \
+        excluded_runs_table(runs)
+    return {"flags": [f for check in found for f in check.flags],
+            "checks": [c for check in found for c in check.passed], "bn": batchnorm.detail,
+            "excluded": excluded, "same_thing": same.detail, "lr_mismatch": rates.detail,
+            "stale_config": hashes.detail}
 
-    # 1. same configuration (from study.json; else the runs' config hashes)
+
+class _Found(NamedTuple):
+    """What one check found."""
+
+    flags: list[str]  # problems, as sentences
+    passed: list[str]  # what was verified and passed, as sentences
+    detail: object = None  # what the report needs besides the sentences
+
+
+def _same_configuration(runs: pd.DataFrame, arms: Sequence[str], configs: Mapping,
+                        lr: Mapping[str, dict]) -> _Found:
+    """Arms with the same configuration (study.json; else the runs' config hashes): the same
+    thing when their effective lr also agrees, not reproducible when it does not."""
+    flags, checks = [], []
     if any(c is not None for c in configs.values()):
         cfg_keys = {a: _config_key(c) for a, c in configs.items()}
         source = "resolved configuration in study.json"
@@ -104,14 +127,18 @@ def integrity_checks(runs: pd.DataFrame, epochs: pd.DataFrame, meta: Mapping,
                          "code changed between them.")
     if not _groups(cfg_keys):
         checks.append(f"No two arms share a {source}.")
+    return _Found(flags, checks, same_thing)
 
-    # 2. effective lr vs configured lr, and identical effective schedules across configs
-    mismatch = []
+
+def _learning_rates(arms: Sequence[str], configs: Mapping,
+                    lr: Mapping[str, dict]) -> _Found:
+    """Effective lr against configured lr, and identical effective schedules across configs."""
+    flags, checks, mismatch = [], [], []
     for arm in arms:
         if arm not in lr or configs.get(arm) is None:
             continue
         epochs_run = [e for e, _ in lr[arm]["schedule"]]
-        want = F.configured_lr(configs[arm], epochs_run)
+        want = configured_lr(configs[arm], epochs_run)
         if want is None:
             continue
         got = lr[arm]["schedule"]
@@ -121,20 +148,20 @@ def integrity_checks(runs: pd.DataFrame, epochs: pd.DataFrame, meta: Mapping,
             mismatch.append(arm)
             flags.append(f"`{arm}`: the learning rate read from the optimizer differs from the "
                          f"schedule its configuration asks for at epoch(s) "
-                         f"{T.seed_ranges(bad)} (is the scheduler attached to the optimizer "
+                         f"{seed_ranges(bad)} (is the scheduler attached to the optimizer "
                          "that steps?).")
+    sched_keys = {a: lr[a]["schedule"] if a in lr else None for a in arms}
     for group in _groups(sched_keys):
         wanted = set()
         for a in group:
             cfg = configs.get(a)
-            w = F.configured_lr(cfg, [e for e, _ in lr[a]["schedule"]]) if cfg else None
+            w = configured_lr(cfg, [e for e, _ in lr[a]["schedule"]]) if cfg else None
             wanted.add(None if w is None else tuple(np.round(w, 12)))
         if len(wanted) > 1 and None not in wanted:
             flags.append(f"Arms {', '.join(f'`{a}`' for a in group)} ran identical effective "
                          "learning rates although their configurations ask for different "
                          "schedules: the schedule ablation did not happen.")
-    inconsistent = [a for a in arms if a in lr and not lr[a]["consistent"]]
-    for a in inconsistent:
+    for a in [a for a in arms if a in lr and not lr[a]["consistent"]]:
         flags.append(f"`{a}`: the seeds of this arm used different learning rates at the same "
                      "epoch.")
     if lr and not mismatch:
@@ -142,29 +169,39 @@ def integrity_checks(runs: pd.DataFrame, epochs: pd.DataFrame, meta: Mapping,
                       "matches the schedule its configuration asks for.")
     if not lr:
         checks.append("No per-epoch learning rates recorded: schedules cannot be checked.")
+    return _Found(flags, checks, mismatch)
 
-    # 3. recorded config hashes vs study.json
-    stale = []
-    if "config_hash" in runs:
-        for arm in arms:
-            cfg = configs.get(arm)
-            if cfg is None:
-                continue
-            want = config_hash(cfg)
-            got = runs.loc[(runs["arm"] == arm) & runs["config_hash"].notna()]
-            off = got[got["config_hash"].astype(str) != want]
-            if len(off):
-                stale.append(arm)
-                flags.append(f"`{arm}`: {len(off)} run(s) (seeds {T.seed_ranges(off['seed'])}) "
-                             f"were trained with config hash "
-                             f"{', '.join(sorted(set(off['config_hash'].astype(str))))}, not "
-                             f"{want} from study.json.")
-        if not stale and any(c is not None for c in configs.values()):
-            checks.append("Every run's recorded config hash matches its arm's configuration in "
-                          "study.json.")
 
-    # 4. BatchNorm actually built
-    bn = T.bn_table(runs, meta or {}, arms) if "n_bn" in runs else pd.DataFrame()
+def _config_hashes(runs: pd.DataFrame, arms: Sequence[str],
+                   configs: Mapping) -> _Found:
+    """Runs whose recorded config hash is not their arm's configuration in study.json."""
+    flags, checks, stale = [], [], []
+    if "config_hash" not in runs:
+        return _Found(flags, checks, stale)
+    for arm in arms:
+        cfg = configs.get(arm)
+        if cfg is None:
+            continue
+        want = config_hash(cfg)
+        got = runs.loc[(runs["arm"] == arm) & runs["config_hash"].notna()]
+        off = got[got["config_hash"].astype(str) != want]
+        if len(off):
+            stale.append(arm)
+            flags.append(f"`{arm}`: {len(off)} run(s) (seeds {seed_ranges(off['seed'])}) "
+                         f"were trained with config hash "
+                         f"{', '.join(sorted(set(off['config_hash'].astype(str))))}, not "
+                         f"{want} from study.json.")
+    if not stale and any(c is not None for c in configs.values()):
+        checks.append("Every run's recorded config hash matches its arm's configuration in "
+                      "study.json.")
+    return _Found(flags, checks, stale)
+
+
+def _batchnorm(runs: pd.DataFrame, meta: Mapping,
+               arms: Sequence[str]) -> _Found:
+    """BatchNorm layers the models actually built against those the configuration asks for."""
+    flags, checks = [], []
+    bn = bn_table(runs, meta or {}, arms) if "n_bn" in runs else pd.DataFrame()
     if len(bn):
         wrong = bn[bn["matches"] == "NO"]
         for _, r in wrong.iterrows():
@@ -174,8 +211,12 @@ def integrity_checks(runs: pd.DataFrame, epochs: pd.DataFrame, meta: Mapping,
         if wrong.empty:
             checks.append("Every arm's models contain exactly the BatchNorm layers its "
                           "configuration asks for (table below).")
+    return _Found(flags, checks, bn)
 
-    # 5. pairing: same seed, same initial weights across arms?
+
+def _pairing(runs: pd.DataFrame, arms: Sequence[str]) -> _Found:
+    """Did the same seed start every arm from the same initial weights?"""
+    checks = []
     if {"init_hash", "seed"} <= set(runs.columns):
         ok = runs[runs["arm"].isin(arms) & runs["init_hash"].notna()]
         per_seed = ok.groupby("seed")["init_hash"].nunique()
@@ -187,13 +228,9 @@ def integrity_checks(runs: pd.DataFrame, epochs: pd.DataFrame, meta: Mapping,
             else:
                 differ = per_seed[per_seed > 1].index.tolist()
                 checks.append(f"Pairing: initial weights differ across arms for seeds "
-                              f"{T.seed_ranges(differ)} (expected where architectures differ in "
+                              f"{seed_ranges(differ)} (expected where architectures differ in "
                               "parameter shapes; data order and flips are still shared).")
-
-    excluded = T.excluded_runs_table(runs[runs["arm"].isin(arms)]) if len(runs) else \
-        T.excluded_runs_table(runs)
-    return {"flags": flags, "checks": checks, "bn": bn, "excluded": excluded,
-            "same_thing": same_thing, "lr_mismatch": mismatch, "stale_config": stale}
+    return _Found([], checks)
 
 
 def identical_results(classified: pd.DataFrame, arms: Sequence[str], metric: str) -> list[list[str]]:
@@ -228,7 +265,7 @@ def outcome_flags(classified: pd.DataFrame, arms: Sequence[str], plan: MetricPla
                      f"`{plan.metric}` (check that the switch is wired in); their comparison "
                      "tests nothing.")
     for arm in arms:
-        o = FL.arm_outcomes(classified, arm)
+        o = arm_outcomes(classified, arm)
         if not o.failures:
             continue
         what = []

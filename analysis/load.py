@@ -20,8 +20,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from . import failures as FL
 from .describe import describe
+from .failures import classify, compare_outcomes, mixes, scored
 from .family import Family, compare_family
 from .plan import MetricPlan, check_runs, check_scale, resolve_plan
 from .power import seeds_needed
@@ -87,7 +87,7 @@ class StudyData:
         (`failures.classify`); raises ValueError naming what is wrong."""
         runs = check_runs(self.runs, plan.metric, self.runs_file)
         plan = check_scale(runs[runs["status"] == "complete"][plan.metric], plan)
-        return plan, FL.classify(runs, plan, self.n_test(plan.metric))
+        return plan, classify(runs, plan, self.n_test(plan.metric))
 
     @property
     def storage_url(self) -> str | None:
@@ -214,7 +214,7 @@ def compare_arms(study: StudyData | pd.DataFrame, *, metric: str | None = None, 
         warnings.warn(f"{len(other)} run(s) with status {', '.join(sorted(set(other['status'])))} "
                       "(not complete, failed or diverged) are not analysed", stacklevel=2)
     present = list(dict.fromkeys([*study.arms(), *classified["arm"]]))
-    series = {a: FL.scored(classified, a, plan.population) for a in arms or present}
+    series = {a: scored(classified, a, plan.population) for a in arms or present}
     names = [a for a in (arms or present) if len(series[a])]
     if plan.baseline not in names:
         raise ValueError(f"`baseline` {plan.baseline!r} has no runs with a value of "
@@ -234,11 +234,11 @@ def compare_arms(study: StudyData | pd.DataFrame, *, metric: str | None = None, 
             warnings.warn(f"{a} vs {b}: paired on seeds {sorted(seeds[a] & seeds[b])}; seeds {lost} dropped "
                           f"because these arms have no value for them: {missing}", stacklevel=2)
     values = {a: dict(zip(series[a].index.tolist(), series[a].tolist(), strict=True)) for a in names}
-    mixed = [a for a in names if FL.mixes(classified, a, plan.population)]
+    mixed = [a for a in names if mixes(classified, a, plan.population)]
     fam = compare_family(values, plan.baseline, paired=True, rng=rng, alpha=plan.alpha,
                          margin=plan.margin, pairs=pairs, direction=plan.direction,
                          exact_arms=mixed, **compare_kwargs)
-    outcomes = FL.compare_outcomes(classified, [(c.arm_name, c.baseline_name)
+    outcomes = compare_outcomes(classified, [(c.arm_name, c.baseline_name)
                                                 for c in fam.comparisons], plan)
     done = []
     for c in fam.comparisons:
@@ -310,7 +310,7 @@ def arm_frame(study: StudyData, metric: str | None = None, rng=0,
     gen = np.random.default_rng(rng)
     for arm in study.arms():
         sel = classified[classified["arm"] == arm]
-        vals = FL.scored(classified, arm, plan.population).to_numpy()
+        vals = scored(classified, arm, plan.population).to_numpy()
         row = {"arm": arm, "n": len(vals), "failed": int((sel["status"] == "failed").sum()),
                "diverged": int((sel["outcome"] == "diverged").sum()),
                "not_learned": int((sel["outcome"] == "not_learned").sum()),

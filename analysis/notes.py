@@ -21,7 +21,7 @@ _INT_LIST = re.compile(r"\[(\d+(?:, \d+)+)\]")
 _PAIRING = re.compile(r"^(?P<a>\S+) vs (?P<b>\S+): paired on seeds \[(?P<kept>[\d, ]*)\]; "
                       r"seeds \[(?P<lost>[\d, ]*)\] dropped because these arms have no value "
                       r"for them: (?P<missing>\{.*\})$")
-# report._methods' prefix for a comparison's own note.
+# analysis.report_methods' prefix for a comparison's own note.
 _PER_COMPARISON = re.compile(r"^(?P<pair>`[^`]+` vs `[^`]+`): (?P<text>.+)$")
 
 

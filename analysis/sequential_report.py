@@ -7,11 +7,13 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
+from matplotlib.figure import Figure
 
 from .contract import SEQUENTIAL_FILE  # written by study.until_decided after every look
+from .figures import new_figure
+from .report_blocks import Bullets, FigureRef, Heading, Para, Report
 
 
 def read_record(path: Path) -> dict | None:
@@ -56,10 +58,11 @@ def summary_lines(record: dict) -> list[str]:
     return lines
 
 
-def path_figure(record: dict) -> plt.Figure:
+def path_figure(record: dict) -> Figure:
     """Each comparison's paired t at every look against the boundaries it had to cross."""
     comps = [c for c in record["comparisons"] if c["looks"]]
-    fig, axes = plt.subplots(1, max(1, len(comps)), figsize=(3.2 * max(1, len(comps)), 3.0), squeeze=False)
+    fig = new_figure(figsize=(3.2 * max(1, len(comps)), 3.0))
+    axes = fig.subplots(1, max(1, len(comps)), squeeze=False)
     for ax, c in zip(axes[0], comps, strict=False):
         n = [k["n"] for k in c["looks"]]
         t = np.clip([k["statistic"] if k["statistic"] is not None else np.nan for k in c["looks"]], -20, 20)
@@ -78,3 +81,24 @@ def path_figure(record: dict) -> plt.Figure:
     axes[0][0].legend(fontsize=7, loc="lower left")
     fig.tight_layout()
     return fig
+
+
+def sequential_section(rep: Report, results_dir: Path) -> None:
+    """The report's subsection for a study run with ``--until-decided``; nothing otherwise."""
+    record = read_record(results_dir)
+    if record is None:
+        return
+    rep.add(Heading("Seeds until decided (pre-registered sequential plan)", level=3))
+    deviations = record.get("deviations") or []
+    rep.add(Para(record["methods"] + (
+        " **Deviations from the pre-registered plan:** " + "; ".join(deviations) + "."
+        if deviations else " The plan was not changed after the first run.")))
+    rep.add(Bullets(tuple(summary_lines(record))))
+    rep.add_table("looks", looks_table(record), "Every look of every comparison: pairs, "
+                  "difference with its repeated CI, paired t against the boundary at the Holm "
+                  "level then in force, the equivalence statistic against its bound, and the "
+                  "decision.")
+    rep.figures["sequential"] = (path_figure(record), "Paired t of each comparison at every look "
+                                 "against its boundaries (shaded: reject); a comparison stops at "
+                                 "its first crossing or when equivalence is shown.")
+    rep.add(FigureRef("sequential"))

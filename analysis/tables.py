@@ -18,7 +18,7 @@ import pandas as pd
 
 __all__ = [
     "bn_table", "config_diff", "design_table", "excluded_runs_table", "fmt_ci", "fmt_num",
-    "fmt_p", "latex_escape", "pairs_table", "results_table", "seed_ranges", "to_html", "to_latex",
+    "fmt_p", "fmt_value", "latex_escape", "pairs_table", "results_table", "seed_ranges", "to_html", "to_latex",
     "to_markdown",
 ]
 
@@ -86,7 +86,8 @@ def seed_ranges(seeds: Iterable) -> str:
     return ", ".join(parts)
 
 
-def _value(v) -> str:
+def fmt_value(v) -> str:
+    """A configuration value as written in the report: lists in brackets, strings bare."""
     if isinstance(v, list | tuple):
         return "[" + ", ".join(map(str, v)) + "]"
     if isinstance(v, str):
@@ -102,7 +103,7 @@ def config_diff(config: Mapping | None, base: Mapping | None) -> str:
     for key in [*base, *(k for k in config if k not in base)]:
         a, b = base.get(key, "(unset)"), config.get(key, "(unset)")
         if a != b:
-            changes.append(f"{key}: {_value(a)} → {_value(b)}")
+            changes.append(f"{key}: {fmt_value(a)} → {fmt_value(b)}")
     return "; ".join(changes) if changes else "none (same configuration)"
 
 
@@ -240,7 +241,7 @@ def bn_table(runs: pd.DataFrame, meta: Mapping, arms: Sequence[str]) -> pd.DataF
             ok = "yes" if layers == [tuple(expected)] and counts == [len(expected)] else "NO"
         rows.append({
             "arm": arm,
-            "configured bn": _value(cfg.get("bn")) if cfg else "n/a",
+            "configured bn": fmt_value(cfg.get("bn")) if cfg else "n/a",
             "expected layers": ("none" if expected == () else " ".join(map(str, expected)))
             if expected is not None else "n/a" if len(recorded) <= 1 else
             "the same in every arm configured alike",

@@ -11,10 +11,12 @@ import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
-import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import seaborn as sns
+from matplotlib.figure import Figure
+
+from .figures import new_figure
 
 KIND = "seedwise-tuning"
 
@@ -83,9 +85,10 @@ def selection_table(results_dir: Path) -> pd.DataFrame | None:
     return pd.DataFrame(flat) if flat else None
 
 
-def history_figure(t: Tuning) -> plt.Figure:
+def history_figure(t: Tuning) -> Figure:
     """Validation accuracy per trial (pruned/diverged marked) and the best so far."""
-    fig, ax = plt.subplots(figsize=(7.5, 3.8), constrained_layout=True)
+    fig = new_figure(figsize=(7.5, 3.8), constrained_layout=True)
+    ax = fig.subplots()
     df = t.trials
     done = df[df["state"] == "COMPLETE"]
     other = df[df["state"] != "COMPLETE"]
@@ -103,9 +106,10 @@ def history_figure(t: Tuning) -> plt.Figure:
     return fig
 
 
-def lr_step_figure(t: Tuning) -> plt.Figure:
+def lr_step_figure(t: Tuning) -> Figure:
     """Where the tuner looked: lr (log) x step_size, coloured by validation accuracy."""
-    fig, ax = plt.subplots(figsize=(7.5, 4.0), constrained_layout=True)
+    fig = new_figure(figsize=(7.5, 4.0), constrained_layout=True)
+    ax = fig.subplots()
     df = t.trials
     done = df[df["state"] == "COMPLETE"]
     if {"lr", "step_size"} <= set(df.columns):
@@ -125,8 +129,9 @@ def lr_step_figure(t: Tuning) -> plt.Figure:
     return fig
 
 
-def importance_figure(t: Tuning) -> plt.Figure:
-    fig, ax = plt.subplots(figsize=(6, 2.2), constrained_layout=True)
+def importance_figure(t: Tuning) -> Figure:
+    fig = new_figure(figsize=(6, 2.2), constrained_layout=True)
+    ax = fig.subplots()
     if t.importances:
         names = list(t.importances)
         sns.barplot(x=[t.importances[n] for n in names], y=names, ax=ax, color="tab:blue")

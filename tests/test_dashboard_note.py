@@ -3,19 +3,18 @@
 
 import json
 
-import matplotlib
 import optuna
 import pandas as pd
 import pytest
 from optuna.distributions import CategoricalDistribution, IntDistribution
 from test_report import make_study
 
-from analysis import figures as F
-from analysis import tables as T
 from analysis.dashboard import FIGURE_IDS, OBJECTIVE
+from analysis.figures import lr_schedule_figure
 from analysis.load import load_study
 from analysis.notes import group_notes
 from analysis.report import build_report, render_markdown, write_report
+from analysis.tables import to_html, to_latex, to_markdown
 
 optuna_dashboard = pytest.importorskip("optuna_dashboard")
 ARMS = {"baseline": {}, "wide": {"width": 32}, "narrow": {"width": 8}}
@@ -95,11 +94,8 @@ def test_provenance_has_no_machine_local_paths_and_names_the_source_tree(tmp_pat
     stored_study(path, data_source="CIFAR-10 (JPEG copy) from /work/shared/data/cifar.tar.gz",
                  versions={"seedwise": "not installed", "torch": "2.0"})
     rep = build_report(load_study(path))
-    try:
-        prov = dict(rep.tables["provenance"][0].itertuples(index=False))
-        text = render_markdown(rep)
-    finally:
-        rep.close()
+    prov = dict(rep.tables["provenance"][0].itertuples(index=False))
+    text = render_markdown(rep)
     assert str(tmp_path) not in text  # no folder of this machine anywhere in the report
     assert prov["storage"] == "SQLite file study.db in the study's results directory"
     assert prov["data source"].startswith("CIFAR-10 (JPEG copy) from cifar.tar.gz")
@@ -113,11 +109,7 @@ def test_pairing_notes_are_one_bullet_with_seed_ranges(tmp_path):
     # `narrow` ran seeds 0-3 only: every comparison with it warns about seeds 4-9.
     path = make_study(tmp_path, ARMS, seeds=range(10),
                       missing=[("narrow", s) for s in range(4, 10)])
-    rep = build_report(load_study(path))
-    try:
-        text = render_markdown(rep)
-    finally:
-        rep.close()
+    text = render_markdown(build_report(load_study(path)))
     notes = text.split("Notes raised by the analysis:")[1].split("## 5.")[0]
     bullets = [line for line in notes.splitlines() if line.startswith("- ")]
     pairing = [b for b in bullets if "no runs for seeds" in b]
@@ -142,10 +134,10 @@ def test_group_notes_merges_repeats_and_keeps_distinct_notes():
 def test_integer_columns_print_as_integers():
     df = pd.DataFrame({"arm": ["baseline", "tuned"], "trial": [None, 19.0],
                        "mean": [47.0, 49.02], "gap": [None, 2.5]})
-    md = T.to_markdown(df)
+    md = to_markdown(df)
     assert "| tuned | 19 | 49.02 | 2.50 |" in md and "19.00" not in md
     assert "| baseline |  | 47.00 |  |" in md  # a whole measured value keeps its decimals
-    assert "19.00" not in T.to_html(df) and "19.00" not in T.to_latex(df)
+    assert "19.00" not in to_html(df) and "19.00" not in to_latex(df)
 
 
 def test_every_lr_panel_has_epoch_tick_labels(tmp_path):
@@ -154,7 +146,7 @@ def test_every_lr_panel_has_epoch_tick_labels(tmp_path):
     arms["baseline"] = arms.pop("arm0")
     path = make_study(tmp_path, arms, seeds=range(2))
     study = load_study(path)
-    fig = F.lr_schedule_figure(study.epochs, arms=study.arms(),
+    fig = lr_schedule_figure(study.epochs, arms=study.arms(),
                                configs={a: v["config"] for a, v in study.meta["arms"].items()})
     fig.canvas.draw()
     drawn = [ax for ax in fig.axes if ax.axison]
@@ -162,4 +154,3 @@ def test_every_lr_panel_has_epoch_tick_labels(tmp_path):
     labelled = {ax.get_subplotspec().colspan.start for ax in drawn
                 if any(t.get_visible() and t.get_text() for t in ax.get_xticklabels())}
     assert labelled == {0, 1, 2}  # every column shows its epochs, also above the empty slot
-    matplotlib.pyplot.close(fig)

@@ -2,19 +2,22 @@
 
 import hashlib
 import json
+import os
 import re
+import subprocess
+import sys
+from pathlib import Path
 
-import matplotlib
 import numpy as np
 import pandas as pd
 import pytest
 from matplotlib.figure import Figure
 
-from analysis import figures as F
-from analysis import tables as T
+from analysis import figures, tables
 from analysis.load import compare_arms, family_frame, load_study
 from analysis.report import build_report, integrity_checks, main, write_report
 
+ROOT = Path(__file__).resolve().parents[1]
 BASE = {"width": 16, "bn": "all", "train_size": 1000, "val_size": 500, "test_size": 10000,
         "split_seed": 0, "flip": True, "epochs": 4, "batch_size": 100, "lr": 0.1,
         "momentum": 0.0, "weight_decay": 0.0001, "scheduler": "step", "step_size": 2,
@@ -169,9 +172,9 @@ def test_numbers_in_text_come_from_the_results(written):
         fam = compare_arms(study, arms=["baseline", "wide", "low_lr_a", "low_lr_b"])
     frame = family_frame(fam).set_index("arm")
     md = (out / "report.md").read_text()
-    assert T.fmt_num(frame.loc["wide", "diff"], signed=True) in md
-    assert T.fmt_ci(frame.loc["wide", "ci_low"], frame.loc["wide", "ci_high"], signed=True) in md
-    assert T.fmt_p(frame.loc["wide", "p_adjusted"]) in md
+    assert tables.fmt_num(frame.loc["wide", "diff"], signed=True) in md
+    assert tables.fmt_ci(frame.loc["wide", "ci_low"], frame.loc["wide", "ci_high"], signed=True) in md
+    assert tables.fmt_p(frame.loc["wide", "p_adjusted"]) in md
 
 
 def test_figure_functions_return_figures_and_write_nothing(tmp_path, monkeypatch):
@@ -184,16 +187,15 @@ def test_figure_functions_return_figures_and_write_nothing(tmp_path, monkeypatch
     configs = {a: v["config"] for a, v in study.meta["arms"].items()}
     fam = compare_arms(study)
     figs = [
-        F.distribution_figure(study.runs, arms=arms, baseline="baseline"),
-        F.learning_curves_figure(study.epochs, runs=study.runs, arms=arms),
-        F.lr_schedule_figure(study.epochs, arms=arms, configs=configs),
-        F.forest_figure(family_frame(fam), margin=0.5),
-        F.pairwise_figure(family_frame(compare_arms(study, pairs="all")), arms=arms),
-        F.power_figure(fam),
+        figures.distribution_figure(study.runs, arms=arms, baseline="baseline"),
+        figures.learning_curves_figure(study.epochs, runs=study.runs, arms=arms),
+        figures.lr_schedule_figure(study.epochs, arms=arms, configs=configs),
+        figures.forest_figure(family_frame(fam), margin=0.5),
+        figures.pairwise_figure(family_frame(compare_arms(study, pairs="all")), arms=arms),
+        figures.power_figure(fam),
     ]
     for fig in figs:
         assert isinstance(fig, Figure) and fig.axes
-        matplotlib.pyplot.close(fig)
     assert list(work.iterdir()) == []
 
 
@@ -207,10 +209,9 @@ def test_notebook_scheduler_bug_is_flagged(tmp_path):
     assert "differs from the schedule its configuration asks for" in text
     assert "`baseline`, `no_scheduler` ran identical effective learning rates" in text
     assert result["same_thing"] == []  # the configs differ: not "the same thing"
-    fig = F.lr_schedule_figure(study.epochs, arms=study.arms(),
+    fig = figures.lr_schedule_figure(study.epochs, arms=study.arms(),
                                configs={a: v["config"] for a, v in study.meta["arms"].items()})
     assert "EFFECTIVE LR DIFFERS FROM CONFIG" in fig.axes[0].get_title()
-    matplotlib.pyplot.close(fig)
 
 
 def test_clean_study_has_no_flags_and_bn_mismatch_is_caught(tmp_path):
@@ -239,13 +240,11 @@ def test_degenerate_studies(tmp_path):
     # missing seeds cost only `other`'s comparison, so every n behind a Δ is the arm's n
     assert results.loc["dead", "n"] == 5 and results.loc["other", "n"] == 3
     assert "n in Δ" not in results.columns
-    rep.close()
     # a single arm: summaries only, no comparison figures
     path = make_study(tmp_path / "b", {"baseline": {}})
     rep = build_report(load_study(path))
     assert "forest" not in rep.figures and "power" not in rep.figures
     assert any("No comparisons" in getattr(b, "text", "") for b in rep.blocks)
-    rep.close()
     # the baseline has one complete run only
     path = make_study(tmp_path / "c", {"baseline": {}, "x": {"width": 8}}, seeds=range(3),
                       failed=[("baseline", 0), ("baseline", 1)])
@@ -294,15 +293,31 @@ def test_missing_storage_skips_note_with_notice(tmp_path):
 
 
 def test_table_helpers():
-    assert T.seed_ranges([0, 1, 2, 3, 5, 7, 8]) == "0–3, 5, 7, 8"
-    assert T.seed_ranges([]) == "none"
-    assert T.fmt_num(-0.001) == "0.00" and T.fmt_num(-1.5, signed=True) == "−1.50"
-    assert T.fmt_p(0.0123) == "0.012" and T.fmt_p(1.66e-6) == "1.7e−6"
-    assert T.config_diff({"bn": "none", "lr": 0.1}, {"bn": "all", "lr": 0.1}) == "bn: all → none"
+    assert tables.seed_ranges([0, 1, 2, 3, 5, 7, 8]) == "0–3, 5, 7, 8"
+    assert tables.seed_ranges([]) == "none"
+    assert tables.fmt_num(-0.001) == "0.00" and tables.fmt_num(-1.5, signed=True) == "−1.50"
+    assert tables.fmt_p(0.0123) == "0.012" and tables.fmt_p(1.66e-6) == "1.7e−6"
+    assert tables.config_diff({"bn": "none", "lr": 0.1}, {"bn": "all", "lr": 0.1}) == "bn: all → none"
     df = pd.DataFrame({"arm": ["a_b"], "x": ["−1.00"], "note": ["50% & more"]})
-    tex = T.to_latex(df, caption="`a_b` vs α", label="tab:x")
+    tex = tables.to_latex(df, caption="`a_b` vs α", label="tab:x")
     assert r"a\_b & $-$1.00 & 50\% \& more \\" in tex
     assert r"\caption{\texttt{a\_b} vs $\alpha$}" in tex
-    md = T.to_markdown(pd.DataFrame({"a": ["x|y"], "n": ["1.0"]}))
+    md = tables.to_markdown(pd.DataFrame({"a": ["x|y"], "n": ["1.0"]}))
     assert md.splitlines()[1] == "| --- | ---: |" and r"x\|y" in md
-    assert re.search(r"<td class=\"num\">1.0</td>", T.to_html(pd.DataFrame({"n": ["1.0"]})))
+    assert re.search(r"<td class=\"num\">1.0</td>", tables.to_html(pd.DataFrame({"n": ["1.0"]})))
+
+
+def test_the_report_leaves_matplotlib_to_its_caller(tmp_path):
+    """Importing the analysis package used to call ``matplotlib.use("Agg")``, overriding the
+    backend a notebook or MPLBACKEND had chosen, and every report figure stayed open in pyplot
+    until closed by hand. Figures are now plain `Figure` objects drawn by Agg."""
+    path = make_study(tmp_path, {"baseline": {}, "no_bn": {"bn": "none"}})
+    code = ("import sys, matplotlib, matplotlib.pyplot as plt; import analysis.report as report; "
+            "from analysis.load import load_study; "
+            "rep = report.build_report(load_study(sys.argv[1])); "
+            "print(matplotlib.get_backend(), len(rep.figures) > 3, plt.get_fignums())")
+    res = subprocess.run([sys.executable, "-c", code, str(path)], capture_output=True, text=True,
+                         timeout=120, cwd=ROOT, env={**os.environ, "MPLBACKEND": "svg"})
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert res.stdout.split() == ["svg", "True", "[]"]
+

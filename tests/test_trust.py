@@ -61,7 +61,6 @@ def test_identical_arms_are_a_finding_and_never_crash(tmp_path):
     rep = quiet(build_report, load_study(path))
     assert any("produced identical results" in f and "`baseline`" in f and "`same`" in f
                for f in rep.integrity["flags"])
-    rep.close()
     assert compare_main([str(path), "--pairs", "all"]) == 0
     # exactly equal (every difference 0: the Wilcoxon test is skipped for that comparison only)
     base = np.array([70.0, 71.0, 72.0, 73.0, 74.0])
@@ -304,9 +303,6 @@ def test_forest_plot_says_which_side_is_better_for_a_loss():
     assert fam.get("x").verdict.label is VerdictLabel.WORSE
     fig = forest_figure(family_frame(fam, "val_loss"), margin=0.05, direction="minimize")
     assert "← better | worse →" in fig.get_supxlabel()
-    import matplotlib.pyplot as plt
-
-    plt.close(fig)
 
 
 def test_one_run_at_chance_makes_the_exact_test_decide_and_says_what_it_needs():

@@ -1,0 +1,151 @@
+"""Everything the report's sections read, computed once from the study: the resolved analysis
+plan, the per-arm summary, the comparisons with the baseline (and of all pairs from three arms
+on), the integrity checks, the test-set noise table and the notes raised on the way.
+
+`analyse` does the work; the sections (`analysis.report_sections`, `report_methods`,
+`report_tuning`) only turn a `StudyAnalysis` into text, tables and figures.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, replace
+
+import numpy as np
+import pandas as pd
+
+from .failures import noise_tolerance, scored
+from .family import Family
+from .figures import arm_palette
+from .integrity import integrity_checks, outcome_flags
+from .load import StudyData, arm_frame, compare_arms, family_frame
+from .plan import MetricPlan
+from .tables import fmt_ci, fmt_num
+from .testset import two_level_bootstrap
+
+SUMMARY_COLUMNS = ["arm", "n", "failed", "diverged", "mean", "sd", "median", "ci_low", "ci_high"]
+COMPARISON_COLUMNS = ["arm", "baseline", "diff", "ci_low", "ci_high", "p_value", "p_adjusted",
+                      "effect_size", "effect_size_name", "verdict", "verdict_reason"]
+
+
+@dataclass
+class StudyAnalysis:
+    """The study (runs checked and classified) and every statistic the report shows."""
+
+    study: StudyData
+    plan: MetricPlan
+    arms: list[str]
+    analysable: list[str]  # arms with at least two scored runs
+    skipped: list[str]  # the others: not compared
+    summary: pd.DataFrame  # `arm_frame`: one row per arm
+    family: Family | None  # every analysable arm against the baseline
+    family_all: Family | None  # all pairs, from three analysable arms on
+    frame: pd.DataFrame  # `family_frame(family)` (empty without comparisons)
+    frame_all: pd.DataFrame | None
+    integrity: dict  # `integrity_checks`, with the outcome flags first
+    tolerance: float | None  # how close to chance a run is "did not learn"
+    noise: pd.DataFrame | None  # `testset_noise_table`: None without stored predictions
+    notes: list[str]  # warnings raised by the analysis, shown under Methods
+    palette: dict
+
+    @property
+    def test_name(self) -> str:
+        comps = self.family.comparisons if self.family else []
+        return comps[0].primary.name if comps else "primary test"
+
+
+def unique_messages(items: Iterable[str]) -> list[str]:
+    """Non-empty items, duplicates dropped, first-seen order kept."""
+    return list(dict.fromkeys(i for i in items if i))
+
+
+def is_finite_number(x) -> bool:
+    return x is not None and isinstance(x, int | float | np.floating) and math.isfinite(x)
+
+
+def _compare(study: StudyData, **kw) -> tuple[Family | None, list[str]]:
+    """`compare_arms` with its warnings collected as notes, and None (with why) on bad input."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            fam = compare_arms(study, **kw)
+        except ValueError as e:
+            return None, [str(e)]
+    return fam, unique_messages(str(w.message) for w in caught)
+
+
+def analyse(study: StudyData, *, rng=0, plan: Mapping | None = None) -> StudyAnalysis:
+    """Resolve the plan (`plan` overrides the study's), classify the runs, compute everything."""
+    mplan, classified = study.analysed(study.metric_plan(**(plan or {})))
+    study = replace(study, runs=classified)  # checked: status filled, seeds int, outcomes
+    arms = study.arms()
+    notes: list[str] = list(mplan.notes)
+    summary = arm_frame(study, plan=mplan) if arms else pd.DataFrame(columns=SUMMARY_COLUMNS)
+    analysable = [a for a in arms if len(scored(classified, a, mplan.population)) >= 2]
+    fam = fam_all = None
+    kw = {"metric": mplan.metric, "baseline": mplan.baseline, "alpha": mplan.alpha,
+          "margin": mplan.margin, "rng": rng, "arms": analysable, "direction": mplan.direction,
+          "chance": mplan.chance, "failures": mplan.population}
+    if mplan.baseline in analysable and len(analysable) >= 2:
+        fam, raised = _compare(study, **kw)
+        notes += raised
+        if len(analysable) >= 3:
+            fam_all, raised = _compare(study, pairs="all", **kw)
+            notes += raised
+    integrity = integrity_checks(study.runs, study.epochs, study.meta or {}, arms)
+    tolerance = noise_tolerance(mplan, study.n_test(mplan.metric))
+    integrity["flags"] = outcome_flags(classified, arms, mplan, tolerance) + integrity["flags"]
+    noise = (testset_noise_table(study, fam, mplan.baseline, rng)
+             if mplan.metric == "test_acc" else None)
+    return StudyAnalysis(
+        study=study, plan=mplan, arms=arms, analysable=analysable,
+        skipped=[a for a in arms if a not in analysable], summary=summary, family=fam,
+        family_all=fam_all,
+        frame=family_frame(fam, mplan.metric) if fam else pd.DataFrame(columns=COMPARISON_COLUMNS),
+        frame_all=family_frame(fam_all, mplan.metric) if fam_all else None,
+        integrity=integrity, tolerance=tolerance, noise=noise, notes=notes,
+        palette=arm_palette(arms))
+
+
+def testset_noise_table(study: StudyData, fam: Family | None, baseline: str,
+                        rng) -> pd.DataFrame | None:
+    """Per comparison with the baseline: the seed-only t CI next to the two-level bootstrap CI
+    (seeds, then the test images), from the stored per-example predictions; None without them."""
+    if fam is None or not fam.comparisons:
+        return None
+    try:
+        base = study.correct_matrix(baseline)
+    except Exception:  # unreadable artifacts: the report says predictions are unavailable
+        return None
+    if base is None:
+        return None
+    gen = np.random.default_rng(rng)
+    rows = []
+    for c in fam.comparisons:
+        try:
+            arm = study.correct_matrix(c.arm_name)
+        except Exception:
+            arm = None
+        if arm is None:
+            continue
+        (sa, ma), (sb, mb) = arm, base
+        if fam.paired:
+            common = sorted(set(sa) & set(sb))
+            if len(common) < 2:
+                continue
+            ma = ma[[sa.index(s) for s in common]]
+            mb = mb[[sb.index(s) for s in common]]
+        if len(ma) < 2 or len(mb) < 2:
+            continue
+        two = two_level_bootstrap(ma, mb, paired=fam.paired, rng=gen)
+        seeds = two_level_bootstrap(ma, mb, paired=fam.paired, rng=gen, resample_examples=False)
+        rows.append({"arm": c.arm_name, f"Δ vs {baseline}": fmt_num(two.estimate, signed=True),
+                     "t CI (seeds)": fmt_ci(c.ci_low, c.ci_high, signed=True),
+                     "bootstrap CI (seeds)": fmt_ci(seeds.low, seeds.high, signed=True),
+                     "bootstrap CI (seeds + test images)": fmt_ci(two.low, two.high,
+                                                                  signed=True),
+                     "widening by test images": f"×{(two.high - two.low) / (seeds.high - seeds.low):.2f}"
+                     if seeds.high > seeds.low else "n/a"})
+    return pd.DataFrame(rows) if rows else None
