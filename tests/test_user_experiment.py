@@ -152,17 +152,18 @@ def test_killed_study_resumes_without_training_anything_twice(tmp_path, spec, si
     metric = ": test_acc" if spec == DIGITS else ": test_error"
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV, cwd=ROOT)
     db = tmp_path / "killed" / "study.db"
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline and proc.poll() is None:
-        if len(trials(db)) >= 2:
-            break
+    # Interrupt once a run is stored: how many runs a loaded CI machine gets through in a given
+    # time varies (a fixed 120 s wait once saw only one), so the test waits for a state, not a time.
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline and proc.poll() is None and not trials(db):
         time.sleep(0.1)
+    assert trials(db), "no run was stored within 300 s"
     assert proc.poll() is None, "the study finished before it could be interrupted"
     proc.send_signal(sig)
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == (-9 if sig == signal.SIGKILL else 130), err[-2000:]
     before = set(trials(db))
-    assert 2 <= len(before) < n
+    assert 1 <= len(before) < n
     rerun = subprocess.run(cmd, capture_output=True, text=True, env=ENV, cwd=ROOT, timeout=240)
     assert rerun.returncode == 0, rerun.stderr[-2000:]
     assert f"{n - len(before)} runs to do ({len(before)} already done)" in rerun.stderr
