@@ -49,6 +49,7 @@ def stored(db):
     return sorted(study.get_trials(deepcopy=False), key=lambda t: t.number)
 
 
+@pytest.mark.slow  # trains a study on a tiny tmpfs; the default suite keeps the disk-full-before-any-run test
 def test_disk_full_while_storing_predictions_fails_those_runs_only(small_disk, tmp_path):
     """16 KiB left: study.json and test_labels.npy fit, then at most two runs' predictions. The
     runs that cannot store theirs are recorded as failed with the reason, the others complete,

@@ -69,6 +69,7 @@ def test_models_in_a_group_stay_independent(synthetic_cifar, fp32):
     assert [e.lr for e in a.epochs] == [0.1, 0.05]  # the StepLR schedule drives the group's optimizer
 
 
+@pytest.mark.slow  # minutes on the 2-core CI CPU; the default suite keeps the group-independence test
 def test_group_on_the_fast_path_runs_in_bf16(synthetic_cifar, smoke):
     results = train_group(apply_overrides(smoke, {"precision": "bf16"}), [0, 1], synthetic_cifar)
     assert [r.precision for r in results] == ["bf16", "bf16"]
@@ -110,6 +111,7 @@ def test_groups_of_blocks_seeds_per_arm():
     assert groups_of(todo, tuple(range(5)), 3) == [("x", [0, 1, 2]), ("y", [0, 2]), ("x", [3, 4]), ("y", [3, 4])]
 
 
+@pytest.mark.slow  # minutes on the 2-core CI CPU; the default suite keeps the group-independence test
 def test_a_group_out_of_gpu_memory_is_split_until_it_fits(synthetic_cifar, fp32, monkeypatch):
     """No GPU here, so the OOM is injected: groups of more than two seeds raise CUDA's
     OutOfMemoryError; the runner halves them and every seed still trains."""

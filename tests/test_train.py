@@ -11,6 +11,13 @@ from study.seeds import generator, stream_seed, stream_seeds
 from study.spec import load_spec
 
 
+@pytest.fixture
+def tiny(smoke):
+    """The smoke preset on a few hundred images: these tests check the schedule, streams and
+    determinism, which do not depend on how much the model learns."""
+    return apply_overrides(smoke, {"train_size": 256, "val_size": 128, "test_size": 256})
+
+
 def metrics(epoch):
     return dataclasses.replace(epoch, train_seconds=0.0)  # everything but the timing
 
@@ -42,19 +49,19 @@ def test_scheduler_is_attached_to_the_optimizer_that_steps(smoke):
     assert none is None
 
 
-def test_recorded_lr_follows_the_schedule(synthetic_cifar, smoke):
-    cfg = apply_overrides(smoke, {"epochs": 4, "step_size": 2, "gamma": 0.5})
+def test_recorded_lr_follows_the_schedule(synthetic_cifar, tiny):
+    cfg = apply_overrides(tiny, {"epochs": 4, "step_size": 2, "gamma": 0.5})
     lrs = [e.lr for e in train_one(cfg, 0, synthetic_cifar).epochs]
     assert lrs == pytest.approx([0.1, 0.1, 0.05, 0.05])
     flat = [e.lr for e in train_one(dataclasses.replace(cfg, scheduler="none"), 0, synthetic_cifar).epochs]
     assert flat == [0.1] * 4
 
 
-def test_scheduler_really_changes_the_lr_the_optimizer_uses(synthetic_cifar, smoke):
+def test_scheduler_really_changes_the_lr_the_optimizer_uses(synthetic_cifar, tiny):
     """The notebook's bug, made impossible: a schedule that sets lr to ~0 after epoch 1 must
     freeze the (BN-free) model, so epoch 2 scores exactly as epoch 1. Without the schedule
     (the notebook's effective behaviour) the model keeps changing."""
-    cfg = apply_overrides(smoke, {"bn": "none", "step_size": 1, "gamma": 1e-30, "test_every_epoch": True})
+    cfg = apply_overrides(tiny, {"bn": "none", "step_size": 1, "gamma": 1e-30, "test_every_epoch": True})
     frozen = train_one(cfg, 0, synthetic_cifar).epochs
     assert frozen[1].lr < 1e-29
     assert (frozen[1].val_acc, frozen[1].test_acc) == (frozen[0].val_acc, frozen[0].test_acc)
@@ -85,17 +92,17 @@ def test_same_seed_pairs_init_across_arms_with_the_same_architecture():
     assert weights_hash(init_model(spec.config("baseline", "quick"), stream_seed(1, "init"))) != hashes["baseline"]
 
 
-def test_same_seed_and_config_reproduce_on_cpu(synthetic_cifar, smoke):
-    a, b = train_one(smoke, 3, synthetic_cifar), train_one(smoke, 3, synthetic_cifar)
+def test_same_seed_and_config_reproduce_on_cpu(synthetic_cifar, tiny):
+    a, b = train_one(tiny, 3, synthetic_cifar), train_one(tiny, 3, synthetic_cifar)
     assert [metrics(e) for e in a.epochs] == [metrics(e) for e in b.epochs]
     assert np.array_equal(a.test_predictions, b.test_predictions)
-    c = train_one(smoke, 4, synthetic_cifar)
+    c = train_one(tiny, 4, synthetic_cifar)
     assert c.init_hash != a.init_hash and c.streams != a.streams
 
 
-def test_paired_arms_share_streams_and_init(synthetic_cifar, smoke):
-    a = train_one(smoke, 5, synthetic_cifar)
-    b = train_one(dataclasses.replace(smoke, scheduler="none"), 5, synthetic_cifar)
+def test_paired_arms_share_streams_and_init(synthetic_cifar, tiny):
+    a = train_one(tiny, 5, synthetic_cifar)
+    b = train_one(dataclasses.replace(tiny, scheduler="none"), 5, synthetic_cifar)
     assert a.streams == b.streams and a.init_hash == b.init_hash
     assert metrics(a.epochs[0]) == metrics(b.epochs[0])  # same first epoch: only the later lr differs
 

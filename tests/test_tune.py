@@ -230,7 +230,10 @@ def tuning_study_exists(db: Path) -> bool:
 
 
 @needs_cifar
-@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM, signal.SIGKILL], ids=["SIGINT", "SIGTERM", "SIGKILL"])
+# SIGKILL (nothing cleans up) in the default suite; the graceful signals take minutes more.
+@pytest.mark.parametrize("sig", [pytest.param(signal.SIGINT, marks=pytest.mark.slow),
+                                 pytest.param(signal.SIGTERM, marks=pytest.mark.slow), signal.SIGKILL],
+                         ids=["SIGINT", "SIGTERM", "SIGKILL"])
 def test_killed_tuner_then_rerun_ends_with_exactly_n_trials(tmp_path, sig):
     """Kill the tuner while a trial runs, rerun the same command: the trials finished before
     the kill are untouched, the interrupted one is failed (at once, not after the heartbeat

@@ -140,7 +140,7 @@ def test_command_report_renders(command_study, tmp_path):
 
 
 @pytest.mark.parametrize(("spec", "sig"), [
-    (DIGITS, signal.SIGKILL), (COMMAND, signal.SIGKILL),
+    pytest.param(DIGITS, signal.SIGKILL, marks=pytest.mark.slow), (COMMAND, signal.SIGKILL),
     pytest.param(DIGITS, signal.SIGINT, marks=pytest.mark.slow),
     pytest.param(COMMAND, signal.SIGINT, marks=pytest.mark.slow)])
 def test_killed_study_resumes_without_training_anything_twice(tmp_path, spec, sig):
