@@ -257,14 +257,15 @@ def render(d: VarianceDecomposition, study: VarianceStudy, info: dict) -> str:
     for row in d.frame().to_dict("records"):
         ci = f"[{_num(row['ci_low'])}, {_num(row['ci_high'])}]" if row["ci_low"] is not None else "-"
         sci = f"[{_pct(row['share_low'])}, {_pct(row['share_high'])}]" if row["share_low"] is not None else "-"
-        lines.append(f"{row['source']:<10}{row['n_runs']:>5}{_num(row['sd']):>8}{_num(row['variance']):>10}  "
+        runs = "-" if row["source"] == "test" else row["n_runs"]  # a binomial term, not runs
+        lines.append(f"{row['source']:<10}{runs:>5}{_num(row['sd']):>8}{_num(row['variance']):>10}  "
                      f"{ci:<18}{_pct(row['share']):>6}  {sci:<14}{_num(row['test_noise']):>10}")
     lines.append("share: of the all-sources variance (test: of all-sources + test set); "
                  "test noise: the part of a group's variance from the runs' disagreement on the fixed test set")
     if d.sum_of_shares is not None:
-        verdict = ("well above 100%: the sources are not additive (one perturbed source decorrelates a run)"
-                   if d.sum_of_shares > 1.5 else "about additive" if d.sum_of_shares > 0.67 else
-                   "well below 100%: the sources interact, or the all-sources group varied more by chance")
+        verdict = ("well above 100%: the sources are not additive, one perturbed source decorrelates a run"
+                   if d.sum_of_shares > 1.5 else "about 100%: the sources add up" if d.sum_of_shares > 0.67 else
+                   "well below 100%: the sources do not add up, or the all-sources group varied more by chance")
         lines.append(f"sum of the sources' shares: {_pct(d.sum_of_shares)} ({verdict})")
     if info["diverged"] or info["failed"]:
         lines.append(f"left out: {info['diverged']} diverged and {info['failed']} failed run(s) "
