@@ -128,7 +128,8 @@ def split_option(spec: StudySpec, arm: str, extra: dict[str, Any], sources) -> t
     if not spec.builtin and "split_seed" not in spec.base:
         return extra, [f"the experiment's config has no split_seed: the split varies only if {spec.experiment} "
                        f"draws it from study.seeds.rng(seed, 'split')"]
-    if extra.get("split_seed", PER_SEED_SPLIT) != PER_SEED_SPLIT or "split_seed" in spec.arm(arm).overrides:
+    fixed = [v for v in (extra.get("split_seed"), spec.arm(arm).overrides.get("split_seed")) if v is not None]
+    if any(v != PER_SEED_SPLIT for v in fixed):
         raise UsageError(f"--sources includes split, but split_seed is fixed by --set or [arms.{arm}]; "
                          "drop it (the runner sets split_seed = -1) or drop split from --sources")
     return {**extra, "split_seed": PER_SEED_SPLIT}, []

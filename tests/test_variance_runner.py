@@ -176,3 +176,23 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path, capsys, args, names):
     err = capsys.readouterr().err
     assert err.startswith("error: ") and names in err and err.count("\n") == 1
     assert not any(tmp_path.iterdir())  # nothing stored
+
+
+@pytest.mark.slow  # ~1 min on a busy 2-core CPU: ten CIFAR-10 runs, workers loading the data
+def test_variance_command_on_the_builtin_experiment(cifar, tmp_path, capsys, one_thread):
+    tiny = ["--set", "train_size=200", "--set", "val_size=100", "--set", "test_size=200", "--set", "epochs=1"]
+    assert main(["--arm", "baseline", "--seeds", "2", "--preset", "smoke", "--results", str(tmp_path),
+                 "--jobs", "1", *tiny]) == 0
+    out = capsys.readouterr().out
+    (study,) = tmp_path.iterdir()
+    runs = pd.read_csv(study / "runs.csv").sort_values("seed").reset_index(drop=True)
+    design = variance_design(2)
+    cols = ["init_seed", "order_seed", "augment_seed", "split_seed"]
+    assert runs[cols].to_numpy().tolist() == design[cols].to_numpy().tolist()
+    assert (runs.groupby(design["group"])["train_loss"].nunique() == 2).all()
+    assert runs.groupby(design["group"])["init_hash"].nunique().to_dict() == {
+        "init": 2, "order": 1, "augment": 1, "split": 1, "all": 2}
+    meta = json.loads((study / "study.json").read_text())
+    assert meta["arms"]["baseline"]["config"]["split_seed"] == PER_SEED_SPLIT
+    assert list(pd.read_csv(study / "variance.csv")["source"]) == ["init", "order", "augment", "split", "all", "test"]
+    assert "Variance of test_acc, arm baseline" in out
