@@ -178,7 +178,7 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path, capsys, args, names):
     assert not any(tmp_path.iterdir())  # nothing stored
 
 
-@pytest.mark.slow  # ~1 min on a busy 2-core CPU: ten CIFAR-10 runs, workers loading the data
+@pytest.mark.slow  # ten CIFAR-10 runs: 10 s on a quiet 2-core CPU, over a minute on a busy one
 def test_variance_command_on_the_builtin_experiment(cifar, tmp_path, capsys, one_thread):
     tiny = ["--set", "train_size=200", "--set", "val_size=100", "--set", "test_size=200", "--set", "epochs=1"]
     assert main(["--arm", "baseline", "--seeds", "2", "--preset", "smoke", "--results", str(tmp_path),
