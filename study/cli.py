@@ -3,6 +3,7 @@
 Each subcommand takes exactly the options of its `python -m` form (which stay):
     seedwise run ...        = python -m study.run ...
     seedwise tune ...       = python -m study.tune ...
+    seedwise variance ...   = python -m study.variance ...
     seedwise compare ...    = python -m analysis.compare ...
     seedwise report ...     = python -m analysis.report ...
     seedwise dashboard RESULTS/STUDY [--port 8080]   optuna-dashboard on the study's storage
@@ -19,7 +20,8 @@ from pathlib import Path
 
 from study.params import suggest
 
-COMMANDS = {"run": "study.run", "tune": "study.tune", "compare": "analysis.compare", "report": "analysis.report"}
+COMMANDS = {"run": "study.run", "tune": "study.tune", "variance": "study.variance", "compare": "analysis.compare",
+            "report": "analysis.report"}
 
 
 def storage_of(target: str) -> str:

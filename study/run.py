@@ -136,7 +136,8 @@ def make_plan(args: argparse.Namespace, has_cuda: bool) -> Plan:
     except ConfigError as e:
         raise SpecError(str(e)) from None
     n_seeds = getattr(args, "seeds", None)
-    n_seeds = spec.seeds if n_seeds is None else n_seeds
+    explicit = tuple(n_seeds) if isinstance(n_seeds, (list, tuple)) else None  # the Python API's own seeds
+    n_seeds = spec.seeds if n_seeds is None else len(explicit) if explicit is not None else n_seeds
     if type(n_seeds) is not int or n_seeds <= 0:
         raise UsageError(f"--seeds must be a positive integer, got {n_seeds}")
     for flag in ("jobs", "group"):
@@ -154,7 +155,7 @@ def make_plan(args: argparse.Namespace, has_cuda: bool) -> Plan:
             name += "-set-" + hashlib.sha256(json.dumps(extra, sort_keys=True).encode()).hexdigest()[:6]
     if not name or "/" in name or name.startswith("."):
         raise UsageError(f"--study must be a plain name without '/', got {name!r}")
-    seeds = tuple(range(spec.first_seed, spec.first_seed + n_seeds))
+    seeds = explicit or tuple(range(spec.first_seed, spec.first_seed + n_seeds))
     return Plan(spec, preset, arms, seeds, configs, name, identity, Path(args.results) / name, extra, experiment)
 
 

@@ -32,6 +32,7 @@ from sqlalchemy.engine import make_url
 
 from analysis.contract import PREDICTIONS_FILE, redact, trial_predictions  # noqa: F401 (re-exported)
 from study.experiment import USER_RUN_COLUMNS
+from study.seeds import STREAMS, seed_columns
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -154,9 +155,10 @@ class RunStore:
 
     def _add(self, state: TrialState, value: float | None, arm: str, seed: int, attrs: dict[str, Any],
              intermediate: dict[int, float], system_attrs: dict[str, Any]) -> None:
+        # A run with a seed per stream (study.seeds.RunSeeds) keeps them: runs.csv's seed columns.
         trial = optuna.trial.create_trial(
-            state=state, value=value, params={"arm": arm, "seed": seed}, distributions=self.distributions,
-            user_attrs={"arm": arm, "seed": seed, **attrs}, system_attrs=system_attrs,
+            state=state, value=value, params={"arm": arm, "seed": int(seed)}, distributions=self.distributions,
+            user_attrs={"arm": arm, "seed": int(seed), **seed_columns(seed), **attrs}, system_attrs=system_attrs,
             intermediate_values=intermediate)
         # A trial is stored once finished, so give it the run's real start and end: the
         # dashboard's timeline and durations show the training, not a 0 ms insert.
@@ -237,6 +239,20 @@ class RunStore:
         return runs_df, epochs_df
 
 
+SEED_COLUMNS = [f"{name}_seed" for name in STREAMS]  # only in studies whose runs had a seed per stream
+
+
+def with_seed_columns(runs: list[dict[str, Any]], trials: list[optuna.trial.FrozenTrial],
+                      columns: list[str]) -> list[str]:
+    """Add the per-stream seed columns to `runs` (rows of `trials`) when any run has them;
+    return the column order. Other studies' runs.csv keep exactly the columns they had."""
+    if not any(SEED_COLUMNS[0] in t.user_attrs for t in trials):
+        return columns
+    for row, t in zip(runs, trials, strict=True):
+        row.update({c: t.user_attrs.get(c) for c in SEED_COLUMNS})
+    return [*columns, *SEED_COLUMNS]
+
+
 def user_tables(trials: list[optuna.trial.FrozenTrial]) -> tuple[pd.DataFrame, pd.DataFrame]:
     """runs.csv / epochs.csv of a user experiment: its own metrics as columns, in the order the
     runs first returned them, between the run's identity and its provenance."""
@@ -252,6 +268,7 @@ def user_tables(trials: list[optuna.trial.FrozenTrial]) -> tuple[pd.DataFrame, p
         for row in ep:
             epoch_names.update(dict.fromkeys(k for k in row if k != "epoch"))
             epochs.append({"arm": a["arm"], "seed": a["seed"], **row})
-    runs_df = pd.DataFrame(runs, columns=["arm", "seed", "status", *metric_names, *USER_RUN_COLUMNS])
+    columns = with_seed_columns(runs, trials, ["arm", "seed", "status", *metric_names, *USER_RUN_COLUMNS])
+    runs_df = pd.DataFrame(runs, columns=columns)
     epochs_df = pd.DataFrame(epochs, columns=["arm", "seed", "epoch", *epoch_names])
     return runs_df, epochs_df

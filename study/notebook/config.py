@@ -15,7 +15,9 @@ from typing import Any
 
 from analysis.contract import config_hash
 from study.params import ConfigError, suggest
+from study.seeds import stream_seed
 
+PER_SEED_SPLIT = -1  # `split_seed` value: the train/validation split is drawn per seed
 N_CONVS = 7  # the notebook's ConvNet has seven convolutions
 BN_NAMED = {
     "all": (1, 2, 3, 4, 5, 6),  # the notebook's baseline: BN after every conv but the last
@@ -35,7 +37,11 @@ class Config:
     train_size: int = 45_000  # the 50k CIFAR-10 training images minus the validation split
     val_size: int = 5_000  # held out from training, for tuning and curves; never the test set
     test_size: int = 10_000  # the whole CIFAR-10 test set; smaller only in smoke tests
-    split_seed: int = 0  # which images are validation: fixed for all arms and seeds
+    # Which images are validation: one split for all arms and seeds (the default, 0), or -1
+    # (PER_SEED_SPLIT): each seed draws its own from its "split" stream (study.seeds), so
+    # conclusions cover the split too. Both arms of a seed still share it (pairing kept); the
+    # scored test subset never depends on it.
+    split_seed: int = 0
     flip: bool = True  # RandomHorizontalFlip(p=0.5), as in the notebook
     # --- optimisation --------------------------------------------------------------------
     epochs: int = 10
@@ -67,9 +73,24 @@ class Config:
             d["bn"] = list(self.bn)
         return d
 
+    def for_run(self, seed: int) -> Config:
+        """The config one run of `seed` trains: itself, or with a per-seed split a `RunConfig`
+        holding the split that seed draws (both arms of a seed draw the same)."""
+        if self.split_seed != PER_SEED_SPLIT:
+            return self
+        values = {f.name: getattr(self, f.name) for f in fields(Config)}
+        return RunConfig(**values, run_split_seed=stream_seed(seed, "split"))
+
     def hash(self) -> str:
         """Short content hash of the resolved config (the identity of what a run trains)."""
         return config_hash(self.to_dict())
+
+
+@dataclass(frozen=True)
+class RunConfig(Config):
+    """An arm's config with `split_seed = -1`, resolved for one run (`Config.for_run`): the
+    split is `run_split_seed`. Only trained, never stored: a run records its arm's config."""
+    run_split_seed: int = 0
 
 
 FIELD_TYPES = {f.name: f.type for f in fields(Config)}
@@ -84,7 +105,8 @@ def _validate(c: Config) -> None:
     for name in ("width", "train_size", "val_size", "test_size", "epochs", "batch_size", "step_size"):
         value = getattr(c, name)
         _check(type(value) is int and value > 0, f"`{name}` must be a positive integer, got {value!r}")
-    _check(type(c.split_seed) is int and c.split_seed >= 0, f"`split_seed` must be an integer >= 0, got {c.split_seed!r}")
+    _check(type(c.split_seed) is int and c.split_seed >= PER_SEED_SPLIT,
+           f"`split_seed` must be an integer >= 0, or -1 for a split per seed, got {c.split_seed!r}")
     _check(c.train_size + c.val_size <= 50_000, f"`train_size` + `val_size` must be <= 50000 (CIFAR-10 has 50000 training images), got {c.train_size} + {c.val_size}")
     _check(c.test_size <= 10_000, f"`test_size` must be <= 10000, got {c.test_size}")
     for name, lo_open in (("lr", True), ("gamma", True), ("momentum", False), ("weight_decay", False)):

@@ -239,8 +239,17 @@ def load_cifar10(data: str | os.PathLike | None = None, data_root: str | os.Path
 
 def split_indices(config, n_train_total: int = N_TRAIN) -> tuple[np.ndarray, np.ndarray]:
     """(train, val) indices into the 50k training images: a fixed permutation by `split_seed`,
-    validation first, then the training subset. Every arm and seed gets the same split."""
-    perm = np.random.default_rng(config.split_seed).permutation(n_train_total)
+    validation first, then the training subset. Every arm and seed gets the same split, unless
+    `split_seed = -1`: then the config must be resolved for the run (`config.for_run(seed)`),
+    whose seed's "split" stream draws it (the same for both arms of that seed)."""
+    if config.split_seed >= 0:
+        seed = config.split_seed
+    elif getattr(config, "run_split_seed", None) is not None:
+        seed = config.run_split_seed
+    else:
+        raise ValueError("`split_seed = -1` draws the split per seed: train `config.for_run(seed)`, "
+                         "not the arm's config")
+    perm = np.random.default_rng(seed).permutation(n_train_total)
     val = np.sort(perm[: config.val_size])
     train = np.sort(perm[config.val_size: config.val_size + config.train_size])
     return train, val
@@ -248,7 +257,9 @@ def split_indices(config, n_train_total: int = N_TRAIN) -> tuple[np.ndarray, np.
 
 def test_indices(config, n_test_total: int = N_TEST) -> np.ndarray:
     """The test images scored: all 10k, or (smoke tests) a fixed random subset. A subset must be
-    random, not the first k: the JPEG copy is ordered by class."""
+    random, not the first k: the JPEG copy is ordered by class. A per-seed split (-1) scores
+    the subset of split_seed 0: every run of a study scores the same test examples."""
     if config.test_size >= n_test_total:
         return np.arange(n_test_total)
-    return np.sort(np.random.default_rng([config.split_seed, 1]).permutation(n_test_total)[: config.test_size])
+    fixed = max(config.split_seed, 0)
+    return np.sort(np.random.default_rng([fixed, 1]).permutation(n_test_total)[: config.test_size])

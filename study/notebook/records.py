@@ -14,6 +14,8 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
+from study.store import with_seed_columns
+
 if TYPE_CHECKING:
     import optuna
 
@@ -65,7 +67,7 @@ def tables(trials: list[optuna.trial.FrozenTrial]) -> tuple[pd.DataFrame, pd.Dat
         })
         for e in ep:
             epochs.append({"arm": a["arm"], "seed": a["seed"], **{k: e.get(k) for k in EPOCH_COLUMNS[2:]}})
-    runs_df = pd.DataFrame(runs, columns=RUN_COLUMNS)
+    runs_df = pd.DataFrame(runs, columns=with_seed_columns(runs, trials, RUN_COLUMNS))
     epochs_df = pd.DataFrame(epochs, columns=EPOCH_COLUMNS)
     for df in (runs_df, epochs_df):  # NaN is a float: keep "not measured" out of accuracy columns
         for col in ("test_acc", "val_acc"):

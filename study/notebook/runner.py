@@ -97,6 +97,13 @@ def train_seeds(config, seeds: list[int], data, device: str, compile: bool, on_e
     from study.notebook.group import train_group
     from study.notebook.train import train_one
 
+    by_split = split_groups(config, seeds)
+    if len(by_split) > 1:  # a per-seed split: seeds train together only where their data match
+        done = {}
+        for run_config, same in by_split.items():
+            done.update(zip(same, train_seeds(run_config, same, data, device, compile, on_epoch), strict=True))
+        return [done[s] for s in seeds]
+    config = next(iter(by_split))
     try:
         if len(seeds) == 1 and not compile:
             return [train_one(config, seeds[0], data, device=device, on_epoch=lambda rec: on_epoch(seeds[0], rec))]
@@ -111,6 +118,15 @@ def train_seeds(config, seeds: list[int], data, device: str, compile: bool, on_e
     half = len(seeds) // 2
     return (train_seeds(config, seeds[:half], data, device, compile, on_epoch)
             + train_seeds(config, seeds[half:], data, device, compile, on_epoch))
+
+
+def split_groups(config, seeds: list[int]) -> dict[Any, list[int]]:
+    """The seeds by the config each run trains (`Config.for_run`: one per split, with a
+    per-seed split), in order."""
+    groups: dict[Any, list[int]] = {}
+    for seed in seeds:
+        groups.setdefault(config.for_run(seed), []).append(seed)
+    return groups
 
 
 def execute(arm: str, seeds: list[int], config, cache_path: str, device: str, threads: int,
@@ -169,7 +185,7 @@ def make_objective(config, data, space: dict[str, Any], device: str | None = Non
                 raise optuna.TrialPruned(f"pruned after epoch {rec.epoch} (val {rec.val_acc:.2f}%)")
 
         try:
-            result = train_one(cfg, seed, data, device=device, on_epoch=on_epoch, score_test=False)
+            result = train_one(cfg.for_run(seed), seed, data, device=device, on_epoch=on_epoch, score_test=False)
         except optuna.TrialPruned:
             raise
         except Exception as e:  # recorded on the trial, then Optuna marks it FAIL

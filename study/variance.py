@@ -1,0 +1,314 @@
+"""`python -m study.variance`: where one configuration's run-to-run variance comes from.
+
+    python -m study.variance --arm baseline --seeds 10 --preset quick
+    python -m study.variance --spec examples/digits/spec.toml --arm dropout --seeds 10
+
+Runs the design of `analysis.variance.variance_design` for one arm (k runs per source in which
+only that source's seed changes, k in which all change) as ORDINARY stored runs of a study of
+their own, through `study.run` (resumable: a rerun trains only what is missing; several
+workers can share it; provenance as usual). Each run's seed is a `study.seeds.RunSeeds`: its
+int value (0.., the design's row) is the stored `seed`, and it carries one seed per stream,
+stored as runs.csv's `init_seed, order_seed, augment_seed, split_seed`. Then it prints
+`decompose_variance`'s table (each source's variance with CI, its share of the all-sources
+variance, the test-set component from the stored predictions) and writes it as
+variance.csv / variance.json in the study's folder.
+
+The split varies only through a per-seed split: `split_seed = -1` in the config (set here
+when `split` is a source). A user experiment must draw its randomness from
+`study.seeds.rng(seed, stream)` / `stream_seed(seed, stream)`; a draw from the plain seed
+would change with every run and look like every source at once.
+
+Exit status: 0 done, 1 some run failed (recorded; rerun to retry), 2 bad input, 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import hashlib
+import json
+import math
+import sys
+import warnings
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from analysis.variance import (
+    SOURCES,
+    VarianceDecomposition,
+    decompose_variance,
+    seed_column,
+    variance_design,
+)
+from study.experiment import ExperimentError
+from study.notebook.config import PER_SEED_SPLIT
+from study.notebook.data import DataError
+from study.params import ConfigError, parse_assignment, suggest
+from study.run import (
+    UsageError,
+    add_study_args,
+    device_choice,
+    interruptible,
+    options,
+    resolve_preset,
+)
+from study.seeds import RunSeeds
+from study.spec import SpecError, StudySpec, load_spec
+from study.store import StoreError
+
+SEED_COLUMNS = [seed_column(s) for s in SOURCES]
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m study.variance", description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter,
+                                epilog="Exit status: 0 done, 1 a run failed, 2 bad input, 130 interrupted.")
+    add_study_args(p)
+    p.add_argument("--arm", required=True, help="the arm (configuration) whose variance is decomposed")
+    p.add_argument("--seeds", type=int, default=10, help="k: runs per source, and in the all-sources group (default 10)")
+    p.add_argument("--sources", default=",".join(SOURCES),
+                   help=f"comma-separated sources varied one at a time (default: {','.join(SOURCES)})")
+    p.add_argument("--replicates", type=int, default=0,
+                   help="extra runs at the reference seeds: measures nondeterminism (worth it on GPU only)")
+    p.add_argument("--confidence", type=float, default=0.95, help="confidence level of the intervals")
+    p.add_argument("--jobs", type=int, help="parallel runs (as study.run)")
+    return p.parse_args(argv)
+
+
+@dataclass(frozen=True)
+class VarianceStudy:
+    spec: StudySpec  # narrowed to the one arm, which is its own baseline
+    arm: str
+    preset: str | None
+    sources: tuple[str, ...]
+    design: pd.DataFrame  # variance_design's rows; row i is run seed i
+    seeds: tuple[RunSeeds, ...]
+    extra: dict[str, Any]  # --set, plus split_seed = -1 when the split varies
+    name: str
+    notes: tuple[str, ...]
+
+
+def parse_sources(text: str) -> tuple[str, ...]:
+    names = tuple(s.strip() for s in text.split(",") if s.strip())
+    for s in names:
+        if s not in SOURCES:
+            raise UsageError(f"--sources: unknown source {s!r}{suggest(s, SOURCES)}; sources: {', '.join(SOURCES)}")
+    if len(set(names)) != len(names) or len(names) < 2:
+        raise UsageError(f"--sources needs at least two distinct sources of {', '.join(SOURCES)}, got {text!r}")
+    return tuple(s for s in SOURCES if s in names)
+
+
+def run_seeds(design: pd.DataFrame) -> tuple[RunSeeds, ...]:
+    """One RunSeeds per design row: the row's index is the stored seed."""
+    return tuple(RunSeeds(i, {s: int(row[seed_column(s)]) for s in SOURCES})
+                 for i, row in enumerate(design.to_dict("records")))
+
+
+def study_name(spec: StudySpec, preset: str | None, arm: str, k: int, sources, replicates: int,
+               user_set: dict[str, Any]) -> str:
+    """Everything that changes the design is in the name: a stored seed always means one row."""
+    name = f"{spec.name}{f'-{preset}' if preset else ''}-variance-{arm}-k{k}"
+    if tuple(sources) != SOURCES:
+        name += "-" + "+".join(sources)
+    if replicates:
+        name += f"-r{replicates}"
+    if user_set:
+        name += "-set-" + hashlib.sha256(json.dumps(user_set, sort_keys=True).encode()).hexdigest()[:6]
+    return name
+
+
+def split_option(spec: StudySpec, arm: str, extra: dict[str, Any], sources) -> tuple[dict[str, Any], list[str]]:
+    """With `split` among the sources, the config's split must be drawn per seed (-1)."""
+    if "split" not in sources:
+        return extra, []
+    if not spec.builtin and "split_seed" not in spec.base:
+        return extra, [f"the experiment's config has no split_seed: the split varies only if {spec.experiment} "
+                       f"draws it from study.seeds.rng(seed, 'split')"]
+    fixed = [v for v in (extra.get("split_seed"), spec.arm(arm).overrides.get("split_seed")) if v is not None]
+    if any(v != PER_SEED_SPLIT for v in fixed):
+        raise UsageError(f"--sources includes split, but split_seed is fixed by --set or [arms.{arm}]; "
+                         "drop it (the runner sets split_seed = -1) or drop split from --sources")
+    return {**extra, "split_seed": PER_SEED_SPLIT}, []
+
+
+def prepare(args: argparse.Namespace) -> VarianceStudy:
+    """The study to run, from the options; bad input raises (SpecError, UsageError)."""
+    if args.seeds < 2:
+        raise UsageError(f"--seeds must be at least 2 (a variance needs two runs), got {args.seeds}")
+    if args.replicates < 0:
+        raise UsageError(f"--replicates must be >= 0, got {args.replicates}")
+    if not 0 < args.confidence < 1:
+        raise UsageError(f"--confidence must lie in (0, 1), got {args.confidence}")
+    sources = parse_sources(args.sources)
+    spec = load_spec(args.spec)
+    if spec.command:
+        raise UsageError(f"{spec.source} runs a command, which receives one {{seed}}; a variance study needs a "
+                         "seed per stream: use experiment = 'module:function' and study.seeds.rng(seed, stream)")
+    arm = spec.arm(args.arm)  # SpecError naming the arms
+    try:
+        user_set = dict(parse_assignment(s) for s in args.set)
+    except ConfigError as e:
+        raise SpecError(str(e)) from None
+    extra, notes = split_option(spec, arm.name, user_set, sources)
+    _, has_cuda = device_choice(args.device)
+    preset = resolve_preset(spec, args.preset, has_cuda)
+    # The arm alone, as its own baseline: the study's summary and identity are about it only.
+    narrowed = replace(spec, arms=(arm,), analysis=replace(spec.analysis, baseline=arm.name), sequential=None)
+    design = variance_design(args.seeds, sources=sources, replicates=args.replicates)
+    name = args.study or study_name(spec, preset, arm.name, args.seeds, sources, args.replicates, user_set)
+    return VarianceStudy(narrowed, arm.name, preset, sources, design, run_seeds(design), extra, name, tuple(notes))
+
+
+def check_stored(results_dir: Path, study: VarianceStudy) -> None:
+    """A stored run whose seeds are not its design row's (another design under this --study) is refused."""
+    path = results_dir / "runs.csv"
+    if not path.exists():
+        return
+    stored = pd.read_csv(path)
+    if not set(SEED_COLUMNS) <= set(stored.columns):
+        raise UsageError(f"{path} holds runs without per-stream seeds: not a variance study; choose another --study")
+    want = study.design[SEED_COLUMNS].reset_index().rename(columns={"index": "seed"})
+    both = stored[["seed", *SEED_COLUMNS]].merge(want, on="seed", how="left", suffixes=("", "_design"))
+    differs = np.logical_or.reduce([both[c].to_numpy() != both[f"{c}_design"].to_numpy() for c in SEED_COLUMNS])
+    off = both[differs]
+    if len(off):
+        raise UsageError(f"{path}: stored run seed {int(off['seed'].iloc[0])} has other stream seeds than this "
+                         f"design's (another --seeds, --sources or --replicates); use another --study")
+
+
+def run_design(study: VarianceStudy, args: argparse.Namespace):
+    """Train what is missing through study.run; returns (exit status, the plan it ran)."""
+    from study.run import _main as run_main
+
+    values = dict(seeds=list(study.seeds), arms=[study.arm], study=study.name, set=study.extra,
+                  preset=study.preset or "auto", results=args.results, storage=args.storage, device=args.device,
+                  data=args.data, data_root=args.data_root, jobs=args.jobs)
+    run_args = options(study.spec, **values)
+    check_stored(Path(args.results) / study.name, study)
+    with contextlib.redirect_stdout(sys.stderr):  # study.run's summary; stdout is the decomposition
+        code = run_main(run_args)
+    return code, run_args.plan
+
+
+# ---- the decomposition ---------------------------------------------------------------------
+def correct_rows(results_dir: Path, arm: str, seeds: list[int]) -> np.ndarray | None:
+    """Per-example correctness of the runs `seeds`, in that order, from the stored predictions."""
+    from analysis.load import load_study
+
+    found = load_study(results_dir).correct_matrix(arm)
+    if found is None:
+        return None
+    rows = dict(zip(found[0], found[1], strict=True))
+    return np.stack([rows[s] for s in seeds]) if all(s in rows for s in seeds) else None
+
+
+def accuracy_scale(values: np.ndarray, correct: np.ndarray) -> bool | None:
+    """Is the metric the stored predictions' accuracy in percent (True), as a fraction (False),
+    or neither (None: a loss, say, with no test-set component)?"""
+    acc = correct.mean(axis=1)
+    for percent, scale in ((True, 100.0), (False, 1.0)):
+        if np.allclose(scale * acc, values, atol=1e-3 * scale):
+            return percent
+    return None
+
+
+def decompose(study: VarianceStudy, results_dir: Path, confidence: float) -> tuple[VarianceDecomposition, dict]:
+    """The decomposition of the study's complete runs, and what was left out."""
+    runs = pd.read_csv(results_dir / "runs.csv")
+    metric = study.spec.analysis.metric
+    counts = runs["status"].value_counts().to_dict()
+    ok = runs[runs["status"] == "complete"].sort_values("seed").reset_index(drop=True)
+    correct = correct_rows(results_dir, study.arm, [int(s) for s in ok["seed"]]) if len(ok) else None
+    percent = study.spec.builtin
+    notes = list(study.notes)
+    if correct is not None and not study.spec.builtin:
+        percent = accuracy_scale(ok[metric].to_numpy(float), correct)
+        if percent is None:
+            notes.append(f"{metric} is not the accuracy of the stored predictions: no test-set component")
+            correct = None
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        d = decompose_variance(ok, metric=metric, reference=0, correct=correct, confidence=confidence,
+                               percent=bool(percent))
+    notes += [str(w.message) for w in caught]
+    info = {"runs": int(len(runs)), "complete": int(counts.get("complete", 0)),
+            "diverged": int(counts.get("diverged", 0)), "failed": int(counts.get("failed", 0)),
+            "n_test": None if correct is None else int(correct.shape[1]), "notes": list(dict.fromkeys(notes))}
+    return d, info
+
+
+def _num(v, digits: int = 3) -> str:
+    return "-" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:.{digits}g}"
+
+
+def _pct(v) -> str:
+    return "-" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{100 * v:.0f}%"
+
+
+def render(d: VarianceDecomposition, study: VarianceStudy, info: dict) -> str:
+    level = f"{100 * d.confidence:g}%"
+    lines = [f"Variance of {d.metric}, arm {study.arm} of {study.name} ({info['complete']} complete runs; "
+             f"{level} intervals):",
+             f"{'source':<10}{'runs':>5}{'sd':>8}{'variance':>10}  {level + ' CI':<18}{'share':>6}  "
+             f"{level + ' CI':<14}{'test noise':>10}"]
+    for row in d.frame().to_dict("records"):
+        ci = f"[{_num(row['ci_low'])}, {_num(row['ci_high'])}]" if row["ci_low"] is not None else "-"
+        sci = f"[{_pct(row['share_low'])}, {_pct(row['share_high'])}]" if row["share_low"] is not None else "-"
+        runs = "-" if row["source"] == "test" else row["n_runs"]  # a binomial term, not runs
+        lines.append(f"{row['source']:<10}{runs:>5}{_num(row['sd']):>8}{_num(row['variance']):>10}  "
+                     f"{ci:<18}{_pct(row['share']):>6}  {sci:<14}{_num(row['test_noise']):>10}")
+    lines.append("share: of the all-sources variance (test: of all-sources + test set); "
+                 "test noise: the part of a group's variance from the runs' disagreement on the fixed test set")
+    if d.sum_of_shares is not None:
+        verdict = ("well above 100%: the sources are not additive, one perturbed source decorrelates a run"
+                   if d.sum_of_shares > 1.5 else "about 100%: the sources add up" if d.sum_of_shares > 0.67 else
+                   "well below 100%: the sources do not add up, or the all-sources group varied more by chance")
+        lines.append(f"sum of the sources' shares: {_pct(d.sum_of_shares)} ({verdict})")
+    if info["diverged"] or info["failed"]:
+        lines.append(f"left out: {info['diverged']} diverged and {info['failed']} failed run(s) "
+                     "(a divergence is an outcome of the recipe: report its rate beside this table)")
+    lines += [f"note: {n}" for n in info["notes"]]
+    return "\n".join(lines)
+
+
+def write_tables(d: VarianceDecomposition, study: VarianceStudy, info: dict, results_dir: Path) -> None:
+    frame = d.frame()
+    frame.to_csv(results_dir / "variance.csv", index=False)
+    doc = {"study": study.name, "arm": study.arm, "metric": d.metric, "k": int((study.design["group"] == "all").sum()),
+           "sources": list(study.sources), "reference": d.reference, "confidence": d.confidence,
+           "sum_of_shares": d.sum_of_shares, **info,
+           "components": json.loads(frame.to_json(orient="records"))}
+    (results_dir / "variance.json").write_text(json.dumps(doc, indent=2) + "\n")
+
+
+def _main(args: argparse.Namespace) -> int:
+    try:
+        study = prepare(args)
+        code, plan = run_design(study, args)
+    except (SpecError, UsageError, StoreError, ExperimentError, DataError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    if code == 130 or not (plan.results_dir / "runs.csv").exists():
+        return code
+    d, info = decompose(study, plan.results_dir, args.confidence)
+    print(render(d, study, info))
+    try:
+        write_tables(d, study, info, plan.results_dir)
+    except OSError as e:
+        print(f"warning: could not write variance.csv / variance.json in {plan.results_dir}: {e.strerror or e}",
+              file=sys.stderr)
+        return 1
+    print(f"\ntables: {plan.results_dir}/variance.csv, variance.json", file=sys.stderr)
+    return code
+
+
+def main(argv: list[str] | None = None) -> int:
+    return interruptible(_main, parse_args(argv), "runs")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,198 @@
+"""The variance-decomposition runner: per-stream seeds (study.seeds.RunSeeds), the per-seed
+split (split_seed = -1), and `python -m study.variance` end to end on examples/digits."""
+
+import dataclasses
+import json
+import os
+import pickle
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from analysis.variance import variance_design
+from study.notebook.config import PER_SEED_SPLIT, Config, RunConfig, apply_overrides
+from study.notebook.data import split_indices
+from study.notebook.data import test_indices as scored_indices
+from study.notebook.runner import split_groups
+from study.seeds import RunSeeds, generator, rng, seed_columns, stream_seed, stream_seeds
+from study.spec import load_spec
+from study.variance import main
+
+DIGITS = Path(__file__).resolve().parents[1] / "examples" / "digits" / "spec.toml"
+
+
+# ---- per-stream seeds ----------------------------------------------------------------------
+def test_plain_int_seeds_draw_exactly_what_they_drew_before():
+    # stream_seed as it was before RunSeeds (main at d7f89f1): SeedSequence(seed, spawn_key=(id,))
+    for seed in (0, 5, 123456789):
+        for stream, sid in (("init", 1), ("order", 2), ("augment", 3)):
+            old = int(np.random.SeedSequence(seed, spawn_key=(sid,)).generate_state(1, np.uint64)[0] >> np.uint64(1))
+            assert stream_seed(seed, stream) == old
+    assert stream_seed(0, "init") == 2440950710608614359  # printed by the old code
+    assert list(stream_seeds(7)) == ["init", "order", "augment"]  # what runs store, unchanged
+
+
+def test_run_seeds_take_each_stream_from_its_own_seed():
+    s = RunSeeds(3, init=41, split=44)
+    assert s == 3 and isinstance(s, int) and str(s) == "3" and hash(s) == hash(3)
+    assert stream_seed(s, "init") == stream_seed(41, "init") != stream_seed(3, "init")
+    assert stream_seed(s, "order") == stream_seed(3, "order")  # not given: from the run's seed
+    assert stream_seed(s, "split") == stream_seed(44, "split")
+    assert rng(s, "init").integers(1 << 30) == rng(41, "init").integers(1 << 30)
+    assert generator(s, "init").initial_seed() == stream_seed(41, "init")
+    assert stream_seeds(RunSeeds(7)) == stream_seeds(7)
+    back = pickle.loads(pickle.dumps(s))  # how it reaches joblib / Dask workers
+    assert type(back) is RunSeeds and back.seeds == s.seeds
+    assert seed_columns(s) == {"init_seed": 41, "order_seed": 3, "augment_seed": 3, "split_seed": 44}
+    assert seed_columns(3) == {}
+    with pytest.raises(ValueError, match="stream"):
+        RunSeeds(1, dropout=2)
+    with pytest.raises(ValueError, match="init seed"):
+        RunSeeds(1, init=-1)
+
+
+@pytest.fixture
+def torch_one_thread():
+    """Tiny models: on a shared, loaded CPU two torch threads mostly wait for each other (20x slower)."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def test_train_one_honours_per_stream_seeds_and_plain_ints_are_unchanged(cifar, smoke, torch_one_thread):
+    from study.notebook.train import train_one
+
+    cfg = apply_overrides(smoke, {"train_size": 300, "val_size": 100, "test_size": 200, "epochs": 1})
+
+    def run(seed):
+        r = train_one(cfg, seed, cifar)
+        return r, [dataclasses.replace(e, train_seconds=0.0) for e in r.epochs]
+
+    plain, plain_epochs = run(5)
+    same, same_epochs = run(RunSeeds(5))
+    assert same_epochs == plain_epochs and same.init_hash == plain.init_hash
+    assert np.array_equal(same.test_predictions, plain.test_predictions)
+    order, order_epochs = run(RunSeeds(5, order=9))
+    assert order.init_hash == plain.init_hash and order_epochs[0].train_loss != plain_epochs[0].train_loss
+    init, _ = run(RunSeeds(5, init=9))
+    assert init.init_hash != plain.init_hash and init.streams["init"] == stream_seed(9, "init")
+
+
+# ---- the per-seed split --------------------------------------------------------------------
+def test_per_seed_split_differs_between_seeds_and_is_shared_by_the_arms_of_a_seed():
+    spec = load_spec()
+    arms = [spec.config(arm, "smoke", {"split_seed": PER_SEED_SPLIT}) for arm in ("baseline", "no_bn")]
+    train0, val0 = split_indices(arms[0].for_run(0))
+    train1, val1 = split_indices(arms[0].for_run(1))
+    assert not np.array_equal(val0, val1) and not np.array_equal(train0, train1)
+    for a, b in zip(split_indices(arms[0].for_run(3)), split_indices(arms[1].for_run(3)), strict=True):
+        assert np.array_equal(a, b)  # pairing kept: both arms of seed 3 train on the same images
+    assert len(np.intersect1d(train0, val0)) == 0 and len(val0) == arms[0].val_size
+    # The test subset never moves with the split: every run scores the same examples.
+    fixed = spec.config("baseline", "smoke")
+    for seed in (0, 1):
+        assert np.array_equal(scored_indices(arms[0].for_run(seed)), scored_indices(fixed))
+    # A run's split stream seed decides it (as study.variance's split group needs).
+    assert np.array_equal(split_indices(arms[0].for_run(RunSeeds(0, split=1)))[1], val1)
+
+
+def test_fixed_split_is_unchanged_and_an_unresolved_per_seed_config_is_refused():
+    fixed = Config(val_size=500, train_size=1000)
+    assert fixed.for_run(7) is fixed
+    perm = np.random.default_rng(0).permutation(50_000)  # the split as it always was
+    assert np.array_equal(split_indices(fixed)[1], np.sort(perm[:500]))
+    per_seed = dataclasses.replace(fixed, split_seed=-1)
+    assert isinstance(per_seed.for_run(7), RunConfig)
+    with pytest.raises(ValueError, match="for_run"):
+        split_indices(per_seed)
+    with pytest.raises(Exception, match="split_seed"):
+        Config(split_seed=-2)
+
+
+def test_seeds_train_together_only_where_their_split_matches():
+    per_seed = Config(split_seed=PER_SEED_SPLIT)
+    seeds = [RunSeeds(0, split=0), RunSeeds(1, split=0), RunSeeds(2, split=5)]
+    groups = split_groups(per_seed, seeds)
+    assert sorted(map(list, groups.values())) == [[0, 1], [2]]
+    assert list(split_groups(Config(), seeds).values()) == [seeds]  # a fixed split: one group
+
+
+# ---- python -m study.variance ------------------------------------------------------------
+def run_variance(tmp_path, *extra: str) -> int:
+    return main(["--spec", str(DIGITS), "--arm", "dropout", "--seeds", "2", "--set", "epochs=1",
+                 "--set", "hidden=16", "--results", str(tmp_path), "--jobs", "1", *extra])
+
+
+@pytest.fixture
+def one_thread(monkeypatch):
+    """One torch thread for the in-process runs (study.run gives each worker cores // jobs)."""
+    monkeypatch.setattr(os, "cpu_count", lambda: 1)
+
+
+def test_variance_command_on_a_user_experiment_then_a_rerun_trains_nothing(tmp_path, capsys, one_thread):
+    assert run_variance(tmp_path) == 0
+    out, err = capsys.readouterr()
+    (study,) = tmp_path.iterdir()
+    assert study.name.startswith("digits-mlp-variance-dropout-k2-set-")
+    runs = pd.read_csv(study / "runs.csv").sort_values("seed").reset_index(drop=True)
+    design = variance_design(2)
+    assert list(runs["seed"]) == list(range(10)) and (runs["status"] == "complete").all()
+    cols = ["init_seed", "order_seed", "augment_seed", "split_seed"]
+    assert runs[cols].to_numpy().tolist() == design[cols].to_numpy().tolist()
+    # Every source reaches the user's code through study.seeds: each group's two runs differ.
+    assert (runs.groupby(design["group"])["train_loss"].nunique() == 2).all()
+    table = pd.read_csv(study / "variance.csv")
+    assert list(table["source"]) == ["init", "order", "augment", "split", "all", "test"]
+    assert table.loc[table["source"] != "test", "n_runs"].tolist() == [2] * 5
+    assert table["test_noise"].notna().sum() == 5  # from the stored predictions
+    doc = json.loads((study / "variance.json").read_text())
+    assert (doc["n_test"], doc["complete"], doc["sources"]) == (400, 10, ["init", "order", "augment", "split"])
+    for source in ("init", "order", "augment", "split", "all", "test"):
+        assert any(line.startswith(source + " ") for line in out.splitlines())
+    assert "10 runs to do (0 already done)" in err
+
+    assert run_variance(tmp_path) == 0
+    out2, err2 = capsys.readouterr()
+    assert "nothing to do: all 10 runs" in err2 and out2 == out
+    # Another design under the same study name is refused before it trains anything.
+    assert run_variance(tmp_path, "--seeds", "3", "--study", study.name) == 2
+    assert "another --study" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(("args", "names"), [
+    (["--arm", "nope"], "unknown arm 'nope'"),
+    (["--arm", "dropout", "--sources", "init,weather"], "--sources: unknown source 'weather'"),
+    (["--arm", "dropout", "--sources", "init"], "--sources needs at least two"),
+    (["--arm", "dropout", "--seeds", "1"], "--seeds must be at least 2"),
+    (["--arm", "dropout", "--set", "split_seed=3"], "split_seed is fixed"),
+])
+def test_bad_input_is_one_line_and_exit_2(tmp_path, capsys, args, names):
+    assert main(["--spec", str(DIGITS), "--results", str(tmp_path), *args]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and names in err and err.count("\n") == 1
+    assert not any(tmp_path.iterdir())  # nothing stored
+
+
+@pytest.mark.slow  # ten CIFAR-10 runs: 10 s on a quiet 2-core CPU, over a minute on a busy one
+def test_variance_command_on_the_builtin_experiment(cifar, tmp_path, capsys, one_thread):
+    tiny = ["--set", "train_size=200", "--set", "val_size=100", "--set", "test_size=200", "--set", "epochs=1"]
+    assert main(["--arm", "baseline", "--seeds", "2", "--preset", "smoke", "--results", str(tmp_path),
+                 "--jobs", "1", *tiny]) == 0
+    out = capsys.readouterr().out
+    (study,) = tmp_path.iterdir()
+    runs = pd.read_csv(study / "runs.csv").sort_values("seed").reset_index(drop=True)
+    design = variance_design(2)
+    cols = ["init_seed", "order_seed", "augment_seed", "split_seed"]
+    assert runs[cols].to_numpy().tolist() == design[cols].to_numpy().tolist()
+    assert (runs.groupby(design["group"])["train_loss"].nunique() == 2).all()
+    assert runs.groupby(design["group"])["init_hash"].nunique().to_dict() == {
+        "init": 2, "order": 1, "augment": 1, "split": 1, "all": 2}
+    meta = json.loads((study / "study.json").read_text())
+    assert meta["arms"]["baseline"]["config"]["split_seed"] == PER_SEED_SPLIT
+    assert list(pd.read_csv(study / "variance.csv")["source"]) == ["init", "order", "augment", "split", "all", "test"]
+    assert "Variance of test_acc, arm baseline" in out
