@@ -33,7 +33,7 @@ from study.notebook.runner import CUDA_GROUP, NotebookRunner, estimate_seconds
 from study.params import ConfigError, parse_assignment
 from study.provenance import provenance
 from study.spec import SpecError, StudySpec, load_spec
-from study.store import RunStore, StoreError, redact, user_tables
+from study.store import RunStore, StoreError, quiet_optuna, redact, user_tables
 from study.summary import render, summarize
 from study.worker import execute_user
 
@@ -240,6 +240,7 @@ def device_choice(device_arg: str) -> tuple[str, bool]:
 
 
 def _main(args: argparse.Namespace) -> int:
+    quiet_optuna()
     try:
         device, has_cuda = device_choice(args.device)
         plan = args.plan = make_plan(args, has_cuda)  # handed back to Python callers (study.api)

@@ -38,11 +38,17 @@ if TYPE_CHECKING:
 
     from study.experiment import Outcome
 
-optuna.logging.set_verbosity(logging.WARNING)
-
 # Longer than any schema creation or migration takes, short enough that a stuck lock (a
 # process frozen while holding it) ends in an error that names the lock file.
 SQLITE_OPEN_LOCK_S = 120
+
+
+def quiet_optuna(level: int = logging.WARNING) -> None:
+    """Optuna logs every study it creates and every trial at INFO; the commands print their own
+    one-line progress instead. Called where a command starts, never on import: a program that
+    imports seedwise keeps its own logging settings. Never lowers a stricter level."""
+    if optuna.logging.get_verbosity() < level:
+        optuna.logging.set_verbosity(level)
 
 
 class StoreError(RuntimeError):

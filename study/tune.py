@@ -54,7 +54,7 @@ from study.run import (
     run_plan,
 )
 from study.spec import SpecError, StudySpec
-from study.store import StoreError, opening_lock, redact
+from study.store import StoreError, opening_lock, quiet_optuna, redact
 
 TUNE_SEED_OFFSET = 100_000  # tuning seed = 100000 + trial number; evaluation seeds are 0..N-1
 HEARTBEAT_S = 10  # a worker killed mid-trial leaves a RUNNING trial that is failed after 2 x this
@@ -476,6 +476,7 @@ def main(argv: list[str] | None = None) -> int:
 def _main(args: argparse.Namespace) -> int:
     import torch
 
+    quiet_optuna()
     try:
         device, has_cuda = device_choice(args.device)
         if args.threads is not None:
