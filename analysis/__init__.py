@@ -1,30 +1,55 @@
-"""seedwise.analysis: do ablation arms really differ over seeds? (pure statistics)"""
+"""seedwise.analysis: do ablation arms really differ over seeds? (pure statistics)
 
-from ._checks import DegenerateDataWarning
-from .comparison import Comparison, Equivalence, compare, min_attainable_p, primary_test
-from .describe import ArmSummary, describe
-from .failures import outcome_table
-from .family import Family, compare_family, omnibus
-from .load import StudyData, arm_frame, compare_arms, family_frame, load_runs, load_study
-from .plan import MetricPlan, resolve_plan
-from .power import detectable_difference, seeds_needed
-from .results import Interval, TestResult
-from .testset import (
-    McNemarResult,
-    SeedPlan,
-    SingleRunGap,
-    binomial_ci,
-    mcnemar_exact,
-    single_run_gap,
-    two_level_bootstrap,
-)
-from .verdicts import Verdict, VerdictLabel
+The public names below are imported on first use (PEP 562), not with the package: the light
+seam `analysis.contract`, which `study` imports, must not pull in scipy and statsmodels.
+"""
 
-__all__ = [
-    "ArmSummary", "Comparison", "StudyData", "arm_frame", "compare_arms", "family_frame", "load_runs", "load_study", "DegenerateDataWarning", "Equivalence", "Family", "Interval",
-    "McNemarResult", "MetricPlan", "SeedPlan", "SingleRunGap", "TestResult", "Verdict", "VerdictLabel",
-    "binomial_ci", "compare", "compare_family", "describe", "detectable_difference",
-    "mcnemar_exact", "min_attainable_p", "omnibus", "outcome_table", "primary_test",
-    "resolve_plan", "seeds_needed",
-    "single_run_gap", "two_level_bootstrap",
-]
+from __future__ import annotations
+
+import importlib
+import sys
+import types
+
+# public name -> the submodule that defines it
+_EXPORTS = {
+    "DegenerateDataWarning": "_checks",
+    **dict.fromkeys(["Comparison", "Equivalence", "compare", "min_attainable_p", "primary_test"], "comparison"),
+    **dict.fromkeys(["ArmSummary", "describe"], "describe"),
+    "outcome_table": "failures",
+    **dict.fromkeys(["Family", "compare_family", "omnibus"], "family"),
+    **dict.fromkeys(["StudyData", "arm_frame", "compare_arms", "family_frame", "load_runs", "load_study"], "load"),
+    **dict.fromkeys(["MetricPlan", "resolve_plan"], "plan"),
+    **dict.fromkeys(["detectable_difference", "seeds_needed"], "power"),
+    **dict.fromkeys(["Interval", "TestResult"], "results"),
+    **dict.fromkeys(["McNemarResult", "SeedPlan", "SingleRunGap", "binomial_ci", "mcnemar_exact",
+                     "single_run_gap", "two_level_bootstrap"], "testset"),
+    **dict.fromkeys(["Verdict", "VerdictLabel"], "verdicts"),
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str):
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'analysis' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)
+    globals()[name] = value  # looked up once
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_EXPORTS})
+
+
+class _Package(types.ModuleType):
+    """`compare` and `describe` are both exported functions and submodules. Importing a
+    submodule binds it onto its package under its own name, which would turn a later
+    `from analysis import describe` into the module: an exported name keeps its function."""
+
+    def __setattr__(self, name: str, value) -> None:
+        if name in _EXPORTS and isinstance(value, types.ModuleType):
+            return
+        super().__setattr__(name, value)
+
+
+sys.modules[__name__].__class__ = _Package

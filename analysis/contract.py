@@ -3,7 +3,8 @@
 `study` writes a study folder (study.json, runs.csv, epochs.csv, study.db with predictions as
 Optuna artifacts, test_labels.npy); `analysis` reads it. The few rules both sides must agree
 on live here, so that `analysis` never imports `study` (nor torch) and `study` never restates
-them: how a config is hashed, how a storage URL is shown, where a run's predictions are.
+them: what studies and their files are called, a run's statuses, how a config is hashed, how
+a storage URL is shown, where a run's predictions are.
 """
 
 from __future__ import annotations
@@ -12,12 +13,28 @@ import hashlib
 import io
 import json
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+# ---- a study's files, in results/<study>/ ----------------------------------------------------
+DB_FILE = "study.db"  # the default Optuna storage: every run (and tuning trial) of the study
 PREDICTIONS_FILE = "test_predictions.npy"  # one uint8 class per test example, per run
 SEQUENTIAL_FILE = "sequential.json"  # a study run until decided: plan, deviations, every look
+
+# ---- study names ------------------------------------------------------------------------------
+# The Optuna study's user attr "kind" says what a study in a shared storage is.
+ABLATION_KIND = "seedwise-ablation"  # arms x seeds, one trial per run (study.run)
+TUNING_KIND = "seedwise-tuning"  # the tuning of one arm (study.tune --trials)
+TUNED_SUFFIX = "-tuned"  # the confirmation of tuned params on fresh seeds (study.tune --confirm)
+
+# ---- a run's status (runs.csv "status", the trial's user attr "status") -------------------
+COMPLETE = "complete"  # trained to the end; its metrics are recorded
+DIVERGED = "diverged"  # a non-finite metric: an outcome of the recipe, not retried
+FAILED = "failed"  # an exception (or not stored): retried by the next invocation
+PRUNED = "pruned"  # a tuning trial stopped early by the pruner
+INTERRUPTED = "interrupted"  # a tuning trial whose process was stopped or killed
 
 # study.json's "analysis" object. Required keys (with these defaults when absent) ...
 ANALYSIS_DEFAULTS = {"metric": "test_acc", "baseline": "baseline", "alpha": 0.05, "margin": 0.5}
@@ -29,9 +46,30 @@ DIRECTIONS = ("maximize", "minimize")
 FAILURE_POPULATIONS = ("all", "learned")
 
 
+def default_storage(results_dir: str | Path) -> str:
+    """The storage URL of a study whose --storage was not given: its own SQLite file."""
+    return f"sqlite:///{Path(results_dir) / DB_FILE}"
+
+
+def tuning_study_name(ablation_study: str, arm: str) -> str:
+    """The Optuna study that tunes `arm`, beside its ablation study in the same storage."""
+    return f"{ablation_study}-tune-{arm}"
+
+
+def confirm_study_name(ablation_study: str, arm: str | None = None) -> str:
+    """The study confirming the tuned params of `arm` on fresh seeds (None: the baseline's)."""
+    return ablation_study + TUNED_SUFFIX + ("" if arm is None else f"-{arm}")
+
+
+def stable_hash(value: Any, length: int = 12) -> str:
+    """A short hex digest of a JSON-able value, independent of dict order: the one hash behind
+    config hashes, study identities and names."""
+    return hashlib.sha256(json.dumps(value, sort_keys=True).encode()).hexdigest()[:length]
+
+
 def config_hash(config: Mapping[str, Any]) -> str:
     """The hash of a resolved config given as a dict (as stored in study.json and in every run)."""
-    return hashlib.sha256(json.dumps(dict(config), sort_keys=True).encode()).hexdigest()[:12]
+    return stable_hash(dict(config))
 
 
 def redact(url: str) -> str:

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from .contract import redact
+from .contract import COMPLETE, redact
 from .figures import CONFIDENCE, VERDICT_COLORS, t_interval
 
 __all__ = ["DashboardData", "FIGURE_IDS", "OBJECTIVE", "distribution_plotly", "forest_plotly",
@@ -69,7 +69,7 @@ def distribution_plotly(data: DashboardData):
     with its 95% t interval: the report's distribution figure, interactive."""
     import plotly.graph_objects as go
 
-    ok = data.runs[(data.runs["status"] == "complete") & data.runs[data.metric].notna()]
+    ok = data.runs[(data.runs["status"] == COMPLETE) & data.runs[data.metric].notna()]
     fig = go.Figure()
     for arm in data.arms:
         sel = ok[ok["arm"] == arm]

@@ -38,6 +38,7 @@ import pandas as pd
 from scipy import stats
 
 from ._checks import holm
+from .contract import COMPLETE, DIVERGED, FAILED
 from .plan import MetricPlan
 
 FAILURE_OUTCOMES = ("not_learned", "diverged")
@@ -64,11 +65,11 @@ def classify(runs: pd.DataFrame, plan: MetricPlan, n_test: int | None = None) ->
     finite = np.isfinite(value)
     tol = noise_tolerance(plan, n_test)
     outcome = np.full(len(out), "other", dtype=object)
-    ran = np.isin(status, ("complete", "diverged"))
-    outcome[status == "failed"] = "failed"
+    ran = np.isin(status, (COMPLETE, DIVERGED))
+    outcome[status == FAILED] = "failed"
     outcome[ran & ~finite] = "diverged"
-    outcome[(status == "diverged")] = "diverged"
-    learned = (status == "complete") & finite
+    outcome[status == DIVERGED] = "diverged"
+    learned = (status == COMPLETE) & finite
     outcome[learned] = "learned"
     if tol is not None:
         sign = 1.0 if plan.direction == "maximize" else -1.0

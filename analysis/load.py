@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from .contract import COMPLETE, DB_FILE, FAILED, default_storage
 from .describe import describe
 from .failures import classify, compare_outcomes, mixes, scored
 from .family import Family, compare_family
@@ -86,7 +87,7 @@ class StudyData:
         reading an *_acc metric as fractions) and classified into outcomes
         (`failures.classify`); raises ValueError naming what is wrong."""
         runs = check_runs(self.runs, plan.metric, self.runs_file)
-        plan = check_scale(runs[runs["status"] == "complete"][plan.metric], plan)
+        plan = check_scale(runs[runs["status"] == COMPLETE][plan.metric], plan)
         return plan, classify(runs, plan, self.n_test(plan.metric))
 
     @property
@@ -102,8 +103,7 @@ class StudyData:
                     return f"sqlite:///{cand}"
         elif stored and "***" not in stored:
             return stored
-        db = self.path / "study.db"
-        return f"sqlite:///{db}" if db.exists() else None
+        return default_storage(self.path) if (self.path / DB_FILE).exists() else None
 
     @property
     def plan(self) -> dict:
@@ -134,7 +134,7 @@ class StudyData:
         artifacts = FileSystemArtifactStore(str(self.path / "artifacts"))
         rows = {}
         for t in study.get_trials(deepcopy=False):
-            if t.user_attrs.get("arm") == arm and t.user_attrs.get("status") == "complete":
+            if t.user_attrs.get("arm") == arm and t.user_attrs.get("status") == COMPLETE:
                 pred = trial_predictions(artifacts, t)
                 if pred is not None and pred.shape == labels.shape:
                     rows[t.user_attrs["seed"]] = pred == labels
@@ -311,7 +311,7 @@ def arm_frame(study: StudyData, metric: str | None = None, rng=0,
     for arm in study.arms():
         sel = classified[classified["arm"] == arm]
         vals = scored(classified, arm, plan.population).to_numpy()
-        row = {"arm": arm, "n": len(vals), "failed": int((sel["status"] == "failed").sum()),
+        row = {"arm": arm, "n": len(vals), "failed": int((sel["status"] == FAILED).sum()),
                "diverged": int((sel["outcome"] == "diverged").sum()),
                "not_learned": int((sel["outcome"] == "not_learned").sum()),
                "mean": None, "sd": None,

@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 from scipy import stats
 
+from .contract import COMPLETE, DB_FILE, confirm_study_name
 from .load import StudyData, compare_arms, family_frame, load_study
 from .testset import mcnemar_exact, single_run_gap
 from .tuning import selection_rows
@@ -55,7 +56,7 @@ def study_numbers(prefix: str, study: StudyData) -> dict[str, str]:
     """Per-arm means/sds and every arm-vs-baseline comparison of one study."""
     out: dict[str, str] = {}
     runs = study.runs
-    ok = runs[runs["status"] == "complete"]
+    ok = runs[runs["status"] == COMPLETE]
     out[f"{prefix}.n_runs"] = str(len(ok))
     out[f"{prefix}.preset"] = study.meta.get("preset", "?")
     out[f"{prefix}.device"] = ", ".join(sorted(set(ok["device"].dropna())))
@@ -141,7 +142,7 @@ def stage_numbers(prefix: str, study: StudyData, arm: str) -> dict[str, str]:
 
 def same_config_noise(prefix: str, study: StudyData, arm: str, gap: float) -> dict[str, str]:
     """How different are two seeds of one configuration? (the notebook's 0.62-point 'effect')"""
-    vals = study.runs[(study.runs["arm"] == arm) & (study.runs["status"] == "complete")]["test_acc"].astype(float)
+    vals = study.runs[(study.runs["arm"] == arm) & (study.runs["status"] == COMPLETE)]["test_acc"].astype(float)
     diffs = [abs(a - b) for a, b in itertools.combinations(vals, 2)]
     out = {f"{prefix}.same.pairs": str(len(diffs)),
            f"{prefix}.same.median_gap": _f(float(np.median(diffs))),
@@ -181,7 +182,7 @@ def variance_study_numbers(path: Path, study: StudyData) -> dict[str, str]:
     (written by the variance runner); the test-set term uses the configured test size."""
     if not all(seed_column(s) in study.runs.columns for s in SOURCES):
         return {}
-    ok = study.runs[study.runs["status"] == "complete"]
+    ok = study.runs[study.runs["status"] == COMPLETE]
     configs = [a.get("config", {}) for a in study.meta.get("arms", {}).values()]
     n_test = next((c["test_size"] for c in configs if "test_size" in c), None)
     with warnings.catch_warnings():
@@ -235,10 +236,10 @@ def gather(results: Path) -> dict[str, tuple[str, str]]:
     if (results / "fidelity-quick" / "runs.csv").exists():
         add(study_numbers("fid", load_study(results / "fidelity-quick")), f"{results}/fidelity-quick/runs.csv")
     add(tuning_numbers(results / "notebook-ablation-quick", "notebook-ablation-quick"),
-        f"{results}/notebook-ablation-quick/study.db (Optuna tuning studies)")
+        f"{results}/notebook-ablation-quick/{DB_FILE} (Optuna tuning studies)")
     for path in sorted(results.glob("*/runs.csv")):
         add(variance_study_numbers(path.parent, load_study(path.parent)), f"{path} (variance design)")
-    tuned = results / "notebook-ablation-quick-tuned"
+    tuned = results / confirm_study_name("notebook-ablation-quick")
     if (tuned / "runs.csv").exists():
         add(study_numbers("tuned", load_study(tuned)), f"{tuned}/runs.csv, study.json")
         add(selection_numbers(selection_rows(tuned) or []), f"{tuned}/selection.json")
@@ -252,7 +253,7 @@ def collect(results: Path) -> dict[str, str]:
 
 def tuning_numbers(path: Path, ablation: str) -> dict[str, str]:
     """Trials, pruning and wall time of the tuning study stored beside `ablation`."""
-    db = path / "study.db"
+    db = path / DB_FILE
     if not db.exists():
         return {}
     import optuna

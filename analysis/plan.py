@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .contract import ANALYSIS_DEFAULTS, DIRECTIONS, FAILURE_POPULATIONS
+from .contract import ANALYSIS_DEFAULTS, COMPLETE, DIRECTIONS, FAILURE_POPULATIONS
 
 POPULATIONS = FAILURE_POPULATIONS
 DEFAULT_PLAN = dict(ANALYSIS_DEFAULTS)
@@ -139,8 +139,8 @@ def check_runs(runs: pd.DataFrame, metric: str, source: str = "the runs table") 
     if bad.any():
         raise ValueError(f"{source}: `seed` must be an integer; not in row(s) {_rows(bad)}")
     out["seed"] = seed.astype(int)
-    out["status"] = (out["status"].fillna("complete").astype(str).str.strip().str.lower()
-                     if "status" in out.columns else "complete")
+    out["status"] = (out["status"].fillna(COMPLETE).astype(str).str.strip().str.lower()
+                     if "status" in out.columns else COMPLETE)
     value = pd.to_numeric(out[metric], errors="coerce")
     text = value.isna() & out[metric].notna()
     if text.any():

@@ -14,6 +14,7 @@ from collections.abc import Sequence
 
 import pandas as pd
 
+from .contract import COMPLETE
 from .failures import outcome_table
 from .figures import (
     distribution_figure,
@@ -74,7 +75,7 @@ def introduction(rep: Report, analysis: StudyAnalysis) -> None:
 def _seeds_text(runs: pd.DataFrame, arms: Sequence[str]) -> str:
     """The seeds run, and whether every arm completed the same ones."""
     seeds_all = sorted(set(runs["seed"])) if len(runs) else []
-    per_arm = runs[runs["status"] == "complete"].groupby("arm")["seed"].apply(
+    per_arm = runs[runs["status"] == COMPLETE].groupby("arm")["seed"].apply(
         lambda s: tuple(sorted(s))) if len(runs) else pd.Series(dtype=object)
     equal = len({per_arm.get(a, ()) for a in arms}) <= 1
     return f"{seed_ranges(seeds_all)} " + (

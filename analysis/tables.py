@@ -16,6 +16,8 @@ from collections.abc import Iterable, Mapping, Sequence
 import numpy as np
 import pandas as pd
 
+from .contract import COMPLETE, DIVERGED, FAILED
+
 __all__ = [
     "bn_table", "config_diff", "design_table", "excluded_runs_table", "fmt_ci", "fmt_num",
     "fmt_p", "fmt_value", "latex_escape", "pairs_table", "results_table", "seed_ranges", "to_html", "to_latex",
@@ -118,7 +120,7 @@ def design_table(runs: pd.DataFrame, meta: Mapping, arms: Sequence[str]) -> pd.D
     rows = []
     for arm in arms:
         sel = runs[runs["arm"] == arm]
-        done = sel[sel["status"] == "complete"]
+        done = sel[sel["status"] == COMPLETE]
         spec = specs.get(arm, {})
         change = ("(baseline)" if arm == baseline else
                   config_diff(spec.get("config"), base_cfg))
@@ -128,8 +130,8 @@ def design_table(runs: pd.DataFrame, meta: Mapping, arms: Sequence[str]) -> pd.D
             "description": spec.get("description", ""),
             "seeds (complete)": seed_ranges(done["seed"]),
             "complete": len(done),
-            "failed": int((sel["status"] == "failed").sum()),
-            "diverged": int((sel["status"] == "diverged").sum()),
+            "failed": int((sel["status"] == FAILED).sum()),
+            "diverged": int((sel["status"] == DIVERGED).sum()),
         })
     return pd.DataFrame(rows, columns=["arm", "change from baseline", "description",
                                        "seeds (complete)", "complete", "failed", "diverged"])
@@ -255,7 +257,7 @@ def bn_table(runs: pd.DataFrame, meta: Mapping, arms: Sequence[str]) -> pd.DataF
 
 def excluded_runs_table(runs: pd.DataFrame) -> pd.DataFrame:
     """Runs that are not in the statistics: failed (exception) or diverged (NaN/inf loss)."""
-    bad = runs[runs["status"] != "complete"]
+    bad = runs[runs["status"] != COMPLETE]
     rows = []
     for _, r in bad.iterrows():
         error = r.get("error")

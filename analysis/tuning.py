@@ -16,9 +16,8 @@ import pandas as pd
 import seaborn as sns
 from matplotlib.figure import Figure
 
+from .contract import TUNING_KIND
 from .figures import new_figure
-
-KIND = "seedwise-tuning"
 
 
 @dataclass(frozen=True)
@@ -38,7 +37,7 @@ def tuning_trials(storage_url: str, ablation_study: str) -> list[Tuning]:
     out = []
     for summary in optuna.get_all_study_summaries(storage=storage_url):
         attrs = summary.user_attrs
-        if attrs.get("kind") != KIND or attrs.get("ablation_study") != ablation_study:
+        if attrs.get("kind") != TUNING_KIND or attrs.get("ablation_study") != ablation_study:
             continue
         study = optuna.load_study(study_name=summary.study_name, storage=storage_url)
         rows = [{"number": t.number, "state": t.state.name, "status": t.user_attrs.get("status", ""),

@@ -2,25 +2,38 @@
 
 For your own experiment: `run_study(spec, seeds=5)` (study.api), and `rng(seed, stream)` /
 `stream_seed(seed, stream)` (study.seeds) for the random streams that pair arms by seed.
+
+The public names below are imported on first use (PEP 562), not with the package: a worker
+running a torch-free experiment, or `import study.store`, must not pay for torch; and
+`python -m study.run` must not import study.run twice (once through this package, once as
+__main__).
 """
 
-from study.notebook.config import PRESETS, Config
-from study.notebook.data import Cifar10, DataError, load_cifar10
-from study.notebook.train import EpochRecord, RunResult, train_one
-from study.params import ConfigError
-from study.seeds import rng, stream_seed
-from study.spec import SpecError, StudySpec, load_spec
+from __future__ import annotations
 
-__all__ = ["PRESETS", "Cifar10", "Config", "ConfigError", "DataError", "EpochRecord", "RunResult",
-           "SpecError", "StudyResult", "StudySpec", "load_cifar10", "load_spec", "rng", "run_study",
-           "stream_seed", "train_one"]
+import importlib
+
+# public name -> the module that defines it
+_EXPORTS = {
+    **dict.fromkeys(["PRESETS", "Config"], "study.notebook.config"),
+    **dict.fromkeys(["Cifar10", "DataError", "load_cifar10"], "study.notebook.data"),
+    **dict.fromkeys(["EpochRecord", "RunResult", "train_one"], "study.notebook.train"),
+    "ConfigError": "study.params",
+    **dict.fromkeys(["rng", "stream_seed"], "study.seeds"),
+    **dict.fromkeys(["SpecError", "StudySpec", "load_spec"], "study.spec"),
+    **dict.fromkeys(["StudyResult", "run_study"], "study.api"),
+}
+
+__all__ = sorted(_EXPORTS)
 
 
 def __getattr__(name: str):
-    # Imported on first use, not with the package: `python -m study.run` must not import
-    # study.run twice (once through this package, once as __main__).
-    if name in ("run_study", "StudyResult"):
-        from study import api
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'study' has no attribute {name!r}")
+    value = getattr(importlib.import_module(_EXPORTS[name]), name)
+    globals()[name] = value  # looked up once
+    return value
 
-        return getattr(api, name)
-    raise AttributeError(f"module 'study' has no attribute {name!r}")
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_EXPORTS})

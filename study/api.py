@@ -17,7 +17,9 @@ from typing import Any
 
 import pandas as pd
 
-from study.run import _main, interruptible, options
+from study.options import options
+from study.plan import Plan
+from study.run import execute, interruptible
 from study.spec import StudySpec
 
 
@@ -35,9 +37,10 @@ def run_study(spec: str | Path | StudySpec | None = None, seeds: int | None = No
     over `seeds` seeds (default: the spec's), then return its tables. Other keywords are the
     command line's options: arms, results, study, storage, set (a dict), preset, device, jobs,
     backend, scheduler, dry_run, ... (see `python -m study.run --help`)."""
-    args = options(spec, seeds=seeds, **kwargs)
-    code = interruptible(_main, args, "runs")
-    plan = args.plan
+    opts = options(spec, seeds=seeds, **kwargs)
+    plans: list[Plan] = []
+    code = interruptible(lambda: execute(opts, raise_errors=True, plans=plans), "runs")
+    (plan,) = plans
     runs = plan.results_dir / "runs.csv"
     if not runs.exists():  # a dry run, or nothing stored yet
         return StudyResult(plan.study_name, plan.results_dir, code, pd.DataFrame(), pd.DataFrame())

@@ -18,6 +18,7 @@ import json
 import sys
 from pathlib import Path
 
+from analysis.contract import DB_FILE, default_storage
 from study.params import suggest
 
 COMMANDS = {"run": "study.run", "tune": "study.tune", "variance": "study.variance", "compare": "analysis.compare",
@@ -34,9 +35,9 @@ def storage_of(target: str) -> str:
         stored = json.loads(meta.read_text()).get("storage", "")
         if stored and "***" not in stored:
             return stored
-    if (folder / "study.db").exists():
-        return f"sqlite:///{folder / 'study.db'}"
-    raise ValueError(f"{target!r} is neither a storage URL nor a study folder with study.json or study.db")
+    if (folder / DB_FILE).exists():
+        return default_storage(folder)
+    raise ValueError(f"{target!r} is neither a storage URL nor a study folder with study.json or {DB_FILE}")
 
 
 def dashboard(argv: list[str]) -> int:

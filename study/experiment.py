@@ -42,6 +42,8 @@ from typing import Any
 
 import numpy as np
 
+from analysis.contract import COMPLETE, DIVERGED
+
 ARRAY_KEYS = ("predictions", "labels")
 # A user experiment's runs.csv: arm, seed, status, <its metrics>, then these.
 USER_RUN_COLUMNS = ["epochs_run", "diverged_epoch", "wall_time_s", "device", "threads", "config_hash",
@@ -61,7 +63,7 @@ class RunFailed(RuntimeError):
 @dataclass(frozen=True)
 class Outcome:
     """What one run of a user experiment produced."""
-    status: str  # "complete" or "diverged"
+    status: str  # COMPLETE or DIVERGED (analysis.contract)
     metrics: dict[str, float]
     epochs: list[dict[str, Any]] = field(default_factory=list)
     diverged_epoch: int | None = None
@@ -139,7 +141,7 @@ def finish(returned: Any, epochs: list[dict[str, Any]], started: float, device: 
     bad_epoch = next((e["epoch"] for e in epochs
                       if not all(math.isfinite(v) for k, v in e.items() if k != "epoch")), None)
     threads = _threads()
-    return Outcome(status="diverged" if diverged else "complete", metrics=metrics, epochs=epochs,
+    return Outcome(status=DIVERGED if diverged else COMPLETE, metrics=metrics, epochs=epochs,
                    diverged_epoch=(bad_epoch or (len(epochs) or None)) if diverged else None,
                    predictions=None if diverged else arrays.get("predictions"),
                    labels=arrays.get("labels"), wall_time_s=time.perf_counter() - started,

@@ -25,8 +25,6 @@ Everything is validated when the spec is loaded, so a typo fails before any trai
 
 from __future__ import annotations
 
-import hashlib
-import json
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -34,6 +32,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from analysis.contract import stable_hash
 from study import notebook, params
 from study.params import ConfigError, suggest
 
@@ -151,7 +150,7 @@ class StudySpec:
         }
         if not self.builtin:  # built-in identities predate this key: leave them as they were
             blob["experiment"] = self.experiment or {"command": self.command}
-        return hashlib.sha256(json.dumps(blob, sort_keys=True).encode()).hexdigest()[:12]
+        return stable_hash(blob)
 
 
 def _expect(cond: bool, msg: str) -> None:

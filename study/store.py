@@ -30,7 +30,16 @@ from optuna.distributions import CategoricalDistribution, IntDistribution
 from optuna.trial import TrialState
 from sqlalchemy.engine import make_url
 
-from analysis.contract import PREDICTIONS_FILE, redact, trial_predictions  # noqa: F401 (re-exported)
+from analysis.contract import (  # noqa: F401 (redact, trial_predictions re-exported)
+    ABLATION_KIND,
+    COMPLETE,
+    DIVERGED,
+    FAILED,
+    PREDICTIONS_FILE,
+    default_storage,
+    redact,
+    trial_predictions,
+)
 from study.experiment import USER_RUN_COLUMNS
 from study.seeds import STREAMS, seed_columns
 
@@ -39,11 +48,17 @@ if TYPE_CHECKING:
 
     from study.experiment import Outcome
 
-optuna.logging.set_verbosity(logging.WARNING)
-
 # Longer than any schema creation or migration takes, short enough that a stuck lock (a
 # process frozen while holding it) ends in an error that names the lock file.
 SQLITE_OPEN_LOCK_S = 120
+
+
+def quiet_optuna(level: int = logging.WARNING) -> None:
+    """Optuna logs every study it creates and every trial at INFO; the commands print their own
+    one-line progress instead. Called where a command starts, never on import: a program that
+    imports seedwise keeps its own logging settings. Never lowers a stricter level."""
+    if optuna.logging.get_verbosity() < level:
+        optuna.logging.set_verbosity(level)
 
 
 class StoreError(RuntimeError):
@@ -96,7 +111,7 @@ class RunStore:
             (self.results_dir / "artifacts").mkdir(parents=True, exist_ok=True)
         except OSError as e:
             raise StoreError(f"cannot create the results directory {self.results_dir}: {e.strerror}") from None
-        self.url = storage or f"sqlite:///{self.results_dir / 'study.db'}"
+        self.url = storage or default_storage(self.results_dir)
         self.study_name, self.identity, self.direction = study_name, identity, direction
         self.layout = layout or user_tables
         self.distributions = {"arm": CategoricalDistribution(arm_names), "seed": IntDistribution(0, 2**31 - 1)}
@@ -133,7 +148,7 @@ class RunStore:
         stored = self.study.user_attrs.get("identity")
         if stored is None:
             self.study.set_user_attr("identity", identity)
-            self.study.set_user_attr("kind", "seedwise-ablation")
+            self.study.set_user_attr("kind", ABLATION_KIND)
             for key, value in description.items():
                 self.study.set_user_attr(key, value)
         return stored
@@ -151,7 +166,7 @@ class RunStore:
         """Runs that need no rerun: complete, or diverged (a deterministic outcome of the
         recipe, not an accident). Failed runs (exceptions) are retried on the next call."""
         return {(t.user_attrs["arm"], t.user_attrs["seed"]) for t in self.trials()
-                if t.state == TrialState.COMPLETE or t.user_attrs.get("status") == "diverged"}
+                if t.state == TrialState.COMPLETE or t.user_attrs.get("status") == DIVERGED}
 
     def _add(self, state: TrialState, value: float | None, arm: str, seed: int, attrs: dict[str, Any],
              intermediate: dict[int, float], system_attrs: dict[str, Any]) -> None:
@@ -205,7 +220,7 @@ class RunStore:
                "wall_time_s": round(outcome.wall_time_s, 3), "log": outcome.log}
         intermediate = {e["epoch"]: e[metric] for e in outcome.epochs
                         if metric in e and math.isfinite(e[metric])}
-        complete = outcome.status == "complete"
+        complete = outcome.status == COMPLETE
         self.add_run(complete, outcome.metrics[metric] if complete else None, arm, seed, {**run, **attrs},
                      intermediate, outcome.predictions)
 
@@ -216,7 +231,7 @@ class RunStore:
 
     def record_failure(self, arm: str, seed: int, error: str, traceback: str, attrs: dict[str, Any]) -> None:
         self._add(TrialState.FAIL, None, arm, seed,
-                  {"status": "failed", "error": error, "traceback": traceback[-8000:], **attrs}, {}, {})
+                  {"status": FAILED, "error": error, "traceback": traceback[-8000:], **attrs}, {}, {})
 
     def predictions(self, trial: optuna.trial.FrozenTrial) -> np.ndarray | None:
         return trial_predictions(self.artifacts, trial)
@@ -262,7 +277,7 @@ def user_tables(trials: list[optuna.trial.FrozenTrial]) -> tuple[pd.DataFrame, p
         metrics = a.get("metrics") or {}
         metric_names.update(dict.fromkeys(metrics))
         ep = a.get("epochs") or []
-        runs.append({"arm": a["arm"], "seed": a["seed"], "status": a.get("status", "failed"), **metrics,
+        runs.append({"arm": a["arm"], "seed": a["seed"], "status": a.get("status", FAILED), **metrics,
                      "epochs_run": len(ep), "trial_number": t.number,
                      **{k: a.get(k) for k in USER_RUN_COLUMNS if k not in ("epochs_run", "trial_number")}})
         for row in ep:

@@ -10,6 +10,8 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from analysis.contract import COMPLETE, DIVERGED, FAILED
+
 
 def t_interval(values: np.ndarray, confidence: float = 0.95) -> tuple[float, float] | None:
     values = np.asarray(values, dtype=float)
@@ -20,15 +22,15 @@ def t_interval(values: np.ndarray, confidence: float = 0.95) -> tuple[float, flo
 
 
 def summarize(runs: pd.DataFrame, arms: list[str], baseline: str, metric: str = "test_acc") -> pd.DataFrame:
-    ok = runs[(runs["status"] == "complete") & runs["arm"].isin(arms)]
+    ok = runs[(runs["status"] == COMPLETE) & runs["arm"].isin(arms)]
     base = ok[ok["arm"] == baseline].set_index("seed")[metric]
     rows = []
     for arm in arms:
         sel = runs[runs["arm"] == arm]
         vals = ok[ok["arm"] == arm].set_index("seed")[metric]
         ci = t_interval(vals.to_numpy())
-        row = {"arm": arm, "n": len(vals), "failed": int((sel["status"] == "failed").sum()),
-               "diverged": int((sel["status"] == "diverged").sum()),
+        row = {"arm": arm, "n": len(vals), "failed": int((sel["status"] == FAILED).sum()),
+               "diverged": int((sel["status"] == DIVERGED).sum()),
                "mean": vals.mean() if len(vals) else np.nan,
                "sd": vals.std(ddof=1) if len(vals) > 1 else np.nan,
                "ci_low": ci[0] if ci else np.nan, "ci_high": ci[1] if ci else np.nan,

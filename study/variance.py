@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import hashlib
 import json
 import math
 import sys
@@ -37,6 +36,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from analysis.contract import COMPLETE, DIVERGED, FAILED, stable_hash
 from analysis.variance import (
     SOURCES,
     VarianceDecomposition,
@@ -44,18 +44,13 @@ from analysis.variance import (
     seed_column,
     variance_design,
 )
+from study.dispatch import interruptible
 from study.experiment import ExperimentError
 from study.notebook.config import PER_SEED_SPLIT
 from study.notebook.data import DataError
+from study.options import add_study_args, options
 from study.params import ConfigError, parse_assignment, suggest
-from study.run import (
-    UsageError,
-    add_study_args,
-    device_choice,
-    interruptible,
-    options,
-    resolve_preset,
-)
+from study.plan import UsageError, device_choice, resolve_preset
 from study.seeds import RunSeeds
 from study.spec import SpecError, StudySpec, load_spec
 from study.store import StoreError
@@ -117,7 +112,7 @@ def study_name(spec: StudySpec, preset: str | None, arm: str, k: int, sources, r
     if replicates:
         name += f"-r{replicates}"
     if user_set:
-        name += "-set-" + hashlib.sha256(json.dumps(user_set, sort_keys=True).encode()).hexdigest()[:6]
+        name += "-set-" + stable_hash(user_set, 6)
     return name
 
 
@@ -182,7 +177,7 @@ def check_stored(results_dir: Path, study: VarianceStudy) -> None:
 
 def run_design(study: VarianceStudy, args: argparse.Namespace):
     """Train what is missing through study.run; returns (exit status, the plan it ran)."""
-    from study.run import _main as run_main
+    from study.run import execute
 
     values = dict(seeds=list(study.seeds), arms=[study.arm], study=study.name, set=study.extra,
                   preset=study.preset or "auto", results=args.results, storage=args.storage, device=args.device,
@@ -190,8 +185,9 @@ def run_design(study: VarianceStudy, args: argparse.Namespace):
     run_args = options(study.spec, **values)
     check_stored(Path(args.results) / study.name, study)
     with contextlib.redirect_stdout(sys.stderr):  # study.run's summary; stdout is the decomposition
-        code = run_main(run_args)
-    return code, run_args.plan
+        plans = []
+        code = execute(run_args, plans=plans)
+    return code, plans[0] if plans else None
 
 
 # ---- the decomposition ---------------------------------------------------------------------
@@ -221,7 +217,7 @@ def decompose(study: VarianceStudy, results_dir: Path, confidence: float) -> tup
     runs = pd.read_csv(results_dir / "runs.csv")
     metric = study.spec.analysis.metric
     counts = runs["status"].value_counts().to_dict()
-    ok = runs[runs["status"] == "complete"].sort_values("seed").reset_index(drop=True)
+    ok = runs[runs["status"] == COMPLETE].sort_values("seed").reset_index(drop=True)
     correct = correct_rows(results_dir, study.arm, [int(s) for s in ok["seed"]]) if len(ok) else None
     percent = study.spec.builtin
     notes = list(study.notes)
@@ -235,8 +231,8 @@ def decompose(study: VarianceStudy, results_dir: Path, confidence: float) -> tup
         d = decompose_variance(ok, metric=metric, reference=0, correct=correct, confidence=confidence,
                                percent=bool(percent))
     notes += [str(w.message) for w in caught]
-    info = {"runs": int(len(runs)), "complete": int(counts.get("complete", 0)),
-            "diverged": int(counts.get("diverged", 0)), "failed": int(counts.get("failed", 0)),
+    info = {"runs": int(len(runs)), "complete": int(counts.get(COMPLETE, 0)),
+            "diverged": int(counts.get(DIVERGED, 0)), "failed": int(counts.get(FAILED, 0)),
             "n_test": None if correct is None else int(correct.shape[1]), "notes": list(dict.fromkeys(notes))}
     return d, info
 
@@ -292,7 +288,7 @@ def _main(args: argparse.Namespace) -> int:
     except (SpecError, UsageError, StoreError, ExperimentError, DataError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    if code == 130 or not (plan.results_dir / "runs.csv").exists():
+    if code == 130 or plan is None or not (plan.results_dir / "runs.csv").exists():
         return code
     d, info = decompose(study, plan.results_dir, args.confidence)
     print(render(d, study, info))
@@ -307,7 +303,8 @@ def _main(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    return interruptible(_main, parse_args(argv), "runs")
+    args = parse_args(argv)
+    return interruptible(lambda: _main(args), "runs")
 
 
 if __name__ == "__main__":

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
+from analysis.contract import COMPLETE, FAILED
 from study.store import with_seed_columns
 
 if TYPE_CHECKING:
@@ -41,7 +42,7 @@ def record_run(store: RunStore, arm: str, seed: int, result: RunResult, attrs: d
         "group": list(result.group), "compiled": result.compiled,
     }
     intermediate = {e.epoch: e.val_acc for e in result.epochs if e.val_acc is not None}
-    complete = result.status == "complete"
+    complete = result.status == COMPLETE
     store.add_run(complete, result.test_acc if complete else None, arm, seed, {**run, **attrs}, intermediate,
                   result.test_predictions)
 
@@ -54,7 +55,7 @@ def tables(trials: list[optuna.trial.FrozenTrial]) -> tuple[pd.DataFrame, pd.Dat
         ep = a.get("epochs", [])
         last = ep[-1] if ep else {}
         runs.append({
-            "arm": a["arm"], "seed": a["seed"], "status": a.get("status", "failed"),
+            "arm": a["arm"], "seed": a["seed"], "status": a.get("status", FAILED),
             "test_acc": a.get("test_acc"), "val_acc": a.get("val_acc"),
             "train_acc": last.get("train_acc"), "train_loss": last.get("train_loss"),
             "epochs_run": len(ep), "diverged_epoch": a.get("diverged_epoch"), "n_bn": a.get("n_bn"),

@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 import optuna
 
+from analysis.contract import COMPLETE, DIVERGED, FAILED
 from study.claims import worker_id
 from study.notebook.config import Config
 from study.notebook.records import record_run
@@ -51,7 +52,7 @@ class NotebookRunner:
 
     def __init__(self, plan, args, device: str, threads: int, jobs: int):
         from study.notebook.data import load_cifar10, test_indices
-        from study.run import save_labels
+        from study.dispatch import save_labels
 
         self.plan, self.device, self.threads, self.jobs = plan, device, threads, jobs
         self.compile = bool(getattr(args, "compile", False))
@@ -76,7 +77,7 @@ class NotebookRunner:
 
     def record(self, store, arm: str, seed: int, outcome, attrs) -> str:
         record_run(store, arm, seed, outcome, attrs)
-        if outcome.status == "complete":
+        if outcome.status == COMPLETE:
             return f"{arm} seed {seed}: test {outcome.test_acc:.2f}% ({outcome.wall_time_s:.0f}s)"
         return f"{arm} seed {seed}: DIVERGED at epoch {outcome.diverged_epoch}"
 
@@ -167,7 +168,7 @@ def make_objective(config, data, space: dict[str, Any], device: str | None = Non
     diverged run (NaN loss, typically lr near 1) is pruned with user attr status="diverged",
     so it never crashes the study and TPE learns to avoid that region."""
     from study.notebook.train import train_one
-    from study.tune import TUNE_SEED_OFFSET, suggest
+    from study.search import TUNE_SEED_OFFSET, suggest
 
     def objective(trial: optuna.trial.BaseTrial) -> float:
         params = suggest(trial, space)
@@ -189,7 +190,7 @@ def make_objective(config, data, space: dict[str, Any], device: str | None = Non
         except optuna.TrialPruned:
             raise
         except Exception as e:  # recorded on the trial, then Optuna marks it FAIL
-            trial.set_user_attr("status", "failed")
+            trial.set_user_attr("status", FAILED)
             trial.set_user_attr("error", f"{type(e).__name__}: {e}")
             trial.set_user_attr("traceback", traceback.format_exc()[-8000:])
             raise
@@ -199,7 +200,7 @@ def make_objective(config, data, space: dict[str, Any], device: str | None = Non
         trial.set_user_attr("status", result.status)
         trial.set_user_attr("wall_time_s", round(result.wall_time_s, 3))
         trial.set_user_attr("lr_schedule", [e.lr for e in result.epochs])
-        if result.status == "diverged":
+        if result.status == DIVERGED:
             trial.set_user_attr("diverged_epoch", result.diverged_epoch)
             raise optuna.TrialPruned(f"diverged (non-finite loss) in epoch {result.diverged_epoch}")
         return result.val_acc

@@ -22,6 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from analysis.contract import COMPLETE, DIVERGED
 from study.notebook.config import Config
 from study.notebook.data import Cifar10, split_indices, test_indices
 from study.notebook.model import count_bn, init_model, weights_hash
@@ -329,7 +330,7 @@ def run_epochs(config: Config, seeds: Sequence[int], data: Cifar10, make_engine:
         last = records[i][-1]
         preds = test_pred[i].to("cpu", torch.uint8).numpy() if complete and test_pred is not None else None
         results.append(RunResult(
-            status="complete" if complete else "diverged", epochs=tuple(records[i]),
+            status=COMPLETE if complete else DIVERGED, epochs=tuple(records[i]),
             test_acc=last.test_acc if complete else None, val_acc=last.val_acc if complete else None,
             diverged_epoch=diverged[i], test_predictions=preds, streams=streams[i], init_hash=init_hashes[i],
             bn_layers=config.bn_layers, n_bn=n_bn, device=device_name(dev), precision=precision,

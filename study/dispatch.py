@@ -1,0 +1,230 @@
+"""Executing a plan: runs dispatched to joblib (local processes or a Dask cluster) as tasks,
+each claimed just before it starts (several workers may share one study), each outcome
+recorded as it arrives; Ctrl-C or SIGTERM stops cleanly, keeping every finished run.
+
+The built-in experiment's tasks are study.notebook.runner.NotebookRunner's; `UserRunner`
+runs a user experiment's (study.worker.execute_user). A runner has `group` (seeds per
+task), `what` (one line for the log), `attrs` (stored with every run), `task(...)` and
+`record(...)`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import sys
+import threading
+import time
+import traceback
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from analysis.contract import COMPLETE, config_hash
+from study.experiment import Outcome
+from study.plan import Plan, UsageError
+from study.provenance import provenance
+from study.store import RunStore
+from study.worker import execute_user
+
+
+def _terminate(signum, frame):
+    raise KeyboardInterrupt  # SIGTERM (kill, job schedulers) stops as cleanly as Ctrl-C
+
+
+def interruptible(body: Callable[[], int], kept: str) -> int:
+    """Run a command's body so that SIGTERM stops it as cleanly as Ctrl-C, at any point
+    (imports, data decoding, export included): one line saying what is kept, exit 130.
+    Shared by `study.run` and `study.tune`."""
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _terminate)
+    try:
+        return body()
+    except KeyboardInterrupt:
+        print(f"\ninterrupted: finished {kept} are stored; rerun the same command to continue", file=sys.stderr)
+        return 130
+
+
+def save_labels(path: Path, labels: np.ndarray) -> None:
+    """test_labels.npy: with each run's stored predictions, gives per-example correctness."""
+    tmp = path.with_name(f".test_labels.{os.getpid()}.npy")  # written aside: never half a file
+    try:
+        np.save(tmp, labels)
+        tmp.replace(path)
+    except OSError as e:
+        raise UsageError(f"cannot write {path}: {e.strerror or e}; free space or choose another --results") from None
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+class UserRunner:
+    """A user experiment: one seed per task; a command's output kept in logs/<arm>-seed<N>.log."""
+
+    group = 1
+
+    def __init__(self, plan: Plan, device: str, threads: int):
+        assert plan.experiment is not None
+        self.plan, self.device, self.threads = plan, device, threads
+        self.experiment = plan.experiment
+        self.metric = plan.spec.analysis.metric
+        self.what = f"experiment: {plan.experiment.label}"
+        self.logs = None
+        if plan.experiment.command:
+            self.logs = plan.results_dir / "logs"
+            self.logs.mkdir(exist_ok=True)
+        self.attrs = {"experiment": plan.experiment.label}
+
+    def task(self, i: int, arm: str, seeds: list[int]):
+        from joblib import delayed
+
+        (seed,) = seeds
+        log = str(self.logs / f"{arm}-seed{seed}.log") if self.logs else None
+        return delayed(execute_user)(arm, seed, self.plan.configs[arm], self.experiment, self.metric,
+                                     self.device, self.threads, log)
+
+    def record(self, store: RunStore, arm: str, seed: int, outcome: Outcome, attrs) -> str:
+        if outcome.labels is not None and outcome.predictions is not None:
+            path = store.results_dir / "test_labels.npy"
+            if not path.exists():
+                save_labels(path, outcome.labels)
+            elif not np.array_equal(np.load(path, allow_pickle=False), outcome.labels):
+                raise ValueError(f"the run's 'labels' differ from {path} (every run must score the same "
+                                 "examples, or per-example comparisons are meaningless)")
+        store.record_outcome(arm, seed, outcome, attrs, self.metric)
+        value = outcome.metrics[self.metric]
+        if outcome.status == COMPLETE:
+            return f"{arm} seed {seed}: {self.metric} {value:.4g} ({outcome.wall_time_s:.1f}s)"
+        return f"{arm} seed {seed}: DIVERGED ({self.metric} {value})"
+
+
+def connect_backend(backend: str, scheduler: str | None):
+    """A context in which joblib runs the study: local processes, or a Dask cluster.
+
+    With Dask, each worker loads the decoded data from the cache path this process built, so
+    workers must see the same file system (one machine, or a shared cache via $SEEDWISE_CACHE).
+    """
+    if backend == "local":
+        if scheduler:
+            raise UsageError("--scheduler needs --backend dask")
+        return contextlib.nullcontext()
+    if not scheduler:
+        raise UsageError("--backend dask needs --scheduler tcp://HOST:PORT (the Dask scheduler's address)")
+    try:
+        from dask.distributed import Client
+    except ImportError:
+        raise UsageError("--backend dask needs dask.distributed: pip install -e '.[cluster]'") from None
+    import joblib
+
+    try:
+        client = Client(scheduler, timeout=20)
+    except (OSError, TimeoutError) as e:
+        raise UsageError(f"cannot reach the Dask scheduler at {scheduler}: {e}") from None
+    stack = contextlib.ExitStack()
+    stack.callback(client.close)
+    stack.enter_context(joblib.parallel_config(backend="dask"))
+    return stack
+
+
+def groups_of(todo: list[tuple[str, int]], seeds: tuple[int, ...], group: int) -> list[tuple[str, list[int]]]:
+    """The plan's runs as (arm, seeds) tasks of at most `group` seeds each: seeds are taken in
+    blocks of `group`, and within a block every arm's runs still to do form one task."""
+    todo_set, tasks = set(todo), []
+    for b in range(0, len(seeds), group):
+        block = seeds[b:b + group]
+        for arm in dict.fromkeys(a for a, _ in todo):
+            mine = [s for s in block if (arm, s) in todo_set]
+            if mine:
+                tasks.append((arm, mine))
+    return tasks
+
+
+def record(store: RunStore, runner, arm: str, seed: int, outcome: Any, attrs: dict[str, Any]) -> tuple[bool, str]:
+    """Store one run's outcome (or its failure: a dict from the worker, or an error while
+    storing it). Returns (whether a result was stored, the run's line for the log)."""
+    if isinstance(outcome, dict):
+        store.record_failure(arm, seed, outcome["error"], outcome["traceback"], attrs)
+        return False, f"{arm} seed {seed}: FAILED {outcome['error'].splitlines()[0]}"
+    try:
+        return True, runner.record(store, arm, seed, outcome, attrs)
+    except (OSError, ValueError, UsageError) as e:  # e.g. disk full writing predictions
+        error = f"{type(e).__name__} while storing the run: {e}"
+        if isinstance(e, OSError):
+            error += f" (its predictions go to {store.results_dir / 'artifacts'}; free space and rerun to redo it)"
+        store.record_failure(arm, seed, error, traceback.format_exc(), attrs)
+        return False, f"{arm} seed {seed}: FAILED {error}"
+
+
+def run_all(plan: Plan, store: RunStore, todo: list[tuple[str, int]], runner, jobs: int) -> int:
+    """Dispatch the runs still to do as the runner's tasks (`runner.group` seeds of an arm per
+    task), record each outcome as it arrives; returns how many failed."""
+    from joblib import Parallel
+    from tqdm import tqdm
+
+    attrs_common = {**runner.attrs, "study_identity": plan.identity, **provenance()}
+    progress = sys.stderr.isatty()
+    bar = tqdm(total=len(todo), desc=plan.study_name, unit="run", disable=None if progress else True,
+               position=0, dynamic_ncols=True)
+    claims = store.claims()
+    elsewhere = 0
+    hashes = {arm: config_hash(plan.config_dict(arm)) for arm in plan.arms}
+
+    def tasks():
+        """Claim each run just before it is dispatched, so workers sharing the study split the
+        plan between them; skip runs another live worker holds or has finished meanwhile."""
+        nonlocal elsewhere
+        for i, (arm, seeds) in enumerate(groups_of(todo, plan.seeds, runner.group)):
+            mine = []
+            for seed in seeds:
+                claim = claims.claim_run(arm, seed)
+                if claim == "mine":
+                    mine.append(seed)
+                else:  # "busy": another live worker trains it; "done": one finished it since the plan
+                    elsewhere += claim == "busy"
+                    bar.update(1)
+            if mine:
+                yield runner.task(i, arm, mine)
+
+    failed = 0
+    started = time.time()
+    try:
+        with bar:
+            for arm, outcomes, worker in Parallel(n_jobs=jobs, return_as="generator_unordered")(tasks()):
+                attrs = {**attrs_common, "config": plan.config_dict(arm), "config_hash": hashes[arm],
+                         "worker": worker}
+                for seed, outcome in outcomes:
+                    stored, line = record(store, runner, arm, seed, outcome, attrs)
+                    failed += not stored
+                    # After the trial is stored: no gap another worker could use. A stored result is
+                    # marked done; a failure is released, to be retried.
+                    (claims.finish if stored else claims.release)(arm, seed)
+                    if progress:
+                        bar.write(line, file=sys.stderr)
+                    else:
+                        print(line, file=sys.stderr, flush=True)
+                    bar.update(1)
+    except KeyboardInterrupt:
+        claims.close()
+        export(store)
+        print(f"\ninterrupted after {time.time() - started:.0f}s: finished runs are stored in "
+              f"{plan.results_dir}; rerun the same command to continue", file=sys.stderr)
+        raise SystemExit(130) from None
+    claims.close()
+    if elsewhere:
+        print(f"{elsewhere} run(s) were claimed by other workers on this study; their results appear "
+              "when those workers finish (rerun to pick up any they abandon)", file=sys.stderr)
+    return failed
+
+
+def export(store: RunStore, tables=None) -> bool:
+    """Write runs.csv / epochs.csv; on a full or read-only disk say so instead of crashing
+    (every run is already in the storage, and the next invocation exports again)."""
+    try:
+        store.export(tables)
+        return True
+    except OSError as e:
+        print(f"warning: could not write runs.csv / epochs.csv in {store.results_dir}: {e.strerror or e}; "
+              "every run is in the storage, rerun the same command to export them", file=sys.stderr)
+        return False

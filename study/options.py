@@ -1,0 +1,100 @@
+"""The runner's options, one set for `python -m study.run` and for Python (`run_plan`, `run_study`).
+
+`RunOptions` holds every option with its default (the one place the defaults live); the
+command line is parsed into it, and a Python caller gives the same options as keywords
+(`options(spec, seeds=5, set={"epochs": 2})`). `add_study_args` is shared with study.tune.
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from study.notebook.config import PRESETS
+from study.notebook.runner import CUDA_GROUP
+from study.spec import StudySpec
+
+
+@dataclass
+class RunOptions:
+    """`python -m study.run`'s options: the long option names with `_` for `-`."""
+    spec: str | Path | StudySpec | None = None  # a spec file, a parsed spec, None: the default study
+    set: Sequence[str] | Mapping[str, Any] = field(default_factory=list)  # KEY=VALUE strings, or a dict
+    preset: str = "auto"
+    data: str | None = None
+    data_root: str = "./data"
+    results: str | Path = "results"
+    study: str | None = None
+    storage: str | None = None
+    device: str = "auto"
+    seeds: int | None = None
+    arms: str | Sequence[str] | None = None  # comma-separated, or a list
+    jobs: int | None = None
+    backend: str = "local"
+    scheduler: str | None = None
+    group: int | None = None
+    compile: bool = False
+    dry_run: bool = False
+    until_decided: bool = False
+    look_every: int | None = None
+    max_seeds: int | None = None
+    replan: bool = False
+
+
+DEFAULTS = RunOptions()
+
+
+def options(spec: str | Path | StudySpec | None = None, **values: Any) -> RunOptions:
+    """RunOptions from keywords; an unknown keyword is a TypeError that lists the options."""
+    known = set(asdict(DEFAULTS)) - {"spec"}
+    unknown = sorted(set(values) - known)
+    if unknown:
+        raise TypeError(f"unknown option(s) {', '.join(unknown)}; options: {', '.join(sorted(known))}")
+    return RunOptions(spec=spec, **values)
+
+
+def add_study_args(p: argparse.ArgumentParser) -> None:
+    """The options that say which study, data and storage: shared with `python -m study.tune`."""
+    p.add_argument("--spec", help="study spec (TOML); default: the notebook ablation shipped with seedwise")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a config key for every arm, e.g. --set epochs=20 (repeatable)")
+    p.add_argument("--preset", default=DEFAULTS.preset, choices=["auto", *PRESETS],
+                   help="size of the built-in study: full = the notebook protocol, quick = CPU-sized, smoke = "
+                        "seconds; auto = full with CUDA, else quick (a user experiment has no presets)")
+    p.add_argument("--data", help="CIFAR-10 source: .tar.gz / folder of an ImageFolder tree, or a torchvision root "
+                                  "(default: $SEEDWISE_DATA, then --data-root, then download)")
+    p.add_argument("--data-root", default=DEFAULTS.data_root,
+                   help="where torchvision's CIFAR-10 is (or is downloaded to)")
+    p.add_argument("--results", default=DEFAULTS.results, help="results root; the study lives in RESULTS/<study>/")
+    p.add_argument("--study", help="study name (default: <spec name>[-<preset>][-set-<hash>])")
+    p.add_argument("--storage", help="Optuna storage URL (default: sqlite:///RESULTS/<study>/study.db)")
+    p.add_argument("--device", default=DEFAULTS.device, help="auto | cpu | cuda | cuda:N")
+
+
+def add_run_args(p: argparse.ArgumentParser) -> None:
+    """The options of `study.run` alone: how many runs, where they execute, sequential looks."""
+    p.add_argument("--seeds", type=int, help="seeds per arm (seeds first_seed..first_seed+N-1); default from the spec")
+    p.add_argument("--arms", help="comma-separated arms to run (default: all arms of the spec)")
+    p.add_argument("--jobs", type=int, help="parallel runs (default: one per CPU core with 1 thread each; 1 on CUDA)")
+    p.add_argument("--backend", choices=["local", "dask"], default=DEFAULTS.backend,
+                   help="where runs execute: local joblib processes (default) or a Dask distributed "
+                        "cluster through joblib's dask backend (needs --scheduler; pip install -e '.[cluster]')")
+    p.add_argument("--scheduler", help="Dask scheduler address for --backend dask, e.g. tcp://127.0.0.1:8786")
+    p.add_argument("--group", type=int,
+                   help="seeds of one arm trained together in one vmapped step (study.notebook.group); default: "
+                        f"{CUDA_GROUP} on CUDA, 1 on CPU (where a loop over models is faster)")
+    p.add_argument("--compile", action="store_true",
+                   help="run the training step through torch.compile (falls back to eager if it fails)")
+    p.add_argument("--dry-run", action="store_true", help="print the plan and an ETA, train nothing")
+    seq = p.add_argument_group("sequential (seeds until decided; see study.until_decided)")
+    seq.add_argument("--until-decided", action="store_true",
+                     help="first look at --seeds seeds per arm, then add seeds only to the arms of undecided "
+                          "comparisons, look after look, with the error rate controlled across looks "
+                          "(default when the spec has [analysis] sequential)")
+    seq.add_argument("--look-every", type=int, help="seeds added per arm between looks (default 5)")
+    seq.add_argument("--max-seeds", type=int, help="seeds per arm at the last look (default 40)")
+    seq.add_argument("--replan", action="store_true",
+                     help="adopt a plan that differs from the pre-registered one (recorded as a deviation)")

@@ -1,0 +1,133 @@
+"""What a study will run: its spec's arms x seeds as resolved configs, its name and folder.
+
+`make_plan` is shared by the runner (study.run) and the tuner (study.tune); it validates
+everything a study needs before anything is trained or stored, raising SpecError or
+UsageError with one line that names the option.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from analysis.contract import redact, stable_hash
+from study.experiment import Experiment
+from study.params import ConfigError, parse_assignment
+from study.spec import SpecError, StudySpec, load_spec
+
+
+class UsageError(ValueError):
+    """Bad options (not a bad spec): the command says so in one line and exits 2."""
+
+
+@dataclass(frozen=True)
+class Plan:
+    spec: StudySpec
+    preset: str | None  # None: a user experiment, which has no presets
+    arms: tuple[str, ...]
+    seeds: tuple[int, ...]
+    configs: dict[str, Any]  # arm -> Config (built-in) or dict (user experiment)
+    study_name: str
+    identity: str
+    results_dir: Path
+    extra: dict[str, Any]  # --set overrides, for every arm
+    experiment: Experiment | None = None  # None: the built-in notebook experiment
+
+    def config_dict(self, arm: str) -> dict[str, Any]:
+        cfg = self.configs[arm]
+        return cfg.to_dict() if hasattr(cfg, "to_dict") else dict(cfg)
+
+
+def resolve_preset(spec: StudySpec, preset: str | None, has_cuda: bool) -> str | None:
+    """The built-in experiment's size; None for a user experiment, which runs as written."""
+    if not spec.builtin:
+        if preset not in (None, "auto"):
+            raise UsageError(f"--preset {preset}: presets belong to the built-in notebook experiment; "
+                             f"{spec.source} runs exactly as written (use --set KEY=VALUE to change it)")
+        return None
+    if preset in (None, "auto"):
+        preset = "full" if has_cuda else "quick"
+        why = "CUDA is available" if has_cuda else "no CUDA device; --preset full runs the notebook protocol"
+        print(f"preset: {preset} (auto: {why})", file=sys.stderr)
+    return preset
+
+
+def default_study_name(spec: StudySpec, preset: str | None, extra: Mapping[str, Any]) -> str:
+    """<spec name>[-<preset>][-set-<hash of the --set overrides>]: different sizes and
+    overrides of one spec never share a study."""
+    name = f"{spec.name}-{preset}" if preset else spec.name
+    return name + ("-set-" + stable_hash(dict(extra), 6) if extra else "")
+
+
+def make_plan(spec: str | Path | StudySpec | None, *, has_cuda: bool, preset: str | None = "auto",
+              overrides: Sequence[str] | Mapping[str, Any] = (), study: str | None = None,
+              results: str | Path = "results", seeds: int | Sequence[int] | None = None,
+              arms: str | Sequence[str] | None = None) -> Plan:
+    """The study's plan. `spec`: a spec file, a parsed StudySpec, or None for the default study;
+    `overrides`: the --set KEY=VALUE strings, or a dict; `seeds`/`arms`: None for the spec's;
+    `seeds` a count (seeds first_seed..) or, from Python, the seeds themselves (study.variance
+    passes RunSeeds, one per design row)."""
+    spec = spec if isinstance(spec, StudySpec) else load_spec(spec)
+    preset = resolve_preset(spec, preset, has_cuda)
+    experiment = None
+    if not spec.builtin:
+        experiment = Experiment(reference=spec.experiment, command=spec.command, folder=spec.folder)
+        experiment.check()  # an unimportable module fails now, not once per run
+    try:
+        extra = dict(overrides) if isinstance(overrides, Mapping) else dict(parse_assignment(s) for s in overrides)
+    except ConfigError as e:
+        raise SpecError(str(e)) from None
+    explicit = tuple(seeds) if isinstance(seeds, (list, tuple)) else None  # the Python API's own seeds
+    n_seeds = spec.seeds if seeds is None else len(explicit) if explicit is not None else seeds
+    if type(n_seeds) is not int or n_seeds <= 0:
+        raise UsageError(f"--seeds must be a positive integer, got {n_seeds}")
+    chosen = spec.select(",".join(arms) if isinstance(arms, (list, tuple)) else arms)
+    configs = {arm: spec.config(arm, preset, extra) for arm in spec.arm_names}  # validates all arms
+    identity = spec.identity(preset, extra)
+    name = default_study_name(spec, preset, extra) if study is None else study
+    if not name or "/" in name or name.startswith("."):
+        raise UsageError(f"--study must be a plain name without '/', got {name!r}")
+    seed_range = explicit or tuple(range(spec.first_seed, spec.first_seed + n_seeds))
+    return Plan(spec, preset, chosen, seed_range, configs, name, identity, Path(results) / name, extra, experiment)
+
+
+def study_description(plan: Plan, url: str) -> dict[str, Any]:
+    """study.json (and the Optuna study's user attrs): what the study is, for every reader."""
+    description = {
+        "study": plan.study_name, "identity": plan.identity, "preset": plan.preset,
+        "spec_name": plan.spec.name, "spec_source": plan.spec.source, "description": plan.spec.description,
+        "baseline": plan.spec.analysis.baseline, "analysis": vars(plan.spec.analysis), "set": plan.extra,
+        "arms": {a.name: {"description": a.description, "overrides": dict(a.overrides),
+                          "config": plan.config_dict(a.name)} for a in plan.spec.arms},
+        "storage": redact(url),
+    }
+    if plan.experiment is not None:
+        description["experiment"] = plan.experiment.label
+    return description
+
+
+def device_choice(device_arg: str) -> tuple[str, bool]:
+    """--device -> (device to train on, whether it is CUDA: the `auto` preset rule needs it).
+    A device this machine does not have is bad input (exit 2, nothing stored), not a failed
+    run per planned run on every rerun."""
+    import torch
+
+    if device_arg == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+        return device, device == "cuda"
+    try:
+        device = torch.device(device_arg)
+    except (RuntimeError, ValueError):
+        raise UsageError(f"--device {device_arg!r} is not a device; use auto, cpu, cuda or cuda:N") from None
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise UsageError(f"--device {device_arg}: this machine has no CUDA device (torch "
+                             f"{torch.__version__}, built for CUDA {torch.version.cuda or 'none'}); use --device cpu or auto")
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise UsageError(f"--device {device_arg}: only {torch.cuda.device_count()} CUDA device(s) here")
+    elif device.type != "cpu":
+        raise UsageError(f"--device {device_arg}: seedwise trains on cpu or cuda, got {device.type!r}")
+    return device_arg, device.type == "cuda"
