@@ -30,6 +30,7 @@ dry-run: install
 
 test: install
 	$(PY) -m ruff check study analysis tests benchmarks examples
+	$(PY) -m mypy
 	$(PY) -m pytest
 
 test-all: install
@@ -37,6 +38,7 @@ test-all: install
 
 lint: install
 	$(PY) -m ruff check study analysis tests benchmarks examples
+	$(PY) -m mypy
 
 # Regenerate every report and paper/README.md from results/ (writes paper/, and refreshes each
 # study's verdict note and dashboard figures in its results/<study>/study.db).

@@ -123,6 +123,7 @@ class StudySpec:
             if not self.builtin:
                 cfg = params.apply(self.base, extra or {}, where="--set")
                 return params.apply(cfg, self.arm(arm).overrides, where=f"[arms.{arm}] of {self.source}")
+            assert preset is not None, "the built-in experiment is always given a preset"
             return notebook.resolve(preset, [(self.base, f"[base] of {self.source}"), (extra or {}, "--set"),
                                              (self.arm(arm).overrides, f"[arms.{arm}] of {self.source}")])
         except ConfigError as e:

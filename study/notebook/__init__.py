@@ -19,7 +19,7 @@ CONFIG_KEYS = tuple(Config().to_dict())
 __all__ = ["CONFIG_KEYS", "METRICS", "PRESETS", "Config", "resolve"]
 
 
-def resolve(preset: str | None, layers: Iterable[tuple[Mapping[str, Any], str]]) -> Config:
+def resolve(preset: str, layers: Iterable[tuple[Mapping[str, Any], str]]) -> Config:
     """The preset's Config with each (overrides, where) layer applied in order; a bad key or
     value raises ConfigError naming `where`."""
     cfg = preset_config(preset)

@@ -51,8 +51,8 @@ class NotebookRunner:
     load its cache), up to `group` seeds of an arm per task, results stored by `records`."""
 
     def __init__(self, plan, args, device: str, threads: int, jobs: int):
-        from study.notebook.data import load_cifar10, test_indices
         from study.dispatch import save_labels
+        from study.notebook.data import load_cifar10, test_indices
 
         self.plan, self.device, self.threads, self.jobs = plan, device, threads, jobs
         self.compile = bool(getattr(args, "compile", False))
