@@ -129,7 +129,7 @@ def check_positive(value: float, name: str) -> float:
     return float(value)
 
 
-def check_count(value: int, name: str, *, minimum: int = 1) -> int:
+def check_count(value: object, name: str, *, minimum: int = 1) -> int:  # validates any input
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
         raise ValueError(f"`{name}` must be an integer >= {minimum}, got {value!r}")
     return int(value)

@@ -88,6 +88,7 @@ def from_study(args) -> int:
                               alpha=args.alpha, margin=args.margin, rng=args.seed,
                               direction=args.direction, chance=args.chance, failures=args.failures)
     plan = family.plan
+    assert plan is not None  # compare_arms always records the plan it used
     frame = family_frame(family, plan.metric)
     for message in dict.fromkeys(str(w.message) for w in caught):
         print(f"warning: {message}", file=sys.stderr)

@@ -35,6 +35,7 @@ from __future__ import annotations
 import math
 import warnings
 from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING
 
 import numpy as np
 from scipy import stats
@@ -54,6 +55,9 @@ from .contract import DIRECTIONS
 from .power import seeds_needed as _seeds_needed
 from .results import Interval, TestResult
 from .verdicts import Verdict, decide
+
+if TYPE_CHECKING:  # for annotations only: failures needs pandas, which comparison does not
+    from .failures import OutcomeComparison
 
 # Enumerate every relabelling when there are at most this many (milliseconds
 # with scipy's vectorised statistic); beyond that use Monte Carlo resampling.
@@ -123,7 +127,7 @@ class Comparison:
     floor_level: float | None = None  # the level the exact-test floor is checked against
     robust_p_adjusted: tuple[float, ...] = ()  # robustness p-values at the primary's level
     unpaired_fallback: bool = False  # the arms were meant to be paired but share < 2 seeds
-    outcomes: object | None = None  # `analysis.failures.OutcomeComparison`, when known
+    outcomes: OutcomeComparison | None = None  # failure rates, when known
 
     @property
     def better_sign(self) -> int:
@@ -281,6 +285,7 @@ def compare(
     needed = (_seeds_needed(margin, sd, paired=paired, alpha=plan_alpha or alpha, power=power)
               if sd > 0 else None)
 
+    assert prim.ci is not None  # the primary test always carries its interval
     c = Comparison(
         arm_name=arm_name, baseline_name=baseline_name, paired=paired,
         n_arm=n1, n_baseline=n2, mean_arm=float(np.mean(x)), mean_baseline=float(np.mean(y)),
@@ -289,7 +294,7 @@ def compare(
         effect_size_ci_low=es_lo, effect_size_ci_high=es_hi, prob_improvement=prob,
         primary=prim, robustness=checks, equivalence=equivalence, alpha=alpha, margin=margin,
         power=power, min_attainable_p=min_p, seeds_needed=needed, p_adjusted=prim.pvalue,
-        family_size=1, verdict=None, notes=tuple(notes), direction=direction,
+        family_size=1, verdict=None, notes=tuple(notes), direction=direction,  # type: ignore[arg-type]  # judged() sets it
         floor_level=alpha, robust_p_adjusted=tuple(t.pvalue for t in checks),
     )
     return judged(c, level=alpha, robust_p_adjusted=tuple(t.pvalue for t in checks))

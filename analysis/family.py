@@ -6,6 +6,7 @@ import itertools
 import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING
 
 import numpy as np
 from scipy import stats
@@ -25,6 +26,9 @@ from .comparison import Comparison, compare, judged
 from .power import seeds_needed
 from .results import TestResult
 
+if TYPE_CHECKING:  # for annotations only: plan needs pandas, which family does not
+    from .plan import MetricPlan
+
 
 @dataclass(frozen=True, kw_only=True)
 class Family:
@@ -41,7 +45,7 @@ class Family:
     margin: float
     correction: str
     skipped: tuple[str, ...] = ()  # comparisons that could not be made, with the reason
-    plan: object | None = None  # `analysis.plan.MetricPlan`, when made from a study
+    plan: MetricPlan | None = None  # when made from a study
     outcomes: object | None = None  # the classified runs (`analysis.failures.classify`)
 
     def __len__(self) -> int:

@@ -163,8 +163,8 @@ class VarianceDecomposition:
     @property
     def sum_of_shares(self) -> float | None:
         """Sum of the sources' shares: about 1 if they add up, well above 1 if not."""
-        shares = [c.share for c in self.sources]
-        return None if any(s is None for s in shares) else float(sum(shares))
+        shares = [c.share for c in self.sources if c.share is not None]
+        return float(sum(shares)) if len(shares) == len(self.sources) else None
 
     def frame(self) -> pd.DataFrame:
         """One row per component (the tidy form a report or the runner prints)."""

@@ -109,7 +109,7 @@ def _qualifiers(c: Comparison, significant: bool) -> str:
         out.append(f"Compared unpaired (Welch): {c.arm_name} and {c.baseline_name} share "
                    "fewer than two seeds.")
     outcomes = c.outcomes
-    if outcomes is not None and getattr(outcomes, "sentence", ""):
+    if outcomes is not None and outcomes.sentence:
         out.append(outcomes.sentence)
     if c.primary.method.startswith("degenerate"):
         out.append(f"Zero variance: {c.primary.reason}.")

@@ -96,6 +96,7 @@ class Experiment:
             log_path: Path | None = None) -> Outcome:
         if self.reference:
             return call_function(self.reference, self.folder, config, seed, device=device, on_report=on_report)
+        assert self.command is not None, "an Experiment has a reference or a command"
         return run_command(self.command, self.folder, config, seed, log_path=log_path, on_report=on_report)
 
 
@@ -252,6 +253,7 @@ def run_command(template: str, folder: str | None, config: Mapping[str, Any], se
                                     text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
         except OSError as e:
             raise RunFailed(f"cannot start {argv[0]!r}: {e.strerror or e}") from None
+        assert proc.stdout is not None  # stdout=PIPE above
         try:
             for line in proc.stdout:
                 lines.append(line)

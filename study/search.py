@@ -61,7 +61,7 @@ def search_space(config: Any, tune_gamma: bool = False,
 
 
 def suggest(trial: optuna.trial.BaseTrial, space: dict[str, Any]) -> dict[str, Any]:
-    params = {}
+    params: dict[str, Any] = {}
     for name, d in space.items():
         if isinstance(d, optuna.distributions.IntDistribution):
             params[name] = trial.suggest_int(name, d.low, d.high, log=d.log)

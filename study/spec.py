@@ -235,8 +235,8 @@ def parse_spec(data: Mapping[str, Any], source: str = "<memory>", folder: str | 
     for key in data:
         _expect(key in TOP_KEYS, f"{source}: unknown top-level key {key!r}{suggest(key, TOP_KEYS)}; valid keys: {', '.join(sorted(TOP_KEYS))}")
     name = data.get("name")
-    _expect(isinstance(name, str) and name.strip() != "" and "/" not in name,
-            f"{source}: `name` must be a non-empty string without '/', got {name!r}")
+    if not (isinstance(name, str) and name.strip() != "" and "/" not in name):  # an if, not _expect: mypy narrows it
+        raise SpecError(f"{source}: `name` must be a non-empty string without '/', got {name!r}")
     for key in ("seeds", "first_seed"):
         if key in data:
             v = data[key]
@@ -270,7 +270,8 @@ def parse_spec(data: Mapping[str, Any], source: str = "<memory>", folder: str | 
     plan = _analysis(analysis_raw, source, builtin)
 
     arms_raw = data.get("arms")
-    _expect(isinstance(arms_raw, dict) and len(arms_raw) > 0, f"{source}: the spec needs at least one arm, e.g. [arms.baseline]")
+    if not (isinstance(arms_raw, dict) and len(arms_raw) > 0):
+        raise SpecError(f"{source}: the spec needs at least one arm, e.g. [arms.baseline]")
     arms = []
     for arm_name, table in arms_raw.items():
         _expect(isinstance(table, dict), f"{source}: [arms.{arm_name}] must be a table")

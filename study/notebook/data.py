@@ -127,7 +127,9 @@ def _read_archive(path: Path) -> dict[str, np.ndarray]:
     try:
         with tarfile.open(path) as tar:
             members = (m for m in tar if m.isfile() and m.name.lower().endswith((".jpg", ".jpeg", ".png")))
-            return _collect(((m.name, tar.extractfile(m).read()) for m in members), str(path))
+            # extractfile returns None only for members that are not regular files
+            return _collect(((m.name, tar.extractfile(m).read()) for m in members),  # type: ignore[union-attr]
+                            str(path))
     except (tarfile.TarError, OSError, EOFError) as e:
         raise DataError(f"{path} is not a readable tar archive ({e}); {HOW_TO}") from None
 

@@ -43,6 +43,8 @@ def weights_hash(model: nn.Module) -> str:
     for m in model.modules():
         if isinstance(m, (nn.Conv2d, nn.Linear)):
             for p in (m.weight, m.bias):
+                if p is None:  # a layer built with bias=False
+                    continue
                 h.update(p.detach().cpu().contiguous().numpy().tobytes())
     return h.hexdigest()[:16]
 
