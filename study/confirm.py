@@ -87,7 +87,7 @@ def best_trials(study: optuna.Study, top_k: int) -> list[optuna.trial.FrozenTria
     """The `top_k` best completed trials, best first (ties: the earlier trial)."""
     sign = -1 if study.direction == optuna.study.StudyDirection.MINIMIZE else 1
     complete = sorted(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)),
-                      key=lambda t: (-sign * t.value, t.number))
+                      key=lambda t: (-sign * t.value, t.number))  # type: ignore[operator]  # complete: has a value
     if not complete:
         raise UsageError(f"tuning study {study.study_name!r} has no completed trial yet; run "
                          "`python -m study.tune --trials N` first")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import traceback
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
@@ -29,7 +30,7 @@ def config_value(config: Any, key: str) -> Any:
     return config[key] if isinstance(config, dict) else getattr(config, key)
 
 
-def space_from_ranges(config: Any, ranges: dict[str, dict[str, Any]]) -> dict[str, optuna.distributions.BaseDistribution]:
+def space_from_ranges(config: Any, ranges: Mapping[str, Mapping[str, Any]]) -> dict[str, optuna.distributions.BaseDistribution]:
     """[tune] ranges as Optuna distributions; a bound that names a config key takes the arm's value."""
     space: dict[str, optuna.distributions.BaseDistribution] = {}
     for key, rng in ranges.items():
@@ -49,7 +50,7 @@ def space_from_ranges(config: Any, ranges: dict[str, dict[str, Any]]) -> dict[st
 
 
 def search_space(config: Any, tune_gamma: bool = False,
-                 ranges: dict[str, dict[str, Any]] | None = None) -> dict[str, optuna.distributions.BaseDistribution]:
+                 ranges: Mapping[str, Mapping[str, Any]] | None = None) -> dict[str, optuna.distributions.BaseDistribution]:
     if ranges is not None:
         space = space_from_ranges(config, ranges)
     else:

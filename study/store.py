@@ -144,7 +144,7 @@ class RunStore:
         the study had before (None if this call created it)."""
         self.storage = optuna.storages.RDBStorage(self.url)
         self.study = optuna.create_study(storage=self.storage, study_name=study_name,
-                                         direction=self.direction, load_if_exists=True)
+                                         direction=self.direction, load_if_exists=True)  # type: ignore[arg-type]  # a DIRECTIONS value
         stored = self.study.user_attrs.get("identity")
         if stored is None:
             self.study.set_user_attr("identity", identity)

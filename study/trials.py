@@ -57,7 +57,7 @@ def open_tuning_study(url: str, name: str, attrs: dict[str, Any], sampler, prune
         raise UsageError(f"no tuning study {name!r} in {redact(url)}: run `python -m study.tune --trials N` "
                          "with the same options first")
     try:
-        study = optuna.create_study(storage=storage, study_name=name, direction=direction, sampler=sampler,
+        study = optuna.create_study(storage=storage, study_name=name, direction=direction, sampler=sampler,  # type: ignore[arg-type]  # a DIRECTIONS value
                                     pruner=pruner, load_if_exists=True)
     except Exception as e:
         raise StoreError(f"cannot open study {name!r} in {redact(url)}: {type(e).__name__}: {str(e).splitlines()[0]}") from None
@@ -100,8 +100,10 @@ def fmt_params(params: dict[str, Any]) -> str:
     return " ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in params.items())
 
 
-def score_text(value: float, metric: str) -> str:
+def score_text(value: float | None, metric: str) -> str:
     """The built-in objective as 'val 51.70%'; any other metric as 'name 0.1234'."""
+    if value is None:  # optuna types every trial's value as optional; complete ones have one
+        return f"no {metric} score"
     return f"val {value:.2f}%" if metric == OBJECTIVE else f"{metric} {value:.4g}"
 
 
