@@ -18,6 +18,7 @@ import math
 from functools import lru_cache
 
 import numpy as np
+from numpy.typing import ArrayLike
 from scipy import optimize, special, stats
 
 SPENDING_FUNCTIONS = ("obrien-fleming", "pocock", "power", "hsd")
@@ -137,7 +138,7 @@ def nominal_levels(spending: str, param: float | None, alpha: float,
     return 2 * stats.norm.sf(c)
 
 
-def t_boundaries(levels: np.ndarray, n: np.ndarray) -> np.ndarray:
+def t_boundaries(levels: ArrayLike, n: ArrayLike) -> np.ndarray:
     """|t| boundaries for looks with ``n`` pairs at the given nominal two-sided levels."""
     return stats.t.isf(np.asarray(levels) / 2, np.asarray(n) - 1)
 

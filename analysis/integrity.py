@@ -102,7 +102,9 @@ def _same_configuration(runs: pd.DataFrame, arms: Sequence[str], configs: Mappin
                         lr: Mapping[str, dict]) -> _Found:
     """Arms with the same configuration (study.json; else the runs' config hashes): the same
     thing when their effective lr also agrees, not reproducible when it does not."""
-    flags, checks = [], []
+    flags: list[str] = []
+    checks: list[str] = []
+    cfg_keys: dict[str, object]  # a configuration's JSON, or the arm's set of recorded hashes
     if any(c is not None for c in configs.values()):
         cfg_keys = {a: _config_key(c) for a, c in configs.items()}
         source = "resolved configuration in study.json"
@@ -175,7 +177,9 @@ def _learning_rates(arms: Sequence[str], configs: Mapping,
 def _config_hashes(runs: pd.DataFrame, arms: Sequence[str],
                    configs: Mapping) -> _Found:
     """Runs whose recorded config hash is not their arm's configuration in study.json."""
-    flags, checks, stale = [], [], []
+    flags: list[str] = []
+    checks: list[str] = []
+    stale: list[str] = []
     if "config_hash" not in runs:
         return _Found(flags, checks, stale)
     for arm in arms:

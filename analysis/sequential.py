@@ -188,7 +188,11 @@ class _Path:
 
 
 def _path(plan: SequentialPlan, d: np.ndarray, upto: int) -> _Path:
-    seeds, n, mean, sd, notes = [], [], [], [], []
+    seeds: list[int] = []
+    n: list[int] = []
+    mean: list[float] = []
+    sd: list[float] = []
+    notes: list[str] = []
     for s in plan.looks()[:upto]:
         x = d[:s][~np.isnan(d[:s])]
         if x.size < 2 or (n and x.size == n[-1] and s != plan.max_seeds):

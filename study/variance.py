@@ -50,7 +50,7 @@ from study.notebook.config import PER_SEED_SPLIT
 from study.notebook.data import DataError
 from study.options import add_study_args, options
 from study.params import ConfigError, parse_assignment, suggest
-from study.plan import UsageError, device_choice, resolve_preset
+from study.plan import Plan, UsageError, device_choice, resolve_preset
 from study.seeds import RunSeeds
 from study.spec import SpecError, StudySpec, load_spec
 from study.store import StoreError
@@ -185,7 +185,7 @@ def run_design(study: VarianceStudy, args: argparse.Namespace):
     run_args = options(study.spec, **values)
     check_stored(Path(args.results) / study.name, study)
     with contextlib.redirect_stdout(sys.stderr):  # study.run's summary; stdout is the decomposition
-        plans = []
+        plans: list[Plan] = []
         code = execute(run_args, plans=plans)
     return code, plans[0] if plans else None
 
@@ -219,7 +219,7 @@ def decompose(study: VarianceStudy, results_dir: Path, confidence: float) -> tup
     counts = runs["status"].value_counts().to_dict()
     ok = runs[runs["status"] == COMPLETE].sort_values("seed").reset_index(drop=True)
     correct = correct_rows(results_dir, study.arm, [int(s) for s in ok["seed"]]) if len(ok) else None
-    percent = study.spec.builtin
+    percent: bool | None = study.spec.builtin
     notes = list(study.notes)
     if correct is not None and not study.spec.builtin:
         percent = accuracy_scale(ok[metric].to_numpy(float), correct)

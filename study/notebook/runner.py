@@ -100,7 +100,7 @@ def train_seeds(config, seeds: list[int], data, device: str, compile: bool, on_e
 
     by_split = split_groups(config, seeds)
     if len(by_split) > 1:  # a per-seed split: seeds train together only where their data match
-        done = {}
+        done: dict[int, Any] = {}
         for run_config, same in by_split.items():
             done.update(zip(same, train_seeds(run_config, same, data, device, compile, on_epoch), strict=True))
         return [done[s] for s in seeds]
@@ -203,6 +203,6 @@ def make_objective(config, data, space: dict[str, Any], device: str | None = Non
         if result.status == DIVERGED:
             trial.set_user_attr("diverged_epoch", result.diverged_epoch)
             raise optuna.TrialPruned(f"diverged (non-finite loss) in epoch {result.diverged_epoch}")
-        return result.val_acc
+        return result.val_acc  # type: ignore[return-value]  # None: optuna fails the trial
 
     return objective
