@@ -51,6 +51,13 @@ class StudyAnalysis:
     palette: dict
 
     @property
+    def compared(self) -> Family:
+        """`family`, for the sections that are written only when there are comparisons."""
+        if self.family is None:
+            raise RuntimeError("a section that needs comparisons was written without any")
+        return self.family
+
+    @property
     def test_name(self) -> str:
         comps = self.family.comparisons if self.family else []
         return comps[0].primary.name if comps else "primary test"

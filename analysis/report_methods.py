@@ -45,7 +45,7 @@ def _data(analysis: StudyAnalysis) -> str:
 
 
 def _primary_test(analysis: StudyAnalysis) -> str:
-    fam = analysis.family
+    fam = analysis.compared
     c0 = fam.comparisons[0]
     prim = c0.primary
     return (
@@ -65,13 +65,13 @@ def _primary_test(analysis: StudyAnalysis) -> str:
 
 
 def _multiple_comparisons(analysis: StudyAnalysis) -> str:
-    return (f"**Multiple comparisons.** Family of the results table: {analysis.family.correction}."
+    return (f"**Multiple comparisons.** Family of the results table: {analysis.compared.correction}."
             + (f" The all-pairs table and heatmap are a separate family: "
                f"{analysis.family_all.correction}." if analysis.family_all else ""))
 
 
 def _verdicts(analysis: StudyAnalysis) -> str:
-    alpha, margin, fam = analysis.plan.alpha, analysis.plan.margin, analysis.family
+    alpha, margin, fam = analysis.plan.alpha, analysis.plan.margin, analysis.compared
     return (
         f"**Verdicts.** *better*/*worse* when the Holm-adjusted p < α = {alpha:g} (sign of the "
         f"difference); otherwise *equivalent* when the TOST equivalence test against "
@@ -84,7 +84,7 @@ def _verdicts(analysis: StudyAnalysis) -> str:
 
 def _exact_tests(analysis: StudyAnalysis) -> str:
     """What the exact robustness tests can reach at these n (p >= 2/2^n), and where they disagree."""
-    fam, alpha = analysis.family, analysis.plan.alpha
+    fam, alpha = analysis.compared, analysis.plan.alpha
     ns = sorted({c.n_arm for c in fam.comparisons})
     rob = [t.name for t in fam.comparisons[0].robustness]
     min_ps = sorted({c.min_attainable_p for c in fam.comparisons})
@@ -149,7 +149,7 @@ def _testset_noise(analysis: StudyAnalysis) -> str | None:
 
 
 def _power(analysis: StudyAnalysis) -> str | None:
-    fam = analysis.family
+    fam = analysis.compared
     comps = [c for c in fam.comparisons if c.sd > 0]
     if not comps:
         return None
@@ -171,7 +171,7 @@ def _omnibus(analysis: StudyAnalysis, notes: list[str]) -> str | None:
     """The omnibus test over all analysable arms (from three on); its warnings go to `notes`."""
     if len(analysis.analysable) < 3:
         return None
-    runs, metric, fam = analysis.study.runs, analysis.plan.metric, analysis.family
+    runs, metric, fam = analysis.study.runs, analysis.plan.metric, analysis.compared
     ok = runs[runs["status"] == "complete"]
     series = {arm: ok[ok["arm"] == arm].set_index("seed")[metric].astype(float)
               for arm in analysis.analysable}

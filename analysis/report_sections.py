@@ -240,7 +240,7 @@ def _distribution_caption(analysis: StudyAnalysis) -> str:
 
 
 def _power_caption(analysis: StudyAnalysis) -> str:
-    fam = analysis.family
+    fam = analysis.compared
     comps = [c for c in fam.comparisons if c.sd > 0]
     if not comps:
         return "No comparison has a non-zero seed sd: power cannot be estimated."
