@@ -84,7 +84,7 @@ def make_plan(spec: str | Path | StudySpec | None, *, has_cuda: bool, preset: st
     n_seeds = spec.seeds if seeds is None else len(explicit) if explicit is not None else seeds
     if type(n_seeds) is not int or n_seeds <= 0:
         raise UsageError(f"--seeds must be a positive integer, got {n_seeds}")
-    chosen = spec.select(",".join(arms) if isinstance(arms, (list, tuple)) else arms)
+    chosen = spec.select(arms if arms is None or isinstance(arms, str) else ",".join(arms))
     configs = {arm: spec.config(arm, preset, extra) for arm in spec.arm_names}  # validates all arms
     identity = spec.identity(preset, extra)
     name = default_study_name(spec, preset, extra) if study is None else study
@@ -119,15 +119,15 @@ def device_choice(device_arg: str) -> tuple[str, bool]:
         device = "cuda" if torch.cuda.is_available() else "cpu"
         return device, device == "cuda"
     try:
-        device = torch.device(device_arg)
+        parsed = torch.device(device_arg)
     except (RuntimeError, ValueError):
         raise UsageError(f"--device {device_arg!r} is not a device; use auto, cpu, cuda or cuda:N") from None
-    if device.type == "cuda":
+    if parsed.type == "cuda":
         if not torch.cuda.is_available():
             raise UsageError(f"--device {device_arg}: this machine has no CUDA device (torch "
                              f"{torch.__version__}, built for CUDA {torch.version.cuda or 'none'}); use --device cpu or auto")
-        if device.index is not None and device.index >= torch.cuda.device_count():
+        if parsed.index is not None and parsed.index >= torch.cuda.device_count():
             raise UsageError(f"--device {device_arg}: only {torch.cuda.device_count()} CUDA device(s) here")
-    elif device.type != "cpu":
-        raise UsageError(f"--device {device_arg}: seedwise trains on cpu or cuda, got {device.type!r}")
-    return device_arg, device.type == "cuda"
+    elif parsed.type != "cpu":
+        raise UsageError(f"--device {device_arg}: seedwise trains on cpu or cuda, got {parsed.type!r}")
+    return device_arg, parsed.type == "cuda"
