@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import warnings
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from scipy import stats
@@ -77,7 +78,7 @@ def describe(
     x = clean_1d(values, "values", notes, min_n=1)
     n = x.size
     mean, median = float(np.mean(x)), float(np.median(x))
-    common = dict(n=n, mean=mean, median=median, confidence=confidence, boot_method=boot_method)
+    common: dict[str, Any] = dict(n=n, mean=mean, median=median, confidence=confidence, boot_method=boot_method)
 
     if n == 1:
         note(

@@ -17,6 +17,7 @@ import sys
 import warnings
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from scipy import stats
@@ -28,10 +29,10 @@ from .tuning import selection_rows
 from .variance import SOURCES, VarianceDecomposition, decompose_variance, seed_column
 
 # What the course notebook printed and did (its outputs and code), not results of ours.
-NOTEBOOK = {"bn_sched": 75.49, "bn_nosched": 74.87, "nobn": 74.08, "n_test": 10_000,
+NOTEBOOK: dict[str, Any] = {"bn_sched": 75.49, "bn_nosched": 74.87, "nobn": 74.08, "n_test": 10_000,
             "n_train": 50_000, "lr": 0.1, "text_lr": 0.001}
 # Planning constants of the single-run power analysis (section 1).
-PLANNING = {"alpha": 0.05, "power": 0.8, "seed_sds": (0.2, 0.4, 1.0), "confidence": 0.95}
+PLANNING: dict[str, Any] = {"alpha": 0.05, "power": 0.8, "seed_sds": (0.2, 0.4, 1.0), "confidence": 0.95}
 CHANCE = 10.0  # CIFAR-10 has ten classes: a run at <= CHANCE + 1 points never learned
 CONFIG_KEYS = ("width", "train_size", "val_size", "test_size", "epochs", "lr", "step_size", "gamma")
 
@@ -171,7 +172,7 @@ def variance_numbers(prefix: str, d: VarianceDecomposition) -> dict[str, str]:
                                 if c.share_ci else "n/a")
         if c.test_noise is not None:
             out[f"{k}.test_noise"] = _f(c.test_noise)
-    ranked = sorted((c for c in d.sources if c.variance is not None), key=lambda c: -c.variance)
+    ranked = sorted((c for c in d.sources if c.variance is not None), key=lambda c: -c.variance)  # type: ignore[operator]  # not None: filtered
     if ranked:
         out[f"{prefix}.largest"] = ranked[0].source
     return out
@@ -275,8 +276,8 @@ def tuning_numbers(path: Path, ablation: str) -> dict[str, str]:
         if seeds:
             out[f"{k}.min_seed"] = _n(int(min(seeds)))
         for name, dist in (trials[0].distributions if trials else {}).items():
-            out[f"{k}.space.{name}.low"] = _n(dist.low)
-            out[f"{k}.space.{name}.high"] = _n(dist.high)
+            out[f"{k}.space.{name}.low"] = _n(dist.low)  # type: ignore[attr-defined]  # int/float ranges
+            out[f"{k}.space.{name}.high"] = _n(dist.high)  # type: ignore[attr-defined]
         if t.best:
             out[f"{k}.best_trial"] = str(t.best["number"])
             out[f"{k}.best_val"] = _f(t.best["value"])
