@@ -99,7 +99,7 @@ def history_figure(t: Tuning) -> Figure:
         best = done.sort_values("number")["value"].cummax()
         ax.step(done.sort_values("number")["number"], best, where="post", color="black", label="best so far")
     ax.set(xlabel="trial", ylabel="validation accuracy (%)", title=f"Optimization history: tuning `{t.arm}`")
-    ax.xaxis.get_major_locator().set_params(integer=True)
+    ax.xaxis.get_major_locator().set_params(integer=True)  # type: ignore[call-arg]  # a MaxNLocator
     ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.18), ncol=3, fontsize=8, frameon=False)
     ax.grid(alpha=0.3)
     return fig

@@ -10,7 +10,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 import pandas as pd
 import seaborn as sns
-from matplotlib.artist import setp
+from matplotlib.artist import Artist, setp
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
@@ -102,7 +102,7 @@ def forest_figure(
     sides = "← worse | better →" if direction == "maximize" else "← better | worse →"
     fig.supxlabel(f"difference in {metric_label(metric)}: arm − {baseline} "
                   f"(mean and {CONFIDENCE:.0%} CI, unadjusted)   {sides}", fontsize=10)
-    handles = [Patch(color="0.85", label=f"equivalence margin ±{margin:g}")]
+    handles: list[Artist] = [Patch(color="0.85", label=f"equivalence margin ±{margin:g}")]
     handles += [Line2D([], [], marker="o", ls="-", color=VERDICT_COLORS[v], label=v)
                 for v in VERDICT_COLORS if v in verdicts]
     fig.legend(handles=handles, loc="outside upper center", ncol=len(handles), fontsize=8.5,
@@ -156,7 +156,7 @@ def pairwise_figure(
     ax.set_xlabel("column arm")
     ax.set_ylabel("row arm")
     ax.tick_params(axis="x", rotation=30)
-    setp(ax.get_xticklabels(), ha="right", rotation_mode="anchor")
+    setp(ax.get_xticklabels(), ha="right", rotation_mode="anchor")  # type: ignore[arg-type]  # setp takes lists
     ax.tick_params(axis="y", rotation=0)
     ax.set_title(f"All pairs: row − column; p Holm-adjusted over the {len(frame)} pairs\n"
                  f"(* = significant at α = {alpha:g})", fontsize=10.5)

@@ -6,16 +6,18 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
+from numpy.typing import ArrayLike
 
 from .common import arm_order, arm_palette, empty_figure, new_figure
 
 
-def configured_lr(config: Mapping[str, object], epochs: Sequence[int]) -> np.ndarray | None:
+def configured_lr(config: Mapping[str, Any], epochs: ArrayLike) -> np.ndarray | None:
     """The per-epoch lr that `config` asks for (StepLR or constant); None if not known.
 
     StepLR(step_size, gamma) on the optimizer that steps: ``lr * gamma ** ((epoch-1) //
