@@ -213,7 +213,7 @@ class SingleModel:
 
     def __init__(self, models: list[nn.Module], config: Config, dev: torch.device, autocast: Autocast):
         (model,) = models
-        self.model = model.to(dev, memory_format=torch.channels_last)
+        self.model = model.to(dev, memory_format=torch.channels_last)  # type: ignore[call-overload]  # torch accepts both
         self.optimizer, self.scheduler = make_optimizer(self.model, config)
         self.autocast = autocast
 
@@ -268,7 +268,7 @@ def run_epochs(config: Config, seeds: Sequence[int], data: Cifar10, make_engine:
 
     streams = [stream_seeds(s) for s in seeds]
     gens = [(generator(s, "order"), generator(s, "augment")) for s in seeds]
-    models = [init_model(config, st["init"]) for st in streams]
+    models: list[nn.Module] = [init_model(config, st["init"]) for st in streams]
     init_hashes = [weights_hash(m) for m in models]
     n_bn = count_bn(models[0])
     engine = make_engine(models, config, dev, autocast)
@@ -287,7 +287,7 @@ def run_epochs(config: Config, seeds: Sequence[int], data: Cifar10, make_engine:
         lr = engine.optimizer.param_groups[0]["lr"]  # the lr this epoch's steps will use
         draws = [epoch_draws(config, n, g_order, g_aug, dev) for g_order, g_aug in gens]
         perms = torch.stack([perm for perm, _ in draws])  # (k, n): row i is seed i's order
-        flips = torch.stack([f for _, f in draws]) if config.flip else None
+        flips = torch.stack([f for _, f in draws]) if config.flip else None  # type: ignore[misc]  # drawn when config.flip
         engine.train()
         epoch_start = time.perf_counter()
         loss_sum = torch.zeros(k, device=dev)
@@ -313,7 +313,7 @@ def run_epochs(config: Config, seeds: Sequence[int], data: Cifar10, make_engine:
         if not live:
             break
         val_acc = accuracies(engine.predict(x_val), y_val)
-        test_acc: list[float | None] = [None] * k
+        test_acc: Sequence[float | None] = [None] * k
         if score_test and (config.test_every_epoch or epoch == config.epochs):
             test_pred = engine.predict(x_test)
             test_acc = accuracies(test_pred, y_test)
