@@ -50,9 +50,11 @@ def spend(spending: str, param: float | None, alpha: float, t: float) -> float:
         return float(2 * stats.norm.sf(stats.norm.isf(alpha / 2) / math.sqrt(t)))
     if spending == "pocock":
         return alpha * math.log1p((math.e - 1) * t)
-    if spending == "power":
-        return alpha * t ** param
-    if spending == "hsd":
+    if spending in ("power", "hsd"):
+        if param is None:
+            raise ValueError(f"`param` is required for {spending!r} spending")
+        if spending == "power":
+            return alpha * t ** param
         return alpha * (-math.expm1(-param * t)) / (-math.expm1(-param))
     raise ValueError(f"`spending` must be one of {SPENDING_FUNCTIONS}, got {spending!r}")
 
@@ -120,6 +122,7 @@ def z_boundaries(spending: str, param: float | None, alpha: float,
         if dens is None:
             new = _pdf(y / root_t) / root_t
         else:
+            assert x is not None and w is not None  # set together with dens
             kernel = _pdf((y[:, None] - x[None, :]) / sd_inc) / sd_inc
             new = kernel @ (w * dens)
         x, w, dens, prev_t = y, wy, new, t
@@ -153,17 +156,16 @@ def z_power(spending: str, param: float | None, alpha: float,
     for t, c in zip(fractions, bounds, strict=True):
         sd_inc, root_t, mean_inc = math.sqrt(t - prev_t), math.sqrt(t), drift * (t - prev_t)
         b = min(c, _TAIL + abs(drift)) * root_t
+        y, wy = _simpson(-b, b, points)
         if dens is None:
             total += stats.norm.sf((b - drift * t) / root_t) + stats.norm.cdf(
                 (-b - drift * t) / root_t)
+            new = stats.norm.pdf((y - drift * t) / root_t) / root_t
         else:
+            assert x is not None and w is not None  # set together with dens
             tail = (stats.norm.sf((b - x - mean_inc) / sd_inc)
                     + stats.norm.cdf((-b - x - mean_inc) / sd_inc))
             total += float(np.dot(w * dens, tail))
-        y, wy = _simpson(-b, b, points)
-        if dens is None:
-            new = stats.norm.pdf((y - drift * t) / root_t) / root_t
-        else:
             kernel = stats.norm.pdf((y[:, None] - x[None, :] - mean_inc) / sd_inc) / sd_inc
             new = kernel @ (w * dens)
         x, w, dens, prev_t = y, wy, new, t
