@@ -22,6 +22,7 @@ as the reference of the `vs notebook` column. Prints one table; --json writes it
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import re
@@ -171,28 +172,35 @@ def cudagraph_skips() -> int:
 def measure_procs(v: Variant, args, warmup: int, steps: int) -> dict:
     """`v.procs` copies of the one-model bf16 variant, timed together: each warms up, says it is
     ready, waits for the go, then times its steps; the aggregate is the sum of their img/s."""
-    with tempfile.TemporaryDirectory() as tmp:
+    with tempfile.TemporaryDirectory() as tmp, contextlib.ExitStack() as files:
         cmd = [sys.executable, os.path.abspath(__file__), "--worker", tmp, "--device", args.device,
                "--width", str(args.width), "--steps", str(steps), "--warmup", str(warmup)]
         if args.data:
             cmd += ["--data", args.data]
-        workers = [subprocess.Popen(cmd + ["--worker-id", str(i)], stdout=subprocess.PIPE,
-                                    stderr=subprocess.PIPE, text=True) for i in range(v.procs)]
-        deadline = time.monotonic() + 300
-        while sum(f.startswith("ready") for f in os.listdir(tmp)) < v.procs:
-            if any(w.poll() not in (None, 0) for w in workers) or time.monotonic() > deadline:
-                break
-            time.sleep(0.05)
-        open(os.path.join(tmp, "go"), "w").close()
-        results = []
-        for w in workers:
-            out, err = w.communicate()
-            if w.returncode != 0:
-                for other in workers:
-                    other.kill()
-                lines = [line for line in err.strip().splitlines() if line.strip()]
-                raise RuntimeError(f"worker exited {w.returncode}: {lines[-1] if lines else 'no output'}")
-            results.append(json.loads(out.strip().splitlines()[-1]))
+        # stderr to files: a pipe nobody reads yet can fill and block its worker
+        errs = [files.enter_context(open(os.path.join(tmp, f"stderr{i}"), "w+")) for i in range(v.procs)]
+        workers = [subprocess.Popen(cmd + ["--worker-id", str(i)], stdout=subprocess.PIPE, stderr=errs[i],
+                                    text=True) for i in range(v.procs)]
+        try:  # a worker must never outlive this call (a failure, or SIGINT at the step's cap)
+            deadline = time.monotonic() + 300
+            while sum(f.startswith("ready") for f in os.listdir(tmp)) < v.procs:
+                if any(w.poll() not in (None, 0) for w in workers) or time.monotonic() > deadline:
+                    break
+                time.sleep(0.05)
+            open(os.path.join(tmp, "go"), "w").close()
+            results = []
+            for w, err in zip(workers, errs, strict=True):
+                out, _ = w.communicate()
+                if w.returncode != 0:
+                    err.seek(0)
+                    lines = [line for line in err.read().splitlines() if line.strip()]
+                    raise RuntimeError(f"worker exited {w.returncode}: {lines[-1] if lines else 'no output'}")
+                results.append(json.loads(out.strip().splitlines()[-1]))
+        finally:
+            for w in workers:
+                if w.poll() is None:
+                    w.kill()
+                    w.wait()
     per = [r["img_per_s"] for r in results]
     return {"seconds": max(r["seconds"] for r in results), "img_per_s_model": sum(per) / len(per),
             "img_per_s": sum(per), "per_process": per}
@@ -278,29 +286,37 @@ def main(argv=None) -> int:
     flops = train_flops_per_image(config)
     nb = notebook_loop(config, data, dev, max_steps=args.steps)  # 5 untimed steps, then `steps`
     results = {"notebook": {"status": "ok", "img_per_s_model": nb["img_per_s"], "img_per_s": nb["img_per_s"],
-                            "seconds": nb["seconds"], "precision": "fp32"}}
-    for v in VARIANTS:
-        if only and not only.search(v.name):
-            results[v.name] = {"status": "skipped", "reason": "not selected by --only"}
-            continue
-        done = [r["wall_s"] for r in results.values() if "wall_s" in r]
-        guess = max(done) * max(v.procs, v.group) / 4 if done else 0.0  # rough: bigger variants take longer
-        if args.budget is not None and time.perf_counter() - start + guess > args.budget:
-            results[v.name] = {"status": "skipped", "reason": f"budget ({args.budget:.0f} s) would be exceeded"}
-            continue
-        results[v.name] = {**v.__dict__, **run_variant(v, args, config, data, dev)}
-    for r in results.values():
-        if r["status"] == "ok":
-            r["fraction_of_peak"] = r["img_per_s"] * flops / peak if peak else None
-            r["vs_notebook"] = r["img_per_s"] / nb["img_per_s"]
+                            "seconds": nb["seconds"], "precision": "fp32", "vs_notebook": 1.0,
+                            "fraction_of_peak": nb["img_per_s"] * flops / peak if peak else None}}
+    meta = {"device": name, "width": args.width, "steps": args.steps, "warmup": args.warmup,
+            "flops_per_image": flops, "peak_flops": peak, "torch": torch.__version__}
+    try:
+        for v in VARIANTS:
+            if only and not only.search(v.name):
+                results[v.name] = {"status": "skipped", "reason": "not selected by --only"}
+                continue
+            done = [r["wall_s"] for r in results.values() if "wall_s" in r]
+            guess = max(done) * max(v.procs, v.group) / 4 if done else 0.0  # rough: bigger variants take longer
+            if args.budget is not None and time.perf_counter() - start + guess > args.budget:
+                results[v.name] = {"status": "skipped", "reason": f"budget ({args.budget:.0f} s) would be exceeded"}
+                continue
+            r = results[v.name] = {**v.__dict__, **run_variant(v, args, config, data, dev)}
+            if r["status"] == "ok":
+                r["fraction_of_peak"] = r["img_per_s"] * flops / peak if peak else None
+                r["vs_notebook"] = r["img_per_s"] / nb["img_per_s"]
+            if args.json:  # after every variant: a step stopped at its time cap keeps what ran
+                write_json(args.json, meta, results)
+    except KeyboardInterrupt:  # SIGINT at the cap of paper/gpu_full_study.sh
+        print("interrupted: the variants not listed below did not run", file=sys.stderr)
     print_table(results, name, args)
     if args.json:
-        out = {"device": name, "width": args.width, "steps": args.steps, "warmup": args.warmup,
-               "flops_per_image": flops, "peak_flops": peak, "torch": torch.__version__,
-               "variants": results}
-        with open(args.json, "w") as f:
-            json.dump(out, f, indent=2, default=str)
+        write_json(args.json, meta, results)
     return 0
+
+
+def write_json(path: str, meta: dict, results: dict) -> None:
+    with open(path, "w") as f:
+        json.dump({**meta, "variants": results}, f, indent=2, default=str)
 
 
 def print_table(results: dict, device: str, args) -> None:
