@@ -108,7 +108,7 @@ def build_engine(v: Variant, config, dev: torch.device):
 
 
 def time_steps(engine, config, data, dev: torch.device, k: int, warmup: int, steps: int,
-               ready=None) -> float:
+               ready=None, graphs: bool = False) -> float:
     """Seconds for `steps` engine steps after `warmup` ones, as run_epochs steps (device-side
     loss/accuracy sums, no per-step host sync). `ready()` is called between the two (barrier)."""
     x, y = device_data(config, data, dev, score_test=False)[:2]
@@ -125,6 +125,8 @@ def time_steps(engine, config, data, dev: torch.device, k: int, warmup: int, ste
         for i in range(offset, offset + count):
             start = (i * bs) % (n - bs + 1)
             xb, yb = train_batch(x, y, perms, flips, start, bs)
+            if graphs:  # one training step per CUDA-graph tree iteration (torch's advice for loops)
+                torch.compiler.cudagraph_mark_step_begin()
             losses, out = engine.step(xb, yb)
             loss_sum += losses.detach().float()
             correct += (out.argmax(-1) == yb).sum(-1)
@@ -151,7 +153,8 @@ def measure_in_process(v: Variant, config, data, dev, warmup: int, steps: int, r
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         engine = build_engine(v, config, dev)
-        seconds = time_steps(engine, config, data, dev, v.group, warmup, steps, ready)
+        graphs = v.compile and dev.type == "cuda"
+        seconds = time_steps(engine, config, data, dev, v.group, warmup, steps, ready, graphs)
     if v.compile and not engine.compiled:  # GroupedModels fell back to eager: not what we timed
         reason = next((str(w.message) for w in caught if "torch.compile" in str(w.message)), "fell back")
         raise RuntimeError(reason)
