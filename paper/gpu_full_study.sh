@@ -23,12 +23,16 @@ step() {  # step NAME TIME_CAP command...: run with SIGINT at the cap (clean sto
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | tee "$OUT/gpu.txt"
 $PY -c "import torch; print('torch', torch.__version__, 'cuda', torch.version.cuda)" | tee -a "$OUT/gpu.txt"
 
-# 1. speed: the notebook's loop vs seedwise's engine on this GPU (one epoch each), one model
-#    per step and 8 seeds per vmapped step; then the same with torch.compile
-step bench 150 $PY benchmarks/notebook_vs_engine.py --group 8 --json "$OUT/bench.json"
-step bench_compiled 180 $PY benchmarks/notebook_vs_engine.py --group 8 --compile --json "$OUT/bench_compiled.json"
+# 1. speed: the variant matrix (bf16/TF32/fp32, channels_last, 1-16 seeds per vmapped step,
+#    1-8 processes at once, CUDA graphs) against the notebook's loop, same steps each;
+#    --budget keeps it inside its cap (variants that would not fit are recorded as skipped)
+step matrix 200 $PY benchmarks/gpu_matrix.py --budget 180 --json "$OUT/matrix.json"
 # 2. the default study, full preset, 10 seeds per arm: each arm's seeds in one vmapped step
 step full10 300 $PY -m study.run --preset full --seeds 10 --group 10 --jobs 1
+# 2b. issue 13's quick-preset sequential study, in fp32 so that CPU and GPU sessions add runs
+#     of one arithmetic to the same study (resumable: what is stored stays)
+step quick_seq 150 $PY -m study.run --preset quick --until-decided --study notebook-ablation-quick-sequential \
+  --set precision=fp32
 # 3. fidelity: the fast engine (bf16, 10 seeds per step) vs the fp32 single-model reference
 step fid_fast 120 $PY -m study.run --spec benchmarks/fidelity.toml --preset full --seeds 10 --arms bf16 --group 10
 step fid_ref 200 $PY -m study.run --spec benchmarks/fidelity.toml --preset full --seeds 10 --arms fp32 \
@@ -38,4 +42,5 @@ for i in $(seq "$JOBS"); do
   step "tune$i" 240 $PY -m study.tune --preset full --trials 30 --threads 1 &
 done; wait
 step confirm 200 $PY -m study.tune --preset full --confirm 10
-tar czf "$OUT/results-gpu.tgz" results/notebook-ablation-full* results/fidelity-full && ls -la "$OUT"
+tar czf "$OUT/results-gpu.tgz" results/notebook-ablation-full* results/notebook-ablation-quick-sequential \
+  results/fidelity-full && ls -la "$OUT"
