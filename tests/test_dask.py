@@ -10,6 +10,7 @@ import pytest
 distributed = pytest.importorskip("dask.distributed")
 
 
+@pytest.mark.slow  # the same dispatch as the user-experiment Dask test, which stays in the default suite
 def test_study_runs_on_a_local_dask_cluster(tmp_path):
     from conftest import data_source
 
