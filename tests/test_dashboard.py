@@ -46,20 +46,9 @@ def test_dashboard_serves_tuning_and_ablation_studies(tmp_path, cifar, monkeypat
     ablation, tuning = study_dir.name, f"{study_dir.name}-tune-baseline"
     assert expected == {ablation: 1, tuning: 2}
 
-    port = free_port()
-    server = subprocess.Popen([str(DASHBOARD), url, "--host", "127.0.0.1", "--port", str(port)],
-                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                              env={**os.environ, "PYTHONUNBUFFERED": "1"})
-    base = f"http://127.0.0.1:{port}"
+    server, base = serve(url)
     try:
-        deadline, listing = time.monotonic() + 30, None
-        while listing is None:
-            assert server.poll() is None, f"optuna-dashboard exited: {server.stdout.read()}"
-            try:
-                listing = get_json(f"{base}/api/studies")
-            except OSError:
-                assert time.monotonic() < deadline, "optuna-dashboard did not answer within 30 s"
-                time.sleep(0.3)
+        listing = get_json(f"{base}/api/studies")
         served = {s["study_name"]: s["study_id"] for s in listing["study_summaries"]}
         assert set(served) == {ablation, tuning}
         for name, n_trials in expected.items():
@@ -71,12 +60,16 @@ def test_dashboard_serves_tuning_and_ablation_studies(tmp_path, cifar, monkeypat
         attrs = {a["key"]: a["value"] for a in tuning_detail.get("user_attrs", [])}
         assert attrs.get("kind") == "seedwise-tuning"
     finally:
-        server.terminate()
-        try:
-            server.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait()
+        stop(server)
+
+
+def stop(server: subprocess.Popen) -> None:
+    server.terminate()
+    try:
+        server.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        server.kill()
+        server.wait()
 
 
 def serve(url: str):
@@ -118,5 +111,4 @@ def test_dashboard_serves_a_user_experiment_minimized(tmp_path):
         assert {p["name"] for t in ablation["trials"] for p in t["params"]} == {"arm", "seed"}
         assert all(t["values"] and 0 <= t["values"][0] <= 100 for t in ablation["trials"])
     finally:
-        server.terminate()
-        server.wait(timeout=10)
+        stop(server)
