@@ -218,6 +218,10 @@ def decompose(study: VarianceStudy, results_dir: Path, confidence: float) -> tup
     metric = study.spec.analysis.metric
     counts = runs["status"].value_counts().to_dict()
     ok = runs[runs["status"] == COMPLETE].sort_values("seed").reset_index(drop=True)
+    # runs.csv holds all four seed columns; decompose_variance reads a run's group from the
+    # columns it is given, so a design over some sources must hand over only theirs (with all
+    # four, an "all" run of --sources init,order looked like one varying two of four: refused).
+    ok = ok.drop(columns=[seed_column(s) for s in SOURCES if s not in study.sources])
     correct = correct_rows(results_dir, study.arm, [int(s) for s in ok["seed"]]) if len(ok) else None
     percent: bool | None = study.spec.builtin
     notes = list(study.notes)

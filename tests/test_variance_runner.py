@@ -164,6 +164,16 @@ def test_variance_command_on_a_user_experiment_then_a_rerun_trains_nothing(tmp_p
     assert "another --study" in capsys.readouterr().err
 
 
+def test_a_design_over_some_sources_decomposes_over_those(tmp_path, capsys, one_thread):
+    # runs.csv keeps all four seed columns; the "all" group of init,order once read as a run
+    # varying two of four sources and ended in a traceback.
+    assert run_variance(tmp_path, "--sources", "init,order") == 0
+    (study,) = tmp_path.iterdir()
+    table = pd.read_csv(study / "variance.csv")
+    assert list(table["source"]) == ["init", "order", "all", "test"]
+    assert table.loc[table["source"] != "test", "n_runs"].tolist() == [2] * 3
+
+
 @pytest.mark.parametrize(("args", "names"), [
     (["--arm", "nope"], "unknown arm 'nope'"),
     (["--arm", "dropout", "--sources", "init,weather"], "--sources: unknown source 'weather'"),
