@@ -28,6 +28,8 @@ SEQUENTIAL_FILE = "sequential.json"  # a study run until decided: plan, deviatio
 ABLATION_KIND = "seedwise-ablation"  # arms x seeds, one trial per run (study.run)
 TUNING_KIND = "seedwise-tuning"  # the tuning of one arm (study.tune --trials)
 TUNED_SUFFIX = "-tuned"  # the confirmation of tuned params on fresh seeds (study.tune --confirm)
+PER_ARM_SUFFIX = TUNED_SUFFIX + "-per-arm"  # several arms, each at its own tuned params
+PER_ARM_FILE = "per_arm.json"  # in that study's folder: which trial's params each arm got
 
 # ---- a run's status (runs.csv "status", the trial's user attr "status") -------------------
 COMPLETE = "complete"  # trained to the end; its metrics are recorded
@@ -59,6 +61,12 @@ def tuning_study_name(ablation_study: str, arm: str) -> str:
 def confirm_study_name(ablation_study: str, arm: str | None = None) -> str:
     """The study confirming the tuned params of `arm` on fresh seeds (None: the baseline's)."""
     return ablation_study + TUNED_SUFFIX + ("" if arm is None else f"-{arm}")
+
+
+def per_arm_study_name(ablation_study: str) -> str:
+    """The study comparing several arms, each at its own tuned params, on fresh seeds
+    (`study.tune --arm A,B,... --confirm N`)."""
+    return ablation_study + PER_ARM_SUFFIX
 
 
 def stable_hash(value: Any, length: int = 12) -> str:

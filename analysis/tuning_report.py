@@ -1,16 +1,24 @@
 """The report's section on tuning: the Optuna tuning studies stored beside an ablation study
 (what was searched, the best trial, the parameters' importance, three figures each) and the
 confirmation of the selected parameters on fresh evaluation seeds (the ``<study>-tuned`` study
-next to it), which measures how much the winner's validation score was selection luck.
+next to it), which measures how much the winner's validation score was selection luck; and,
+when several arms were tuned (`study.tune --arm A,B,... --confirm N`), the tuned-vs-tuned answer
+(the ``<study>-tuned-per-arm`` study) next to the fixed-lr answer on the same seeds.
 """
 
 from __future__ import annotations
 
+import json
 import warnings
+from dataclasses import replace
 from pathlib import Path
 
+import pandas as pd
+
+from .contract import COMPLETE, PER_ARM_FILE, per_arm_study_name
 from .load import StudyData, StudyNotFound, compare_arms, family_frame, load_study
 from .report_blocks import FigureRef, Heading, Para, Report
+from .tables import fmt_ci, fmt_num, fmt_p, seed_ranges
 from .tuning import (
     Tuning,
     history_figure,
@@ -48,6 +56,7 @@ def tuning_section(rep: Report, study: StudyData) -> None:
             rep.figures[name] = (fig, caption)
             rep.add(FigureRef(name))
     _confirmation(rep, study.path.parent / f"{study.path.name}-tuned")
+    _per_arm(rep, study, study.path.parent / per_arm_study_name(study.path.name))
 
 
 def _tuning_text(t: Tuning) -> str:
@@ -96,3 +105,57 @@ def _confirmation(rep: Report, confirm_dir: Path) -> None:
                      f"`{confirm_dir.name}`, {r.n_arm} paired seeds): Δ = {r.diff:+.2f} points, "
                      f"95% CI [{r.ci_low:+.2f}, {r.ci_high:+.2f}], {r.test} p = {r.p_value:.3g} "
                      f"(Holm {r.p_adjusted:.3g}): **{r.verdict}**. {r.verdict_reason}"))
+
+
+def _per_arm(rep: Report, study: StudyData, per_arm_dir: Path) -> None:
+    """Each tuned arm against the baseline twice, on the same seeds: at the fixed (untuned)
+    params of this study, and with every arm at its own tuned params (`per_arm_dir`)."""
+    file = per_arm_dir / PER_ARM_FILE
+    if not (file.exists() and (per_arm_dir / "runs.csv").exists()):
+        return
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            record = json.loads(file.read_text())
+            tuned = load_study(per_arm_dir)
+            seeds = set(tuned.runs.loc[tuned.runs["status"] == COMPLETE, "seed"])
+            arms = [a["arm"] for a in record["arms"]]
+            same = study.runs["arm"].isin(arms) & study.runs["seed"].isin(seeds)
+            fixed = family_frame(compare_arms(replace(study, runs=study.runs[same])))
+            tuned_frame = family_frame(compare_arms(tuned))
+        except (OSError, ValueError, KeyError, StudyNotFound) as e:  # say why, keep the rest
+            rep.add(Para(f"The per-arm tuning study `{per_arm_dir.name}` could not be compared: {e}"))
+            return
+    rep.add(Para(f"**Every arm at its own tuned params** (study `{per_arm_dir.name}`, seeds "
+                 f"{seed_ranges(seeds)}): each arm of {', '.join(f'`{a}`' for a in arms)} was tuned in "
+                 "its own study on validation, and its best params were run on the same fresh seeds. "
+                 "The fixed-lr answer is this study's runs on those seeds, so both columns pair the "
+                 "same seeds; each column is Holm-corrected over its own comparisons."))
+    rep.add_table("tuned_per_arm", per_arm_table(record, fixed, tuned_frame),
+                  "Each arm against the baseline at the fixed (untuned) params and with every arm at "
+                  "its own tuned params: the difference, its CI, the Holm-adjusted p and the verdict.")
+
+
+def per_arm_table(record: dict, fixed: pd.DataFrame, tuned: pd.DataFrame) -> pd.DataFrame:
+    """One row per arm: untuned -> tuned params, then the fixed-lr and the tuned answer."""
+    def answer(frame: pd.DataFrame, arm: str) -> tuple[str, str]:
+        row = frame[frame["arm"] == arm]
+        if row.empty:
+            return "-", "-"
+        r = row.iloc[0]
+        return (f"{fmt_num(r['diff'], signed=True)} {fmt_ci(r['ci_low'], r['ci_high'], signed=True)}, "
+                f"p {fmt_p(r['p_adjusted'])} (n = {int(r['n_arm'])})", str(r["verdict"]))
+
+    rows = []
+    for a in record["arms"]:
+        params = ", ".join(f"{k} {_param(a['untuned'].get(k))} → {_param(v)}" for k, v in a["params"].items())
+        fixed_diff, fixed_verdict = answer(fixed, a["arm"])
+        tuned_diff, tuned_verdict = answer(tuned, a["arm"])
+        rows.append({"arm": a["arm"], "params: untuned → tuned": f"{params} (trial {a['trial']})",
+                     "fixed lr: Δ [CI], Holm p": fixed_diff, "fixed lr: verdict": fixed_verdict,
+                     "tuned per arm: Δ [CI], Holm p": tuned_diff, "tuned per arm: verdict": tuned_verdict})
+    return pd.DataFrame(rows)
+
+
+def _param(v) -> str:
+    return f"{v:.3g}" if isinstance(v, float) else str(v)

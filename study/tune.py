@@ -3,6 +3,8 @@
     python -m study.tune --trials 40                 # tune lr and step_size for the baseline arm
     python -m study.tune --trials 40 --arm no_bn     # each arm can get its own tuning (fair ablation)
     python -m study.tune --confirm 5                 # re-run the best params on 5 fresh seeds as arm "tuned"
+    python -m study.tune --arm baseline,no_bn --trials 40 --confirm 10   # tuned vs tuned: each arm
+                                                     # at its own best params, on 10 fresh seeds
     optuna-dashboard sqlite:///results/<study>/study.db   # browse tuning and ablation side by side
     python -m study.tune --spec my.toml --trials 20  # a user experiment: the space is its spec's [tune]
 
@@ -16,6 +18,10 @@ The tuning study lives in the ablation study's storage (default
 sqlite:///RESULTS/<ablation study>/study.db) as the Optuna study `<ablation study>-tune-<arm>`;
 `--confirm` writes the ablation study `<ablation study>-tuned` (`-tuned-<arm>` for other arms)
 to the same storage, pairing the tuned params with the untuned arm on the same fresh seeds.
+With several arms (`--arm A,B,...`, the baseline among them) each is tuned in its own study, one
+after the other, and `--confirm` runs every arm at its own best params in one study,
+`<ablation study>-tuned-per-arm`: a fair ablation, where no arm is judged at a learning rate
+chosen for another. The ablation study's report shows that answer next to the fixed-lr one.
 
 Exit status: 0 done, 1 a trial or run failed (recorded; rerun to retry), 2 bad input,
 130 interrupted (rerun the same command to continue).
@@ -33,7 +39,7 @@ import optuna
 from optuna.trial import TrialState
 
 from analysis.contract import TUNING_KIND, default_storage, redact, tuning_study_name
-from study.confirm import confirm
+from study.confirm import confirm, confirm_per_arm
 from study.dispatch import interruptible
 from study.experiment import ExperimentError
 from study.notebook.data import DataError
@@ -73,7 +79,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                "the target of --trials N finished trials (each may finish one trial beyond it). "
                "Exit status: 0 done, 1 a trial/run failed, 2 bad input, 130 interrupted.")
     add_study_args(p)
-    p.add_argument("--arm", help="the arm to tune (default: the spec's analysis baseline)")
+    p.add_argument("--arm", help="the arm to tune (default: the spec's analysis baseline); several, "
+                                 "comma-separated with the baseline among them: each arm is tuned on "
+                                 "its own, and --confirm compares them tuned vs tuned")
     p.add_argument("--threads", type=int, help="torch CPU threads of this process (default: torch's; use 1 "
                                                "when running one tuner per core)")
     p.add_argument("--trials", type=int, metavar="N",
@@ -130,7 +138,24 @@ def check_counts(args: argparse.Namespace) -> None:
             raise UsageError(f"{flag} must be a positive integer, got {value}")
 
 
-def prepare(args: argparse.Namespace) -> Tuning:
+def chosen_arms(args: argparse.Namespace, plan: Plan) -> list[str]:
+    """The arms of --arm (default: the baseline); several must include the baseline."""
+    baseline = plan.spec.analysis.baseline
+    arms = [a.strip() for a in (args.arm or baseline).split(",")]
+    for arm in arms:
+        plan.spec.arm(arm)  # unknown arm: SpecError naming the closest
+    if len(set(arms)) != len(arms):
+        raise UsageError(f"--arm names an arm twice: {args.arm}")
+    if len(arms) > 1:
+        if baseline not in arms:
+            raise UsageError(f"--arm {args.arm}: tuning several arms compares them tuned vs tuned, so the "
+                             f"baseline {baseline!r} must be tuned too; add it to --arm")
+        if args.top_k != 1:
+            raise UsageError("--top-k applies to one arm; with several arms each is confirmed at its best trial")
+    return arms
+
+
+def prepare(args: argparse.Namespace, arm: str | None = None) -> Tuning:
     """Everything checked and the tuning study opened (created with --trials), before any trial."""
     import torch
 
@@ -140,8 +165,7 @@ def prepare(args: argparse.Namespace) -> Tuning:
         torch.set_num_threads(args.threads)
     plan = make_plan(args.spec, has_cuda=has_cuda, preset=args.preset, overrides=args.set, study=args.study,
                      results=args.results)
-    arm = args.arm or plan.spec.analysis.baseline
-    plan.spec.arm(arm)  # unknown arm: SpecError naming the closest
+    arm = arm or chosen_arms(args, plan)[0]
     config = plan.configs[arm]
     tune = plan.spec.tune
     if plan.experiment is not None and tune is None:
@@ -175,23 +199,32 @@ def prepare(args: argparse.Namespace) -> Tuning:
 def _main(args: argparse.Namespace) -> int:
     quiet_optuna()
     try:
-        tuning = prepare(args)
+        first = prepare(args)
+        tunings = [first] + [prepare(args, arm) for arm in chosen_arms(args, first.plan)[1:]]
         data = None
-        if args.trials and tuning.builtin:
+        if args.trials and first.builtin:
             from study.notebook.data import load_cifar10
 
             data = load_cifar10(args.data, args.data_root)
     except BAD_INPUT as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    code = tune_trials(tuning, args.trials, data) if args.trials else 0
-    if code == 130 or not args.confirm:
+    code = 0
+    for tuning in tunings if args.trials else []:  # one arm after the other, each resumable
+        code = max(code, tune_trials(tuning, args.trials, data))
+        if code == 130:
+            return code
+    if not args.confirm:
         return code
     run_options = {"device": args.device, "data": args.data, "data_root": args.data_root, "set": list(args.set)}
     try:
-        return max(code, confirm(tuning.plan, tuning.arm, tuning.study, tuning.url, seeds=args.confirm,
+        if len(tunings) > 1:
+            return max(code, confirm_per_arm(first.plan, {t.arm: t.study for t in tunings}, first.url,
+                                             seeds=args.confirm, results=args.results,
+                                             run_options=run_options, objective=first.objective))
+        return max(code, confirm(first.plan, first.arm, first.study, first.url, seeds=args.confirm,
                                  top_k=args.top_k, results=args.results, run_options=run_options,
-                                 objective=tuning.objective))
+                                 objective=first.objective))
     except BAD_INPUT as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
