@@ -29,7 +29,7 @@ from .notes import group_notes
 from .plan import MetricPlan
 from .provenance import provenance_table, shown_path
 from .report_analysis import StudyAnalysis, is_finite_number, unique_messages
-from .report_blocks import Bullets, FigureRef, Heading, Para, Report, code_list, plural
+from .report_blocks import Bullets, Heading, Para, Report, code_list, plural
 from .report_methods import TESTSET_NOISE_HEADING, methods_paragraphs
 from .tables import design_table, fmt_value, pairs_table, results_table, seed_ranges
 
@@ -257,11 +257,14 @@ def figures_section(rep: Report, analysis: StudyAnalysis) -> None:
     plan, palette = analysis.plan, analysis.palette
     specs = (analysis.study.meta or {}).get("arms", {})
     rep.add(Heading("3. Figures"))
-    rep.figures["distribution"] = (
+    rep.add_figure(
+        "distribution",
         distribution_figure(runs, metric=plan.metric, arms=analysis.arms, baseline=plan.baseline,
-                            palette=palette), _distribution_caption(analysis))
+                            palette=palette),
+        _distribution_caption(analysis))
     if not epochs.empty:
-        rep.figures["learning_curves"] = (
+        rep.add_figure(
+            "learning_curves",
             learning_curves_figure(epochs, runs=runs, arms=analysis.arms, palette=palette),
             "Validation accuracy and training loss per epoch: mean over the complete runs of "
             "each arm and its 95% t band over seeds.")
@@ -269,30 +272,31 @@ def figures_section(rep: Report, analysis: StudyAnalysis) -> None:
         mismatch = analysis.integrity["lr_mismatch"]
         configs = {arm: specs[arm]["config"] for arm in analysis.arms
                    if specs.get(arm, {}).get("config")}
-        rep.figures["lr_schedule"] = (
+        rep.add_figure(
+            "lr_schedule",
             lr_schedule_figure(epochs, arms=analysis.arms, configs=configs, palette=palette),
             "Learning rate read from the optimizer that stepped, per epoch (one line per seed), "
             "against the schedule each arm's configuration asks for (dashed). "
             + ("Effective and configured schedules agree for every arm." if not mismatch else
                "They DISAGREE for " + code_list(mismatch) + " (see Integrity)."))
     if analysis.family is not None:
-        rep.figures["forest"] = (
+        rep.add_figure(
+            "forest",
             forest_figure(analysis.frame, margin=plan.margin, baseline=plan.baseline,
                           metric=plan.metric, direction=plan.direction),
             f"Difference of each arm from `{plan.baseline}` with its 95% CI "
             f"({analysis.test_name}), coloured by verdict; grey band: the equivalence margin "
             f"±{plan.margin:g}.")
     if analysis.frame_all is not None:
-        rep.figures["pairs"] = (
+        rep.add_figure(
+            "pairs",
             pairwise_figure(analysis.frame_all, arms=analysis.analysable, alpha=plan.alpha,
                             metric=plan.metric),
             f"Every pair of arms: mean of the row arm minus the column arm, with p of the "
             f"{analysis.test_name} Holm-adjusted over all {len(analysis.frame_all)} pairs.")
     if analysis.family is not None:
-        rep.figures["power"] = (power_figure(analysis.family, palette=palette),
-                                _power_caption(analysis))
-    for key in rep.figures:  # every figure so far, the sequential one included
-        rep.add(FigureRef(key))
+        rep.add_figure("power", power_figure(analysis.family, palette=palette),
+                       _power_caption(analysis))
 
 
 # --- 4. methods, 5. integrity, 6. provenance --------------------------------------------------

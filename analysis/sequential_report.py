@@ -13,7 +13,7 @@ from matplotlib.figure import Figure
 
 from .contract import SEQUENTIAL_FILE  # written by study.until_decided after every look
 from .figures import new_figure
-from .report_blocks import Bullets, FigureRef, Heading, Para, Report
+from .report_blocks import Bullets, Heading, Para, Report
 
 
 def read_record(path: Path) -> dict | None:
@@ -98,7 +98,6 @@ def sequential_section(rep: Report, results_dir: Path) -> None:
                   "difference with its repeated CI, paired t against the boundary at the Holm "
                   "level then in force, the equivalence statistic against its bound, and the "
                   "decision.")
-    rep.figures["sequential"] = (path_figure(record), "Paired t of each comparison at every look "
-                                 "against its boundaries (shaded: reject); a comparison stops at "
-                                 "its first crossing or when equivalence is shown.")
-    rep.add(FigureRef("sequential"))
+    rep.add_figure("sequential", path_figure(record), "Paired t of each comparison at every look "
+                   "against its boundaries (shaded: reject); a comparison stops at its first "
+                   "crossing or when equivalence is shown.")

@@ -10,7 +10,7 @@ import warnings
 from pathlib import Path
 
 from .load import StudyData, StudyNotFound, compare_arms, family_frame, load_study
-from .report_blocks import FigureRef, Heading, Para, Report
+from .report_blocks import Heading, Para, Report
 from .tuning import (
     Tuning,
     history_figure,
@@ -45,8 +45,7 @@ def tuning_section(rep: Report, study: StudyData) -> None:
                 ("tuning_importance", importance_figure(t), "Importance of each parameter for "
                  "reaching the top validation accuracies (Optuna PED-ANOVA evaluator).")):
             name = f"{key}_{t.arm}"
-            rep.figures[name] = (fig, caption)
-            rep.add(FigureRef(name))
+            rep.add_figure(name, fig, caption)
     _confirmation(rep, study.path.parent / f"{study.path.name}-tuned")
 
 
