@@ -52,6 +52,7 @@ from ._checks import (
     note,
 )
 from .contract import DIRECTIONS
+from .numbers import significant
 from .power import seeds_needed as _seeds_needed
 from .results import Interval, TestResult
 from .verdicts import Verdict, decide
@@ -313,22 +314,23 @@ def judged(c: Comparison, *, level: float, robust_p_adjusted: tuple[float, ...])
         design = f"{c.n_arm} paired seeds" if c.paired else f"{c.n_arm} vs {c.n_baseline} seeds"
         test = "sign-flip" if c.paired else "permutation"
         where = (f"alpha={c.alpha:g}" if level == c.alpha else
-                 f"alpha/{c.family_size} = {level:.4g} (Holm's first step over "
+                 f"alpha/{c.family_size} = {significant(level, 4)} (Holm's first step over "
                  f"{c.family_size} comparisons)")
         notes.append(
-            f"{_JUDGED[0]}with {design} an exact {test} test cannot reach p < {c.min_attainable_p:.4g}, "
-            f"so it cannot be significant at {where} (nor can the "
+            f"{_JUDGED[0]}with {design} an exact {test} test cannot reach p < "
+            f"{significant(c.min_attainable_p, 4)}, so it cannot be significant at {where} (nor can the "
             f"{'Wilcoxon' if c.paired else 'Mann-Whitney'} test); the t-test can, because it "
             "assumes near-normal seed variation")
-    significant = c.p_adjusted < c.alpha
+    is_significant = c.p_adjusted < c.alpha
     for t, p in zip(c.robustness, robust_p_adjusted, strict=False):
-        if significant and p >= c.alpha and c.min_attainable_p < level:
+        if is_significant and p >= c.alpha and c.min_attainable_p < level:
             notes.append(f"{_JUDGED[1]}the {t.name} does not confirm the primary result (p = "
-                         f"{p:.3g} vs {c.p_adjusted:.3g} at the same level); check for "
-                         "outlier seeds or a bimodal arm")
+                         f"{significant(p)} vs {significant(c.p_adjusted)} at the same level); "
+                         "check for outlier seeds or a bimodal arm")
         elif p < c.alpha <= c.p_adjusted:
-            notes.append(f"{_JUDGED[1]}the {t.name} is significant (p = {p:.3g}) but the primary "
-                         f"test is not (p = {c.p_adjusted:.3g}); check for outlier seeds or skew")
+            notes.append(f"{_JUDGED[1]}the {t.name} is significant (p = {significant(p)}) but the "
+                         f"primary test is not (p = {significant(c.p_adjusted)}); check for outlier "
+                         "seeds or skew")
     c = replace(c, notes=tuple(notes), floor_level=level, robust_p_adjusted=robust_p_adjusted)
     return replace(c, verdict=decide(c))
 
@@ -391,7 +393,7 @@ def _primary(x, y, paired, confidence, notes) -> TestResult:
         note("zero variance " + ("in the paired differences" if paired else "in both arms")
              + ": the t-test is undefined, so the primary test is the " + test + " ("
              + ("p = 1, equal means" if same else
-                f"p = {floor:.4g}, the smallest it can give with these seeds") + ")",
+                f"p = {significant(floor, 4)}, the smallest it can give with these seeds") + ")",
              notes, stacklevel=4)
         diff = 0.0 if same else diff
         return TestResult(

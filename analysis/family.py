@@ -23,6 +23,7 @@ from ._checks import (
     note,
 )
 from .comparison import Comparison, compare, judged
+from .numbers import significant
 from .power import seeds_needed
 from .results import TestResult
 
@@ -265,7 +266,7 @@ def omnibus(groups, *, paired: bool, method: str | None = None) -> TestResult:
             assumptions="each arm roughly normal; variances may differ",
             reason="omnibus for independent arms (default, matches Welch's t)",
             method=f"statsmodels anova_oneway(use_var='unequal'), df = "
-                   f"({res.df_num:g}, {res.df_denom:.3g})",
+                   f"({res.df_num:g}, {significant(res.df_denom)})",
         )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # all-identical data: handled below

@@ -26,6 +26,7 @@ from .figures import (
     power_figure,
 )
 from .notes import group_notes
+from .numbers import number, percent, significant
 from .plan import MetricPlan
 from .provenance import provenance_table, shown_path
 from .report_analysis import StudyAnalysis, is_finite_number, unique_messages
@@ -141,7 +142,8 @@ def failures_paragraph(analysis: StudyAnalysis) -> tuple[str, pd.DataFrame | Non
                 "analysis plan or pass --chance), so only divergence counts as a failure.")
     else:
         rule = (f"A run **did not learn** when its final `{plan.metric}` is within "
-                f"{analysis.tolerance:.3g} of chance ({plan.chance:g}, from {plan.chance_source}), "
+                f"{significant(analysis.tolerance)} of chance ({plan.chance:g}, from "
+                f"{plan.chance_source}), "
                 "i.e. within the test-set noise of a model that learned nothing.")
     table = outcome_table(analysis.study.runs, analysis.arms)
     if not (table["did not learn"].sum() + table["diverged"].sum()):
@@ -232,8 +234,8 @@ def _distribution_caption(analysis: StudyAnalysis) -> str:
         flat = [r for _, r in analysis.summary.iterrows()
                 if r["n"] and r["n"] > 1 and is_finite_number(r["sd"]) and r["sd"] < 0.05]
         for r in flat:
-            extra += (f" `{r['arm']}` barely varies across seeds (mean {r['mean']:.2f}, "
-                      f"sd {r['sd']:.3f} points): check whether its runs learned at all "
+            extra += (f" `{r['arm']}` barely varies across seeds (mean {number(r['mean'])}, "
+                      f"sd {number(r['sd'], 3)} points): check whether its runs learned at all "
                       "(chance level is 100 / number of classes).")
     return (f"{metric_label(analysis.plan.metric).capitalize()} of every complete run (points, "
             f"one per seed) and each arm's mean with its 95% t interval (black).{extra}")
@@ -245,7 +247,7 @@ def _power_caption(analysis: StudyAnalysis) -> str:
     if not comps:
         return "No comparison has a non-zero seed sd: power cannot be estimated."
     return ("Smallest true difference each comparison detects with "
-            f"{comps[0].power:.0%} power, against seeds per arm, using the observed sd "
+            f"{percent(comps[0].power)} power, against seeds per arm, using the observed sd "
             f"({'of the per-seed differences' if fam.paired else 'per arm'}) and α/{len(fam)} "
             f"(Holm's first step). Dots: the seeds run so far; crosses: where a curve reaches "
             f"the margin ±{analysis.plan.margin:g} (the seeds needed).")

@@ -69,6 +69,7 @@ from scipy import optimize, stats
 from ._checks import as_float_1d, note
 from .comparison import min_attainable_p
 from .group_sequential import nominal_levels, spend, t_boundaries
+from .numbers import percent, significant
 from .results import Interval
 from .sequential_plan import SequentialPlan, plan_deviations
 
@@ -451,18 +452,18 @@ def _estat(plan, path, k) -> float:
 def _reason(plan, arm, decision, last: Look, padj, qadj, m) -> str:
     base = plan.baseline
     where = (f"after {last.n} paired seeds (look at {last.seeds} of at most {plan.max_seeds}): "
-             f"diff = {last.diff:+.3g}, {last.ci.confidence:.0%} repeated CI "
-             f"[{last.ci.low:.3g}, {last.ci.high:.3g}]")
+             f"diff = {significant(last.diff, signed=True)}, {percent(last.ci.confidence)} repeated CI "
+             f"[{significant(last.ci.low)}, {significant(last.ci.high)}]")
     holm = f"Holm over {m}" if m > 1 else "one comparison"
     if decision in (Decision.BETTER, Decision.WORSE):
         return (f"{arm} is {decision} than {base} {where}; sequential p adjusted "
-                f"({holm}) = {padj:.3g} < alpha = {plan.alpha:g}.")
+                f"({holm}) = {significant(padj)} < alpha = {plan.alpha:g}.")
     if decision == Decision.EQUIVALENT:
         return (f"{arm} is equivalent to {base} within +-{plan.margin:g} {where}; the "
-                f"{1 - 2 * plan.alpha:.0%} repeated CI lies inside the margin (equivalence p "
-                f"adjusted, {holm}, = {qadj:.3g}).")
+                f"{percent(1 - 2 * plan.alpha)} repeated CI lies inside the margin (equivalence p "
+                f"adjusted, {holm}, = {significant(qadj)}).")
     if decision == Decision.INCONCLUSIVE:
         return (f"{arm} vs {base} is inconclusive at the planned maximum {where}: neither a "
-                f"difference (adjusted p = {padj:.3g}) nor equivalence within "
-                f"+-{plan.margin:g} (adjusted p = {qadj:.3g}) was established.")
+                f"difference (adjusted p = {significant(padj)}) nor equivalence within "
+                f"+-{plan.margin:g} (adjusted p = {significant(qadj)}) was established.")
     return f"{arm} vs {base} is still open {where}; more seeds are needed."

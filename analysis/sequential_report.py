@@ -13,6 +13,7 @@ from matplotlib.figure import Figure
 
 from .contract import SEQUENTIAL_FILE  # written by study.until_decided after every look
 from .figures import new_figure
+from .numbers import significant
 from .report_blocks import Bullets, Heading, Para, Report
 
 
@@ -33,21 +34,18 @@ def looks_table(record: dict) -> pd.DataFrame:
     rows = []
     for c in record["comparisons"]:
         for k in c["looks"]:
-            rows.append({"comparison": f"{c['arm']} vs {c['baseline']}", "seeds per arm": int(k["seeds"]),
-                         "pairs": int(k["n"]), "Δ": _num(k["diff"]),
-                         "repeated CI": f"[{_num(k['ci'][0])}, {_num(k['ci'][1])}]",
-                         "t": _num(k["statistic"]), "|t| bound": _num(k["bound"]),
-                         "level (Holm)": f"{k['level']:.3g}",
-                         "equivalence t / bound": f"{_num(k['equivalence_statistic'])} / "
-                                                  f"{_num(k['equivalence_bound'])}",
-                         "decision": k["decision"]})
+            low, high = (significant(x, signed=True) for x in k["ci"])
+            rows.append({
+                "comparison": f"{c['arm']} vs {c['baseline']}", "seeds per arm": int(k["seeds"]),
+                "pairs": int(k["n"]), "Δ": significant(k["diff"], signed=True),
+                "repeated CI": f"[{low}, {high}]",
+                "t": significant(k["statistic"], signed=True),
+                "|t| bound": significant(k["bound"], signed=True),
+                "level (Holm)": significant(k["level"]),
+                "equivalence t / bound": f"{significant(k['equivalence_statistic'], signed=True)} / "
+                                         f"{significant(k['equivalence_bound'], signed=True)}",
+                "decision": k["decision"]})
     return pd.DataFrame(rows)
-
-
-def _num(value) -> str:
-    if value is None or not np.isfinite(float(value)):
-        return "n/a"
-    return f"{float(value):+.3g}" if abs(float(value)) < 1e4 else f"{float(value):+.2e}"
 
 
 def summary_lines(record: dict) -> list[str]:

@@ -10,6 +10,7 @@ import warnings
 from pathlib import Path
 
 from .load import StudyData, StudyNotFound, compare_arms, family_frame, load_study
+from .numbers import interval, number, significant
 from .report_blocks import Heading, Para, Report
 from .tuning import (
     Tuning,
@@ -59,13 +60,13 @@ def _tuning_text(t: Tuning) -> str:
             "median pruner on per-epoch **validation** accuracy; the test set was never scored "
             "during tuning, and tuning seeds (100000 + trial) are disjoint from evaluation seeds.")
     if t.best:
-        params = ", ".join(f"{k} = {v:.4g}" if isinstance(v, float) else f"{k} = {v}"
+        params = ", ".join(f"{k} = {significant(v, 4)}" if isinstance(v, float) else f"{k} = {v}"
                            for k, v in t.best["params"].items())
         text += (f" Best: trial {t.best['number']}, {params}, validation accuracy "
-                 f"{t.best['value']:.2f}%.")
+                 f"{number(t.best['value'])}%.")
     if t.importances:
         text += (" Importance (PED-ANOVA): "
-                 + ", ".join(f"{k} {v:.2f}" for k, v in t.importances.items()) + ".")
+                 + ", ".join(f"{k} {number(v)}" for k, v in t.importances.items()) + ".")
     return text
 
 
@@ -92,6 +93,8 @@ def _confirmation(rep: Report, confirm_dir: Path) -> None:
             return
     for r in tuned.itertuples():
         rep.add(Para(f"**`{r.arm}` vs `{r.baseline}` on fresh seeds** (study "
-                     f"`{confirm_dir.name}`, {r.n_arm} paired seeds): Δ = {r.diff:+.2f} points, "
-                     f"95% CI [{r.ci_low:+.2f}, {r.ci_high:+.2f}], {r.test} p = {r.p_value:.3g} "
-                     f"(Holm {r.p_adjusted:.3g}): **{r.verdict}**. {r.verdict_reason}"))
+                     f"`{confirm_dir.name}`, {r.n_arm} paired seeds): Δ = "
+                     f"{number(r.diff, signed=True)} points, 95% CI "
+                     f"{interval(r.ci_low, r.ci_high, signed=True)}, {r.test} p = "
+                     f"{significant(r.p_value)} (Holm {significant(r.p_adjusted)}): "
+                     f"**{r.verdict}**. {r.verdict_reason}"))
