@@ -13,14 +13,15 @@ import types
 # public name -> the submodule that defines it
 _EXPORTS = {
     "DegenerateDataWarning": "_checks",
-    **dict.fromkeys(["Comparison", "Equivalence", "compare", "min_attainable_p", "primary_test"], "comparison"),
+    **dict.fromkeys(["Comparison", "compare", "primary_test"], "comparison"),
     **dict.fromkeys(["ArmSummary", "describe"], "describe"),
     "outcome_table": "failures",
     **dict.fromkeys(["Family", "compare_family", "omnibus"], "family"),
     **dict.fromkeys(["StudyData", "arm_frame", "compare_arms", "family_frame", "load_runs", "load_study"], "load"),
     **dict.fromkeys(["MetricPlan", "resolve_plan"], "plan"),
     **dict.fromkeys(["detectable_difference", "seeds_needed"], "power"),
-    **dict.fromkeys(["Interval", "TestResult"], "results"),
+    **dict.fromkeys(["Equivalence", "Interval", "TestResult"], "results"),
+    "min_attainable_p": "seed_tests",
     **dict.fromkeys(["McNemarResult", "SeedPlan", "SingleRunGap", "binomial_ci", "mcnemar_exact",
                      "single_run_gap", "two_level_bootstrap"], "testset"),
     **dict.fromkeys(["Verdict", "VerdictLabel"], "verdicts"),

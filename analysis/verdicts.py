@@ -147,7 +147,7 @@ def _qualifiers(c: Comparison, is_significant: bool) -> str:
 
 def _seeds_for_floor(c: Comparison, level: float) -> int:
     """Fewest seeds per arm at which an exact test's smallest p falls below `level`."""
-    from .comparison import min_attainable_p
+    from .seed_tests import min_attainable_p
 
     n = 2
     while min_attainable_p(n, n, paired=c.paired) >= level:
