@@ -19,6 +19,7 @@ import warnings
 
 from .comparison import compare as _compare_function
 from .load import StudyNotFound, compare_arms, family_frame, load_study
+from .numbers import count, interval, number, significant
 from .testset import single_run_gap
 
 
@@ -68,15 +69,17 @@ def single_run(args) -> int:
                              for s in gap.seeds_needed_for]}))
         return 0
     pct = int(round(100 * gap.confidence))
-    print(f"{a:.2f}% vs {b:.2f}% on {args.n_test:,} test images: gap {gap.gap:+.2f} points, "
-          f"{pct}% CI [{gap.ci_low:+.2f}, {gap.ci_high:+.2f}]")
-    print(f"{gap.test_name}: z = {gap.statistic:.2f}, p = {gap.pvalue:.3g}")
+    print(f"{number(a)}% vs {number(b)}% on {count(args.n_test)} test images: gap "
+          f"{number(gap.gap, signed=True)} points, {pct}% CI "
+          f"{interval(gap.ci_low, gap.ci_high, signed=True)}")
+    print(f"{gap.test_name}: z = {number(gap.statistic)}, p = {significant(gap.pvalue)}")
     print(gap.statement)
     print("\nSeeds per arm a study needs to resolve this gap (alpha 0.05, power 0.8, Welch), "
           "if the seed-to-seed sd were:")
     for s in gap.seeds_needed_for:
         n = "-" if s.seeds_per_arm is None else str(s.seeds_per_arm)
-        print(f"  seed sd {s.seed_sd:.1f} points (per-run sd with test-set noise {s.per_run_sd:.2f}): {n} seeds per arm")
+        print(f"  seed sd {number(s.seed_sd, 1)} points (per-run sd with test-set noise "
+              f"{number(s.per_run_sd)}): {n} seeds per arm")
     return 0
 
 
@@ -102,18 +105,18 @@ def from_study(args) -> int:
     print(f"{study.name}: {plan.metric} ({better}; {chance}; mean over "
           f"{'all runs' if plan.population == 'all' else 'runs that learned'}), {family.correction}")
     for row in frame.itertuples():
-        print(f"\n{row.arm} - {row.baseline}: {row.diff:+.2f} [{row.ci_low:+.2f}, {row.ci_high:+.2f}] "
-              f"(n {row.n_arm} vs {row.n_baseline}, {'paired' if row.paired else 'unpaired'}); "
-              f"{row.effect_size_name} = {_fmt(row.effect_size)}; P(improvement) = {row.prob_improvement:.2f}")
-        print(f"  {row.test}: p = {row.p_value:.3g}, Holm-adjusted p = {row.p_adjusted:.3g}")
+        print(f"\n{row.arm} - {row.baseline}: {number(row.diff, signed=True)} "
+              f"{interval(row.ci_low, row.ci_high, signed=True)} (n {row.n_arm} vs {row.n_baseline}, "
+              f"{'paired' if row.paired else 'unpaired'}); {row.effect_size_name} = "
+              f"{number(row.effect_size, signed=True)}; P(improvement) = {number(row.prob_improvement)}")
+        print(f"  {row.test}: p = {significant(row.p_value)}, Holm-adjusted p = "
+              f"{significant(row.p_adjusted)}")
         print(f"  verdict: {row.verdict.upper()}: {row.verdict_reason}")
     for skipped in family.skipped:
         print(f"\n{skipped}")
     return 0
 
 
-def _fmt(v):
-    return "n/a" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:+.2f}"
 
 
 def main(argv=None) -> int:

@@ -32,57 +32,34 @@ the exact permutation test, whose p-value cannot go below 2/2^n (paired) or
 
 from __future__ import annotations
 
-import math
-import warnings
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
 import numpy as np
-from scipy import stats
 
-from ._checks import (
-    as_rng,
-    check_bool,
-    check_count,
-    check_positive,
-    check_probability,
-    clean_1d,
-    clean_pairs,
-    negligible_spread,
-    note,
-)
+from ._checks import as_rng, check_bool, check_count, check_positive, check_probability
 from .contract import DIRECTIONS
+from .numbers import significant
 from .power import seeds_needed as _seeds_needed
-from .results import Interval, TestResult
+from .results import Equivalence, Interval, TestResult
+from .seed_tests import (
+    MAX_EXACT_PERMUTATIONS,
+    clean_arms,
+    effect_size,
+    min_attainable_p,
+    primary_result,
+    robustness_checks,
+    tost,
+    zero_variance,
+)
 from .verdicts import Verdict, decide
 
 if TYPE_CHECKING:  # for annotations only: failures needs pandas, which comparison does not
     from .failures import OutcomeComparison
 
-# Enumerate every relabelling when there are at most this many (milliseconds
-# with scipy's vectorised statistic); beyond that use Monte Carlo resampling.
-MAX_EXACT_PERMUTATIONS = 100_000
-
-
-@dataclass(frozen=True, kw_only=True)
-class Equivalence:
-    """TOST equivalence test of ``diff`` against ``±margin``.
-
-    Two one-sided t-tests (same t-distribution as the primary test):
-    H0 ``diff <= -margin`` and H0 ``diff >= +margin``. ``pvalue`` is the larger
-    of the two; equivalence holds iff ``pvalue < alpha``, which is the same as
-    the ``1 - 2 alpha`` CI lying inside ``±margin``.
-    """
-
-    margin: float
-    pvalue: float
-    pvalue_lower: float
-    pvalue_upper: float
-    ci_low: float
-    ci_high: float
-    ci_confidence: float
-    equivalent: bool  # pvalue < alpha for this comparison on its own
-    p_adjusted: float  # Holm-adjusted across the family; == pvalue for a lone compare()
+# Re-exported: callers import these from here (`analysis.comparison.min_attainable_p`).
+__all__ = ["MAX_EXACT_PERMUTATIONS", "Comparison", "Equivalence", "compare", "judged",
+           "min_attainable_p", "primary_test"]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -148,8 +125,8 @@ def primary_test(arm, baseline, *, paired: bool, confidence: float = 0.95) -> Te
     paired = check_bool(paired, "paired")
     confidence = check_probability(confidence, "confidence")
     notes: list[str] = []
-    x, y = _clean(arm, baseline, paired, ("arm", "baseline"), notes)
-    return _primary(x, y, paired, confidence, notes)
+    x, y = clean_arms(arm, baseline, paired, ("arm", "baseline"), notes)
+    return primary_result(x, y, paired, confidence, notes)
 
 
 def compare(
@@ -212,27 +189,11 @@ def compare(
 
     Notes
     -----
-    Primary test rule: paired t-test when ``paired``, Welch's t-test
-    otherwise (rationale in the module docstring: near-normal seed noise,
-    nominal error rate at tiny n where exact tests cannot even reach alpha,
-    robustness to unequal seed variance). The exact permutation test and
-    Wilcoxon / Mann-Whitney are reported in ``robustness``.
-
-    Verdict rule (`analysis.verdicts.decide`): significant -> better/worse by
-    sign (kept even when also equivalent, with "practically negligible" in
-    the reason); else TOST-equivalent within ±margin -> equivalent; else
-    inconclusive with ``seeds_needed`` (per arm, for `power` against a true
-    difference of ``margin``: the smallest one that matters, not the noisy
-    observed one). A lone call is a family of one; use `compare_family` for
-    Holm-adjusted verdicts over several arms.
-
-    Effect size: Hedges' g (pooled sd, exact small-sample correction) when
-    unpaired, d_z = mean(d)/sd(d) when paired; their CIs use the usual normal
-    approximations (Hedges & Olkin) and are rough at a handful of seeds.
-    Zero variance (every paired difference equal, or both arms constant, up
-    to float round-off) warns; the primary test is then the exact permutation
-    test (p = 1 if the means are equal, else its floor 2/2^n or
-    2/C(n1+n2, n1): never 0) and the effect size is None.
+    The primary test rule and its rationale, and the zero-variance rule, are in this
+    module's docstring; the effect sizes in `analysis.seed_tests.effect_size`; the verdict
+    rule in `analysis.verdicts.decide`. ``seeds_needed`` is planned for a true difference of
+    ``margin`` (the smallest one that matters, not the noisy observed one). A lone call is
+    a family of one; use `compare_family` for Holm-adjusted verdicts over several arms.
     """
     paired = check_bool(paired, "paired")
     alpha = check_probability(alpha, "alpha")
@@ -248,38 +209,17 @@ def compare(
         raise ValueError(f"`direction` must be 'maximize' or 'minimize', got {direction!r}")
 
     notes: list[str] = []
-    x, y = _clean(arm, baseline, paired, ("arm", "baseline"), notes)
-    n1, n2 = x.size, y.size
-    diff = float(np.mean(x) - np.mean(y))
-    prim = _primary(x, y, paired, confidence, notes)
-    equivalence = _tost(x, y, paired, margin, alpha)
-
-    degenerate = _zero_variance(x, y, paired)
-    sd = 0.0 if degenerate else float(np.std(x - y, ddof=1)) if paired else float(
-        np.sqrt((np.var(x, ddof=1) + np.var(y, ddof=1)) / 2))
-    es, es_lo, es_hi = (None, None, None) if degenerate else _effect_size(x, y, paired,
-                                                                          confidence)
-    sign = 1 if direction == "maximize" else -1
-    if paired:
-        d = sign * (x - y)
-        prob = float(np.mean(d > 0) + 0.5 * np.mean(d == 0))
-    else:
-        # Common-language effect size: Mann-Whitney U / (n1 n2), ties count half.
-        better = (sign * x[:, None] > sign * y[None, :])
-        prob = float(np.mean(better + 0.5 * (x[:, None] == y[None, :])))
-
-    min_p = min_attainable_p(n1, n2, paired=paired)
+    x, y = clean_arms(arm, baseline, paired, ("arm", "baseline"), notes)
+    prim = primary_result(x, y, paired, confidence, notes)
+    degenerate = zero_variance(x, y, paired)
     checks: tuple[TestResult, ...] = ()
     if robustness or (exact and not degenerate):
-        checks = _robustness(x, y, paired, as_rng(rng), n_resamples, notes, rank=robustness)
+        checks = robustness_checks(x, y, paired, as_rng(rng), n_resamples, notes, rank=robustness)
     if exact and not degenerate:
-        perm = checks[0]
-        prim = replace(perm, ci=prim.ci, df=None, reason=(
-            "primary rule: an arm mixes runs that learned with runs that did not, so the seed "
-            "values are not near-normal and the t-test's error rate is off; the exact "
-            "permutation test needs no normality (the CI shown is still the t interval)"))
+        prim = _exact_primary(checks[0], prim)
         checks = checks if robustness else ()
-
+    sd = _seed_sd(x, y, paired, degenerate)
+    es, es_lo, es_hi = (None, None, None) if degenerate else effect_size(x, y, paired, confidence)
     # Plan for the smallest difference that matters (the margin), not for the
     # observed diff: "post-hoc power" at the observed diff is uninformative.
     needed = (_seeds_needed(margin, sd, paired=paired, alpha=plan_alpha or alpha, power=power)
@@ -288,16 +228,47 @@ def compare(
     assert prim.ci is not None  # the primary test always carries its interval
     c = Comparison(
         arm_name=arm_name, baseline_name=baseline_name, paired=paired,
-        n_arm=n1, n_baseline=n2, mean_arm=float(np.mean(x)), mean_baseline=float(np.mean(y)),
-        diff=diff, confidence=confidence, ci_low=prim.ci.low, ci_high=prim.ci.high, sd=sd,
+        n_arm=x.size, n_baseline=y.size, mean_arm=float(np.mean(x)),
+        mean_baseline=float(np.mean(y)), diff=float(np.mean(x) - np.mean(y)),
+        confidence=confidence, ci_low=prim.ci.low, ci_high=prim.ci.high, sd=sd,
         effect_size=es, effect_size_name="d_z" if paired else "hedges_g",
-        effect_size_ci_low=es_lo, effect_size_ci_high=es_hi, prob_improvement=prob,
-        primary=prim, robustness=checks, equivalence=equivalence, alpha=alpha, margin=margin,
-        power=power, min_attainable_p=min_p, seeds_needed=needed, p_adjusted=prim.pvalue,
-        family_size=1, verdict=None, notes=tuple(notes), direction=direction,  # type: ignore[arg-type]  # judged() sets it
-        floor_level=alpha, robust_p_adjusted=tuple(t.pvalue for t in checks),
+        effect_size_ci_low=es_lo, effect_size_ci_high=es_hi,
+        prob_improvement=_prob_improvement(x, y, paired, direction),
+        primary=prim, robustness=checks, equivalence=tost(x, y, paired, margin, alpha),
+        alpha=alpha, margin=margin, power=power,
+        min_attainable_p=min_attainable_p(x.size, y.size, paired=paired), seeds_needed=needed,
+        p_adjusted=prim.pvalue, family_size=1, verdict=None, notes=tuple(notes),  # type: ignore[arg-type]  # judged() sets it
+        direction=direction, floor_level=alpha, robust_p_adjusted=tuple(t.pvalue for t in checks),
     )
     return judged(c, level=alpha, robust_p_adjusted=tuple(t.pvalue for t in checks))
+
+
+def _exact_primary(permutation: TestResult, t_result: TestResult) -> TestResult:
+    """The exact permutation test as the primary test, keeping the t interval to show."""
+    return replace(permutation, ci=t_result.ci, df=None, reason=(
+        "primary rule: an arm mixes runs that learned with runs that did not, so the seed "
+        "values are not near-normal and the t-test's error rate is off; the exact "
+        "permutation test needs no normality (the CI shown is still the t interval)"))
+
+
+def _seed_sd(x, y, paired: bool, degenerate: bool) -> float:
+    """sd of the paired differences, or sqrt of the mean of the two arms' variances."""
+    if degenerate:
+        return 0.0
+    if paired:
+        return float(np.std(x - y, ddof=1))
+    return float(np.sqrt((np.var(x, ddof=1) + np.var(y, ddof=1)) / 2))
+
+
+def _prob_improvement(x, y, paired: bool, direction: str) -> float:
+    """P(arm better than baseline), ties count half: over the pairs, or over all n1 n2
+    couples when unpaired (the common-language effect size, Mann-Whitney U / (n1 n2))."""
+    sign = 1 if direction == "maximize" else -1
+    if paired:
+        d = sign * (x - y)
+        return float(np.mean(d > 0) + 0.5 * np.mean(d == 0))
+    better = (sign * x[:, None] > sign * y[None, :])
+    return float(np.mean(better + 0.5 * (x[:, None] == y[None, :])))
 
 
 def judged(c: Comparison, *, level: float, robust_p_adjusted: tuple[float, ...]) -> Comparison:
@@ -313,211 +284,26 @@ def judged(c: Comparison, *, level: float, robust_p_adjusted: tuple[float, ...])
         design = f"{c.n_arm} paired seeds" if c.paired else f"{c.n_arm} vs {c.n_baseline} seeds"
         test = "sign-flip" if c.paired else "permutation"
         where = (f"alpha={c.alpha:g}" if level == c.alpha else
-                 f"alpha/{c.family_size} = {level:.4g} (Holm's first step over "
+                 f"alpha/{c.family_size} = {significant(level, 4)} (Holm's first step over "
                  f"{c.family_size} comparisons)")
         notes.append(
-            f"{_JUDGED[0]}with {design} an exact {test} test cannot reach p < {c.min_attainable_p:.4g}, "
-            f"so it cannot be significant at {where} (nor can the "
+            f"{_JUDGED[0]}with {design} an exact {test} test cannot reach p < "
+            f"{significant(c.min_attainable_p, 4)}, so it cannot be significant at {where} (nor can the "
             f"{'Wilcoxon' if c.paired else 'Mann-Whitney'} test); the t-test can, because it "
             "assumes near-normal seed variation")
-    significant = c.p_adjusted < c.alpha
+    is_significant = c.p_adjusted < c.alpha
     for t, p in zip(c.robustness, robust_p_adjusted, strict=False):
-        if significant and p >= c.alpha and c.min_attainable_p < level:
+        if is_significant and p >= c.alpha and c.min_attainable_p < level:
             notes.append(f"{_JUDGED[1]}the {t.name} does not confirm the primary result (p = "
-                         f"{p:.3g} vs {c.p_adjusted:.3g} at the same level); check for "
-                         "outlier seeds or a bimodal arm")
+                         f"{significant(p)} vs {significant(c.p_adjusted)} at the same level); "
+                         "check for outlier seeds or a bimodal arm")
         elif p < c.alpha <= c.p_adjusted:
-            notes.append(f"{_JUDGED[1]}the {t.name} is significant (p = {p:.3g}) but the primary "
-                         f"test is not (p = {c.p_adjusted:.3g}); check for outlier seeds or skew")
+            notes.append(f"{_JUDGED[1]}the {t.name} is significant (p = {significant(p)}) but the "
+                         f"primary test is not (p = {significant(c.p_adjusted)}); check for outlier "
+                         "seeds or skew")
     c = replace(c, notes=tuple(notes), floor_level=level, robust_p_adjusted=robust_p_adjusted)
     return replace(c, verdict=decide(c))
 
 
 # Prefixes of the notes `judged` writes (and rewrites when a family changes the level).
 _JUDGED = ("exact-test floor: ", "robustness: ")
-
-
-def min_attainable_p(n_arm: int, n_baseline: int | None = None, *, paired: bool) -> float:
-    """Smallest two-sided p-value an exact permutation test can produce.
-
-    Paired (sign flips): 2 / 2**n. Unpaired: 2 / C(n_arm + n_baseline, n_arm).
-    The exact Wilcoxon and Mann-Whitney tests share these floors.
-    """
-    n_arm = check_count(n_arm, "n_arm")
-    if paired:
-        return min(1.0, 2.0 / 2.0**n_arm)
-    n_baseline = check_count(n_baseline, "n_baseline")
-    return min(1.0, 2.0 / math.comb(n_arm + n_baseline, n_arm))
-
-
-# --- internals -------------------------------------------------------------
-
-
-def _clean(arm, baseline, paired, names, notes):
-    if paired:
-        return clean_pairs(arm, baseline, names, notes, min_n=2)
-    return (clean_1d(arm, names[0], notes, min_n=2), clean_1d(baseline, names[1], notes, min_n=2))
-
-
-def _ttest(x, y, paired, alternative="two-sided"):
-    if paired:
-        return stats.ttest_rel(x, y, alternative=alternative)
-    return stats.ttest_ind(x, y, equal_var=False, alternative=alternative)
-
-
-def _zero_variance(x, y, paired) -> bool:
-    if paired:
-        return negligible_spread(x - y)
-    return negligible_spread(x) and negligible_spread(y)
-
-
-def _primary(x, y, paired, confidence, notes) -> TestResult:
-    if paired:
-        name = "paired t-test"
-        assumptions = ("per-seed differences are roughly normal and independent across seeds")
-        reason = ("primary rule: paired design -> paired t-test (seed noise is near-normal; "
-                  "exact tests cannot reach small p with few seeds)")
-    else:
-        name = "Welch's t-test"
-        assumptions = ("each arm's seed values are roughly normal and independent; "
-                       "variances may differ")
-        reason = ("primary rule: independent arms -> Welch's t-test (seed noise is "
-                  "near-normal; robust to unequal seed variance)")
-    diff = float(np.mean(x) - np.mean(y))
-    if _zero_variance(x, y, paired):
-        same = negligible_spread(np.r_[np.mean(x), np.mean(y)])
-        floor = min_attainable_p(x.size, y.size, paired=paired)
-        test = "exact sign-flip test" if paired else "exact permutation test"
-        note("zero variance " + ("in the paired differences" if paired else "in both arms")
-             + ": the t-test is undefined, so the primary test is the " + test + " ("
-             + ("p = 1, equal means" if same else
-                f"p = {floor:.4g}, the smallest it can give with these seeds") + ")",
-             notes, stacklevel=4)
-        diff = 0.0 if same else diff
-        return TestResult(
-            name=test, statistic=diff, pvalue=1.0 if same else floor,
-            assumptions="exchangeability under H0 (no normality needed)",
-            reason="zero variance: the t statistic is undefined; the exact test's p-value is "
-                   "its floor 2/2^n (paired) or 2/C(n1+n2, n1), never 0",
-            method="degenerate (zero variance): exact test",
-            df=None, ci=Interval(estimate=diff, low=diff, high=diff, confidence=confidence,
-                                 method=test),
-        )
-    res = _ttest(x, y, paired)
-    ci = res.confidence_interval(confidence)
-    return TestResult(
-        name=name, statistic=float(res.statistic), pvalue=float(res.pvalue),
-        assumptions=assumptions, reason=reason, method="scipy.stats." + (
-            "ttest_rel" if paired else "ttest_ind(equal_var=False)"),
-        df=float(res.df),
-        ci=Interval(estimate=diff, low=float(ci.low), high=float(ci.high),
-                    confidence=confidence, method=name),
-    )
-
-
-def _tost(x, y, paired, margin, alpha) -> Equivalence:
-    diff = float(np.mean(x) - np.mean(y))
-    level = 1 - 2 * alpha
-    if _zero_variance(x, y, paired):
-        # The one-sided exact tests: a constant shift inside the margin is as extreme as the
-        # data can be, so each one-sided p is half the two-sided floor (never 0).
-        half = min_attainable_p(x.size, y.size, paired=paired) / 2
-        p_lo = half if diff > -margin else 1.0
-        p_hi = half if diff < margin else 1.0
-        lo = hi = diff
-    else:
-        # Shifting the baseline by ∓margin turns each one-sided H0 into a
-        # standard t-test against 0 with the same df as the primary test.
-        p_lo = float(_ttest(x, y - margin, paired, alternative="greater").pvalue)
-        p_hi = float(_ttest(x, y + margin, paired, alternative="less").pvalue)
-        ci = _ttest(x, y, paired).confidence_interval(level)
-        lo, hi = float(ci.low), float(ci.high)
-    p = max(p_lo, p_hi)
-    return Equivalence(
-        margin=margin, pvalue=p, pvalue_lower=p_lo, pvalue_upper=p_hi, ci_low=lo, ci_high=hi,
-        ci_confidence=level, equivalent=p < alpha, p_adjusted=p,
-    )
-
-
-def _effect_size(x, y, paired, confidence):
-    z = stats.norm.ppf(0.5 + confidence / 2)
-    if paired:
-        d = x - y
-        n = d.size
-        sd = np.std(d, ddof=1)
-        if sd == 0:
-            return None, None, None
-        es = float(np.mean(d) / sd)
-        se = math.sqrt(1 / n + es**2 / (2 * n))
-    else:
-        n1, n2 = x.size, y.size
-        df = n1 + n2 - 2
-        sp = math.sqrt(((n1 - 1) * np.var(x, ddof=1) + (n2 - 1) * np.var(y, ddof=1)) / df)
-        if sp == 0:
-            return None, None, None
-        # Exact Hedges correction J(df) = Γ(df/2) / (sqrt(df/2) Γ((df-1)/2)).
-        j = math.exp(math.lgamma(df / 2) - math.lgamma((df - 1) / 2)) / math.sqrt(df / 2)
-        es = float(j * (np.mean(x) - np.mean(y)) / sp)
-        se = math.sqrt((n1 + n2) / (n1 * n2) + es**2 / (2 * (n1 + n2)))
-    return es, es - z * se, es + z * se
-
-
-def _robustness(x, y, paired, rng, n_resamples, notes, rank=True) -> tuple[TestResult, ...]:
-    n1, n2 = x.size, y.size
-    if paired:
-        n_perm = 2**n1
-
-        def statistic(a, b, axis):
-            return np.mean(a - b, axis=axis)
-    else:
-        n_perm = math.comb(n1 + n2, n1)
-
-        def statistic(a, b, axis):
-            return np.mean(a, axis=axis) - np.mean(b, axis=axis)
-
-    exact = n_perm <= MAX_EXACT_PERMUTATIONS
-    res = stats.permutation_test(
-        (x, y), statistic, vectorized=True, rng=rng,
-        permutation_type="samples" if paired else "independent",
-        n_resamples=np.inf if exact else n_resamples,
-    )
-    perm = TestResult(
-        name="sign-flip permutation test" if paired else "permutation test",
-        statistic=float(res.statistic), pvalue=float(res.pvalue),
-        assumptions=("exchangeability under H0: " + (
-            "each paired difference is symmetric about 0" if paired
-            else "arm labels are exchangeable (same distribution)")),
-        reason="robustness check: no normality assumption; statistic = difference in means",
-        method=(f"exact (all {n_perm:,} relabellings)" if exact
-                else f"Monte Carlo ({n_resamples:,} resamples of {n_perm:,})"),
-    )
-
-    if not rank:
-        return (perm,)
-    if paired:
-        d = x - y
-        if np.all(d == 0):
-            notes.append("Wilcoxon signed-rank test skipped: every paired difference is 0")
-            return (perm,)
-        with warnings.catch_warnings():
-            # scipy warns about ties/zeros and small-sample approximations; the
-            # method it picks is recorded below and the warning would only repeat it.
-            warnings.simplefilter("ignore", UserWarning)
-            r = stats.wilcoxon(d, method="auto")
-        rank = TestResult(
-            name="Wilcoxon signed-rank test", statistic=float(r.statistic),
-            pvalue=float(r.pvalue),
-            assumptions="paired differences symmetric about their median; zero differences "
-                        "dropped (zero_method='wilcox')",
-            reason="robustness check: rank-based, insensitive to an outlier seed",
-            method="scipy.stats.wilcoxon(method='auto')",
-        )
-    else:
-        r = stats.mannwhitneyu(x, y, alternative="two-sided", method="auto")
-        rank = TestResult(
-            name="Mann-Whitney U test", statistic=float(r.statistic), pvalue=float(r.pvalue),
-            assumptions="independent seeds; tests whether P(arm > baseline) = 1/2",
-            reason="robustness check: rank-based, insensitive to an outlier seed",
-            method="scipy.stats.mannwhitneyu(method='auto'), statistic = U of arm",
-        )
-    return perm, rank

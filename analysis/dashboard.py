@@ -27,6 +27,7 @@ import pandas as pd
 
 from .contract import COMPLETE, redact
 from .figures import CONFIDENCE, VERDICT_COLORS, t_interval
+from .numbers import interval, number, percent, significant
 
 __all__ = ["DashboardData", "FIGURE_IDS", "OBJECTIVE", "distribution_plotly", "forest_plotly",
            "note_text", "publish"]
@@ -92,11 +93,11 @@ def distribution_plotly(data: DashboardData):
                 error_y={"type": "data", "symmetric": False, "array": [hi - mean],
                          "arrayminus": [mean - lo], "color": "black", "thickness": 2},
                 name=f"{arm} mean", showlegend=False,
-                hovertemplate=(f"{arm}: mean %{{y:.2f}}, {CONFIDENCE:.0%} CI "
-                               f"[{lo:.2f}, {hi:.2f}], n = {len(vals)}<extra></extra>")))
+                hovertemplate=(f"{arm}: mean %{{y:.2f}}, {percent(CONFIDENCE)} CI "
+                               f"[{number(lo)}, {number(hi)}], n = {len(vals)}<extra></extra>")))
     fig.update_layout(
         title=f"{data.metric_label.capitalize()} per arm over seeds<br><sup>points: one "
-              f"seed; diamond: mean and {CONFIDENCE:.0%} t interval</sup>",
+              f"seed; diamond: mean and {percent(CONFIDENCE)} t interval</sup>",
         yaxis_title=data.metric_label, xaxis={"categoryorder": "array",
                                              "categoryarray": list(data.arms)},
         showlegend=False, template="plotly_white", height=480)
@@ -115,12 +116,13 @@ def forest_plotly(data: DashboardData):
     fig.add_vline(x=0, line_color="#444", line_width=1)
     for verdict, rows in frame.groupby("verdict", sort=False):
         diff = rows["diff"].to_numpy(dtype=float)
-        text = [f"{v}: {d:+.2f} [{lo:+.2f}, {hi:+.2f}], Holm p {p:.3g}"
+        text = [f"{v}: {number(d, signed=True)} {interval(lo, hi, signed=True)}, "
+                f"Holm p {significant(p)}"
                 for v, d, lo, hi, p in zip(rows["arm"], diff, rows["ci_low"], rows["ci_high"],
                                            rows["p_adjusted"].astype(float), strict=True)]
         fig.add_trace(go.Scatter(
             x=diff.tolist(), y=list(rows["arm"]), mode="markers+text", name=str(verdict),
-            text=[f"{d:+.2f}" for d in diff], textposition="top center",
+            text=[number(d, signed=True) for d in diff], textposition="top center",
             marker={"size": 11, "color": VERDICT_COLORS.get(str(verdict), "black")},
             error_x={"type": "data", "symmetric": False,
                      "array": (rows["ci_high"] - rows["diff"]).clip(lower=0).tolist(),
@@ -128,7 +130,7 @@ def forest_plotly(data: DashboardData):
                      "thickness": 2, "width": 6},
             hovertext=text, hovertemplate="%{hovertext}<extra></extra>"))
     fig.update_layout(
-        title=f"Difference from {data.baseline}<br><sup>{CONFIDENCE:.0%} CI, coloured by "
+        title=f"Difference from {data.baseline}<br><sup>{percent(CONFIDENCE)} CI, coloured by "
               f"verdict; grey band: equivalence margin ±{data.margin:g}</sup>",
         xaxis_title=f"{data.metric_label}: arm − {data.baseline}",
         yaxis={"categoryorder": "array", "categoryarray": list(frame["arm"])[::-1]},

@@ -39,6 +39,7 @@ from scipy import stats
 
 from ._checks import holm
 from .contract import COMPLETE, DIVERGED, FAILED
+from .numbers import interval, number, significant
 from .plan import MetricPlan
 
 FAILURE_OUTCOMES = ("not_learned", "diverged")
@@ -188,12 +189,13 @@ def compare_outcomes(classified: pd.DataFrame, pairs: Sequence[tuple[str, str]],
                         else "; diverged runs cannot be scored without a chance level)")
                      if plan.population == "all" else "only the runs that learned")
             sentence = (f"Failures: {a} {oa.rate_text()}, {b} {ob.rate_text()}; Fisher's exact "
-                        f"test p = {p:.3g}" + (f" (Holm {q:.3g})" if len(pairs) > 1 else "")
+                        f"test p = {significant(p)}"
+                        + (f" (Holm {significant(q)})" if len(pairs) > 1 else "")
                         + (" — the failure rates differ." if q < plan.alpha else ".")
                         + f" The mean comparison uses {basis}"
                         + (f"; over {'the runs that learned' if other == 'learned' else 'all runs'}"
-                           f" the difference is {other_diff:+.3g}." if other_diff is not None
-                           and math.isfinite(other_diff) else "."))
+                           f" the difference is {significant(other_diff, signed=True)}."
+                           if other_diff is not None and math.isfinite(other_diff) else "."))
         out[(a, b)] = OutcomeComparison(arm=oa, baseline=ob, pvalue=p, p_adjusted=float(q),
                                         population=plan.population, other_diff=other_diff,
                                         unscored_excess=excess, sentence=sentence)
@@ -207,7 +209,8 @@ def outcome_table(classified: pd.DataFrame, arms: Sequence[str]) -> pd.DataFrame
         o = arm_outcomes(classified, arm)
         if o.runs:
             ci = stats.binomtest(o.failures, o.runs).proportion_ci(method="wilson")
-            rate = f"{100 * o.failures / o.runs:.0f}% [{100 * ci.low:.0f}, {100 * ci.high:.0f}]"
+            rate = (f"{number(100 * o.failures / o.runs, 0)}% "
+                    f"{interval(100 * ci.low, 100 * ci.high, 0)}")
         else:
             rate = "n/a"
         rows.append({"arm": arm, "runs": o.runs, "learned": o.learned,

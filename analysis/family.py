@@ -23,6 +23,7 @@ from ._checks import (
     note,
 )
 from .comparison import Comparison, compare, judged
+from .numbers import significant
 from .power import seeds_needed
 from .results import TestResult
 
@@ -116,27 +117,12 @@ def compare_family(
     """
     paired = check_bool(paired, "paired")
     alpha = check_probability(alpha, "alpha")
-    if not isinstance(arms, Mapping) or len(arms) < 2:
-        raise ValueError("`arms` must be a mapping of at least 2 arm names to values")
-    if pairs not in ("baseline", "all"):
-        raise ValueError(f"`pairs` must be 'baseline' or 'all', got {pairs!r}")
-    if baseline is not None and baseline not in arms:
-        raise ValueError(f"`baseline` {baseline!r} is not a key of `arms`: {list(arms)}")
-    if pairs == "baseline":
-        if baseline is None:
-            raise ValueError("`baseline` is required when pairs='baseline'")
-        todo = [(name, baseline) for name in arms if name != baseline]
-        what = f"each of the {len(todo)} arms vs {baseline!r}"
-    else:
-        todo = [(b, a) if a == baseline else (a, b) for a, b in itertools.combinations(arms, 2)]
-        what = f"all {len(todo)} pairs of the {len(arms)} arms"
-
-    streams = as_rng(rng).spawn(len(todo))
+    todo, what = _planned_pairs(arms, baseline, pairs)
     raw, skipped = [], []
-    for (a, b), s in zip(todo, streams, strict=True):
+    for (a, b), stream in zip(todo, as_rng(rng).spawn(len(todo)), strict=True):
         va, vb, pair_ok = _pair_values(arms[a], arms[b], paired)
         try:
-            c = compare(va, vb, paired=pair_ok, rng=s, alpha=alpha, margin=margin,
+            c = compare(va, vb, paired=pair_ok, rng=stream, alpha=alpha, margin=margin,
                         arm_name=a, baseline_name=b, direction=direction,
                         exact=a in exact_arms or b in exact_arms,
                         plan_alpha=alpha / len(todo), **compare_kwargs)
@@ -149,22 +135,8 @@ def compare_family(
         raw.append(replace(c, unpaired_fallback=paired and not pair_ok))
     if not raw:
         raise TooFewValues("no comparison could be made: " + "; ".join(skipped))
-    m = len(raw)
-    p_adj = holm([c.primary.pvalue for c in raw])
-    q_adj = holm([c.equivalence.pvalue for c in raw])
-    n_checks = min(len(c.robustness) for c in raw)
-    r_adj = [holm([c.robustness[i].pvalue for c in raw]) for i in range(n_checks)]
-
-    done = []
-    for j, (c, p, q) in enumerate(zip(raw, p_adj, q_adj, strict=True)):
-        needed = c.seeds_needed
-        if needed is not None and m != len(todo):  # some comparisons were skipped
-            needed = seeds_needed(margin, c.sd, paired=c.paired, alpha=alpha / m, power=c.power)
-        c = replace(c, p_adjusted=float(p), family_size=m, seeds_needed=needed,
-                    equivalence=replace(c.equivalence, p_adjusted=float(q)))
-        done.append(judged(c, level=alpha / m,
-                           robust_p_adjusted=tuple(float(r[j]) for r in r_adj)))
-
+    done = _holm_judged(raw, alpha=alpha, margin=margin, planned=len(todo))
+    m = len(done)
     correction = (
         f"Holm over the {m} primary-test p-values "
         f"({what}); TOST equivalence p-values Holm-adjusted as a separate family of {m}; "
@@ -173,6 +145,44 @@ def compare_family(
     return Family(comparisons=tuple(done), pairs=pairs, baseline=baseline,
                   paired=all(c.paired for c in done), alpha=alpha, margin=margin,
                   correction=correction, skipped=tuple(skipped))
+
+
+def _planned_pairs(arms, baseline: str | None, pairs: str) -> tuple[list[tuple[str, str]], str]:
+    """The (arm, baseline) pairs to compare, and how the correction text names them."""
+    if not isinstance(arms, Mapping) or len(arms) < 2:
+        raise ValueError("`arms` must be a mapping of at least 2 arm names to values")
+    if pairs not in ("baseline", "all"):
+        raise ValueError(f"`pairs` must be 'baseline' or 'all', got {pairs!r}")
+    if baseline is not None and baseline not in arms:
+        raise ValueError(f"`baseline` {baseline!r} is not a key of `arms`: {list(arms)}")
+    if pairs == "baseline":
+        if baseline is None:
+            raise ValueError("`baseline` is required when pairs='baseline'")
+        todo = [(name, baseline) for name in arms if name != baseline]
+        return todo, f"each of the {len(todo)} arms vs {baseline!r}"
+    todo = [(b, a) if a == baseline else (a, b) for a, b in itertools.combinations(arms, 2)]
+    return todo, f"all {len(todo)} pairs of the {len(arms)} arms"
+
+
+def _holm_judged(raw: list[Comparison], *, alpha: float, margin: float,
+                 planned: int) -> list[Comparison]:
+    """The comparisons with Holm-adjusted p-values (primary, TOST and each robustness test,
+    each its own family of m) and the verdicts they give at Holm's first level alpha/m."""
+    m = len(raw)
+    p_adj = holm([c.primary.pvalue for c in raw])
+    q_adj = holm([c.equivalence.pvalue for c in raw])
+    n_checks = min(len(c.robustness) for c in raw)
+    r_adj = [holm([c.robustness[i].pvalue for c in raw]) for i in range(n_checks)]
+    done = []
+    for j, (c, p, q) in enumerate(zip(raw, p_adj, q_adj, strict=True)):
+        needed = c.seeds_needed
+        if needed is not None and m != planned:  # some comparisons were skipped
+            needed = seeds_needed(margin, c.sd, paired=c.paired, alpha=alpha / m, power=c.power)
+        c = replace(c, p_adjusted=float(p), family_size=m, seeds_needed=needed,
+                    equivalence=replace(c.equivalence, p_adjusted=float(q)))
+        done.append(judged(c, level=alpha / m,
+                           robust_p_adjusted=tuple(float(r[j]) for r in r_adj)))
+    return done
 
 
 def _pair_values(a, b, paired: bool):
@@ -207,71 +217,85 @@ def omnibus(groups, *, paired: bool, method: str | None = None) -> TestResult:
     `DegenerateDataWarning`.
     """
     paired = check_bool(paired, "paired")
-    if isinstance(groups, Mapping):
-        names, values = list(map(str, groups)), list(groups.values())
-    elif isinstance(groups, Sequence) and not isinstance(groups, str):
-        names, values = [f"groups[{i}]" for i in range(len(groups))], list(groups)
-    else:
-        raise ValueError("`groups` must be a mapping or a sequence of 1-D arrays")
+    names, values = _named_groups(groups)
     if method is None:
         method = "friedman" if paired else "welch_anova"
     allowed = ("friedman",) if paired else ("welch_anova", "kruskal")
     if method not in allowed:
         raise ValueError(f"`method` must be one of {allowed} when paired={paired}, "
                          f"got {method!r}")
-
     notes: list[str] = []
     if paired:
-        if len(values) < 3:
-            raise ValueError("`groups` must contain at least 3 groups for Friedman's test; "
-                             "for 2 paired arms use compare(..., paired=True)")
-        rows = [as_float_1d(v, n) for v, n in zip(values, names, strict=True)]
-        sizes = {n: r.size for n, r in zip(names, rows, strict=True)}
-        if len(set(sizes.values())) != 1:
-            raise ValueError(f"`groups` must all have the same number of seeds when "
-                             f"paired=True, got {sizes}")
-        data = np.column_stack(rows)
-        keep = ~np.isnan(data).any(axis=1)
-        if not keep.all():
-            note(f"dropped {int((~keep).sum())} seed(s) with NaN in any group", notes)
-        data = data[keep]
-        if data.shape[0] < 2:
-            raise ValueError(f"`groups` must share at least 2 complete seeds, got {data.shape[0]}")
-        res = stats.friedmanchisquare(*data.T)
-        return TestResult(
-            name="Friedman test", statistic=float(res.statistic), pvalue=float(res.pvalue),
-            df=float(data.shape[1] - 1),
-            assumptions="seeds are independent blocks; within a seed, arms are ranked",
-            reason="omnibus for paired arms (equal n, >= 3 groups)",
-            method=f"scipy.stats.friedmanchisquare, {data.shape[0]} seeds x {data.shape[1]} arms",
-        )
-
+        return _friedman(names, values, notes)
     if len(values) < 2:
         raise ValueError("`groups` must contain at least 2 groups")
     clean = [clean_1d(v, n, notes, min_n=2) for v, n in zip(values, names, strict=True)]
-    fallback = False
     if method == "welch_anova":
         flat = [n for n, g in zip(names, clean, strict=True) if np.ptp(g) == 0]
-        if flat:
-            fallback = True
-            note(f"zero variance in {flat}: Welch's ANOVA is undefined; "
-                 "used Kruskal-Wallis instead", notes)
-            method = "kruskal"
-    if method == "welch_anova":
-        res = anova_oneway(clean, use_var="unequal")
-        return TestResult(
-            name="Welch's ANOVA", statistic=float(res.statistic), pvalue=float(res.pvalue),
-            df=float(res.df_denom),
-            assumptions="each arm roughly normal; variances may differ",
-            reason="omnibus for independent arms (default, matches Welch's t)",
-            method=f"statsmodels anova_oneway(use_var='unequal'), df = "
-                   f"({res.df_num:g}, {res.df_denom:.3g})",
-        )
+        if not flat:
+            return _welch_anova(clean)
+        note(f"zero variance in {flat}: Welch's ANOVA is undefined; "
+             "used Kruskal-Wallis instead", notes)
+        return _kruskal(clean, notes, fallback=True)
+    return _kruskal(clean, notes, fallback=False)
+
+
+def _named_groups(groups) -> tuple[list[str], list]:
+    """The groups' names (for messages) and values, from a mapping or a sequence."""
+    if isinstance(groups, Mapping):
+        return list(map(str, groups)), list(groups.values())
+    if isinstance(groups, Sequence) and not isinstance(groups, str):
+        return [f"groups[{i}]" for i in range(len(groups))], list(groups)
+    raise ValueError("`groups` must be a mapping or a sequence of 1-D arrays")
+
+
+def _friedman(names: list[str], values: list, notes: list[str]) -> TestResult:
+    """Friedman's test over seeds as blocks (equal n, >= 3 groups; NaN seeds dropped)."""
+    if len(values) < 3:
+        raise ValueError("`groups` must contain at least 3 groups for Friedman's test; "
+                         "for 2 paired arms use compare(..., paired=True)")
+    rows = [as_float_1d(v, n) for v, n in zip(values, names, strict=True)]
+    sizes = {n: r.size for n, r in zip(names, rows, strict=True)}
+    if len(set(sizes.values())) != 1:
+        raise ValueError(f"`groups` must all have the same number of seeds when "
+                         f"paired=True, got {sizes}")
+    data = np.column_stack(rows)
+    keep = ~np.isnan(data).any(axis=1)
+    if not keep.all():
+        note(f"dropped {int((~keep).sum())} seed(s) with NaN in any group", notes, stacklevel=4)
+    data = data[keep]
+    if data.shape[0] < 2:
+        raise ValueError(f"`groups` must share at least 2 complete seeds, got {data.shape[0]}")
+    res = stats.friedmanchisquare(*data.T)
+    return TestResult(
+        name="Friedman test", statistic=float(res.statistic), pvalue=float(res.pvalue),
+        df=float(data.shape[1] - 1),
+        assumptions="seeds are independent blocks; within a seed, arms are ranked",
+        reason="omnibus for paired arms (equal n, >= 3 groups)",
+        method=f"scipy.stats.friedmanchisquare, {data.shape[0]} seeds x {data.shape[1]} arms",
+    )
+
+
+def _welch_anova(clean: list[np.ndarray]) -> TestResult:
+    res = anova_oneway(clean, use_var="unequal")
+    return TestResult(
+        name="Welch's ANOVA", statistic=float(res.statistic), pvalue=float(res.pvalue),
+        df=float(res.df_denom),
+        assumptions="each arm roughly normal; variances may differ",
+        reason="omnibus for independent arms (default, matches Welch's t)",
+        method=f"statsmodels anova_oneway(use_var='unequal'), df = "
+               f"({res.df_num:g}, {significant(res.df_denom)})",
+    )
+
+
+def _kruskal(clean: list[np.ndarray], notes: list[str], *, fallback: bool) -> TestResult:
+    """Kruskal-Wallis; `fallback`: chosen because Welch's ANOVA was undefined."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # all-identical data: handled below
         res = stats.kruskal(*clean)
     if not np.isfinite(res.pvalue):
-        note("all values are identical across groups: Kruskal-Wallis p set to 1", notes)
+        note("all values are identical across groups: Kruskal-Wallis p set to 1", notes,
+             stacklevel=4)
         statistic, pvalue = 0.0, 1.0
     else:
         statistic, pvalue = float(res.statistic), float(res.pvalue)
@@ -283,4 +307,3 @@ def omnibus(groups, *, paired: bool, method: str | None = None) -> TestResult:
             "; fallback because a group has zero variance" if fallback else ""),
         method="scipy.stats.kruskal",
     )
-

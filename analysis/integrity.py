@@ -20,6 +20,7 @@ from ._checks import negligible_spread
 from .contract import config_hash
 from .failures import arm_outcomes
 from .figures import configured_lr
+from .numbers import significant
 from .plan import MetricPlan
 from .tables import bn_table, excluded_runs_table, seed_ranges
 
@@ -275,7 +276,7 @@ def outcome_flags(classified: pd.DataFrame, arms: Sequence[str], plan: MetricPla
         what = []
         if o.not_learned:
             what.append(f"{o.not_learned} did not learn (final `{plan.metric}` within "
-                        f"{tolerance:.3g} of chance {plan.chance:g})" if tolerance is not None
+                        f"{significant(tolerance)} of chance {plan.chance:g})" if tolerance is not None
                         else f"{o.not_learned} did not learn")
         if o.diverged:
             what.append(f"{o.diverged} diverged")

@@ -24,6 +24,7 @@ from scipy import stats
 
 from .contract import COMPLETE, DB_FILE, confirm_study_name
 from .load import StudyData, compare_arms, family_frame, load_study
+from .numbers import count, number, p_relation
 from .testset import mcnemar_exact, single_run_gap
 from .tuning import selection_rows
 from .variance import SOURCES, VarianceDecomposition, decompose_variance, seed_column
@@ -37,20 +38,20 @@ CHANCE = 10.0  # CIFAR-10 has ten classes: a run at <= CHANCE + 1 points never l
 CONFIG_KEYS = ("width", "train_size", "val_size", "test_size", "epochs", "lr", "step_size", "gamma")
 
 
+# The paper's ways of writing numbers; `analysis.numbers` owns the rules.
 def _f(x, digits=2, sign=False):
-    if x is None or (isinstance(x, float) and np.isnan(x)):
-        return "n/a"
-    return f"{x:+.{digits}f}" if sign else f"{x:.{digits}f}"
+    """Fixed decimals: 74.87 / +0.62."""
+    return number(x, digits, signed=sign)
 
 
 def _n(x) -> str:
     """A count or config value as the text writes it: 45,000 / 0.1 / 10."""
-    return f"{x:,}" if isinstance(x, int) and not isinstance(x, bool) else f"{x:g}" if isinstance(x, float) else str(x)
+    return count(x)
 
 
 def _p(p):
     """A p-value with its relation, so the template writes "p {{key}}" -> "p = 0.004"."""
-    return "< 0.0001" if p < 1e-4 else f"= {p:.2g}" if p < 0.01 else f"= {p:.3f}"
+    return p_relation(p)
 
 
 def study_numbers(prefix: str, study: StudyData) -> dict[str, str]:

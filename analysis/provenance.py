@@ -21,6 +21,7 @@ import pandas as pd
 
 from .contract import redact
 from .load import StudyData
+from .numbers import number
 
 __all__ = ["provenance_table", "shown_path", "without_local_paths"]
 
@@ -154,7 +155,7 @@ def provenance_table(study: StudyData, arms: Sequence[str]) -> tuple[pd.DataFram
         rows.append(("versions (training)", f"not available ({problem})"))
     if "wall_time_s" in runs:
         total = pd.to_numeric(runs["wall_time_s"], errors="coerce").sum()
-        rows.append(("total training time", f"{total / 3600:.2f} h over {len(runs)} runs"))
+        rows.append(("total training time", f"{number(total / 3600)} h over {len(runs)} runs"))
     rows.append(("storage", _storage_text(study)))
     rows.append(("analysis versions", _analysis_versions()))
     return pd.DataFrame(rows, columns=["item", "value"]), problem

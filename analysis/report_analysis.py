@@ -21,8 +21,8 @@ from .family import Family
 from .figures import arm_palette
 from .integrity import integrity_checks, outcome_flags
 from .load import StudyData, arm_frame, compare_arms, family_frame
+from .numbers import MINUS, interval, number
 from .plan import MetricPlan
-from .tables import fmt_ci, fmt_num
 from .testset import two_level_bootstrap
 
 SUMMARY_COLUMNS = ["arm", "n", "failed", "diverged", "mean", "sd", "median", "ci_low", "ci_high"]
@@ -148,11 +148,12 @@ def testset_noise_table(study: StudyData, fam: Family | None, baseline: str,
             continue
         two = two_level_bootstrap(ma, mb, paired=fam.paired, rng=gen)
         seeds = two_level_bootstrap(ma, mb, paired=fam.paired, rng=gen, resample_examples=False)
-        rows.append({"arm": c.arm_name, f"Δ vs {baseline}": fmt_num(two.estimate, signed=True),
-                     "t CI (seeds)": fmt_ci(c.ci_low, c.ci_high, signed=True),
-                     "bootstrap CI (seeds)": fmt_ci(seeds.low, seeds.high, signed=True),
-                     "bootstrap CI (seeds + test images)": fmt_ci(two.low, two.high,
-                                                                  signed=True),
-                     "widening by test images": f"×{(two.high - two.low) / (seeds.high - seeds.low):.2f}"
-                     if seeds.high > seeds.low else "n/a"})
+        widening = (two.high - two.low) / (seeds.high - seeds.low) if seeds.high > seeds.low else None
+        rows.append({"arm": c.arm_name,
+                     f"Δ vs {baseline}": number(two.estimate, signed=True, minus=MINUS),
+                     "t CI (seeds)": interval(c.ci_low, c.ci_high, signed=True, minus=MINUS),
+                     "bootstrap CI (seeds)": interval(seeds.low, seeds.high, signed=True, minus=MINUS),
+                     "bootstrap CI (seeds + test images)": interval(two.low, two.high, signed=True,
+                                                                    minus=MINUS),
+                     "widening by test images": "n/a" if widening is None else "×" + number(widening)})
     return pd.DataFrame(rows) if rows else None

@@ -68,6 +68,11 @@ class Report:
         self.tables[name] = (table, caption)
         self.blocks.append(TableRef(name))
 
+    def add_figure(self, name: str, figure: Figure, caption: str) -> None:
+        """Store `figure` and show it here (each figure is shown once, where it is made)."""
+        self.figures[name] = (figure, caption)
+        self.blocks.append(FigureRef(name))
+
 
 def plural(n: int, word: str) -> str:
     """``1 run``, ``2 runs``."""

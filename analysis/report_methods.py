@@ -14,9 +14,9 @@ import warnings
 from .failures import FAILURE_OUTCOMES
 from .family import Family, omnibus
 from .figures import detectable, metric_label
+from .numbers import MINUS, number, p_value, percent, significant
 from .report_analysis import StudyAnalysis, is_finite_number, unique_messages
 from .report_blocks import plural
-from .tables import fmt_num, fmt_p
 from .testset import binomial_ci
 
 ACCURACY_SIZE = {"test_acc": "test_size", "val_acc": "val_size"}  # metric -> config key of n
@@ -76,9 +76,9 @@ def _verdicts(analysis: StudyAnalysis) -> str:
         f"**Verdicts.** *better*/*worse* when the Holm-adjusted p < α = {alpha:g} (sign of the "
         f"difference); otherwise *equivalent* when the TOST equivalence test against "
         f"±{margin:g} points (Holm-adjusted as its own family) has p < α, i.e. the "
-        f"{1 - 2 * alpha:.0%} CI of the difference lies inside ±{margin:g}; otherwise "
+        f"{percent(1 - 2 * alpha)} CI of the difference lies inside ±{margin:g}; otherwise "
         f"*inconclusive*, with the seeds per arm needed to detect a true difference of "
-        f"{margin:g} with {fam.comparisons[0].power:.0%} power at α/{len(fam)}. The margin "
+        f"{margin:g} with {percent(fam.comparisons[0].power)} power at α/{len(fam)}. The margin "
         f"±{margin:g} is the study plan's (study.json `analysis.margin`), fixed before the runs.")
 
 
@@ -93,11 +93,11 @@ def _exact_tests(analysis: StudyAnalysis) -> str:
     text = ("**Exact tests.** " + (f"Robustness checks run on every comparison: "
                                      f"{', '.join(rob)}. " if rob else "")
             + f"With {design} the smallest p-value an exact permutation or rank test can "
-            f"produce is {', '.join(f'{p:.4g}' for p in min_ps)}, ")
+            f"produce is {', '.join(significant(p, 4) for p in min_ps)}, ")
     if all(p < alpha for p in min_ps):
         holm_floor = min(1.0, m * max(min_ps))
         text += (f"below α = {alpha:g}, so they can reject; after Holm over {m} comparisons "
-                 f"their smallest adjusted p is {holm_floor:.4g}"
+                 f"their smallest adjusted p is {significant(holm_floor, 4)}"
                  + (", which cannot reach α." if holm_floor >= alpha else "."))
     else:
         text += (f"not below α = {alpha:g}: whatever the data, they cannot reject at these n, "
@@ -134,11 +134,11 @@ def _testset_noise(analysis: StudyAnalysis) -> str | None:
     text = (f"{TESTSET_NOISE_HEADING} Every run is scored on the same {int(n_test):,} {images} "
             f"images, so averaging over seeds does not remove their sampling noise: the "
             f"comparisons are about this {images} set. At `{baseline}`'s mean accuracy of "
-            f"{mean:.2f}% a single run's 95% Wilson binomial interval is ±{half:.2f} points"
-            + (f" (±{min(halves):.2f} to ±{max(halves):.2f} across the arms' means)"
+            f"{number(mean)}% a single run's 95% Wilson binomial interval is ±{number(half)} points"
+            + (f" (±{number(min(halves))} to ±{number(max(halves))} across the arms' means)"
                if len(halves) > 1 else "")
-            + f", {half / margin:.1f} times the equivalence margin"
-            + (f"; the seed-to-seed sd of `{baseline}` is {sd:.2f} points"
+            + f", {number(half / margin, 1)} times the equivalence margin"
+            + (f"; the seed-to-seed sd of `{baseline}` is {number(sd)} points"
                if is_finite_number(sd) else "") + ". ")
     return text + ("Per-example predictions are stored, so the table below adds this noise to "
                    "the difference CIs by a two-level bootstrap (`two_level_bootstrap`): runs "
@@ -160,9 +160,11 @@ def _power(analysis: StudyAnalysis) -> str | None:
     needed = [f"`{c.arm_name}` {c.seeds_needed}" for c in comps if c.seeds_needed]
     return (f"**Power.** With the observed sd of the "
             f"{'per-seed differences' if fam.paired else 'arms'} "
-            f"({fmt_num(min(c.sd for c in comps))} to {fmt_num(max(c.sd for c in comps))} "
-            f"points), {_seeds_text(fam)} detect a true difference of {fmt_num(min(dd))} to "
-            f"{fmt_num(max(dd))} points with {fam.comparisons[0].power:.0%} power at α/{m}; "
+            f"({number(min(c.sd for c in comps), minus=MINUS)} to "
+            f"{number(max(c.sd for c in comps), minus=MINUS)} points), {_seeds_text(fam)} detect a "
+            f"true difference of {number(min(dd), minus=MINUS)} to "
+            f"{number(max(dd), minus=MINUS)} points with {percent(fam.comparisons[0].power)} "
+            f"power at α/{m}; "
             f"detecting a difference as small as the margin ({analysis.plan.margin:g}) needs, in "
             "seeds per arm: " + (", ".join(needed) if needed else "n/a") + ".")
 
@@ -191,7 +193,8 @@ def _omnibus(analysis: StudyAnalysis, notes: list[str]) -> str | None:
     if om is None:
         return None
     return (f"**Omnibus.** {om.name} over the {len(groups)} arms ({om.method}): statistic "
-            f"{om.statistic:.3g}, p = {fmt_p(om.pvalue)}. {om.assumptions.capitalize()}.")
+            f"{significant(om.statistic)}, p = {p_value(om.pvalue, minus=MINUS)}. "
+            f"{om.assumptions.capitalize()}.")
 
 
 def methods_paragraphs(analysis: StudyAnalysis) -> tuple[list[str], list[str]]:

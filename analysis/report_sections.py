@@ -26,10 +26,11 @@ from .figures import (
     power_figure,
 )
 from .notes import group_notes
+from .numbers import number, percent, significant
 from .plan import MetricPlan
 from .provenance import provenance_table, shown_path
 from .report_analysis import StudyAnalysis, is_finite_number, unique_messages
-from .report_blocks import Bullets, FigureRef, Heading, Para, Report, code_list, plural
+from .report_blocks import Bullets, Heading, Para, Report, code_list, plural
 from .report_methods import TESTSET_NOISE_HEADING, methods_paragraphs
 from .tables import design_table, fmt_value, pairs_table, results_table, seed_ranges
 
@@ -141,7 +142,8 @@ def failures_paragraph(analysis: StudyAnalysis) -> tuple[str, pd.DataFrame | Non
                 "analysis plan or pass --chance), so only divergence counts as a failure.")
     else:
         rule = (f"A run **did not learn** when its final `{plan.metric}` is within "
-                f"{analysis.tolerance:.3g} of chance ({plan.chance:g}, from {plan.chance_source}), "
+                f"{significant(analysis.tolerance)} of chance ({plan.chance:g}, from "
+                f"{plan.chance_source}), "
                 "i.e. within the test-set noise of a model that learned nothing.")
     table = outcome_table(analysis.study.runs, analysis.arms)
     if not (table["did not learn"].sum() + table["diverged"].sum()):
@@ -232,8 +234,8 @@ def _distribution_caption(analysis: StudyAnalysis) -> str:
         flat = [r for _, r in analysis.summary.iterrows()
                 if r["n"] and r["n"] > 1 and is_finite_number(r["sd"]) and r["sd"] < 0.05]
         for r in flat:
-            extra += (f" `{r['arm']}` barely varies across seeds (mean {r['mean']:.2f}, "
-                      f"sd {r['sd']:.3f} points): check whether its runs learned at all "
+            extra += (f" `{r['arm']}` barely varies across seeds (mean {number(r['mean'])}, "
+                      f"sd {number(r['sd'], 3)} points): check whether its runs learned at all "
                       "(chance level is 100 / number of classes).")
     return (f"{metric_label(analysis.plan.metric).capitalize()} of every complete run (points, "
             f"one per seed) and each arm's mean with its 95% t interval (black).{extra}")
@@ -245,7 +247,7 @@ def _power_caption(analysis: StudyAnalysis) -> str:
     if not comps:
         return "No comparison has a non-zero seed sd: power cannot be estimated."
     return ("Smallest true difference each comparison detects with "
-            f"{comps[0].power:.0%} power, against seeds per arm, using the observed sd "
+            f"{percent(comps[0].power)} power, against seeds per arm, using the observed sd "
             f"({'of the per-seed differences' if fam.paired else 'per arm'}) and α/{len(fam)} "
             f"(Holm's first step). Dots: the seeds run so far; crosses: where a curve reaches "
             f"the margin ±{analysis.plan.margin:g} (the seeds needed).")
@@ -257,11 +259,14 @@ def figures_section(rep: Report, analysis: StudyAnalysis) -> None:
     plan, palette = analysis.plan, analysis.palette
     specs = (analysis.study.meta or {}).get("arms", {})
     rep.add(Heading("3. Figures"))
-    rep.figures["distribution"] = (
+    rep.add_figure(
+        "distribution",
         distribution_figure(runs, metric=plan.metric, arms=analysis.arms, baseline=plan.baseline,
-                            palette=palette), _distribution_caption(analysis))
+                            palette=palette),
+        _distribution_caption(analysis))
     if not epochs.empty:
-        rep.figures["learning_curves"] = (
+        rep.add_figure(
+            "learning_curves",
             learning_curves_figure(epochs, runs=runs, arms=analysis.arms, palette=palette),
             "Validation accuracy and training loss per epoch: mean over the complete runs of "
             "each arm and its 95% t band over seeds.")
@@ -269,30 +274,31 @@ def figures_section(rep: Report, analysis: StudyAnalysis) -> None:
         mismatch = analysis.integrity["lr_mismatch"]
         configs = {arm: specs[arm]["config"] for arm in analysis.arms
                    if specs.get(arm, {}).get("config")}
-        rep.figures["lr_schedule"] = (
+        rep.add_figure(
+            "lr_schedule",
             lr_schedule_figure(epochs, arms=analysis.arms, configs=configs, palette=palette),
             "Learning rate read from the optimizer that stepped, per epoch (one line per seed), "
             "against the schedule each arm's configuration asks for (dashed). "
             + ("Effective and configured schedules agree for every arm." if not mismatch else
                "They DISAGREE for " + code_list(mismatch) + " (see Integrity)."))
     if analysis.family is not None:
-        rep.figures["forest"] = (
+        rep.add_figure(
+            "forest",
             forest_figure(analysis.frame, margin=plan.margin, baseline=plan.baseline,
                           metric=plan.metric, direction=plan.direction),
             f"Difference of each arm from `{plan.baseline}` with its 95% CI "
             f"({analysis.test_name}), coloured by verdict; grey band: the equivalence margin "
             f"±{plan.margin:g}.")
     if analysis.frame_all is not None:
-        rep.figures["pairs"] = (
+        rep.add_figure(
+            "pairs",
             pairwise_figure(analysis.frame_all, arms=analysis.analysable, alpha=plan.alpha,
                             metric=plan.metric),
             f"Every pair of arms: mean of the row arm minus the column arm, with p of the "
             f"{analysis.test_name} Holm-adjusted over all {len(analysis.frame_all)} pairs.")
     if analysis.family is not None:
-        rep.figures["power"] = (power_figure(analysis.family, palette=palette),
-                                _power_caption(analysis))
-    for key in rep.figures:  # every figure so far, the sequential one included
-        rep.add(FigureRef(key))
+        rep.add_figure("power", power_figure(analysis.family, palette=palette),
+                       _power_caption(analysis))
 
 
 # --- 4. methods, 5. integrity, 6. provenance --------------------------------------------------

@@ -43,3 +43,24 @@ class TestResult:
     method: str = ""
     df: float | None = None
     ci: Interval | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class Equivalence:
+    """TOST equivalence test of ``diff`` against ``±margin``.
+
+    Two one-sided t-tests (same t-distribution as the primary test):
+    H0 ``diff <= -margin`` and H0 ``diff >= +margin``. ``pvalue`` is the larger
+    of the two; equivalence holds iff ``pvalue < alpha``, which is the same as
+    the ``1 - 2 alpha`` CI lying inside ``±margin``.
+    """
+
+    margin: float
+    pvalue: float
+    pvalue_lower: float
+    pvalue_upper: float
+    ci_low: float
+    ci_high: float
+    ci_confidence: float
+    equivalent: bool  # pvalue < alpha for this comparison on its own
+    p_adjusted: float  # Holm-adjusted across the family; == pvalue for a lone compare()

@@ -64,12 +64,20 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 import numpy as np
-from scipy import optimize, stats
 
 from ._checks import as_float_1d, note
-from .comparison import min_attainable_p
-from .group_sequential import nominal_levels, spend, t_boundaries
+from .group_sequential import spend, t_boundaries
+from .numbers import percent, significant
 from .results import Interval
+from .sequential_path import (
+    LookPath,
+    equivalence_statistic,
+    first_crossing,
+    look_path,
+    nominal_at,
+    sequential_p,
+    t_statistic,
+)
 from .sequential_plan import SequentialPlan, plan_deviations
 
 __all__ = [
@@ -169,72 +177,7 @@ def paired_differences(plan: SequentialPlan, values: Mapping[str, Mapping[int, f
     return out
 
 
-# ---------------------------------------------------------------------------------------
-# The decision rule
-
-
-@dataclass
-class _Path:
-    """Per-look summaries of one comparison, before any decision."""
-
-    seeds: list[int]
-    n: np.ndarray
-    info: tuple[float, ...]
-    mean: np.ndarray
-    sd: np.ndarray
-    p: np.ndarray  # two-sided paired-t p-value at each look
-    p_eq: np.ndarray  # equivalence: 2 * P(T >= (margin - |mean|) / se), 1 when <= 0
-    notes: list[str]
-
-
-def _path(plan: SequentialPlan, d: np.ndarray, upto: int) -> _Path:
-    seeds: list[int] = []
-    n: list[int] = []
-    mean: list[float] = []
-    sd: list[float] = []
-    notes: list[str] = []
-    for s in plan.looks()[:upto]:
-        x = d[:s][~np.isnan(d[:s])]
-        if x.size < 2 or (n and x.size == n[-1] and s != plan.max_seeds):
-            continue  # no new information: not a look (the spending waits)
-        seeds.append(s)
-        n.append(x.size)
-        mean.append(float(x.mean()))
-        sd.append(float(x.std(ddof=1)))
-    n_arr, mean_arr, sd_arr = np.array(n, dtype=int), np.array(mean), np.array(sd)
-    degenerate = sd_arr == 0
-    if degenerate.any():
-        note("zero sd of paired differences at a look (identical differences, e.g. two arms "
-             "that compute the same thing): the t-test is undefined there, so the exact "
-             "sign-flip test decides that look (p = 1 for no difference, else its floor 2/2^n)",
-             notes)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        se = sd_arr / np.sqrt(n_arr)
-        t = np.where(sd_arr > 0, mean_arr / se, np.where(mean_arr == 0, 0.0, np.inf))
-        e = np.where(sd_arr > 0, (plan.margin - np.abs(mean_arr)) / se,
-                     np.where(np.abs(mean_arr) < plan.margin, np.inf, -np.inf))
-    p = 2 * stats.t.sf(np.abs(t), np.maximum(n_arr - 1, 1))
-    p_eq = np.where(e > 0, 2 * stats.t.sf(e, np.maximum(n_arr - 1, 1)), 1.0)
-    # With zero sd the t statistic is +-inf and would give p = 0 at any n ("equivalent,
-    # p = 0" after 5 seeds of a no-op ablation). n identical differences are no more
-    # evidence than the exact sign-flip test can give: its smallest p is 2/2^n.
-    floor = np.array([min_attainable_p(int(k), paired=True) for k in n_arr])
-    p = np.where(degenerate, np.where(mean_arr == 0, 1.0, floor), p)
-    p_eq = np.where(degenerate, np.where(np.abs(mean_arr) < plan.margin, floor, 1.0), p_eq)
-    info = tuple(1.0 if s == plan.max_seeds else k / plan.max_seeds
-                 for s, k in zip(seeds, n, strict=True))
-    return _Path(seeds, n_arr, info, mean_arr, sd_arr, p, p_eq, notes)
-
-
-def _levels(plan: SequentialPlan, info: tuple[float, ...], level: float) -> np.ndarray:
-    if not info:
-        return np.zeros(0)
-    return nominal_levels(plan.spending, plan.spending_param, level, info)
-
-
-def _first_crossing(p: np.ndarray, nominal: np.ndarray, upto: int) -> int | None:
-    hit = np.flatnonzero(p[:upto] <= nominal[:upto])
-    return int(hit[0]) if hit.size else None
+# --- the decision rule -------------------------------------------------------------------
 
 
 def holm_adjust(pvalues) -> np.ndarray:
@@ -299,9 +242,9 @@ def decide(plan: SequentialPlan, differences: Mapping[str, object]) -> Sequentia
     looks, m, alpha = plan.looks(), len(plan.arms), plan.alpha
     # The walk goes as far as every comparison has data for (see DETERMINISM).
     reach = [sum(s <= data[a].size for s in looks) for a in plan.arms]
-    paths = [_path(plan, data[a], upto) for a, upto in zip(plan.arms, reach, strict=True)]
-    sup = [[_levels(plan, p.info, alpha / r) for r in range(1, m + 1)] for p in paths]
-    equ = [[_levels(plan, p.info, 2 * alpha / r) for r in range(1, m + 1)] for p in paths]
+    paths = [look_path(plan, data[a], upto) for a, upto in zip(plan.arms, reach, strict=True)]
+    sup = [[nominal_at(plan, p.info, alpha / r) for r in range(1, m + 1)] for p in paths]
+    equ = [[nominal_at(plan, p.info, 2 * alpha / r) for r in range(1, m + 1)] for p in paths]
 
     stop = [None] * m  # index (into the path) of the look where each comparison stopped
     history: list[list[tuple]] = [[] for _ in range(m)]
@@ -312,8 +255,8 @@ def decide(plan: SequentialPlan, differences: Mapping[str, object]) -> Sequentia
         _step(plan, paths, sup, equ, looks[g], stop, history)
         g += 1
     final = [len(h) and history[i][-1][0] + 1 for i, h in enumerate(history)]
-    pvals = [_sequential_p(plan, p, final[i], alpha_factor=1) for i, p in enumerate(paths)]
-    qvals = [_sequential_p(plan, p, final[i], alpha_factor=2) for i, p in enumerate(paths)]
+    pvals = [sequential_p(plan, p, final[i], alpha_factor=1) for i, p in enumerate(paths)]
+    qvals = [sequential_p(plan, p, final[i], alpha_factor=2) for i, p in enumerate(paths)]
     p_adj, q_adj = holm_adjust(pvals), holm_adjust(qvals)
     comps = []
     for i, arm in enumerate(plan.arms):
@@ -330,9 +273,9 @@ def _step(plan, paths, sup, equ, seeds, stop, history) -> None:
     m = len(paths)
     upto = [sum(s <= seeds for s in p.seeds) if stop[i] is None else stop[i] + 1
             for i, p in enumerate(paths)]
-    s_rej, s_div = _holm([[_first_crossing(paths[i].p, sup[i][r], upto[i]) is not None
+    s_rej, s_div = _holm([[first_crossing(paths[i].p, sup[i][r], upto[i]) is not None
                            for r in range(m)] for i in range(m)])
-    e_rej, e_div = _holm([[_first_crossing(paths[i].p_eq, equ[i][r], upto[i]) is not None
+    e_rej, e_div = _holm([[first_crossing(paths[i].p_eq, equ[i][r], upto[i]) is not None
                            for r in range(m)] for i in range(m)])
     for i, p in enumerate(paths):
         if stop[i] is not None or upto[i] == 0 or p.seeds[upto[i] - 1] != seeds:
@@ -345,45 +288,20 @@ def _step(plan, paths, sup, equ, seeds, stop, history) -> None:
             stop[i] = k
 
 
-def _sign(path: _Path, nominal: np.ndarray, upto: int) -> float:
-    k = _first_crossing(path.p, nominal, upto)
+def _sign(path: LookPath, nominal: np.ndarray, upto: int) -> float:
+    k = first_crossing(path.p, nominal, upto)
     return float(np.sign(path.mean[upto - 1 if k is None else k]))
 
 
-def _label(plan, significant: bool, equivalent: bool, final: bool, sign: float) -> Decision:
-    if significant:
+def _label(plan, different: bool, equivalent: bool, final: bool, sign: float) -> Decision:
+    """The decision of a look: `different` / `equivalent`: Holm rejected "no difference" /
+    "not equivalent"; `final`: the look at max_seeds; `sign`: of the difference."""
+    if different:
         up = sign > 0 if plan.direction == "maximize" else sign < 0
         return Decision.BETTER if up else Decision.WORSE
     if equivalent:
         return Decision.EQUIVALENT
     return Decision.INCONCLUSIVE if final else Decision.CONTINUE
-
-
-def _sequential_p(plan: SequentialPlan, path: _Path, upto: int, *, alpha_factor: int) -> float:
-    """Smallest level at which the comparison's test crossed at a look < `upto`.
-
-    `alpha_factor` 2 gives the equivalence p-value (RCIs at 1 - 2 level); its largest
-    meaningful value is 0.5, and 1 is returned when the RCI never fit even then.
-    """
-    if upto == 0:
-        return 1.0
-    p = path.p if alpha_factor == 1 else path.p_eq
-    if (p[:upto] == 0).any():
-        return 0.0
-    info = path.info[:upto]
-    hi = 1.0 / alpha_factor
-
-    def gap(log_level):  # > 0 while no look crosses at this level; decreasing
-        nominal = _levels(plan, info, alpha_factor * math.exp(log_level))
-        return float(np.min(np.log(p[:upto]) - np.log(np.maximum(nominal, 1e-300))))
-
-    top = math.log(hi * (1 - 1e-9))
-    if gap(top) > 0:
-        return 1.0
-    lo = math.log(1e-12)
-    if gap(lo) <= 0:
-        return 1e-12
-    return float(math.exp(optimize.brentq(gap, lo, top, xtol=1e-7)))
 
 
 def _summarise(plan, arm, path, history, stopped, sup, equ, pval, padj, qval, qadj, *,
@@ -396,21 +314,7 @@ def _summarise(plan, arm, path, history, stopped, sup, equ, pval, padj, qval, qa
         note(f"{arm}: fewer than 2 paired results at {plan.max_seeds} seeds", notes)
         if history:
             history = [*history[:-1], (*history[-1][:3], Decision.INCONCLUSIVE)]
-    looks = []
-    for k, s_div, e_div, label in history:
-        n = int(path.n[k])
-        unadj = sup[0][k]
-        half = float(t_boundaries(unadj, n) * path.sd[k] / math.sqrt(n))
-        ci = Interval(estimate=float(path.mean[k]), low=float(path.mean[k] - half),
-                      high=float(path.mean[k] + half), confidence=1 - alpha,
-                      method="repeated confidence interval (group-sequential paired t)")
-        looks.append(Look(
-            seeds=path.seeds[k], n=n, information=path.info[k], diff=float(path.mean[k]),
-            sd=float(path.sd[k]), statistic=_tstat(path, k), level=alpha / s_div,
-            bound=float(t_boundaries(sup[s_div - 1][k], n)),
-            equivalence_statistic=_estat(plan, path, k), equivalence_level=alpha / e_div,
-            equivalence_bound=float(t_boundaries(equ[e_div - 1][k], n)), ci=ci,
-            decision=label))
+    looks = _looks(plan, path, history, sup, equ)
     if not looks:
         return SequentialComparison(
             arm=arm, baseline=plan.baseline,
@@ -437,32 +341,43 @@ def _summarise(plan, arm, path, history, stopped, sup, equ, pval, padj, qval, qa
         looks=tuple(looks), notes=tuple(notes))
 
 
-def _tstat(path, k) -> float:
-    sd, n, mean = path.sd[k], path.n[k], path.mean[k]
-    return float(mean / (sd / math.sqrt(n))) if sd > 0 else (0.0 if mean == 0 else math.inf)
-
-
-def _estat(plan, path, k) -> float:
-    sd, n, mean = path.sd[k], path.n[k], path.mean[k]
-    gap = plan.margin - abs(mean)
-    return float(gap / (sd / math.sqrt(n))) if sd > 0 else math.copysign(math.inf, gap)
+def _looks(plan, path: LookPath, history, sup, equ) -> list[Look]:
+    """Each look a comparison had: its statistics, the boundaries at the Holm levels then in
+    force, its repeated CI (at the unadjusted level) and its decision."""
+    alpha, looks = plan.alpha, []
+    for k, s_div, e_div, label in history:
+        n = int(path.n[k])
+        unadj = sup[0][k]
+        half = float(t_boundaries(unadj, n) * path.sd[k] / math.sqrt(n))
+        ci = Interval(estimate=float(path.mean[k]), low=float(path.mean[k] - half),
+                      high=float(path.mean[k] + half), confidence=1 - alpha,
+                      method="repeated confidence interval (group-sequential paired t)")
+        looks.append(Look(
+            seeds=path.seeds[k], n=n, information=path.info[k], diff=float(path.mean[k]),
+            sd=float(path.sd[k]), statistic=t_statistic(path, k), level=alpha / s_div,
+            bound=float(t_boundaries(sup[s_div - 1][k], n)),
+            equivalence_statistic=equivalence_statistic(plan, path, k),
+            equivalence_level=alpha / e_div,
+            equivalence_bound=float(t_boundaries(equ[e_div - 1][k], n)), ci=ci,
+            decision=label))
+    return looks
 
 
 def _reason(plan, arm, decision, last: Look, padj, qadj, m) -> str:
     base = plan.baseline
     where = (f"after {last.n} paired seeds (look at {last.seeds} of at most {plan.max_seeds}): "
-             f"diff = {last.diff:+.3g}, {last.ci.confidence:.0%} repeated CI "
-             f"[{last.ci.low:.3g}, {last.ci.high:.3g}]")
+             f"diff = {significant(last.diff, signed=True)}, {percent(last.ci.confidence)} "
+             f"repeated CI [{significant(last.ci.low)}, {significant(last.ci.high)}]")
     holm = f"Holm over {m}" if m > 1 else "one comparison"
     if decision in (Decision.BETTER, Decision.WORSE):
         return (f"{arm} is {decision} than {base} {where}; sequential p adjusted "
-                f"({holm}) = {padj:.3g} < alpha = {plan.alpha:g}.")
+                f"({holm}) = {significant(padj)} < alpha = {plan.alpha:g}.")
     if decision == Decision.EQUIVALENT:
         return (f"{arm} is equivalent to {base} within +-{plan.margin:g} {where}; the "
-                f"{1 - 2 * plan.alpha:.0%} repeated CI lies inside the margin (equivalence p "
-                f"adjusted, {holm}, = {qadj:.3g}).")
+                f"{percent(1 - 2 * plan.alpha)} repeated CI lies inside the margin "
+                f"(equivalence p adjusted, {holm}, = {significant(qadj)}).")
     if decision == Decision.INCONCLUSIVE:
         return (f"{arm} vs {base} is inconclusive at the planned maximum {where}: neither a "
-                f"difference (adjusted p = {padj:.3g}) nor equivalence within "
-                f"+-{plan.margin:g} (adjusted p = {qadj:.3g}) was established.")
+                f"difference (adjusted p = {significant(padj)}) nor equivalence within "
+                f"+-{plan.margin:g} (adjusted p = {significant(qadj)}) was established.")
     return f"{arm} vs {base} is still open {where}; more seeds are needed."

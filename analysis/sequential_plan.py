@@ -12,6 +12,7 @@ from dataclasses import asdict, dataclass, fields
 
 from ._checks import check_count, check_positive, check_probability
 from .group_sequential import SPENDING_FUNCTIONS
+from .numbers import percent
 
 PLAN_VERSION = 1
 DIRECTIONS = ("maximize", "minimize")
@@ -101,7 +102,7 @@ class SequentialPlan:
             f"Lan-DeMets alpha spending at the observed information fraction (pairs / "
             f"{self.max_seeds}); each look's nominal level is applied with the t "
             f"distribution on n - 1 df. Equivalence within +-{self.margin:g} is declared when "
-            f"the {1 - 2 * self.alpha:.0%} repeated confidence interval lies inside the margin. "
+            f"the {percent(1 - 2 * self.alpha)} repeated confidence interval lies inside the margin. "
             f"Difference and equivalence claims are each Holm-corrected over the {m} "
             f"comparison(s), familywise error <= {self.alpha:g} over all looks. An arm stops "
             f"when its comparison is decided; the baseline continues while any comparison "

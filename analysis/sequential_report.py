@@ -13,7 +13,8 @@ from matplotlib.figure import Figure
 
 from .contract import SEQUENTIAL_FILE  # written by study.until_decided after every look
 from .figures import new_figure
-from .report_blocks import Bullets, FigureRef, Heading, Para, Report
+from .numbers import significant
+from .report_blocks import Bullets, Heading, Para, Report
 
 
 def read_record(path: Path) -> dict | None:
@@ -33,21 +34,18 @@ def looks_table(record: dict) -> pd.DataFrame:
     rows = []
     for c in record["comparisons"]:
         for k in c["looks"]:
-            rows.append({"comparison": f"{c['arm']} vs {c['baseline']}", "seeds per arm": int(k["seeds"]),
-                         "pairs": int(k["n"]), "Δ": _num(k["diff"]),
-                         "repeated CI": f"[{_num(k['ci'][0])}, {_num(k['ci'][1])}]",
-                         "t": _num(k["statistic"]), "|t| bound": _num(k["bound"]),
-                         "level (Holm)": f"{k['level']:.3g}",
-                         "equivalence t / bound": f"{_num(k['equivalence_statistic'])} / "
-                                                  f"{_num(k['equivalence_bound'])}",
-                         "decision": k["decision"]})
+            low, high = (significant(x, signed=True) for x in k["ci"])
+            rows.append({
+                "comparison": f"{c['arm']} vs {c['baseline']}", "seeds per arm": int(k["seeds"]),
+                "pairs": int(k["n"]), "Δ": significant(k["diff"], signed=True),
+                "repeated CI": f"[{low}, {high}]",
+                "t": significant(k["statistic"], signed=True),
+                "|t| bound": significant(k["bound"], signed=True),
+                "level (Holm)": significant(k["level"]),
+                "equivalence t / bound": f"{significant(k['equivalence_statistic'], signed=True)} / "
+                                         f"{significant(k['equivalence_bound'], signed=True)}",
+                "decision": k["decision"]})
     return pd.DataFrame(rows)
-
-
-def _num(value) -> str:
-    if value is None or not np.isfinite(float(value)):
-        return "n/a"
-    return f"{float(value):+.3g}" if abs(float(value)) < 1e4 else f"{float(value):+.2e}"
 
 
 def summary_lines(record: dict) -> list[str]:
@@ -98,7 +96,6 @@ def sequential_section(rep: Report, results_dir: Path) -> None:
                   "difference with its repeated CI, paired t against the boundary at the Holm "
                   "level then in force, the equivalence statistic against its bound, and the "
                   "decision.")
-    rep.figures["sequential"] = (path_figure(record), "Paired t of each comparison at every look "
-                                 "against its boundaries (shaded: reject); a comparison stops at "
-                                 "its first crossing or when equivalence is shown.")
-    rep.add(FigureRef("sequential"))
+    rep.add_figure("sequential", path_figure(record), "Paired t of each comparison at every look "
+                   "against its boundaries (shaded: reject); a comparison stops at its first "
+                   "crossing or when equivalence is shown.")

@@ -15,6 +15,7 @@ import numpy as np
 from scipy import stats
 
 from .group_sequential import nominal_levels, t_boundaries
+from .numbers import percent
 from .sequential import SequentialPlan
 
 # Decision codes of the simulated studies.
@@ -164,7 +165,7 @@ def size_max_seeds(plan: SequentialPlan, sd_diff: float, *, power: float = 0.8,
     while not powerful(hi):
         if hi >= limit:
             raise ValueError(f"`sd_diff` {sd_diff:g}: more than {limit} seeds would be needed "
-                             f"for {power:.0%} power at an effect of {effect:g}")
+                             f"for {percent(power)} power at an effect of {effect:g}")
         lo, hi = hi, min(2 * hi, limit)
     while hi - lo > 1:
         mid = (lo + hi) // 2

@@ -1,8 +1,8 @@
 """Report tables: display-ready DataFrames and their Markdown, LaTeX (booktabs) and HTML text.
 
 Pure functions: frames in, frames or strings out; `analysis.report` writes the files. Every
-number is formatted here from computed results (never typed by hand), with one formatting
-rule per kind of number so the Markdown, LaTeX and HTML versions always agree.
+number is formatted here from computed results (never typed by hand), by `analysis.numbers`,
+so the Markdown, LaTeX and HTML versions always agree.
 """
 
 from __future__ import annotations
@@ -17,58 +17,15 @@ import numpy as np
 import pandas as pd
 
 from .contract import COMPLETE, DIVERGED, FAILED
+from .numbers import MINUS, interval, is_missing, number, p_value
 
 __all__ = [
-    "bn_table", "config_diff", "design_table", "excluded_runs_table", "fmt_ci", "fmt_num",
-    "fmt_p", "fmt_value", "latex_escape", "pairs_table", "results_table", "seed_ranges", "to_html", "to_latex",
-    "to_markdown",
+    "bn_table", "config_diff", "design_table", "excluded_runs_table", "fmt_value", "latex_escape",
+    "pairs_table", "results_table", "seed_ranges", "to_html", "to_latex", "to_markdown",
 ]
 
-MINUS = "\u2212"
 
-
-# --- number formatting ------------------------------------------------------------------------
-
-
-def _missing(x) -> bool:
-    if x is None:
-        return True
-    try:
-        return not math.isfinite(float(x))
-    except (TypeError, ValueError):
-        return False
-
-
-def fmt_num(x, digits: int = 2, *, signed: bool = False) -> str:
-    """``x`` with `digits` decimals, a true minus sign, "n/a" when missing; ±inf as ∞."""
-    if x is None or (isinstance(x, float) and math.isnan(x)):
-        return "n/a"
-    x = float(x)
-    if math.isinf(x):
-        return ("+" if signed and x > 0 else "") + ("∞" if x > 0 else MINUS + "∞")
-    text = f"{x:+.{digits}f}" if signed else f"{x:.{digits}f}"
-    if re.fullmatch(r"[+-]?0\.0*", text):  # no "-0.00"
-        text = ("+" if signed else "") + text.lstrip("+-")
-    return text.replace("-", MINUS)
-
-
-def fmt_p(p) -> str:
-    """p-values: 3 decimals down to 0.001, then 2 significant digits in scientific notation."""
-    if _missing(p):
-        return "n/a"
-    p = float(p)
-    if p == 0:
-        return "0"
-    if p >= 0.001:
-        return f"{p:.3f}"
-    mant, exp = f"{p:.1e}".split("e")
-    return f"{mant}e{MINUS}{int(exp[1:])}" if exp.startswith("-") else f"{mant}e{int(exp)}"
-
-
-def fmt_ci(low, high, digits: int = 2, *, signed: bool = False) -> str:
-    if _missing(low) or _missing(high):
-        return "n/a"
-    return f"[{fmt_num(low, digits, signed=signed)}, {fmt_num(high, digits, signed=signed)}]"
+# --- small values -----------------------------------------------------------------------------
 
 
 def seed_ranges(seeds: Iterable) -> str:
@@ -150,22 +107,22 @@ def results_table(arms: pd.DataFrame, comparisons: pd.DataFrame, *, baseline: st
     rows = []
     for _, a in arms.iterrows():
         row = {
-            "arm": a["arm"], "n": int(a["n"]), "mean": fmt_num(a["mean"]),
-            "95% CI": fmt_ci(a["ci_low"], a["ci_high"]),
+            "arm": a["arm"], "n": int(a["n"]), "mean": number(a["mean"], minus=MINUS),
+            "95% CI": interval(a["ci_low"], a["ci_high"], minus=MINUS),
         }
         c = by_arm.get(a["arm"])
         if c is not None:
             p_adj = c["p_adjusted"]
-            star = "*" if not _missing(p_adj) and float(p_adj) < alpha else ""
+            star = "*" if not is_missing(p_adj) and float(p_adj) < alpha else ""
             used = (f"{int(c['n_arm'])}" if c.get("paired", True) else
                     f"{int(c['n_arm'])} vs {int(c['n_baseline'])}")
             row.update({
                 "n in Δ": used,
-                f"Δ vs {baseline}": fmt_num(c["diff"], signed=True),
-                "95% CI of Δ": fmt_ci(c["ci_low"], c["ci_high"], signed=True),
-                es_col: fmt_num(c["effect_size"], signed=True),
-                "p": fmt_p(c["p_value"]),
-                "p (Holm)": fmt_p(p_adj) + star,
+                f"Δ vs {baseline}": number(c["diff"], signed=True, minus=MINUS),
+                "95% CI of Δ": interval(c["ci_low"], c["ci_high"], signed=True, minus=MINUS),
+                es_col: number(c["effect_size"], signed=True, minus=MINUS),
+                "p": p_value(c["p_value"], minus=MINUS),
+                "p (Holm)": p_value(p_adj, minus=MINUS) + star,
                 "verdict": str(c["verdict"]),
             })
         else:
@@ -188,10 +145,11 @@ def pairs_table(comparisons: pd.DataFrame, *, alpha: float) -> pd.DataFrame:
         p_adj = c["p_adjusted"]
         rows.append({
             "pair": f"{c['arm']} − {c['baseline']}",
-            "Δ": fmt_num(c["diff"], signed=True),
-            "95% CI": fmt_ci(c["ci_low"], c["ci_high"], signed=True),
-            "p": fmt_p(c["p_value"]),
-            "p (Holm)": fmt_p(p_adj) + ("*" if not _missing(p_adj) and p_adj < alpha else ""),
+            "Δ": number(c["diff"], signed=True, minus=MINUS),
+            "95% CI": interval(c["ci_low"], c["ci_high"], signed=True, minus=MINUS),
+            "p": p_value(c["p_value"], minus=MINUS),
+            "p (Holm)": p_value(p_adj, minus=MINUS)
+            + ("*" if not is_missing(p_adj) and p_adj < alpha else ""),
             "verdict": str(c["verdict"]),
         })
     return pd.DataFrame(rows, columns=["pair", "Δ", "95% CI", "p", "p (Holm)", "verdict"])
@@ -261,10 +219,10 @@ def excluded_runs_table(runs: pd.DataFrame) -> pd.DataFrame:
     rows = []
     for _, r in bad.iterrows():
         error = r.get("error")
-        error = "" if _missing(error) or error is None else str(error).strip().splitlines()[0][:160]
+        error = "" if is_missing(error) or error is None else str(error).strip().splitlines()[0][:160]
         epoch = r.get("diverged_epoch")
         rows.append({"arm": r["arm"], "seed": int(r["seed"]), "status": r["status"],
-                     "diverged at epoch": "" if _missing(epoch) else str(int(float(epoch))),
+                     "diverged at epoch": "" if is_missing(epoch) else str(int(float(epoch))),
                      "error": error})
     return pd.DataFrame(rows, columns=["arm", "seed", "status", "diverged at epoch", "error"])
 
@@ -276,7 +234,7 @@ def _cell(v) -> str:
     if v is None or v is pd.NA or (isinstance(v, float) and np.isnan(v)):
         return ""
     if isinstance(v, float):
-        return fmt_num(v)
+        return number(v, minus=MINUS)
     return str(v)
 
 

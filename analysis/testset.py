@@ -16,6 +16,7 @@ from scipy import stats
 from statsmodels.stats.proportion import confint_proportions_2indep, proportions_ztest
 
 from ._checks import as_rng, check_bool, check_count, check_probability, note
+from .numbers import number, significant
 from .power import seeds_needed
 from .results import Interval, TestResult
 
@@ -284,9 +285,10 @@ def single_run_gap(
 
     verdict = "larger" if p < alpha else "not larger"
     statement = (
-        f"A gap of {gap:+.2f} points on {n_test:,} test examples is {verdict} than test-set "
-        f"sampling noise alone would explain (two-proportion z = {float(z):.2f}, "
-        f"p = {float(p):.3g}). This treats the two runs as independent binomial samples and "
+        f"A gap of {number(gap, signed=True)} points on {n_test:,} test examples is {verdict} "
+        f"than test-set sampling noise alone would explain (two-proportion z = "
+        f"{number(float(z))}, p = {significant(float(p))}). This treats the two runs as "
+        "independent binomial samples and "
         "ignores seed variance: another seed of the same recipe can move accuracy by a "
         "comparable amount, so one run per arm cannot show that one recipe is better. If both "
         "runs used the same test set, the paired McNemar test on per-example predictions "

@@ -17,8 +17,9 @@ import pandas as pd
 
 from .contract import COMPLETE, PER_ARM_FILE, per_arm_study_name
 from .load import StudyData, StudyNotFound, compare_arms, family_frame, load_study
-from .report_blocks import FigureRef, Heading, Para, Report
-from .tables import fmt_ci, fmt_num, fmt_p, seed_ranges
+from .numbers import MINUS, interval, number, p_value, significant
+from .report_blocks import Heading, Para, Report
+from .tables import seed_ranges
 from .tuning import (
     Tuning,
     history_figure,
@@ -53,8 +54,7 @@ def tuning_section(rep: Report, study: StudyData) -> None:
                 ("tuning_importance", importance_figure(t), "Importance of each parameter for "
                  "reaching the top validation accuracies (Optuna PED-ANOVA evaluator).")):
             name = f"{key}_{t.arm}"
-            rep.figures[name] = (fig, caption)
-            rep.add(FigureRef(name))
+            rep.add_figure(name, fig, caption)
     _confirmation(rep, study.path.parent / f"{study.path.name}-tuned")
     _per_arm(rep, study, study.path.parent / per_arm_study_name(study.path.name))
 
@@ -69,13 +69,13 @@ def _tuning_text(t: Tuning) -> str:
             "median pruner on per-epoch **validation** accuracy; the test set was never scored "
             "during tuning, and tuning seeds (100000 + trial) are disjoint from evaluation seeds.")
     if t.best:
-        params = ", ".join(f"{k} = {v:.4g}" if isinstance(v, float) else f"{k} = {v}"
+        params = ", ".join(f"{k} = {significant(v, 4)}" if isinstance(v, float) else f"{k} = {v}"
                            for k, v in t.best["params"].items())
         text += (f" Best: trial {t.best['number']}, {params}, validation accuracy "
-                 f"{t.best['value']:.2f}%.")
+                 f"{number(t.best['value'])}%.")
     if t.importances:
         text += (" Importance (PED-ANOVA): "
-                 + ", ".join(f"{k} {v:.2f}" for k, v in t.importances.items()) + ".")
+                 + ", ".join(f"{k} {number(v)}" for k, v in t.importances.items()) + ".")
     return text
 
 
@@ -102,9 +102,11 @@ def _confirmation(rep: Report, confirm_dir: Path) -> None:
             return
     for r in tuned.itertuples():
         rep.add(Para(f"**`{r.arm}` vs `{r.baseline}` on fresh seeds** (study "
-                     f"`{confirm_dir.name}`, {r.n_arm} paired seeds): Δ = {r.diff:+.2f} points, "
-                     f"95% CI [{r.ci_low:+.2f}, {r.ci_high:+.2f}], {r.test} p = {r.p_value:.3g} "
-                     f"(Holm {r.p_adjusted:.3g}): **{r.verdict}**. {r.verdict_reason}"))
+                     f"`{confirm_dir.name}`, {r.n_arm} paired seeds): Δ = "
+                     f"{number(r.diff, signed=True)} points, 95% CI "
+                     f"{interval(r.ci_low, r.ci_high, signed=True)}, {r.test} p = "
+                     f"{significant(r.p_value)} (Holm {significant(r.p_adjusted)}): "
+                     f"**{r.verdict}**. {r.verdict_reason}"))
 
 
 def _per_arm(rep: Report, study: StudyData, per_arm_dir: Path) -> None:
@@ -143,8 +145,9 @@ def per_arm_table(record: dict, fixed: pd.DataFrame, tuned: pd.DataFrame) -> pd.
         if row.empty:
             return "-", "-"
         r = row.iloc[0]
-        return (f"{fmt_num(r['diff'], signed=True)} {fmt_ci(r['ci_low'], r['ci_high'], signed=True)}, "
-                f"p {fmt_p(r['p_adjusted'])} (n = {int(r['n_arm'])})", str(r["verdict"]))
+        return (f"{number(r['diff'], signed=True, minus=MINUS)} "
+                f"{interval(r['ci_low'], r['ci_high'], signed=True, minus=MINUS)}, "
+                f"p {p_value(r['p_adjusted'], minus=MINUS)} (n = {int(r['n_arm'])})", str(r["verdict"]))
 
     rows = []
     for a in record["arms"]:
@@ -158,4 +161,4 @@ def per_arm_table(record: dict, fixed: pd.DataFrame, tuned: pd.DataFrame) -> pd.
 
 
 def _param(v) -> str:
-    return f"{v:.3g}" if isinstance(v, float) else str(v)
+    return significant(v) if isinstance(v, float) else str(v)

@@ -6,6 +6,8 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import TYPE_CHECKING
 
+from .numbers import percent, significant
+
 if TYPE_CHECKING:
     from .comparison import Comparison
 
@@ -47,22 +49,24 @@ def decide(c: Comparison) -> Verdict:
     """
     eq = c.equivalence
     if c.family_size == 1:
-        p_text = f"{c.primary.name} p = {c.primary.pvalue:.3g}"
-        q_text = f"TOST p = {eq.pvalue:.3g}"
+        p_text = f"{c.primary.name} p = {significant(c.primary.pvalue)}"
+        q_text = f"TOST p = {significant(eq.pvalue)}"
     else:
-        p_text = (f"{c.primary.name} p = {c.primary.pvalue:.3g}, Holm-adjusted over "
-                  f"{c.family_size} comparisons p = {c.p_adjusted:.3g}")
-        q_text = f"TOST p = {eq.pvalue:.3g}, Holm-adjusted p = {eq.p_adjusted:.3g}"
-    diff_text = (f"diff = {c.diff:+.3g} ({c.confidence:.0%} CI [{c.ci_low:.3g}, "
-                 f"{c.ci_high:.3g}])")
+        p_text = (f"{c.primary.name} p = {significant(c.primary.pvalue)}, Holm-adjusted over "
+                  f"{c.family_size} comparisons p = {significant(c.p_adjusted)}")
+        q_text = (f"TOST p = {significant(eq.pvalue)}, Holm-adjusted p = "
+                  f"{significant(eq.p_adjusted)}")
+    diff_text = (f"diff = {significant(c.diff, signed=True)} ({percent(c.confidence)} CI "
+                 f"[{significant(c.ci_low)}, {significant(c.ci_high)}])")
     if c.direction == "minimize":
         diff_text += ", lower is better"
-    eq_ci = f"the {eq.ci_confidence:.0%} CI [{eq.ci_low:.3g}, {eq.ci_high:.3g}]"
-    significant = c.p_adjusted < c.alpha
+    eq_ci = (f"the {percent(eq.ci_confidence)} CI [{significant(eq.ci_low)}, "
+             f"{significant(eq.ci_high)}]")
+    is_significant = c.p_adjusted < c.alpha
     equivalent = eq.p_adjusted < c.alpha
-    tail = _qualifiers(c, significant)
+    tail = _qualifiers(c, is_significant)
 
-    if significant:
+    if is_significant:
         label = VerdictLabel.BETTER if c.diff * c.better_sign > 0 else VerdictLabel.WORSE
         reason = (f"{c.arm_name} is {label} than {c.baseline_name}: {diff_text}; "
                   f"{p_text} < alpha = {c.alpha:g}.")
@@ -87,12 +91,12 @@ def decide(c: Comparison) -> Verdict:
     else:
         level = "" if c.family_size == 1 else f" at alpha/{c.family_size}"
         plan = (f"About {c.seeds_needed} seeds per arm are needed to detect a true difference "
-                f"of {c.margin:g} with {c.power:.0%} power{level} (sd {c.sd:.3g} estimated "
-                f"from these {'pairs' if c.paired else 'seeds'}).")
+                f"of {c.margin:g} with {percent(c.power)} power{level} (sd {significant(c.sd)} "
+                f"estimated from these {'pairs' if c.paired else 'seeds'}).")
     if eq.pvalue < c.alpha:  # inside the margin on its own; only the Holm adjustment failed
-        eq_text = (f"{eq_ci} lies inside ±{c.margin:g} (TOST p = {eq.pvalue:.3g}) but not "
-                   f"after Holm over {c.family_size} comparisons (adjusted p = "
-                   f"{eq.p_adjusted:.3g} >= {c.alpha:g})")
+        eq_text = (f"{eq_ci} lies inside ±{c.margin:g} (TOST p = {significant(eq.pvalue)}) "
+                   f"but not after Holm over {c.family_size} comparisons (adjusted p = "
+                   f"{significant(eq.p_adjusted)} >= {c.alpha:g})")
     else:
         eq_text = f"{eq_ci} is not inside ±{c.margin:g} ({q_text})"
     return Verdict(
@@ -102,7 +106,7 @@ def decide(c: Comparison) -> Verdict:
     )
 
 
-def _qualifiers(c: Comparison, significant: bool) -> str:
+def _qualifiers(c: Comparison, is_significant: bool) -> str:
     """Sentences every reason carries: pairing fallback, failure rates, robustness."""
     out = []
     if c.unpaired_fallback:
@@ -113,13 +117,13 @@ def _qualifiers(c: Comparison, significant: bool) -> str:
         out.append(outcomes.sentence)
     if c.primary.method.startswith("degenerate"):
         out.append(f"Zero variance: {c.primary.reason}.")
-    if significant:
+    if is_significant:
         floor, level = c.min_attainable_p, c.floor_level or c.alpha
         if c.robustness and floor >= level:
             out.append(f"Not checkable without normality: with these seeds an exact test cannot "
-                       f"go below p = {floor:.3g}, not below the level {level:.3g} this "
-                       "comparison is judged at, so the verdict rests on the t-test's "
-                       "normality assumption.")
+                       f"go below p = {significant(floor)}, not below the level "
+                       f"{significant(level)} this comparison is judged at, so the verdict "
+                       "rests on the t-test's normality assumption.")
         else:
             bad = [t.name for t, p in zip(c.robustness, c.robust_p_adjusted, strict=False)
                    if p >= c.alpha]
@@ -130,9 +134,9 @@ def _qualifiers(c: Comparison, significant: bool) -> str:
         floor, level = c.min_attainable_p, c.floor_level or c.alpha
         if "permutation" in c.primary.name and floor >= level:
             out.append(f"The exact test decides here (a bimodal arm), and with these seeds it "
-                       f"cannot go below p = {floor:.3g}, not below the level {level:.3g}: at "
-                       f"least {_seeds_for_floor(c, level)} seeds per arm are needed before it "
-                       "can find any difference.")
+                       f"cannot go below p = {significant(floor)}, not below the level "
+                       f"{significant(level)}: at least {_seeds_for_floor(c, level)} seeds per "
+                       "arm are needed before it can find any difference.")
         hits = [t.name for t, p in zip(c.robustness, c.robust_p_adjusted, strict=False)
                 if p < c.alpha]
         if hits:
@@ -143,7 +147,7 @@ def _qualifiers(c: Comparison, significant: bool) -> str:
 
 def _seeds_for_floor(c: Comparison, level: float) -> int:
     """Fewest seeds per arm at which an exact test's smallest p falls below `level`."""
-    from .comparison import min_attainable_p
+    from .seed_tests import min_attainable_p
 
     n = 2
     while min_attainable_p(n, n, paired=c.paired) >= level:

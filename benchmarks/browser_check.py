@@ -17,23 +17,19 @@ Exit status: 0 all checks passed, 1 a check failed (listed), 2 no Chromium / bad
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import os
 import re
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
-import time
-import urllib.request
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 CHROMIUM_NAMES = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
-DASHBOARD = Path(sys.executable).parent / "optuna-dashboard"
+DASHBOARD = Path(sys.executable).parent / "optuna-dashboard"  # = analysis.dashboard_server's
 FIGURE_TITLES = ("per arm over seeds", "Difference from")  # analysis.dashboard's two figures
 
 
@@ -108,43 +104,6 @@ def check_dashboard_dom(main_dom: str, note_dom: str, arms: Sequence[str],
     return problems
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@contextlib.contextmanager
-def dashboard_server(storage_url: str, *, timeout: float = 30) -> Iterator[str]:
-    """optuna-dashboard on 127.0.0.1 (free port) serving `storage_url`; yields its base URL
-    once it answers, and stops it on exit."""
-    port = free_port()
-    server = subprocess.Popen([str(DASHBOARD), storage_url, "--host", "127.0.0.1",
-                               "--port", str(port)], stdout=subprocess.DEVNULL,
-                              stderr=subprocess.DEVNULL)
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + timeout
-        while True:
-            if server.poll() is not None:
-                raise RuntimeError(f"optuna-dashboard exited with {server.returncode}")
-            try:
-                with urllib.request.urlopen(f"{base}/api/studies", timeout=5):
-                    break
-            except OSError as e:
-                if time.monotonic() > deadline:
-                    raise RuntimeError(f"optuna-dashboard did not answer within {timeout:g} s") from e
-                time.sleep(0.3)
-        yield base
-    finally:
-        server.terminate()
-        try:
-            server.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait()
-
-
 def copy_results(study_dir: Path, into: Path) -> Path:
     """Copy `study_dir` and its sibling studies (a tuning or confirmation study may share the
     storage) under `into`, pointing every copied study.json at the copied study.db."""
@@ -164,6 +123,7 @@ def copy_results(study_dir: Path, into: Path) -> Path:
 def run_checks(study_dir: Path, work: Path, browser: str, shots: Path | None,
                log=print) -> list[str]:
     """Every check on a copy of `study_dir` under `work`; the list of problems found."""
+    from analysis.dashboard_server import start_dashboard
     from analysis.load import load_study
     from analysis.report import write_report
 
@@ -183,8 +143,8 @@ def run_checks(study_dir: Path, work: Path, browser: str, shots: Path | None,
 
     summaries = optuna.get_all_study_summaries(study.storage_url)
     study_id = next(s._study_id for s in summaries if s.study_name == name)
-    with dashboard_server(study.storage_url) as base:
-        url = f"{base}/dashboard/studies/{study_id}"
+    with start_dashboard(study.storage_url) as server:
+        url = f"{server.base}/dashboard/studies/{study_id}"
         main_dom = dump_dom(browser, url, budget_ms=15000)
         note_dom = dump_dom(browser, f"{url}/note", budget_ms=10000)
         problems += check_dashboard_dom(main_dom, note_dom, arms,

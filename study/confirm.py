@@ -30,6 +30,7 @@ from analysis.contract import (
     per_arm_study_name,
     redact,
 )
+from analysis.numbers import number
 from study.plan import Plan, UsageError
 from study.run import run_plan
 from study.search import OBJECTIVE, config_value
@@ -199,7 +200,7 @@ def selection_rows(plan: Plan, arm: str, chosen: list[optuna.trial.FrozenTrial],
 
 def print_selection(name: str, seeds: list[int], rows: list[dict[str, Any]]) -> None:
     def f(v):
-        return "-" if v is None else f"{v:.2f}"
+        return number(v, missing="-")
 
     print(f"\nselection bias ({name}, fresh seeds {seeds[0]}..{seeds[-1]}; accuracies in %)")
     print(f"{'arm':<18}{'trial':>6}  {'selected val':>12}  {'fresh val':>9}  {'fresh test':>10}  {'gap':>6}  params")

@@ -11,6 +11,7 @@ import pandas as pd
 from scipy import stats
 
 from analysis.contract import COMPLETE, DIVERGED, FAILED
+from analysis.numbers import number, significant
 
 
 def t_interval(values: np.ndarray, confidence: float = 0.95) -> tuple[float, float] | None:
@@ -57,10 +58,9 @@ def render(table: pd.DataFrame, baseline: str, metric: str = "test_acc", directi
            percent: bool = True) -> str:
     """Plain-text table for the terminal (the caller prints it). `percent`: the built-in
     experiment's accuracies, shown to 2 decimals; other metrics to 4 significant digits."""
-    number, signed = ("{:.2f}", "{:+.2f}") if percent else ("{:.4g}", "{:+.4g}")
-
-    def f(v, spec=number):
-        return "-" if v is None or (isinstance(v, float) and np.isnan(v)) else spec.format(v)
+    def f(v, signed=False):
+        return (number(v, signed=signed, missing="-") if percent
+                else significant(v, 4, signed=signed, missing="-"))
 
     units = "(percent)" if percent else f"({'lower' if direction == 'minimize' else 'higher'} is better)"
     lines = [f"{metric} {units} per arm; differences are arm - {baseline} with 95% t intervals",
@@ -73,7 +73,8 @@ def render(table: pd.DataFrame, baseline: str, metric: str = "test_acc", directi
         elif np.isnan(r.diff):
             diff = "-"
         else:
-            diff = f"{f(r.diff, signed)} [{f(r.diff_low, signed)}, {f(r.diff_high, signed)}] {r.paired}"
+            diff = (f"{f(r.diff, True)} [{f(r.diff_low, True)}, {f(r.diff_high, True)}] "
+                    f"{r.paired}")
         fails = r.failed + r.diverged
         lines.append(f"{r.arm:<16}{r.n:>3}{fails:>5}  {ms:<16}{ci:<18}{diff}")
     lines.append("Intervals use seed-to-seed variation only; `python -m analysis.report` adds tests, "

@@ -33,6 +33,7 @@ from typing import Any
 from analysis import failures
 from analysis.contract import SEQUENTIAL_FILE
 from analysis.load import load_study
+from analysis.numbers import significant
 from analysis.sequential import SequentialResult, decide, next_seeds, paired_differences
 from analysis.sequential_plan import SequentialPlan, plan_deviations
 
@@ -129,7 +130,8 @@ def run_until_decided(plan, store, runner, jobs: int, seq: SequentialPlan, run_a
 
 def print_look(result: SequentialResult, seq: SequentialPlan) -> None:
     lines = [f"look: {c.arm} vs {c.baseline}: {c.decision} at {c.n} pairs"
-             + (f", diff {c.diff:+.3g} [{c.ci.low:+.3g}, {c.ci.high:+.3g}]" if c.diff is not None and c.ci else "")
+             + (f", diff {significant(c.diff, signed=True)} [{significant(c.ci.low, signed=True)}, "
+                f"{significant(c.ci.high, signed=True)}]" if c.diff is not None and c.ci else "")
              for c in result.comparisons if c.n]
     if result.next_look is not None:
         lines.append(f"next look at {result.next_look} seeds per arm (max {seq.max_seeds}) for "

@@ -26,7 +26,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
-import math
 import sys
 import warnings
 from dataclasses import dataclass, replace
@@ -36,6 +35,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from analysis import numbers
 from analysis.contract import COMPLETE, DIVERGED, FAILED, stable_hash
 from analysis.variance import (
     SOURCES,
@@ -241,12 +241,12 @@ def decompose(study: VarianceStudy, results_dir: Path, confidence: float) -> tup
     return d, info
 
 
-def _num(v, digits: int = 3) -> str:
-    return "-" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:.{digits}g}"
+def _num(v) -> str:  # the terminal table writes a missing value as "-"
+    return numbers.significant(v, missing="-")
 
 
 def _pct(v) -> str:
-    return "-" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{100 * v:.0f}%"
+    return numbers.percent(v, missing="-")
 
 
 def render(d: VarianceDecomposition, study: VarianceStudy, info: dict) -> str:

@@ -1,11 +1,6 @@
 """The real `optuna-dashboard` server serves the tuning and the ablation study of one storage."""
 
 import json
-import os
-import socket
-import subprocess
-import sys
-import time
 import urllib.request
 from pathlib import Path
 
@@ -13,18 +8,12 @@ import optuna
 import pytest
 from conftest import data_source
 
+from analysis.dashboard_server import DASHBOARD, DashboardStartError, start_dashboard
 from study import run, tune
 
 needs_cifar = pytest.mark.skipif(data_source() is None, reason="no CIFAR-10 source (set SEEDWISE_DATA)")
-DASHBOARD = Path(sys.executable).parent / "optuna-dashboard"
 TINY_ARGS = ["--preset", "smoke", "--device", "cpu", "--set", "width=4", "--set", "train_size=200",
              "--set", "val_size=200", "--set", "test_size=200"]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def get_json(url: str):
@@ -46,8 +35,8 @@ def test_dashboard_serves_tuning_and_ablation_studies(tmp_path, cifar, monkeypat
     ablation, tuning = study_dir.name, f"{study_dir.name}-tune-baseline"
     assert expected == {ablation: 1, tuning: 2}
 
-    server, base = serve(url)
-    try:
+    with start_dashboard(url) as server:
+        base = server.base
         listing = get_json(f"{base}/api/studies")
         served = {s["study_name"]: s["study_id"] for s in listing["study_summaries"]}
         assert set(served) == {ablation, tuning}
@@ -59,35 +48,6 @@ def test_dashboard_serves_tuning_and_ablation_studies(tmp_path, cifar, monkeypat
         assert {"lr", "step_size"} <= {p["name"] for t in tuning_detail["trials"] for p in t["params"]}
         attrs = {a["key"]: a["value"] for a in tuning_detail.get("user_attrs", [])}
         assert attrs.get("kind") == "seedwise-tuning"
-    finally:
-        stop(server)
-
-
-def stop(server: subprocess.Popen) -> None:
-    server.terminate()
-    try:
-        server.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        server.kill()
-        server.wait()
-
-
-def serve(url: str):
-    """Start the real optuna-dashboard on `url`; (process, base address) once it answers."""
-    port = free_port()
-    server = subprocess.Popen([str(DASHBOARD), url, "--host", "127.0.0.1", "--port", str(port)],
-                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                              env={**os.environ, "PYTHONUNBUFFERED": "1"})
-    base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    while True:
-        assert server.poll() is None, f"optuna-dashboard exited: {server.stdout.read()}"
-        try:
-            get_json(f"{base}/api/studies")
-            return server, base
-        except OSError:
-            assert time.monotonic() < deadline, "optuna-dashboard did not answer within 30 s"
-            time.sleep(0.3)
 
 
 @pytest.mark.skipif(not DASHBOARD.exists(), reason="optuna-dashboard is not installed in this environment")
@@ -99,8 +59,8 @@ def test_dashboard_serves_a_user_experiment_minimized(tmp_path):
     assert run.main(["--spec", str(spec), "--results", str(tmp_path), "--seeds", "1", "--arms", "baseline,l2",
                      "--jobs", "1"]) == 0
     url = f"sqlite:///{tmp_path / 'digits-softmax' / 'study.db'}"
-    server, base = serve(url)
-    try:
+    with start_dashboard(url) as server:
+        base = server.base
         served = {s["study_name"]: s for s in get_json(f"{base}/api/studies")["study_summaries"]}
         assert set(served) == {"digits-softmax", "digits-softmax-tune-baseline"}
         for name, n_trials in (("digits-softmax", 2), ("digits-softmax-tune-baseline", 2)):
@@ -110,5 +70,20 @@ def test_dashboard_serves_a_user_experiment_minimized(tmp_path):
         ablation = get_json(f"{base}/api/studies/{served['digits-softmax']['study_id']}")
         assert {p["name"] for t in ablation["trials"] for p in t["params"]} == {"arm", "seed"}
         assert all(t["values"] and 0 <= t["values"][0] <= 100 for t in ablation["trials"])
-    finally:
-        stop(server)
+
+
+@pytest.mark.skipif(not DASHBOARD.exists(), reason="optuna-dashboard is not installed in this environment")
+def test_start_dashboard_serves_a_storage_and_stops(tmp_path):
+    url = f"sqlite:///{tmp_path / 'study.db'}"
+    optuna.create_study(storage=url, study_name="lone")
+    with start_dashboard(url) as server:
+        listing = get_json(f"{server.base}/api/studies")
+        assert [s["study_name"] for s in listing["study_summaries"]] == ["lone"]
+    assert server.process.returncode is not None  # stopped on leaving the block
+
+
+@pytest.mark.skipif(not DASHBOARD.exists(), reason="optuna-dashboard is not installed in this environment")
+def test_a_dashboard_that_exits_early_reports_its_output(tmp_path):
+    url = f"sqlite:///{tmp_path / 'no such folder' / 'study.db'}"  # the server cannot open it
+    with pytest.raises(DashboardStartError, match=r"(?s)exited with \d+ before answering: .*Error"):
+        start_dashboard(url, timeout=60)

@@ -44,6 +44,7 @@ def test_the_public_names_are_still_there():
 
     for name in analysis.__all__:
         assert getattr(analysis, name) is not None, name
+        assert f"`{name}`" in analysis.__doc__, f"{name} is exported but not in the package's map"
     for name in study.__all__:
         assert getattr(study, name) is not None, name
     import analysis.compare  # noqa: F401  (a submodule named like the exported function)

@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 from matplotlib.figure import Figure
 
-from analysis import figures, tables
+from analysis import figures, numbers, tables
 from analysis.load import compare_arms, family_frame, load_study
 from analysis.report import build_report, integrity_checks, main, write_report
 
@@ -172,9 +172,10 @@ def test_numbers_in_text_come_from_the_results(written):
         fam = compare_arms(study, arms=["baseline", "wide", "low_lr_a", "low_lr_b"])
     frame = family_frame(fam).set_index("arm")
     md = (out / "report.md").read_text()
-    assert tables.fmt_num(frame.loc["wide", "diff"], signed=True) in md
-    assert tables.fmt_ci(frame.loc["wide", "ci_low"], frame.loc["wide", "ci_high"], signed=True) in md
-    assert tables.fmt_p(frame.loc["wide", "p_adjusted"]) in md
+    assert numbers.number(frame.loc["wide", "diff"], signed=True, minus=numbers.MINUS) in md
+    assert numbers.interval(frame.loc["wide", "ci_low"], frame.loc["wide", "ci_high"], signed=True,
+                            minus=numbers.MINUS) in md
+    assert numbers.p_value(frame.loc["wide", "p_adjusted"], minus=numbers.MINUS) in md
 
 
 def test_figure_functions_return_figures_and_write_nothing(tmp_path, monkeypatch):
@@ -292,11 +293,26 @@ def test_missing_storage_skips_note_with_notice(tmp_path):
     assert not (path / "study.db").exists()  # looking for it must not create it
 
 
+def test_number_rules():
+    # one rule per kind of number, in the report's typography (true minus) or plain text
+    assert numbers.number(-0.001) == "0.00" and numbers.number(-0.001, signed=True) == "+0.00"
+    assert numbers.number(-1.5, signed=True, minus=numbers.MINUS) == "−1.50"
+    assert numbers.number(-1.5, signed=True) == "-1.50" and numbers.number(float("nan")) == "n/a"
+    assert numbers.number(None, missing="-") == "-" and numbers.number(float("inf")) == "∞"
+    assert numbers.interval(-1.234, 2.0, signed=True) == "[-1.23, +2.00]"
+    assert numbers.interval(1.0, float("nan")) == "n/a"
+    assert numbers.p_value(0.0123) == "0.012" and numbers.p_value(1.66e-6, minus=numbers.MINUS) == "1.7e−6"
+    assert numbers.p_relation(0.00432) == "= 0.0043" and numbers.p_relation(3e-5) == "< 0.0001"
+    assert numbers.p_relation(0.0432) == "= 0.043"
+    assert numbers.significant(0.000217) == "0.000217" and numbers.significant(-36.57, signed=True) == "-36.6"
+    assert numbers.significant(float("inf")) == "n/a" and numbers.significant(2.5e-7, 2) == "2.5e-07"
+    assert numbers.percent(0.25) == "25%" and numbers.percent(0.8, 1) == "80.0%"
+    assert numbers.count(45_000) == "45,000" and numbers.count(0.1) == "0.1" and numbers.count(True) == "True"
+
+
 def test_table_helpers():
     assert tables.seed_ranges([0, 1, 2, 3, 5, 7, 8]) == "0–3, 5, 7, 8"
     assert tables.seed_ranges([]) == "none"
-    assert tables.fmt_num(-0.001) == "0.00" and tables.fmt_num(-1.5, signed=True) == "−1.50"
-    assert tables.fmt_p(0.0123) == "0.012" and tables.fmt_p(1.66e-6) == "1.7e−6"
     assert tables.config_diff({"bn": "none", "lr": 0.1}, {"bn": "all", "lr": 0.1}) == "bn: all → none"
     df = pd.DataFrame({"arm": ["a_b"], "x": ["−1.00"], "note": ["50% & more"]})
     tex = tables.to_latex(df, caption="`a_b` vs α", label="tab:x")

@@ -17,8 +17,8 @@ from matplotlib.patches import Patch
 from matplotlib.ticker import FormatStrFormatter, ScalarFormatter
 
 from ..family import Family
+from ..numbers import MINUS, interval, number, p_value, percent, significant
 from ..power import detectable_difference
-from ..tables import fmt_p
 from .common import (
     CONFIDENCE,
     VERDICT_COLORS,
@@ -92,8 +92,8 @@ def forest_figure(
     last = panels[-1][0]
     twin = last.twinx()
     twin.set_ylim(ax.get_ylim())
-    twin.set_yticks(y, [f"{r.diff:+.2f} [{r.ci_low:+.2f}, {r.ci_high:+.2f}]\n"
-                        f"{v}, p(Holm) {fmt_p(r.p_adjusted)}"
+    twin.set_yticks(y, [f"{number(r.diff, signed=True)} {interval(r.ci_low, r.ci_high, signed=True)}\n"
+                        f"{v}, p(Holm) {p_value(r.p_adjusted, minus=MINUS)}"
                         for r, v in zip(frame.itertuples(index=False), verdicts, strict=True)],
                     fontsize=8.5)
     twin.tick_params(axis="y", length=0)
@@ -101,7 +101,7 @@ def forest_figure(
         twin.spines[side].set_visible(False)
     sides = "← worse | better →" if direction == "maximize" else "← better | worse →"
     fig.supxlabel(f"difference in {metric_label(metric)}: arm − {baseline} "
-                  f"(mean and {CONFIDENCE:.0%} CI, unadjusted)   {sides}", fontsize=10)
+                  f"(mean and {percent(CONFIDENCE)} CI, unadjusted)   {sides}", fontsize=10)
     handles: list[Artist] = [Patch(color="0.85", label=f"equivalence margin ±{margin:g}")]
     handles += [Line2D([], [], marker="o", ls="-", color=VERDICT_COLORS[v], label=v)
                 for v in VERDICT_COLORS if v in verdicts]
@@ -142,7 +142,8 @@ def pairwise_figure(
     for i in range(d.shape[0]):
         for j in range(d.shape[1]):
             annot[i, j] = "" if mask[i, j] else (
-                f"{d[i, j]:+.2f}{'*' if p[i, j] < alpha else ''}\np={fmt_p(p[i, j])}")
+                f"{number(d[i, j], signed=True)}{'*' if p[i, j] < alpha else ''}\n"
+                f"p={p_value(p[i, j], minus=MINUS)}")
     vmax = float(np.nanmax(np.abs(d))) if np.isfinite(d).any() else 1.0
     size = 1.05 * (k - 1) + 2.6
     fig = new_figure(figsize=(size + 1.6, size), layout="constrained")
@@ -218,7 +219,7 @@ def power_figure(
                 else "seeds needed n/a")
         color = palette[c.arm_name]
         ax.plot(grid[keep], dd[keep], color=color, lw=2,
-                label=f"{c.arm_name} vs {c.baseline_name} (sd {c.sd:.3g}; {need})")
+                label=f"{c.arm_name} vs {c.baseline_name} (sd {significant(c.sd)}; {need})")
         ax.plot([c.n_arm], [at_n], "o", color=color, ms=7, zorder=4)
         if c.seeds_needed and c.seeds_needed <= grid[-1]:
             ax.plot([c.seeds_needed], [c.margin], "x", color=color, ms=9, mew=2, zorder=4)
@@ -233,7 +234,7 @@ def power_figure(
     ax.set_xlabel("seeds per arm")
     ax.set_ylabel("smallest detectable true difference (points)")
     design = "paired t-test" if comps[0].paired else "two-sample t-test"
-    ax.set_title(f"Detectable difference at {comps[0].power:.0%} power ({design}, two-sided "
+    ax.set_title(f"Detectable difference at {percent(comps[0].power)} power ({design}, two-sided "
                  f"α = {comps[0].alpha:g}/{m}, Holm's first step; observed sd)", fontsize=10.5)
     ax.grid(which="both", alpha=0.25)
     ax.legend(fontsize=8.5, loc="upper right", framealpha=0.92)

@@ -9,6 +9,7 @@ import pandas as pd
 import seaborn as sns
 from matplotlib.figure import Figure
 
+from ..numbers import number, percent
 from .common import (
     CONFIDENCE,
     arm_order,
@@ -68,14 +69,14 @@ def distribution_figure(
                         markersize=6, capsize=5, elinewidth=1.6, zorder=5)
         else:
             ax.plot(x, mean, "D", color="black", markersize=6, zorder=5)
-        ax.annotate(f"{mean:.2f}", (x, mean), xytext=(7, 0), textcoords="offset points",
+        ax.annotate(number(mean), (x, mean), xytext=(7, 0), textcoords="offset points",
                     va="center", ha="left", fontsize=8.5)
     if baseline is not None and baseline in set(ok["arm"]):
         base_mean = float(ok.loc[ok["arm"] == baseline, metric].mean())
         ax.axhline(base_mean, color="0.4", lw=1, ls="--", zorder=0,
-                   label=f"{baseline} mean ({base_mean:.2f})")
+                   label=f"{baseline} mean ({number(base_mean)})")
     ax.errorbar([], [], yerr=[], fmt="D", color="black", capsize=5,
-                label=f"mean and {CONFIDENCE:.0%} t interval over seeds")
+                label=f"mean and {percent(CONFIDENCE)} t interval over seeds")
     ax.plot([], [], "o", color="0.5", alpha=0.75, label="one seed")
     ax.set_xticks(range(len(arms)), labels)
     ax.set_xlim(-0.6, len(arms) - 0.2)
@@ -138,5 +139,5 @@ def learning_curves_figure(
     handles, labels = axes[0][0].get_legend_handles_labels()
     fig.legend(handles, labels, loc="outside lower center", ncol=min(len(labels), 5),
                fontsize=9, frameon=False)
-    fig.suptitle(f"Learning curves: mean over complete runs and {CONFIDENCE:.0%} t band over seeds")
+    fig.suptitle(f"Learning curves: mean over complete runs and {percent(CONFIDENCE)} t band over seeds")
     return fig

@@ -1,0 +1,49 @@
+"""The report of a study run with `--until-decided`: its sequential section, built from a small
+synthetic study (runs.csv plus the sequential.json that study.until_decided writes), no training."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from analysis.load import load_study
+from analysis.report import build_report
+from analysis.report_blocks import FigureRef
+from analysis.report_render import render_html, render_markdown
+from analysis.sequential import decide, paired_differences
+from analysis.sequential_plan import SequentialPlan
+from study.until_decided import write_record
+
+SEQUENTIAL_CAPTION = "Paired t of each comparison at every look"
+
+
+@pytest.fixture
+def sequential_study(tmp_path):
+    """Two arms against a baseline over 10 paired seeds: `big` better, `same` equivalent."""
+    rng = np.random.default_rng(0)
+    luck = rng.normal(0, 2.0, 10)  # each seed's luck, shared by every arm: paired
+    effects = {"baseline": 0.0, "big": 3.0, "same": 0.0}
+    values = {arm: {s: 70.0 + luck[s] + effect + rng.normal(0, 0.3) for s in range(10)}
+              for arm, effect in effects.items()}
+    pd.DataFrame([{"arm": arm, "seed": s, "status": "complete", "acc": v}
+                  for arm, per_seed in values.items() for s, v in per_seed.items()]
+                 ).to_csv(tmp_path / "runs.csv", index=False)
+    plan = SequentialPlan(baseline="baseline", arms=("big", "same"), metric="acc", margin=1.0,
+                          first_look=5, look_every=5, max_seeds=10)
+    write_record(tmp_path, plan, [], decide(plan, paired_differences(plan, values)))
+    return load_study(tmp_path)
+
+
+def test_sequential_figure_is_shown_once_in_its_section(sequential_study):
+    rep = build_report(sequential_study, plan={"metric": "acc", "baseline": "baseline"})
+    refs = [b.name for b in rep.blocks if isinstance(b, FigureRef)]
+    assert refs.count("sequential") == 1
+    assert len(refs) == len(set(refs)) == len(rep.figures)  # every figure shown, each once
+    markdown = render_markdown(rep)
+    assert markdown.count(SEQUENTIAL_CAPTION) == 1
+    assert markdown.count("figures/sequential.png") == 1
+    # shown with its look history (section 2), not again among the other figures (section 3)
+    assert (markdown.index("Seeds until decided") < markdown.index("figures/sequential.png")
+            < markdown.index("3. Figures"))
+    assert render_html(rep, dict.fromkeys(rep.figures, b"")).count(SEQUENTIAL_CAPTION) == 1
