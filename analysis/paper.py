@@ -25,6 +25,8 @@ from scipy import stats
 from .contract import COMPLETE, DB_FILE, confirm_study_name
 from .load import StudyData, compare_arms, family_frame, load_study
 from .numbers import count, number, p_relation
+from .sequential_plan import SequentialPlan
+from .sequential_report import read_record
 from .testset import mcnemar_exact, single_run_gap
 from .tuning import selection_rows
 from .variance import SOURCES, VarianceDecomposition, decompose_variance, seed_column
@@ -35,6 +37,7 @@ NOTEBOOK: dict[str, Any] = {"bn_sched": 75.49, "bn_nosched": 74.87, "nobn": 74.0
 # Planning constants of the single-run power analysis (section 1).
 PLANNING: dict[str, Any] = {"alpha": 0.05, "power": 0.8, "seed_sds": (0.2, 0.4, 1.0), "confidence": 0.95}
 CHANCE = 10.0  # CIFAR-10 has ten classes: a run at <= CHANCE + 1 points never learned
+SEQUENTIAL_STUDY = "notebook-ablation-quick-sequential"  # issue 13: the quick questions, seeds until decided
 CONFIG_KEYS = ("width", "train_size", "val_size", "test_size", "epochs", "lr", "step_size", "gamma")
 
 
@@ -241,6 +244,13 @@ def gather(results: Path) -> dict[str, tuple[str, str]]:
         f"{results}/notebook-ablation-quick/{DB_FILE} (Optuna tuning studies)")
     for path in sorted(results.glob("*/runs.csv")):
         add(variance_study_numbers(path.parent, load_study(path.parent)), f"{path} (variance design)")
+    sequential = results / SEQUENTIAL_STUDY
+    if (sequential / "runs.csv").exists() and read_record(sequential) is not None:
+        add(sequential_numbers("seq", sequential), f"{sequential}/sequential.json, runs.csv")
+        if "quick.n_runs" in found and "seq.n_runs" in found:
+            hand, seq = int(found["quick.n_runs"][0]), int(found["seq.n_runs"][0])
+            add({"seq.runs_saved": str(hand - seq), "seq.runs_saved_pct": _f(100 * (hand - seq) / hand, 0)},
+                f"{results}/notebook-ablation-quick/runs.csv and {sequential}/runs.csv")
     tuned = results / confirm_study_name("notebook-ablation-quick")
     if (tuned / "runs.csv").exists():
         add(study_numbers("tuned", load_study(tuned)), f"{tuned}/runs.csv, study.json")
@@ -301,6 +311,40 @@ def selection_numbers(rows: list[dict]) -> dict[str, str]:
                     out[f"sel.{arm}.{key}.{k2}"] = f"{v2:.4g}" if isinstance(v2, float) else str(v2)
             else:
                 out[f"sel.{arm}.{key}"] = str(value)
+    return out
+
+
+def sequential_numbers(prefix: str, path: Path) -> dict[str, str]:
+    """A study run `--until-decided` (its sequential.json and runs): the pre-registered plan,
+    and per comparison the look it stopped at, its seeds, repeated CI and adjusted p-value."""
+    record = read_record(path)
+    if record is None:
+        return {}
+    plan = SequentialPlan(**record["plan"])
+    runs = load_study(path).runs
+    ok = runs[runs["status"] == COMPLETE]
+    out = {f"{prefix}.n_runs": str(len(ok)), f"{prefix}.wall_min": _f(ok["wall_time_s"].sum() / 60, 0),
+           f"{prefix}.device": ", ".join(sorted(set(ok["device"].dropna()))),
+           f"{prefix}.precision": ", ".join(sorted(set(ok["precision"].dropna()))),
+           f"{prefix}.first_look": str(plan.first_look), f"{prefix}.look_every": str(plan.look_every),
+           f"{prefix}.max_seeds": str(plan.max_seeds), f"{prefix}.alpha": _n(plan.alpha),
+           f"{prefix}.margin": _n(plan.margin), f"{prefix}.n_comparisons": str(len(plan.arms)),
+           f"{prefix}.ci_level": f"{100 * (1 - plan.alpha):g}%",  # the repeated CI's level
+           f"{prefix}.spending": f"{plan.spending} (parameter {_n(plan.spending_param)})",
+           f"{prefix}.state": ("decided" if record.get("next_look") is None
+                               else f"still open (next look at {record['next_look']} seeds per arm)"),
+           f"{prefix}.deviations": str(len(record.get("deviations") or []))}
+    out[f"{prefix}.{plan.baseline}.seeds"] = str(int(ok[ok["arm"] == plan.baseline]["seed"].nunique()))
+    for c in record["comparisons"]:
+        k = f"{prefix}.{c['arm']}"
+        out[f"{k}.verdict"] = c["decision"]
+        out[f"{k}.n_pairs"] = str(c["n"])
+        out[f"{k}.seeds"] = str(c["seeds"])
+        out[f"{k}.look"] = str(len(c["looks"]))
+        out[f"{k}.diff"] = _f(c["diff"], sign=True)
+        ci = c.get("ci") or [None, None]
+        out[f"{k}.ci"] = f"[{_f(ci[0], sign=True)}, {_f(ci[1], sign=True)}]"
+        out[f"{k}.p_adj"] = _p(c["p_adjusted"]) if c.get("p_adjusted") is not None else "n/a"
     return out
 
 

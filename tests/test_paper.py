@@ -3,6 +3,7 @@ import re
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from analysis.paper import PLACEHOLDER, collect, main, render
@@ -114,3 +115,29 @@ def test_variance_numbers_from_a_stored_variance_study(tmp_path):
     assert n["var.baseline-variance.all.n"] == "4" and n["var.baseline-variance.test.sd"] == "0.43"
     assert float(n["var.baseline-variance.order.share"].rstrip("%")) < 10
     assert n["var.baseline-variance.largest"] in {"init", "augment", "split"}
+
+
+def test_sequential_numbers_come_from_the_studys_record_and_runs(tmp_path):
+    """The paper's StepLR statement rests on the --until-decided study: its verdicts, seeds,
+    repeated CIs and adjusted p-values are read from sequential.json, never typed."""
+    from analysis.sequential import decide, paired_differences
+    from analysis.sequential_plan import SequentialPlan
+    from study.until_decided import write_record
+    from tests.test_report import make_study
+
+    root = tmp_path / "results"
+    path = make_study(root, {"baseline": {}, "no_scheduler": {"lr": 0.05}, "same": {"lr": 0.1}},
+                      seeds=range(10), effects={"no_scheduler": -2.0}, sd={"same": 0.05},
+                      name="notebook-ablation-quick-sequential")
+    runs = pd.read_csv(path / "runs.csv")
+    values = {a: dict(zip(g["seed"], g["test_acc"], strict=True)) for a, g in runs.groupby("arm")}
+    plan = SequentialPlan(baseline="baseline", arms=("no_scheduler", "same"), first_look=5, max_seeds=10)
+    result = decide(plan, paired_differences(plan, values))
+    write_record(path, plan, [], result)
+    n = collect(root)
+    assert n["seq.no_scheduler.verdict"] == "worse" and n["seq.no_scheduler.look"] == "1"
+    assert n["seq.no_scheduler.n_pairs"] == "5" and n["seq.no_scheduler.diff"].startswith("-")
+    assert n["seq.no_scheduler.p_adj"].startswith(("=", "<"))
+    assert n["seq.n_runs"] == str(len(runs)) and n["seq.max_seeds"] == "10"
+    assert n["seq.state"] in {"decided"} or n["seq.state"].startswith("still open")
+    assert "seq.runs_saved" not in n  # no hand-extended quick study to compare with here
