@@ -14,6 +14,7 @@ import json
 import math
 import sys
 import tomllib
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -77,7 +78,7 @@ def _spec_head(spec: StudySpec, name: str, description: str, seeds: int, baselin
     return lines
 
 
-def _arm_table(name: str, description: str, overrides: dict[str, Any]) -> list[str]:
+def _arm_table(name: str, description: str, overrides: Mapping[str, Any]) -> list[str]:
     return (["", f"[arms.{json.dumps(name)}]", f"description = {toml_value(description)}"]
             + [f"{json.dumps(k)} = {toml_value(v)}" for k, v in overrides.items()])
 
@@ -221,15 +222,15 @@ def confirm_per_arm(plan: Plan, studies: dict[str, optuna.Study], url: str, *, s
     out.mkdir(parents=True, exist_ok=True)
     spec_path = out / "spec.toml"
     spec_path.write_text(per_arm_spec_toml(plan.spec, best, seeds, objective))
+    arms: list[dict[str, Any]] = [
+        {"arm": arm, "tuning_study": studies[arm].study_name, "trial": t.number, "selected": t.value,
+         "params": dict(t.params), "untuned": {k: config_value(plan.configs[arm], k) for k in t.params}}
+        for arm, t in best.items()]
     record = {"ablation_study": plan.study_name, "preset": plan.preset, "objective": objective,
-              "seeds": list(range(seeds)), "storage": redact(url),
-              "arms": [{"arm": arm, "tuning_study": studies[arm].study_name, "trial": t.number,
-                        "selected": t.value, "params": dict(t.params),
-                        "untuned": {k: config_value(plan.configs[arm], k) for k in t.params}}
-                       for arm, t in best.items()]}
+              "seeds": list(range(seeds)), "storage": redact(url), "arms": arms}
     (out / PER_ARM_FILE).write_text(json.dumps(record, indent=2) + "\n")
     print(f"\neach arm at its own tuned params ({name}; selected on {objective}):")
-    for row in record["arms"]:
+    for row in arms:
         print(f"  {row['arm']:<18} trial {row['trial']:>4}  {score_text(row['selected'], objective):>24}  "
               f"{fmt_params(row['params'])}  (untuned {fmt_params(row['untuned'])})")
     options = {"seeds": seeds, "results": results, "study": name, "storage": url, **run_options}
