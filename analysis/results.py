@@ -64,3 +64,35 @@ class Equivalence:
     ci_confidence: float
     equivalent: bool  # pvalue < alpha for this comparison on its own
     p_adjusted: float  # Holm-adjusted across the family; == pvalue for a lone compare()
+
+
+@dataclass(frozen=True, kw_only=True)
+class EffectSize:
+    """A standardised difference with its confidence interval (`analysis.seed_tests.effect_size`).
+
+    ``name`` is ``"d_z"`` (paired: mean difference / sd of the differences) or ``"hedges_g"``
+    (unpaired, small-sample corrected). ``value`` and the interval are None when the sd is
+    zero: a constant difference has no finite standardised size.
+    """
+
+    name: str
+    value: float | None
+    ci_low: float | None
+    ci_high: float | None
+
+
+@dataclass(frozen=True, kw_only=True)
+class Sensitivity:
+    """What these seeds can show, and how many it would take: the planning side of a comparison.
+
+    ``seeds_needed`` (per arm) detects a true difference of the equivalence margin with
+    ``power`` at the level it is judged at (None when the sd is zero). ``min_attainable_p``
+    is the smallest p-value the exact permutation test can reach at these n (2/2^n paired),
+    and ``floor_level`` the level it is checked against (alpha alone, alpha/m in a family of
+    m): when ``min_attainable_p >= floor_level`` no exact test can confirm a difference.
+    """
+
+    power: float
+    seeds_needed: int | None
+    min_attainable_p: float
+    floor_level: float

@@ -45,8 +45,8 @@ def test_holm_matches_statsmodels_and_drives_verdicts():
     assert alone.p_adjusted == alone.primary.pvalue
     assert alone.verdict.label is VerdictLabel.BETTER
     # seeds are planned at Holm's first-step level alpha/m
-    assert a.seeds_needed == seeds_needed(0.5, a.sd, paired=False, alpha=0.05 / 3)
-    assert a.seeds_needed > alone.seeds_needed
+    assert a.sensitivity.seeds_needed == seeds_needed(0.5, a.sd, paired=False, alpha=0.05 / 3)
+    assert a.sensitivity.seeds_needed > alone.sensitivity.seeds_needed
     assert "Holm" in fam.correction and "3 primary-test p-values" in fam.correction
     assert "'base'" in fam.correction
 

@@ -209,7 +209,7 @@ def test_exact_floor_is_checked_at_the_level_of_holms_first_step():
     arms = {"base": base, **{k: base + 2 + gen.normal(0, 0.2, 6) for k in "abcd"}}
     fam = quiet(compare_family, arms, "base", paired=True, rng=0)
     c = fam.get("a")
-    assert c.min_attainable_p == 2 / 64 and c.min_attainable_p < 0.05  # fine alone...
+    assert c.sensitivity.min_attainable_p == 2 / 64 and c.sensitivity.min_attainable_p < 0.05  # fine alone...
     assert any("alpha/4 = 0.0125" in n for n in c.notes)  # ...not at 0.05/4
     assert c.verdict.label is VerdictLabel.BETTER
     assert "Not checkable without normality" in c.verdict.reason
