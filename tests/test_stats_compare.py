@@ -6,15 +6,9 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from analysis import (
-    Comparison,
-    DegenerateDataWarning,
-    TestResult,
-    VerdictLabel,
-    compare,
-    min_attainable_p,
-    primary_test,
-)
+from analysis import DegenerateDataWarning, compare
+from analysis.comparison import min_attainable_p, primary_test
+from analysis.results import Comparison, TestResult, VerdictLabel
 
 # Fixed data for pinned p-values (accuracy points, 5 seeds per arm).
 X = np.array([75.1, 75.9, 74.8, 76.3, 75.5])

@@ -12,11 +12,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from analysis import VerdictLabel, compare_arms, compare_family, load_study
+from analysis import compare_arms, compare_family, load_study
 from analysis.compare import main as compare_main
 from analysis.integrity import outcome_flags
 from analysis.report import build_report
 from analysis.report import main as report_main
+from analysis.results import VerdictLabel
 
 ROOT = Path(__file__).resolve().parents[1]
 QUICK = ROOT / "results" / "notebook-ablation-quick"
