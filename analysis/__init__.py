@@ -1,22 +1,20 @@
 """seedwise.analysis: do ablation arms really differ over seeds? (pure statistics)
 
-The public API, by what it is for (each name's docstring has the details):
+The public API is the handful of functions a user calls (each docstring has the details):
 
-- a study's results: `load_study` (-> `StudyData`), `load_runs`, `compare_arms` (-> `Family`),
-  `family_frame` / `arm_frame` (the same as DataFrames), `build_report` / `write_report`
-  (the report of `python -m analysis.report`);
-- statistics on per-seed values: `compare` (-> `Comparison`, holding an `Equivalence`, its
-  `TestResult`s and a `Verdict`), `compare_family` (Holm over several arms), `omnibus`,
-  `describe` (-> `ArmSummary`), `primary_test`, `min_attainable_p`;
+- a study's results: `load_study`, then `compare_arms` (every arm against the baseline, Holm
+  over the family) and `family_frame` / `arm_frame` (the same as DataFrames, the columns of
+  `--json`); `build_report` / `write_report` (the report of `python -m analysis.report`);
+- per-seed values of your own: `compare` (one arm vs a baseline), `compare_family` (several
+  arms, Holm), `describe` (one arm's seeds);
 - planning: `seeds_needed`, `detectable_difference`;
-- test-set noise: `binomial_ci`, `mcnemar_exact`, `single_run_gap` (-> `SingleRunGap`,
-  `SeedPlan`), `two_level_bootstrap` (-> `Interval`);
-- `DegenerateDataWarning`, warned when the data force a fallback (zero variance, dropped
-  NaNs); `MetricPlan`, the analysis plan a `Family` was made with; `McNemarResult`,
-  `VerdictLabel`.
+- `DegenerateDataWarning`, warned when the data force a fallback (zero variance, dropped NaNs).
 
-Seeds until decided live in `analysis.sequential`; `python -m analysis.compare`,
-`python -m analysis.report` and `python -m analysis.paper` are the command lines.
+What they return (`Comparison`, `Family`, `Verdict`, ...) is importable from
+`analysis.results`, which lists every result type. The rest is in its module: test-set noise
+in `analysis.testset`, the omnibus test in `analysis.family`, seeds until decided in
+`analysis.sequential`; `python -m analysis.compare`, `python -m analysis.report` and
+`python -m analysis.paper` are the command lines.
 
 The public names are imported on first use (PEP 562), not with the package: the light
 seam `analysis.contract`, which `study` imports, must not pull in scipy and statsmodels.
@@ -31,18 +29,12 @@ import types
 # public name -> the submodule that defines it
 _EXPORTS = {
     "DegenerateDataWarning": "_checks",
-    **dict.fromkeys(["Comparison", "compare", "primary_test"], "comparison"),
-    **dict.fromkeys(["ArmSummary", "describe"], "describe"),
-    **dict.fromkeys(["Family", "compare_family", "omnibus"], "family"),
-    **dict.fromkeys(["StudyData", "arm_frame", "compare_arms", "family_frame", "load_runs", "load_study"], "load"),
-    "MetricPlan": "plan",
+    "compare": "comparison",
+    "describe": "describe",
+    "compare_family": "family",
+    **dict.fromkeys(["arm_frame", "compare_arms", "family_frame", "load_study"], "load"),
     **dict.fromkeys(["detectable_difference", "seeds_needed"], "power"),
     **dict.fromkeys(["build_report", "write_report"], "report"),
-    **dict.fromkeys(["Equivalence", "Interval", "TestResult"], "results"),
-    "min_attainable_p": "seed_tests",
-    **dict.fromkeys(["McNemarResult", "SeedPlan", "SingleRunGap", "binomial_ci", "mcnemar_exact",
-                     "single_run_gap", "two_level_bootstrap"], "testset"),
-    **dict.fromkeys(["Verdict", "VerdictLabel"], "verdicts"),
 }
 
 __all__ = sorted(_EXPORTS)

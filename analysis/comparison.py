@@ -33,6 +33,7 @@ the exact permutation test, whose p-value cannot go below 2/2^n (paired) or
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from functools import cached_property
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -41,7 +42,7 @@ from ._checks import as_rng, check_bool, check_count, check_positive, check_prob
 from .contract import DIRECTIONS
 from .numbers import significant
 from .power import seeds_needed as _seeds_needed
-from .results import Equivalence, Interval, TestResult
+from .results import EffectSize, Equivalence, Interval, Sensitivity, TestResult
 from .seed_tests import (
     MAX_EXACT_PERMUTATIONS,
     clean_arms,
@@ -83,28 +84,26 @@ class Comparison:
     ci_low: float
     ci_high: float
     sd: float  # sd of paired differences (paired) or sqrt of the mean variance (unpaired)
-    effect_size: float | None  # None when the sd is zero
-    effect_size_name: str  # "d_z" (paired) or "hedges_g" (unpaired)
-    effect_size_ci_low: float | None
-    effect_size_ci_high: float | None
+    effect_size: EffectSize
     prob_improvement: float  # P(arm better than baseline), ties count half
     primary: TestResult
     robustness: tuple[TestResult, ...]
+    robust_p_adjusted: tuple[float, ...]  # robustness p-values at the primary's level
     equivalence: Equivalence
+    sensitivity: Sensitivity
     alpha: float
     margin: float
-    power: float
-    min_attainable_p: float  # of the exact permutation test at these n
-    seeds_needed: int | None  # per arm, to detect ±margin with `power`
     p_adjusted: float
     family_size: int
-    verdict: Verdict
     notes: tuple[str, ...]
     direction: str = "maximize"  # "minimize": lower is better (a loss, an error rate)
-    floor_level: float | None = None  # the level the exact-test floor is checked against
-    robust_p_adjusted: tuple[float, ...] = ()  # robustness p-values at the primary's level
     unpaired_fallback: bool = False  # the arms were meant to be paired but share < 2 seeds
     outcomes: OutcomeComparison | None = None  # failure rates, when known
+
+    @cached_property
+    def verdict(self) -> Verdict:
+        """`analysis.verdicts.decide` of these fields: derived, so never stale or missing."""
+        return decide(self)
 
     @property
     def better_sign(self) -> int:
@@ -166,7 +165,7 @@ def compare(
     confidence : float
         Level of the reported intervals for ``diff`` and the effect size.
     power : float
-        Target power for ``seeds_needed``.
+        Target power for ``sensitivity.seeds_needed``.
     n_resamples : int
         Monte Carlo resamples when the exact permutation test is too large.
     robustness : bool
@@ -176,7 +175,7 @@ def compare(
         arms that mix runs that learned with runs that did not (`analysis.failures`),
         where the t-test's normality is wrong by construction.
     plan_alpha : float, optional
-        Level at which ``seeds_needed`` is planned (default `alpha`; `compare_family`
+        Level at which ``sensitivity.seeds_needed`` is planned (default `alpha`; `compare_family`
         passes Holm's first step alpha/m).
     direction : {"maximize", "minimize"}
         Whether a larger value of the metric is better (accuracy) or a smaller one (loss).
@@ -191,7 +190,7 @@ def compare(
     -----
     The primary test rule and its rationale, and the zero-variance rule, are in this
     module's docstring; the effect sizes in `analysis.seed_tests.effect_size`; the verdict
-    rule in `analysis.verdicts.decide`. ``seeds_needed`` is planned for a true difference of
+    rule in `analysis.verdicts.decide`. ``sensitivity.seeds_needed`` is planned for a true difference of
     ``margin`` (the smallest one that matters, not the noisy observed one). A lone call is
     a family of one; use `compare_family` for Holm-adjusted verdicts over several arms.
     """
@@ -231,14 +230,15 @@ def compare(
         n_arm=x.size, n_baseline=y.size, mean_arm=float(np.mean(x)),
         mean_baseline=float(np.mean(y)), diff=float(np.mean(x) - np.mean(y)),
         confidence=confidence, ci_low=prim.ci.low, ci_high=prim.ci.high, sd=sd,
-        effect_size=es, effect_size_name="d_z" if paired else "hedges_g",
-        effect_size_ci_low=es_lo, effect_size_ci_high=es_hi,
+        effect_size=EffectSize(name="d_z" if paired else "hedges_g", value=es, ci_low=es_lo,
+                               ci_high=es_hi),
         prob_improvement=_prob_improvement(x, y, paired, direction),
-        primary=prim, robustness=checks, equivalence=tost(x, y, paired, margin, alpha),
-        alpha=alpha, margin=margin, power=power,
-        min_attainable_p=min_attainable_p(x.size, y.size, paired=paired), seeds_needed=needed,
-        p_adjusted=prim.pvalue, family_size=1, verdict=None, notes=tuple(notes),  # type: ignore[arg-type]  # judged() sets it
-        direction=direction, floor_level=alpha, robust_p_adjusted=tuple(t.pvalue for t in checks),
+        primary=prim, robustness=checks, robust_p_adjusted=tuple(t.pvalue for t in checks),
+        equivalence=tost(x, y, paired, margin, alpha),
+        sensitivity=Sensitivity(power=power, seeds_needed=needed, floor_level=alpha,
+                                min_attainable_p=min_attainable_p(x.size, y.size, paired=paired)),
+        alpha=alpha, margin=margin, p_adjusted=prim.pvalue, family_size=1, notes=tuple(notes),
+        direction=direction,
     )
     return judged(c, level=alpha, robust_p_adjusted=tuple(t.pvalue for t in checks))
 
@@ -272,7 +272,7 @@ def _prob_improvement(x, y, paired: bool, direction: str) -> float:
 
 
 def judged(c: Comparison, *, level: float, robust_p_adjusted: tuple[float, ...]) -> Comparison:
-    """`c` with the notes and verdict that depend on the level it is judged at.
+    """`c` with the notes (and so the verdict) that depend on the level it is judged at.
 
     `level` is where the exact-test floor must fall for an exact test to be able to confirm
     a difference (alpha alone; alpha/m, Holm's first step, in a family of m), and
@@ -280,7 +280,7 @@ def judged(c: Comparison, *, level: float, robust_p_adjusted: tuple[float, ...])
     Holm-adjusted in a family), so that "disagrees" means: one is below alpha, the other not.
     """
     notes = [n for n in c.notes if not n.startswith(_JUDGED)]
-    if c.min_attainable_p >= level:
+    if c.sensitivity.min_attainable_p >= level:
         design = f"{c.n_arm} paired seeds" if c.paired else f"{c.n_arm} vs {c.n_baseline} seeds"
         test = "sign-flip" if c.paired else "permutation"
         where = (f"alpha={c.alpha:g}" if level == c.alpha else
@@ -288,12 +288,12 @@ def judged(c: Comparison, *, level: float, robust_p_adjusted: tuple[float, ...])
                  f"{c.family_size} comparisons)")
         notes.append(
             f"{_JUDGED[0]}with {design} an exact {test} test cannot reach p < "
-            f"{significant(c.min_attainable_p, 4)}, so it cannot be significant at {where} (nor can the "
+            f"{significant(c.sensitivity.min_attainable_p, 4)}, so it cannot be significant at {where} (nor can the "
             f"{'Wilcoxon' if c.paired else 'Mann-Whitney'} test); the t-test can, because it "
             "assumes near-normal seed variation")
     is_significant = c.p_adjusted < c.alpha
     for t, p in zip(c.robustness, robust_p_adjusted, strict=False):
-        if is_significant and p >= c.alpha and c.min_attainable_p < level:
+        if is_significant and p >= c.alpha and c.sensitivity.min_attainable_p < level:
             notes.append(f"{_JUDGED[1]}the {t.name} does not confirm the primary result (p = "
                          f"{significant(p)} vs {significant(c.p_adjusted)} at the same level); "
                          "check for outlier seeds or a bimodal arm")
@@ -301,8 +301,8 @@ def judged(c: Comparison, *, level: float, robust_p_adjusted: tuple[float, ...])
             notes.append(f"{_JUDGED[1]}the {t.name} is significant (p = {significant(p)}) but the "
                          f"primary test is not (p = {significant(c.p_adjusted)}); check for outlier "
                          "seeds or skew")
-    c = replace(c, notes=tuple(notes), floor_level=level, robust_p_adjusted=robust_p_adjusted)
-    return replace(c, verdict=decide(c))
+    return replace(c, notes=tuple(notes), robust_p_adjusted=robust_p_adjusted,
+                   sensitivity=replace(c.sensitivity, floor_level=level))
 
 
 # Prefixes of the notes `judged` writes (and rewrites when a family changes the level).

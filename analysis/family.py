@@ -175,10 +175,11 @@ def _holm_judged(raw: list[Comparison], *, alpha: float, margin: float,
     r_adj = [holm([c.robustness[i].pvalue for c in raw]) for i in range(n_checks)]
     done = []
     for j, (c, p, q) in enumerate(zip(raw, p_adj, q_adj, strict=True)):
-        needed = c.seeds_needed
+        needed = c.sensitivity.seeds_needed
         if needed is not None and m != planned:  # some comparisons were skipped
-            needed = seeds_needed(margin, c.sd, paired=c.paired, alpha=alpha / m, power=c.power)
-        c = replace(c, p_adjusted=float(p), family_size=m, seeds_needed=needed,
+            needed = seeds_needed(margin, c.sd, paired=c.paired, alpha=alpha / m, power=c.sensitivity.power)
+        c = replace(c, p_adjusted=float(p), family_size=m,
+                    sensitivity=replace(c.sensitivity, seeds_needed=needed),
                     equivalence=replace(c.equivalence, p_adjusted=float(q)))
         done.append(judged(c, level=alpha / m,
                            robust_p_adjusted=tuple(float(r[j]) for r in r_adj)))

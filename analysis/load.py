@@ -27,7 +27,6 @@ from .family import Family, compare_family
 from .plan import MetricPlan, check_runs, check_scale, resolve_plan
 from .power import seeds_needed
 from .results import TestResult
-from .verdicts import decide
 
 
 class StudyNotFound(FileNotFoundError):
@@ -242,8 +241,7 @@ def compare_arms(study: StudyData | pd.DataFrame, *, metric: str | None = None, 
                                                 for c in fam.comparisons], plan)
     done = []
     for c in fam.comparisons:
-        c = replace(c, outcomes=outcomes[(c.arm_name, c.baseline_name)])
-        done.append(replace(c, verdict=decide(c)))
+        done.append(replace(c, outcomes=outcomes[(c.arm_name, c.baseline_name)]))
     return replace(fam, comparisons=tuple(done), plan=plan, outcomes=classified)
 
 
@@ -262,7 +260,7 @@ def _seeds_for_observed(c) -> int | None:
         return None
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        return seeds_needed(c.diff, c.sd, paired=c.paired, alpha=c.alpha / max(1, c.family_size), power=c.power)
+        return seeds_needed(c.diff, c.sd, paired=c.paired, alpha=c.alpha / max(1, c.family_size), power=c.sensitivity.power)
 
 
 def family_frame(family: Family, metric: str = "test_acc") -> pd.DataFrame:
@@ -275,12 +273,12 @@ def family_frame(family: Family, metric: str = "test_acc") -> pd.DataFrame:
             "n_arm": c.n_arm, "n_baseline": c.n_baseline, "paired": c.paired,
             "mean_arm": c.mean_arm, "mean_baseline": c.mean_baseline, "diff": c.diff,
             "ci_low": c.ci_low, "ci_high": c.ci_high, "test": t.name, "statistic": _num(t.statistic),
-            "p_value": _num(t.pvalue), "p_adjusted": _num(c.p_adjusted), "effect_size": _num(c.effect_size),
-            "effect_size_name": c.effect_size_name, "prob_improvement": c.prob_improvement,
+            "p_value": _num(t.pvalue), "p_adjusted": _num(c.p_adjusted), "effect_size": _num(c.effect_size.value),
+            "effect_size_name": c.effect_size.name, "prob_improvement": c.prob_improvement,
             "verdict": str(c.verdict.label), "verdict_reason": c.verdict.reason,
             "margin": c.margin, "equivalence_p": _num(c.equivalence.p_adjusted),
-            "seeds_needed": c.seeds_needed, "seeds_needed_observed": _seeds_for_observed(c),
-            "min_attainable_p": c.min_attainable_p,
+            "seeds_needed": c.sensitivity.seeds_needed, "seeds_needed_observed": _seeds_for_observed(c),
+            "min_attainable_p": c.sensitivity.min_attainable_p,
             "notes": list(c.notes),
             "direction": c.direction, "unpaired_fallback": c.unpaired_fallback,
             **_outcome_fields(c.outcomes),

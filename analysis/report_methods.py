@@ -59,7 +59,7 @@ def _primary_test(analysis: StudyAnalysis) -> str:
         "its error rate at a handful of seeds, where exact tests cannot even reach α. "
         f"Assumption: {prim.assumptions}. The 95% confidence intervals of the differences "
         f"come from the same t-test (so they agree with its p-value) and are not adjusted for "
-        f"multiplicity. Effect size: {c0.effect_size_name} ("
+        f"multiplicity. Effect size: {c0.effect_size.name} ("
         + ("mean of the per-seed differences over their sd" if fam.paired else
            "Hedges' g, pooled sd with the small-sample correction") + ").")
 
@@ -78,7 +78,7 @@ def _verdicts(analysis: StudyAnalysis) -> str:
         f"±{margin:g} points (Holm-adjusted as its own family) has p < α, i.e. the "
         f"{percent(1 - 2 * alpha)} CI of the difference lies inside ±{margin:g}; otherwise "
         f"*inconclusive*, with the seeds per arm needed to detect a true difference of "
-        f"{margin:g} with {percent(fam.comparisons[0].power)} power at α/{len(fam)}. The margin "
+        f"{margin:g} with {percent(fam.comparisons[0].sensitivity.power)} power at α/{len(fam)}. The margin "
         f"±{margin:g} is the study plan's (study.json `analysis.margin`), fixed before the runs.")
 
 
@@ -87,7 +87,7 @@ def _exact_tests(analysis: StudyAnalysis) -> str:
     fam, alpha = analysis.compared, analysis.plan.alpha
     ns = sorted({c.n_arm for c in fam.comparisons})
     rob = [t.name for t in fam.comparisons[0].robustness]
-    min_ps = sorted({c.min_attainable_p for c in fam.comparisons})
+    min_ps = sorted({c.sensitivity.min_attainable_p for c in fam.comparisons})
     m = len(fam)
     design = (f"{ns[0]} paired seeds" if fam.paired and len(ns) == 1 else "these sample sizes")
     text = ("**Exact tests.** " + (f"Robustness checks run on every comparison: "
@@ -155,15 +155,15 @@ def _power(analysis: StudyAnalysis) -> str | None:
         return None
     m = len(fam)
     dd = [detectable(max(c.n_arm, 2), c.sd, paired=c.paired, alpha=c.alpha / m,
-                     power=c.power)[0] for c in comps]
+                     power=c.sensitivity.power)[0] for c in comps]
     dd = [d for d in dd if math.isfinite(d)] or [math.nan]
-    needed = [f"`{c.arm_name}` {c.seeds_needed}" for c in comps if c.seeds_needed]
+    needed = [f"`{c.arm_name}` {c.sensitivity.seeds_needed}" for c in comps if c.sensitivity.seeds_needed]
     return (f"**Power.** With the observed sd of the "
             f"{'per-seed differences' if fam.paired else 'arms'} "
             f"({number(min(c.sd for c in comps), minus=MINUS)} to "
             f"{number(max(c.sd for c in comps), minus=MINUS)} points), {_seeds_text(fam)} detect a "
             f"true difference of {number(min(dd), minus=MINUS)} to "
-            f"{number(max(dd), minus=MINUS)} points with {percent(fam.comparisons[0].power)} "
+            f"{number(max(dd), minus=MINUS)} points with {percent(fam.comparisons[0].sensitivity.power)} "
             f"power at α/{m}; "
             f"detecting a difference as small as the margin ({analysis.plan.margin:g}) needs, in "
             "seeds per arm: " + (", ".join(needed) if needed else "n/a") + ".")

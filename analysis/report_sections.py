@@ -247,7 +247,7 @@ def _power_caption(analysis: StudyAnalysis) -> str:
     if not comps:
         return "No comparison has a non-zero seed sd: power cannot be estimated."
     return ("Smallest true difference each comparison detects with "
-            f"{percent(comps[0].power)} power, against seeds per arm, using the observed sd "
+            f"{percent(comps[0].sensitivity.power)} power, against seeds per arm, using the observed sd "
             f"({'of the per-seed differences' if fam.paired else 'per arm'}) and α/{len(fam)} "
             f"(Holm's first step). Dots: the seeds run so far; crosses: where a curve reaches "
             f"the margin ±{analysis.plan.margin:g} (the seeds needed).")

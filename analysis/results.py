@@ -1,8 +1,53 @@
-"""Small immutable result types shared by several modules."""
+"""The result types of `analysis`, in one place to import them from.
+
+What the functions of `analysis` return, by what they answer:
+
+- one arm vs its baseline (`compare`): `Comparison`, with its `Interval` of the difference,
+  its `EffectSize`, its `TestResult`s (primary and robustness checks), its `Equivalence`
+  (TOST within the margin), its `Sensitivity` (what these seeds can show, seeds needed) and its
+  `Verdict` (a `VerdictLabel` and the reason);
+- several arms (`compare_family`, `compare_arms`): `Family`, Holm over its comparisons; a
+  study on disk (`load_study`): `StudyData`, analysed with the `MetricPlan` it declares;
+- one arm's seeds (`describe`): `ArmSummary`;
+- test-set noise (`analysis.testset`): `McNemarResult`, `SingleRunGap` with its `SeedPlan`.
+
+`Interval`, `TestResult`, `Equivalence`, `EffectSize` and `Sensitivity` are defined here; the
+others next to the function that makes them, and are looked up on first use (PEP 562), so that
+importing this module costs nothing (`Family` and `StudyData` need pandas).
+"""
 
 from __future__ import annotations
 
+import importlib
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .comparison import Comparison
+    from .describe import ArmSummary
+    from .family import Family
+    from .load import StudyData
+    from .plan import MetricPlan
+    from .testset import McNemarResult, SeedPlan, SingleRunGap
+    from .verdicts import Verdict, VerdictLabel
+
+# result type defined elsewhere -> the submodule that defines it
+_ELSEWHERE = {
+    "Comparison": "comparison", "ArmSummary": "describe", "Family": "family",
+    "StudyData": "load", "MetricPlan": "plan",
+    **dict.fromkeys(["McNemarResult", "SeedPlan", "SingleRunGap"], "testset"),
+    **dict.fromkeys(["Verdict", "VerdictLabel"], "verdicts"),
+}
+
+__all__ = ["ArmSummary", "Comparison", "EffectSize", "Equivalence", "Family", "Interval",
+           "McNemarResult", "MetricPlan", "SeedPlan", "Sensitivity", "SingleRunGap", "StudyData",
+           "TestResult", "Verdict", "VerdictLabel"]
+
+
+def __getattr__(name: str):
+    if name not in _ELSEWHERE:
+        raise AttributeError(f"module 'analysis.results' has no attribute {name!r}")
+    return getattr(importlib.import_module(f"analysis.{_ELSEWHERE[name]}"), name)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -64,3 +109,35 @@ class Equivalence:
     ci_confidence: float
     equivalent: bool  # pvalue < alpha for this comparison on its own
     p_adjusted: float  # Holm-adjusted across the family; == pvalue for a lone compare()
+
+
+@dataclass(frozen=True, kw_only=True)
+class EffectSize:
+    """A standardised difference with its confidence interval (`analysis.seed_tests.effect_size`).
+
+    ``name`` is ``"d_z"`` (paired: mean difference / sd of the differences) or ``"hedges_g"``
+    (unpaired, small-sample corrected). ``value`` and the interval are None when the sd is
+    zero: a constant difference has no finite standardised size.
+    """
+
+    name: str
+    value: float | None
+    ci_low: float | None
+    ci_high: float | None
+
+
+@dataclass(frozen=True, kw_only=True)
+class Sensitivity:
+    """What these seeds can show, and how many it would take: the planning side of a comparison.
+
+    ``seeds_needed`` (per arm) detects a true difference of the equivalence margin with
+    ``power`` at the level it is judged at (None when the sd is zero). ``min_attainable_p``
+    is the smallest p-value the exact permutation test can reach at these n (2/2^n paired),
+    and ``floor_level`` the level it is checked against (alpha alone, alpha/m in a family of
+    m): when ``min_attainable_p >= floor_level`` no exact test can confirm a difference.
+    """
+
+    power: float
+    seeds_needed: int | None
+    min_attainable_p: float
+    floor_level: float

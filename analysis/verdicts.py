@@ -86,12 +86,12 @@ def decide(c: Comparison) -> Verdict:
                     f"{eq_ci} lies inside the margin ({q_text}); {diff_text}, {p_text}."
                     + tail),
         )
-    if c.seeds_needed is None:
+    if c.sensitivity.seeds_needed is None:
         plan = "Seeds needed cannot be estimated because the seed-to-seed sd is zero."
     else:
         level = "" if c.family_size == 1 else f" at alpha/{c.family_size}"
-        plan = (f"About {c.seeds_needed} seeds per arm are needed to detect a true difference "
-                f"of {c.margin:g} with {percent(c.power)} power{level} (sd {significant(c.sd)} "
+        plan = (f"About {c.sensitivity.seeds_needed} seeds per arm are needed to detect a true difference "
+                f"of {c.margin:g} with {percent(c.sensitivity.power)} power{level} (sd {significant(c.sd)} "
                 f"estimated from these {'pairs' if c.paired else 'seeds'}).")
     if eq.pvalue < c.alpha:  # inside the margin on its own; only the Holm adjustment failed
         eq_text = (f"{eq_ci} lies inside ±{c.margin:g} (TOST p = {significant(eq.pvalue)}) "
@@ -118,7 +118,7 @@ def _qualifiers(c: Comparison, is_significant: bool) -> str:
     if c.primary.method.startswith("degenerate"):
         out.append(f"Zero variance: {c.primary.reason}.")
     if is_significant:
-        floor, level = c.min_attainable_p, c.floor_level or c.alpha
+        floor, level = c.sensitivity.min_attainable_p, c.sensitivity.floor_level
         if c.robustness and floor >= level:
             out.append(f"Not checkable without normality: with these seeds an exact test cannot "
                        f"go below p = {significant(floor)}, not below the level "
@@ -131,7 +131,7 @@ def _qualifiers(c: Comparison, is_significant: bool) -> str:
                 out.append(f"Not confirmed by the {' or the '.join(bad)} at the same level: the "
                            "seed values may not be normal (an outlier seed or a bimodal arm).")
     else:
-        floor, level = c.min_attainable_p, c.floor_level or c.alpha
+        floor, level = c.sensitivity.min_attainable_p, c.sensitivity.floor_level
         if "permutation" in c.primary.name and floor >= level:
             out.append(f"The exact test decides here (a bimodal arm), and with these seeds it "
                        f"cannot go below p = {significant(floor)}, not below the level "

@@ -1,7 +1,11 @@
 """seedwise.study: run ablation arms over many seeds and store every run with its provenance.
 
-For your own experiment: `run_study(spec, seeds=5)` (study.api), and `rng(seed, stream)` /
-`stream_seed(seed, stream)` (study.seeds) for the random streams that pair arms by seed.
+The public API, for your own experiment: `run_study` (``run_study(spec, seeds=5)`` -> a
+`StudyResult`; study.api), `load_spec` (-> a `StudySpec`) with the `SpecError` / `ConfigError`
+it raises on bad input, and `rng` / `stream_seed` (``rng(seed, stream)``; study.seeds) for the
+random streams that pair arms by seed. The built-in CIFAR-10 experiment (its `Config`, presets,
+data and `train_one`) is `study.notebook`; `python -m study.run` and `python -m study.tune` are
+the command lines.
 
 The public names below are imported on first use (PEP 562), not with the package: a worker
 running a torch-free experiment, or `import study.store`, must not pay for torch; and
@@ -15,9 +19,6 @@ import importlib
 
 # public name -> the module that defines it
 _EXPORTS = {
-    **dict.fromkeys(["PRESETS", "Config"], "study.notebook.config"),
-    **dict.fromkeys(["Cifar10", "DataError", "load_cifar10"], "study.notebook.data"),
-    **dict.fromkeys(["EpochRecord", "RunResult", "train_one"], "study.notebook.train"),
     "ConfigError": "study.params",
     **dict.fromkeys(["rng", "stream_seed"], "study.seeds"),
     **dict.fromkeys(["SpecError", "StudySpec", "load_spec"], "study.spec"),

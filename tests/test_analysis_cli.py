@@ -8,7 +8,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from analysis import compare_arms, family_frame, load_runs, load_study
+from analysis import compare_arms, family_frame, load_study
+from analysis.load import load_runs
 
 JSON_KEYS = ["arm", "baseline", "metric", "n_arm", "n_baseline", "paired", "mean_arm", "mean_baseline", "diff",
              "ci_low", "ci_high", "test", "statistic", "p_value", "p_adjusted", "effect_size", "effect_size_name",

@@ -6,15 +6,9 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from analysis import (
-    Comparison,
-    DegenerateDataWarning,
-    TestResult,
-    VerdictLabel,
-    compare,
-    min_attainable_p,
-    primary_test,
-)
+from analysis import DegenerateDataWarning, compare
+from analysis.comparison import min_attainable_p, primary_test
+from analysis.results import Comparison, TestResult, VerdictLabel
 
 # Fixed data for pinned p-values (accuracy points, 5 seeds per arm).
 X = np.array([75.1, 75.9, 74.8, 76.3, 75.5])
@@ -52,12 +46,23 @@ def test_planted_effect_is_better_and_swapped_is_worse(paired):
     assert "better" in c.verdict.reason and "p = " in c.verdict.reason
     assert c.diff == pytest.approx(arm.mean() - base.mean())
     assert c.ci_low > 0
-    assert c.effect_size_name == ("d_z" if paired else "hedges_g")
-    assert c.effect_size > 1
+    assert c.effect_size.name == ("d_z" if paired else "hedges_g")
+    assert c.effect_size.value > 1
     swapped = compare(base, arm, paired=paired, rng=0)
     assert swapped.verdict.label is VerdictLabel.WORSE
     assert swapped.diff == pytest.approx(-c.diff)
     assert_no_nan(c)
+
+
+def test_verdict_follows_the_fields_it_is_decided_from():
+    # The verdict is derived, not stored: a Comparison whose p-value changes (as Holm does
+    # in a family) cannot keep the verdict of the old p-value.
+    c = compare(X + 2.0, Y, paired=True, rng=0)
+    assert c.verdict.label is VerdictLabel.BETTER
+    assert "verdict" not in {f.name for f in dataclasses.fields(c)}
+    moved = dataclasses.replace(c, p_adjusted=0.9, family_size=4)
+    assert moved.verdict.label is VerdictLabel.INCONCLUSIVE
+    assert "Holm-adjusted over 4 comparisons p = 0.9" in moved.verdict.reason
 
 
 @pytest.mark.parametrize("paired", [False, True])
@@ -76,8 +81,8 @@ def test_small_noisy_study_is_inconclusive_with_seeds_needed():
     a, b = rng.normal(75.3, 1.5, 3), rng.normal(75.0, 1.5, 3)
     c = compare(a, b, paired=False, rng=0)
     assert c.verdict.label is VerdictLabel.INCONCLUSIVE
-    assert c.seeds_needed is not None and c.seeds_needed > 3
-    assert f"{c.seeds_needed} seeds per arm" in c.verdict.reason
+    assert c.sensitivity.seeds_needed is not None and c.sensitivity.seeds_needed > 3
+    assert f"{c.sensitivity.seeds_needed} seeds per arm" in c.verdict.reason
 
 
 def test_significant_and_equivalent_stays_better_and_says_negligible():
@@ -155,10 +160,10 @@ def test_hedges_g_and_dz():
     c = compare(X, Y, paired=False, rng=0)
     sp = np.sqrt((X.var(ddof=1) + Y.var(ddof=1)) / 2)
     d = (X.mean() - Y.mean()) / sp
-    assert c.effect_size == pytest.approx(d * (1 - 3 / (4 * 8 - 1)), rel=5e-3)  # approx. J
-    assert c.effect_size_ci_low < c.effect_size < c.effect_size_ci_high
+    assert c.effect_size.value == pytest.approx(d * (1 - 3 / (4 * 8 - 1)), rel=5e-3)  # approx. J
+    assert c.effect_size.ci_low < c.effect_size.value < c.effect_size.ci_high
     cp = compare(X, Y, paired=True, rng=0)
-    assert cp.effect_size == pytest.approx((X - Y).mean() / (X - Y).std(ddof=1))
+    assert cp.effect_size.value == pytest.approx((X - Y).mean() / (X - Y).std(ddof=1))
 
 
 def test_monte_carlo_permutation_is_reproducible_with_rng():
@@ -182,7 +187,7 @@ def test_min_attainable_p():
 
 def test_unreachable_alpha_is_noted():
     c = compare(X, Y, paired=True, rng=0)
-    assert c.min_attainable_p == 0.0625
+    assert c.sensitivity.min_attainable_p == 0.0625
     msg = ("with 5 paired seeds an exact sign-flip test cannot reach p < 0.0625, "
            "so it cannot be significant at alpha=0.05")
     assert any(msg in n for n in c.notes)
@@ -225,7 +230,7 @@ def test_zero_variance_equal_means_warns_and_gives_p_one():
     with pytest.warns(DegenerateDataWarning, match="zero variance"):
         c = compare([75.0] * 4, [75.0] * 4, paired=False, rng=0)
     assert c.primary.pvalue == 1.0 and c.primary.statistic == 0.0
-    assert c.effect_size is None and c.seeds_needed is None
+    assert c.effect_size.value is None and c.sensitivity.seeds_needed is None
     assert c.verdict.label is VerdictLabel.EQUIVALENT
     assert_no_nan(c)
 

@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from analysis import ArmSummary, DegenerateDataWarning, describe
+from analysis import DegenerateDataWarning, describe
+from analysis.results import ArmSummary
 
 
 def assert_no_nan(obj):

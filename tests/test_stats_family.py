@@ -4,15 +4,9 @@ from scipy import stats
 from statsmodels.stats.multitest import multipletests
 from statsmodels.stats.oneway import anova_oneway
 
-from analysis import (
-    DegenerateDataWarning,
-    Family,
-    VerdictLabel,
-    compare,
-    compare_family,
-    omnibus,
-    seeds_needed,
-)
+from analysis import DegenerateDataWarning, compare, compare_family, seeds_needed
+from analysis.family import omnibus
+from analysis.results import Family, VerdictLabel
 
 BASE = np.array([75.0, 75.4, 74.7, 75.2, 74.9])
 # "a" alone is significant (Welch p = 0.028) but not after Holm over 3 arms.
@@ -45,8 +39,8 @@ def test_holm_matches_statsmodels_and_drives_verdicts():
     assert alone.p_adjusted == alone.primary.pvalue
     assert alone.verdict.label is VerdictLabel.BETTER
     # seeds are planned at Holm's first-step level alpha/m
-    assert a.seeds_needed == seeds_needed(0.5, a.sd, paired=False, alpha=0.05 / 3)
-    assert a.seeds_needed > alone.seeds_needed
+    assert a.sensitivity.seeds_needed == seeds_needed(0.5, a.sd, paired=False, alpha=0.05 / 3)
+    assert a.sensitivity.seeds_needed > alone.sensitivity.seeds_needed
     assert "Holm" in fam.correction and "3 primary-test p-values" in fam.correction
     assert "'base'" in fam.correction
 

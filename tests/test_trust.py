@@ -12,11 +12,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from analysis import VerdictLabel, compare_arms, compare_family, load_study
+from analysis import compare_arms, compare_family, load_study
 from analysis.compare import main as compare_main
 from analysis.integrity import outcome_flags
 from analysis.report import build_report
 from analysis.report import main as report_main
+from analysis.results import VerdictLabel
 
 ROOT = Path(__file__).resolve().parents[1]
 QUICK = ROOT / "results" / "notebook-ablation-quick"
@@ -209,7 +210,7 @@ def test_exact_floor_is_checked_at_the_level_of_holms_first_step():
     arms = {"base": base, **{k: base + 2 + gen.normal(0, 0.2, 6) for k in "abcd"}}
     fam = quiet(compare_family, arms, "base", paired=True, rng=0)
     c = fam.get("a")
-    assert c.min_attainable_p == 2 / 64 and c.min_attainable_p < 0.05  # fine alone...
+    assert c.sensitivity.min_attainable_p == 2 / 64 and c.sensitivity.min_attainable_p < 0.05  # fine alone...
     assert any("alpha/4 = 0.0125" in n for n in c.notes)  # ...not at 0.05/4
     assert c.verdict.label is VerdictLabel.BETTER
     assert "Not checkable without normality" in c.verdict.reason

@@ -203,7 +203,7 @@ def power_figure(
     fig = new_figure(figsize=(9, 5), layout="constrained")
     ax = fig.subplots()
     n_now = max(c.n_arm for c in comps)
-    needed = [c.seeds_needed for c in comps if c.seeds_needed]
+    needed = [c.sensitivity.seeds_needed for c in comps if c.sensitivity.seeds_needed]
     top = max([4 * n_now, 20, *(int(1.3 * n) for n in needed)])
     top = int(min(max_seeds or top, 2000))
     grid = np.unique(np.geomspace(2, max(top, 3), 60).round().astype(int))
@@ -211,18 +211,18 @@ def power_figure(
         [family.baseline or comps[0].baseline_name, *(c.arm_name for c in comps)]))
     m = comps[0].family_size
     for c in comps:
-        dd = detectable(grid, c.sd, paired=c.paired, alpha=c.alpha / m, power=c.power)
+        dd = detectable(grid, c.sd, paired=c.paired, alpha=c.alpha / m, power=c.sensitivity.power)
         at_n = detectable(max(c.n_arm, 2), c.sd, paired=c.paired, alpha=c.alpha / m,
-                          power=c.power)[0]
+                          power=c.sensitivity.power)[0]
         keep = np.isfinite(dd)
-        need = (f"{c.seeds_needed} seeds for ±{c.margin:g}" if c.seeds_needed
+        need = (f"{c.sensitivity.seeds_needed} seeds for ±{c.margin:g}" if c.sensitivity.seeds_needed
                 else "seeds needed n/a")
         color = palette[c.arm_name]
         ax.plot(grid[keep], dd[keep], color=color, lw=2,
                 label=f"{c.arm_name} vs {c.baseline_name} (sd {significant(c.sd)}; {need})")
         ax.plot([c.n_arm], [at_n], "o", color=color, ms=7, zorder=4)
-        if c.seeds_needed and c.seeds_needed <= grid[-1]:
-            ax.plot([c.seeds_needed], [c.margin], "x", color=color, ms=9, mew=2, zorder=4)
+        if c.sensitivity.seeds_needed and c.sensitivity.seeds_needed <= grid[-1]:
+            ax.plot([c.sensitivity.seeds_needed], [c.margin], "x", color=color, ms=9, mew=2, zorder=4)
     margin = comps[0].margin
     ax.axhline(margin, color="black", ls="--", lw=1.2, label=f"equivalence margin {margin:g}")
     ax.axvline(n_now, color="0.35", ls=":", lw=1.5, label=f"seeds run so far ({n_now})")
@@ -234,7 +234,7 @@ def power_figure(
     ax.set_xlabel("seeds per arm")
     ax.set_ylabel("smallest detectable true difference (points)")
     design = "paired t-test" if comps[0].paired else "two-sample t-test"
-    ax.set_title(f"Detectable difference at {percent(comps[0].power)} power ({design}, two-sided "
+    ax.set_title(f"Detectable difference at {percent(comps[0].sensitivity.power)} power ({design}, two-sided "
                  f"α = {comps[0].alpha:g}/{m}, Holm's first step; observed sd)", fontsize=10.5)
     ax.grid(which="both", alpha=0.25)
     ax.legend(fontsize=8.5, loc="upper right", framealpha=0.92)
