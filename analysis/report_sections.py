@@ -32,6 +32,7 @@ from .provenance import provenance_table, shown_path
 from .report_analysis import StudyAnalysis, is_finite_number, unique_messages
 from .report_blocks import Bullets, Heading, Para, Report, code_list, plural
 from .report_methods import TESTSET_NOISE_HEADING, methods_paragraphs
+from .sequential_report import read_record
 from .tables import design_table, fmt_value, pairs_table, results_table, seed_ranges
 
 
@@ -199,6 +200,11 @@ def results_section(rep: Report, analysis: StudyAnalysis) -> None:
                      "read these results with them in mind. " + flags[0]
                      + (" …" if len(flags) > 1 else "")))
     rep.add_table("results", results, caption)
+    if read_record(analysis.study.path) is not None:
+        rep.add(Para("This study was run until decided: the p-values and verdicts of this table "
+                     "treat the final seeds as a fixed sample and ignore the looks that decided "
+                     "when to stop, so they overstate the evidence. The verdicts that keep their "
+                     "error rate over all looks are those of *Seeds until decided* below."))
     if "n in Δ" in results:
         rep.add(Para("*n in Δ*: the seeds behind each difference, where fewer than the arm's "
                      "complete runs: a paired comparison uses only the seeds both of its arms "

@@ -47,3 +47,15 @@ def test_sequential_figure_is_shown_once_in_its_section(sequential_study):
     assert (markdown.index("Seeds until decided") < markdown.index("figures/sequential.png")
             < markdown.index("3. Figures"))
     assert render_html(rep, dict.fromkeys(rep.figures, b"")).count(SEQUENTIAL_CAPTION) == 1
+
+
+def test_the_fixed_n_table_of_a_sequential_study_says_its_p_values_ignore_the_looks(sequential_study, tmp_path):
+    """The results table's p-values treat the final seeds as fixed; a reader must be told that
+    only the sequential section's verdicts keep their error rate over the looks."""
+    warning = "ignore the looks that decided when to stop"
+    markdown = render_markdown(build_report(sequential_study, plan={"metric": "acc", "baseline": "baseline"}))
+    assert markdown.count(warning) == 1
+    assert markdown.index("2. Results") < markdown.index(warning) < markdown.index("Seeds until decided")
+    (sequential_study.path / "sequential.json").unlink()  # the same runs as a fixed-n study
+    fixed = render_markdown(build_report(load_study(sequential_study.path), plan={"metric": "acc", "baseline": "baseline"}))
+    assert warning not in fixed
