@@ -37,6 +37,9 @@ NOTEBOOK: dict[str, Any] = {"bn_sched": 75.49, "bn_nosched": 74.87, "nobn": 74.0
 # Planning constants of the single-run power analysis (section 1).
 PLANNING: dict[str, Any] = {"alpha": 0.05, "power": 0.8, "seed_sds": (0.2, 0.4, 1.0), "confidence": 0.95}
 CHANCE = 10.0  # CIFAR-10 has ten classes: a run at <= CHANCE + 1 points never learned
+# How the text names a spending function (the keys are analysis.group_sequential's).
+SPENDING_NAMES = {"obrien-fleming": "O'Brien-Fleming-type", "pocock": "Pocock-type",
+                  "power": "power-family (ρ = {})", "hsd": "Hwang-Shih-DeCani (γ = {})"}
 SEQUENTIAL_STUDY = "notebook-ablation-quick-sequential"  # issue 13: the quick questions, seeds until decided
 CONFIG_KEYS = ("width", "train_size", "val_size", "test_size", "epochs", "lr", "step_size", "gamma")
 
@@ -330,7 +333,7 @@ def sequential_numbers(prefix: str, path: Path) -> dict[str, str]:
            f"{prefix}.max_seeds": str(plan.max_seeds), f"{prefix}.alpha": _n(plan.alpha),
            f"{prefix}.margin": _n(plan.margin), f"{prefix}.n_comparisons": str(len(plan.arms)),
            f"{prefix}.ci_level": f"{100 * (1 - plan.alpha):g}%",  # the repeated CI's level
-           f"{prefix}.spending": f"{plan.spending} (parameter {_n(plan.spending_param)})",
+           f"{prefix}.spending": SPENDING_NAMES[plan.spending].format(_n(plan.spending_param)),
            f"{prefix}.state": ("decided" if record.get("next_look") is None
                                else f"still open (next look at {record['next_look']} seeds per arm)"),
            f"{prefix}.deviations": str(len(record.get("deviations") or []))}

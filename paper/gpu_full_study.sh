@@ -29,10 +29,7 @@ $PY -c "import torch; print('torch', torch.__version__, 'cuda', torch.version.cu
 step matrix 200 $PY benchmarks/gpu_matrix.py --budget 180 --json "$OUT/matrix.json"
 # 2. the default study, full preset, 10 seeds per arm: each arm's seeds in one vmapped step
 step full10 300 $PY -m study.run --preset full --seeds 10 --group 10 --jobs 1
-# 2b. issue 13's quick-preset sequential study, in fp32 so that CPU and GPU sessions add runs
-#     of one arithmetic to the same study (resumable: what is stored stays)
-step quick_seq 150 $PY -m study.run --preset quick --until-decided --study notebook-ablation-quick-sequential \
-  --set precision=fp32
+# (issue 13's quick-preset sequential study is complete in results/, run on a CPU in fp32)
 # 3. fidelity: the fast engine (bf16, 10 seeds per step) vs the fp32 single-model reference
 step fid_fast 120 $PY -m study.run --spec benchmarks/fidelity.toml --preset full --seeds 10 --arms bf16 --group 10
 step fid_ref 200 $PY -m study.run --spec benchmarks/fidelity.toml --preset full --seeds 10 --arms fp32 \
@@ -42,5 +39,5 @@ for i in $(seq "$JOBS"); do
   step "tune$i" 240 $PY -m study.tune --preset full --trials 30 --threads 1 &
 done; wait
 step confirm 200 $PY -m study.tune --preset full --confirm 10
-tar czf "$OUT/results-gpu.tgz" results/notebook-ablation-full* results/notebook-ablation-quick-sequential \
+tar czf "$OUT/results-gpu.tgz" results/notebook-ablation-full* \
   results/fidelity-full && ls -la "$OUT"
