@@ -1,5 +1,6 @@
 import hashlib
 import os
+import signal
 from pathlib import Path
 
 import numpy as np
@@ -58,6 +59,15 @@ def synthetic_cifar():
     """2,000 training and 1,000 test images from `make_synthetic_cifar`: room for the smoke
     preset's split (1,000 train + 500 val, 1,000 test), so training tests run without CIFAR-10."""
     return make_synthetic_cifar()
+
+
+def pytest_configure(config):
+    """A suite started in the background (`make test &`, nohup, a CI step) inherits SIGINT
+    ignored, every `python -m study.*` it starts would inherit that too, and Python keeps an
+    ignored SIGINT ignored: the Ctrl-C tests would send a signal nobody hears. Restore Python's
+    own handler, so children start with the default one."""
+    if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 def pytest_collection_modifyitems(config, items):
