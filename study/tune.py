@@ -210,10 +210,11 @@ def _main(args: argparse.Namespace) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 2
     code = 0
-    for tuning in tunings if args.trials else []:  # one arm after the other, each resumable
-        code = max(code, tune_trials(tuning, args.trials, data))
-        if code == 130:
-            return code
+    if args.trials:
+        for tuning in tunings:  # one arm after the other, each resumable
+            code = max(code, tune_trials(tuning, args.trials, data))
+            if code == 130:
+                return code
     if not args.confirm:
         return code
     run_options = {"device": args.device, "data": args.data, "data_root": args.data_root, "set": list(args.set)}

@@ -142,7 +142,10 @@ def stored_trials(db) -> dict[int, float]:
     return dict(rows)
 
 
-@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM, signal.SIGKILL], ids=["SIGINT", "SIGTERM", "SIGKILL"])
+# SIGTERM takes the same path as Ctrl-C (dispatch._terminate raises KeyboardInterrupt), so it
+# runs with -m slow: each case trains a whole smoke study, about a minute on 2 cores.
+@pytest.mark.parametrize("sig", [signal.SIGINT, pytest.param(signal.SIGTERM, marks=pytest.mark.slow),
+                                 signal.SIGKILL], ids=["SIGINT", "SIGTERM", "SIGKILL"])
 def test_signal_then_rerun_keeps_every_finished_run(tmp_path, sig):
     """Ctrl-C / SIGTERM stop cleanly; even kill -9 loses only the run in flight: the rerun
     keeps every stored run unchanged and ends with exactly the planned runs, no duplicates."""
