@@ -150,13 +150,8 @@ def confirm(plan: Plan, arm: str, study: optuna.Study, url: str, *, seeds: int, 
     out.mkdir(parents=True, exist_ok=True)
     spec_path = out / "spec.toml"
     spec_path.write_text(confirm_spec_toml(plan.spec, arm, chosen, names, seeds, study.study_name, objective))
-    options = {"seeds": seeds, "results": results, "study": name, "storage": url, **run_options}
-    if plan.preset:
-        options["preset"] = plan.preset
-    print(f"confirming {len(chosen)} tuned param set(s) of {study.study_name} on seeds 0..{seeds - 1}: "
-          f"python -m study.run --spec {spec_path} " + " ".join(
-              f"--{k.replace('_', '-')} {v}" for k, v in options.items() if v and k != "set"), file=sys.stderr)
-    code = run_plan(str(spec_path), **options)
+    code = run_confirmation(plan, spec_path, name, url, seeds=seeds, results=results, run_options=run_options,
+                            what=f"{len(chosen)} tuned param set(s) of {study.study_name}")
     if code == 2 or not (out / "runs.csv").exists():
         return 2 if code == 2 else code
     runs = pd.read_csv(out / "runs.csv")
@@ -233,9 +228,17 @@ def confirm_per_arm(plan: Plan, studies: dict[str, optuna.Study], url: str, *, s
     for row in arms:
         print(f"  {row['arm']:<18} trial {row['trial']:>4}  {score_text(row['selected'], objective):>24}  "
               f"{fmt_params(row['params'])}  (untuned {fmt_params(row['untuned'])})")
+    return run_confirmation(plan, spec_path, name, url, seeds=seeds, results=results, run_options=run_options,
+                            what="every arm at its own tuned params")
+
+
+def run_confirmation(plan: Plan, spec_path: Path, name: str, url: str, *, seeds: int, results: str | Path,
+                     run_options: dict[str, Any], what: str) -> int:
+    """Run a generated confirmation spec through the runner on seeds 0..seeds-1, after printing
+    the equivalent `study.run` command line (a rerun of it resumes the confirmation)."""
     options = {"seeds": seeds, "results": results, "study": name, "storage": url, **run_options}
     if plan.preset:
         options["preset"] = plan.preset
-    print(f"confirming on seeds 0..{seeds - 1}: python -m study.run --spec {spec_path} " + " ".join(
+    print(f"confirming {what} on seeds 0..{seeds - 1}: python -m study.run --spec {spec_path} " + " ".join(
         f"--{k.replace('_', '-')} {v}" for k, v in options.items() if v and k != "set"), file=sys.stderr)
     return run_plan(str(spec_path), **options)
