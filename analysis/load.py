@@ -142,6 +142,15 @@ class StudyData:
         seeds = sorted(rows)
         return seeds, np.stack([rows[s] for s in seeds])
 
+    def correct_rows(self, arm: str, seeds: list[int]) -> np.ndarray | None:
+        """Per-example correctness of `arm`'s runs `seeds`, rows in that order (None unless
+        every one of them has stored predictions)."""
+        found = self.correct_matrix(arm)
+        if found is None:
+            return None
+        rows = dict(zip(found[0], found[1], strict=True))
+        return np.stack([rows[s] for s in seeds]) if all(s in rows for s in seeds) else None
+
 
 def _read_csv(path: Path) -> pd.DataFrame:
     try:

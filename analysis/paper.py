@@ -22,13 +22,15 @@ from typing import Any
 import numpy as np
 from scipy import stats
 
-from .contract import COMPLETE, DB_FILE, confirm_study_name
+from .contract import COMPLETE, DB_FILE, confirm_study_name, per_arm_study_name
 from .load import StudyData, compare_arms, family_frame, load_study
 from .numbers import count, number, p_relation
+from .paper_tuning import per_arm_numbers, selection_numbers, tuning_numbers
 from .sequential_plan import SequentialPlan
 from .sequential_report import read_record
 from .testset import mcnemar_exact, single_run_gap
 from .tuning import selection_rows
+from .tuning_report import fixed_lr_counterpart
 from .variance import SOURCES, VarianceDecomposition, decompose_variance, seed_column
 
 # What the course notebook printed and did (its outputs and code), not results of ours.
@@ -41,6 +43,7 @@ CHANCE = 10.0  # CIFAR-10 has ten classes: a run at <= CHANCE + 1 points never l
 SPENDING_NAMES = {"obrien-fleming": "O'Brien-Fleming-type", "pocock": "Pocock-type",
                   "power": "power-family (ρ = {})", "hsd": "Hwang-Shih-DeCani (γ = {})"}
 SEQUENTIAL_STUDY = "notebook-ablation-quick-sequential"  # issue 13: the quick questions, seeds until decided
+VARIANCE_STUDY = "notebook-ablation-quick-variance"  # issue 14: python -m study.variance --arm baseline
 CONFIG_KEYS = ("width", "train_size", "val_size", "test_size", "epochs", "lr", "step_size", "gamma")
 
 
@@ -167,7 +170,8 @@ def same_config_noise(prefix: str, study: StudyData, arm: str, gap: float) -> di
 def variance_numbers(prefix: str, d: VarianceDecomposition) -> dict[str, str]:
     """Placeholders for a variance decomposition: per component its sd, variance with CI,
     run count and share (percent of the all-sources variance; "test": of all + test)."""
-    out = {f"{prefix}.sum_of_shares": _f(100 * d.sum_of_shares, 0) + "%" if d.sum_of_shares is not None else "n/a"}
+    out = {f"{prefix}.sum_of_shares": _f(100 * d.sum_of_shares, 0) + "%" if d.sum_of_shares is not None else "n/a",
+           f"{prefix}.ci_level": f"{100 * d.confidence:g}%"}
     for c in d.components():
         k = f"{prefix}.{c.source}"
         out[f"{k}.n"] = str(c.n_runs)
@@ -185,17 +189,23 @@ def variance_numbers(prefix: str, d: VarianceDecomposition) -> dict[str, str]:
     return out
 
 
-def variance_study_numbers(path: Path, study: StudyData) -> dict[str, str]:
-    """`var.<study>.*` for a study whose runs.csv carries the variance design's seed columns
-    (written by the variance runner); the test-set term uses the configured test size."""
+def variance_study_numbers(prefix: str, study: StudyData) -> dict[str, str]:
+    """`<prefix>.*` for a study of `python -m study.variance` (its runs.csv carries the design's
+    seed columns), decomposed as the runner does: reference seeds 0, and the test-set terms
+    from the stored predictions (without them, from the configured test size)."""
     if not all(seed_column(s) in study.runs.columns for s in SOURCES):
         return {}
-    ok = study.runs[study.runs["status"] == COMPLETE]
+    ok = study.runs[study.runs["status"] == COMPLETE].sort_values("seed").reset_index(drop=True)
     configs = [a.get("config", {}) for a in study.meta.get("arms", {}).values()]
     n_test = next((c["test_size"] for c in configs if "test_size" in c), None)
+    arms = set(ok["arm"])
+    correct = study.correct_rows(arms.pop(), [int(s) for s in ok["seed"]]) if len(arms) == 1 else None
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        return variance_numbers(f"var.{path.name}", decompose_variance(ok, n_test=n_test))
+        numbers = variance_numbers(prefix, decompose_variance(ok, reference=0, correct=correct, n_test=n_test))
+    return {**numbers, f"{prefix}.n_runs": str(len(ok)),
+            f"{prefix}.device": ", ".join(sorted(set(ok["device"].dropna()))) if "device" in ok else "n/a",
+            f"{prefix}.precision": ", ".join(sorted(set(ok["precision"].dropna()))) if "precision" in ok else "n/a"}
 
 
 def notebook_numbers() -> dict[str, str]:
@@ -245,8 +255,9 @@ def gather(results: Path) -> dict[str, tuple[str, str]]:
         add(study_numbers("fid", load_study(results / "fidelity-quick")), f"{results}/fidelity-quick/runs.csv")
     add(tuning_numbers(results / "notebook-ablation-quick", "notebook-ablation-quick"),
         f"{results}/notebook-ablation-quick/{DB_FILE} (Optuna tuning studies)")
-    for path in sorted(results.glob("*/runs.csv")):
-        add(variance_study_numbers(path.parent, load_study(path.parent)), f"{path} (variance design)")
+    variance = results / VARIANCE_STUDY
+    if (variance / "runs.csv").exists():
+        add(variance_study_numbers("var", load_study(variance)), f"{variance}/runs.csv (variance design)")
     sequential = results / SEQUENTIAL_STUDY
     if (sequential / "runs.csv").exists() and read_record(sequential) is not None:
         add(sequential_numbers("seq", sequential), f"{sequential}/sequential.json, runs.csv")
@@ -258,63 +269,21 @@ def gather(results: Path) -> dict[str, tuple[str, str]]:
     if (tuned / "runs.csv").exists():
         add(study_numbers("tuned", load_study(tuned)), f"{tuned}/runs.csv, study.json")
         add(selection_numbers(selection_rows(tuned) or []), f"{tuned}/selection.json")
+    per_arm = results / per_arm_study_name(SEQUENTIAL_STUDY)
+    if (per_arm / "runs.csv").exists():  # issue 14: every BN arm at its own tuned lr and step size
+        ablation, tuned_per_arm = results / SEQUENTIAL_STUDY, load_study(per_arm)
+        add(tuning_numbers(ablation, SEQUENTIAL_STUDY, prefix="pa.tune", learned_above=CHANCE + 1),
+            f"{ablation}/{DB_FILE} (the per-arm tuning studies)")
+        add(per_arm_numbers("pa", per_arm), f"{per_arm}/per_arm.json")
+        add(study_numbers("pa.tuned", tuned_per_arm), f"{per_arm}/runs.csv")
+        add(study_numbers("pa.fixed", fixed_lr_counterpart(load_study(ablation), tuned_per_arm)),
+            f"{ablation}/runs.csv, the per-arm study's arms and seeds")
     return found
 
 
 def collect(results: Path) -> dict[str, str]:
     """name -> value of every computed number (what the template's placeholders get)."""
     return {k: v for k, (v, _) in gather(results).items()}
-
-
-def tuning_numbers(path: Path, ablation: str) -> dict[str, str]:
-    """Trials, pruning and wall time of the tuning study stored beside `ablation`."""
-    db = path / DB_FILE
-    if not db.exists():
-        return {}
-    import optuna
-
-    from .tuning import tuning_trials
-
-    out = {}
-    url = f"sqlite:///{db}"
-    for t in tuning_trials(url, ablation):
-        trials = optuna.load_study(study_name=t.name, storage=url).get_trials(deepcopy=False)
-        starts = [x.datetime_start for x in trials if x.datetime_start]
-        ends = [x.datetime_complete for x in trials if x.datetime_complete]
-        k = f"tune.{t.arm}"
-        out[f"{k}.n_trials"] = str(len(trials))
-        out[f"{k}.n_complete"] = str(sum(x.state.name == "COMPLETE" for x in trials))
-        out[f"{k}.n_pruned"] = str(sum(x.state.name == "PRUNED" for x in trials))
-        out[f"{k}.wall_min"] = _f((max(ends) - min(starts)).total_seconds() / 60, 1) if starts and ends else "n/a"
-        seeds = [x.user_attrs["seed"] for x in trials if "seed" in x.user_attrs]
-        if seeds:
-            out[f"{k}.min_seed"] = _n(int(min(seeds)))
-        for name, dist in (trials[0].distributions if trials else {}).items():
-            out[f"{k}.space.{name}.low"] = _n(dist.low)  # type: ignore[attr-defined]  # int/float ranges
-            out[f"{k}.space.{name}.high"] = _n(dist.high)  # type: ignore[attr-defined]
-        if t.best:
-            out[f"{k}.best_trial"] = str(t.best["number"])
-            out[f"{k}.best_val"] = _f(t.best["value"])
-            out[f"{k}.best_lr"] = f"{t.best['params']['lr']:.3g}"
-            out[f"{k}.best_step"] = str(t.best["params"]["step_size"])
-        for name, value in t.importances.items():
-            out[f"{k}.importance.{name}"] = _f(value)
-    return out
-
-
-def selection_numbers(rows: list[dict]) -> dict[str, str]:
-    out = {}
-    for row in rows:
-        arm = row.get("arm", "?")
-        for key, value in row.items():
-            if isinstance(value, float):
-                out[f"sel.{arm}.{key}"] = _f(value, 4 if "lr" in key else 2)
-            elif isinstance(value, dict):
-                for k2, v2 in value.items():
-                    out[f"sel.{arm}.{key}.{k2}"] = f"{v2:.4g}" if isinstance(v2, float) else str(v2)
-            else:
-                out[f"sel.{arm}.{key}"] = str(value)
-    return out
 
 
 def sequential_numbers(prefix: str, path: Path) -> dict[str, str]:

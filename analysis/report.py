@@ -48,6 +48,7 @@ from .report_sections import (
 from .sequential_report import sequential_section
 from .tables import to_latex, to_markdown
 from .tuning_report import tuning_section
+from .variance_report import variance_section
 
 __all__ = ["Report", "build_report", "integrity_checks", "main", "render_html",
            "render_markdown", "write_report"]
@@ -69,6 +70,7 @@ def build_report(study: StudyData, *, rng=0, plan: Mapping | None = None) -> Rep
     design_section(rep, analysis)
     results_section(rep, analysis)
     sequential_section(rep, analysis.study.path)
+    variance_section(rep, analysis.study.path)
     figures_section(rep, analysis)
     tuning_section(rep, analysis.study)
     methods_section(rep, analysis)

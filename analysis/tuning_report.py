@@ -122,8 +122,7 @@ def _per_arm(rep: Report, study: StudyData, per_arm_dir: Path) -> None:
             tuned = load_study(per_arm_dir)
             seeds = set(tuned.runs.loc[tuned.runs["status"] == COMPLETE, "seed"])
             arms = [a["arm"] for a in record["arms"]]
-            same = study.runs["arm"].isin(arms) & study.runs["seed"].isin(seeds)
-            fixed = family_frame(compare_arms(replace(study, runs=study.runs[same])))
+            fixed = family_frame(compare_arms(fixed_lr_counterpart(study, tuned)))
             tuned_frame = family_frame(compare_arms(tuned))
         except (OSError, ValueError, KeyError, StudyNotFound) as e:  # say why, keep the rest
             rep.add(Para(f"The per-arm tuning study `{per_arm_dir.name}` could not be compared: {e}"))
@@ -136,6 +135,14 @@ def _per_arm(rep: Report, study: StudyData, per_arm_dir: Path) -> None:
     rep.add_table("tuned_per_arm", per_arm_table(record, fixed, tuned_frame),
                   "Each arm against the baseline at the fixed (untuned) params and with every arm at "
                   "its own tuned params: the difference, its CI, the Holm-adjusted p and the verdict.")
+
+
+def fixed_lr_counterpart(study: StudyData, tuned: StudyData) -> StudyData:
+    """`study`'s runs of the arms and seeds that the per-arm study `tuned` completed: the
+    fixed-lr answer paired on the same seeds as the tuned one."""
+    ok = tuned.runs[tuned.runs["status"] == COMPLETE]
+    same = study.runs["arm"].isin(set(ok["arm"])) & study.runs["seed"].isin(set(ok["seed"]))
+    return replace(study, runs=study.runs[same])
 
 
 def per_arm_table(record: dict, fixed: pd.DataFrame, tuned: pd.DataFrame) -> pd.DataFrame:

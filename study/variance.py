@@ -191,17 +191,6 @@ def run_design(study: VarianceStudy, args: argparse.Namespace):
 
 
 # ---- the decomposition ---------------------------------------------------------------------
-def correct_rows(results_dir: Path, arm: str, seeds: list[int]) -> np.ndarray | None:
-    """Per-example correctness of the runs `seeds`, in that order, from the stored predictions."""
-    from analysis.load import load_study
-
-    found = load_study(results_dir).correct_matrix(arm)
-    if found is None:
-        return None
-    rows = dict(zip(found[0], found[1], strict=True))
-    return np.stack([rows[s] for s in seeds]) if all(s in rows for s in seeds) else None
-
-
 def accuracy_scale(values: np.ndarray, correct: np.ndarray) -> bool | None:
     """Is the metric the stored predictions' accuracy in percent (True), as a fraction (False),
     or neither (None: a loss, say, with no test-set component)?"""
@@ -214,6 +203,8 @@ def accuracy_scale(values: np.ndarray, correct: np.ndarray) -> bool | None:
 
 def decompose(study: VarianceStudy, results_dir: Path, confidence: float) -> tuple[VarianceDecomposition, dict]:
     """The decomposition of the study's complete runs, and what was left out."""
+    from analysis.load import load_study
+
     runs = pd.read_csv(results_dir / "runs.csv")
     metric = study.spec.analysis.metric
     counts = runs["status"].value_counts().to_dict()
@@ -222,7 +213,7 @@ def decompose(study: VarianceStudy, results_dir: Path, confidence: float) -> tup
     # columns it is given, so a design over some sources must hand over only theirs (with all
     # four, an "all" run of --sources init,order looked like one varying two of four: refused).
     ok = ok.drop(columns=[seed_column(s) for s in SOURCES if s not in study.sources])
-    correct = correct_rows(results_dir, study.arm, [int(s) for s in ok["seed"]]) if len(ok) else None
+    correct = load_study(results_dir).correct_rows(study.arm, [int(s) for s in ok["seed"]]) if len(ok) else None
     percent: bool | None = study.spec.builtin
     notes = list(study.notes)
     if correct is not None and not study.spec.builtin:

@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from analysis.paper import PLACEHOLDER, collect, main, render
+from analysis.paper import PLACEHOLDER, VARIANCE_STUDY, collect, main, render
 from analysis.variance import variance_design
 
 
@@ -102,19 +102,20 @@ def test_list_names_each_numbers_source_and_fails_on_uncomputed_placeholders(tmp
 
 
 def test_variance_numbers_from_a_stored_variance_study(tmp_path):
-    """A study whose runs.csv has the variance design's seed columns gets var.<study>.*."""
+    """The paper's variance study (a runs.csv with the variance design's seed columns) gets var.*."""
     rng = np.random.default_rng(0)
     runs = variance_design(4)
     runs["test_acc"] = 75 + rng.normal(0, 1, len(runs)) * np.where(runs["group"] == "order", 0.1, 1)
     runs["status"], runs["arm"], runs["seed"] = "complete", "baseline", range(len(runs))
-    study = tmp_path / "results" / "baseline-variance"
+    study = tmp_path / "results" / VARIANCE_STUDY
     study.mkdir(parents=True)
     runs.to_csv(study / "runs.csv", index=False)
     (study / "study.json").write_text(json.dumps({"arms": {"baseline": {"config": {"test_size": 10_000}}}}))
     n = {k: v for k, v in collect(tmp_path / "results").items() if k.startswith("var.")}
-    assert n["var.baseline-variance.all.n"] == "4" and n["var.baseline-variance.test.sd"] == "0.43"
-    assert float(n["var.baseline-variance.order.share"].rstrip("%")) < 10
-    assert n["var.baseline-variance.largest"] in {"init", "augment", "split"}
+    assert n["var.all.n"] == "4" and n["var.test.sd"] == "0.43"
+    assert n["var.n_runs"] == str(len(runs))
+    assert float(n["var.order.share"].rstrip("%")) < 10
+    assert n["var.largest"] in {"init", "augment", "split"}
 
 
 def test_sequential_numbers_come_from_the_studys_record_and_runs(tmp_path):

@@ -258,6 +258,18 @@ def test_tuning_several_arms_compares_them_tuned_vs_tuned(tmp_path):
     fixed_gap = float(row["fixed lr: Δ [CI], Holm p"].split()[0].replace("\N{MINUS SIGN}", "-"))
     tuned_gap = float(row["tuned per arm: Δ [CI], Holm p"].split()[0].replace("\N{MINUS SIGN}", "-"))
     assert abs(tuned_gap) < abs(fixed_gap) / 10 and row["fixed lr: verdict"] and row["tuned per arm: verdict"]
+    # the paper's numbers for this comparison come from the same records (analysis.paper)
+    from analysis.paper_tuning import per_arm_numbers, tuning_numbers
+    from analysis.tuning_report import fixed_lr_counterpart
+
+    n = {**per_arm_numbers("pa", out), **tuning_numbers(tmp_path / "perarm", "perarm", prefix="pa.tune")}
+    steep = record["arms"][1]
+    assert n["pa.steep.lr"] == f"{steep['params']['lr']:.3g}" and n["pa.steep.untuned_lr"] == "0.5"
+    assert n["pa.steep.trial"] == str(steep["trial"]) and n["pa.seeds"] == "0-2" and n["pa.n_arms"] == "2"
+    assert n["pa.tune.steep.n_trials"] == "6" and n["pa.tune.steep.best_trial"] == str(steep["trial"])
+    assert n["pa.tune.steep.best.lr"] == n["pa.steep.lr"] and n["pa.tune.steep.space.lr.high"] == "1"
+    fixed = fixed_lr_counterpart(load_study(tmp_path / "perarm"), load_study(out)).runs
+    assert sorted(zip(fixed["arm"], fixed["seed"], strict=True)) == sorted(zip(runs["arm"], runs["seed"], strict=True))
     res = cli("study.tune", "--spec", spec, "--results", tmp_path, "--arm", "steep", "--arm", "steep,nope",
               "--confirm", 2)
     assert res.returncode == 2 and "'nope'" in res.stderr and "Traceback" not in res.stderr

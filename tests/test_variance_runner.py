@@ -155,6 +155,15 @@ def test_variance_command_on_a_user_experiment_then_a_rerun_trains_nothing(tmp_p
     for source in ("init", "order", "augment", "split", "all", "test"):
         assert any(line.startswith(source + " ") for line in out.splitlines())
     assert "10 runs to do (0 already done)" in err
+    # the study's report shows the runner's record (not a recomputation)
+    from analysis.load import load_study
+    from analysis.numbers import significant
+    from analysis.report import build_report
+
+    shown, _ = build_report(load_study(study)).tables["variance"]
+    assert list(shown["source varied"]) == ["weight init", "data order", "augmentation", "train/validation split",
+                                           "all sources at once", "test-set sample (binomial)"]
+    assert shown["sd"].tolist() == [significant(x) for x in table["sd"]]
 
     assert run_variance(tmp_path) == 0
     out2, err2 = capsys.readouterr()
