@@ -75,6 +75,7 @@ def study_numbers(prefix: str, study: StudyData) -> dict[str, str]:
     out[f"{prefix}.wall_min"] = _f(ok["wall_time_s"].sum() / 60, 0)
     plan = study.plan
     out[f"{prefix}.margin"] = _n(float(plan["margin"]))
+    out[f"{prefix}.alpha"] = _n(float(plan["alpha"]))
     base_cfg = study.meta.get("arms", {}).get(plan["baseline"], {}).get("config", {})
     for key in CONFIG_KEYS:
         if key in base_cfg:
@@ -101,6 +102,10 @@ def study_numbers(prefix: str, study: StudyData) -> dict[str, str]:
         family = compare_arms(study)
     frame = family_frame(family)
     out[f"{prefix}.n_comparisons"] = str(len(frame))
+    for c in family.comparisons:  # the exact test beside each verdict (n = 5 leans on normality)
+        for test, p_adj in zip(c.robustness, c.robust_p_adjusted, strict=True):
+            if "permutation" in test.name:
+                out[f"{prefix}.{c.arm_name}.exact_p"] = _p(p_adj)
     if family.comparisons:  # the level of every interval in the study's tables
         out[f"{prefix}.ci_level"] = f"{100 * family.comparisons[0].confidence:g}%"
     for r in frame.itertuples():

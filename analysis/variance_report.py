@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from .numbers import interval, percent, significant
+from .numbers import percent, significant
 from .report_blocks import Heading, Para, Report
 
 VARIANCE_FILE = "variance.json"  # written by study.variance next to runs.csv
@@ -40,7 +40,7 @@ def variance_table(doc: dict) -> pd.DataFrame:
             "runs": "" if c["source"] == "test" else c["n_runs"],  # a binomial term, not runs
             "sd": significant(c["sd"], missing="-"),
             "variance [CI]": significant(c["variance"], missing="-") + (
-                " " + interval(c["ci_low"], c["ci_high"]) if has_ci else ""),
+                f" [{significant(c['ci_low'])}, {significant(c['ci_high'])}]" if has_ci else ""),
             "share [CI]": percent(c["share"], missing="-") + (
                 f" [{percent(c['share_low'])}, {percent(c['share_high'])}]" if has_share_ci else ""),
             "test noise": significant(c.get("test_noise"), missing="-")})
