@@ -67,6 +67,12 @@ def significant(x, digits: int = 3, *, signed: bool = False, missing: str = "n/a
     return f"{float(x):+.{digits}g}" if signed else f"{float(x):.{digits}g}"
 
 
+def param_value(v) -> str:
+    """A hyperparameter as reports write it: a float to 3 significant digits (``0.0404``),
+    anything else as is (``6``)."""
+    return significant(v) if isinstance(v, float) else str(v)
+
+
 def p_value(p, *, minus: str = "-") -> str:
     """p in a table or figure: ``0.012``, then ``1.7e−6`` below 0.001; ``0`` when exactly 0."""
     if is_missing(p):

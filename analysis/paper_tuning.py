@@ -9,7 +9,7 @@ import json
 from pathlib import Path
 
 from .contract import DB_FILE, PER_ARM_FILE
-from .numbers import count, number
+from .numbers import count, number, param_value
 
 
 def tuning_numbers(path: Path, ablation: str, prefix: str = "tune", *, learned_above: float | None = None
@@ -43,7 +43,7 @@ def tuning_numbers(path: Path, ablation: str, prefix: str = "tune", *, learned_a
             out[f"{k}.space.{name}.low"] = count(dist.low)  # type: ignore[attr-defined]  # int/float ranges
             out[f"{k}.space.{name}.high"] = count(dist.high)  # type: ignore[attr-defined]
             tried = [x.params[name] for x in trials if name in x.params]
-            out[f"{k}.tried.{name}"] = f"{_param(min(tried))} to {_param(max(tried))}" if tried else "n/a"
+            out[f"{k}.tried.{name}"] = f"{param_value(min(tried))} to {param_value(max(tried))}" if tried else "n/a"
         if learned_above is not None:
             values = [x.value for x in trials if x.state.name == "COMPLETE" and x.value is not None]
             out[f"{k}.n_learned"] = f"{sum(v > learned_above for v in values)} of {len(values)}"
@@ -51,7 +51,7 @@ def tuning_numbers(path: Path, ablation: str, prefix: str = "tune", *, learned_a
             out[f"{k}.best_trial"] = str(t.best["number"])
             out[f"{k}.best_val"] = number(t.best["value"])
             for name, value in t.best["params"].items():
-                out[f"{k}.best.{name}"] = _param(value)
+                out[f"{k}.best.{name}"] = param_value(value)
         for name, value in t.importances.items():
             out[f"{k}.importance.{name}"] = number(value)
     return out
@@ -90,11 +90,7 @@ def per_arm_numbers(prefix: str, per_arm_dir: Path) -> dict[str, str]:
         out[f"{k}.trial"] = str(a["trial"])
         out[f"{k}.selected"] = number(a["selected"])
         for name, value in a["params"].items():
-            out[f"{k}.{name}"] = _param(value)
-            out[f"{k}.untuned_{name}"] = _param(a["untuned"].get(name))
+            out[f"{k}.{name}"] = param_value(value)
+            out[f"{k}.untuned_{name}"] = param_value(a["untuned"].get(name))
     return out
 
-
-def _param(value) -> str:
-    """A tuned parameter as the text writes it: lr 0.0123 (3 significant digits), step 7."""
-    return f"{value:.3g}" if isinstance(value, float) else str(value)

@@ -17,7 +17,7 @@ import pandas as pd
 
 from .contract import COMPLETE, PER_ARM_FILE, per_arm_study_name
 from .load import StudyData, StudyNotFound, compare_arms, family_frame, load_study
-from .numbers import MINUS, interval, number, p_value, significant
+from .numbers import MINUS, interval, number, p_value, param_value, significant
 from .report_blocks import Heading, Para, Report
 from .tables import seed_ranges
 from .tuning import (
@@ -158,14 +158,10 @@ def per_arm_table(record: dict, fixed: pd.DataFrame, tuned: pd.DataFrame) -> pd.
 
     rows = []
     for a in record["arms"]:
-        params = ", ".join(f"{k} {_param(a['untuned'].get(k))} → {_param(v)}" for k, v in a["params"].items())
+        params = ", ".join(f"{k} {param_value(a['untuned'].get(k))} → {param_value(v)}" for k, v in a["params"].items())
         fixed_diff, fixed_verdict = answer(fixed, a["arm"])
         tuned_diff, tuned_verdict = answer(tuned, a["arm"])
         rows.append({"arm": a["arm"], "params: untuned → tuned": f"{params} (trial {a['trial']})",
                      "fixed lr: Δ [CI], Holm p": fixed_diff, "fixed lr: verdict": fixed_verdict,
                      "tuned per arm: Δ [CI], Holm p": tuned_diff, "tuned per arm: verdict": tuned_verdict})
     return pd.DataFrame(rows)
-
-
-def _param(v) -> str:
-    return significant(v) if isinstance(v, float) else str(v)
