@@ -106,12 +106,11 @@ def connect_backend(backend: str, scheduler: str | None):
     With Dask, each worker loads the decoded data from the cache path this process built, so
     workers must see the same file system (one machine, or a shared cache via $SEEDWISE_CACHE).
     """
+    from study.options import check_backend
+
+    check_backend(backend, scheduler)
     if backend == "local":
-        if scheduler:
-            raise UsageError("--scheduler needs --backend dask")
         return contextlib.nullcontext()
-    if not scheduler:
-        raise UsageError("--backend dask needs --scheduler tcp://HOST:PORT (the Dask scheduler's address)")
     try:
         from dask.distributed import Client
     except ImportError:
