@@ -162,6 +162,8 @@ def run_all(plan: Plan, store: RunStore, todo: list[tuple[str, int]], runner, jo
     from joblib import Parallel
     from tqdm import tqdm
 
+    from study.console import RunClock  # here: study.console imports this module
+
     attrs_common = {**runner.attrs, "study_identity": plan.identity, **provenance()}
     progress = sys.stderr.isatty()
     bar = tqdm(total=len(todo), desc=plan.study_name, unit="run", disable=None if progress else True,
@@ -186,7 +188,7 @@ def run_all(plan: Plan, store: RunStore, todo: list[tuple[str, int]], runner, jo
             if mine:
                 yield runner.task(i, arm, mine)
 
-    failed = 0
+    failed, clock = 0, RunClock(len(todo))
     started = time.time()
     try:
         with bar:
@@ -202,7 +204,7 @@ def run_all(plan: Plan, store: RunStore, todo: list[tuple[str, int]], runner, jo
                     if progress:
                         bar.write(line, file=sys.stderr)
                     else:
-                        print(line, file=sys.stderr, flush=True)
+                        print(f"{line}; {clock.tick()}", file=sys.stderr, flush=True)
                     bar.update(1)
     except KeyboardInterrupt:
         claims.close()
