@@ -126,6 +126,19 @@ def test_a_rerun_with_nothing_to_do_writes_nothing(experiment):
     assert json.loads((study / "study.json").read_text()) == described
 
 
+def test_a_decided_sequential_study_rerun_writes_nothing(experiment):
+    """--until-decided: the looks are replayed from the stored runs, sequential.json included."""
+    spec = experiment / "sweep.toml"
+    spec.write_text(spec.read_text().replace('metric = "val_acc"', 'metric = "val_acc"\nmargin = 2.0\n'
+                                             "sequential = {look_every = 1, max_seeds = 3}"))
+    first = seedwise_run(experiment, "--jobs", 1)
+    assert first.returncode == 0 and "sequential: no_dropout vs baseline" in first.stderr, first.stderr[-2000:]
+    before = files(experiment / "results")
+    assert "mlp-dropout/sequential.json" in before
+    again = seedwise_run(experiment, "--jobs", 1)
+    assert again.returncode == 0 and files(experiment / "results") == before
+
+
 def test_the_eta_is_measured_from_this_studys_runs(experiment):
     fresh = seedwise_run(experiment, "--dry-run")
     assert "ETA unknown until the first runs of this study finish" in fresh.stdout
