@@ -38,6 +38,7 @@ from analysis.sequential import SequentialResult, decide, next_seeds, paired_dif
 from analysis.sequential_plan import SequentialPlan, plan_deviations
 from study.plan import UsageError
 from study.spec import SpecError
+from study.store import write_if_changed
 
 PLAN_ATTR = "sequential_plan"  # the pre-registered plan, as a user attr of the Optuna study
 DEVIATIONS_ATTR = "sequential_deviations"  # every adopted change of it, in order
@@ -174,8 +175,6 @@ def write_record(results_dir: Path, seq: SequentialPlan, deviations: list[str], 
     """sequential.json: what the report shows (plan, deviations, each comparison's looks)."""
     record = {"plan": seq.to_dict(), "methods": seq.methods_text(), "deviations": deviations,
               "next_look": result.next_look, "comparisons": [comparison_record(c) for c in result.comparisons]}
-    from study.store import write_if_changed
-
     write_if_changed(results_dir / SEQUENTIAL_FILE, (json.dumps(record, indent=2, default=_json_default) + "\n").encode())
 
 
