@@ -6,7 +6,9 @@ from __future__ import annotations
 import contextlib
 import io
 import sys
+import time
 from pathlib import Path
+from statistics import median
 
 from analysis.contract import DB_FILE, redact
 from study.dispatch import export
@@ -48,46 +50,70 @@ def print_verdicts(results_dir: Path) -> None:
         print("\n".join(lines), file=sys.stderr)
 
 
-def seconds_per_run(store: RunStore | None) -> dict[str, list[float]]:
-    """Each arm's finished runs' wall times (a group's runs share its wall time)."""
+def seconds_per_run(store: RunStore | None) -> tuple[dict[str, list[float]], set[str]]:
+    """Each arm's finished runs' wall times (a group's runs share its wall time), and the
+    devices they ran on (another machine's times are shown as such)."""
     history: dict[str, list[float]] = {}
+    devices: set[str] = set()
     for t in store.trials() if store is not None else ():
-        if t.user_attrs.get("wall_time_s"):
+        if t.user_attrs.get("wall_time_s") is not None:
             per_run = t.user_attrs["wall_time_s"] / max(1, len(t.user_attrs.get("group") or ()))
             history.setdefault(t.user_attrs["arm"], []).append(per_run)
-    return history
+            devices.add(str(t.user_attrs.get("device") or "an unrecorded device"))
+    return history, devices
+
+
+def duration(seconds: float) -> str:
+    """A time left as a person reads it: '40 s', '8 min', '1.5 h'."""
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    return f"{seconds / 60:.0f} min" if seconds < 5400 else f"{seconds / 3600:.1f} h"
+
+
+class RunClock:
+    """'12/25 done, ~8 min left' for the log line of each finished run, measured from this
+    command's own runs on this machine, workers in parallel included (tqdm shows its own ETA
+    on a terminal)."""
+
+    def __init__(self, total: int):
+        self.total, self.finished, self.started = total, 0, time.monotonic()
+
+    def tick(self) -> str:
+        self.finished += 1
+        left = self.total - self.finished
+        if left <= 0:
+            return f"{self.finished}/{self.total} done"
+        per_run = (time.monotonic() - self.started) / self.finished
+        return f"{self.finished}/{self.total} done, ~{duration(per_run * left)} left"
 
 
 def print_plan(plan: Plan, todo: list[tuple[str, int]], jobs: int, threads: int, device: str,
                store: RunStore | None, url: str) -> None:
-    """--dry-run: arms x seeds, what is done, and an ETA (from finished runs, else from FLOPs)."""
-    from study.notebook.runner import estimate_seconds
-
-    history = seconds_per_run(store)
+    """--dry-run: arms x seeds, what is done, and an ETA measured from this study's finished
+    runs (their stored wall times, on the machine that ran them); unknown before any."""
+    history, devices = seconds_per_run(store)
     what = f"preset {plan.preset}" if plan.experiment is None else f"experiment {plan.experiment.label}"
     print(f"study {plan.study_name} ({what}, spec {plan.spec.source})")
     print(f"storage {redact(url)}; {len(plan.arms)} arms x {len(plan.seeds)} seeds "
           f"(seeds {plan.seeds[0]}..{plan.seeds[-1]}) = {len(plan.arms) * len(plan.seeds)} runs, "
           f"{len(plan.arms) * len(plan.seeds) - len(todo)} done, {len(todo)} to do")
-    total: float | None = 0.0
-    basis: set[str] = set()
-    print(f"{'arm':<16}{'done':>5}{'todo':>5}  {'est. s/run':>10}  overrides")
+    every_run = [s for times in history.values() for s in times]
+    total = 0.0
+    print(f"{'arm':<16}{'done':>5}{'todo':>5}  {'s/run':>10}  overrides")
     for arm in plan.arms:
         n_todo = sum(1 for a, _ in todo if a == arm)
-        per_run: float | None
-        if history.get(arm):
-            per_run = sorted(history[arm])[len(history[arm]) // 2]
-            basis.add("median of finished runs")
-        else:
-            per_run = None if plan.experiment else estimate_seconds(plan.configs[arm], device, threads)
-            basis.add("FLOPs at a rough device rate" if per_run is not None else "nothing yet")
-        total = None if per_run is None or total is None else total + per_run * n_todo
+        # an arm with no finished run yet is taken at the median of the study's other arms
+        per_run = median(history.get(arm) or every_run) if every_run else None
+        total += (per_run or 0.0) * n_todo
         overrides = dict(plan.spec.arm(arm).overrides)
-        shown = "?" if per_run is None else f"{per_run:.0f}"
+        shown = "?" if per_run is None else f"{per_run:.3g}" + ("" if history.get(arm) else "*")
         print(f"{arm:<16}{len(plan.seeds) - n_todo:>5}{n_todo:>5}  {shown:>10}  {overrides or '(base)'}")
-    if total is None:
-        print(f"ETA unknown until a run has finished ({jobs} worker(s) x {threads} thread(s) on {device})")
+    workers = f"{jobs} worker(s) x {threads} thread(s) on {device}"
+    if not every_run:
+        print(f"ETA unknown until the first runs of this study finish ({workers}); each run's log line "
+              "then shows the time left, measured on this machine")
         return
     eta = total / max(1, min(jobs, len(todo) or 1))
-    print(f"ETA ~{eta / 60:.1f} min with {jobs} worker(s) x {threads} thread(s) on {device} "
-          f"(estimate from {' and '.join(sorted(basis))})")
+    others = ", * = the other arms' median" if any(a not in history for a in plan.arms) else ""
+    print(f"ETA ~{duration(eta)} with {workers} (median wall time of this study's {len(every_run)} finished "
+          f"run(s), measured on {'; '.join(sorted(devices))}{others})")

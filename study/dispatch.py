@@ -106,12 +106,11 @@ def connect_backend(backend: str, scheduler: str | None):
     With Dask, each worker loads the decoded data from the cache path this process built, so
     workers must see the same file system (one machine, or a shared cache via $SEEDWISE_CACHE).
     """
+    from study.options import check_backend
+
+    check_backend(backend, scheduler)
     if backend == "local":
-        if scheduler:
-            raise UsageError("--scheduler needs --backend dask")
         return contextlib.nullcontext()
-    if not scheduler:
-        raise UsageError("--backend dask needs --scheduler tcp://HOST:PORT (the Dask scheduler's address)")
     try:
         from dask.distributed import Client
     except ImportError:
@@ -163,6 +162,8 @@ def run_all(plan: Plan, store: RunStore, todo: list[tuple[str, int]], runner, jo
     from joblib import Parallel
     from tqdm import tqdm
 
+    from study.console import RunClock  # here: study.console imports this module
+
     attrs_common = {**runner.attrs, "study_identity": plan.identity, **provenance()}
     progress = sys.stderr.isatty()
     bar = tqdm(total=len(todo), desc=plan.study_name, unit="run", disable=None if progress else True,
@@ -187,7 +188,7 @@ def run_all(plan: Plan, store: RunStore, todo: list[tuple[str, int]], runner, jo
             if mine:
                 yield runner.task(i, arm, mine)
 
-    failed = 0
+    failed, clock = 0, RunClock(len(todo))
     started = time.time()
     try:
         with bar:
@@ -203,7 +204,7 @@ def run_all(plan: Plan, store: RunStore, todo: list[tuple[str, int]], runner, jo
                     if progress:
                         bar.write(line, file=sys.stderr)
                     else:
-                        print(line, file=sys.stderr, flush=True)
+                        print(f"{line}; {clock.tick()}", file=sys.stderr, flush=True)
                     bar.update(1)
     except KeyboardInterrupt:
         claims.close()

@@ -15,7 +15,10 @@ from typing import Any
 
 from study.notebook.config import PRESETS
 from study.notebook.runner import CUDA_GROUP
+from study.plan import UsageError
 from study.spec import StudySpec
+
+BACKENDS = ("local", "dask")
 
 
 @dataclass
@@ -56,6 +59,26 @@ def options(spec: str | Path | StudySpec | None = None, **values: Any) -> RunOpt
     return RunOptions(spec=spec, **values)
 
 
+def check_options(opts: RunOptions) -> None:
+    """Each option's own value, checked before anything is stored: a bad one is a UsageError
+    (exit 2, nothing written). What needs the spec (arms, seeds, the sequential plan) is checked
+    with it, by make_plan and study.until_decided.requested_plan."""
+    for name in ("jobs", "group", "look_every", "max_seeds"):
+        value = getattr(opts, name)
+        if value is not None and (type(value) is not int or value <= 0):
+            raise UsageError(f"--{name.replace('_', '-')} must be a positive integer, got {value!r}")
+    check_backend(opts.backend, opts.scheduler)
+
+
+def check_backend(backend: str, scheduler: str | None) -> None:
+    if backend not in BACKENDS:
+        raise UsageError(f"--backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
+    if backend == "local" and scheduler:
+        raise UsageError("--scheduler needs --backend dask")
+    if backend == "dask" and not scheduler:
+        raise UsageError("--backend dask needs --scheduler tcp://HOST:PORT (the Dask scheduler's address)")
+
+
 def add_study_args(p: argparse.ArgumentParser) -> None:
     """The options that say which study, data and storage: shared with `python -m study.tune`."""
     p.add_argument("--spec", help="study spec (TOML); default: the notebook ablation shipped with seedwise")
@@ -79,7 +102,7 @@ def add_run_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seeds", type=int, help="seeds per arm (seeds first_seed..first_seed+N-1); default from the spec")
     p.add_argument("--arms", help="comma-separated arms to run (default: all arms of the spec)")
     p.add_argument("--jobs", type=int, help="parallel runs (default: one per CPU core with 1 thread each; 1 on CUDA)")
-    p.add_argument("--backend", choices=["local", "dask"], default=DEFAULTS.backend,
+    p.add_argument("--backend", choices=BACKENDS, default=DEFAULTS.backend,
                    help="where runs execute: local joblib processes (default) or a Dask distributed "
                         "cluster through joblib's dask backend (needs --scheduler; pip install -e '.[cluster]')")
     p.add_argument("--scheduler", help="Dask scheduler address for --backend dask, e.g. tcp://127.0.0.1:8786")

@@ -16,7 +16,7 @@ import os
 import sys
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from analysis.contract import DB_FILE, default_storage, redact
 from study.console import finish, print_plan
@@ -30,12 +30,15 @@ from study.dispatch import (  # noqa: F401 (groups_of, save_labels: imported fro
     save_labels,
 )
 from study.experiment import ExperimentError
-from study.notebook.data import DataError
+from study.notebook.data import DataError, named_source
 from study.notebook.runner import NotebookRunner
-from study.options import RunOptions, add_run_args, add_study_args, options
+from study.options import RunOptions, add_run_args, add_study_args, check_options, options
 from study.plan import Plan, UsageError, device_choice, make_plan, study_description
 from study.spec import SpecError, StudySpec
-from study.store import RunStore, StoreError, quiet_optuna, user_tables
+from study.store import RunStore, StoreError, quiet_optuna, user_tables, write_if_changed
+
+if TYPE_CHECKING:
+    from analysis.sequential_plan import SequentialPlan
 
 BAD_INPUT = (SpecError, UsageError, DataError, StoreError, ExperimentError)  # exit 2, nothing trained
 
@@ -67,13 +70,13 @@ def execute(opts: RunOptions, *, raise_errors: bool = False, plans: list[Plan] |
     plan as soon as it is made (study.api reports the study's folder even after Ctrl-C)."""
     quiet_optuna()
     try:
+        check_options(opts)  # every option's value, then the spec's, before anything is stored
         device, has_cuda = device_choice(opts.device)
         plan = make_plan(opts.spec, has_cuda=has_cuda, preset=opts.preset, overrides=opts.set, study=opts.study,
                          results=opts.results, seeds=opts.seeds, arms=opts.arms)
-        for flag in ("jobs", "group"):
-            value = getattr(opts, flag)
-            if value is not None and value <= 0:
-                raise UsageError(f"--{flag} must be a positive integer, got {value}")
+        requested = requested_sequential(plan, opts)
+        if plan.experiment is None and not opts.dry_run:
+            named_source(opts.data)  # a wrong --data or $SEEDWISE_DATA: before the storage, not after
         if plans is not None:
             plans.append(plan)
         url = opts.storage or default_storage(plan.results_dir)
@@ -89,9 +92,8 @@ def execute(opts: RunOptions, *, raise_errors: bool = False, plans: list[Plan] |
             print_plan(plan, todo, jobs, threads, device, store, url)
             return 0
         assert store is not None
-        write_description(plan, url)
-        sequential = opts.until_decided or plan.spec.sequential is not None
-        if not todo and not sequential:
+        write_description(plan, url, refresh=bool(todo))
+        if not todo and requested is None:
             print(f"nothing to do: all {len(plan.arms) * len(plan.seeds)} runs of {plan.study_name} are done "
                   f"({plan.results_dir})", file=sys.stderr)
             return finish(plan, store)
@@ -107,9 +109,9 @@ def execute(opts: RunOptions, *, raise_errors: bool = False, plans: list[Plan] |
           f"{jobs} worker(s) x {threads} thread(s) on {device}; {runner.what}; "
           f"storage: {redact(store.url)}", file=sys.stderr)
     with cluster:
-        if sequential:
+        if requested is not None:
             try:
-                failed, plan = decide_look_by_look(plan, store, runner, jobs, opts)
+                failed, plan = decide_look_by_look(plan, store, runner, jobs, opts, requested)
             except ValueError as e:
                 print(f"error: {e}", file=sys.stderr)
                 return 2
@@ -123,12 +125,25 @@ def execute(opts: RunOptions, *, raise_errors: bool = False, plans: list[Plan] |
     return code
 
 
-def decide_look_by_look(plan: Plan, store: RunStore, runner, jobs: int, opts: RunOptions) -> tuple[int, Plan]:
+def requested_sequential(plan: Plan, opts: RunOptions) -> SequentialPlan | None:
+    """--until-decided's plan as asked for (None without it), checked before anything is stored."""
+    if not opts.until_decided and plan.spec.sequential is None:
+        for name in ("look_every", "max_seeds"):
+            if getattr(opts, name) is not None:
+                raise UsageError(f"--{name.replace('_', '-')} applies only with --until-decided "
+                                 "(or [analysis] sequential in the spec)")
+        return None
+    from study import until_decided as ud
+
+    return ud.requested_plan(plan, len(plan.seeds), opts.look_every, opts.max_seeds)
+
+
+def decide_look_by_look(plan: Plan, store: RunStore, runner, jobs: int, opts: RunOptions,
+                        requested: SequentialPlan) -> tuple[int, Plan]:
     """--until-decided: the pre-registered sequential plan, then looks until decided. Returns
     the failed runs and the plan widened to every seed a look may have used (for the summary)."""
     from study import until_decided as ud
 
-    requested = ud.requested_plan(plan, len(plan.seeds), opts.look_every, opts.max_seeds)
     seq, deviations = ud.pre_register(store, requested, opts.replan)
     for d in deviations:
         print(f"warning: {'adopted' if opts.replan else 'ignored'} deviation from the pre-registered plan: {d}"
@@ -148,9 +163,13 @@ def open_store(plan: Plan, url: str, storage: str | None) -> RunStore:
                     layout=records.tables if plan.experiment is None else user_tables)
 
 
-def write_description(plan: Plan, url: str) -> None:
+def write_description(plan: Plan, url: str, *, refresh: bool) -> None:
+    """study.json: written when missing, and when runs are to be done and it says something new;
+    a rerun with nothing to do leaves it byte for byte (a committed study stays clean)."""
+    path = plan.results_dir / "study.json"
     try:
-        (plan.results_dir / "study.json").write_text(json.dumps(study_description(plan, url), indent=2) + "\n")
+        if refresh or not path.exists():
+            write_if_changed(path, (json.dumps(study_description(plan, url), indent=2) + "\n").encode())
     except OSError as e:
         raise UsageError(f"cannot write {plan.results_dir / 'study.json'}: {e.strerror or e}; "
                          "choose a writable --results directory") from None

@@ -84,7 +84,10 @@ def opening_lock(url: str):
     existing schema. Server databases (PostgreSQL) keep the retry in RunStore / open_storage.
     """
     path = sqlite_file(url)
-    if path is None:
+    # A database that exists without a lock file beside it was not made by seedwise's locked
+    # creation (a copy, a checkout): its schema is complete, so there is no race to serialise,
+    # and a resume leaves no new file in the study's folder.
+    if path is None or (path.exists() and not Path(f"{path}.lock").exists()):
         yield
         return
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -107,11 +110,16 @@ class RunStore:
         """`layout` turns the study's trials into (runs, epochs) tables: `user_tables` by default;
         the built-in experiment passes its own (study.notebook.records.tables)."""
         self.results_dir = Path(results_dir)
+        self.url = storage or default_storage(self.results_dir)
+        try:  # a malformed URL is bad input: nothing created for it
+            make_url(self.url)
+        except Exception:  # sqlalchemy's ArgumentError, or a ValueError from a bad port
+            raise StoreError(f"--storage {redact(self.url)!r} is not a database URL; use e.g. "
+                             "sqlite:///path/study.db or postgresql://user@host/db") from None
         try:  # before the storage is opened: an unwritable results directory changes nothing
             (self.results_dir / "artifacts").mkdir(parents=True, exist_ok=True)
         except OSError as e:
             raise StoreError(f"cannot create the results directory {self.results_dir}: {e.strerror}") from None
-        self.url = storage or default_storage(self.results_dir)
         self.study_name, self.identity, self.direction = study_name, identity, direction
         self.layout = layout or user_tables
         self.distributions = {"arm": CategoricalDistribution(arm_names), "seed": IntDistribution(0, 2**31 - 1)}
@@ -244,14 +252,26 @@ class RunStore:
         """Write runs.csv and epochs.csv (from `tables`, else freshly read); return them."""
         runs_df, epochs_df = tables if tables is not None else self.tables()
         for df, name in ((runs_df, "runs.csv"), (epochs_df, "epochs.csv")):
-            # Write aside, then rename: a full disk or a kill leaves the previous file, never half a table.
-            tmp = self.results_dir / f".{name}.{uuid.uuid4().hex[:8]}.tmp"
-            try:
-                df.to_csv(tmp, index=False)
-                tmp.replace(self.results_dir / name)
-            finally:
-                tmp.unlink(missing_ok=True)
+            write_if_changed(self.results_dir / name, df.to_csv(index=False).encode())
         return runs_df, epochs_df
+
+
+def write_if_changed(path: Path, data: bytes) -> bool:
+    """Write `data` to `path` unless the file already holds exactly it (a rerun that changes
+    nothing leaves every file, and its mtime, as it was). Written aside, then renamed: a full
+    disk or a kill leaves the previous file, never half of one. Returns whether it wrote."""
+    try:
+        if path.read_bytes() == data:
+            return False
+    except FileNotFoundError:
+        pass
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
+    try:
+        tmp.write_bytes(data)
+        tmp.replace(path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return True
 
 
 SEED_COLUMNS = [f"{name}_seed" for name in STREAMS]  # only in studies whose runs had a seed per stream

@@ -36,6 +36,9 @@ from analysis.load import load_study
 from analysis.numbers import significant
 from analysis.sequential import SequentialResult, decide, next_seeds, paired_differences
 from analysis.sequential_plan import SequentialPlan, plan_deviations
+from study.plan import UsageError
+from study.spec import SpecError
+from study.store import write_if_changed
 
 PLAN_ATTR = "sequential_plan"  # the pre-registered plan, as a user attr of the Optuna study
 DEVIATIONS_ATTR = "sequential_deviations"  # every adopted change of it, in order
@@ -43,21 +46,38 @@ WAIT_SECONDS = 2.0  # how often to look again while other workers finish a look'
 
 
 def requested_plan(plan, first_look: int, look_every: int | None, max_seeds: int | None) -> SequentialPlan:
-    """The plan asked for by the spec's `[analysis] sequential` table and the options."""
+    """The plan asked for by the spec's `[analysis] sequential` table and the options, checked
+    before anything is stored: a bad value is a UsageError naming the option or spec key."""
     analysis, spec_seq = plan.spec.analysis, dict(plan.spec.sequential or {})
     baseline = analysis.baseline
     if baseline not in plan.arms:
-        raise ValueError(f"--until-decided needs the baseline {baseline!r} among --arms")
+        raise UsageError(f"--until-decided needs the baseline {baseline!r} among --arms")
     arms = tuple(a for a in plan.arms if a != baseline)
     if not arms:
-        raise ValueError("--until-decided needs at least one arm besides the baseline")
-    return SequentialPlan(
-        baseline=baseline, arms=arms, metric=analysis.metric, direction=analysis.direction,
-        alpha=analysis.alpha, margin=analysis.margin,
-        first_look=spec_seq.get("first_look", first_look),
-        look_every=look_every or spec_seq.get("look_every", 5),
-        max_seeds=max_seeds or spec_seq.get("max_seeds", 40),
-        spending=spec_seq.get("spending", "power"), spending_param=spec_seq.get("spending_param", 1.0))
+        raise UsageError("--until-decided needs at least one arm besides the baseline")
+    looks = {}  # key: (value, where it came from), the option winning over the spec over the default
+    for key, given, option, default in (("first_look", None, "--seeds", first_look),
+                                        ("look_every", look_every, "--look-every", 5),
+                                        ("max_seeds", max_seeds, "--max-seeds", 40)):
+        if given is not None:
+            looks[key] = (given, option)
+        elif key in spec_seq:
+            looks[key] = (spec_seq[key], f"{plan.spec.source}: [analysis] sequential {key}")
+        else:
+            looks[key] = (default, option if key == "first_look" else f"{option} (default {default})")
+    minimum = {"first_look": 2, "look_every": 1, "max_seeds": looks["first_look"][0]}
+    for key, (value, where) in looks.items():
+        if type(value) is not int or value < minimum[key]:
+            why = " (the first look's seeds per arm)" if key == "max_seeds" else ""
+            raise UsageError(f"{where} must be an integer >= {minimum[key]}{why} for --until-decided, got {value!r}")
+    try:
+        return SequentialPlan(
+            baseline=baseline, arms=arms, metric=analysis.metric, direction=analysis.direction,
+            alpha=analysis.alpha, margin=analysis.margin, first_look=looks["first_look"][0],
+            look_every=looks["look_every"][0], max_seeds=looks["max_seeds"][0],
+            spending=spec_seq.get("spending", "power"), spending_param=spec_seq.get("spending_param", 1.0))
+    except ValueError as e:  # the spec's spending, or its [analysis] values
+        raise SpecError(f"{plan.spec.source}: [analysis] sequential: {e}") from None
 
 
 def pre_register(store, requested: SequentialPlan, replan: bool) -> tuple[SequentialPlan, list[str]]:
@@ -155,10 +175,7 @@ def write_record(results_dir: Path, seq: SequentialPlan, deviations: list[str], 
     """sequential.json: what the report shows (plan, deviations, each comparison's looks)."""
     record = {"plan": seq.to_dict(), "methods": seq.methods_text(), "deviations": deviations,
               "next_look": result.next_look, "comparisons": [comparison_record(c) for c in result.comparisons]}
-    path = results_dir / SEQUENTIAL_FILE
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(record, indent=2, default=_json_default) + "\n")
-    tmp.replace(path)
+    write_if_changed(results_dir / SEQUENTIAL_FILE, (json.dumps(record, indent=2, default=_json_default) + "\n").encode())
 
 
 def _json_default(value):

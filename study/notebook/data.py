@@ -216,9 +216,9 @@ def describe_source(kind: str, path: Path) -> str:
     return f"{name} from {path}"
 
 
-def load_cifar10(data: str | os.PathLike | None = None, data_root: str | os.PathLike = "./data",
-                 download: bool = True) -> Cifar10:
-    """Resolve and load CIFAR-10: --data, then $SEEDWISE_DATA, then data_root, then download."""
+def named_source(data: str | os.PathLike | None = None) -> tuple[str, Path] | None:
+    """The source --data, else $SEEDWISE_DATA, names: (kind, path), checked without reading it
+    (the runner checks it before anything is stored); None when neither is set."""
     for origin, value in (("--data", data), ("$SEEDWISE_DATA", os.environ.get("SEEDWISE_DATA") or None)):
         if value is None:
             continue
@@ -228,7 +228,16 @@ def load_cifar10(data: str | os.PathLike | None = None, data_root: str | os.Path
         kind = _classify(path)
         if kind is None:
             raise DataError(f"{origin} points to {str(path)!r}, which is not a CIFAR-10 source; {HOW_TO}")
-        return _load_from(kind, path, describe_source(kind, path))
+        return kind, path
+    return None
+
+
+def load_cifar10(data: str | os.PathLike | None = None, data_root: str | os.PathLike = "./data",
+                 download: bool = True) -> Cifar10:
+    """Resolve and load CIFAR-10: --data, then $SEEDWISE_DATA, then data_root, then download."""
+    named = named_source(data)
+    if named is not None:
+        return _load_from(named[0], named[1], describe_source(*named))
     root = Path(data_root).expanduser()
     kind = _classify(root) if root.exists() else None
     if kind is not None:

@@ -1,8 +1,7 @@
 """The built-in experiment in the runner and the tuner: what `study.run` and `study.tune` call
 for a spec without `experiment` or `command`.
 
-Orchestrator side: `NotebookRunner` (data, tasks of grouped seeds, recording) and
-`estimate_seconds` (a first ETA from FLOPs). Worker side: `execute` (one task in a joblib or
+Orchestrator side: `NotebookRunner` (data, tasks of grouped seeds, recording). Worker side: `execute` (one task in a joblib or
 Dask worker, never raising) and `train_seeds` (a group, split in halves on CUDA OOM). Tuner
 side: `make_objective` (validation accuracy; the test set is never read).
 """
@@ -19,31 +18,12 @@ import optuna
 
 from analysis.contract import COMPLETE, DIVERGED, FAILED
 from study.claims import worker_id
-from study.notebook.config import Config
 from study.notebook.records import record_run
 from study.worker import failure
-
-# Rough training throughput for a first ETA before any run has finished (FLOP/s per worker).
-# Measured: quick preset, bf16 on one thread of this project's 2-core Xeon, ~0.2 TFLOP/s.
-ETA_RATE = {("cpu", "bf16"): 0.2e12, ("cpu", "fp32"): 0.05e12, ("cuda", "bf16"): 40e12, ("cuda", "fp32"): 15e12}
-
 
 # Seeds per vmapped step on CUDA: 8 models x batch 100 is ~1.5 GB of bf16 activations at full
 # width, far below one GPU's memory, and the default study's 5 seeds per arm fit in one group.
 CUDA_GROUP = 8
-
-
-def estimate_seconds(config: Config, device: str, threads: int) -> float:
-    """A first ETA per run before any has finished, from the model's FLOPs at a rough rate."""
-    from study.notebook.model import train_flops_per_image
-
-    precision = config.precision if config.precision != "auto" else "bf16"
-    rate = ETA_RATE[("cuda" if device.startswith("cuda") else "cpu", precision)]
-    if not device.startswith("cuda"):
-        rate *= threads ** 0.75  # threads scale sub-linearly on small convs
-    evals = config.val_size * config.epochs + config.test_size * (config.epochs if config.test_every_epoch else 1)
-    flops = train_flops_per_image(config) * (config.train_size * config.epochs + evals / 3)
-    return flops / rate
 
 
 class NotebookRunner:
