@@ -42,6 +42,7 @@ class RunOptions:
     look_every: int | None = None
     max_seeds: int | None = None
     replan: bool = False
+    accept_code_change: bool = False
 
 
 DEFAULTS = RunOptions()
@@ -89,6 +90,9 @@ def add_run_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--compile", action="store_true",
                    help="run the training step through torch.compile (falls back to eager if it fails)")
     p.add_argument("--dry-run", action="store_true", help="print the plan and an ETA, train nothing")
+    p.add_argument("--accept-code-change", action="store_true",
+                   help="go on with a study although the experiment's code changed since its stored runs "
+                        "(recorded with every later run; --study NEW_NAME starts a new study instead)")
     seq = p.add_argument_group("sequential (seeds until decided; see study.until_decided)")
     seq.add_argument("--until-decided", action="store_true",
                      help="first look at --seeds seeds per arm, then add seeds only to the arms of undecided "
