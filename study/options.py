@@ -73,6 +73,9 @@ def add_study_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--study", help="study name (default: <spec name>[-<preset>][-set-<hash>])")
     p.add_argument("--storage", help="Optuna storage URL (default: sqlite:///RESULTS/<study>/study.db)")
     p.add_argument("--device", default=DEFAULTS.device, help="auto | cpu | cuda | cuda:N")
+    p.add_argument("--accept-code-change", action="store_true",
+                   help="go on with a study although the experiment's code changed since its stored runs "
+                        "(recorded with every later run; --study NEW_NAME starts a new study instead)")
 
 
 def add_run_args(p: argparse.ArgumentParser) -> None:
@@ -90,9 +93,6 @@ def add_run_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--compile", action="store_true",
                    help="run the training step through torch.compile (falls back to eager if it fails)")
     p.add_argument("--dry-run", action="store_true", help="print the plan and an ETA, train nothing")
-    p.add_argument("--accept-code-change", action="store_true",
-                   help="go on with a study although the experiment's code changed since its stored runs "
-                        "(recorded with every later run; --study NEW_NAME starts a new study instead)")
     seq = p.add_argument_group("sequential (seeds until decided; see study.until_decided)")
     seq.add_argument("--until-decided", action="store_true",
                      help="first look at --seeds seeds per arm, then add seeds only to the arms of undecided "
