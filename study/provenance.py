@@ -102,7 +102,7 @@ def _is_user_file(path: str, folder: str) -> bool:
 
 def imported_files(folder: str) -> list[str]:
     """The files of the modules this process has loaded from `folder` (recomputed only when
-    the process has imported something since: sys.modules only grows during a study)."""
+    the process has imported something since, so a run costs a dict lookup)."""
     key = (folder, len(sys.modules))
     if key not in _imported:
         files = {os.path.abspath(f) for m in list(sys.modules.values())
@@ -114,7 +114,11 @@ def imported_files(folder: str) -> list[str]:
 def command_files(command: str, folder: str) -> list[str]:
     """A command experiment's code: the files under `folder` its words name (train.py,
     scripts/run.sh), and every .py file in the folder and its subfolders (hidden ones skipped)."""
-    named = {os.path.abspath(os.path.join(folder, w)) for w in shlex.split(command) if "{" not in w}
+    try:
+        words = shlex.split(command)
+    except ValueError:  # an unbalanced quote: each run fails on it and says so; its .py files still count
+        words = []
+    named = {os.path.abspath(os.path.join(folder, w)) for w in words if "{" not in w}
     files = {f for f in named if _is_user_file(f, folder) and os.path.isfile(f)}
     for root, dirs, names in os.walk(folder):
         dirs[:] = sorted(d for d in dirs if not d.startswith(".") and d not in NOT_USER_CODE
