@@ -84,6 +84,53 @@ def _training_versions(d: Mapping[str, str]) -> str:
                      and d[k] == "not installed" else f"{k} {d[k]}" for k in sorted(d))
 
 
+def _versions_of_runs(runs: Sequence[object]) -> list[tuple[str, int]]:
+    """The distinct values of a JSON-able attribute over runs, in the order first stored, with
+    how many runs had each."""
+    counts: dict[str, int] = {}
+    for value in runs:
+        key = json.dumps(value, sort_keys=True)
+        counts[key] = counts.get(key, 0) + 1
+    return list(counts.items())
+
+
+def _numbered(label: str, i: int, n: int) -> str:
+    return label + (f" #{i + 1}" if n > 1 else "")
+
+
+def _user_code_rows(attrs: list[dict]) -> list[tuple[str, str]]:
+    """A user experiment's own code, as its runs recorded it (study.provenance.run_code): each
+    version of its files, the user's git commit, accepted code changes, the packages it imported."""
+    runs = [a for a in attrs if "code_hash" in a]
+    if not runs:
+        return []
+    rows = []
+    code = _versions_of_runs([[a["code_hash"], a.get("code_files") or {}] for a in runs])
+    for i, (key, n) in enumerate(code):
+        hash_, files = json.loads(key)
+        listed = ", ".join(f"{f} {h}" for f, h in sorted(files.items())) or "no files found"
+        rows.append((_numbered("experiment code (hash: its files)", i, len(code)), f"{hash_} ({n} runs): {listed}"))
+
+    def git_text(a: dict) -> str:
+        if not a.get("user_git_commit"):
+            return "not in a git repository"
+        diff = a.get("user_git_diff_hash")
+        return a["user_git_commit"][:12] + (f" + uncommitted changes (diff {diff})" if diff else " (clean)")
+
+    rows.append(("experiment's git commit", _counts(pd.Series([git_text(a) for a in runs]))))
+    changes = _versions_of_runs([c for a in runs for c in a.get("accepted_code_changes") or []])
+    if changes:
+        rows.append(("accepted code changes (--accept-code-change)", "; ".join(
+            f"{c['at']}: {', '.join(c['files'])} (code {c['from']} -> {c['to']})"
+            for c in (json.loads(k) for k, _ in changes))))
+    packages = _versions_of_runs([a["packages"] for a in runs if isinstance(a.get("packages"), dict)])
+    for i, (key, n) in enumerate(packages):
+        listed = ", ".join(f"{k} {v}" for k, v in sorted(json.loads(key).items(), key=lambda kv: kv[0].lower()))
+        rows.append((_numbered("packages the experiment's process imported", i, len(packages)),
+                     f"{listed} ({n} runs)"))
+    return rows
+
+
 _PATH = re.compile(r"(?:~/|\.{0,2}/|/)?(?:[\w.+-]+/)+(?P<name>[\w.+-]+)")
 
 
@@ -124,7 +171,8 @@ def provenance_table(study: StudyData, arms: Sequence[str]) -> tuple[pd.DataFram
             ("preset", meta.get("preset", "n/a")),
             ("global overrides (--set)", json.dumps(meta.get("set", {})) if meta.get("set")
              else "none")]
-    for col, name in (("git_commit", "git commit"), ("device", "device"),
+    seedwise_commit = "seedwise git commit" if "code_hash" in runs else "git commit"  # not the experiment's
+    for col, name in (("git_commit", seedwise_commit), ("device", "device"),
                       ("precision", "precision"), ("threads", "threads per run"),
                       ("data_fingerprint", "data fingerprint (sha256)")):
         if col in runs:
@@ -145,6 +193,7 @@ def provenance_table(study: StudyData, arms: Sequence[str]) -> tuple[pd.DataFram
         if sources:
             rows.append(("data source", "; ".join(sources)
                           + " (its content: the data fingerprint row)"))
+        rows.extend(_user_code_rows(attrs))
         versions = sorted({json.dumps(a["versions"], sort_keys=True) for a in attrs
                            if isinstance(a.get("versions"), dict)})
         for i, v in enumerate(versions):

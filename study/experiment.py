@@ -47,7 +47,8 @@ from analysis.contract import COMPLETE, DIVERGED
 ARRAY_KEYS = ("predictions", "labels")
 # A user experiment's runs.csv: arm, seed, status, <its metrics>, then these.
 USER_RUN_COLUMNS = ["epochs_run", "diverged_epoch", "wall_time_s", "device", "threads", "config_hash",
-                    "data_fingerprint", "git_commit", "worker", "trial_number", "error"]
+                    "data_fingerprint", "git_commit", "code_hash", "user_git_commit", "worker", "trial_number",
+                    "error"]
 RESERVED = {"arm", "seed", "status", "epoch", *USER_RUN_COLUMNS}  # names a metric cannot take
 LOG_TAIL_LINES = 40
 
@@ -73,6 +74,7 @@ class Outcome:
     device: str = "cpu"
     threads: int = 1
     log: str | None = None
+    code: dict[str, Any] = field(default_factory=dict)  # study.provenance.run_code: its files, packages
 
 
 @dataclass(frozen=True)

@@ -45,6 +45,7 @@ class RunOptions:
     look_every: int | None = None
     max_seeds: int | None = None
     replan: bool = False
+    accept_code_change: bool = False
 
 
 DEFAULTS = RunOptions()
@@ -95,6 +96,9 @@ def add_study_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--study", help="study name (default: <spec name>[-<preset>][-set-<hash>])")
     p.add_argument("--storage", help="Optuna storage URL (default: sqlite:///RESULTS/<study>/study.db)")
     p.add_argument("--device", default=DEFAULTS.device, help="auto | cpu | cuda | cuda:N")
+    p.add_argument("--accept-code-change", action="store_true",
+                   help="go on with a study although the experiment's code changed since its stored runs "
+                        "(recorded with every later run; --study NEW_NAME starts a new study instead)")
 
 
 def add_run_args(p: argparse.ArgumentParser) -> None:

@@ -34,6 +34,7 @@ from study.notebook.data import DataError, named_source
 from study.notebook.runner import NotebookRunner
 from study.options import RunOptions, add_run_args, add_study_args, check_options, options
 from study.plan import Plan, UsageError, device_choice, make_plan, study_description
+from study.provenance import check_code
 from study.spec import SpecError, StudySpec
 from study.store import RunStore, StoreError, quiet_optuna, user_tables, write_if_changed
 
@@ -92,6 +93,7 @@ def execute(opts: RunOptions, *, raise_errors: bool = False, plans: list[Plan] |
             print_plan(plan, todo, jobs, threads, device, store, url)
             return 0
         assert store is not None
+        code_attrs = checked_code(plan, store, bool(todo), opts)  # before anything is written
         write_description(plan, url, refresh=bool(todo))
         if not todo and requested is None:
             print(f"nothing to do: all {len(plan.arms) * len(plan.seeds)} runs of {plan.study_name} are done "
@@ -100,6 +102,7 @@ def execute(opts: RunOptions, *, raise_errors: bool = False, plans: list[Plan] |
         cluster = connect_backend(opts.backend, opts.scheduler)  # before the data: a wrong address fails fast
         runner = (NotebookRunner(plan, opts, device, threads, jobs) if plan.experiment is None
                   else UserRunner(plan, device, threads))
+        runner.attrs.update(code_attrs)
     except BAD_INPUT as e:
         if raise_errors:
             raise
@@ -153,6 +156,14 @@ def decide_look_by_look(plan: Plan, store: RunStore, runner, jobs: int, opts: Ru
         print(f"sequential: {c.arm} vs {c.baseline}: {c.decision} ({c.reason})", file=sys.stderr)
     first = plan.spec.first_seed
     return failed, replace(plan, seeds=tuple(range(first, first + seq.max_seeds)))
+
+
+def checked_code(plan: Plan, store: RunStore, trains: bool, opts: RunOptions) -> dict[str, Any]:
+    """A user experiment about to train: its code checked against the stored runs' (a change
+    is exit 2 unless accepted); returns what every run records about the user's code."""
+    if plan.experiment is None or not (trains or opts.until_decided or plan.spec.sequential is not None):
+        return {}
+    return check_code(plan.experiment, store, opts.accept_code_change)
 
 
 def open_store(plan: Plan, url: str, storage: str | None) -> RunStore:

@@ -225,7 +225,7 @@ class RunStore:
         intermediate values that metric's per-epoch rows (when the experiment reports it)."""
         run = {"status": outcome.status, "metrics": outcome.metrics, "epochs": outcome.epochs,
                "diverged_epoch": outcome.diverged_epoch, "device": outcome.device, "threads": outcome.threads,
-               "wall_time_s": round(outcome.wall_time_s, 3), "log": outcome.log}
+               "wall_time_s": round(outcome.wall_time_s, 3), "log": outcome.log, **outcome.code}
         intermediate = {e["epoch"]: e[metric] for e in outcome.epochs
                         if metric in e and math.isfinite(e[metric])}
         complete = outcome.status == COMPLETE

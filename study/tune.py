@@ -217,7 +217,8 @@ def _main(args: argparse.Namespace) -> int:
                 return code
     if not args.confirm:
         return code
-    run_options = {"device": args.device, "data": args.data, "data_root": args.data_root, "set": list(args.set)}
+    run_options = {"device": args.device, "data": args.data, "data_root": args.data_root, "set": list(args.set),
+                   "accept_code_change": args.accept_code_change}
     try:
         if len(tunings) > 1:
             return max(code, confirm_per_arm(first.plan, {t.arm: t.study for t in tunings}, first.url,

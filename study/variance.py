@@ -181,7 +181,8 @@ def run_design(study: VarianceStudy, args: argparse.Namespace):
 
     values = dict(seeds=list(study.seeds), arms=[study.arm], study=study.name, set=study.extra,
                   preset=study.preset or "auto", results=args.results, storage=args.storage, device=args.device,
-                  data=args.data, data_root=args.data_root, jobs=args.jobs)
+                  data=args.data, data_root=args.data_root, jobs=args.jobs,
+                  accept_code_change=args.accept_code_change)
     run_args = options(study.spec, **values)
     check_stored(Path(args.results) / study.name, study)
     with contextlib.redirect_stdout(sys.stderr):  # study.run's summary; stdout is the decomposition

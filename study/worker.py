@@ -8,10 +8,12 @@ task is study.notebook.runner.execute. Both return (arm, [(seed, outcome or fail
 from __future__ import annotations
 
 import traceback
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from study.claims import worker_id
+from study.provenance import run_code
 
 
 def failure(e: BaseException) -> dict[str, str]:
@@ -40,7 +42,7 @@ def execute_user(arm: str, seed: int, config: dict[str, Any], experiment, metric
         if metric not in outcome.metrics:
             raise KeyError(f"the experiment returned no {metric!r} ([analysis] metric); it returned: "
                            f"{', '.join(outcome.metrics)}")
-        result: Any = outcome
+        result: Any = replace(outcome, code=run_code(experiment.folder, experiment.command))
     except Exception as e:  # a failing run is recorded, not fatal to the study
         result = failure(e)
     return arm, [(seed, result)], worker_id()
