@@ -52,7 +52,7 @@ def requested_plan(plan, first_look: int, look_every: int | None, max_seeds: int
     if not arms:
         raise ValueError("--until-decided needs at least one arm besides the baseline")
     return SequentialPlan(
-        baseline=baseline, arms=arms, metric=analysis.metric, direction=analysis.direction,
+        baseline=baseline, arms=arms, metric=analysis.metric, direction=analysis.direction_of(),
         alpha=analysis.alpha, margin=analysis.margin,
         first_look=spec_seq.get("first_look", first_look),
         look_every=look_every or spec_seq.get("look_every", 5),
