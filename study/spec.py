@@ -333,6 +333,8 @@ def parse_spec(data: Mapping[str, Any], source: str = "<memory>", folder: str | 
         raise SpecError(f"{source}: the spec needs at least one arm, e.g. [arms.baseline]")
     arms = []
     for arm_name, table in arms_raw.items():
+        _expect(arm_name.strip() != "", f"{source}: an arm's name is empty ([arms.{directions.toml_key(arm_name)}]); "
+                                        "runs.csv would record it as a missing value: name it")
         _expect(isinstance(table, dict), f"{source}: [arms.{arm_name}] must be a table")
         overrides = {k: v for k, v in table.items() if k != "description"}
         description = table.get("description", "")
