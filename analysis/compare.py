@@ -96,7 +96,8 @@ def from_study(args) -> int:
     assert plan is not None  # compare_arms always records the plan it used
     frame = family_frame(family, plan.metric)
     for message in dict.fromkeys(str(w.message) for w in caught):
-        print(f"warning: {message}", file=sys.stderr)
+        if message != plan.mixed_units or args.json:  # else printed above the verdicts it voids
+            print(f"warning: {message}", file=sys.stderr)
     if args.json:
         for row in frame.to_dict(orient="records"):
             print(json.dumps(row))
@@ -106,6 +107,8 @@ def from_study(args) -> int:
               else "chance unknown: only divergence counts as failure")
     print(f"{study.name}: {plan.metric} ({better}; {chance}; mean over "
           f"{'all runs' if plan.population == 'all' else 'runs that learned'}), {family.correction}")
+    if plan.mixed_units:
+        print(f"\nMIXED UNITS, these verdicts do not hold: {plan.mixed_units}")
     for row in frame.itertuples():
         print(f"\n{row.arm} - {row.baseline}: {number(row.diff, signed=True)} "
               f"{interval(row.ci_low, row.ci_high, signed=True)} (n {row.n_arm} vs {row.n_baseline}, "

@@ -230,7 +230,7 @@ def mixed_units(values: np.ndarray, metric: str) -> str | None:
     rescaled = large / 100
     if rescaled.max() < small.min() / 2 or rescaled.min() > 2 * small.max():
         return None
-    return (f"`{metric}` mixes units: {small.size} run(s) lie in [0, 1] ({small.min():g} to "
-            f"{small.max():g}) and {large.size} in (1, 100] ({large.min():g} to {large.max():g}), "
+    return (f"`{metric}` mixes units: {small.size} run(s) lie between 0 and 1 ({small.min():.4g} to "
+            f"{small.max():.4g}) and {large.size} between 1 and 100 ({large.min():.4g} to {large.max():.4g}), "
             "as if some runs recorded fractions and others percent; means, intervals and "
             "verdicts mix the two. Record one unit in every run (e.g. the fractions times 100)")

@@ -135,8 +135,9 @@ def mixed_study(tmp_path, percent_seeds) -> tuple:
 def test_fractions_in_some_runs_and_percent_in_others_are_flagged(tmp_path, capsys):
     study = mixed_study(tmp_path, percent_seeds={5, 6, 7})
     assert compare_main([str(study), "--metric", "accuracy", "--margin", "0.005", "--direction", "maximize"]) == 0
-    err = capsys.readouterr().err
-    assert "`accuracy` mixes units: 10 run(s) lie in [0, 1]" in err and "6 in (1, 100]" in err
+    out = capsys.readouterr().out
+    assert "MIXED UNITS, these verdicts do not hold: `accuracy` mixes units: 10 run(s) lie between 0 and 1" in out
+    assert "6 between 1 and 100" in out and out.index("MIXED UNITS") < out.index("verdict:")
     assert compare_main([str(study), "--metric", "accuracy", "--margin", "0.005", "--json"]) == 0
     (row,) = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     assert any("mixes units" in n for n in row["notes"])
