@@ -18,6 +18,7 @@ import types
 import warnings
 
 from .comparison import compare as _compare_function
+from .direction import better_words
 from .load import StudyNotFound, compare_arms, family_frame, load_study
 from .numbers import count, interval, number, significant
 from .testset import single_run_gap
@@ -37,7 +38,8 @@ def parse_args(argv):
                    "<metric> (status optional); or two accuracies in percent")
     p.add_argument("--metric", help="column to compare (default: the study's analysis plan, test_acc)")
     p.add_argument("--direction", choices=["maximize", "minimize"],
-                   help="is a larger value better (default; inferred 'minimize' for names with loss/err)")
+                   help="is a larger value better? (default: the metric's declared direction, else "
+                   "what its name says: acc/score/reward... maximize, loss/error/mse... minimize)")
     p.add_argument("--chance", type=float, help="the metric's value for a model that learned nothing, in its "
                    "units (default: the plan's, else 100/classes for *_acc); runs within noise of it did not learn")
     p.add_argument("--failures", choices=["all", "learned"],
@@ -94,16 +96,19 @@ def from_study(args) -> int:
     assert plan is not None  # compare_arms always records the plan it used
     frame = family_frame(family, plan.metric)
     for message in dict.fromkeys(str(w.message) for w in caught):
-        print(f"warning: {message}", file=sys.stderr)
+        if message != plan.mixed_units or args.json:  # else printed above the verdicts it voids
+            print(f"warning: {message}", file=sys.stderr)
     if args.json:
         for row in frame.to_dict(orient="records"):
             print(json.dumps(row))
         return 0
-    better = "higher is better" if plan.direction == "maximize" else "lower is better"
+    better = better_words(plan.direction)
     chance = (f"chance {plan.chance:g} ({plan.chance_source})" if plan.chance is not None
               else "chance unknown: only divergence counts as failure")
     print(f"{study.name}: {plan.metric} ({better}; {chance}; mean over "
           f"{'all runs' if plan.population == 'all' else 'runs that learned'}), {family.correction}")
+    if plan.mixed_units:
+        print(f"\nMIXED UNITS, these verdicts do not hold: {plan.mixed_units}")
     for row in frame.itertuples():
         print(f"\n{row.arm} - {row.baseline}: {number(row.diff, signed=True)} "
               f"{interval(row.ci_low, row.ci_high, signed=True)} (n {row.n_arm} vs {row.n_baseline}, "

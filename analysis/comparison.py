@@ -40,6 +40,7 @@ import numpy as np
 
 from ._checks import as_rng, check_bool, check_count, check_positive, check_probability
 from .contract import DIRECTIONS
+from .direction import sign
 from .numbers import significant
 from .power import seeds_needed as _seeds_needed
 from .results import EffectSize, Equivalence, Interval, Sensitivity, TestResult
@@ -108,7 +109,7 @@ class Comparison:
     @property
     def better_sign(self) -> int:
         """+1 when a larger value is better (maximize), -1 when smaller is (minimize)."""
-        return 1 if self.direction == "maximize" else -1
+        return sign(self.direction)
 
     def confidence_interval(self) -> Interval:
         return Interval(estimate=self.diff, low=self.ci_low, high=self.ci_high,
@@ -263,11 +264,11 @@ def _seed_sd(x, y, paired: bool, degenerate: bool) -> float:
 def _prob_improvement(x, y, paired: bool, direction: str) -> float:
     """P(arm better than baseline), ties count half: over the pairs, or over all n1 n2
     couples when unpaired (the common-language effect size, Mann-Whitney U / (n1 n2))."""
-    sign = 1 if direction == "maximize" else -1
+    up = sign(direction)
     if paired:
-        d = sign * (x - y)
+        d = up * (x - y)
         return float(np.mean(d > 0) + 0.5 * np.mean(d == 0))
-    better = (sign * x[:, None] > sign * y[None, :])
+    better = (up * x[:, None] > up * y[None, :])
     return float(np.mean(better + 0.5 * (x[:, None] == y[None, :])))
 
 

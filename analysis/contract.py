@@ -40,12 +40,35 @@ INTERRUPTED = "interrupted"  # a tuning trial whose process was stopped or kille
 
 # study.json's "analysis" object. Required keys (with these defaults when absent) ...
 ANALYSIS_DEFAULTS = {"metric": "test_acc", "baseline": "baseline", "alpha": 0.05, "margin": 0.5}
-# ... and optional ones: "direction" (one of DIRECTIONS; absent: "maximize", or "minimize"
-# for a metric named like a loss/error), "chance" (float, the metric's value for a model that
-# learned nothing, in the metric's units) and "failures" (one of FAILURE_POPULATIONS: does the
-# mean comparison use all runs, failures scored, or only the runs that learned; default "all").
+# ... and optional ones, present only when declared: "direction" (one of DIRECTIONS; absent:
+# what the metric's name says, `analysis.direction`), "chance" (float, the metric's value for a
+# model that learned nothing, in the metric's units), "failures" (one of FAILURE_POPULATIONS:
+# does the mean comparison use all runs, failures scored, or only the runs that learned;
+# default "all") and "metrics" ({other metric: its declared METRIC_KEYS}, for --metric X).
 DIRECTIONS = ("maximize", "minimize")
+METRIC_KEYS = ("direction", "margin", "chance")  # what may be declared per metric
 FAILURE_POPULATIONS = ("all", "learned")
+
+
+# ---- reading a study's tables ---------------------------------------------------------------
+# Columns that hold names, read as the text written: an arm, task or metric called "None",
+# "NA", "null" or "nan" is a name TOML allows, which pandas would otherwise read as missing.
+NAME_COLUMNS = ("arm", "baseline", "metric", "task")
+
+
+def read_table(path: str | Path):
+    """A study's CSV (runs.csv, epochs.csv, a user's runs table) as a DataFrame: name columns
+    (NAME_COLUMNS) as strings with no missing-value guessing, every other column as pandas
+    reads it (an empty or "nan" metric is still NaN). Read twice, the names on their own,
+    so only public pandas options are needed."""
+    import pandas as pd
+
+    table = pd.read_csv(path)
+    names = [c for c in NAME_COLUMNS if c in table.columns]
+    if names:
+        text = pd.read_csv(path, usecols=names, dtype=str, keep_default_na=False)
+        table[names] = text[names]
+    return table
 
 
 def default_storage(results_dir: str | Path) -> str:

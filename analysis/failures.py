@@ -39,6 +39,7 @@ from scipy import stats
 
 from ._checks import holm
 from .contract import COMPLETE, DIVERGED, FAILED
+from .direction import sign
 from .numbers import interval, number, significant
 from .plan import MetricPlan
 
@@ -73,8 +74,7 @@ def classify(runs: pd.DataFrame, plan: MetricPlan, n_test: int | None = None) ->
     learned = (status == COMPLETE) & finite
     outcome[learned] = "learned"
     if tol is not None:
-        sign = 1.0 if plan.direction == "maximize" else -1.0
-        stuck = learned & (sign * (value - plan.chance) <= tol)
+        stuck = learned & (sign(plan.direction) * (value - plan.chance) <= tol)
         outcome[stuck] = "not_learned"
     score = np.where(np.isin(outcome, ("learned", "not_learned")), value, np.nan)
     if plan.chance is not None:

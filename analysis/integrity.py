@@ -263,7 +263,7 @@ def identical_results(classified: pd.DataFrame, arms: Sequence[str], metric: str
 def outcome_flags(classified: pd.DataFrame, arms: Sequence[str], plan: MetricPlan,
                   tolerance: float | None) -> list[str]:
     """Integrity flags the results themselves raise: identical arms, failing arms."""
-    flags = []
+    flags = [f"**Mixed units:** {plan.mixed_units}."] if plan.mixed_units else []
     for group in identical_results(classified, list(arms), plan.metric):
         flags.append(f"**Arms {', '.join(f'`{a}`' for a in group)} produced identical results** "
                      f"on every seed they share: the ablation changed nothing that reached "

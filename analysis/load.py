@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .contract import COMPLETE, DB_FILE, FAILED, default_storage
+from .contract import COMPLETE, DB_FILE, FAILED, default_storage, read_table
 from .describe import describe
 from .failures import classify, compare_outcomes, mixes, scored
 from .family import Family, compare_family
@@ -154,7 +154,7 @@ class StudyData:
 
 def _read_csv(path: Path) -> pd.DataFrame:
     try:
-        return pd.read_csv(path)
+        return read_table(path)
     except FileNotFoundError:
         raise StudyNotFound(f"{path} does not exist; run `python -m study.run` first") from None
     except pd.errors.EmptyDataError:
@@ -214,9 +214,9 @@ def compare_arms(study: StudyData | pd.DataFrame, *, metric: str | None = None, 
         study = StudyData(path=Path("."), runs=study, epochs=pd.DataFrame())
     plan = study.metric_plan(metric=metric, baseline=baseline, alpha=alpha, margin=margin,
                              direction=direction, chance=chance, population=failures)
+    plan, classified = study.analysed(plan)
     for n in plan.notes:
         warnings.warn(n, stacklevel=2)
-    plan, classified = study.analysed(plan)
     other = classified[classified["outcome"] == "other"]
     if len(other):
         warnings.warn(f"{len(other)} run(s) with status {', '.join(sorted(set(other['status'])))} "
@@ -248,9 +248,10 @@ def compare_arms(study: StudyData | pd.DataFrame, *, metric: str | None = None, 
                          exact_arms=mixed, **compare_kwargs)
     outcomes = compare_outcomes(classified, [(c.arm_name, c.baseline_name)
                                                 for c in fam.comparisons], plan)
+    units = (plan.mixed_units,) if plan.mixed_units else ()  # every verdict carries it (--json notes)
     done = []
     for c in fam.comparisons:
-        done.append(replace(c, outcomes=outcomes[(c.arm_name, c.baseline_name)]))
+        done.append(replace(c, outcomes=outcomes[(c.arm_name, c.baseline_name)], notes=(*c.notes, *units)))
     return replace(fam, comparisons=tuple(done), plan=plan, outcomes=classified)
 
 

@@ -3,10 +3,16 @@ the runs table checked before any statistic sees it.
 
 One place owns these rules so the CLI, `compare_arms` and the report agree:
 
-* **Direction.** study.json's ``analysis.direction`` ("maximize" default, or "minimize"),
-  overridden by ``--direction``. When nothing is declared and the metric's name contains
-  "loss" or "err", lower is taken to be better and a note says so: calling a higher loss
-  "better" is the silent wrong answer this avoids.
+* **Per metric.** Direction, margin and chance are the analysed metric's own: for the
+  study's analysis metric, study.json's ``analysis`` keys; for any other (``--metric X``),
+  its entry under ``analysis.metrics``. Another metric never borrows the study's direction
+  or margin (a test_loss read as higher-is-better, or judged with an accuracy's margin).
+* **Direction.** ``--direction``, else the declared one, else what the metric's name says
+  (`analysis.direction`, with a note unless it is an ``*_acc``); a name that says nothing is
+  an error that says how to declare it: calling a higher loss "better" is the silent wrong
+  answer this avoids.
+* **Margin.** ``--margin``, else the declared one, else the default 0.5 (with a note when
+  the study declared a margin for another metric).
 * **Scale.** Metrics named ``*_acc`` are percentages in this project. A percentage outside
   [0, 100] is rejected. Any metric whose values all lie in [0, 1] while the equivalence
   margin is >= 0.5 is rejected: a margin of half the metric's whole range makes almost any
@@ -29,7 +35,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .contract import ANALYSIS_DEFAULTS, COMPLETE, DIRECTIONS, FAILURE_POPULATIONS
+from . import direction as directions
+from .contract import ANALYSIS_DEFAULTS, COMPLETE, FAILURE_POPULATIONS, METRIC_KEYS
 
 POPULATIONS = FAILURE_POPULATIONS
 DEFAULT_PLAN = dict(ANALYSIS_DEFAULTS)
@@ -48,13 +55,14 @@ class MetricPlan:
     chance_source: str  # where `chance` came from, for the report
     population: str  # "all" runs (failures scored) or only runs that "learned"
     notes: tuple[str, ...] = ()
+    mixed_units: str | None = None  # set by `check_scale` when the values mix fractions and percent
 
     @property
     def percent(self) -> bool:
         return self.metric.endswith("_acc")
 
     def better(self, diff: float) -> bool:
-        return diff > 0 if self.direction == "maximize" else diff < 0
+        return directions.sign(self.direction) * diff > 0
 
 
 def _number(value, name: str, *, low: float | None = None, high: float | None = None) -> float:
@@ -72,32 +80,38 @@ def resolve_plan(meta: dict | None, *, path: Path | None = None, metric=None, ba
                  alpha=None, margin=None, direction=None, chance=None,
                  population=None) -> MetricPlan:
     """The plan: study.json's ``analysis`` section (read with defaults, so studies written
-    before ``direction``/``chance`` existed still work) with the given overrides on top."""
+    before ``direction``/``chance`` existed still work) with the given overrides on top; the
+    metric's direction, margin and chance are its own (module docstring). Raises
+    ValueError for an undeclared direction the metric's name does not give."""
     declared = dict((meta or {}).get("analysis") or {})
     plan = {**DEFAULT_PLAN, **{k: v for k, v in declared.items() if v is not None}}
     metric = str(metric or plan["metric"])
+    own = declared_for(declared, metric)
     baseline = str(baseline or plan["baseline"])
     alpha = _number(plan["alpha"] if alpha is None else alpha, "alpha", low=0, high=0.5)
-    margin = _number(plan["margin"] if margin is None else margin, "margin", low=0)
     notes = []
-    direction = direction or declared.get("direction")
+    if margin is None and "margin" not in own and "margin" in declared:
+        notes.append(f"no margin declared for `{metric}`: the default {DEFAULT_PLAN['margin']:g} "
+                     f"is used, not `{plan['metric']}`'s (declare [analysis.metrics."
+                     f"{directions.toml_key(metric)}] margin in the spec or pass --margin)")
+    margin = _number(own.get("margin", DEFAULT_PLAN["margin"]) if margin is None else margin,
+                     "margin", low=0)
+    direction = direction or own.get("direction")
     if direction is None:
-        lowered = metric.lower()
-        direction = "minimize" if ("loss" in lowered or "err" in lowered) else "maximize"
-        if direction == "minimize":
-            notes.append(f"no direction declared for `{metric}`; its name says loss/error, so "
-                         "lower is taken as better (declare `direction` in the plan or pass "
-                         "--direction to change this)")
-    if direction not in DIRECTIONS:
-        raise ValueError(f"`direction` must be 'maximize' or 'minimize', got {direction!r}")
+        direction = directions.resolve(metric)
+        if not metric.endswith("_acc"):
+            notes.append(f"no direction declared for `{metric}`; its name says so, "
+                         f"{'higher' if direction == 'maximize' else 'lower'} is taken as better "
+                         "(declare `direction` in the plan or pass --direction to change this)")
+    directions.sign(direction)  # a declared or given direction is one of the two
     population = population or declared.get("failures") or "all"
     if population not in POPULATIONS:
         raise ValueError(f"`failures` must be 'all' or 'learned', got {population!r}")
     source = "unknown"
     if chance is not None:
         chance, source = _number(chance, "chance"), "given on the command line"
-    elif declared.get("chance") is not None:
-        chance, source = _number(declared["chance"], "chance"), "the analysis plan (study.json)"
+    elif own.get("chance") is not None:
+        chance, source = _number(own["chance"], "chance"), "the analysis plan (study.json)"
     elif metric.endswith("_acc") and path is not None:
         classes = _n_classes(path)
         if classes:
@@ -106,6 +120,16 @@ def resolve_plan(meta: dict | None, *, path: Path | None = None, metric=None, ba
     return MetricPlan(metric=metric, baseline=baseline, alpha=alpha, margin=margin,
                       direction=direction, chance=chance, chance_source=source,
                       population=population, notes=tuple(notes))
+
+
+def declared_for(declared: dict, metric: str) -> dict:
+    """What study.json's ``analysis`` declares for `metric`: its entry under ``metrics`` and,
+    for the study's analysis metric, the section's own direction, margin and chance."""
+    entries = declared.get("metrics")
+    own = dict(entries.get(metric) or {}) if isinstance(entries, dict) else {}
+    if metric == str(declared.get("metric") or DEFAULT_PLAN["metric"]):
+        own.update({k: declared[k] for k in METRIC_KEYS if declared.get(k) is not None})
+    return {k: own[k] for k in METRIC_KEYS if own.get(k) is not None}
 
 
 def _n_classes(path: Path) -> int | None:
@@ -131,8 +155,9 @@ def check_runs(runs: pd.DataFrame, metric: str, source: str = "the runs table") 
         raise ValueError(f"`metric` {metric!r} is not a column of {source} (columns: "
                          f"{', '.join(map(str, runs.columns))})")
     out = runs.copy()
-    if out["arm"].isna().any():
-        raise ValueError(f"{source}: `arm` is empty in row(s) {_rows(out['arm'].isna())}")
+    empty = out["arm"].isna() | (out["arm"].astype(str).str.strip() == "")  # an arm "None" is a name
+    if empty.any():
+        raise ValueError(f"{source}: `arm` is empty in row(s) {_rows(empty)}")
     out["arm"] = out["arm"].astype(str)
     seed = pd.to_numeric(out["seed"], errors="coerce")
     bad = seed.isna() | (seed.fillna(0) % 1 != 0)
@@ -165,11 +190,15 @@ def _rows(mask: pd.Series) -> str:
 def check_scale(values: pd.Series, plan: MetricPlan) -> MetricPlan:
     """Reject values that cannot be in the metric's declared scale (module docstring); the
     plan back, with a chance level derived from the classes rescaled when an ``*_acc``
-    metric is given as fractions with a margin in the same units."""
+    metric is given as fractions with a margin in the same units, and a note when the
+    values mix fractions and percent (`mixed_units`)."""
     v = values[np.isfinite(values.to_numpy(dtype=float))]
     if v.empty:
         return plan
     lo, hi = float(v.min()), float(v.max())
+    mixed = mixed_units(v.to_numpy(dtype=float), plan.metric)
+    if mixed:
+        plan = replace(plan, notes=(*plan.notes, mixed), mixed_units=mixed)
     if plan.percent and (lo < 0 or hi > 100):
         raise ValueError(f"`{plan.metric}` is a percentage in seedwise (*_acc), but its values "
                          f"range from {lo:g} to {hi:g}, outside [0, 100]; rescale it")
@@ -185,3 +214,23 @@ def check_scale(values: pd.Series, plan: MetricPlan) -> MetricPlan:
                        notes=(*plan.notes, f"`{plan.metric}` is given as fractions in [0, 1], "
                               "not percent; the margin is read in the same units"))
     return plan
+
+
+def mixed_units(values: np.ndarray, metric: str) -> str | None:
+    """A warning when `metric`'s values look like fractions in some runs and percent in others
+    (0.75 here, 75.0 there), else None. Both groups must be present in [0, 100], an order of
+    magnitude apart with nothing between them, and the percent group divided by 100 must
+    fall among the fractions: a loss spread from 0.4 to 3 is one unit, not two."""
+    v = values[np.isfinite(values)]
+    if v.size < 2 or v.min() < 0 or v.max() > 100:
+        return None
+    small, large = v[v <= 1], v[v > 1]
+    if not small.size or not large.size or large.min() < 10 * small.max():
+        return None
+    rescaled = large / 100
+    if rescaled.max() < small.min() / 2 or rescaled.min() > 2 * small.max():
+        return None
+    return (f"`{metric}` mixes units: {small.size} run(s) lie between 0 and 1 ({small.min():.4g} to "
+            f"{small.max():.4g}) and {large.size} between 1 and 100 ({large.min():.4g} to {large.max():.4g}), "
+            "as if some runs recorded fractions and others percent; means, intervals and "
+            "verdicts mix the two. Record one unit in every run (e.g. the fractions times 100)")

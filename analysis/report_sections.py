@@ -15,6 +15,7 @@ from collections.abc import Sequence
 import pandas as pd
 
 from .contract import COMPLETE
+from .direction import better_words
 from .failures import outcome_table
 from .figures import (
     distribution_figure,
@@ -116,7 +117,7 @@ def design_section(rep: Report, analysis: StudyAnalysis) -> None:
               else "unknown")
     rep.add(Para(
         f"**Metric:** {metric_label(plan.metric)} (`{plan.metric}`, "
-        f"{'higher' if plan.direction == 'maximize' else 'lower'} is better; chance {chance}). "
+        f"{better_words(plan.direction)}; chance {chance}). "
         f"**Baseline:** `{plan.baseline}`. **Significance level:** α = {plan.alpha:g}. "
         f"**Equivalence margin:** ±{plan.margin:g} points. **Arms:** {len(analysis.arms)}. "
         f"**Seeds:** {_seeds_text(runs, analysis.arms)}; "

@@ -65,6 +65,7 @@ from enum import StrEnum
 
 import numpy as np
 
+from . import direction
 from ._checks import as_float_1d, note
 from .group_sequential import spend, t_boundaries
 from .numbers import percent, significant
@@ -297,7 +298,7 @@ def _label(plan, different: bool, equivalent: bool, final: bool, sign: float) ->
     """The decision of a look: `different` / `equivalent`: Holm rejected "no difference" /
     "not equivalent"; `final`: the look at max_seeds; `sign`: of the difference."""
     if different:
-        up = sign > 0 if plan.direction == "maximize" else sign < 0
+        up = direction.sign(plan.direction) * sign > 0
         return Decision.BETTER if up else Decision.WORSE
     if equivalent:
         return Decision.EQUIVALENT

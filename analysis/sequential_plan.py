@@ -11,11 +11,11 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, fields
 
 from ._checks import check_count, check_positive, check_probability
+from .contract import DIRECTIONS
 from .group_sequential import SPENDING_FUNCTIONS
 from .numbers import percent
 
 PLAN_VERSION = 1
-DIRECTIONS = ("maximize", "minimize")
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import stats
 
+from . import direction
 from .group_sequential import nominal_levels, t_boundaries
 from .numbers import percent
 from .sequential import SequentialPlan
@@ -113,7 +114,7 @@ def run_sequential(plan: SequentialPlan, diffs: np.ndarray) -> SimOutcome:
 def _labels(plan, rej_s, rej_e, div_s, sign, final: bool) -> np.ndarray:
     idx = np.clip(div_s - 1, 0, None)[:, :, None]
     s = np.take_along_axis(sign, idx, axis=2)[:, :, 0]
-    up = s > 0 if plan.direction == "maximize" else s < 0
+    up = direction.sign(plan.direction) * s > 0
     out = np.full(rej_s.shape, INCONCLUSIVE if final else CONTINUE)
     out = np.where(rej_e, EQUIVALENT, out)
     return np.where(rej_s, np.where(up, BETTER, WORSE), out)

@@ -17,6 +17,7 @@ from typing import Any
 
 import pandas as pd
 
+from analysis.contract import read_table
 from study.options import options
 from study.plan import Plan
 from study.run import execute, interruptible
@@ -45,5 +46,5 @@ def run_study(spec: str | Path | StudySpec | None = None, seeds: int | None = No
     if not runs.exists():  # a dry run, or nothing stored yet
         return StudyResult(plan.study_name, plan.results_dir, code, pd.DataFrame(), pd.DataFrame())
     epochs = plan.results_dir / "epochs.csv"
-    return StudyResult(plan.study_name, plan.results_dir, code, pd.read_csv(runs),
-                       pd.read_csv(epochs) if epochs.exists() else pd.DataFrame())
+    return StudyResult(plan.study_name, plan.results_dir, code, read_table(runs),
+                       read_table(epochs) if epochs.exists() else pd.DataFrame())

@@ -29,6 +29,7 @@ from analysis.contract import (
     TUNED_SUFFIX,
     confirm_study_name,
     per_arm_study_name,
+    read_table,
     redact,
 )
 from analysis.numbers import number
@@ -72,9 +73,12 @@ def _spec_head(spec: StudySpec, name: str, description: str, seeds: int, baselin
     a = spec.analysis
     lines += ["", "[analysis]", f"metric = {toml_value(a.metric)}", f"baseline = {toml_value(baseline)}",
               f"alpha = {toml_value(float(a.alpha))}", f"margin = {toml_value(float(a.margin))}"]
-    if not spec.builtin:
-        lines += [f"direction = {toml_value(a.direction)}"]
+    if not spec.builtin:  # only what was declared: an undeclared direction stays the name's
+        lines += [f"direction = {toml_value(a.direction)}"] if a.direction is not None else []
         lines += [f"chance = {toml_value(float(a.chance))}"] if a.chance is not None else []
+    for metric, declared in a.metrics.items():
+        lines += ["", f"[analysis.metrics.{json.dumps(metric)}]"]
+        lines += [f"{k} = {toml_value(v)}" for k, v in declared.items()]
     return lines
 
 
@@ -141,8 +145,6 @@ def confirm(plan: Plan, arm: str, study: optuna.Study, url: str, *, seeds: int, 
             results: str | Path, run_options: dict[str, Any], objective: str = OBJECTIVE) -> int:
     """Re-run the `top_k` best trials' params of `arm` on seeds 0..seeds-1 (the runner's
     `run_options`: device, data, data_root, set), then write and print the selection table."""
-    import pandas as pd
-
     chosen = best_trials(study, top_k)
     names = tuned_arm_names(arm, plan.spec.analysis.baseline, len(chosen))
     name = confirm_study_name(plan.study_name, None if arm == plan.spec.analysis.baseline else arm)
@@ -154,7 +156,7 @@ def confirm(plan: Plan, arm: str, study: optuna.Study, url: str, *, seeds: int, 
                             what=f"{len(chosen)} tuned param set(s) of {study.study_name}")
     if code == 2 or not (out / "runs.csv").exists():
         return 2 if code == 2 else code
-    runs = pd.read_csv(out / "runs.csv")
+    runs = read_table(out / "runs.csv")
     fresh = list(range(seeds))
     runs = runs[runs["seed"].isin(fresh) & (runs["status"] == COMPLETE)]
     rows = selection_rows(plan, arm, chosen, names, runs, objective)

@@ -25,7 +25,7 @@ def finish(plan: Plan, store: RunStore) -> int:
     analysis = plan.spec.analysis
     arms = [a for a in plan.spec.arm_names if a in plan.arms or a == analysis.baseline]
     table = summarize(runs, arms, analysis.baseline, analysis.metric)
-    print(render(table, analysis.baseline, analysis.metric, analysis.direction, percent=plan.experiment is None))
+    print(render(table, analysis.baseline, analysis.metric, analysis.direction_of(), percent=plan.experiment is None))
     if exported:
         print_verdicts(plan.results_dir)
     print(f"\nresults: {plan.results_dir}/ (runs.csv, epochs.csv, {DB_FILE})  "

@@ -99,7 +99,7 @@ def study_description(plan: Plan, url: str) -> dict[str, Any]:
     description = {
         "study": plan.study_name, "identity": plan.identity, "preset": plan.preset,
         "spec_name": plan.spec.name, "spec_source": plan.spec.source, "description": plan.spec.description,
-        "baseline": plan.spec.analysis.baseline, "analysis": vars(plan.spec.analysis), "set": plan.extra,
+        "baseline": plan.spec.analysis.baseline, "analysis": plan.spec.analysis.declared(), "set": plan.extra,
         "arms": {a.name: {"description": a.description, "overrides": dict(a.overrides),
                           "config": plan.config_dict(a.name)} for a in plan.spec.arms},
         "storage": redact(url),

@@ -170,7 +170,7 @@ def open_store(plan: Plan, url: str, storage: str | None) -> RunStore:
     from study.notebook import records
 
     return RunStore(plan.results_dir, plan.study_name, plan.identity, plan.spec.arm_names,
-                    study_description(plan, url), storage=storage, direction=plan.spec.analysis.direction,
+                    study_description(plan, url), storage=storage, direction=plan.spec.analysis.direction_of(),
                     layout=records.tables if plan.experiment is None else user_tables)
 
 

@@ -14,7 +14,10 @@ plan and the tuning space (TOML). The format, in one place:
     lr = 0.01
     [analysis]                      # metric, direction, baseline, margin (metric units), alpha, chance
     metric = "val_loss"
-    direction = "minimize"
+    direction = "minimize"          # absent: what the name says (loss, acc, ...), else an error
+    [analysis.metrics.val_acc]      # any other metric's own direction, margin, chance (--metric)
+    direction = "maximize"
+    margin = 0.5
     [tune]                          # search space + objective for `python -m study.tune`
     metric = "val_loss"
     direction = "minimize"
@@ -27,20 +30,20 @@ from __future__ import annotations
 
 import tomllib
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from analysis.contract import stable_hash
+from analysis import direction as directions
+from analysis.contract import DIRECTIONS, METRIC_KEYS, stable_hash
 from study import notebook, params
 from study.params import ConfigError, suggest
 
 DEFAULT_SPEC = "notebook_ablation.toml"
 TOP_KEYS = {"name", "description", "seeds", "first_seed", "base", "analysis", "arms", "experiment", "command",
             "folder", "tune"}
-ANALYSIS_KEYS = {"metric", "baseline", "alpha", "margin", "direction", "chance"}
-DIRECTIONS = ("maximize", "minimize")
+ANALYSIS_KEYS = {"metric", "baseline", "alpha", "margin", "direction", "chance", "metrics"}
 TUNE_KEYS = {"metric", "direction"}  # every other key of [tune] is a parameter's range
 RANGE_KEYS = {"low", "high", "log", "int", "choices"}
 
@@ -55,16 +58,35 @@ class AnalysisPlan:
     baseline: str = "baseline"
     alpha: float = 0.05
     margin: float = 0.5  # equivalence margin, in the metric's units
-    direction: str = "maximize"  # which way is better for `metric`
+    direction: str | None = None  # which way is better for `metric`, as declared (None: its name's)
     chance: float | None = None  # the metric of a model that learned nothing, if known
+    metrics: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)  # other metrics' METRIC_KEYS
+
+    def direction_of(self, metric: str | None = None) -> str:
+        """Which way is better for `metric` (None: the analysis metric): declared, else what
+        its name says (`analysis.direction`); UndeclaredDirection when neither says."""
+        if metric is None or metric == self.metric:
+            return directions.resolve(self.metric, self.direction)
+        return directions.resolve(metric, self.metrics.get(metric, {}).get("direction"))
+
+    def declared(self) -> dict[str, Any]:
+        """study.json's "analysis": the four keys every plan has, then only what was declared
+        (an undeclared direction is not written as if it were, so readers infer it as here)."""
+        out: dict[str, Any] = {"metric": self.metric, "baseline": self.baseline, "alpha": self.alpha,
+                               "margin": self.margin}
+        out.update({k: v for k, v in (("direction", self.direction), ("chance", self.chance)) if v is not None})
+        if self.metrics:
+            out["metrics"] = {m: dict(d) for m, d in self.metrics.items()}
+        return out
 
     def identity_blob(self) -> dict[str, Any]:
         """What of the plan enters a study's identity. The four fields that existed when
         identities were introduced are hashed as they were (committed studies keep resolving);
-        `direction` joins only when it is not the default, `chance` never (it changes no run)."""
+        a declared `direction` joins only when it is not "maximize", `chance` and other
+        metrics' declarations never (they change no run)."""
         blob: dict[str, Any] = {"metric": self.metric, "baseline": self.baseline, "alpha": self.alpha,
                                 "margin": self.margin}
-        if self.direction != "maximize":
+        if self.direction not in (None, "maximize"):
             blob["direction"] = self.direction
         return blob
 
@@ -169,19 +191,50 @@ def _analysis(raw: Any, source: str, builtin: bool) -> AnalysisPlan:
         _expect(key in ANALYSIS_KEYS, f"{source}: unknown key {key!r} in [analysis]{suggest(key, ANALYSIS_KEYS)}; valid keys: {', '.join(sorted(ANALYSIS_KEYS))}")
     _expect(builtin or "metric" in raw, f"{source}: [analysis] metric is required for a user experiment "
                                         "(the name of a metric its train() returns, e.g. metric = \"val_acc\")")
+    raw = dict(raw)
+    metrics = _metric_tables(raw.pop("metrics", {}), source)
     plan = AnalysisPlan(**raw)
     if builtin:
         _expect(plan.metric in notebook.METRICS,
                 f"{source}: [analysis] metric must be one of {', '.join(notebook.METRICS)}, got {plan.metric!r}")
     _expect(isinstance(plan.metric, str) and plan.metric.strip() != "",
             f"{source}: [analysis] metric must be a non-empty string, got {plan.metric!r}")
-    _expect(plan.direction in DIRECTIONS, f"{source}: [analysis] direction must be one of {', '.join(DIRECTIONS)}, got {plan.direction!r}")
+    for key, value in metrics.pop(plan.metric, {}).items():  # the analysis metric's own: one place
+        _expect(key not in raw or raw[key] == value,
+                f"{source}: [analysis] {key} = {raw.get(key)!r} and [analysis.metrics."
+                f"{directions.toml_key(plan.metric)}] {key} = {value!r} disagree; declare it once")
+        plan = replace(plan, **{key: value})
+    plan = replace(plan, metrics=metrics)
+    _expect(plan.direction is None or plan.direction in DIRECTIONS, f"{source}: [analysis] direction must be one of {', '.join(DIRECTIONS)}, got {plan.direction!r}")
     _expect(isinstance(plan.alpha, float) and 0 < plan.alpha < 1, f"{source}: [analysis] alpha must be a number in (0, 1), got {plan.alpha!r}")
     _expect(_number(plan.margin) and plan.margin > 0,
             f"{source}: [analysis] margin must be a positive number in the metric's units, got {plan.margin!r}")
     _expect(plan.chance is None or _number(plan.chance),
             f"{source}: [analysis] chance must be a number (the metric of a model that learned nothing), got {plan.chance!r}")
+    _expect(plan.direction is not None or directions.from_name(plan.metric) is not None,
+            f"{source}: {directions.unsaid(plan.metric)}; declare it under [analysis]: "
+            "direction = \"maximize\" (or \"minimize\")")
     return plan
+
+
+def _metric_tables(raw: Any, source: str) -> dict[str, dict[str, Any]]:
+    """`[analysis.metrics.<name>]`: each metric's declared direction, margin and chance."""
+    _expect(isinstance(raw, dict), f"{source}: [analysis] metrics must hold one table per metric, "
+                                   "e.g. [analysis.metrics.val_loss] direction = \"minimize\"")
+    tables = {}
+    for metric, table in raw.items():
+        where = f"{source}: [analysis.metrics.{directions.toml_key(metric)}]"
+        _expect(metric.strip() != "" and isinstance(table, dict), f"{where} must be a table named after a metric")
+        for key in table:
+            _expect(key in METRIC_KEYS, f"{where}: unknown key {key!r}{suggest(key, METRIC_KEYS)}; valid keys: {', '.join(METRIC_KEYS)}")
+        _expect(table.get("direction", "maximize") in DIRECTIONS,
+                f"{where}: direction must be one of {', '.join(DIRECTIONS)}, got {table.get('direction')!r}")
+        _expect("margin" not in table or (_number(table["margin"]) and table["margin"] > 0),
+                f"{where}: margin must be a positive number in the metric's units, got {table.get('margin')!r}")
+        _expect("chance" not in table or _number(table["chance"]),
+                f"{where}: chance must be a number (the metric of a model that learned nothing), got {table.get('chance')!r}")
+        tables[metric] = dict(table)
+    return tables
 
 
 SEQUENTIAL_KEYS = {"first_look", "look_every", "max_seeds", "spending", "spending_param"}
@@ -203,8 +256,14 @@ def _sequential(raw: Any, source: str) -> dict[str, Any] | None:
 def _tune(raw: Any, source: str, analysis: AnalysisPlan, keys) -> TuneSpace:
     _expect(isinstance(raw, dict), f"{source}: [tune] must be a table")
     metric = raw.get("metric", analysis.metric)
-    direction = raw.get("direction", analysis.direction if metric == analysis.metric else "maximize")
     _expect(isinstance(metric, str) and metric != "", f"{source}: [tune] metric must be a string, got {metric!r}")
+    direction = raw.get("direction")
+    if direction is None:  # the metric's own: declared under [analysis], else its name's
+        try:
+            direction = analysis.direction_of(metric)
+        except directions.UndeclaredDirection:
+            raise SpecError(f"{source}: [tune] {directions.unsaid(metric)}; declare it under [tune]: "
+                            f"direction = \"maximize\" (or \"minimize\"), or {directions.spec_declaration(metric)}") from None
     _expect(direction in DIRECTIONS, f"{source}: [tune] direction must be one of {', '.join(DIRECTIONS)}, got {direction!r}")
     ranges = {}
     for key, rng in raw.items():
@@ -274,6 +333,8 @@ def parse_spec(data: Mapping[str, Any], source: str = "<memory>", folder: str | 
         raise SpecError(f"{source}: the spec needs at least one arm, e.g. [arms.baseline]")
     arms = []
     for arm_name, table in arms_raw.items():
+        _expect(arm_name.strip() != "", f"{source}: an arm's name is empty ([arms.{directions.toml_key(arm_name)}]); "
+                                        "runs.csv would record it as a missing value: name it")
         _expect(isinstance(table, dict), f"{source}: [arms.{arm_name}] must be a table")
         overrides = {k: v for k, v in table.items() if k != "description"}
         description = table.get("description", "")

@@ -72,7 +72,7 @@ def requested_plan(plan, first_look: int, look_every: int | None, max_seeds: int
             raise UsageError(f"{where} must be an integer >= {minimum[key]}{why} for --until-decided, got {value!r}")
     try:
         return SequentialPlan(
-            baseline=baseline, arms=arms, metric=analysis.metric, direction=analysis.direction,
+            baseline=baseline, arms=arms, metric=analysis.metric, direction=analysis.direction_of(),
             alpha=analysis.alpha, margin=analysis.margin, first_look=looks["first_look"][0],
             look_every=looks["look_every"][0], max_seeds=looks["max_seeds"][0],
             spending=spec_seq.get("spending", "power"), spending_param=spec_seq.get("spending_param", 1.0))

@@ -36,7 +36,7 @@ import numpy as np
 import pandas as pd
 
 from analysis import numbers
-from analysis.contract import COMPLETE, DIVERGED, FAILED, stable_hash
+from analysis.contract import COMPLETE, DIVERGED, FAILED, read_table, stable_hash
 from analysis.variance import (
     SOURCES,
     VarianceDecomposition,
@@ -163,7 +163,7 @@ def check_stored(results_dir: Path, study: VarianceStudy) -> None:
     path = results_dir / "runs.csv"
     if not path.exists():
         return
-    stored = pd.read_csv(path)
+    stored = read_table(path)
     if not set(SEED_COLUMNS) <= set(stored.columns):
         raise UsageError(f"{path} holds runs without per-stream seeds: not a variance study; choose another --study")
     want = study.design[SEED_COLUMNS].reset_index().rename(columns={"index": "seed"})
@@ -206,7 +206,7 @@ def decompose(study: VarianceStudy, results_dir: Path, confidence: float) -> tup
     """The decomposition of the study's complete runs, and what was left out."""
     from analysis.load import load_study
 
-    runs = pd.read_csv(results_dir / "runs.csv")
+    runs = read_table(results_dir / "runs.csv")
     metric = study.spec.analysis.metric
     counts = runs["status"].value_counts().to_dict()
     ok = runs[runs["status"] == COMPLETE].sort_values("seed").reset_index(drop=True)

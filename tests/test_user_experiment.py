@@ -230,7 +230,7 @@ def test_tuning_several_arms_compares_them_tuned_vs_tuned(tmp_path):
     spec = tmp_path / "perarm.toml"
     spec.write_text('experiment = "perarm:train"\nname = "perarm"\nseeds = 3\n[base]\nlr = 0.5\nbest_lr = 0.5\n'
                     'skill = 0.0\n[analysis]\nmetric = "score"\n[arms.baseline]\n[arms.steep]\nbest_lr = 0.9\n'
-                    '[tune]\nmetric = "val"\nlr = {low = 0.0, high = 1.0}\n')
+                    '[tune]\nmetric = "val"\ndirection = "maximize"\nlr = {low = 0.0, high = 1.0}\n')
     res = cli("study.run", "--spec", spec, "--results", tmp_path, "--jobs", 1)
     assert res.returncode == 0, res.stderr[-3000:]
     res = cli("study.tune", "--spec", spec, "--results", tmp_path, "--arm", "baseline,steep",
@@ -367,7 +367,7 @@ def test_a_failing_command_is_a_failed_run_with_its_log_tail(tmp_path):
                                       "sys.exit(3 if int(sys.argv[1]) else 0)\n")
     spec = tmp_path / "cmd.toml"
     spec.write_text('command = "python fail.py {crash}"\nname = "cmd"\nseeds = 1\n[base]\ncrash = 0\n'
-                    '[analysis]\nmetric = "m"\n[arms.baseline]\n[arms.crash]\ncrash = 1\n')
+                    '[analysis]\nmetric = "m"\ndirection = "maximize"\n[arms.baseline]\n[arms.crash]\ncrash = 1\n')
     res = cli("study.run", "--spec", spec, "--results", tmp_path / "r", "--jobs", 1)
     assert res.returncode == 1
     runs = pd.read_csv(tmp_path / "r" / "cmd" / "runs.csv").set_index("arm")
