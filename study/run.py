@@ -21,6 +21,7 @@ from typing import Any
 from analysis.contract import DB_FILE, default_storage, redact
 from study.console import finish, print_plan
 from study.dispatch import (  # noqa: F401 (groups_of, save_labels: imported from here elsewhere)
+    FailedFast,
     UserRunner,
     connect_backend,
     export,
@@ -74,6 +75,7 @@ def execute(opts: RunOptions, *, raise_errors: bool = False, plans: list[Plan] |
             value = getattr(opts, flag)
             if value is not None and value <= 0:
                 raise UsageError(f"--{flag} must be a positive integer, got {value}")
+        timeout = run_timeout(plan, opts.timeout)
         if plans is not None:
             plans.append(plan)
         url = opts.storage or default_storage(plan.results_dir)
@@ -97,7 +99,7 @@ def execute(opts: RunOptions, *, raise_errors: bool = False, plans: list[Plan] |
             return finish(plan, store)
         cluster = connect_backend(opts.backend, opts.scheduler)  # before the data: a wrong address fails fast
         runner = (NotebookRunner(plan, opts, device, threads, jobs) if plan.experiment is None
-                  else UserRunner(plan, device, threads))
+                  else UserRunner(plan, device, threads, timeout))
     except BAD_INPUT as e:
         if raise_errors:
             raise
@@ -107,14 +109,18 @@ def execute(opts: RunOptions, *, raise_errors: bool = False, plans: list[Plan] |
           f"{jobs} worker(s) x {threads} thread(s) on {device}; {runner.what}; "
           f"storage: {redact(store.url)}", file=sys.stderr)
     with cluster:
-        if sequential:
-            try:
-                failed, plan = decide_look_by_look(plan, store, runner, jobs, opts)
-            except ValueError as e:
-                print(f"error: {e}", file=sys.stderr)
-                return 2
-        else:
-            failed = run_all(plan, store, todo, runner, jobs)
+        try:
+            if sequential:
+                try:
+                    failed, plan = decide_look_by_look(plan, store, runner, jobs, opts)
+                except ValueError as e:
+                    print(f"error: {e}", file=sys.stderr)
+                    return 2
+            else:
+                failed = run_all(plan, store, todo, runner, jobs)
+        except FailedFast as e:  # recorded and exported; the summary of no result would say nothing
+            print(f"error: {e}", file=sys.stderr)
+            return 1
     code = finish(plan, store)
     if failed:
         print(f"{failed} run(s) failed (their tracebacks are in runs.csv 'error' and the Optuna trials); "
@@ -138,6 +144,19 @@ def decide_look_by_look(plan: Plan, store: RunStore, runner, jobs: int, opts: Ru
         print(f"sequential: {c.arm} vs {c.baseline}: {c.decision} ({c.reason})", file=sys.stderr)
     first = plan.spec.first_seed
     return failed, replace(plan, seeds=tuple(range(first, first + seq.max_seeds)))
+
+
+def run_timeout(plan: Plan, option: float | None) -> float | None:
+    """Seconds a run may take (--timeout, else the spec's `timeout`); None: no limit."""
+    timeout = option if option is not None else plan.spec.timeout
+    if timeout is None:
+        return None
+    if not 0 < timeout < float("inf"):
+        raise UsageError(f"--timeout must be a positive number of seconds, got {timeout:g}")
+    if plan.experiment is None:
+        raise UsageError("--timeout applies to your own experiment (`experiment` or `command` in the spec); "
+                         "the built-in one trains seeds together in one step and has no per-run limit")
+    return timeout
 
 
 def open_store(plan: Plan, url: str, storage: str | None) -> RunStore:
