@@ -1,7 +1,7 @@
 """Executing a plan: runs dispatched to joblib (local processes or a Dask cluster) as tasks,
 each claimed just before it starts (several workers may share one study), each outcome
 recorded as it arrives; Ctrl-C or SIGTERM stops cleanly, keeping every finished run; when the
-first runs all fail the same way, the rest are not started (`FailFast`).
+first runs all fail the same way, the rest are cancelled (`FailFast`).
 
 The built-in experiment's tasks are study.notebook.runner.NotebookRunner's; `UserRunner`
 runs a user experiment's (study.worker.execute_user). A runner has `group` (seeds per
@@ -170,7 +170,7 @@ def record(store: RunStore, runner, arm: str, seed: int, outcome: Any,
 
 
 class FailedFast(Exception):
-    """The first runs all failed with the same error; the rest were not started (exit 1)."""
+    """The first runs all failed with the same error; the rest were cancelled (exit 1)."""
 
 
 class FailFast:
@@ -192,7 +192,7 @@ class FailFast:
 
     def message(self, runs: int, results_dir: Path) -> str:
         n, rest = self.needed, runs - self.needed
-        not_started = f"; the other {rest} were not started" if rest > 0 else ""
+        not_started = f"; the other {rest} were cancelled" if rest > 0 else ""
         return (f"the first {n} run(s) all failed with the same error{not_started}: {self.causes[0]} "
                 f"(each failure is in {results_dir / 'runs.csv'}, column error, with its traceback in "
                 "the Optuna trial; fix the cause and rerun the same command)")

@@ -27,6 +27,7 @@ import signal
 import sys
 import threading
 import time
+import warnings
 from collections.abc import Callable
 from typing import Any
 
@@ -149,7 +150,9 @@ def run_in_child(body: Callable[[], Any], timeout: float) -> Any:
     spawn: the child starts at once with everything this process imported (a few ms)."""
     read_fd, write_fd = os.pipe()
     parent = os.getpid()
-    pid = os.fork()
+    with warnings.catch_warnings():  # Python 3.12+ warns of fork with threads: the child only runs `body`
+        warnings.simplefilter("ignore", DeprecationWarning)
+        pid = os.fork()
     if pid == 0:
         _child(body, read_fd, write_fd, parent)  # never returns
     os.close(write_fd)

@@ -214,7 +214,7 @@ def test_every_run_failing_the_same_way_stops_after_the_first_with_one_line(tmp_
     assert result.exit_code == 1 and "Traceback" not in err
     error_lines = [line for line in err.splitlines() if line.startswith("error:")]
     assert len(error_lines) == 1, err
-    assert "the first 2 run(s) all failed with the same error; the other 10 were not started" in error_lines[0]
+    assert "the first 2 run(s) all failed with the same error; the other 10 were cancelled" in error_lines[0]
     assert "FileNotFoundError" in error_lines[0] and "train.csv not found" in error_lines[0]
     assert len(result.runs) == 2 and set(result.runs["status"]) == {FAILED}  # recorded, then stopped
     assert result.runs["error"].str.contains("train.csv not found").all()
