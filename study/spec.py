@@ -245,7 +245,7 @@ def parse_spec(data: Mapping[str, Any], source: str = "<memory>", folder: str | 
             ok = type(v) is int and (v > 0 if key == "seeds" else v >= 0)
             _expect(ok, f"{source}: `{key}` must be an integer {'> 0' if key == 'seeds' else '>= 0'}, got {v!r}")
     timeout = data.get("timeout")
-    _expect(timeout is None or (_number(timeout) and timeout > 0),
+    _expect(timeout is None or (_number(timeout) and 0 < timeout < float("inf")),
             f"{source}: `timeout` must be a positive number of seconds a run may take, got {timeout!r}")
     experiment, command = data.get("experiment"), data.get("command")
     _expect(experiment is None or command is None, f"{source}: give `experiment` or `command`, not both")
