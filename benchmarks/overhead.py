@@ -2,6 +2,7 @@
 
     python benchmarks/overhead.py                # 250, 500 and 1000 runs; then a rerun of 1000
     python benchmarks/overhead.py --runs 1000 --jobs 2
+    python benchmarks/overhead.py --timeout 60   # each run in a forked child that can be killed
 
 Everything measured is bookkeeping: claiming each run, storing its Optuna trial, marking it
 done, dispatching through joblib, exporting runs.csv/epochs.csv, and the summary. The brief
@@ -34,13 +35,13 @@ def spec_file(folder: Path) -> Path:
     return path
 
 
-def timed_study(spec: Path, results: Path, runs: int, jobs: int) -> tuple[float, int]:
+def timed_study(spec: Path, results: Path, runs: int, jobs: int, timeout: float | None) -> tuple[float, int]:
     from study import run_study
 
     quiet = io.StringIO()
     start = time.perf_counter()
     with contextlib.redirect_stderr(quiet), contextlib.redirect_stdout(quiet):
-        result = run_study(spec, seeds=runs // ARMS, results=results, jobs=jobs)
+        result = run_study(spec, seeds=runs // ARMS, results=results, jobs=jobs, timeout=timeout)
     return time.perf_counter() - start, len(result.runs)
 
 
@@ -56,18 +57,20 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--runs", type=int, nargs="+", default=[250, 500, 1000], help="study sizes (multiples of 10)")
     p.add_argument("--jobs", type=int, default=1, help="joblib workers (1: in-process, no IPC)")
+    p.add_argument("--timeout", type=float, help="the runner's --timeout (default: none)")
     args = p.parse_args(argv)
-    print(f"cpu: {cpu_model()} ({os.cpu_count()} cores); python {sys.version.split()[0]}; jobs {args.jobs}")
+    print(f"cpu: {cpu_model()} ({os.cpu_count()} cores); python {sys.version.split()[0]}; jobs {args.jobs}; "
+          f"timeout {args.timeout}")
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         spec = spec_file(tmp)
         sys.path.insert(0, str(tmp))
-        timed_study(spec, tmp / "warm-up", ARMS, args.jobs)  # one-time imports (optuna, torch, pandas)
+        timed_study(spec, tmp / "warm-up", ARMS, args.jobs, args.timeout)  # one-time imports (optuna, torch, pandas)
         for n in args.runs:
-            seconds, stored = timed_study(spec, tmp / f"r{n}", n, args.jobs)
+            seconds, stored = timed_study(spec, tmp / f"r{n}", n, args.jobs, args.timeout)
             print(f"{n:>5} runs: {seconds:7.1f} s, {1000 * seconds / n:6.1f} ms per run ({stored} stored)", flush=True)
         n = args.runs[-1]
-        seconds, stored = timed_study(spec, tmp / f"r{n}", n, args.jobs)
+        seconds, stored = timed_study(spec, tmp / f"r{n}", n, args.jobs, args.timeout)
         print(f"rerun of {n} with nothing to do: {seconds:.1f} s ({stored} runs exported)")
     return 0
 

@@ -1,6 +1,7 @@
 """Executing a plan: runs dispatched to joblib (local processes or a Dask cluster) as tasks,
 each claimed just before it starts (several workers may share one study), each outcome
-recorded as it arrives; Ctrl-C or SIGTERM stops cleanly, keeping every finished run.
+recorded as it arrives; Ctrl-C or SIGTERM stops cleanly, keeping every finished run; when the
+first runs all fail the same way, the rest are cancelled (`FailFast`).
 
 The built-in experiment's tasks are study.notebook.runner.NotebookRunner's; `UserRunner`
 runs a user experiment's (study.worker.execute_user). A runner has `group` (seeds per
@@ -17,6 +18,7 @@ import sys
 import threading
 import time
 import traceback
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -25,6 +27,7 @@ import numpy as np
 
 from analysis.contract import COMPLETE, config_hash
 from study.experiment import Outcome
+from study.lifeline import watch_parent
 from study.plan import Plan, UsageError
 from study.provenance import provenance
 from study.store import RunStore
@@ -61,13 +64,14 @@ def save_labels(path: Path, labels: np.ndarray) -> None:
 
 
 class UserRunner:
-    """A user experiment: one seed per task; a command's output kept in logs/<arm>-seed<N>.log."""
+    """A user experiment: one seed per task; a command's output kept in logs/<arm>-seed<N>.log;
+    a run over `timeout` seconds killed with its process tree and failed."""
 
     group = 1
 
-    def __init__(self, plan: Plan, device: str, threads: int):
+    def __init__(self, plan: Plan, device: str, threads: int, timeout: float | None = None):
         assert plan.experiment is not None
-        self.plan, self.device, self.threads = plan, device, threads
+        self.plan, self.device, self.threads, self.timeout = plan, device, threads, timeout
         self.experiment = plan.experiment
         self.metric = plan.spec.analysis.metric
         self.what = f"experiment: {plan.experiment.label}"
@@ -83,7 +87,7 @@ class UserRunner:
         (seed,) = seeds
         log = str(self.logs / f"{arm}-seed{seed}.log") if self.logs else None
         return delayed(execute_user)(arm, seed, self.plan.configs[arm], self.experiment, self.metric,
-                                     self.device, self.threads, log)
+                                     self.device, self.threads, log, self.timeout)
 
     def record(self, store: RunStore, arm: str, seed: int, outcome: Outcome, attrs) -> str:
         if outcome.labels is not None and outcome.predictions is not None:
@@ -103,6 +107,9 @@ class UserRunner:
 def connect_backend(backend: str, scheduler: str | None):
     """A context in which joblib runs the study: local processes, or a Dask cluster.
 
+    Local worker processes watch this one from the moment they start (study.lifeline), so that
+    they and everything they started die with it, whatever kills it.
+
     With Dask, each worker loads the decoded data from the cache path this process built, so
     workers must see the same file system (one machine, or a shared cache via $SEEDWISE_CACHE).
     """
@@ -110,7 +117,9 @@ def connect_backend(backend: str, scheduler: str | None):
 
     check_backend(backend, scheduler)
     if backend == "local":
-        return contextlib.nullcontext()
+        import joblib
+
+        return joblib.parallel_config(backend="loky", initializer=watch_parent, initargs=(os.getpid(),))
     try:
         from dask.distributed import Client
     except ImportError:
@@ -140,20 +149,52 @@ def groups_of(todo: list[tuple[str, int]], seeds: tuple[int, ...], group: int) -
     return tasks
 
 
-def record(store: RunStore, runner, arm: str, seed: int, outcome: Any, attrs: dict[str, Any]) -> tuple[bool, str]:
+def record(store: RunStore, runner, arm: str, seed: int, outcome: Any,
+           attrs: dict[str, Any]) -> tuple[str | None, str]:
     """Store one run's outcome (or its failure: a dict from the worker, or an error while
-    storing it). Returns (whether a result was stored, the run's line for the log)."""
+    storing it). Returns (the failure's cause in one line, None if a result was stored; the
+    run's line for the log)."""
     if isinstance(outcome, dict):
         store.record_failure(arm, seed, outcome["error"], outcome["traceback"], attrs)
-        return False, f"{arm} seed {seed}: FAILED {outcome['error'].splitlines()[0]}"
+        first = outcome["error"].splitlines()[0]
+        return outcome.get("cause") or first, f"{arm} seed {seed}: FAILED {first}"
     try:
-        return True, runner.record(store, arm, seed, outcome, attrs)
+        return None, runner.record(store, arm, seed, outcome, attrs)
     except (OSError, ValueError, UsageError) as e:  # e.g. disk full writing predictions
         error = f"{type(e).__name__} while storing the run: {e}"
         if isinstance(e, OSError):
             error += f" (its predictions go to {store.results_dir / 'artifacts'}; free space and rerun to redo it)"
         store.record_failure(arm, seed, error, traceback.format_exc(), attrs)
-        return False, f"{arm} seed {seed}: FAILED {error}"
+        return error, f"{arm} seed {seed}: FAILED {error}"
+
+
+class FailedFast(Exception):
+    """The first runs all failed with the same error; the rest were cancelled (exit 1)."""
+
+
+class FailFast:
+    """Stop a study whose first finished runs all failed the same way (a missing data file, a
+    wrong metric name): every other run would train into the same error. The first
+    min(jobs + 1, 3) finished runs decide: each worker's first run and one more, so one bad
+    arm among several good ones does not stop the study (a run that succeeded never does)."""
+
+    def __init__(self, jobs: int, runs: int):
+        self.needed = max(1, min(jobs + 1, 3, runs))
+        self.causes: list[str | None] = []
+
+    def stop(self, cause: str | None) -> bool:
+        """Record a finished run's failure cause (None: it succeeded); True once it is time to stop."""
+        if len(self.causes) == self.needed:
+            return False  # decided: the study goes on
+        self.causes.append(cause)
+        return len(self.causes) == self.needed and cause is not None and len(set(self.causes)) == 1
+
+    def message(self, runs: int, results_dir: Path) -> str:
+        n, rest = self.needed, runs - self.needed
+        not_started = f"; the other {rest} were cancelled" if rest > 0 else ""
+        return (f"the first {n} run(s) all failed with the same error{not_started}: {self.causes[0]} "
+                f"(each failure is in {results_dir / 'runs.csv'}, column error, with its traceback in "
+                "the Optuna trial; fix the cause and rerun the same command)")
 
 
 def run_all(plan: Plan, store: RunStore, todo: list[tuple[str, int]], runner, jobs: int) -> int:
@@ -190,14 +231,19 @@ def run_all(plan: Plan, store: RunStore, todo: list[tuple[str, int]], runner, jo
 
     failed, clock = 0, RunClock(len(todo))
     started = time.time()
+    fail_fast = FailFast(jobs, len(todo))
+    stop = False
     try:
         with bar:
-            for arm, outcomes, worker in Parallel(n_jobs=jobs, return_as="generator_unordered")(tasks()):
+            results = Parallel(n_jobs=jobs, return_as="generator_unordered")(tasks())
+            for arm, outcomes, worker in results:
                 attrs = {**attrs_common, "config": plan.config_dict(arm), "config_hash": hashes[arm],
                          "worker": worker}
                 for seed, outcome in outcomes:
-                    stored, line = record(store, runner, arm, seed, outcome, attrs)
+                    cause, line = record(store, runner, arm, seed, outcome, attrs)
+                    stored = cause is None
                     failed += not stored
+                    stop = fail_fast.stop(cause) or stop
                     # After the trial is stored: no gap another worker could use. A stored result is
                     # marked done; a failure is released, to be retried.
                     (claims.finish if stored else claims.release)(arm, seed)
@@ -206,6 +252,11 @@ def run_all(plan: Plan, store: RunStore, todo: list[tuple[str, int]], runner, jo
                     else:
                         print(f"{line}; {clock.tick()}", file=sys.stderr, flush=True)
                     bar.update(1)
+                if stop:
+                    with warnings.catch_warnings():  # joblib's "tasks ... cancelled": intended here
+                        warnings.simplefilter("ignore")
+                        results.close()  # cancels the runs not started, kills those in flight
+                    break
     except KeyboardInterrupt:
         claims.close()
         export(store)
@@ -213,6 +264,9 @@ def run_all(plan: Plan, store: RunStore, todo: list[tuple[str, int]], runner, jo
               f"{plan.results_dir}; rerun the same command to continue", file=sys.stderr)
         raise SystemExit(130) from None
     claims.close()
+    if stop:
+        export(store)
+        raise FailedFast(fail_fast.message(len(todo), plan.results_dir))
     if elsewhere:
         print(f"{elsewhere} run(s) were claimed by other workers on this study; their results appear "
               "when those workers finish (rerun to pick up any they abandon)", file=sys.stderr)

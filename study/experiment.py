@@ -20,7 +20,8 @@ Two forms, named in the spec:
   "epoch" is a per-epoch row.
 
 An exception (or a non-zero exit) is a failed run, retried on the next invocation; a non-finite
-final metric is a diverged run, an outcome of the recipe, kept like a complete one.
+final metric is a diverged run, an outcome of the recipe, kept like a complete one. A run over
+its `timeout` is killed with its process tree (study.lifeline) and fails, "timed out after N s".
 """
 
 from __future__ import annotations
@@ -34,15 +35,17 @@ import shlex
 import string
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from analysis.contract import COMPLETE, DIVERGED
+from study.lifeline import TimedOut, command_preexec, kill_tree, run_in_child
 
 ARRAY_KEYS = ("predictions", "labels")
 # A user experiment's runs.csv: arm, seed, status, <its metrics>, then these.
@@ -57,8 +60,25 @@ class ExperimentError(ValueError):
     """The experiment cannot be loaded (bad module, missing function): a one-line message."""
 
 
+class ContractError(ValueError):
+    """What the experiment returned breaks the contract (a metric missing or not a number); the
+    message names the keys it did return."""
+
+
+def check_metric(metrics: Mapping[str, float], metric: str) -> None:
+    """The analysed metric must be among a run's metrics: without it the study cannot use the run."""
+    if metric not in metrics:
+        raise ContractError(f"the experiment returned no {metric!r} ([analysis] metric); it returned: "
+                            f"{', '.join(metrics) or 'no metric'}")
+
+
 class RunFailed(RuntimeError):
-    """A command exited non-zero, or returned no metrics; the message carries the log's tail."""
+    """A command exited non-zero, or returned no metrics; the message carries the log's tail,
+    `cause` the failure in one line without what differs from run to run (the log's path)."""
+
+    def __init__(self, message: str, cause: str | None = None):
+        super().__init__(message)
+        self.cause = cause or message
 
 
 @dataclass(frozen=True)
@@ -95,11 +115,26 @@ class Experiment:
 
     def run(self, config: Mapping[str, Any], seed: int, *, device: str = "cpu",
             on_report: Callable[[int, dict[str, float]], None] | None = None,
-            log_path: Path | None = None) -> Outcome:
+            log_path: Path | None = None, timeout: float | None = None) -> Outcome:
+        """One run; with a `timeout` (seconds), a function runs in a forked child that can be
+        killed (so it cannot call `on_report` back), a command in its own process group."""
         if self.reference:
-            return call_function(self.reference, self.folder, config, seed, device=device, on_report=on_report)
+            reference, folder = self.reference, self.folder
+            if timeout is None:
+                return call_function(reference, folder, config, seed, device=device, on_report=on_report)
+            assert on_report is None, "a timed function run is a child process: no live reports"
+            return run_in_child(lambda: _with_code(call_function(reference, folder, config, seed, device=device),
+                                                   folder), timeout)
         assert self.command is not None, "an Experiment has a reference or a command"
-        return run_command(self.command, self.folder, config, seed, log_path=log_path, on_report=on_report)
+        return run_command(self.command, self.folder, config, seed, log_path=log_path, on_report=on_report,
+                           timeout=timeout)
+
+
+def _with_code(outcome: Outcome, folder: str | None) -> Outcome:
+    """A forked run's code, recorded in the child: the helpers it imported lazily live only there."""
+    from study.provenance import run_code
+
+    return replace(outcome, code=run_code(folder, None))
 
 
 def load_function(reference: str, folder: str | None) -> Callable[..., Any]:
@@ -129,7 +164,10 @@ def finish(returned: Any, epochs: list[dict[str, Any]], started: float, device: 
     if not isinstance(returned, Mapping):
         raise TypeError(f"the experiment must return a dict of metrics, got {type(returned).__name__}")
     arrays = {k: np.asarray(returned[k]) for k in ARRAY_KEYS if returned.get(k) is not None}
-    metrics = {str(k): _number(k, v) for k, v in returned.items() if k not in ARRAY_KEYS}
+    try:
+        metrics = {str(k): _number(k, v) for k, v in returned.items() if k not in ARRAY_KEYS}
+    except TypeError as e:
+        raise ContractError(f"{e}; the experiment returned: {', '.join(map(str, returned))}") from None
     if not metrics:
         raise ValueError("the experiment returned no metrics")
     clash = sorted(set(metrics) & RESERVED)
@@ -240,7 +278,9 @@ def final_metrics(lines: list[str]) -> dict[str, Any] | None:
 
 
 def run_command(template: str, folder: str | None, config: Mapping[str, Any], seed: int, *,
-                log_path: Path | None = None, on_report=None) -> Outcome:
+                log_path: Path | None = None, on_report=None, timeout: float | None = None) -> Outcome:
+    """Run the command in its own process group (killed whole when the run is over `timeout`,
+    interrupted or pruned, or when the study dies); its metrics from its output."""
     argv = command_argv(template, config, seed)
     started = time.perf_counter()
     lines: list[str] = []
@@ -252,10 +292,21 @@ def run_command(template: str, folder: str | None, config: Mapping[str, Any], se
             log.write(f"$ {shlex.join(argv)}\n")
         try:
             proc = subprocess.Popen(argv, cwd=folder or None, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                    text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+                                    text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"},
+                                    preexec_fn=command_preexec())  # setpgid and prctl: no lock taken
         except OSError as e:
             raise RunFailed(f"cannot start {argv[0]!r}: {e.strerror or e}") from None
         assert proc.stdout is not None  # stdout=PIPE above
+        # Over time: the tree is killed, its output ends, and the loop below ends with it.
+        timed_out = threading.Event()
+
+        def over_time() -> None:
+            timed_out.set()
+            kill_tree(proc.pid)
+        deadline = threading.Timer(timeout, over_time) if timeout is not None else None
+        if deadline is not None:
+            deadline.daemon = True
+            deadline.start()
         try:
             for line in proc.stdout:
                 lines.append(line)
@@ -267,18 +318,31 @@ def run_command(template: str, folder: str | None, config: Mapping[str, Any], se
                     report(row["epoch"], **{k: v for k, v in row.items() if k != "epoch"})
             code = proc.wait()
         except BaseException:  # Ctrl-C, pruning, SIGTERM: never leave the child behind
-            proc.kill()
+            kill_tree(proc.pid)
             proc.wait()
             raise
+        finally:
+            if deadline is not None:
+                deadline.cancel()
     finally:
         if log:
             log.close()
-    tail = "".join(lines[-LOG_TAIL_LINES:])
     where = f" (log: {log_path})" if log_path else ""
+    if timed_out.is_set():
+        raise TimedOut(timeout or 0.0, where)
     if code != 0:
-        raise RunFailed(f"command exited with status {code}{where}; last lines:\n{tail}")
+        last = next((line.strip() for line in reversed(lines) if line.strip()), "(no output)")
+        raise RunFailed(f"command exited with status {code}{where}{_tail(lines)}",
+                        cause=f"command exited with status {code}: {last}")
     final = final_metrics(lines)
     if final is None:
-        raise RunFailed(f"command printed no JSON object line with its metrics{where}; last lines:\n{tail}")
+        raise RunFailed(f"command printed no JSON object line with its metrics{where}{_tail(lines)}",
+                        cause="command printed no JSON object line with its metrics")
     outcome = finish(final, epochs, started, "cpu")
     return Outcome(**{**outcome.__dict__, "log": str(log_path) if log_path else None})
+
+
+def _tail(lines: list[str]) -> str:
+    if not any(line.strip() for line in lines):
+        return "; it printed nothing"
+    return f"; last lines:\n{''.join(lines[-LOG_TAIL_LINES:])}"

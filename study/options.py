@@ -46,6 +46,7 @@ class RunOptions:
     max_seeds: int | None = None
     replan: bool = False
     accept_code_change: bool = False
+    timeout: float | None = None  # seconds per run, else the spec's `timeout`; None: no limit
 
 
 DEFAULTS = RunOptions()
@@ -115,6 +116,9 @@ def add_run_args(p: argparse.ArgumentParser) -> None:
                         f"{CUDA_GROUP} on CUDA, 1 on CPU (where a loop over models is faster)")
     p.add_argument("--compile", action="store_true",
                    help="run the training step through torch.compile (falls back to eager if it fails)")
+    p.add_argument("--timeout", type=float, metavar="SECONDS",
+                   help="a run over this is killed with its process tree and recorded as failed "
+                        "(your own experiment; default: the spec's `timeout`, else no limit)")
     p.add_argument("--dry-run", action="store_true", help="print the plan and an ETA, train nothing")
     seq = p.add_argument_group("sequential (seeds until decided; see study.until_decided)")
     seq.add_argument("--until-decided", action="store_true",

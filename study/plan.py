@@ -7,6 +7,7 @@ UsageError with one line that names the option.
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -113,6 +114,9 @@ def device_choice(device_arg: str) -> tuple[str, bool]:
     """--device -> (device to train on, whether it is CUDA: the `auto` preset rule needs it).
     A device this machine does not have is bad input (exit 2, nothing stored), not a failed
     run per planned run on every rerun."""
+    # Ask NVML rather than the CUDA runtime: a process that initialised CUDA cannot fork children
+    # that use it, and with --timeout and --jobs 1 each run is a forked child of this process.
+    os.environ.setdefault("PYTORCH_NVML_BASED_CUDA_CHECK", "1")
     import torch
 
     if device_arg == "auto":

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 from analysis.contract import DB_FILE, default_storage, redact
 from study.console import finish, print_plan
 from study.dispatch import (  # noqa: F401 (groups_of, save_labels: imported from here elsewhere)
+    FailedFast,
     UserRunner,
     connect_backend,
     export,
@@ -78,6 +79,7 @@ def execute(opts: RunOptions, *, raise_errors: bool = False, plans: list[Plan] |
         requested = requested_sequential(plan, opts)
         if plan.experiment is None and not opts.dry_run:
             named_source(opts.data)  # a wrong --data or $SEEDWISE_DATA: before the storage, not after
+        timeout = run_timeout(plan, opts.timeout)
         if plans is not None:
             plans.append(plan)
         url = opts.storage or default_storage(plan.results_dir)
@@ -101,7 +103,7 @@ def execute(opts: RunOptions, *, raise_errors: bool = False, plans: list[Plan] |
             return finish(plan, store)
         cluster = connect_backend(opts.backend, opts.scheduler)  # before the data: a wrong address fails fast
         runner = (NotebookRunner(plan, opts, device, threads, jobs) if plan.experiment is None
-                  else UserRunner(plan, device, threads))
+                  else UserRunner(plan, device, threads, timeout))
         runner.attrs.update(code_attrs)
     except BAD_INPUT as e:
         if raise_errors:
@@ -112,14 +114,18 @@ def execute(opts: RunOptions, *, raise_errors: bool = False, plans: list[Plan] |
           f"{jobs} worker(s) x {threads} thread(s) on {device}; {runner.what}; "
           f"storage: {redact(store.url)}", file=sys.stderr)
     with cluster:
-        if requested is not None:
-            try:
-                failed, plan = decide_look_by_look(plan, store, runner, jobs, opts, requested)
-            except ValueError as e:
-                print(f"error: {e}", file=sys.stderr)
-                return 2
-        else:
-            failed = run_all(plan, store, todo, runner, jobs)
+        try:
+            if requested is not None:
+                try:
+                    failed, plan = decide_look_by_look(plan, store, runner, jobs, opts, requested)
+                except ValueError as e:
+                    print(f"error: {e}", file=sys.stderr)
+                    return 2
+            else:
+                failed = run_all(plan, store, todo, runner, jobs)
+        except FailedFast as e:  # recorded and exported; the summary of no result would say nothing
+            print(f"error: {e}", file=sys.stderr)
+            return 1
     code = finish(plan, store)
     if failed:
         print(f"{failed} run(s) failed (their tracebacks are in runs.csv 'error' and the Optuna trials); "
@@ -164,6 +170,19 @@ def checked_code(plan: Plan, store: RunStore, trains: bool, opts: RunOptions) ->
     if plan.experiment is None or not (trains or opts.until_decided or plan.spec.sequential is not None):
         return {}
     return check_code(plan.experiment, store, opts.accept_code_change)
+
+
+def run_timeout(plan: Plan, option: float | None) -> float | None:
+    """Seconds a run may take (--timeout, else the spec's `timeout`); None: no limit."""
+    timeout = option if option is not None else plan.spec.timeout
+    if timeout is None:
+        return None
+    if not 0 < timeout < float("inf"):
+        raise UsageError(f"--timeout must be a positive number of seconds, got {timeout:g}")
+    if plan.experiment is None:
+        raise UsageError("--timeout applies to your own experiment (`experiment` or `command` in the spec); "
+                         "the built-in one trains seeds together in one step and has no per-run limit")
+    return timeout
 
 
 def open_store(plan: Plan, url: str, storage: str | None) -> RunStore:

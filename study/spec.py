@@ -7,6 +7,7 @@ plan and the tuning space (TOML). The format, in one place:
                                     # spec file's folder; relative paths are from there)
     name = "my-ablation"
     seeds = 5                       # per arm; first_seed = 0
+    timeout = 3600                  # seconds a run may take (killed and failed past it); none by default
     [base]                          # user experiments: EVERY config key with its default
     lr = 0.1
     [arms.baseline]                 # an arm = overrides of declared keys (+ description)
@@ -42,7 +43,7 @@ from study.params import ConfigError, suggest
 
 DEFAULT_SPEC = "notebook_ablation.toml"
 TOP_KEYS = {"name", "description", "seeds", "first_seed", "base", "analysis", "arms", "experiment", "command",
-            "folder", "tune"}
+            "folder", "tune", "timeout"}
 ANALYSIS_KEYS = {"metric", "baseline", "alpha", "margin", "direction", "chance", "metrics"}
 TUNE_KEYS = {"metric", "direction"}  # every other key of [tune] is a parameter's range
 RANGE_KEYS = {"low", "high", "log", "int", "choices"}
@@ -122,6 +123,7 @@ class StudySpec:
     folder: str | None = None  # the spec file's folder: on sys.path, and the command's cwd
     tune: TuneSpace | None = None
     sequential: Mapping[str, Any] | None = None  # [analysis] sequential: run until decided (study.until_decided)
+    timeout: float | None = None  # seconds a run may take (the runner's --timeout overrides it)
 
     @property
     def builtin(self) -> bool:
@@ -301,6 +303,9 @@ def parse_spec(data: Mapping[str, Any], source: str = "<memory>", folder: str | 
             v = data[key]
             ok = type(v) is int and (v > 0 if key == "seeds" else v >= 0)
             _expect(ok, f"{source}: `{key}` must be an integer {'> 0' if key == 'seeds' else '>= 0'}, got {v!r}")
+    timeout = data.get("timeout")
+    _expect(timeout is None or (_number(timeout) and 0 < timeout < float("inf")),
+            f"{source}: `timeout` must be a positive number of seconds a run may take, got {timeout!r}")
     experiment, command = data.get("experiment"), data.get("command")
     _expect(experiment is None or command is None, f"{source}: give `experiment` or `command`, not both")
     if experiment is not None:
@@ -310,6 +315,8 @@ def parse_spec(data: Mapping[str, Any], source: str = "<memory>", folder: str | 
         _expect(isinstance(command, str) and command.strip() != "",
                 f"{source}: `command` must be a command line, e.g. \"python train.py --lr {{lr}} --seed {{seed}}\"")
     builtin = experiment is None and command is None
+    _expect(timeout is None or not builtin, f"{source}: `timeout` applies to your own experiment "
+                                            "(`experiment` or `command`), not to the built-in one")
     if "folder" in data:
         where = data["folder"]
         _expect(isinstance(where, str) and where != "" and not builtin,
@@ -345,7 +352,8 @@ def parse_spec(data: Mapping[str, Any], source: str = "<memory>", folder: str | 
     spec = StudySpec(name=name.strip(), arms=tuple(arms), base=base, seeds=data.get("seeds", 5),
                      first_seed=data.get("first_seed", 0), analysis=plan,
                      description=data.get("description", ""), source=source, experiment=experiment,
-                     command=command, folder=folder, tune=tune, sequential=sequential)
+                     command=command, folder=folder, tune=tune, sequential=sequential,
+                     timeout=None if timeout is None else float(timeout))
     if command is not None:
         from study.experiment import check_command  # its placeholders must be declared keys
 

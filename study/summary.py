@@ -23,6 +23,11 @@ def t_interval(values: np.ndarray, confidence: float = 0.95) -> tuple[float, flo
 
 
 def summarize(runs: pd.DataFrame, arms: list[str], baseline: str, metric: str = "test_acc") -> pd.DataFrame:
+    """Per arm: n complete seeds, `failed` seeds (failed and never stored since: a failure later
+    retried successfully is not counted, nor is each attempt), `diverged` seeds, mean, sd, CI,
+    and the difference from the baseline."""
+    if metric not in runs.columns:  # no run stored the metric yet (every run failed)
+        runs = runs.assign(**{metric: np.nan})
     ok = runs[(runs["status"] == COMPLETE) & runs["arm"].isin(arms)]
     base = ok[ok["arm"] == baseline].set_index("seed")[metric]
     rows = []
@@ -30,7 +35,8 @@ def summarize(runs: pd.DataFrame, arms: list[str], baseline: str, metric: str = 
         sel = runs[runs["arm"] == arm]
         vals = ok[ok["arm"] == arm].set_index("seed")[metric]
         ci = t_interval(vals.to_numpy())
-        row = {"arm": arm, "n": len(vals), "failed": int((sel["status"] == FAILED).sum()),
+        failed = set(sel.loc[sel["status"] == FAILED, "seed"]) - set(sel.loc[sel["status"] != FAILED, "seed"])
+        row = {"arm": arm, "n": len(vals), "failed": len(failed),
                "diverged": int((sel["status"] == DIVERGED).sum()),
                "mean": vals.mean() if len(vals) else np.nan,
                "sd": vals.std(ddof=1) if len(vals) > 1 else np.nan,
@@ -77,6 +83,7 @@ def render(table: pd.DataFrame, baseline: str, metric: str = "test_acc", directi
                     f"{r.paired}")
         fails = r.failed + r.diverged
         lines.append(f"{r.arm:<16}{r.n:>3}{fails:>5}  {ms:<16}{ci:<18}{diff}")
+    lines.append("fail: seeds that diverged, or failed with no stored run since (not attempts).")
     lines.append("Intervals use seed-to-seed variation only; `python -m analysis.report` adds tests, "
                  "multiple-comparison correction, equivalence and test-set noise.")
     return "\n".join(lines)
