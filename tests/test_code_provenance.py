@@ -181,3 +181,12 @@ def test_the_files_that_count_as_the_experiments_code(tmp_path, fresh_process):
     assert before["code_hash"] != after["code_hash"]
     assert {k for k in before["code_files"] if before["code_files"][k] != after["code_files"][k]} == {"lib/augment.py"}
     assert json.dumps(after)  # stored as an Optuna user attribute: JSON as it is
+
+
+def test_a_timed_run_records_the_helpers_its_forked_child_imported(tmp_path, fresh_process):
+    """With --timeout a function runs in a forked child: the lazily imported metrics.py is
+    loaded there, not in the worker, and must still be part of the run's code."""
+    folder, results = mlp_folder(tmp_path), tmp_path / "results"
+    assert run_plan(folder / "sweep.toml", results=results, jobs=1, timeout=60) == 0
+    files = [t.user_attrs["code_files"] for t in stored(results)]
+    assert all(set(f) == {"train_mlp.py", "utils.py", "metrics.py"} for f in files)
