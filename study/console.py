@@ -27,7 +27,7 @@ def finish(plan: Plan, store: RunStore) -> int:
     if exported:
         print_verdicts(plan.results_dir)
     print(f"\nresults: {plan.results_dir}/ (runs.csv, epochs.csv, {DB_FILE})  "
-          f"report: python -m analysis.report {plan.results_dir}  "
+          f"report: seedwise report {plan.results_dir}  "
           f"dashboard: optuna-dashboard --host 127.0.0.1 {redact(store.url)}", file=sys.stderr)
     return 0 if exported else 1
 
@@ -37,7 +37,7 @@ def print_verdicts(results_dir: Path) -> None:
     one arm), one line says why instead of an error that would read as a failed study."""
     from analysis.compare import main as compare_main
 
-    print("\nVerdicts (python -m analysis.compare, every completed seed of the study):")
+    print(f"\nVerdicts (seedwise compare {results_dir}, every completed seed of the study):")
     errors = io.StringIO()
     with contextlib.redirect_stderr(errors):
         code = compare_main([str(results_dir)])

@@ -2,8 +2,8 @@
 
 Two forms, named in the spec:
 
-* `experiment = "package.module:function"`: a Python function (the spec file's folder is on
-  `sys.path`) with the contract
+* `experiment = "package.module:function"`: a Python function (its modules are found in the
+  spec file's folder first, seedwise's own packages excepted: study.user_modules) with the contract
 
       def train(config: dict, seed: int, *, report=None, device=None) -> dict
 
@@ -43,6 +43,7 @@ from typing import Any
 import numpy as np
 
 from analysis.contract import COMPLETE, DIVERGED
+from study.user_modules import check_shadowing, use_folder
 
 ARRAY_KEYS = ("predictions", "labels")
 # A user experiment's runs.csv: arm, seed, status, <its metrics>, then these.
@@ -89,6 +90,12 @@ class Experiment:
     def check(self) -> None:
         """Fail before any run if the function cannot be imported (ExperimentError)."""
         if self.reference:
+            if self.folder:
+                use_folder(self.folder)
+                try:
+                    check_shadowing(self.reference.partition(":")[0], self.folder)
+                except ValueError as e:
+                    raise ExperimentError(f"experiment {self.reference!r}: {e}") from None
             load_function(self.reference, self.folder)
 
     def run(self, config: Mapping[str, Any], seed: int, *, device: str = "cpu",
@@ -102,8 +109,8 @@ class Experiment:
 
 def load_function(reference: str, folder: str | None) -> Callable[..., Any]:
     module_name, _, attr = reference.partition(":")
-    if folder and folder not in sys.path:
-        sys.path.insert(0, folder)  # the spec's folder: its experiment module sits beside it
+    if folder:
+        use_folder(folder)  # the spec's folder: its experiment module sits there (never on sys.path)
     try:
         module = importlib.import_module(module_name)
     except Exception as e:  # ImportError, or the module itself raising on import

@@ -16,28 +16,37 @@ import os
 import sys
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from analysis.contract import DB_FILE, default_storage, redact
-from study.console import finish, print_plan
-from study.dispatch import (  # noqa: F401 (groups_of, save_labels: imported from here elsewhere)
-    UserRunner,
-    connect_backend,
-    export,
-    groups_of,
-    interruptible,
-    run_all,
-    save_labels,
-)
-from study.experiment import ExperimentError
-from study.notebook.data import DataError
-from study.notebook.runner import NotebookRunner
 from study.options import RunOptions, add_run_args, add_study_args, options
-from study.plan import Plan, UsageError, device_choice, make_plan, study_description
-from study.spec import SpecError, StudySpec
-from study.store import RunStore, StoreError, quiet_optuna, user_tables
 
-BAD_INPUT = (SpecError, UsageError, DataError, StoreError, ExperimentError)  # exit 2, nothing trained
+if TYPE_CHECKING:
+    from study.plan import Plan
+    from study.spec import StudySpec
+    from study.store import RunStore
+
+# The runner's machinery (optuna, pandas, scipy through the summary; torch for the built-in
+# experiment alone) is imported when a study runs, not to parse options: `--help` stays instant.
+_LAZY = {"groups_of": "study.dispatch", "save_labels": "study.dispatch", "interruptible": "study.dispatch"}
+
+
+def __getattr__(name: str):  # groups_of, save_labels, interruptible: imported from here elsewhere
+    if name not in _LAZY:
+        raise AttributeError(f"module 'study.run' has no attribute {name!r}")
+    import importlib
+
+    return getattr(importlib.import_module(_LAZY[name]), name)
+
+
+def bad_input() -> tuple[type[Exception], ...]:
+    """The errors that mean bad input: exit 2, nothing trained."""
+    from study.experiment import ExperimentError
+    from study.notebook.errors import DataError
+    from study.plan import UsageError
+    from study.spec import SpecError
+    from study.store import StoreError
+
+    return (SpecError, UsageError, DataError, StoreError, ExperimentError)
 
 
 def parse_args(argv: list[str] | None) -> RunOptions:
@@ -51,6 +60,8 @@ def parse_args(argv: list[str] | None) -> RunOptions:
 
 def main(argv: list[str] | None = None) -> int:
     opts = parse_args(argv)
+    from study.dispatch import interruptible
+
     return interruptible(lambda: execute(opts), "runs")
 
 
@@ -58,6 +69,8 @@ def run_plan(spec: str | Path | StudySpec | None = None, **values: Any) -> int:
     """The runner's Python API: `python -m study.run` with its options as keywords (see
     `study.options.RunOptions`). Returns the exit status; bad input raises (SpecError,
     UsageError, StoreError, ExperimentError, ...) instead of printing it and exiting 2."""
+    from study.dispatch import interruptible
+
     opts = options(spec, **values)
     return interruptible(lambda: execute(opts, raise_errors=True), "runs")
 
@@ -65,11 +78,16 @@ def run_plan(spec: str | Path | StudySpec | None = None, **values: Any) -> int:
 def execute(opts: RunOptions, *, raise_errors: bool = False, plans: list[Plan] | None = None) -> int:
     """Plan, then train every run still to do; the exit status. `plans`, when given, gets the
     plan as soon as it is made (study.api reports the study's folder even after Ctrl-C)."""
+    from analysis.contract import DB_FILE, default_storage, redact
+    from study.console import finish, print_plan
+    from study.dispatch import UserRunner, connect_backend, run_all
+    from study.plan import UsageError, plan_and_device
+    from study.store import quiet_optuna
+
     quiet_optuna()
     try:
-        device, has_cuda = device_choice(opts.device)
-        plan = make_plan(opts.spec, has_cuda=has_cuda, preset=opts.preset, overrides=opts.set, study=opts.study,
-                         results=opts.results, seeds=opts.seeds, arms=opts.arms)
+        plan, device = plan_and_device(opts.spec, opts.device, preset=opts.preset, overrides=opts.set,
+                                       study=opts.study, results=opts.results, seeds=opts.seeds, arms=opts.arms)
         for flag in ("jobs", "group"):
             value = getattr(opts, flag)
             if value is not None and value <= 0:
@@ -96,9 +114,13 @@ def execute(opts: RunOptions, *, raise_errors: bool = False, plans: list[Plan] |
                   f"({plan.results_dir})", file=sys.stderr)
             return finish(plan, store)
         cluster = connect_backend(opts.backend, opts.scheduler)  # before the data: a wrong address fails fast
-        runner = (NotebookRunner(plan, opts, device, threads, jobs) if plan.experiment is None
-                  else UserRunner(plan, device, threads))
-    except BAD_INPUT as e:
+        if plan.experiment is None:
+            from study.notebook.runner import NotebookRunner  # the built-in experiment: torch
+
+            runner: Any = NotebookRunner(plan, opts, device, threads, jobs)
+        else:
+            runner = UserRunner(plan, device, threads)
+    except bad_input() as e:
         if raise_errors:
             raise
         print(f"error: {e}", file=sys.stderr)
@@ -127,6 +149,7 @@ def decide_look_by_look(plan: Plan, store: RunStore, runner, jobs: int, opts: Ru
     """--until-decided: the pre-registered sequential plan, then looks until decided. Returns
     the failed runs and the plan widened to every seed a look may have used (for the summary)."""
     from study import until_decided as ud
+    from study.dispatch import export, run_all
 
     requested = ud.requested_plan(plan, len(plan.seeds), opts.look_every, opts.max_seeds)
     seq, deviations = ud.pre_register(store, requested, opts.replan)
@@ -142,6 +165,8 @@ def decide_look_by_look(plan: Plan, store: RunStore, runner, jobs: int, opts: Ru
 
 def open_store(plan: Plan, url: str, storage: str | None) -> RunStore:
     from study.notebook import records
+    from study.plan import study_description
+    from study.store import RunStore, user_tables
 
     return RunStore(plan.results_dir, plan.study_name, plan.identity, plan.spec.arm_names,
                     study_description(plan, url), storage=storage, direction=plan.spec.analysis.direction,
@@ -149,6 +174,8 @@ def open_store(plan: Plan, url: str, storage: str | None) -> RunStore:
 
 
 def write_description(plan: Plan, url: str) -> None:
+    from study.plan import UsageError, study_description
+
     try:
         (plan.results_dir / "study.json").write_text(json.dumps(study_description(plan, url), indent=2) + "\n")
     except OSError as e:

@@ -45,7 +45,7 @@ from study.experiment import ExperimentError
 from study.notebook.data import DataError
 from study.notebook.runner import make_objective
 from study.options import add_study_args
-from study.plan import Plan, UsageError, device_choice, make_plan
+from study.plan import Plan, UsageError, plan_and_device
 from study.search import (  # noqa: F401 (TUNE_SEED_OFFSET, suggest: imported from here elsewhere)
     GAMMA_RANGE,
     OBJECTIVE,
@@ -157,14 +157,13 @@ def chosen_arms(args: argparse.Namespace, plan: Plan) -> list[str]:
 
 def prepare(args: argparse.Namespace, arm: str | None = None) -> Tuning:
     """Everything checked and the tuning study opened (created with --trials), before any trial."""
-    import torch
-
-    device, has_cuda = device_choice(args.device)
     check_counts(args)
     if args.threads is not None:
+        import torch
+
         torch.set_num_threads(args.threads)
-    plan = make_plan(args.spec, has_cuda=has_cuda, preset=args.preset, overrides=args.set, study=args.study,
-                     results=args.results)
+    plan, device = plan_and_device(args.spec, args.device, preset=args.preset, overrides=args.set,
+                                   study=args.study, results=args.results)
     arm = arm or chosen_arms(args, plan)[0]
     config = plan.configs[arm]
     tune = plan.spec.tune
@@ -192,7 +191,7 @@ def prepare(args: argparse.Namespace, arm: str | None = None) -> Tuning:
                                   make_pruner(config), create=args.trials is not None, direction=direction)
     if args.trials is None and not study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
         raise UsageError(f"tuning study {name!r} has no completed trial yet; run "
-                         "`python -m study.tune --trials N` first")
+                         "`seedwise tune --trials N` first")
     return Tuning(plan, arm, config, space, objective, direction, url, study, device)
 
 
@@ -217,7 +216,9 @@ def _main(args: argparse.Namespace) -> int:
                 return code
     if not args.confirm:
         return code
-    run_options = {"device": args.device, "data": args.data, "data_root": args.data_root, "set": list(args.set)}
+    run_options = {"device": args.device, "set": list(args.set)}
+    if first.builtin:  # CIFAR-10's source: no option of a user experiment's run
+        run_options.update(data=args.data, data_root=args.data_root)
     try:
         if len(tunings) > 1:
             return max(code, confirm_per_arm(first.plan, {t.arm: t.study for t in tunings}, first.url,

@@ -149,7 +149,7 @@ def prepare(args: argparse.Namespace) -> VarianceStudy:
     except ConfigError as e:
         raise SpecError(str(e)) from None
     extra, notes = split_option(spec, arm.name, user_set, sources)
-    _, has_cuda = device_choice(args.device)
+    has_cuda = spec.builtin and device_choice(args.device)[1]  # a user experiment's device: study.run's
     preset = resolve_preset(spec, args.preset, has_cuda)
     # The arm alone, as its own baseline: the study's summary and identity are about it only.
     narrowed = replace(spec, arms=(arm,), analysis=replace(spec.analysis, baseline=arm.name), sequential=None)

@@ -19,7 +19,7 @@ import optuna
 
 from analysis.contract import COMPLETE, DIVERGED, FAILED
 from study.claims import worker_id
-from study.notebook.config import Config
+from study.notebook.config import CUDA_GROUP, Config
 from study.notebook.records import record_run
 from study.worker import failure
 
@@ -27,10 +27,6 @@ from study.worker import failure
 # Measured: quick preset, bf16 on one thread of this project's 2-core Xeon, ~0.2 TFLOP/s.
 ETA_RATE = {("cpu", "bf16"): 0.2e12, ("cpu", "fp32"): 0.05e12, ("cuda", "bf16"): 40e12, ("cuda", "fp32"): 15e12}
 
-
-# Seeds per vmapped step on CUDA: 8 models x batch 100 is ~1.5 GB of bf16 activations at full
-# width, far below one GPU's memory, and the default study's 5 seeds per arm fit in one group.
-CUDA_GROUP = 8
 
 
 def estimate_seconds(config: Config, device: str, threads: int) -> float:
