@@ -38,12 +38,13 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
-
-import numpy as np
+from typing import TYPE_CHECKING, Any
 
 from analysis.contract import COMPLETE, DIVERGED
 from study.user_modules import check_shadowing, use_folder
+
+if TYPE_CHECKING:  # numpy is imported by the functions that check a run's numbers, not to parse options
+    import numpy as np
 
 ARRAY_KEYS = ("predictions", "labels")
 # A user experiment's runs.csv: arm, seed, status, <its metrics>, then these.
@@ -123,6 +124,8 @@ def load_function(reference: str, folder: str | None) -> Callable[..., Any]:
 
 
 def _number(key: str, value: Any) -> float:
+    import numpy as np
+
     if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
         raise TypeError(f"metric {key!r} must be a number, got {value!r} ({type(value).__name__})")
     return float(value)
@@ -131,6 +134,8 @@ def _number(key: str, value: Any) -> float:
 def finish(returned: Any, epochs: list[dict[str, Any]], started: float, device: str) -> Outcome:
     """Turn what the experiment returned into an Outcome: numbers checked, arrays kept apart,
     non-finite final metrics = diverged (at the first epoch whose row was non-finite, if any)."""
+    import numpy as np
+
     if not isinstance(returned, Mapping):
         raise TypeError(f"the experiment must return a dict of metrics, got {type(returned).__name__}")
     arrays = {k: np.asarray(returned[k]) for k in ARRAY_KEYS if returned.get(k) is not None}
@@ -163,6 +168,8 @@ def _threads() -> int:
 
 def _reporter(epochs: list[dict[str, Any]], on_report):
     def report(epoch: int, **metrics: float) -> None:
+        import numpy as np
+
         if isinstance(epoch, bool) or not isinstance(epoch, (int, np.integer)):
             raise TypeError(f"report(epoch, ...): epoch must be an integer, got {epoch!r}")
         row = {k: _number(k, v) for k, v in metrics.items()}

@@ -33,42 +33,28 @@ import argparse
 import sys
 import warnings
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import optuna
-from optuna.trial import TrialState
-
-from analysis.contract import TUNING_KIND, default_storage, redact, tuning_study_name
-from study.confirm import confirm, confirm_per_arm
-from study.dispatch import interruptible
-from study.experiment import ExperimentError
-from study.notebook.data import DataError
-from study.notebook.runner import make_objective
+from study.notebook.config import GAMMA_RANGE
 from study.options import add_study_args
 from study.plan import Plan, UsageError, plan_and_device
-from study.search import (  # noqa: F401 (TUNE_SEED_OFFSET, suggest: imported from here elsewhere)
-    GAMMA_RANGE,
-    OBJECTIVE,
-    TUNE_SEED_OFFSET,
-    TrialSeededTPE,
-    config_value,
-    make_pruner,
-    make_user_objective,
-    search_space,
-    suggest,
-)
-from study.spec import SpecError
-from study.store import StoreError, quiet_optuna
-from study.trials import (
-    finished,
-    fmt_params,
-    open_tuning_study,
-    score_text,
-    trial_line,
-    tuning_identity,
-)
 
-BAD_INPUT = (SpecError, UsageError, DataError, StoreError, ExperimentError)  # exit 2
+if TYPE_CHECKING:
+    import optuna
+
+# Optuna, the stores and the experiments are imported when tuning starts, not to parse options
+# (`--help` stays instant). Names imported from here elsewhere, on first use:
+_LAZY = {**dict.fromkeys(["OBJECTIVE", "TUNE_SEED_OFFSET", "TrialSeededTPE", "config_value", "make_pruner",
+                          "make_user_objective", "search_space", "suggest"], "study.search"),
+         "make_objective": "study.notebook.runner"}
+
+
+def __getattr__(name: str):
+    if name not in _LAZY:
+        raise AttributeError(f"module 'study.tune' has no attribute {name!r}")
+    import importlib
+
+    return getattr(importlib.import_module(_LAZY[name]), name)
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -124,6 +110,8 @@ class Tuning:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    from study.dispatch import interruptible
+
     return interruptible(lambda: _main(args), "trials")
 
 
@@ -157,6 +145,13 @@ def chosen_arms(args: argparse.Namespace, plan: Plan) -> list[str]:
 
 def prepare(args: argparse.Namespace, arm: str | None = None) -> Tuning:
     """Everything checked and the tuning study opened (created with --trials), before any trial."""
+    import optuna
+    from optuna.trial import TrialState
+
+    from analysis.contract import TUNING_KIND, default_storage, tuning_study_name
+    from study.search import OBJECTIVE, TUNE_SEED_OFFSET, TrialSeededTPE, make_pruner, search_space
+    from study.trials import open_tuning_study, tuning_identity
+
     check_counts(args)
     if args.threads is not None:
         import torch
@@ -196,6 +191,10 @@ def prepare(args: argparse.Namespace, arm: str | None = None) -> Tuning:
 
 
 def _main(args: argparse.Namespace) -> int:
+    from study.confirm import confirm, confirm_per_arm
+    from study.run import bad_input
+    from study.store import quiet_optuna
+
     quiet_optuna()
     try:
         first = prepare(args)
@@ -205,7 +204,7 @@ def _main(args: argparse.Namespace) -> int:
             from study.notebook.data import load_cifar10
 
             data = load_cifar10(args.data, args.data_root)
-    except BAD_INPUT as e:
+    except bad_input() as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     code = 0
@@ -227,7 +226,7 @@ def _main(args: argparse.Namespace) -> int:
         return max(code, confirm(first.plan, first.arm, first.study, first.url, seeds=args.confirm,
                                  top_k=args.top_k, results=args.results, run_options=run_options,
                                  objective=first.objective))
-    except BAD_INPUT as e:
+    except bad_input() as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
 
@@ -235,6 +234,14 @@ def _main(args: argparse.Namespace) -> int:
 def tune_trials(tuning: Tuning, trials: int, data) -> int:
     """Run trials until the study has `trials` finished ones (with any cooperating workers):
     0 done, 1 a trial failed (recorded; a rerun redoes it), 130 interrupted."""
+    import optuna
+    from optuna.trial import TrialState
+
+    from analysis.contract import redact
+    from study.notebook.runner import make_objective
+    from study.search import config_value, make_user_objective
+    from study.trials import finished, fmt_params, score_text, trial_line
+
     study, name, url = tuning.study, tuning.name, tuning.url
     todo = max(0, trials - finished(study))
     if not todo:
