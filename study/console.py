@@ -8,7 +8,7 @@ import io
 import sys
 from pathlib import Path
 
-from analysis.contract import DB_FILE, redact
+from analysis.contract import DB_FILE, default_storage, redact
 from study.dispatch import export
 from study.plan import Plan
 from study.store import RunStore
@@ -28,8 +28,14 @@ def finish(plan: Plan, store: RunStore) -> int:
         print_verdicts(plan.results_dir)
     print(f"\nresults: {plan.results_dir}/ (runs.csv, epochs.csv, {DB_FILE})  "
           f"report: seedwise report {plan.results_dir}  "
-          f"dashboard: optuna-dashboard --host 127.0.0.1 {redact(store.url)}", file=sys.stderr)
+          f"dashboard: {dashboard_command(plan.results_dir, store.url)}", file=sys.stderr)
     return 0 if exported else 1
+
+
+def dashboard_command(results_dir: Path, url: str) -> str:
+    """`seedwise dashboard` on the study's folder (whose study.json or study.db names its
+    storage), or on the storage URL given with --storage (password redacted)."""
+    return f"seedwise dashboard {results_dir if url == default_storage(results_dir) else redact(url)}"
 
 
 def print_verdicts(results_dir: Path) -> None:

@@ -238,6 +238,7 @@ def tune_trials(tuning: Tuning, trials: int, data) -> int:
     from optuna.trial import TrialState
 
     from analysis.contract import redact
+    from study.console import dashboard_command
     from study.notebook.runner import make_objective
     from study.search import config_value, make_user_objective
     from study.trials import finished, fmt_params, score_text, trial_line
@@ -283,7 +284,7 @@ def tune_trials(tuning: Tuning, trials: int, data) -> int:
               f"{score_text(best.value, tuning.objective)}")
     except ValueError:
         print(f"{name}: no completed trial yet", file=sys.stderr)
-    print(f"dashboard: optuna-dashboard --host 127.0.0.1 {redact(url)}", file=sys.stderr)
+    print(f"dashboard: {dashboard_command(plan.results_dir, url)}", file=sys.stderr)
     return 1 if failed else 0
 
 

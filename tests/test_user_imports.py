@@ -93,6 +93,7 @@ def test_own_analysis_and_study_do_not_shadow_seedwise_in_workers(research_folde
     # the follow-up commands are seedwise's, with no built-in-CIFAR option
     printed = res.stdout + res.stderr
     assert "report: seedwise report results/resnet-dropout" in printed and "seedwise compare" in printed
+    assert "dashboard: seedwise dashboard results/resnet-dropout" in printed
     assert "python -m" not in printed and "--data-root" not in printed
 
 
