@@ -66,16 +66,19 @@ def _user_file(name: str, folder: str) -> str | None:
         if spec is None:
             return None
         search = list(spec.submodule_search_locations or [])
-    origin = spec.origin if spec is not None else None
-    return origin if _inside(origin, folder) and origin and origin.endswith(".py") else None
+    if spec is None:
+        return None
+    # a namespace package (a folder without __init__.py) has no file: its folder stands for it
+    where = spec.origin or next(iter(spec.submodule_search_locations or []), None)
+    return where if _inside(where, folder) else None
 
 
 def _imports(path: str, module: str) -> set[str]:
     """Every absolute module name a source file imports (relative ones resolved from `module`)."""
     try:
         tree = ast.parse(Path(path).read_text(), path)
-    except (OSError, SyntaxError, ValueError):
-        return set()  # the import itself reports it
+    except (OSError, SyntaxError, ValueError):  # a folder, a compiled module, a syntax error
+        return set()  # (the import itself reports what is wrong)
     package = module if path.endswith("__init__.py") else module.rpartition(".")[0]
     names: set[str] = set()
     for node in ast.walk(tree):
@@ -103,11 +106,20 @@ def _taken_elsewhere(top: str, folder: str) -> str | None:
     return f"the module {top} ({file})"
 
 
+def _shown(path: str, folder: str) -> str:
+    """A user's module as they name it: `analysis.py`, or `study/` for a package."""
+    rel = Path(path).relative_to(folder)
+    if rel.name == "__init__.py":
+        return f"{rel.parent}/"
+    return f"{rel}/" if Path(path).is_dir() else str(rel)
+
+
 def check_shadowing(module: str, folder: str) -> None:
     """Raise ValueError (one line) if the experiment module, or a file of the folder it imports,
     is imported under a name that would give seedwise's (or another already loaded) module."""
     folder = str(Path(folder).resolve())
-    todo, seen = [(module, "the spec's experiment")], set()
+    todo: list[tuple[str, str | None]] = [(module, None)]  # (module, the file importing it)
+    seen = set()
     while todo:
         name, importer = todo.pop()
         if name in seen:
@@ -116,9 +128,14 @@ def check_shadowing(module: str, folder: str) -> None:
         file = _user_file(name, folder)
         if file is None:
             continue
-        taken = _taken_elsewhere(name.partition(".")[0], folder)
+        top = name.partition(".")[0]
+        taken = _taken_elsewhere(top, folder)
         if taken:
-            mine = Path(_user_file(name.partition(".")[0], folder) or file).relative_to(folder)
-            raise ValueError(f"{importer} imports {name.partition('.')[0]!r}, meaning your {mine}, but that "
-                             f"name is {taken}: rename {mine} (and its imports) in {folder}")
-        todo.extend((imported, Path(file).name) for imported in _imports(file, name))
+            mine = _shown(_user_file(top, folder) or file, folder)
+            if importer is None:
+                raise ValueError(f"{top!r} is your {mine}, but that name is {taken}: rename {mine} in {folder} "
+                                 "(and the spec's `experiment`)")
+            raise ValueError(f"{importer} imports {top!r}, meaning your {mine}, but that name is {taken}: "
+                             f"rename {mine} (and its imports) in {folder}")
+        importer_name = str(Path(file).relative_to(folder))
+        todo.extend((imported, importer_name) for imported in _imports(file, name))
