@@ -17,11 +17,11 @@ import sys
 import types
 import warnings
 
-from .comparison import compare as _compare_function
 from .direction import better_words
-from .load import StudyNotFound, compare_arms, family_frame, load_study
 from .numbers import count, interval, number, significant
-from .testset import single_run_gap
+
+# The statistics (scipy, statsmodels, pandas) are imported by the functions that use them:
+# `--help` prints without them.
 
 
 def _is_number(text: str) -> bool:
@@ -60,6 +60,8 @@ def single_run(args) -> int:
         raise ValueError("give exactly two accuracies, e.g. `75.49 74.08 --n-test 10000`")
     if args.n_test is None:
         raise ValueError("--n-test is required with two accuracies (the number of test images)")
+    from .testset import single_run_gap
+
     a, b = (float(x) for x in args.source)
     gap = single_run_gap(a, b, args.n_test, alpha=args.alpha or 0.05)
     if args.json:
@@ -86,6 +88,8 @@ def single_run(args) -> int:
 
 
 def from_study(args) -> int:
+    from .load import compare_arms, family_frame, load_study
+
     study = load_study(args.source[0])
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
@@ -126,6 +130,8 @@ def from_study(args) -> int:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
+    from .load import StudyNotFound
+
     try:
         if all(_is_number(s) for s in args.source):
             return single_run(args)
@@ -144,7 +150,9 @@ class _CallableModule(types.ModuleType):
     in the same process. Calling the module forwards to the function, so both keep working."""
 
     def __call__(self, *args, **kwargs):
-        return _compare_function(*args, **kwargs)
+        from .comparison import compare
+
+        return compare(*args, **kwargs)
 
 
 sys.modules[__name__].__class__ = _CallableModule

@@ -14,9 +14,11 @@ import io
 import json
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
+if TYPE_CHECKING:
+    import numpy as np
+
 
 # ---- a study's files, in results/<study>/ ----------------------------------------------------
 DB_FILE = "study.db"  # the default Optuna storage: every run (and tuning trial) of the study
@@ -28,6 +30,13 @@ SEQUENTIAL_FILE = "sequential.json"  # a study run until decided: plan, deviatio
 ABLATION_KIND = "seedwise-ablation"  # arms x seeds, one trial per run (study.run)
 TUNING_KIND = "seedwise-tuning"  # the tuning of one arm (study.tune --trials)
 TUNED_SUFFIX = "-tuned"  # the confirmation of tuned params on fresh seeds (study.tune --confirm)
+# A variance study's sources of randomness, each a runs.csv column `<source>_seed` (study.variance
+# writes them, analysis.variance reads them).
+SOURCES = ("init", "order", "augment", "split")
+
+
+def seed_column(source: str) -> str:
+    return f"{source}_seed"
 PER_ARM_SUFFIX = TUNED_SUFFIX + "-per-arm"  # several arms, each at its own tuned params
 PER_ARM_FILE = "per_arm.json"  # in that study's folder: which trial's params each arm got
 
@@ -116,6 +125,8 @@ def redact(url: str) -> str:
 def trial_predictions(artifacts, trial) -> np.ndarray | None:
     """The run's per-example test predictions (uint8 classes) from an Optuna
     `FileSystemArtifactStore`, or None if the trial stored none."""
+    import numpy as np  # here, not above: the seam is imported to parse options, where numpy is not needed
+
     for key, value in trial.system_attrs.items():
         if key.startswith("artifacts:"):
             meta = json.loads(value)

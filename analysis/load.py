@@ -156,7 +156,7 @@ def _read_csv(path: Path) -> pd.DataFrame:
     try:
         return read_table(path)
     except FileNotFoundError:
-        raise StudyNotFound(f"{path} does not exist; run `python -m study.run` first") from None
+        raise StudyNotFound(f"{path} does not exist; run `seedwise run` first") from None
     except pd.errors.EmptyDataError:
         raise StudyNotFound(f"{path} is empty") from None
     except (pd.errors.ParserError, UnicodeDecodeError) as e:

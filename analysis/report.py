@@ -26,32 +26,29 @@ import io
 import sys
 from collections.abc import Mapping
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import pandas as pd
+if TYPE_CHECKING:
+    from .dashboard import DashboardData
+    from .load import StudyData
+    from .report_analysis import StudyAnalysis
+    from .report_blocks import Report
 
-from .dashboard import DashboardData, note_text, publish
-from .figures import metric_label
-from .integrity import integrity_checks
-from .load import StudyData, StudyNotFound, load_study
-from .report_analysis import StudyAnalysis, analyse
-from .report_blocks import Report
-from .report_render import render_html, render_markdown
-from .report_sections import (
-    design_section,
-    figures_section,
-    integrity_section,
-    introduction,
-    methods_section,
-    provenance_section,
-    results_section,
-)
-from .sequential_report import sequential_section
-from .tables import to_latex, to_markdown
-from .tuning_report import tuning_section
-from .variance_report import variance_section
+# The statistics, figures and tables (pandas, scipy, matplotlib) are imported by the functions
+# that use them: `--help` prints without them. Names re-exported from here, on first use:
+_REEXPORTS = {"Report": "report_blocks", "integrity_checks": "integrity", "render_html": "report_render",
+              "render_markdown": "report_render"}
 
-__all__ = ["Report", "build_report", "integrity_checks", "main", "render_html",
-           "render_markdown", "write_report"]
+
+def __getattr__(name: str):
+    if name not in _REEXPORTS:
+        raise AttributeError(f"module 'analysis.report' has no attribute {name!r}")
+    import importlib
+
+    return getattr(importlib.import_module(f".{_REEXPORTS[name]}", __package__), name)
+
+
+__all__ = ["build_report", "main", "write_report", *_REEXPORTS]
 
 
 def build_report(study: StudyData, *, rng=0, plan: Mapping | None = None) -> Report:
@@ -59,6 +56,21 @@ def build_report(study: StudyData, *, rng=0, plan: Mapping | None = None) -> Rep
 
     `plan` overrides the study's analysis plan: metric, baseline, alpha, margin, direction,
     chance, population (see `analysis.plan.resolve_plan`)."""
+    from .report_analysis import analyse
+    from .report_blocks import Report
+    from .report_sections import (
+        design_section,
+        figures_section,
+        integrity_section,
+        introduction,
+        methods_section,
+        provenance_section,
+        results_section,
+    )
+    from .sequential_report import sequential_section
+    from .tuning_report import tuning_section
+    from .variance_report import variance_section
+
     analysis = analyse(study, rng=rng, plan=plan)
     rep = Report(study=study.name, title=f"Ablation report: {study.name}",
                  integrity=analysis.integrity)
@@ -83,6 +95,11 @@ def build_report(study: StudyData, *, rng=0, plan: Mapping | None = None) -> Rep
 
 def _dashboard_data(analysis: StudyAnalysis) -> DashboardData:
     """What optuna-dashboard's per-arm figures are drawn from."""
+    import pandas as pd
+
+    from .dashboard import DashboardData
+    from .figures import metric_label
+
     plan = analysis.plan
     return DashboardData(runs=analysis.study.runs,
                          comparisons=(analysis.frame if analysis.family is not None
@@ -94,6 +111,9 @@ def _dashboard_data(analysis: StudyAnalysis) -> DashboardData:
 
 def _note(rep: Report, analysis: StudyAnalysis) -> str:
     """The Optuna study note: the results table, its caption and the verdicts."""
+    from .dashboard import note_text
+    from .tables import to_markdown
+
     df, caption = rep.tables["results"]
     verdicts = [f"**{c.arm_name}: {c.verdict.label}.** {c.verdict.reason}"
                 for c in analysis.family.comparisons] if analysis.family is not None else []
@@ -110,6 +130,11 @@ def write_report(results_dir: str | Path, out: str | Path | None = None, *, note
     message through `log`, when unavailable).
     Raises `StudyNotFound` when `results_dir` holds no runs.csv.
     """
+    from .dashboard import publish
+    from .load import load_study
+    from .report_render import render_html, render_markdown
+    from .tables import to_latex, to_markdown
+
     study = load_study(results_dir)
     rep = build_report(study, rng=rng, plan=plan)
     out = Path(out) if out is not None else Path("paper") / rep.study
@@ -161,6 +186,8 @@ def main(argv: list[str] | None = None) -> int:
                    help="leave the Optuna study alone (no verdict note, no dashboard figures)")
     p.add_argument("--dpi", type=int, default=150, help="resolution of the PNG figures")
     args = p.parse_args(argv)
+    from .load import StudyNotFound
+
     try:
         plan = {k: getattr(args, k) for k in ("metric", "baseline", "alpha", "margin",
                                               "direction", "chance")}

@@ -171,7 +171,7 @@ def _no_comparison_text(analysis: StudyAnalysis) -> str | None:
     runs = analysis.study.runs
     n_complete = int((runs["status"] == "complete").sum()) if len(runs) else 0
     if analysis.summary.empty or n_complete == 0:
-        return ("**No complete runs yet**: there is nothing to analyse. Run `python -m study.run` "
+        return ("**No complete runs yet**: there is nothing to analyse. Run `seedwise run` "
                 "to add runs, then rerun this report.")
     if analysis.family is None:
         baseline = analysis.plan.baseline

@@ -53,14 +53,10 @@ import pandas as pd
 from scipy import stats
 
 from ._checks import check_count, check_probability, note
+from .contract import SOURCES, seed_column
 from .results import Interval
 
-SOURCES = ("init", "order", "augment", "split")
 ALL, NONE, TEST = "all", "none", "test"
-
-
-def seed_column(source: str) -> str:
-    return f"{source}_seed"
 
 
 def _check_sources(sources: Sequence[str]) -> tuple[str, ...]:

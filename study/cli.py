@@ -1,4 +1,4 @@
-"""`seedwise run | tune | compare | report | dashboard`: the toolkit's one command.
+"""`seedwise run | tune | variance | compare | report | dashboard`: the toolkit's one command.
 
 Each subcommand takes exactly the options of its `python -m` form (which stay):
     seedwise run ...        = python -m study.run ...
@@ -18,15 +18,16 @@ import json
 import sys
 from pathlib import Path
 
-from analysis.contract import DB_FILE, default_storage
-from study.params import suggest
-
+# Nothing heavy here, nor in the commands' modules until their options are parsed: every
+# `seedwise X --help` prints at once (tests/test_user_imports.py checks what it imports).
 COMMANDS = {"run": "study.run", "tune": "study.tune", "variance": "study.variance", "compare": "analysis.compare",
             "report": "analysis.report"}
 
 
 def storage_of(target: str) -> str:
     """A storage URL as given, or the one a study folder's study.json names (else its study.db)."""
+    from analysis.contract import DB_FILE, default_storage
+
     if "://" in target:
         return target
     folder = Path(target)
@@ -67,6 +68,8 @@ def main(argv: list[str] | None = None) -> int:
     if command == "dashboard":
         return dashboard(rest)
     if command not in COMMANDS:
+        from study.params import suggest
+
         print(f"error: unknown command {command!r}{suggest(command, [*COMMANDS, 'dashboard'])}; "
               f"commands: {', '.join([*COMMANDS, 'dashboard'])}", file=sys.stderr)
         return 2

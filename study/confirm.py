@@ -134,7 +134,7 @@ def best_trials(study: optuna.Study, top_k: int) -> list[optuna.trial.FrozenTria
                       key=lambda t: (-sign * t.value, t.number))  # type: ignore[operator]  # complete: has a value
     if not complete:
         raise UsageError(f"tuning study {study.study_name!r} has no completed trial yet; run "
-                         "`python -m study.tune --trials N` first")
+                         "`seedwise tune --trials N` first")
     chosen = complete[:top_k]
     if len(chosen) < top_k:
         print(f"--top-k {top_k}: only {len(chosen)} completed trial(s); confirming those", file=sys.stderr)
@@ -241,6 +241,6 @@ def run_confirmation(plan: Plan, spec_path: Path, name: str, url: str, *, seeds:
     options = {"seeds": seeds, "results": results, "study": name, "storage": url, **run_options}
     if plan.preset:
         options["preset"] = plan.preset
-    print(f"confirming {what} on seeds 0..{seeds - 1}: python -m study.run --spec {spec_path} " + " ".join(
+    print(f"confirming {what} on seeds 0..{seeds - 1}: seedwise run --spec {spec_path} " + " ".join(
         f"--{k.replace('_', '-')} {v}" for k, v in options.items() if v and k != "set"), file=sys.stderr)
     return run_plan(str(spec_path), **options)

@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 from statistics import median
 
-from analysis.contract import DB_FILE, redact
+from analysis.contract import DB_FILE, default_storage, redact
 from study.dispatch import export
 from study.plan import Plan
 from study.store import RunStore
@@ -29,9 +29,15 @@ def finish(plan: Plan, store: RunStore) -> int:
     if exported:
         print_verdicts(plan.results_dir)
     print(f"\nresults: {plan.results_dir}/ (runs.csv, epochs.csv, {DB_FILE})  "
-          f"report: python -m analysis.report {plan.results_dir}  "
-          f"dashboard: optuna-dashboard --host 127.0.0.1 {redact(store.url)}", file=sys.stderr)
+          f"report: seedwise report {plan.results_dir}  "
+          f"dashboard: {dashboard_command(plan.results_dir, store.url)}", file=sys.stderr)
     return 0 if exported else 1
+
+
+def dashboard_command(results_dir: Path, url: str) -> str:
+    """`seedwise dashboard` on the study's folder (whose study.json or study.db names its
+    storage), or on the storage URL given with --storage (password redacted)."""
+    return f"seedwise dashboard {results_dir if url == default_storage(results_dir) else redact(url)}"
 
 
 def print_verdicts(results_dir: Path) -> None:
@@ -39,7 +45,7 @@ def print_verdicts(results_dir: Path) -> None:
     one arm), one line says why instead of an error that would read as a failed study."""
     from analysis.compare import main as compare_main
 
-    print("\nVerdicts (python -m analysis.compare, every completed seed of the study):")
+    print(f"\nVerdicts (seedwise compare {results_dir}, every completed seed of the study):")
     errors = io.StringIO()
     with contextlib.redirect_stderr(errors):
         code = compare_main([str(results_dir)])

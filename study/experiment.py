@@ -2,8 +2,8 @@
 
 Two forms, named in the spec:
 
-* `experiment = "package.module:function"`: a Python function (the spec file's folder is on
-  `sys.path`) with the contract
+* `experiment = "package.module:function"`: a Python function (its modules are found in the
+  spec file's folder first, seedwise's own packages excepted: study.user_modules) with the contract
 
       def train(config: dict, seed: int, *, report=None, device=None) -> dict
 
@@ -40,12 +40,14 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
-
-import numpy as np
+from typing import TYPE_CHECKING, Any
 
 from analysis.contract import COMPLETE, DIVERGED
 from study.lifeline import TimedOut, command_preexec, kill_tree, run_in_child
+from study.user_modules import check_shadowing, use_folder
+
+if TYPE_CHECKING:  # numpy is imported by the functions that check a run's numbers, not to parse options
+    import numpy as np
 
 ARRAY_KEYS = ("predictions", "labels")
 # A user experiment's runs.csv: arm, seed, status, <its metrics>, then these.
@@ -111,6 +113,12 @@ class Experiment:
     def check(self) -> None:
         """Fail before any run if the function cannot be imported (ExperimentError)."""
         if self.reference:
+            if self.folder:
+                use_folder(self.folder)
+                try:
+                    check_shadowing(self.reference.partition(":")[0], self.folder)
+                except ValueError as e:
+                    raise ExperimentError(f"experiment {self.reference!r}: {e}") from None
             load_function(self.reference, self.folder)
 
     def run(self, config: Mapping[str, Any], seed: int, *, device: str = "cpu",
@@ -139,8 +147,8 @@ def _with_code(outcome: Outcome, folder: str | None) -> Outcome:
 
 def load_function(reference: str, folder: str | None) -> Callable[..., Any]:
     module_name, _, attr = reference.partition(":")
-    if folder and folder not in sys.path:
-        sys.path.insert(0, folder)  # the spec's folder: its experiment module sits beside it
+    if folder:
+        use_folder(folder)  # the spec's folder: its experiment module sits there (never on sys.path)
     try:
         module = importlib.import_module(module_name)
     except Exception as e:  # ImportError, or the module itself raising on import
@@ -153,6 +161,8 @@ def load_function(reference: str, folder: str | None) -> Callable[..., Any]:
 
 
 def _number(key: str, value: Any) -> float:
+    import numpy as np
+
     if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
         raise TypeError(f"metric {key!r} must be a number, got {value!r} ({type(value).__name__})")
     return float(value)
@@ -161,6 +171,8 @@ def _number(key: str, value: Any) -> float:
 def finish(returned: Any, epochs: list[dict[str, Any]], started: float, device: str) -> Outcome:
     """Turn what the experiment returned into an Outcome: numbers checked, arrays kept apart,
     non-finite final metrics = diverged (at the first epoch whose row was non-finite, if any)."""
+    import numpy as np
+
     if not isinstance(returned, Mapping):
         raise TypeError(f"the experiment must return a dict of metrics, got {type(returned).__name__}")
     arrays = {k: np.asarray(returned[k]) for k in ARRAY_KEYS if returned.get(k) is not None}
@@ -196,6 +208,8 @@ def _threads() -> int:
 
 def _reporter(epochs: list[dict[str, Any]], on_report):
     def report(epoch: int, **metrics: float) -> None:
+        import numpy as np
+
         if isinstance(epoch, bool) or not isinstance(epoch, (int, np.integer)):
             raise TypeError(f"report(epoch, ...): epoch must be an integer, got {epoch!r}")
         row = {k: _number(k, v) for k, v in metrics.items()}

@@ -13,8 +13,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from study.notebook.config import PRESETS
-from study.notebook.runner import CUDA_GROUP
+from study.notebook.config import CUDA_GROUP, PRESETS
 from study.plan import UsageError
 from study.spec import StudySpec
 

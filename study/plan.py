@@ -8,6 +8,7 @@ UsageError with one line that names the option.
 from __future__ import annotations
 
 import os
+import re
 import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -110,13 +111,32 @@ def study_description(plan: Plan, url: str) -> dict[str, Any]:
     return description
 
 
-def device_choice(device_arg: str) -> tuple[str, bool]:
+def plan_and_device(spec: str | Path | StudySpec | None, device_arg: str, **plan_options: Any) -> tuple[Plan, str]:
+    """make_plan and device_choice together. The built-in experiment's `auto` preset needs to
+    know about CUDA first; a user experiment's device is asked of torch only if its code imported
+    torch when loaded (a numpy experiment never pays for torch: `auto` is then cpu)."""
+    spec = spec if isinstance(spec, StudySpec) else load_spec(spec)
+    if spec.builtin:
+        device, has_cuda = device_choice(device_arg)
+        return make_plan(spec, has_cuda=has_cuda, **plan_options), device
+    plan = make_plan(spec, has_cuda=False, **plan_options)
+    return plan, device_choice(device_arg, uses_torch="torch" in sys.modules)[0]
+
+
+def device_choice(device_arg: str, uses_torch: bool = True) -> tuple[str, bool]:
     """--device -> (device to train on, whether it is CUDA: the `auto` preset rule needs it).
     A device this machine does not have is bad input (exit 2, nothing stored), not a failed
-    run per planned run on every rerun."""
+    run per planned run on every rerun. Without `uses_torch` (a torch-free user experiment),
+    `auto` is cpu and an explicit device is passed on as written."""
     # Ask NVML rather than the CUDA runtime: a process that initialised CUDA cannot fork children
     # that use it, and with --timeout and --jobs 1 each run is a forked child of this process.
     os.environ.setdefault("PYTORCH_NVML_BASED_CUDA_CHECK", "1")
+    if not uses_torch:
+        if device_arg == "auto":
+            return "cpu", False
+        if not re.fullmatch(r"cpu|cuda(:\d+)?", device_arg):
+            raise UsageError(f"--device {device_arg!r} is not a device; use auto, cpu, cuda or cuda:N")
+        return device_arg, device_arg.startswith("cuda")
     import torch
 
     if device_arg == "auto":

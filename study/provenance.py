@@ -48,10 +48,10 @@ def versions() -> dict[str, str]:
             out[name] = metadata.version(name)
         except metadata.PackageNotFoundError:
             out[name] = "not installed"
-    import torch
-
-    out["cuda"] = torch.version.cuda or "none"
-    out["cudnn"] = str(torch.backends.cudnn.version()) if torch.backends.cudnn.is_available() else "none"
+    torch = sys.modules.get("torch")  # only if the study uses it: a numpy experiment never imports torch
+    if torch is not None:
+        out["cuda"] = torch.version.cuda or "none"
+        out["cudnn"] = str(torch.backends.cudnn.version()) if torch.backends.cudnn.is_available() else "none"
     return out
 
 

@@ -18,31 +18,36 @@ from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from analysis.contract import DB_FILE, default_storage, redact
-from study.console import finish, print_plan
-from study.dispatch import (  # noqa: F401 (groups_of, save_labels: imported from here elsewhere)
-    FailedFast,
-    UserRunner,
-    connect_backend,
-    export,
-    groups_of,
-    interruptible,
-    run_all,
-    save_labels,
-)
-from study.experiment import ExperimentError
-from study.notebook.data import DataError, named_source
-from study.notebook.runner import NotebookRunner
 from study.options import RunOptions, add_run_args, add_study_args, check_options, options
-from study.plan import Plan, UsageError, device_choice, make_plan, study_description
-from study.provenance import check_code
-from study.spec import SpecError, StudySpec
-from study.store import RunStore, StoreError, quiet_optuna, user_tables, write_if_changed
 
 if TYPE_CHECKING:
     from analysis.sequential_plan import SequentialPlan
+    from study.plan import Plan
+    from study.spec import StudySpec
+    from study.store import RunStore
 
-BAD_INPUT = (SpecError, UsageError, DataError, StoreError, ExperimentError)  # exit 2, nothing trained
+# The runner's machinery (optuna, pandas, scipy through the summary; torch for the built-in
+# experiment alone) is imported when a study runs, not to parse options: `--help` stays instant.
+_LAZY = {"groups_of": "study.dispatch", "save_labels": "study.dispatch", "interruptible": "study.dispatch"}
+
+
+def __getattr__(name: str):  # groups_of, save_labels, interruptible: imported from here elsewhere
+    if name not in _LAZY:
+        raise AttributeError(f"module 'study.run' has no attribute {name!r}")
+    import importlib
+
+    return getattr(importlib.import_module(_LAZY[name]), name)
+
+
+def bad_input() -> tuple[type[Exception], ...]:
+    """The errors that mean bad input: exit 2, nothing trained."""
+    from study.experiment import ExperimentError
+    from study.notebook.errors import DataError
+    from study.plan import UsageError
+    from study.spec import SpecError
+    from study.store import StoreError
+
+    return (SpecError, UsageError, DataError, StoreError, ExperimentError)
 
 
 def parse_args(argv: list[str] | None) -> RunOptions:
@@ -56,6 +61,8 @@ def parse_args(argv: list[str] | None) -> RunOptions:
 
 def main(argv: list[str] | None = None) -> int:
     opts = parse_args(argv)
+    from study.dispatch import interruptible
+
     return interruptible(lambda: execute(opts), "runs")
 
 
@@ -63,6 +70,8 @@ def run_plan(spec: str | Path | StudySpec | None = None, **values: Any) -> int:
     """The runner's Python API: `python -m study.run` with its options as keywords (see
     `study.options.RunOptions`). Returns the exit status; bad input raises (SpecError,
     UsageError, StoreError, ExperimentError, ...) instead of printing it and exiting 2."""
+    from study.dispatch import interruptible
+
     opts = options(spec, **values)
     return interruptible(lambda: execute(opts, raise_errors=True), "runs")
 
@@ -70,14 +79,21 @@ def run_plan(spec: str | Path | StudySpec | None = None, **values: Any) -> int:
 def execute(opts: RunOptions, *, raise_errors: bool = False, plans: list[Plan] | None = None) -> int:
     """Plan, then train every run still to do; the exit status. `plans`, when given, gets the
     plan as soon as it is made (study.api reports the study's folder even after Ctrl-C)."""
+    from analysis.contract import DB_FILE, default_storage, redact
+    from study.console import finish, print_plan
+    from study.dispatch import FailedFast, UserRunner, connect_backend, run_all
+    from study.plan import plan_and_device
+    from study.store import quiet_optuna
+
     quiet_optuna()
     try:
         check_options(opts)  # every option's value, then the spec's, before anything is stored
-        device, has_cuda = device_choice(opts.device)
-        plan = make_plan(opts.spec, has_cuda=has_cuda, preset=opts.preset, overrides=opts.set, study=opts.study,
-                         results=opts.results, seeds=opts.seeds, arms=opts.arms)
+        plan, device = plan_and_device(opts.spec, opts.device, preset=opts.preset, overrides=opts.set,
+                                       study=opts.study, results=opts.results, seeds=opts.seeds, arms=opts.arms)
         requested = requested_sequential(plan, opts)
         if plan.experiment is None and not opts.dry_run:
+            from study.notebook.data import named_source
+
             named_source(opts.data)  # a wrong --data or $SEEDWISE_DATA: before the storage, not after
         timeout = run_timeout(plan, opts.timeout)
         if plans is not None:
@@ -102,10 +118,14 @@ def execute(opts: RunOptions, *, raise_errors: bool = False, plans: list[Plan] |
                   f"({plan.results_dir})", file=sys.stderr)
             return finish(plan, store)
         cluster = connect_backend(opts.backend, opts.scheduler)  # before the data: a wrong address fails fast
-        runner = (NotebookRunner(plan, opts, device, threads, jobs) if plan.experiment is None
-                  else UserRunner(plan, device, threads, timeout))
+        if plan.experiment is None:
+            from study.notebook.runner import NotebookRunner  # the built-in experiment: torch
+
+            runner: Any = NotebookRunner(plan, opts, device, threads, jobs)
+        else:
+            runner = UserRunner(plan, device, threads, timeout)
         runner.attrs.update(code_attrs)
-    except BAD_INPUT as e:
+    except bad_input() as e:
         if raise_errors:
             raise
         print(f"error: {e}", file=sys.stderr)
@@ -136,6 +156,8 @@ def execute(opts: RunOptions, *, raise_errors: bool = False, plans: list[Plan] |
 
 def requested_sequential(plan: Plan, opts: RunOptions) -> SequentialPlan | None:
     """--until-decided's plan as asked for (None without it), checked before anything is stored."""
+    from study.plan import UsageError
+
     if not opts.until_decided and plan.spec.sequential is None:
         for name in ("look_every", "max_seeds"):
             if getattr(opts, name) is not None:
@@ -152,6 +174,7 @@ def decide_look_by_look(plan: Plan, store: RunStore, runner, jobs: int, opts: Ru
     """--until-decided: the pre-registered sequential plan, then looks until decided. Returns
     the failed runs and the plan widened to every seed a look may have used (for the summary)."""
     from study import until_decided as ud
+    from study.dispatch import export, run_all
 
     seq, deviations = ud.pre_register(store, requested, opts.replan)
     for d in deviations:
@@ -169,11 +192,15 @@ def checked_code(plan: Plan, store: RunStore, trains: bool, opts: RunOptions) ->
     is exit 2 unless accepted); returns what every run records about the user's code."""
     if plan.experiment is None or not (trains or opts.until_decided or plan.spec.sequential is not None):
         return {}
+    from study.provenance import check_code
+
     return check_code(plan.experiment, store, opts.accept_code_change)
 
 
 def run_timeout(plan: Plan, option: float | None) -> float | None:
     """Seconds a run may take (--timeout, else the spec's `timeout`); None: no limit."""
+    from study.plan import UsageError
+
     timeout = option if option is not None else plan.spec.timeout
     if timeout is None:
         return None
@@ -187,6 +214,8 @@ def run_timeout(plan: Plan, option: float | None) -> float | None:
 
 def open_store(plan: Plan, url: str, storage: str | None) -> RunStore:
     from study.notebook import records
+    from study.plan import study_description
+    from study.store import RunStore, user_tables
 
     return RunStore(plan.results_dir, plan.study_name, plan.identity, plan.spec.arm_names,
                     study_description(plan, url), storage=storage, direction=plan.spec.analysis.direction_of(),
@@ -196,6 +225,9 @@ def open_store(plan: Plan, url: str, storage: str | None) -> RunStore:
 def write_description(plan: Plan, url: str, *, refresh: bool) -> None:
     """study.json: written when missing, and when runs are to be done and it says something new;
     a rerun with nothing to do leaves it byte for byte (a committed study stays clean)."""
+    from study.plan import UsageError, study_description
+    from study.store import write_if_changed
+
     path = plan.results_dir / "study.json"
     try:
         if refresh or not path.exists():

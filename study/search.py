@@ -17,11 +17,11 @@ import optuna
 
 from analysis.contract import DIVERGED, FAILED, INTERRUPTED, PRUNED, config_hash
 from study.claims import worker_id
+from study.notebook.config import GAMMA_RANGE
 from study.plan import UsageError
 
 TUNE_SEED_OFFSET = 100_000  # tuning seed = 100000 + trial number; evaluation seeds are 0..N-1
 LR_RANGE = (1e-3, 1.0)  # the built-in experiment's default space, when its spec has no [tune]
-GAMMA_RANGE = (0.1, 0.9)
 OBJECTIVE = "val_acc"  # the built-in experiment's objective
 
 

@@ -21,9 +21,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
-import numpy as np
-
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # numpy is imported on first use: parsing a command's options never needs it
+    import numpy as np
     import torch
 
 # Fixed stream ids: never renumber, or old results stop being reproducible. "split" draws
@@ -78,6 +77,8 @@ def base_seed(seed: int, stream: str) -> int:
 
 def stream_seed(seed: int, stream: str) -> int:
     """A 63-bit seed for `stream`, statistically independent of the other streams."""
+    import numpy as np
+
     base = base_seed(seed, stream)
     state = np.random.SeedSequence(base, spawn_key=(STREAMS[stream],)).generate_state(1, np.uint64)
     return int(state[0] >> np.uint64(1))  # torch.Generator.manual_seed wants < 2**63
@@ -85,6 +86,8 @@ def stream_seed(seed: int, stream: str) -> int:
 
 def rng(seed: int, stream: str) -> np.random.Generator:
     """A numpy Generator for `stream` of `seed`: the same numbers in every arm and process."""
+    import numpy as np
+
     return np.random.default_rng(stream_seed(seed, stream))
 
 

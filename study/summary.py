@@ -84,6 +84,6 @@ def render(table: pd.DataFrame, baseline: str, metric: str = "test_acc", directi
         fails = r.failed + r.diverged
         lines.append(f"{r.arm:<16}{r.n:>3}{fails:>5}  {ms:<16}{ci:<18}{diff}")
     lines.append("fail: seeds that diverged, or failed with no stored run since (not attempts).")
-    lines.append("Intervals use seed-to-seed variation only; `python -m analysis.report` adds tests, "
+    lines.append("Intervals use seed-to-seed variation only; `seedwise report` adds tests, "
                  "multiple-comparison correction, equivalence and test-set noise.")
     return "\n".join(lines)

@@ -54,7 +54,7 @@ def open_tuning_study(url: str, name: str, attrs: dict[str, Any], sampler, prune
                       direction: str = "maximize") -> optuna.Study:
     storage = open_storage(url)
     if not create and name not in {s.study_name for s in storage.get_all_studies()}:
-        raise UsageError(f"no tuning study {name!r} in {redact(url)}: run `python -m study.tune --trials N` "
+        raise UsageError(f"no tuning study {name!r} in {redact(url)}: run `seedwise tune --trials N` "
                          "with the same options first")
     try:
         study = optuna.create_study(storage=storage, study_name=name, direction=direction, sampler=sampler,  # type: ignore[arg-type]  # a DIRECTIONS value

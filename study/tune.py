@@ -33,42 +33,28 @@ import argparse
 import sys
 import warnings
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import optuna
-from optuna.trial import TrialState
-
-from analysis.contract import TUNING_KIND, default_storage, redact, tuning_study_name
-from study.confirm import confirm, confirm_per_arm
-from study.dispatch import interruptible
-from study.experiment import ExperimentError
-from study.notebook.data import DataError
-from study.notebook.runner import make_objective
+from study.notebook.config import GAMMA_RANGE
 from study.options import add_study_args
-from study.plan import Plan, UsageError, device_choice, make_plan
-from study.search import (  # noqa: F401 (TUNE_SEED_OFFSET, suggest: imported from here elsewhere)
-    GAMMA_RANGE,
-    OBJECTIVE,
-    TUNE_SEED_OFFSET,
-    TrialSeededTPE,
-    config_value,
-    make_pruner,
-    make_user_objective,
-    search_space,
-    suggest,
-)
-from study.spec import SpecError
-from study.store import StoreError, quiet_optuna
-from study.trials import (
-    finished,
-    fmt_params,
-    open_tuning_study,
-    score_text,
-    trial_line,
-    tuning_identity,
-)
+from study.plan import Plan, UsageError, plan_and_device
 
-BAD_INPUT = (SpecError, UsageError, DataError, StoreError, ExperimentError)  # exit 2
+if TYPE_CHECKING:
+    import optuna
+
+# Optuna, the stores and the experiments are imported when tuning starts, not to parse options
+# (`--help` stays instant). Names imported from here elsewhere, on first use:
+_LAZY = {**dict.fromkeys(["OBJECTIVE", "TUNE_SEED_OFFSET", "TrialSeededTPE", "config_value", "make_pruner",
+                          "make_user_objective", "search_space", "suggest"], "study.search"),
+         "make_objective": "study.notebook.runner"}
+
+
+def __getattr__(name: str):
+    if name not in _LAZY:
+        raise AttributeError(f"module 'study.tune' has no attribute {name!r}")
+    import importlib
+
+    return getattr(importlib.import_module(_LAZY[name]), name)
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -124,6 +110,8 @@ class Tuning:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    from study.dispatch import interruptible
+
     return interruptible(lambda: _main(args), "trials")
 
 
@@ -157,14 +145,20 @@ def chosen_arms(args: argparse.Namespace, plan: Plan) -> list[str]:
 
 def prepare(args: argparse.Namespace, arm: str | None = None) -> Tuning:
     """Everything checked and the tuning study opened (created with --trials), before any trial."""
-    import torch
+    import optuna
+    from optuna.trial import TrialState
 
-    device, has_cuda = device_choice(args.device)
+    from analysis.contract import TUNING_KIND, default_storage, tuning_study_name
+    from study.search import OBJECTIVE, TUNE_SEED_OFFSET, TrialSeededTPE, make_pruner, search_space
+    from study.trials import open_tuning_study, tuning_identity
+
     check_counts(args)
     if args.threads is not None:
+        import torch
+
         torch.set_num_threads(args.threads)
-    plan = make_plan(args.spec, has_cuda=has_cuda, preset=args.preset, overrides=args.set, study=args.study,
-                     results=args.results)
+    plan, device = plan_and_device(args.spec, args.device, preset=args.preset, overrides=args.set,
+                                   study=args.study, results=args.results)
     arm = arm or chosen_arms(args, plan)[0]
     config = plan.configs[arm]
     tune = plan.spec.tune
@@ -192,11 +186,15 @@ def prepare(args: argparse.Namespace, arm: str | None = None) -> Tuning:
                                   make_pruner(config), create=args.trials is not None, direction=direction)
     if args.trials is None and not study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
         raise UsageError(f"tuning study {name!r} has no completed trial yet; run "
-                         "`python -m study.tune --trials N` first")
+                         "`seedwise tune --trials N` first")
     return Tuning(plan, arm, config, space, objective, direction, url, study, device)
 
 
 def _main(args: argparse.Namespace) -> int:
+    from study.confirm import confirm, confirm_per_arm
+    from study.run import bad_input
+    from study.store import quiet_optuna
+
     quiet_optuna()
     try:
         first = prepare(args)
@@ -206,7 +204,7 @@ def _main(args: argparse.Namespace) -> int:
             from study.notebook.data import load_cifar10
 
             data = load_cifar10(args.data, args.data_root)
-    except BAD_INPUT as e:
+    except bad_input() as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     code = 0
@@ -217,8 +215,9 @@ def _main(args: argparse.Namespace) -> int:
                 return code
     if not args.confirm:
         return code
-    run_options = {"device": args.device, "data": args.data, "data_root": args.data_root, "set": list(args.set),
-                   "accept_code_change": args.accept_code_change}
+    run_options = {"device": args.device, "set": list(args.set), "accept_code_change": args.accept_code_change}
+    if first.builtin:  # CIFAR-10's source: no option of a user experiment's run
+        run_options.update(data=args.data, data_root=args.data_root)
     try:
         if len(tunings) > 1:
             return max(code, confirm_per_arm(first.plan, {t.arm: t.study for t in tunings}, first.url,
@@ -227,7 +226,7 @@ def _main(args: argparse.Namespace) -> int:
         return max(code, confirm(first.plan, first.arm, first.study, first.url, seeds=args.confirm,
                                  top_k=args.top_k, results=args.results, run_options=run_options,
                                  objective=first.objective))
-    except BAD_INPUT as e:
+    except bad_input() as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
 
@@ -235,6 +234,15 @@ def _main(args: argparse.Namespace) -> int:
 def tune_trials(tuning: Tuning, trials: int, data) -> int:
     """Run trials until the study has `trials` finished ones (with any cooperating workers):
     0 done, 1 a trial failed (recorded; a rerun redoes it), 130 interrupted."""
+    import optuna
+    from optuna.trial import TrialState
+
+    from analysis.contract import redact
+    from study.console import dashboard_command
+    from study.notebook.runner import make_objective
+    from study.search import config_value, make_user_objective
+    from study.trials import finished, fmt_params, score_text, trial_line
+
     study, name, url = tuning.study, tuning.name, tuning.url
     todo = max(0, trials - finished(study))
     if not todo:
@@ -276,7 +284,7 @@ def tune_trials(tuning: Tuning, trials: int, data) -> int:
               f"{score_text(best.value, tuning.objective)}")
     except ValueError:
         print(f"{name}: no completed trial yet", file=sys.stderr)
-    print(f"dashboard: optuna-dashboard --host 127.0.0.1 {redact(url)}", file=sys.stderr)
+    print(f"dashboard: {dashboard_command(plan.results_dir, url)}", file=sys.stderr)
     return 1 if failed else 0
 
 

@@ -30,30 +30,30 @@ import sys
 import warnings
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
-
-import numpy as np
-import pandas as pd
+from typing import TYPE_CHECKING, Any
 
 from analysis import numbers
-from analysis.contract import COMPLETE, DIVERGED, FAILED, read_table, stable_hash
-from analysis.variance import (
+from analysis.contract import (
+    COMPLETE,
+    DIVERGED,
+    FAILED,
     SOURCES,
-    VarianceDecomposition,
-    decompose_variance,
+    read_table,
     seed_column,
-    variance_design,
+    stable_hash,
 )
-from study.dispatch import interruptible
-from study.experiment import ExperimentError
 from study.notebook.config import PER_SEED_SPLIT
-from study.notebook.data import DataError
 from study.options import add_study_args, options
 from study.params import ConfigError, parse_assignment, suggest
 from study.plan import Plan, UsageError, device_choice, resolve_preset
 from study.seeds import RunSeeds
 from study.spec import SpecError, StudySpec, load_spec
-from study.store import StoreError
+
+if TYPE_CHECKING:  # the statistics are imported when the study runs: `--help` stays instant
+    import numpy as np
+    import pandas as pd
+
+    from analysis.variance import VarianceDecomposition
 
 SEED_COLUMNS = [seed_column(s) for s in SOURCES]
 
@@ -149,10 +149,12 @@ def prepare(args: argparse.Namespace) -> VarianceStudy:
     except ConfigError as e:
         raise SpecError(str(e)) from None
     extra, notes = split_option(spec, arm.name, user_set, sources)
-    _, has_cuda = device_choice(args.device)
+    has_cuda = spec.builtin and device_choice(args.device)[1]  # a user experiment's device: study.run's
     preset = resolve_preset(spec, args.preset, has_cuda)
     # The arm alone, as its own baseline: the study's summary and identity are about it only.
     narrowed = replace(spec, arms=(arm,), analysis=replace(spec.analysis, baseline=arm.name), sequential=None)
+    from analysis.variance import variance_design
+
     design = variance_design(args.seeds, sources=sources, replicates=args.replicates)
     name = args.study or study_name(spec, preset, arm.name, args.seeds, sources, args.replicates, user_set)
     return VarianceStudy(narrowed, arm.name, preset, sources, design, run_seeds(design), extra, name, tuple(notes))
@@ -160,6 +162,8 @@ def prepare(args: argparse.Namespace) -> VarianceStudy:
 
 def check_stored(results_dir: Path, study: VarianceStudy) -> None:
     """A stored run whose seeds are not its design row's (another design under this --study) is refused."""
+    import numpy as np
+
     path = results_dir / "runs.csv"
     if not path.exists():
         return
@@ -195,6 +199,8 @@ def run_design(study: VarianceStudy, args: argparse.Namespace):
 def accuracy_scale(values: np.ndarray, correct: np.ndarray) -> bool | None:
     """Is the metric the stored predictions' accuracy in percent (True), as a fraction (False),
     or neither (None: a loss, say, with no test-set component)?"""
+    import numpy as np
+
     acc = correct.mean(axis=1)
     for percent, scale in ((True, 100.0), (False, 1.0)):
         if np.allclose(scale * acc, values, atol=1e-3 * scale):
@@ -204,7 +210,9 @@ def accuracy_scale(values: np.ndarray, correct: np.ndarray) -> bool | None:
 
 def decompose(study: VarianceStudy, results_dir: Path, confidence: float) -> tuple[VarianceDecomposition, dict]:
     """The decomposition of the study's complete runs, and what was left out."""
+
     from analysis.load import load_study
+    from analysis.variance import decompose_variance
 
     runs = read_table(results_dir / "runs.csv")
     metric = study.spec.analysis.metric
@@ -278,10 +286,12 @@ def write_tables(d: VarianceDecomposition, study: VarianceStudy, info: dict, res
 
 
 def _main(args: argparse.Namespace) -> int:
+    from study.run import bad_input
+
     try:
         study = prepare(args)
         code, plan = run_design(study, args)
-    except (SpecError, UsageError, StoreError, ExperimentError, DataError) as e:
+    except bad_input() as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     if code == 130 or plan is None or not (plan.results_dir / "runs.csv").exists():
@@ -300,6 +310,8 @@ def _main(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    from study.dispatch import interruptible
+
     return interruptible(lambda: _main(args), "runs")
 
 

@@ -120,7 +120,7 @@ def test_bad_input_exits_2(tmp_path, capsys):
     assert tune.main([*common, "--trials", "0"]) == 2
     assert "--trials must be a positive integer" in capsys.readouterr().err
     assert tune.main([*common, "--confirm", "2"]) == 2
-    assert "python -m study.tune --trials N" in capsys.readouterr().err
+    assert "seedwise tune --trials N" in capsys.readouterr().err
     assert tune.main(common) == 2
     assert "nothing to do" in capsys.readouterr().err
     assert not list(tmp_path.rglob("selection.json"))

@@ -93,7 +93,7 @@ def test_seeds_go_only_where_the_answer_is_open(study_dir):
     assert record["plan"]["max_seeds"] == 20 and record["plan"]["look_every"] == 5
     assert "sequential: big vs baseline: better" in res.stderr
     # the end of every study.run prints the answer: analysis.compare's verdicts over all seeds
-    assert "Verdicts (python -m analysis.compare" in res.stdout and "verdict: BETTER" in res.stdout
+    assert "Verdicts (seedwise compare" in res.stdout and "verdict: BETTER" in res.stdout
 
     report = subprocess.run([sys.executable, "-m", "analysis.report", str(study_dir / "r" / "seq"), "--out",
                              str(study_dir / "report"), "--no-note"], capture_output=True, text=True,

@@ -19,6 +19,10 @@ from study.seeds import stream_seed
 
 PER_SEED_SPLIT = -1  # `split_seed` value: the train/validation split is drawn per seed
 N_CONVS = 7  # the notebook's ConvNet has seven convolutions
+# Seeds per vmapped step on CUDA: 8 models x batch 100 is ~1.5 GB of bf16 activations at full
+# width, far below one GPU's memory, and the default study's 5 seeds per arm fit in one group.
+CUDA_GROUP = 8
+GAMMA_RANGE = (0.1, 0.9)  # StepLR's gamma, when tuned (study.tune --tune-gamma)
 BN_NAMED = {
     "all": (1, 2, 3, 4, 5, 6),  # the notebook's baseline: BN after every conv but the last
     "none": (),

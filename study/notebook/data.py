@@ -26,15 +26,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from study.notebook.errors import DataError  # noqa: F401 (raised here; imported from here elsewhere)
+
 CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
 N_TRAIN, N_TEST = 50_000, 10_000
 HOW_TO = ("provide CIFAR-10 with --data PATH or $SEEDWISE_DATA (a .tar.gz or folder of an ImageFolder "
           "tree train/<class>/*.jpg + test/<class>/*.jpg, or a folder with torchvision's "
           "cifar-10-batches-py), or let torchvision download it into --data-root when online")
 
-
-class DataError(RuntimeError):
-    """CIFAR-10 could not be found, read or decoded; the message says how to provide it."""
 
 
 @dataclass(frozen=True)

@@ -18,12 +18,9 @@ import optuna
 
 from analysis.contract import COMPLETE, DIVERGED, FAILED
 from study.claims import worker_id
+from study.notebook.config import CUDA_GROUP
 from study.notebook.records import record_run
 from study.worker import failure
-
-# Seeds per vmapped step on CUDA: 8 models x batch 100 is ~1.5 GB of bf16 activations at full
-# width, far below one GPU's memory, and the default study's 5 seeds per arm fit in one group.
-CUDA_GROUP = 8
 
 
 class NotebookRunner:
