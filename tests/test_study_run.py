@@ -154,18 +154,20 @@ def test_signal_then_rerun_keeps_every_finished_run(tmp_path, sig):
     env = {**os.environ, "SEEDWISE_DATA": data_source()}
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     db = None
-    deadline = time.time() + 120
+    deadline = time.time() + 480  # generous: a loaded 2-core CI machine trains a smoke run in ~30 s
     while time.time() < deadline:  # wait until a few runs are stored
         dirs = list(tmp_path.iterdir())
         if dirs and (dirs[0] / "study.db").exists():
             db = dirs[0]
             try:
-                with sqlite3.connect(db / "study.db") as con:
-                    if con.execute("select count(*) from trials").fetchone()[0] >= 2:
-                        break
+                if len(stored_trials(db)) >= 2:
+                    break
             except sqlite3.OperationalError:  # the schema is still being created
                 pass
         time.sleep(0.5)
+    else:
+        proc.kill()
+        pytest.fail(f"two runs were not stored within 480 s: {proc.communicate()[1][-2000:]}")
     proc.send_signal(sig)
     out, err = proc.communicate(timeout=60)
     if sig == signal.SIGKILL:
