@@ -33,8 +33,11 @@ test: install
 	$(PY) -m mypy
 	$(PY) -m pytest
 
+# Every test, the slow ones too (about 40 minutes on 2 cores): what CI runs.
 test-all: install
-	$(PY) -m pytest -m "slow or not slow"
+	$(PY) -m ruff check study analysis tests benchmarks examples
+	$(PY) -m mypy
+	$(PY) -m pytest -m "slow or not slow" --durations=25
 
 lint: install
 	$(PY) -m ruff check study analysis tests benchmarks examples
