@@ -69,11 +69,8 @@ def render(table: pd.DataFrame, baseline: str, metric: str = "test_acc", directi
                 else significant(v, 4, signed=signed, missing="-"))
 
     units = "(percent)" if percent else f"({'lower' if direction == 'minimize' else 'higher'} is better)"
-    lines = [f"{metric} {units} per arm; differences are arm - {baseline} with 95% t intervals",
-             f"{'arm':<16}{'n':>3}{'fail':>5}  {'mean +- sd':<16}{'95% CI':<18}{'diff vs ' + baseline:<28}"]
+    rows = []
     for r in table.itertuples():
-        ms = f"{f(r.mean)} +- {f(r.sd)}"
-        ci = f"[{f(r.ci_low)}, {f(r.ci_high)}]"
         if r.arm == baseline:
             diff = "(baseline)"
         elif np.isnan(r.diff):
@@ -81,8 +78,16 @@ def render(table: pd.DataFrame, baseline: str, metric: str = "test_acc", directi
         else:
             diff = (f"{f(r.diff, True)} [{f(r.diff_low, True)}, {f(r.diff_high, True)}] "
                     f"{r.paired}")
-        fails = r.failed + r.diverged
-        lines.append(f"{r.arm:<16}{r.n:>3}{fails:>5}  {ms:<16}{ci:<18}{diff}")
+        rows.append((r.arm, r.n, r.failed + r.diverged, f"{f(r.mean)} +- {f(r.sd)}",
+                     f"[{f(r.ci_low)}, {f(r.ci_high)}]", diff))
+    # Columns as wide as their widest cell plus two spaces: 4 significant digits can be long.
+    w_arm = max([16, *(len(str(r[0])) + 2 for r in rows)])
+    w_ms = max([16, *(len(r[3]) + 2 for r in rows)])
+    w_ci = max([18, *(len(r[4]) + 2 for r in rows)])
+    lines = [f"{metric} {units} per arm; differences are arm - {baseline} with 95% t intervals",
+             f"{'arm':<{w_arm}}{'n':>3}{'fail':>5}  {'mean +- sd':<{w_ms}}{'95% CI':<{w_ci}}{'diff vs ' + baseline}"]
+    for arm, n, fails, ms, ci, diff in rows:
+        lines.append(f"{arm:<{w_arm}}{n:>3}{fails:>5}  {ms:<{w_ms}}{ci:<{w_ci}}{diff}")
     lines.append("fail: seeds that diverged, or failed with no stored run since (not attempts).")
     lines.append("Intervals use seed-to-seed variation only; `seedwise report` adds tests, "
                  "multiple-comparison correction, equivalence and test-set noise.")
