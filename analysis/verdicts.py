@@ -116,7 +116,7 @@ def _qualifiers(c: Comparison, is_significant: bool) -> str:
     if outcomes is not None and outcomes.sentence:
         out.append(outcomes.sentence)
     if c.primary.method.startswith("degenerate"):
-        out.append(f"Zero variance: {c.primary.reason}.")
+        out.append(f"{c.primary.reason[0].upper()}{c.primary.reason[1:]}.")  # it starts "zero variance: ..."
     if is_significant:
         floor, level = c.sensitivity.min_attainable_p, c.sensitivity.floor_level
         if c.robustness and floor >= level:
