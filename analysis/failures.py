@@ -122,6 +122,8 @@ def why_unjudged(classified: pd.DataFrame, arm: str, plan: MetricPlan) -> str | 
         if counts[kind] == total and n == 0 and kind != "learned":
             what = f"all {total} runs {word}" if total > 1 else f"its only run {word}"
             return what + _how_to_score(kind, plan)
+    if total == n == 1:
+        return "a single run, and a comparison needs 2"
     parts = ", ".join(f"{counts[k]} {w}" for k, w in _KINDS if counts[k])
     unscorable = next((k for k in ("diverged", "not_learned") if counts[k]), "failed")
     return (f"{'no' if n == 0 else 'only 1'} of its {total} runs has a value to compare "

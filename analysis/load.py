@@ -235,7 +235,7 @@ def compare_arms(study: StudyData | pd.DataFrame, *, metric: str | None = None, 
                          f"(arms: {', '.join(wanted) or 'none'})")
     if plan.baseline in unjudged:
         raise ValueError(f"`baseline` {plan.baseline!r} cannot be compared with: "
-                         f"{unjudged[plan.baseline]}; arms with values of {plan.metric}: "
+                         f"{unjudged[plan.baseline]}; arms with two or more values of {plan.metric}: "
                          f"{', '.join(names) or 'none'}")
     if pairs == "baseline":
         compared = [(a, plan.baseline) for a in names if a != plan.baseline]
