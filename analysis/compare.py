@@ -88,7 +88,7 @@ def single_run(args) -> int:
 
 
 def from_study(args) -> int:
-    from .load import compare_arms, family_frame, load_study
+    from .load import compare_arms, family_frame, family_records, load_study
 
     study = load_study(args.source[0])
     with warnings.catch_warnings(record=True) as caught:
@@ -99,11 +99,14 @@ def from_study(args) -> int:
     plan = family.plan
     assert plan is not None  # compare_arms always records the plan it used
     frame = family_frame(family, plan.metric)
+    said = set(family.skipped)  # the comparisons not judged have their own lines below
     for message in dict.fromkeys(str(w.message) for w in caught):
+        if message in said:
+            continue
         if message != plan.mixed_units or args.json:  # else printed above the verdicts it voids
             print(f"warning: {message}", file=sys.stderr)
     if args.json:
-        for row in frame.to_dict(orient="records"):
+        for row in family_records(family, plan.metric):
             print(json.dumps(row))
         return 0
     better = better_words(plan.direction)
@@ -111,6 +114,7 @@ def from_study(args) -> int:
               else "chance unknown: only divergence counts as failure")
     print(f"{study.name}: {plan.metric} ({better}; {chance}; mean over "
           f"{'all runs' if plan.population == 'all' else 'runs that learned'}), {family.correction}")
+    print(f"Family: {family.size_text()}.")
     if plan.mixed_units:
         print(f"\nMIXED UNITS, these verdicts do not hold: {plan.mixed_units}")
     for row in frame.itertuples():
@@ -121,8 +125,8 @@ def from_study(args) -> int:
         print(f"  {row.test}: p = {significant(row.p_value)}, Holm-adjusted p = "
               f"{significant(row.p_adjusted)}")
         print(f"  verdict: {row.verdict.upper()}: {row.verdict_reason}")
-    for skipped in family.skipped:
-        print(f"\n{skipped}")
+    for n in family.not_judged:
+        print(f"\n{n.arm} - {n.baseline}: not judged\n  verdict: NOT JUDGED: {n.reason}")
     return 0
 
 

@@ -103,6 +103,43 @@ def mixes(classified: pd.DataFrame, arm: str, population: str) -> bool:
     return "learned" in kinds and bool(kinds & set(FAILURE_OUTCOMES))
 
 
+_KINDS = (("failed", "failed"), ("diverged", "diverged"), ("not_learned", "did not learn"),
+          ("learned", "learned"), ("other", "have another status"))
+
+
+def why_unjudged(classified: pd.DataFrame, arm: str, plan: MetricPlan) -> str | None:
+    """Why `arm` cannot be compared under `plan` (too few values to score), or None when it
+    can. The reason names the runs' outcomes and what would make them judgeable."""
+    sel = classified[classified["arm"] == arm]
+    n = len(scored(classified, arm, plan.population))
+    if n >= 2:
+        return None
+    if sel.empty:
+        return "no run of it in the runs table"
+    counts = {k: int((sel["outcome"] == k).sum()) for k, _ in _KINDS}
+    total = len(sel)
+    for kind, word in _KINDS:  # every run has the same outcome: say it in those words
+        if counts[kind] == total and n == 0 and kind != "learned":
+            what = f"all {total} runs {word}" if total > 1 else f"its only run {word}"
+            return what + _how_to_score(kind, plan)
+    if total == n == 1:
+        return "a single run, and a comparison needs 2"
+    parts = ", ".join(f"{counts[k]} {w}" for k, w in _KINDS if counts[k])
+    unscorable = next((k for k in ("diverged", "not_learned") if counts[k]), "failed")
+    return (f"{'no' if n == 0 else 'only 1'} of its {total} runs has a value to compare "
+            f"({parts}); a comparison needs 2" + _how_to_score(unscorable, plan))
+
+
+def _how_to_score(kind: str, plan: MetricPlan) -> str:
+    """What would let runs of this outcome count in the mean comparison."""
+    if kind == "diverged" and plan.population == "all" and plan.chance is None:
+        return (": no chance level to judge them against; declare `chance` (analysis.chance "
+                "in study.json, or --chance)")
+    if kind in FAILURE_OUTCOMES and plan.population == "learned":
+        return ": the mean over runs that learned has nothing to average (--failures all scores them)"
+    return ""
+
+
 @dataclass(frozen=True)
 class ArmOutcomes:
     arm: str

@@ -31,6 +31,19 @@ if TYPE_CHECKING:  # for annotations only: plan needs pandas, which family does 
     from .plan import MetricPlan
 
 
+@dataclass(frozen=True)
+class NotJudged:
+    """A planned comparison that could not be made, and why: it gets no verdict and no place
+    in the Holm family (docs/statistics.md, "Arms that cannot be judged")."""
+
+    arm: str
+    baseline: str
+    reason: str
+
+    def __str__(self) -> str:
+        return f"{self.arm} vs {self.baseline}: not judged: {self.reason}"
+
+
 @dataclass(frozen=True, kw_only=True)
 class Family:
     """Comparisons whose verdicts were corrected together.
@@ -45,12 +58,30 @@ class Family:
     alpha: float
     margin: float
     correction: str
-    skipped: tuple[str, ...] = ()  # comparisons that could not be made, with the reason
+    not_judged: tuple[NotJudged, ...] = ()  # planned comparisons that could not be made
     plan: MetricPlan | None = None  # when made from a study
     outcomes: object | None = None  # the classified runs (`analysis.failures.classify`)
 
     def __len__(self) -> int:
         return len(self.comparisons)
+
+    @property
+    def skipped(self) -> tuple[str, ...]:
+        """The comparisons not judged, each with its reason, as one line of text."""
+        return tuple(map(str, self.not_judged))
+
+    @property
+    def planned(self) -> int:
+        """Comparisons the family was asked for: judged plus not judged."""
+        return len(self.comparisons) + len(self.not_judged)
+
+    def size_text(self) -> str:
+        """How many of the planned comparisons were judged, and which family Holm ran over."""
+        m = len(self.comparisons)
+        if not self.not_judged:
+            return f"{m} of {m} comparisons judged"
+        return (f"{m} of {self.planned} comparisons judged; Holm over the {m} judged, "
+                f"{len(self.not_judged)} not judged (no test, no verdict)")
 
     def get(self, arm: str, baseline: str | None = None) -> Comparison:
         """The comparison ``arm - baseline`` (``baseline`` defaults to the family's)."""
@@ -72,6 +103,7 @@ def compare_family(
     pairs: str = "baseline",
     direction: str = "maximize",
     exact_arms: Sequence[str] = (),
+    unjudged: Mapping[str, str] | None = None,
     **compare_kwargs,
 ) -> Family:
     """Compare several arms and set Holm-corrected verdicts.
@@ -96,11 +128,15 @@ def compare_family(
         Arms whose values mix runs that learned with runs that did not: a comparison
         involving one uses the exact permutation test as its primary test (`compare`'s
         ``exact``), since a bimodal sample breaks the t-test's normality.
+    unjudged : mapping arm -> reason
+        Arms known not to be judgeable (e.g. every run failed): each of their comparisons is
+        listed in ``Family.not_judged`` with the reason, and no test is run for it.
     **compare_kwargs
         Passed to `compare` (confidence, power, n_resamples, robustness).
 
-    A comparison with too few values (an arm with a single run) is left out and named in
-    ``Family.skipped`` with a warning; the others are corrected among themselves.
+    A comparison with too few values (an arm with a single run) is not judged either: it is
+    named in ``Family.not_judged`` with a warning; the others are corrected among themselves
+    (m = the judged comparisons; ``Family.size_text`` says how many of how many).
 
     Notes
     -----
@@ -117,8 +153,14 @@ def compare_family(
     """
     paired = check_bool(paired, "paired")
     alpha = check_probability(alpha, "alpha")
-    todo, what = _planned_pairs(arms, baseline, pairs)
-    raw, skipped = [], []
+    planned, what = _planned_pairs(arms, baseline, pairs)
+    unjudged = dict(unjudged or {})
+    skipped = [NotJudged(a, b, unjudged[a] if a in unjudged else unjudged[b])
+               for a, b in planned if a in unjudged or b in unjudged]
+    todo = [(a, b) for a, b in planned if a not in unjudged and b not in unjudged]
+    raw = []
+    # One stream per judgeable comparison: an unjudgeable arm leaves the others' draws as they
+    # were without it.
     for (a, b), stream in zip(todo, as_rng(rng).spawn(len(todo)), strict=True):
         va, vb, pair_ok = _pair_values(arms[a], arms[b], paired)
         try:
@@ -127,24 +169,29 @@ def compare_family(
                         exact=a in exact_arms or b in exact_arms,
                         plan_alpha=alpha / len(todo), **compare_kwargs)
         except TooFewValues as exc:  # one degenerate arm must not take down the others
-            skipped.append(f"{a} vs {b}: not compared: {exc}")
-            warnings.warn(skipped[-1], stacklevel=2)
+            skipped.append(NotJudged(a, b, str(exc)))
             continue
         except ValueError as exc:  # say which arms; compare() calls them `arm`/`baseline`
             raise ValueError(f"comparing arm {a!r} with {b!r}: {exc}") from exc
         raw.append(replace(c, unpaired_fallback=paired and not pair_ok))
+    order = {pair: i for i, pair in enumerate(planned)}
+    skipped.sort(key=lambda n: order[(n.arm, n.baseline)])
+    for n in skipped:  # never dropped silently, for callers that only read `comparisons`
+        warnings.warn(str(n), stacklevel=2)
     if not raw:
-        raise TooFewValues("no comparison could be made: " + "; ".join(skipped))
+        raise TooFewValues("no comparison could be judged: " + "; ".join(map(str, skipped)))
     done = _holm_judged(raw, alpha=alpha, margin=margin, planned=len(todo))
     m = len(done)
+    judged = (what if not skipped else f"{m} judged of {what}; not judged: "
+              + ", ".join(f"{n.arm} vs {n.baseline}" for n in skipped))
     correction = (
         f"Holm over the {m} primary-test p-values "
-        f"({what}); TOST equivalence p-values Holm-adjusted as a separate family of {m}; "
+        f"({judged}); TOST equivalence p-values Holm-adjusted as a separate family of {m}; "
         f"familywise error <= {alpha:g} within each family; confidence intervals unadjusted"
     )
     return Family(comparisons=tuple(done), pairs=pairs, baseline=baseline,
                   paired=all(c.paired for c in done), alpha=alpha, margin=margin,
-                  correction=correction, skipped=tuple(skipped))
+                  correction=correction, not_judged=tuple(skipped))
 
 
 def _planned_pairs(arms, baseline: str | None, pairs: str) -> tuple[list[tuple[str, str]], str]:

@@ -22,7 +22,7 @@ import pandas as pd
 
 from .contract import COMPLETE, DB_FILE, FAILED, default_storage, read_table
 from .describe import describe
-from .failures import classify, compare_outcomes, mixes, scored
+from .failures import classify, compare_outcomes, mixes, scored, why_unjudged
 from .family import Family, compare_family
 from .plan import MetricPlan, check_runs, check_scale, resolve_plan
 from .power import seeds_needed
@@ -222,13 +222,21 @@ def compare_arms(study: StudyData | pd.DataFrame, *, metric: str | None = None, 
         warnings.warn(f"{len(other)} run(s) with status {', '.join(sorted(set(other['status'])))} "
                       "(not complete, failed or diverged) are not analysed", stacklevel=2)
     present = list(dict.fromkeys([*study.arms(), *classified["arm"]]))
-    series = {a: scored(classified, a, plan.population) for a in arms or present}
-    names = [a for a in (arms or present) if len(series[a])]
-    if plan.baseline not in names:
-        raise ValueError(f"`baseline` {plan.baseline!r} has no runs with a value of "
-                         f"{plan.metric}; arms with values: {', '.join(names) or 'none'}")
-    if len(names) < 2:
-        raise ValueError(f"only one arm ({plan.baseline}) has values of {plan.metric}: nothing to compare")
+    wanted = arms or present
+    series = {a: scored(classified, a, plan.population) for a in wanted}
+    # Every arm stays in the family: one that cannot be judged is listed with why, not dropped.
+    unjudged = {a: why for a in wanted if (why := why_unjudged(classified, a, plan))}
+    names = [a for a in wanted if a not in unjudged]
+    if len(wanted) < 2:
+        raise ValueError(f"only one arm ({', '.join(wanted) or 'none'}) in the runs table: "
+                         "nothing to compare")
+    if plan.baseline not in wanted:
+        raise ValueError(f"`baseline` {plan.baseline!r} is not an arm of the study "
+                         f"(arms: {', '.join(wanted) or 'none'})")
+    if plan.baseline in unjudged:
+        raise ValueError(f"`baseline` {plan.baseline!r} cannot be compared with: "
+                         f"{unjudged[plan.baseline]}; arms with two or more values of {plan.metric}: "
+                         f"{', '.join(names) or 'none'}")
     if pairs == "baseline":
         compared = [(a, plan.baseline) for a in names if a != plan.baseline]
     else:
@@ -243,9 +251,11 @@ def compare_arms(study: StudyData | pd.DataFrame, *, metric: str | None = None, 
                           f"because these arms have no value for them: {missing}", stacklevel=2)
     values = {a: dict(zip(series[a].index.tolist(), series[a].tolist(), strict=True)) for a in names}
     mixed = [a for a in names if mixes(classified, a, plan.population)]
-    fam = compare_family(values, plan.baseline, paired=True, rng=rng, alpha=plan.alpha,
-                         margin=plan.margin, pairs=pairs, direction=plan.direction,
-                         exact_arms=mixed, **compare_kwargs)
+    values.update({a: {} for a in unjudged})
+    fam = compare_family({a: values[a] for a in wanted}, plan.baseline, paired=True, rng=rng,
+                         alpha=plan.alpha, margin=plan.margin, pairs=pairs,
+                         direction=plan.direction, exact_arms=mixed, unjudged=unjudged,
+                         **compare_kwargs)
     outcomes = compare_outcomes(classified, [(c.arm_name, c.baseline_name)
                                                 for c in fam.comparisons], plan)
     units = (plan.mixed_units,) if plan.mixed_units else ()  # every verdict carries it (--json notes)
@@ -294,6 +304,22 @@ def family_frame(family: Family, metric: str = "test_acc") -> pd.DataFrame:
             **_outcome_fields(c.outcomes),
         })
     return pd.DataFrame(rows)
+
+
+def family_records(family: Family, metric: str = "test_acc") -> list[dict]:
+    """Every planned comparison of the family, judged or not, as the `--json` objects: the
+    `family_frame` rows, then one per comparison not judged (verdict "not judged", its
+    reason, no statistics); each with the family's size, judged of planned."""
+    size = {"family_judged": len(family.comparisons), "family_planned": family.planned}
+    rows = [{**r, "judged": True, **size}
+            for r in family_frame(family, metric).to_dict(orient="records")]
+    columns = list(rows[0]) if rows else ["arm", "baseline", "metric", "verdict", "verdict_reason"]
+    for n in family.not_judged:
+        blank = dict.fromkeys(columns)
+        rows.append({**blank, "arm": n.arm, "baseline": n.baseline, "metric": metric,
+                     "verdict": "not judged", "verdict_reason": n.reason, "notes": [],
+                     "judged": False, **size})
+    return rows
 
 
 def _outcome_fields(o) -> dict:

@@ -19,6 +19,13 @@ One place owns these rules so the CLI, `compare_arms` and the report agree:
   two arms "equivalent" (accuracies given as fractions with the default 0.5-point margin).
   Both are errors, not warnings, because the verdict they lead to would be wrong, and the
   fix (rescale, or pass ``--margin`` in the metric's units) is one flag away.
+* **Infinities and overflow.** A complete run's value of infinity in the metric's *good*
+  direction (+inf where higher is better) is an error: it is neither an infinitely good run
+  nor, silently, a diverged one. In the bad direction it is a run that blew up (a loss of
+  +inf: "diverged"), except on a bounded scale: an ``*_acc`` percentage is never infinite,
+  so any infinity there is out of [0, 100]. Finite values beyond 1e150 in size are an error
+  too: their squared deviations overflow double precision (1.8e308) and every statistic
+  would come out infinite.
 * **Chance.** ``analysis.chance`` (metric units) if given; else, for ``*_acc`` metrics, 100
   divided by the number of classes in the study's test_labels.npy; else unknown.
 * **The runs table.** Needs ``arm``, ``seed`` and the metric; ``status`` is optional (absent:
@@ -192,6 +199,7 @@ def check_scale(values: pd.Series, plan: MetricPlan) -> MetricPlan:
     plan back, with a chance level derived from the classes rescaled when an ``*_acc``
     metric is given as fractions with a margin in the same units, and a note when the
     values mix fractions and percent (`mixed_units`)."""
+    check_magnitude(values, plan)
     v = values[np.isfinite(values.to_numpy(dtype=float))]
     if v.empty:
         return plan
@@ -214,6 +222,40 @@ def check_scale(values: pd.Series, plan: MetricPlan) -> MetricPlan:
                        notes=(*plan.notes, f"`{plan.metric}` is given as fractions in [0, 1], "
                               "not percent; the margin is read in the same units"))
     return plan
+
+
+OVERFLOW = 1e150  # beyond this, (x - mean)^2 overflows a double (max ~1.8e308)
+
+
+def check_magnitude(values: pd.Series, plan: MetricPlan) -> None:
+    """Reject infinities that cannot mean "diverged" and values too large to square (module
+    docstring); `values` are complete runs' values, indexed by their row in the table."""
+    x = values.to_numpy(dtype=float)
+    good = np.inf * directions.sign(plan.direction)
+    where = {"+inf" if good > 0 else "-inf": x == good} if not plan.percent else {
+        "+inf": x == np.inf, "-inf": x == -np.inf}
+    for text, mask in where.items():
+        if mask.any():
+            why = ("a percentage in seedwise (*_acc) lies in [0, 100]" if plan.percent else
+                   f"where {directions.better_words(plan.direction)}, that would be an infinitely "
+                   "good run, and it is not marked diverged")
+            raise ValueError(f"`{plan.metric}` is {text} in complete run(s) at row(s) "
+                             f"{_index_rows(values, mask)}: {why}; record a run that blew up "
+                             "with an empty value or status `diverged`, or fix the value")
+    big = np.isfinite(x) & (np.abs(x) > OVERFLOW)
+    if big.any():
+        largest = float(np.abs(x[big]).max())
+        raise ValueError(f"`{plan.metric}` has values as large as {largest:.3g} (row(s) "
+                         f"{_index_rows(values, big)}): beyond {OVERFLOW:.0e} their squared "
+                         "deviations overflow double precision and no statistic can be "
+                         f"computed; rescale the column (e.g. divide it by {largest / 1e3:.0e})")
+
+
+def _index_rows(values: pd.Series, mask: np.ndarray) -> str:
+    """Row numbers as a spreadsheet shows them, from the index of a subset of the table."""
+    rows = [str(int(i) + 2) if isinstance(i, int | np.integer) else str(i)
+            for i in values.index[mask]]
+    return ", ".join(rows[:6]) + ("…" if len(rows) > 6 else "")
 
 
 def mixed_units(values: np.ndarray, metric: str) -> str | None:

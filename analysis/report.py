@@ -117,6 +117,8 @@ def _note(rep: Report, analysis: StudyAnalysis) -> str:
     df, caption = rep.tables["results"]
     verdicts = [f"**{c.arm_name}: {c.verdict.label}.** {c.verdict.reason}"
                 for c in analysis.family.comparisons] if analysis.family is not None else []
+    verdicts += [f"**{a}: not judged.** {why}" for a, why in analysis.unjudged.items()
+                 if a != analysis.plan.baseline]
     return note_text(to_markdown(df), caption, verdicts, name=analysis.study.name,
                      flags=rep.integrity.get("flags", ()))
 

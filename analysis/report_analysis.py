@@ -16,7 +16,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 import pandas as pd
 
-from .failures import noise_tolerance, scored
+from .failures import noise_tolerance, why_unjudged
 from .family import Family
 from .figures import arm_palette
 from .integrity import integrity_checks, outcome_flags
@@ -38,7 +38,7 @@ class StudyAnalysis:
     plan: MetricPlan
     arms: list[str]
     analysable: list[str]  # arms with at least two scored runs
-    skipped: list[str]  # the others: not compared
+    unjudged: dict[str, str]  # the others, each with why it cannot be compared
     summary: pd.DataFrame  # `arm_frame`: one row per arm
     family: Family | None  # every analysable arm against the baseline
     family_all: Family | None  # all pairs, from three analysable arms on
@@ -90,10 +90,12 @@ def analyse(study: StudyData, *, rng=0, plan: Mapping | None = None) -> StudyAna
     arms = study.arms()
     notes: list[str] = list(mplan.notes)
     summary = arm_frame(study, plan=mplan) if arms else pd.DataFrame(columns=SUMMARY_COLUMNS)
-    analysable = [a for a in arms if len(scored(classified, a, mplan.population)) >= 2]
+    unjudged = {a: why for a in arms if (why := why_unjudged(classified, a, mplan))}
+    analysable = [a for a in arms if a not in unjudged]
     fam = fam_all = None
+    # Every arm goes to the family, so its Holm text names the comparisons not judged.
     kw = {"metric": mplan.metric, "baseline": mplan.baseline, "alpha": mplan.alpha,
-          "margin": mplan.margin, "rng": rng, "arms": analysable, "direction": mplan.direction,
+          "margin": mplan.margin, "rng": rng, "arms": arms, "direction": mplan.direction,
           "chance": mplan.chance, "failures": mplan.population}
     if mplan.baseline in analysable and len(analysable) >= 2:
         fam, raised = _compare(study, **kw)
@@ -108,7 +110,7 @@ def analyse(study: StudyData, *, rng=0, plan: Mapping | None = None) -> StudyAna
              if mplan.metric == "test_acc" else None)
     return StudyAnalysis(
         study=study, plan=mplan, arms=arms, analysable=analysable,
-        skipped=[a for a in arms if a not in analysable], summary=summary, family=fam,
+        unjudged=unjudged, summary=summary, family=fam,
         family_all=fam_all,
         frame=family_frame(fam, mplan.metric) if fam else pd.DataFrame(columns=COMPARISON_COLUMNS),
         frame_all=family_frame(fam_all, mplan.metric) if fam_all else None,

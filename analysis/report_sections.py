@@ -175,9 +175,9 @@ def _no_comparison_text(analysis: StudyAnalysis) -> str | None:
                 "to add runs, then rerun this report.")
     if analysis.family is None:
         baseline = analysis.plan.baseline
-        why = (f"the baseline `{baseline}` has fewer than two complete runs"
-               if baseline not in analysis.analysable else
-               "only one arm has at least two complete runs")
+        why = (f"the baseline `{baseline}` cannot be compared with: "
+               f"{analysis.unjudged[baseline]}" if baseline in analysis.unjudged else
+               "only one arm has at least two runs with a value")
         return f"No comparisons: {why}. Per-arm summaries only."
     return None
 
@@ -189,6 +189,9 @@ def results_section(rep: Report, analysis: StudyAnalysis) -> None:
     rep.add(Heading("2. Results"))
     results = results_table(analysis.summary, analysis.frame, baseline=plan.baseline,
                             alpha=plan.alpha)
+    if "verdict" in results:
+        results.loc[results["arm"].isin([a for a in analysis.unjudged if a != plan.baseline]),
+                    "verdict"] = "not judged"
     caption = (f"{metric_label(plan.metric).capitalize()} per arm: n runs in the mean, mean and "
                f"95% t interval over seeds; difference from `{plan.baseline}` with its 95% CI "
                f"({test_name}, unadjusted), effect size, {test_name} p and Holm-adjusted p "
@@ -210,12 +213,16 @@ def results_section(rep: Report, analysis: StudyAnalysis) -> None:
         rep.add(Para("*n in Δ*: the seeds behind each difference, where fewer than the arm's "
                      "complete runs: a paired comparison uses only the seeds both of its arms "
                      "completed (see the notes under Methods)."))
-    if fam is not None:
-        rep.add(Bullets(tuple(f"**`{c.arm_name}`: {c.verdict.label}.** {c.verdict.reason}"
-                              for c in fam.comparisons)))
-    if analysis.skipped:
-        rep.add(Para("Not compared (fewer than two runs with a value): "
-                     + code_list(analysis.skipped) + "."))
+    verdicts = [f"**`{c.arm_name}`: {c.verdict.label}.** {c.verdict.reason}"
+                for c in (fam.comparisons if fam is not None else ())]
+    if analysis.unjudged:  # every arm keeps its line: one that cannot be judged says why
+        unjudged = {a: why for a, why in analysis.unjudged.items() if a != plan.baseline}
+        verdicts += [f"**`{a}`: not judged.** {why[0].upper()}{why[1:]}."
+                     for a, why in unjudged.items()]
+        if fam is not None:
+            verdicts.append(f"**Family:** {fam.size_text()}.")
+    if verdicts:
+        rep.add(Bullets(tuple(verdicts)))
     fail_text, fail_table = failures_paragraph(analysis)
     rep.add(Para(fail_text))
     if fail_table is not None:

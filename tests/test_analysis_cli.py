@@ -18,7 +18,9 @@ JSON_KEYS = ["arm", "baseline", "metric", "n_arm", "n_baseline", "paired", "mean
              # issue 12: direction, pairing fallback and failure rates of each comparison
              "direction", "unpaired_fallback", "population", "failures_arm", "runs_arm",
              "failures_baseline", "runs_baseline", "failure_p", "failure_p_adjusted",
-             "diff_other_population"]
+             "diff_other_population",
+             # issue 23: every planned comparison has an object, judged or not, with the family size
+             "judged", "family_judged", "family_planned"]
 
 
 @pytest.fixture

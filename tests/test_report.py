@@ -251,7 +251,8 @@ def test_degenerate_studies(tmp_path):
                       failed=[("baseline", 0), ("baseline", 1)])
     out = tmp_path / "c_out"
     assert main([str(path), "--out", str(out), "--no-note", "--dpi", "40"]) == 0
-    assert "fewer than two complete runs" in (out / "report.md").read_text()
+    assert ("the baseline `baseline` cannot be compared with: only 1 of its 3 runs has a value"
+            in (out / "report.md").read_text())
     # no runs at all yet (header-only runs.csv)
     path = make_study(tmp_path / "d", {"baseline": {}, "x": {"width": 8}}, seeds=[])
     out = tmp_path / "d_out"

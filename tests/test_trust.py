@@ -195,7 +195,7 @@ def test_one_single_seed_arm_does_not_take_down_the_family(tmp_path):
     rows = paired_rows({"baseline": 0.0, "up": 2.0, "solo": 0.0})
     rows = [r for r in rows if r["arm"] != "solo" or r["seed"] == 0]
     path = write(tmp_path / "s", rows).parent
-    with pytest.warns(UserWarning, match="solo vs baseline: not compared"):
+    with pytest.warns(UserWarning, match="solo vs baseline: not judged"):
         fam = compare_arms(load_study(path))
     assert [c.arm_name for c in fam.comparisons] == ["up"] and len(fam.skipped) == 1
     assert fam.get("up").verdict.label is VerdictLabel.BETTER
