@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import warnings
 from dataclasses import dataclass
 from typing import Any
@@ -10,6 +11,27 @@ import numpy as np
 from scipy import stats
 
 from ._checks import as_rng, check_count, check_probability, clean_1d, note
+
+
+def t_interval(values, confidence: float = 0.95) -> tuple[float, float, float] | None:
+    """(mean, low, high) of the t interval for the mean of the finite `values`; None without data.
+
+    The one owner of this interval: `describe`, the report's figures and the end-of-study
+    summary all call it. One value gives ``(x, nan, nan)``; zero variance collapses the
+    interval to the mean (scipy would give NaN).
+    """
+    x = np.asarray(values, dtype=float)
+    x = x[np.isfinite(x)]
+    if x.size == 0:
+        return None
+    mean = float(x.mean())
+    if x.size == 1:
+        return mean, math.nan, math.nan
+    sd = float(x.std(ddof=1))
+    if sd == 0:
+        return mean, mean, mean
+    half = float(stats.t.ppf(0.5 + confidence / 2, x.size - 1)) * sd / math.sqrt(x.size)
+    return mean, mean - half, mean + half
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -102,7 +124,7 @@ def describe(
             notes=tuple(notes),
         )
 
-    ci_low, ci_high = stats.t.interval(confidence, n - 1, loc=mean, scale=sd / np.sqrt(n))
+    _, ci_low, ci_high = t_interval(x, confidence)  # type: ignore[misc]  # n >= 2 here
     boot_low, boot_high = _bootstrap_mean(x, confidence, n_boot, boot_method, as_rng(rng), notes)
     if n < 5:
         notes.append(

@@ -11,15 +11,8 @@ import pandas as pd
 from scipy import stats
 
 from analysis.contract import COMPLETE, DIVERGED, FAILED
+from analysis.describe import t_interval
 from analysis.numbers import number, significant
-
-
-def t_interval(values: np.ndarray, confidence: float = 0.95) -> tuple[float, float] | None:
-    values = np.asarray(values, dtype=float)
-    if len(values) < 2:
-        return None
-    half = stats.t.ppf(0.5 + confidence / 2, len(values) - 1) * values.std(ddof=1) / np.sqrt(len(values))
-    return float(values.mean() - half), float(values.mean() + half)
 
 
 def summarize(runs: pd.DataFrame, arms: list[str], baseline: str, metric: str = "test_acc") -> pd.DataFrame:
@@ -34,19 +27,19 @@ def summarize(runs: pd.DataFrame, arms: list[str], baseline: str, metric: str = 
     for arm in arms:
         sel = runs[runs["arm"] == arm]
         vals = ok[ok["arm"] == arm].set_index("seed")[metric]
-        ci = t_interval(vals.to_numpy())
+        ci = t_interval(vals.to_numpy())  # (mean, low, high)
         failed = set(sel.loc[sel["status"] == FAILED, "seed"]) - set(sel.loc[sel["status"] != FAILED, "seed"])
         row = {"arm": arm, "n": len(vals), "failed": len(failed),
                "diverged": int((sel["status"] == DIVERGED).sum()),
                "mean": vals.mean() if len(vals) else np.nan,
                "sd": vals.std(ddof=1) if len(vals) > 1 else np.nan,
-               "ci_low": ci[0] if ci else np.nan, "ci_high": ci[1] if ci else np.nan,
+               "ci_low": ci[1] if ci else np.nan, "ci_high": ci[2] if ci else np.nan,
                "diff": np.nan, "diff_low": np.nan, "diff_high": np.nan, "paired": ""}
         if arm != baseline and len(vals) and len(base):
             common = vals.index.intersection(base.index)
             if len(common) >= 2:  # paired: the difference per seed, then a t interval of it
                 d = (vals[common] - base[common]).to_numpy()
-                dci, row["paired"] = t_interval(d), f"paired, n={len(common)}"
+                dci, row["paired"] = t_interval(d)[1:], f"paired, n={len(common)}"  # type: ignore[index]
                 row["diff"] = d.mean()
             elif len(vals) >= 2 and len(base) >= 2:  # Welch interval for unpaired arms
                 res = stats.ttest_ind(vals, base, equal_var=False)

@@ -8,7 +8,6 @@ figure is an ordinary object that the garbage collector frees.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 
 import numpy as np
@@ -16,7 +15,8 @@ import pandas as pd
 import seaborn as sns
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
-from scipy import stats
+
+from ..describe import t_interval  # noqa: F401  (re-exported: the figures draw it)
 
 METRIC_LABELS = {
     "test_acc": "test accuracy (%)",
@@ -51,25 +51,6 @@ def arm_palette(arms: Sequence[str]) -> dict[str, tuple[float, float, float]]:
     colors = (sns.color_palette("colorblind", len(arms)) if len(arms) <= 10
               else sns.color_palette("husl", len(arms)))
     return dict(zip(arms, colors, strict=True))
-
-
-def t_interval(values, confidence: float = CONFIDENCE) -> tuple[float, float, float] | None:
-    """(mean, low, high) of the t interval for the mean; None without data.
-
-    One value gives ``(x, nan, nan)``; zero variance collapses the interval to the mean.
-    """
-    x = np.asarray(values, dtype=float)
-    x = x[np.isfinite(x)]
-    if x.size == 0:
-        return None
-    mean = float(x.mean())
-    if x.size == 1:
-        return mean, math.nan, math.nan
-    sd = float(x.std(ddof=1))
-    if sd == 0:
-        return mean, mean, mean
-    half = float(stats.t.ppf(0.5 + confidence / 2, x.size - 1)) * sd / math.sqrt(x.size)
-    return mean, mean - half, mean + half
 
 
 def arm_order(arms: Sequence[str] | None, present: Sequence[str]) -> list[str]:
