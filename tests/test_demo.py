@@ -76,3 +76,22 @@ def test_make_demo_trains_runs_verdicts_and_a_report(tmp_path):
     # Verdicts twice: the from-scratch study's, then the committed built-in study's.
     assert (res.stdout + res.stderr).count("Verdicts (seedwise compare") == 2
     assert "verdict: WORSE: no_momentum is worse than baseline" in res.stdout + res.stderr
+
+
+def test_the_readme_spec_is_the_shipped_example():
+    """The README's spec is examples/digits/spec.toml, shortened: every key it shows is the file's."""
+    readme = (ROOT / "README.md").read_text()
+    shown = tomllib.loads(re.search(r"```toml\n(.*?)```", readme, re.S).group(1))
+    shipped = tomllib.loads(DIGITS.read_text())
+
+    def differ(part: dict, whole: dict, where: str = "") -> list[str]:
+        out = []
+        for key, value in part.items():
+            if isinstance(value, dict) and isinstance(whole.get(key), dict):
+                out += differ(value, whole[key], f"{where}{key}.")
+            elif whole.get(key) != value:
+                out.append(f"{where}{key} = {value!r} (the file: {whole.get(key)!r})")
+        return out
+
+    assert shown["experiment"] == shipped["experiment"] and shown["base"] == shipped["base"]
+    assert not differ(shown, shipped), differ(shown, shipped)
