@@ -41,3 +41,36 @@ def test_relative_links_resolve(doc):
 def test_the_link_check_sees_links():
     """The check would pass vacuously if the pattern matched nothing."""
     assert "docs/statistics.md" in links(ROOT / "README.md")
+
+
+def architecture_map() -> set[str]:
+    """The modules docs/architecture.md's tables name, as paths from the repository root.
+
+    A section's heading names its package (`study/`); a row's first cell names modules of it
+    (`a.py`, `b.py`) or a subpackage (`figures/`), whose modules that row's text names."""
+    named: set[str] = set()
+    package = None
+    for line in FENCE.sub("", (ROOT / "docs" / "architecture.md").read_text()).splitlines():
+        heading = re.match(r"^#+ `([\w/]+/)`", line)
+        if line.startswith("#"):
+            package = heading.group(1) if heading else None
+        elif package and line.startswith("| `"):
+            first, rest = line.split("|")[1], "|".join(line.split("|")[2:])
+            for name in re.findall(r"`([\w./]+)`", first):
+                if name.endswith("/"):
+                    named.add(package + name)
+                    named.update(package + name + m for m in re.findall(r"`(\w+\.py)`", rest))
+                else:
+                    named.add(package + name)
+    return named
+
+
+def test_architecture_map_names_every_module_and_only_modules_that_exist():
+    named = architecture_map()
+    assert "analysis/comparison.py" in named and "study/notebook/train.py" in named
+    missing = sorted(p for p in named if not (ROOT / p).exists())
+    modules = {str(p.relative_to(ROOT)) for pkg in ("study", "analysis")
+               for p in (ROOT / pkg).rglob("*.py") if p.name not in ("__init__.py", "__main__.py")}
+    unmapped = sorted(modules - named)
+    assert not missing, f"docs/architecture.md names modules that do not exist: {missing}"
+    assert not unmapped, f"modules missing from docs/architecture.md's map: {unmapped}"
