@@ -18,7 +18,7 @@ from study.notebook.data import test_indices as scored_indices
 from study.notebook.runner import split_groups
 from study.seeds import RunSeeds, generator, rng, seed_columns, stream_seed, stream_seeds
 from study.spec import load_spec
-from study.variance import main
+from study.variance import declared_deterministic, main
 
 DIGITS = Path(__file__).resolve().parents[1] / "examples" / "digits" / "spec.toml"
 
@@ -213,5 +213,38 @@ def test_variance_command_on_the_builtin_experiment(cifar, tmp_path, capsys, one
         "init": 2, "order": 1, "augment": 1, "split": 1, "all": 2}
     meta = json.loads((study / "study.json").read_text())
     assert meta["arms"]["baseline"]["config"]["split_seed"] == PER_SEED_SPLIT
-    assert list(pd.read_csv(study / "variance.csv")["source"]) == ["init", "order", "augment", "split", "all", "test"]
-    assert "Variance of test_acc, arm baseline" in out
+    # one CPU thread, every run alone: bit-deterministic, so the residual is the test noise alone
+    assert list(pd.read_csv(study / "variance.csv")["source"]) == [
+        "init", "order", "augment", "split", "all", "residual", "test"]
+    assert "Variance of test_acc, arm baseline" in out and "nondeterminism taken as 0" in out
+
+
+@pytest.mark.parametrize(("change", "deterministic"), [
+    ({}, True),
+    ({"device": ["cpu: x", "cuda: H100"]}, False),  # a GPU's kernels may not repeat
+    ({"threads": [1, 2]}, False),  # the summation order can depend on the thread count
+    ({"group": [np.nan, "0 1"]}, False),  # vmapped with others: another rounding than alone
+])
+def test_determinism_is_declared_only_for_lone_cpu_runs_at_one_thread_count(change, deterministic):
+    runs = pd.DataFrame({"device": ["cpu: x", "cpu: x"], "threads": [1, 1], "group": [np.nan, np.nan]})
+    assert declared_deterministic(runs.assign(**change), builtin=True)[0] is deterministic
+    assert declared_deterministic(runs, builtin=False)[0] is False  # a user experiment: unknown
+
+
+def test_the_report_still_reads_a_record_written_before_net_components(tmp_path):
+    """An old variance.json (no net, no additivity) keeps its table and says what its raw
+    sum of shares is not."""
+    from analysis.report_blocks import Report
+    from analysis.variance_report import variance_section, variance_table
+
+    old = {"study": "s", "arm": "baseline", "metric": "test_acc", "k": 5, "sources": ["init", "order"],
+           "confidence": 0.95, "sum_of_shares": 1.98, "complete": 15, "diverged": 0, "failed": 0,
+           "components": [{"source": s, "n_runs": 5, "variance": 1.0, "ci_low": 0.4, "ci_high": 8.0, "sd": 1.0,
+                           "share": 0.5, "share_low": 0.1, "share_high": 4.0, "test_noise": 0.1}
+                          for s in ("init", "order")]}
+    assert "net [CI]" not in variance_table(old).columns
+    (tmp_path / "variance.json").write_text(json.dumps(old))
+    rep = Report(study="s", title="s")
+    variance_section(rep, tmp_path)
+    text = " ".join(getattr(b, "text", "") for b in rep.blocks)
+    assert "says nothing about additivity" in text and "not additive" not in text
