@@ -389,6 +389,24 @@ def _net(by_source: list[Component], all_c: Component, nondet: Component | None,
     return [fill(c) for c in by_source], fill(all_c), residual, found.total, found.bounds
 
 
+def declared_deterministic(runs: pd.DataFrame, builtin: bool) -> tuple[bool, str]:
+    """Are these runs bit-deterministic at fixed seeds, so that a repeat of any run would score
+    the same (nondeterminism 0 without replicates)? Only the built-in engine on a CPU, every
+    run alone (not vmapped with others) at one thread count: tests/test_train_exact.py pins
+    its results bit for bit there. Anything else: unknown (a GPU's kernels, or a user
+    experiment, may not repeat), and a study should run --replicates to measure it."""
+    if not builtin:
+        return False, "a user experiment's determinism is unknown"
+    if not {"device", "threads", "group"} <= set(runs.columns) or runs["device"].isna().any():
+        return False, "the runs do not record their device, threads and grouping: nondeterminism unknown"
+    on_cpu = runs["device"].astype(str).str.startswith("cpu").all()
+    grouped = (runs["group"].notna() & runs["group"].astype(str).str.strip().ne("")).any()
+    if on_cpu and runs["threads"].nunique(dropna=False) == 1 and not grouped:
+        return True, ("nondeterminism taken as 0: every run trained alone on a CPU at one thread count, "
+                      "where training at fixed seeds is bit-deterministic (tests/test_train_exact.py)")
+    return False, "runs not all trained alone on a CPU at one thread count: nondeterminism unknown"
+
+
 def _test_component(values, correct, n_test, all_c, confidence, percent) -> Component | None:
     if correct is not None:
         n_test = correct.shape[1]

@@ -208,29 +208,11 @@ def accuracy_scale(values: np.ndarray, correct: np.ndarray) -> bool | None:
     return None
 
 
-def declared_deterministic(runs: pd.DataFrame, builtin: bool) -> tuple[bool, str]:
-    """Are these runs bit-deterministic at fixed seeds, so that a repeat of any run would score
-    the same (nondeterminism 0 without replicates)? Only the built-in engine on a CPU, every
-    run alone (not vmapped with others) at one thread count: tests/test_train_exact.py pins
-    its results bit for bit there. Anything else: unknown (a GPU's kernels, or a user
-    experiment, may not repeat), and a study should run --replicates to measure it."""
-    if not builtin:
-        return False, "a user experiment's determinism is unknown"
-    if not {"device", "threads", "group"} <= set(runs.columns) or runs["device"].isna().any():
-        return False, "the runs do not record their device, threads and grouping: nondeterminism unknown"
-    on_cpu = runs["device"].astype(str).str.startswith("cpu").all()
-    grouped = (runs["group"].notna() & runs["group"].astype(str).str.strip().ne("")).any()
-    if on_cpu and runs["threads"].nunique(dropna=False) == 1 and not grouped:
-        return True, ("nondeterminism taken as 0: every run trained alone on a CPU at one thread count, "
-                      "where training at fixed seeds is bit-deterministic (tests/test_train_exact.py)")
-    return False, "runs not all trained alone on a CPU at one thread count: nondeterminism unknown"
-
-
 def decompose(study: VarianceStudy, results_dir: Path, confidence: float) -> tuple[VarianceDecomposition, dict]:
     """The decomposition of the study's complete runs, and what was left out."""
 
     from analysis.load import load_study
-    from analysis.variance import NONE, decompose_variance
+    from analysis.variance import NONE, declared_deterministic, decompose_variance
 
     runs = read_table(results_dir / "runs.csv")
     metric = study.spec.analysis.metric

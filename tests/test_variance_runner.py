@@ -11,14 +11,14 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from analysis.variance import variance_design
+from analysis.variance import declared_deterministic, variance_design
 from study.notebook.config import PER_SEED_SPLIT, Config, RunConfig, apply_overrides
 from study.notebook.data import split_indices
 from study.notebook.data import test_indices as scored_indices
 from study.notebook.runner import split_groups
 from study.seeds import RunSeeds, generator, rng, seed_columns, stream_seed, stream_seeds
 from study.spec import load_spec
-from study.variance import declared_deterministic, main
+from study.variance import main
 
 DIGITS = Path(__file__).resolve().parents[1] / "examples" / "digits" / "spec.toml"
 
