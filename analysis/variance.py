@@ -174,7 +174,13 @@ class VarianceDecomposition:
     @property
     def additivity(self) -> str:
         """What the sum of shares' interval says about additivity, in words."""
-        return additivity_reading(self.shares_total)
+        if self.bounds:
+            why = "the residual is unknown (no replicate runs, determinism not declared)"
+        elif not self.all_sources.variance:
+            why = "no usable all-sources variance"
+        else:
+            why = f"the all-sources group has {self.all_sources.n_runs} runs, and a share needs at least 4"
+        return additivity_reading(self.shares_total, why)
 
     def frame(self) -> pd.DataFrame:
         """One row per component (the tidy form a report or the runner prints)."""

@@ -152,10 +152,11 @@ def net_components(groups: Mapping[str, GroupStats], all_group: GroupStats | Non
     return NetComponents(net=net, share=share, residual=residual, total=total, bounds=bounds, notes=tuple(notes))
 
 
-def additivity_reading(total: Interval | None) -> str:
-    """What the sum of shares says about additivity, from its interval only."""
+def additivity_reading(total: Interval | None, why_missing: str = "") -> str:
+    """What the sum of shares says about additivity, from its interval only (`why_missing`:
+    why there is no sum, when `total` is None)."""
     if total is None:
-        return "not checked: the residual is unknown"
+        return f"not checked: {why_missing or 'no sum of shares'}"
     level = f"{100 * total.confidence:g}%"
     if total.low > 1:
         return (f"above 100% (its {level} interval excludes 100%): the sources interact, "

@@ -353,4 +353,5 @@ def test_three_runs_in_the_all_group_give_no_share():
     with pytest.warns(DegenerateDataWarning, match="needs at least 4"):
         d = decompose_variance(runs, deterministic=True)
     assert all(c.share is None for c in d.sources) and d.sum_of_shares is None
+    assert d.additivity == "not checked: the all-sources group has 3 runs, and a share needs at least 4"
     assert d.component("init").net is not None  # the components themselves are still given

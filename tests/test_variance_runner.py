@@ -217,6 +217,7 @@ def test_variance_command_on_the_builtin_experiment(cifar, tmp_path, capsys, one
     assert list(pd.read_csv(study / "variance.csv")["source"]) == [
         "init", "order", "augment", "split", "all", "residual", "test"]
     assert "Variance of test_acc, arm baseline" in out and "nondeterminism taken as 0" in out
+    assert "sum of shares (sources + residual): - (not checked" in out  # k = 2: no share
 
 
 @pytest.mark.parametrize(("change", "deterministic"), [
