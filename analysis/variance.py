@@ -340,7 +340,7 @@ def decompose_variance(runs: pd.DataFrame, *, metric: str = "test_acc",
             note(f"group {name!r} has {len(vals)} run(s); its variance needs at least 2", cnotes)
             return Component(source=name, n_runs=len(vals), variance=None, ci=None, notes=tuple(cnotes))
         ci = variance_ci(vals, confidence)
-        if ci.estimate == 0:
+        if ci.estimate == 0 and name != NONE:  # identical replicates are bit-determinism, not a fault
             note(f"group {name!r}: all {len(vals)} runs scored the same; check that its seeds "
                  f"reach the runs (a source that truly has no effect also looks like this)", cnotes)
         noise = None if corr is None else _pairwise_test_noise(corr, scale)
