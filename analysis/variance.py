@@ -208,15 +208,6 @@ def variance_ci(values: np.ndarray, confidence: float) -> Interval:
                     method=f"chi-square interval, {k - 1} df (assumes normal scores)")
 
 
-def ratio_ci(num: np.ndarray, den: np.ndarray, confidence: float) -> Interval:
-    """F interval for sigma2_num / sigma2_den from two independent normal samples."""
-    r = float(np.var(num, ddof=1) / np.var(den, ddof=1))
-    d1, d2, a = len(num) - 1, len(den) - 1, 1 - confidence
-    return Interval(estimate=r, low=r / stats.f.ppf(1 - a / 2, d1, d2),
-                    high=r / stats.f.ppf(a / 2, d1, d2), confidence=confidence,
-                    method=f"F interval, ({d1}, {d2}) df (assumes normal scores)")
-
-
 def _groups(runs: pd.DataFrame, sources: tuple[str, ...], ref: dict[str, int]) -> np.ndarray:
     """Each run's group, read from which of its seeds differ from the reference."""
     varied = np.column_stack([runs[seed_column(s)].to_numpy() != ref[s] for s in sources])

@@ -183,6 +183,28 @@ def test_a_design_over_some_sources_decomposes_over_those(tmp_path, capsys, one_
     assert table.loc[table["source"] != "test", "n_runs"].tolist() == [2] * 3
 
 
+@pytest.mark.slow  # 22 digits runs
+def test_replicates_measure_the_residual_end_to_end(tmp_path, capsys, one_thread):
+    """With --replicates the nondeterminism is measured (0 here: the MLP repeats bit for bit on a
+    CPU), and the printout, variance.csv/json and the report all carry the sum of shares."""
+    assert run_variance(tmp_path, "--seeds", "4", "--replicates", "2") == 0
+    out = capsys.readouterr().out
+    (study,) = tmp_path.iterdir()
+    table = pd.read_csv(study / "variance.csv")
+    assert list(table["source"]) == ["init", "order", "augment", "split", "all", "residual", "none", "test"]
+    assert table.set_index("source").loc["none", "variance"] == 0  # identical replicates
+    doc = json.loads((study / "variance.json").read_text())
+    assert not doc["net_is_upper_bound"] and doc["sum_of_shares_ci"] is not None
+    shown = f"{100 * doc['sum_of_shares']:.0f}%"
+    assert f"sum of shares (sources + residual): {shown}" in out
+    from analysis.load import load_study
+    from analysis.report import build_report
+    from analysis.report_render import render_markdown
+
+    text = render_markdown(build_report(load_study(study)))
+    assert "The replicate runs measured the nondeterminism" in text and doc["additivity"] in text
+
+
 @pytest.mark.parametrize(("args", "names"), [
     (["--arm", "nope"], "unknown arm 'nope'"),
     (["--arm", "dropout", "--sources", "init,weather"], "--sources: unknown source 'weather'"),
