@@ -31,7 +31,13 @@ from .sequential_report import read_record
 from .testset import mcnemar_exact, single_run_gap
 from .tuning import selection_rows
 from .tuning_report import fixed_lr_counterpart
-from .variance import SOURCES, VarianceDecomposition, decompose_variance, seed_column
+from .variance import (
+    SOURCES,
+    VarianceDecomposition,
+    declared_deterministic,
+    decompose_variance,
+    seed_column,
+)
 
 # What the course notebook printed and did (its outputs and code), not results of ours.
 NOTEBOOK: dict[str, Any] = {"bn_sched": 75.49, "bn_nosched": 74.87, "nobn": 74.08, "n_test": 10_000,
@@ -174,8 +180,14 @@ def same_config_noise(prefix: str, study: StudyData, arm: str, gap: float) -> di
 
 def variance_numbers(prefix: str, d: VarianceDecomposition) -> dict[str, str]:
     """Placeholders for a variance decomposition: per component its sd, variance with CI,
-    run count and share (percent of the all-sources variance; "test": of all + test)."""
-    out = {f"{prefix}.sum_of_shares": _f(100 * d.sum_of_shares, 0) + "%" if d.sum_of_shares is not None else "n/a",
+    net component with CI, run count and share (percent of the all-sources variance, small-k
+    bias removed; "test": of all + test); the sum of shares with its interval and what it
+    says about additivity."""
+    total = d.shares_total
+    out = {f"{prefix}.sum_of_shares": _f(100 * total.estimate, 0) + "%" if total is not None else "n/a",
+           f"{prefix}.sum_of_shares_ci": (f"[{_f(100 * total.low, 0)}%, {_f(100 * total.high, 0)}%]"
+                                          if total is not None else "n/a"),
+           f"{prefix}.additivity": d.additivity,
            f"{prefix}.ci_level": f"{100 * d.confidence:g}%"}
     for c in d.components():
         k = f"{prefix}.{c.source}"
@@ -183,12 +195,14 @@ def variance_numbers(prefix: str, d: VarianceDecomposition) -> dict[str, str]:
         out[f"{k}.sd"] = _f(c.sd)
         out[f"{k}.var"] = _f(c.variance)
         out[f"{k}.ci"] = f"[{_f(c.ci.low)}, {_f(c.ci.high)}]" if c.ci else "n/a"
+        out[f"{k}.net"] = _f(c.net) if c.net is not None else "n/a"
+        out[f"{k}.net_ci"] = f"[{_f(c.net_ci.low)}, {_f(c.net_ci.high)}]" if c.net_ci else "n/a"
         out[f"{k}.share"] = _f(100 * c.share, 0) + "%" if c.share is not None else "n/a"
         out[f"{k}.share_ci"] = (f"[{_f(100 * c.share_ci.low, 0)}%, {_f(100 * c.share_ci.high, 0)}%]"
                                 if c.share_ci else "n/a")
         if c.test_noise is not None:
             out[f"{k}.test_noise"] = _f(c.test_noise)
-    ranked = sorted((c for c in d.sources if c.variance is not None), key=lambda c: -c.variance)  # type: ignore[operator]  # not None: filtered
+    ranked = sorted((c for c in d.sources if c.net is not None), key=lambda c: -c.net)  # type: ignore[operator]  # not None: filtered
     if ranked:
         out[f"{prefix}.largest"] = ranked[0].source
     return out
@@ -205,9 +219,11 @@ def variance_study_numbers(prefix: str, study: StudyData) -> dict[str, str]:
     n_test = next((c["test_size"] for c in configs if "test_size" in c), None)
     arms = set(ok["arm"])
     correct = study.correct_rows(arms.pop(), [int(s) for s in ok["seed"]]) if len(arms) == 1 else None
+    deterministic, _ = declared_deterministic(ok, builtin=True)  # the paper's studies are the built-in engine's
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        numbers = variance_numbers(prefix, decompose_variance(ok, reference=0, correct=correct, n_test=n_test))
+        numbers = variance_numbers(prefix, decompose_variance(ok, reference=0, correct=correct, n_test=n_test,
+                                                              deterministic=deterministic))
     return {**numbers, f"{prefix}.n_runs": str(len(ok)),
             f"{prefix}.device": ", ".join(sorted(set(ok["device"].dropna()))) if "device" in ok else "n/a",
             f"{prefix}.precision": ", ".join(sorted(set(ok["precision"].dropna()))) if "precision" in ok else "n/a"}

@@ -10,21 +10,21 @@ measure numerical nondeterminism (GPU kernels), which every other group contains
 
 Estimate. In each group every run has its own level of the varied factor, so the group is a
 one-way random-effects layout with one observation per level: the sample variance s^2 of
-its k scores is the usual ANOVA (method-of-moments) estimate of that factor's variance
-component, plus the nondeterminism variance, which one observation per level cannot
-separate (Searle, Casella & McCulloch 1992, "Variance Components", ch. 3). The confidence
-interval is the chi-square interval (k-1)s^2 / chi2_{1-a/2, k-1} .. (k-1)s^2 / chi2_{a/2, k-1}:
-exact when the scores are normal, and at the k of 5-20 runs one can afford it is the better
-choice: a bootstrap of a variance from 10 values undercovers badly (its resamples have at
-most 10 distinct values, and the bootstrap variance of s^2 is biased low), while the
-chi-square interval's only weakness is heavy tails (excess kurtosis widens the true
-sampling distribution of s^2; a run that diverges is such a tail, and should be reported as
-a divergence rate, not folded into a variance). The share of a source in the all-sources
-variance, sigma2_s / sigma2_all, gets the F interval for a ratio of two independent normal
-variances (the groups use disjoint seeds, so they are independent). Shares need not add up
-to 1: training is chaotic, so perturbing any one source can decorrelate a run almost as
-much as perturbing all of them (Bouthillier et al. observe exactly this); their sum is
-reported, and a sum well above 1 means the sources are not additive.
+its k scores estimates that factor's variance component PLUS the per-run residual (the
+unshared test-set noise below, and numerical nondeterminism), which one observation per
+level cannot separate (Searle, Casella & McCulloch 1992, "Variance Components", ch. 3). The
+confidence interval of s^2 is the chi-square interval (k-1)s^2 / chi2_{1-a/2, k-1} ..
+(k-1)s^2 / chi2_{a/2, k-1}: exact when the scores are normal, and at the k of 5-20 runs one
+can afford it is the better choice: a bootstrap of a variance from 10 values undercovers
+badly (its resamples have at most 10 distinct values, and the bootstrap variance of s^2 is
+biased low), while the chi-square interval's only weakness is heavy tails (excess kurtosis
+widens the true sampling distribution of s^2; a run that diverges is such a tail, and should
+be reported as a divergence rate, not folded into a variance). The residual is then taken
+out of every group (`analysis.variance_components`: the net component, its share of the
+all-sources variance with the small-k bias removed, and the sum of shares, which is 100% for
+additive sources), from the replicate group `none` when the design has one, as 0 when the
+runs are declared bit-deterministic, and otherwise left in (net components are then upper
+bounds and additivity is not checked).
 
 Test set. With a fixed test set of N examples a score is the model's population accuracy
 plus a sampling error. Most of that error is SHARED by all runs (they are scored on the
@@ -55,8 +55,9 @@ from scipy import stats
 from ._checks import check_count, check_probability, note
 from .contract import SOURCES, seed_column
 from .results import Interval
+from .variance_components import GroupStats, additivity_reading, net_components
 
-ALL, NONE, TEST = "all", "none", "test"
+ALL, NONE, TEST, RESIDUAL = "all", "none", "test", "residual"
 
 
 def _check_sources(sources: Sequence[str]) -> tuple[str, ...]:
@@ -116,15 +117,19 @@ def variance_design(k: int, *, reference: int | Mapping[str, int] = 0,
 class Component:
     """One variance component, in the metric's units squared.
 
-    `variance` is None when it cannot be estimated (fewer than 2 runs); `share` is the
-    component over the all-sources variance (for "test": over all-sources + test).
-    `test_noise` is the part of `variance` that comes from the runs' disagreement on the
-    fixed test set (None without per-example correctness)."""
+    `variance` is the group's sample variance (source + per-run residual), None when it
+    cannot be estimated (fewer than 2 runs). `net` is the source's own component, the
+    residual taken out (an upper bound when the decomposition's `bounds` is True). `share`
+    is `net` over the all-sources variance, small-k bias removed (for "test": the binomial
+    term over all-sources + test). `test_noise` is the part of `variance` that comes from
+    the runs' disagreement on the fixed test set (None without per-example correctness)."""
 
     source: str
     n_runs: int
     variance: float | None
     ci: Interval | None
+    net: float | None = None
+    net_ci: Interval | None = None
     share: float | None = None
     share_ci: Interval | None = None
     test_noise: float | None = None
@@ -144,6 +149,10 @@ class VarianceDecomposition:
     all_sources: Component
     test_set: Component | None  # None without `correct` or `n_test`
     nondeterminism: Component | None  # the "none" group, when the design had one
+    residual: Component | None = None  # test noise + nondeterminism of a run; None when unknown
+    shares_total: Interval | None = None  # sum of the sources' and the residual's shares
+    deterministic: bool = False  # declared: nondeterminism is 0 without replicates
+    bounds: bool = True  # nondeterminism unknown: net components are upper bounds
     notes: tuple[str, ...] = ()
 
     def component(self, name: str) -> Component:
@@ -153,14 +162,25 @@ class VarianceDecomposition:
         raise KeyError(f"no component {name!r}; have {', '.join(c.source for c in self.components())}")
 
     def components(self) -> list[Component]:
-        extra = [c for c in (self.nondeterminism, self.test_set) if c is not None]
+        extra = [c for c in (self.residual, self.nondeterminism, self.test_set) if c is not None]
         return [*self.sources, self.all_sources, *extra]
 
     @property
     def sum_of_shares(self) -> float | None:
-        """Sum of the sources' shares: about 1 if they add up, well above 1 if not."""
-        shares = [c.share for c in self.sources if c.share is not None]
-        return float(sum(shares)) if len(shares) == len(self.sources) else None
+        """Sum of the sources' and the residual's shares: 1 for additive sources, above 1
+        when they interact; None when the residual is unknown or k_all <= 3."""
+        return None if self.shares_total is None else self.shares_total.estimate
+
+    @property
+    def additivity(self) -> str:
+        """What the sum of shares' interval says about additivity, in words."""
+        if self.bounds:
+            why = "the residual is unknown (no replicate runs, determinism not declared)"
+        elif not self.all_sources.variance:
+            why = "no usable all-sources variance"
+        else:
+            why = f"the all-sources group has {self.all_sources.n_runs} runs, and a share needs at least 4"
+        return additivity_reading(self.shares_total, why)
 
     def frame(self) -> pd.DataFrame:
         """One row per component (the tidy form a report or the runner prints)."""
@@ -169,9 +189,11 @@ class VarianceDecomposition:
         rows = []
         for c in self.components():
             lo, hi = bounds(c.ci)
+            nlo, nhi = bounds(c.net_ci)
             slo, shi = bounds(c.share_ci)
             rows.append({"source": c.source, "n_runs": c.n_runs, "variance": c.variance,
-                         "ci_low": lo, "ci_high": hi, "sd": c.sd, "share": c.share,
+                         "ci_low": lo, "ci_high": hi, "sd": c.sd, "net": c.net, "net_low": nlo,
+                         "net_high": nhi, "share": c.share,
                          "share_low": slo, "share_high": shi, "test_noise": c.test_noise})
         return pd.DataFrame(rows)
 
@@ -184,15 +206,6 @@ def variance_ci(values: np.ndarray, confidence: float) -> Interval:
     return Interval(estimate=s2, low=(k - 1) * s2 / stats.chi2.ppf(1 - a / 2, k - 1),
                     high=(k - 1) * s2 / stats.chi2.ppf(a / 2, k - 1), confidence=confidence,
                     method=f"chi-square interval, {k - 1} df (assumes normal scores)")
-
-
-def ratio_ci(num: np.ndarray, den: np.ndarray, confidence: float) -> Interval:
-    """F interval for sigma2_num / sigma2_den from two independent normal samples."""
-    r = float(np.var(num, ddof=1) / np.var(den, ddof=1))
-    d1, d2, a = len(num) - 1, len(den) - 1, 1 - confidence
-    return Interval(estimate=r, low=r / stats.f.ppf(1 - a / 2, d1, d2),
-                    high=r / stats.f.ppf(a / 2, d1, d2), confidence=confidence,
-                    method=f"F interval, ({d1}, {d2}) df (assumes normal scores)")
 
 
 def _groups(runs: pd.DataFrame, sources: tuple[str, ...], ref: dict[str, int]) -> np.ndarray:
@@ -267,7 +280,7 @@ def _validate(runs, metric, correct, percent):
 def decompose_variance(runs: pd.DataFrame, *, metric: str = "test_acc",
                        reference: int | Mapping[str, int] | None = None, correct=None,
                        n_test: int | None = None, confidence: float = 0.95,
-                       percent: bool = True) -> VarianceDecomposition:
+                       percent: bool = True, deterministic: bool = False) -> VarianceDecomposition:
     """Variance components of `metric` from the runs of a `variance_design`.
 
     Parameters
@@ -286,6 +299,10 @@ def decompose_variance(runs: pd.DataFrame, *, metric: str = "test_acc",
     n_test : int, optional
         Test-set size, for the test-set component when `correct` is not given (the
         accuracy is then the mean of `metric`).
+    deterministic : bool
+        The runs are bit-deterministic at fixed seeds (CPU training at a fixed thread
+        count), so without a replicate group the nondeterminism is 0, not unknown. A
+        replicate group, when present, is used either way.
     """
     confidence = check_probability(confidence, "confidence")
     sources, correct = _validate(runs, metric, correct, percent)
@@ -314,7 +331,7 @@ def decompose_variance(runs: pd.DataFrame, *, metric: str = "test_acc",
             note(f"group {name!r} has {len(vals)} run(s); its variance needs at least 2", cnotes)
             return Component(source=name, n_runs=len(vals), variance=None, ci=None, notes=tuple(cnotes))
         ci = variance_ci(vals, confidence)
-        if ci.estimate == 0:
+        if ci.estimate == 0 and name != NONE:  # identical replicates are bit-determinism, not a fault
             note(f"group {name!r}: all {len(vals)} runs scored the same; check that its seeds "
                  f"reach the runs (a source that truly has no effect also looks like this)", cnotes)
         noise = None if corr is None else _pairwise_test_noise(corr, scale)
@@ -322,21 +339,69 @@ def decompose_variance(runs: pd.DataFrame, *, metric: str = "test_acc",
                          test_noise=noise, notes=tuple(cnotes))
 
     all_c = component(ALL)
-    all_vals = member(ALL)[0]
-    by_source = []
-    for s in sources:
-        c = component(s)
-        if c.variance is not None and all_c.variance:
-            share = ratio_ci(member(s)[0], all_vals, confidence)
-            c = replace(c, share=share.estimate, share_ci=share)
-        by_source.append(c)
+    by_source = [component(s) for s in sources]
+    nondet = component(NONE) if (groups == NONE).sum() > 1 else None
+    if nondet is None and (groups == NONE).sum() == 1:
+        note("group 'none' has 1 run; the nondeterminism needs at least 2 replicates", notes)
     if all_c.variance is None or all_c.variance == 0:
         note("no usable all-sources variance: shares are not computed", notes)
-    nondet = component(NONE) if (groups == NONE).sum() > 1 else None
+    by_source, all_c, residual, total, bounds = _net(by_source, all_c, nondet, deterministic,
+                                                     confidence, notes)
     test = _test_component(runs[metric].to_numpy(float), correct, n_test, all_c, confidence, percent)
     return VarianceDecomposition(metric=metric, reference=ref, confidence=confidence,
                                  sources=tuple(by_source), all_sources=all_c, test_set=test,
-                                 nondeterminism=nondet, notes=tuple(notes))
+                                 nondeterminism=nondet, residual=residual, shares_total=total,
+                                 deterministic=deterministic, bounds=bounds, notes=tuple(notes))
+
+
+def _stats(c: Component) -> GroupStats | None:
+    if c.variance is None:
+        return None
+    return GroupStats(s2=c.variance, k=c.n_runs, test_noise=c.test_noise or 0.0)
+
+
+def _net(by_source: list[Component], all_c: Component, nondet: Component | None,
+         deterministic: bool, confidence: float, notes: list[str]):
+    """The components with their net variances and shares, the residual row, the sum of
+    shares and whether the nets are upper bounds (analysis.variance_components)."""
+    nd: GroupStats | float | None = (_stats(nondet) if nondet is not None
+                                     else 0.0 if deterministic else None)
+    groups = {c.source: g for c in by_source if (g := _stats(c)) is not None}
+    found = net_components(groups, _stats(all_c), nd, confidence=confidence)
+    for text in found.notes:
+        note(text, notes, stacklevel=4)
+
+    def fill(c: Component) -> Component:
+        net, share = found.net.get(c.source), found.share.get(c.source)
+        return replace(c, net=None if net is None else net.estimate, net_ci=net,
+                       share=None if share is None else share.estimate, share_ci=share)
+
+    residual = None
+    if found.residual is not None:
+        r, share = found.residual, found.share.get(RESIDUAL)
+        ci = r if nondet is not None else None  # without replicates: a plug-in, no interval
+        residual = Component(source=RESIDUAL, n_runs=0 if nondet is None else nondet.n_runs,
+                             variance=r.estimate, ci=ci, net=r.estimate, net_ci=ci,
+                             share=None if share is None else share.estimate, share_ci=share)
+    return [fill(c) for c in by_source], fill(all_c), residual, found.total, found.bounds
+
+
+def declared_deterministic(runs: pd.DataFrame, builtin: bool) -> tuple[bool, str]:
+    """Are these runs bit-deterministic at fixed seeds, so that a repeat of any run would score
+    the same (nondeterminism 0 without replicates)? Only the built-in engine on a CPU, every
+    run alone (not vmapped with others) at one thread count: tests/test_train_exact.py pins
+    its results bit for bit there. Anything else: unknown (a GPU's kernels, or a user
+    experiment, may not repeat), and a study should run --replicates to measure it."""
+    if not builtin:
+        return False, "a user experiment's determinism is unknown"
+    if not {"device", "threads", "group"} <= set(runs.columns) or runs["device"].isna().any():
+        return False, "the runs do not record their device, threads and grouping: nondeterminism unknown"
+    on_cpu = runs["device"].astype(str).str.startswith("cpu").all()
+    grouped = (runs["group"].notna() & runs["group"].astype(str).str.strip().ne("")).any()
+    if on_cpu and runs["threads"].nunique(dropna=False) == 1 and not grouped:
+        return True, ("nondeterminism taken as 0: every run trained alone on a CPU at one thread count, "
+                      "where training at fixed seeds is bit-deterministic (tests/test_train_exact.py)")
+    return False, "runs not all trained alone on a CPU at one thread count: nondeterminism unknown"
 
 
 def _test_component(values, correct, n_test, all_c, confidence, percent) -> Component | None:

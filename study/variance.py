@@ -212,7 +212,7 @@ def decompose(study: VarianceStudy, results_dir: Path, confidence: float) -> tup
     """The decomposition of the study's complete runs, and what was left out."""
 
     from analysis.load import load_study
-    from analysis.variance import decompose_variance
+    from analysis.variance import NONE, declared_deterministic, decompose_variance
 
     runs = read_table(results_dir / "runs.csv")
     metric = study.spec.analysis.metric
@@ -230,10 +230,13 @@ def decompose(study: VarianceStudy, results_dir: Path, confidence: float) -> tup
         if percent is None:
             notes.append(f"{metric} is not the accuracy of the stored predictions: no test-set component")
             correct = None
+    deterministic, why = declared_deterministic(ok, study.spec.builtin)
+    if not (study.design["group"] == NONE).any():  # with replicates, they measure it
+        notes.append(why)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         d = decompose_variance(ok, metric=metric, reference=0, correct=correct, confidence=confidence,
-                               percent=bool(percent))
+                               percent=bool(percent), deterministic=deterministic)
     notes += [str(w.message) for w in caught]
     info = {"runs": int(len(runs)), "complete": int(counts.get(COMPLETE, 0)),
             "diverged": int(counts.get(DIVERGED, 0)), "failed": int(counts.get(FAILED, 0)),
@@ -253,21 +256,21 @@ def render(d: VarianceDecomposition, study: VarianceStudy, info: dict) -> str:
     level = f"{100 * d.confidence:g}%"
     lines = [f"Variance of {d.metric}, arm {study.arm} of {study.name} ({info['complete']} complete runs; "
              f"{level} intervals):",
-             f"{'source':<10}{'runs':>5}{'sd':>8}{'variance':>10}  {level + ' CI':<18}{'share':>6}  "
-             f"{level + ' CI':<14}{'test noise':>10}"]
+             f"{'source':<10}{'runs':>5}{'sd':>8}{'variance':>10}  {level + ' CI':<18}{'net':>8}  "
+             f"{level + ' CI':<18}{'share':>6}  {level + ' CI':<14}{'test noise':>10}"]
     for row in d.frame().to_dict("records"):
         ci = f"[{_num(row['ci_low'])}, {_num(row['ci_high'])}]" if row["ci_low"] is not None else "-"
+        nci = f"[{_num(row['net_low'])}, {_num(row['net_high'])}]" if row["net_low"] is not None else "-"
         sci = f"[{_pct(row['share_low'])}, {_pct(row['share_high'])}]" if row["share_low"] is not None else "-"
-        runs = "-" if row["source"] == "test" else row["n_runs"]  # a binomial term, not runs
+        runs = "-" if row["source"] in ("test", "residual") and not row["n_runs"] else row["n_runs"]
         lines.append(f"{row['source']:<10}{runs:>5}{_num(row['sd']):>8}{_num(row['variance']):>10}  "
-                     f"{ci:<18}{_pct(row['share']):>6}  {sci:<14}{_num(row['test_noise']):>10}")
-    lines.append("share: of the all-sources variance (test: of all-sources + test set); "
-                 "test noise: the part of a group's variance from the runs' disagreement on the fixed test set")
-    if d.sum_of_shares is not None:
-        verdict = ("well above 100%: the sources are not additive, one perturbed source decorrelates a run"
-                   if d.sum_of_shares > 1.5 else "about 100%: the sources add up" if d.sum_of_shares > 0.67 else
-                   "well below 100%: the sources do not add up, or the all-sources group varied more by chance")
-        lines.append(f"sum of the sources' shares: {_pct(d.sum_of_shares)} ({verdict})")
+                     f"{ci:<18}{_num(row['net']):>8}  {nci:<18}{_pct(row['share']):>6}  {sci:<14}"
+                     f"{_num(row['test_noise']):>10}")
+    lines.append("net: the group's variance minus the per-run residual (test noise" +
+                  (" + nondeterminism); an UPPER BOUND here: nondeterminism unknown" if d.bounds else
+                   " + nondeterminism)") + "; share: net over the all-sources variance, small-k bias "
+                  "removed (test: of all-sources + test set)")
+    lines.append(f"sum of shares (sources + residual): {_sum_text(d)}")
     if info["diverged"] or info["failed"]:
         lines.append(f"left out: {info['diverged']} diverged and {info['failed']} failed run(s) "
                      "(a divergence is an outcome of the recipe: report its rate beside this table)")
@@ -275,12 +278,22 @@ def render(d: VarianceDecomposition, study: VarianceStudy, info: dict) -> str:
     return "\n".join(lines)
 
 
+def _sum_text(d: VarianceDecomposition) -> str:
+    t = d.shares_total
+    if t is None:
+        return f"- ({d.additivity})"
+    return f"{_pct(t.estimate)} [{_pct(t.low)}, {_pct(t.high)}]; 100% if the sources are additive: {d.additivity}"
+
+
 def write_tables(d: VarianceDecomposition, study: VarianceStudy, info: dict, results_dir: Path) -> None:
     frame = d.frame()
     frame.to_csv(results_dir / "variance.csv", index=False)
     doc = {"study": study.name, "arm": study.arm, "metric": d.metric, "k": int((study.design["group"] == "all").sum()),
            "sources": list(study.sources), "reference": d.reference, "confidence": d.confidence,
-           "sum_of_shares": d.sum_of_shares, **info,
+           "sum_of_shares": d.sum_of_shares,
+           "sum_of_shares_ci": None if d.shares_total is None else [d.shares_total.low, d.shares_total.high],
+           "additivity": d.additivity, "deterministic": d.deterministic, "net_is_upper_bound": d.bounds,
+           **info,
            "components": json.loads(frame.to_json(orient="records"))}
     (results_dir / "variance.json").write_text(json.dumps(doc, indent=2) + "\n")
 

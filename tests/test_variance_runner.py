@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from analysis.variance import variance_design
+from analysis.variance import declared_deterministic, variance_design
 from study.notebook.config import PER_SEED_SPLIT, Config, RunConfig, apply_overrides
 from study.notebook.data import split_indices
 from study.notebook.data import test_indices as scored_indices
@@ -183,6 +183,28 @@ def test_a_design_over_some_sources_decomposes_over_those(tmp_path, capsys, one_
     assert table.loc[table["source"] != "test", "n_runs"].tolist() == [2] * 3
 
 
+@pytest.mark.slow  # 22 digits runs
+def test_replicates_measure_the_residual_end_to_end(tmp_path, capsys, one_thread):
+    """With --replicates the nondeterminism is measured (0 here: the MLP repeats bit for bit on a
+    CPU), and the printout, variance.csv/json and the report all carry the sum of shares."""
+    assert run_variance(tmp_path, "--seeds", "4", "--replicates", "2") == 0
+    out = capsys.readouterr().out
+    (study,) = tmp_path.iterdir()
+    table = pd.read_csv(study / "variance.csv")
+    assert list(table["source"]) == ["init", "order", "augment", "split", "all", "residual", "none", "test"]
+    assert table.set_index("source").loc["none", "variance"] == 0  # identical replicates
+    doc = json.loads((study / "variance.json").read_text())
+    assert not doc["net_is_upper_bound"] and doc["sum_of_shares_ci"] is not None
+    shown = f"{100 * doc['sum_of_shares']:.0f}%"
+    assert f"sum of shares (sources + residual): {shown}" in out
+    from analysis.load import load_study
+    from analysis.report import build_report
+    from analysis.report_render import render_markdown
+
+    text = render_markdown(build_report(load_study(study)))
+    assert "The replicate runs measured the nondeterminism" in text and doc["additivity"] in text
+
+
 @pytest.mark.parametrize(("args", "names"), [
     (["--arm", "nope"], "unknown arm 'nope'"),
     (["--arm", "dropout", "--sources", "init,weather"], "--sources: unknown source 'weather'"),
@@ -213,5 +235,39 @@ def test_variance_command_on_the_builtin_experiment(cifar, tmp_path, capsys, one
         "init": 2, "order": 1, "augment": 1, "split": 1, "all": 2}
     meta = json.loads((study / "study.json").read_text())
     assert meta["arms"]["baseline"]["config"]["split_seed"] == PER_SEED_SPLIT
-    assert list(pd.read_csv(study / "variance.csv")["source"]) == ["init", "order", "augment", "split", "all", "test"]
-    assert "Variance of test_acc, arm baseline" in out
+    # one CPU thread, every run alone: bit-deterministic, so the residual is the test noise alone
+    assert list(pd.read_csv(study / "variance.csv")["source"]) == [
+        "init", "order", "augment", "split", "all", "residual", "test"]
+    assert "Variance of test_acc, arm baseline" in out and "nondeterminism taken as 0" in out
+    assert "sum of shares (sources + residual): - (not checked" in out  # k = 2: no share
+
+
+@pytest.mark.parametrize(("change", "deterministic"), [
+    ({}, True),
+    ({"device": ["cpu: x", "cuda: H100"]}, False),  # a GPU's kernels may not repeat
+    ({"threads": [1, 2]}, False),  # the summation order can depend on the thread count
+    ({"group": [np.nan, "0 1"]}, False),  # vmapped with others: another rounding than alone
+])
+def test_determinism_is_declared_only_for_lone_cpu_runs_at_one_thread_count(change, deterministic):
+    runs = pd.DataFrame({"device": ["cpu: x", "cpu: x"], "threads": [1, 1], "group": [np.nan, np.nan]})
+    assert declared_deterministic(runs.assign(**change), builtin=True)[0] is deterministic
+    assert declared_deterministic(runs, builtin=False)[0] is False  # a user experiment: unknown
+
+
+def test_the_report_still_reads_a_record_written_before_net_components(tmp_path):
+    """An old variance.json (no net, no additivity) keeps its table and says what its raw
+    sum of shares is not."""
+    from analysis.report_blocks import Report
+    from analysis.variance_report import variance_section, variance_table
+
+    old = {"study": "s", "arm": "baseline", "metric": "test_acc", "k": 5, "sources": ["init", "order"],
+           "confidence": 0.95, "sum_of_shares": 1.98, "complete": 15, "diverged": 0, "failed": 0,
+           "components": [{"source": s, "n_runs": 5, "variance": 1.0, "ci_low": 0.4, "ci_high": 8.0, "sd": 1.0,
+                           "share": 0.5, "share_low": 0.1, "share_high": 4.0, "test_noise": 0.1}
+                          for s in ("init", "order")]}
+    assert "net [CI]" not in variance_table(old).columns
+    (tmp_path / "variance.json").write_text(json.dumps(old))
+    rep = Report(study="s", title="s")
+    variance_section(rep, tmp_path)
+    text = " ".join(getattr(b, "text", "") for b in rep.blocks)
+    assert "says nothing about additivity" in text and "not additive" not in text
