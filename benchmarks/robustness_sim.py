@@ -85,7 +85,7 @@ def main() -> int:
         d = draw(law, rng, reps, plan.max_seeds)
         out = run_sequential(plan, d)
         verdict = np.isin(out.decision[:, 0], [BETTER, WORSE])
-        noted = verdict & out.noted[:, 0] if hasattr(out, "noted") else np.zeros(reps, bool)
+        noted = verdict & out.noted[:, 0]
         bad = d[:, 0, :] < -5 if law == "bad-seed" else np.zeros((reps, plan.max_seeds), bool)
         seen = np.array([bad[i, :s].any() for i, s in enumerate(out.seeds[:, 0])])
         print(f"| {law} | {rate(verdict)} | {rate(noted)} | {rate(verdict & ~seen)} | "
