@@ -15,7 +15,7 @@ from scipy import stats
 from ._checks import check_count, clean_1d, clean_pairs, negligible_spread, note
 from .numbers import count, significant
 from .results import Equivalence, Interval, TestResult
-from .skew_guard import NOTE_SKEW, faked_tail, guarded_interval, guarded_t, skew_note, skewness
+from .skew_guard import NOTE_SKEW, faked_tail, guarded_interval, guarded_paired_test, skew_note
 
 # Prefix of the note a paired comparison gets when its differences are skewed towards the
 # sign of its difference (`analysis.verdicts` repeats it in a significant verdict's reason).
@@ -110,9 +110,7 @@ def _guarded_paired(d, res, name, assumptions, reason, confidence, notes) -> Tes
     """The paired t-test with the skew guard (`analysis.skew_guard`): in the tail that the
     differences' skewness fakes, the statistic is shrunk and the CI widened on that side."""
     n, df, diff = d.size, float(res.df), float(np.mean(d))
-    g = float(skewness(d))
-    t = float(guarded_t(res.statistic, g, n))
-    p = float(2 * stats.t.sf(abs(t), df))
+    t, p, g = (float(v) for v in guarded_paired_test(d))
     c = stats.t.isf((1 - confidence) / 2, df)
     low, high = guarded_interval(diff, float(np.std(d, ddof=1)) / math.sqrt(n), g, n, c)
     if abs(g) >= NOTE_SKEW and faked_tail(diff, g):

@@ -77,6 +77,22 @@ def guarded_t(t: ArrayLike, g: ArrayLike, n: ArrayLike) -> np.ndarray:
     return np.where(faked_tail(t, g), np.sign(t) * shrunk, t)
 
 
+def guarded_paired_test(d: ArrayLike, axis: int = -1
+                        ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(guarded t, two-sided p on n - 1 df, sample skewness) of H0: mean(d) = 0, along `axis`.
+
+    The fixed-n paired test (`analysis.seed_tests`) and the benchmarks call this; differences
+    with zero sd are the caller's (an exact test decides them).
+    """
+    d = np.moveaxis(np.asarray(d, dtype=float), axis, -1)
+    n = d.shape[-1]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        t = d.mean(-1) / (d.std(-1, ddof=1) / np.sqrt(n))
+    g = skewness(d)
+    guarded = guarded_t(t, g, n)
+    return guarded, 2 * stats.t.sf(np.abs(guarded), n - 1), g
+
+
 def guarded_interval(mean: ArrayLike, se: ArrayLike, g: ArrayLike, n: ArrayLike,
                      c: ArrayLike) -> tuple[np.ndarray, np.ndarray]:
     """The interval of the means that the guarded test at quantile `c` does not reject.

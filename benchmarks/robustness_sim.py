@@ -28,13 +28,13 @@ import sys
 from pathlib import Path
 
 import numpy as np
-from scipy import stats
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from analysis.sequential import SequentialPlan  # noqa: E402
 from analysis.sequential_sim import BETTER, WORSE, run_sequential  # noqa: E402
+from analysis.skew_guard import NOTE_SKEW, faked_tail, guarded_paired_test  # noqa: E402
 
 SD = 1.5
 LAWS = ("normal", "t3", "bad-seed", "lognormal 0.5", "lognormal 1")
@@ -60,13 +60,46 @@ def draw(law: str, rng: np.random.Generator, reps: int, n: int, effect: float = 
 
 
 def rate(x: np.ndarray) -> str:
+    """Mean of a 0/1 array with its Monte Carlo SE."""
     p = float(np.mean(x))
     return f"{p:.3f} ({np.sqrt(p * (1 - p) / x.size):.3f})"
 
 
-def fixed_verdict(d: np.ndarray, n: int, alpha: float = 0.05) -> np.ndarray:
-    """Any better/worse of the fixed-n paired t-test on the first n differences."""
-    return stats.ttest_1samp(d[:, 0, :n], 0.0, axis=1).pvalue < alpha
+def fixed_verdict(d: np.ndarray, n: int, alpha: float = 0.05) -> tuple[np.ndarray, np.ndarray]:
+    """Signed verdict (+1 / -1 / 0) of the fixed-n paired test on the first n differences
+    (`compare`'s primary test: the skew-guarded paired t), and whether it carries the note."""
+    x = d[:, 0, :n]
+    _, p, g = guarded_paired_test(x)
+    mean = x.mean(axis=1)
+    verdict = np.where(p < alpha, np.sign(mean), 0).astype(int)
+    return verdict, (verdict != 0) & (np.abs(g) >= NOTE_SKEW) & faked_tail(mean, g)
+
+
+def table(rng: np.random.Generator, reps: int, plan: SequentialPlan) -> dict[str, dict]:
+    """Per law: 0/1 arrays of any better/worse verdict, with the part that carries the skew
+    note and (sequential) the part reached before any bad seed was drawn."""
+    out = {}
+    for law in LAWS:
+        d = draw(law, rng, reps, plan.max_seeds)
+        sim = run_sequential(plan, d)
+        verdict = np.isin(sim.decision[:, 0], [BETTER, WORSE])
+        bad = d[:, 0, :] < -5 if law == "bad-seed" else np.zeros(d.shape[::2], dtype=bool)
+        seen = (np.cumsum(bad, axis=1)[np.arange(reps), sim.seeds[:, 0] - 1]) > 0
+        row = {"seq": verdict, "seq noted": verdict & sim.noted[:, 0],
+               "seq clean": verdict & ~seen}
+        for n in (10, 40):
+            v, noted = fixed_verdict(d, n)
+            row[f"fixed {n}"], row[f"fixed {n} noted"] = v != 0, noted
+        out[law] = row
+    return out
+
+
+def power(rng: np.random.Generator, reps: int, plan: SequentialPlan) -> dict[str, np.ndarray]:
+    """Better verdicts and seeds used at a 1-sd effect (+1.5) on normal differences."""
+    d = draw("normal", rng, reps, plan.max_seeds, effect=SD)
+    sim = run_sequential(plan, d)
+    return {"seq": sim.decision[:, 0] == BETTER, "seeds": sim.seeds[:, 0],
+            "fixed 10": fixed_verdict(d, 10)[0] > 0, "fixed 40": fixed_verdict(d, 40)[0] > 0}
 
 
 def main() -> int:
@@ -77,24 +110,22 @@ def main() -> int:
     reps = 2000 if args.quick else 20000
     rng = np.random.default_rng(args.seed)
     plan = SequentialPlan(baseline="base", arms=("a",), margin=0.5, max_seeds=40)
-    print(f"{reps} replications per row; rate (Monte Carlo SE)\n")
-    print("| law | sequential: any better/worse | of which noted | of which before any bad "
-          "seed | fixed n=10 | fixed n=40 |")
-    print("|---|---|---|---|---|---|")
-    for law in LAWS:
-        d = draw(law, rng, reps, plan.max_seeds)
-        out = run_sequential(plan, d)
-        verdict = np.isin(out.decision[:, 0], [BETTER, WORSE])
-        noted = verdict & out.noted[:, 0]
-        bad = d[:, 0, :] < -5 if law == "bad-seed" else np.zeros((reps, plan.max_seeds), bool)
-        seen = np.array([bad[i, :s].any() for i, s in enumerate(out.seeds[:, 0])])
-        print(f"| {law} | {rate(verdict)} | {rate(noted)} | {rate(verdict & ~seen)} | "
-              f"{rate(fixed_verdict(d, 10))} | {rate(fixed_verdict(d, 40))} |")
-    d = draw("normal", rng, reps, plan.max_seeds, effect=SD)
-    out = run_sequential(plan, d)
-    print(f"\nPower at a 1-sd effect (normal, +{SD:g}): sequential {rate(out.decision == BETTER)}"
-          f", mean seeds {out.seeds.mean():.2f} ({out.seeds.std() / np.sqrt(reps):.2f}); "
-          f"fixed n=10 {rate(fixed_verdict(d, 10) & (d[:, 0, :10].mean(1) > 0))}")
+    rows = table(rng, reps, plan)
+    print(f"{reps} replications per row; rate of any better/worse verdict (Monte Carlo SE); "
+          "'noted': the part whose verdict carries the skew guard's caution\n")
+    print("| law | sequential | noted | before any bad seed | fixed n=10 | noted | fixed n=40 "
+          "| noted |")
+    print("|---|---|---|---|---|---|---|---|")
+    for law, r in rows.items():
+        clean = rate(r["seq clean"]) if law == "bad-seed" else "-"
+        print(f"| {law} | {rate(r['seq'])} | {rate(r['seq noted'])} | {clean} | "
+              f"{rate(r['fixed 10'])} | {rate(r['fixed 10 noted'])} | {rate(r['fixed 40'])} | "
+              f"{rate(r['fixed 40 noted'])} |")
+    pw = power(rng, reps, plan)
+    seeds = pw["seeds"]
+    print(f"\nPower at a 1-sd effect (normal, +{SD:g}): sequential {rate(pw['seq'])} with "
+          f"{seeds.mean():.2f} ({seeds.std(ddof=1) / np.sqrt(reps):.2f}) seeds on average; "
+          f"fixed n=10 {rate(pw['fixed 10'])}, n=40 {rate(pw['fixed 40'])}")
     return 0
 
 
