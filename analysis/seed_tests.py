@@ -15,7 +15,7 @@ from scipy import stats
 from ._checks import check_count, clean_1d, clean_pairs, negligible_spread, note
 from .numbers import count, significant
 from .results import Equivalence, Interval, TestResult
-from .skew_guard import NOTE_SKEW, faked_tail, guarded_interval, guarded_paired_test, skew_note
+from .skew_guard import caution, guarded_interval, guarded_paired_test, skew_note
 
 # Prefix of the note a paired comparison gets when its differences are skewed towards the
 # sign of its difference (`analysis.verdicts` repeats it in a significant verdict's reason).
@@ -113,7 +113,7 @@ def _guarded_paired(d, res, name, assumptions, reason, confidence, notes) -> Tes
     t, p, g = (float(v) for v in guarded_paired_test(d))
     c = stats.t.isf((1 - confidence) / 2, df)
     low, high = guarded_interval(diff, float(np.std(d, ddof=1)) / math.sqrt(n), g, n, c)
-    if abs(g) >= NOTE_SKEW and faked_tail(diff, g):
+    if caution(diff, g):
         notes.append(SKEW_NOTE + skew_note(g, "of this sign"))
     return TestResult(
         name=name, statistic=t, pvalue=p, assumptions=assumptions, reason=reason,

@@ -80,7 +80,7 @@ from .sequential_path import (
     t_statistic,
 )
 from .sequential_plan import SequentialPlan, plan_deviations
-from .skew_guard import NOTE_SKEW, faked_tail, guarded_interval, skew_note
+from .skew_guard import caution, guarded_interval, skew_note
 
 __all__ = [
     "Decision", "Look", "SequentialComparison", "SequentialPlan", "SequentialResult", "decide",
@@ -337,8 +337,8 @@ def _summarise(plan, arm, path, history, stopped, sup, equ, pval, padj, qval, qa
     spent = spend(plan.spending, plan.spending_param, alpha, last.information)
     reason = _reason(plan, arm, decision, last, padj, qadj, m)
     g = float(path.skew[history[-1][0]])
-    if (decision in (Decision.BETTER, Decision.WORSE) and abs(g) >= NOTE_SKEW
-            and faked_tail(last.diff, g)):
+    if (plan.skew_guard and decision in (Decision.BETTER, Decision.WORSE)
+            and caution(last.diff, g)):
         text = skew_note(g, f"'{decision}'")
         notes.append(f"skew guard: {text}")
         reason += f" Caution: {text}."
@@ -355,11 +355,12 @@ def _looks(plan, path: LookPath, history, sup, equ) -> list[Look]:
     alpha, looks = plan.alpha, []
     for k, s_div, e_div, label in history:
         n = int(path.n[k])
-        low, high = guarded_interval(path.mean[k], path.sd[k] / math.sqrt(n), path.skew[k], n,
+        low, high = guarded_interval(path.mean[k], path.sd[k] / math.sqrt(n),
+                                     path.skew[k] if plan.skew_guard else 0.0, n,
                                      t_boundaries(sup[0][k], n))
         ci = Interval(estimate=float(path.mean[k]), low=float(low), high=float(high),
                       confidence=1 - alpha, method="repeated confidence interval "
-                      "(group-sequential paired t, skew-guarded)")
+                      "(group-sequential paired t" + (", skew-guarded)" if plan.skew_guard else ")"))
         looks.append(Look(
             seeds=path.seeds[k], n=n, information=path.info[k], diff=float(path.mean[k]),
             sd=float(path.sd[k]), statistic=t_statistic(path, k), level=alpha / s_div,

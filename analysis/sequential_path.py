@@ -68,7 +68,8 @@ def look_path(plan: SequentialPlan, d: np.ndarray, upto: int) -> LookPath:
         e = np.where(sd_arr > 0, (plan.margin - np.abs(mean_arr)) / se,
                      np.where(np.abs(mean_arr) < plan.margin, np.inf, -np.inf))
     g = np.array(skew, dtype=float)
-    t = guarded_t(t, g, n_arr)  # the t-test, shrunk in the tail the skew fakes
+    if plan.skew_guard:
+        t = guarded_t(t, g, n_arr)  # the t-test, shrunk in the tail the skew fakes
     p = 2 * stats.t.sf(np.abs(t), np.maximum(n_arr - 1, 1))
     p_eq = np.where(e > 0, 2 * stats.t.sf(e, np.maximum(n_arr - 1, 1)), 1.0)
     # With zero sd the t statistic is +-inf and would give p = 0 at any n ("equivalent,

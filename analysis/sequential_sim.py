@@ -18,7 +18,7 @@ from . import direction
 from .group_sequential import nominal_levels, t_boundaries
 from .numbers import percent
 from .sequential import SequentialPlan
-from .skew_guard import NOTE_SKEW, faked_tail, guarded_t, skewness
+from .skew_guard import caution, guarded_t, skewness
 
 # Decision codes of the simulated studies.
 CONTINUE, BETTER, WORSE, EQUIVALENT, INCONCLUSIVE = 0, 1, 2, 3, 4
@@ -93,9 +93,9 @@ def run_sequential(plan: SequentialPlan, diffs: np.ndarray) -> SimOutcome:
         se = sd / np.sqrt(n)
         g = skewness(diffs[:, :, :n], axis=2)
         with np.errstate(divide="ignore", invalid="ignore"):
-            t = np.abs(guarded_t(mean / se, g, n))
+            t = np.abs(guarded_t(mean / se, g if plan.skew_guard else 0.0 * g, n))
             e = (plan.margin - np.abs(mean)) / se
-        skewed = (np.abs(g) >= NOTE_SKEW) & faked_tail(mean, g)
+        skewed = plan.skew_guard & caution(mean, g)
         hit_s = open_[:, :, None] & (t[:, :, None] >= sup[None, None, :, k])
         sign = np.where(hit_s & ~cross_s, np.sign(mean)[:, :, None], sign)
         cross_s |= hit_s

@@ -303,9 +303,9 @@ def test_benchmark_table_of_the_default_design():
     reps = 20_000
     d = simulate_differences(rng, reps, 86, [0.0], sd=SD, rho=RHO)
     assert np.isin(run_sequential(p, d).decision, [BETTER, WORSE]).mean() == pytest.approx(
-        0.045, abs=0.006)
+        0.046, abs=0.006)
     assert run_naive(d, p.looks(), p.alpha)[0].mean() == pytest.approx(0.246, abs=0.012)
-    for effect, power, seeds in ((0.5, 0.801, 56.2), (1.0, 1.0, 25.7), (2.0, 1.0, 12.9)):
+    for effect, power, seeds in ((0.5, 0.799, 56.1), (1.0, 1.0, 25.6), (2.0, 1.0, 12.7)):
         sim = run_sequential(p, simulate_differences(rng, reps, 86, [effect], sd=SD, rho=RHO))
         assert (sim.decision == BETTER).mean() == pytest.approx(power, abs=0.015)
         assert sim.seeds.mean() == pytest.approx(seeds, rel=0.03)

@@ -134,7 +134,7 @@ def test_simulator_makes_decides_decisions_on_skewed_data():
 def test_sequential_guard_holds_a_look_that_the_plain_t_would_stop():
     # Right-skewed differences with a negative mean at 10 seeds: the plain paired t is past
     # the 10-seed boundary, the guarded one is not, so the study continues.
-    d = np.array([-0.86, -0.99, -0.48, -0.87, -1.13, -0.71, 0.42, -0.14, -1.18, -1.28])
+    d = np.array([-1.2, -0.79, -1.33, -0.46, 0.14, -1.11, -0.66, -0.78, -1.09, -1.21])
     c = decide(plan(), {"a": d}).get("a")
     t = stats.ttest_1samp(d, 0.0).statistic
     look = c.looks[-1]
@@ -171,3 +171,27 @@ def test_error_rates_on_skewed_and_bad_seed_laws():
     assert ok_below(bad["fixed 40"], 0.075)
     pw = power(rng, reps, p)
     assert pw["seq"].mean() >= 0.95 and pw["seeds"].mean() <= 16
+
+
+# --- pre-registered plans keep their rule ---------------------------------------------------
+
+
+def test_a_version_1_plan_keeps_plain_t_tests_and_the_committed_study_its_decisions():
+    import json
+
+    root = Path(__file__).resolve().parents[1] / "results" / "notebook-ablation-quick-sequential"
+    stored = json.loads((root / "sequential.json").read_text())["plan"]
+    old = SequentialPlan.from_dict(stored)
+    assert (old.version, old.skew_guard) == (1, False)
+    assert SequentialPlan.from_dict(old.to_dict()) == old
+    new = SequentialPlan.from_dict({k: v for k, v in stored.items() if k != "version"})
+    assert (new.version, new.skew_guard) == (2, True)
+    assert "Cornish-Fisher" in new.methods_text() and "Cornish-Fisher" not in old.methods_text()
+    with pytest.raises(ValueError, match="version 1 has no skew guard"):
+        SequentialPlan.from_dict(stored | {"skew_guard": True})
+    # The same right-skewed 'worse' look: the old rule stops, the new one holds.
+    d = np.array([-1.2, -0.79, -1.33, -0.46, 0.14, -1.11, -0.66, -0.78, -1.09, -1.21])
+    kw = {"baseline": "base", "arms": ("a",), "margin": 0.5, "max_seeds": 40}
+    assert decide(SequentialPlan(**kw, skew_guard=False, version=1), {"a": d}).get(
+        "a").decision == Decision.WORSE
+    assert decide(SequentialPlan(**kw), {"a": d}).get("a").decision == Decision.CONTINUE
