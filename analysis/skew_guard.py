@@ -23,7 +23,7 @@ quantiles, so p-values, boundaries and the repeated CI keep their form. With few
 
 ``SKEW_FACTOR = 2``: at 5-40 seeds the sample skewness underestimates a skewed law's skewness
 badly (lognormal sigma 1: 6.2 in the law, median 1.4 in 10 draws), so the move uses twice it;
-calibrated by the simulation (docs/statistics.md gives the rates for factors 0 to 3).
+calibrated by the simulation (docs/statistics.md gives the rates for factors 1 to 3).
 
 It still tests the **mean** difference. What no rule that reads the data can do: an arm with
 rare bad seeds, none of which has been drawn yet, gives differences that are exactly a normal
