@@ -28,6 +28,7 @@ from .numbers import count, number, p_relation
 from .paper_tuning import per_arm_numbers, selection_numbers, tuning_numbers
 from .sequential_plan import SequentialPlan
 from .sequential_report import read_record
+from .skew_guard import MIN_PAIRS
 from .testset import mcnemar_exact, single_run_gap
 from .tuning import selection_rows
 from .tuning_report import fixed_lr_counterpart
@@ -263,6 +264,7 @@ def gather(results: Path) -> dict[str, tuple[str, str]]:
         found.update({k: (v, source) for k, v in numbers.items()})
 
     add(notebook_numbers(), "analysis.paper NOTEBOOK (what the notebook printed and did) and PLANNING")
+    add({"skew.min_pairs": str(MIN_PAIRS)}, "analysis.skew_guard.MIN_PAIRS")
     for prefix, name in (("quick", "notebook-ablation-quick"), ("full", "notebook-ablation-full")):
         path = results / name
         if (path / "runs.csv").exists():
@@ -313,7 +315,7 @@ def sequential_numbers(prefix: str, path: Path) -> dict[str, str]:
     record = read_record(path)
     if record is None:
         return {}
-    plan = SequentialPlan(**record["plan"])
+    plan = SequentialPlan.from_dict(record["plan"])
     runs = load_study(path).runs
     ok = runs[runs["status"] == COMPLETE]
     out = {f"{prefix}.n_runs": str(len(ok)), f"{prefix}.wall_min": _f(ok["wall_time_s"].sum() / 60, 0),
@@ -326,7 +328,11 @@ def sequential_numbers(prefix: str, path: Path) -> dict[str, str]:
            f"{prefix}.spending": SPENDING_NAMES[plan.spending].format(_n(plan.spending_param)),
            f"{prefix}.state": ("decided" if record.get("next_look") is None
                                else f"still open (next look at {record['next_look']} seeds per arm)"),
-           f"{prefix}.deviations": str(len(record.get("deviations") or []))}
+           f"{prefix}.deviations": str(len(record.get("deviations") or [])),
+           # The rule the plan was registered under (version 1 predates the skew guard).
+           f"{prefix}.rule": ("with the skew guard" if plan.skew_guard else
+                              f"without the skew guard: plan version {plan.version}, registered "
+                              "before it existed")}
     out[f"{prefix}.{plan.baseline}.seeds"] = str(int(ok[ok["arm"] == plan.baseline]["seed"].nunique()))
     for c in record["comparisons"]:
         k = f"{prefix}.{c['arm']}"

@@ -15,7 +15,11 @@ from scipy import stats
 from ._checks import check_count, clean_1d, clean_pairs, negligible_spread, note
 from .numbers import count, significant
 from .results import Equivalence, Interval, TestResult
+from .skew_guard import caution, guarded_interval, guarded_paired_test, skew_note
 
+# Prefix of the note a paired comparison gets when its differences are skewed towards the
+# sign of its difference (`analysis.verdicts` repeats it in a significant verdict's reason).
+SKEW_NOTE = "skew guard: "
 # Enumerate every relabelling when there are at most this many (milliseconds
 # with scipy's vectorised statistic); beyond that use Monte Carlo resampling.
 MAX_EXACT_PERMUTATIONS = 100_000
@@ -90,14 +94,32 @@ def primary_result(x, y, paired, confidence, notes) -> TestResult:
                                  method=test),
         )
     res = t_test(x, y, paired)
+    if paired:
+        return _guarded_paired(x - y, res, name, assumptions, reason, confidence, notes)
     ci = res.confidence_interval(confidence)
     return TestResult(
         name=name, statistic=float(res.statistic), pvalue=float(res.pvalue),
-        assumptions=assumptions, reason=reason, method="scipy.stats." + (
-            "ttest_rel" if paired else "ttest_ind(equal_var=False)"),
+        assumptions=assumptions, reason=reason, method="scipy.stats.ttest_ind(equal_var=False)",
         df=float(res.df),
         ci=Interval(estimate=diff, low=float(ci.low), high=float(ci.high),
                     confidence=confidence, method=name),
+    )
+
+
+def _guarded_paired(d, res, name, assumptions, reason, confidence, notes) -> TestResult:
+    """The paired t-test with the skew guard (`analysis.skew_guard`): in the tail that the
+    differences' skewness fakes, the statistic is shrunk and the CI widened on that side."""
+    n, df, diff = d.size, float(res.df), float(np.mean(d))
+    t, p, g = (float(v) for v in guarded_paired_test(d))
+    c = stats.t.isf((1 - confidence) / 2, df)
+    low, high = guarded_interval(diff, float(np.std(d, ddof=1)) / math.sqrt(n), g, n, c)
+    if caution(diff, g):
+        notes.append(SKEW_NOTE + skew_note(g, "of this sign"))
+    return TestResult(
+        name=name, statistic=t, pvalue=p, assumptions=assumptions, reason=reason,
+        method=f"scipy.stats.ttest_rel, skew-guarded (sample skewness {g:+.2g})", df=df,
+        ci=Interval(estimate=diff, low=float(low), high=float(high), confidence=confidence,
+                    method=name),
     )
 
 

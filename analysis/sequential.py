@@ -80,6 +80,7 @@ from .sequential_path import (
     t_statistic,
 )
 from .sequential_plan import SequentialPlan, plan_deviations
+from .skew_guard import caution, guarded_interval, skew_note
 
 __all__ = [
     "Decision", "Look", "SequentialComparison", "SequentialPlan", "SequentialResult", "decide",
@@ -104,13 +105,13 @@ class Look:
     information: float  # fraction used by the spending function
     diff: float  # mean of arm - baseline
     sd: float  # sd of the paired differences
-    statistic: float  # paired t
+    statistic: float  # paired t, skew-guarded (analysis.skew_guard)
     level: float  # Holm level of the difference test in force at this look
     bound: float  # reject when |statistic| >= bound
     equivalence_statistic: float  # (margin - |diff|) / se
     equivalence_level: float  # Holm level of the equivalence test in force
     equivalence_bound: float  # equivalent when equivalence_statistic >= this
-    ci: Interval  # repeated CI at 1 - alpha (per comparison)
+    ci: Interval  # repeated CI at 1 - alpha (per comparison), skew-guarded
     decision: Decision
 
 
@@ -335,6 +336,12 @@ def _summarise(plan, arm, path, history, stopped, sup, equ, pval, padj, qval, qa
         decision = Decision.EQUIVALENT
     spent = spend(plan.spending, plan.spending_param, alpha, last.information)
     reason = _reason(plan, arm, decision, last, padj, qadj, m)
+    g = float(path.skew[history[-1][0]])
+    if (plan.skew_guard and decision in (Decision.BETTER, Decision.WORSE)
+            and caution(last.diff, g)):
+        text = skew_note(g, f"'{decision}'")
+        notes.append(f"skew guard: {text}")
+        reason += f" Caution: {text}."
     return SequentialComparison(
         arm=arm, baseline=plan.baseline, decision=decision, reason=reason, seeds=last.seeds,
         n=last.n, diff=last.diff, ci=last.ci, pvalue=pval, p_adjusted=float(padj),
@@ -348,11 +355,12 @@ def _looks(plan, path: LookPath, history, sup, equ) -> list[Look]:
     alpha, looks = plan.alpha, []
     for k, s_div, e_div, label in history:
         n = int(path.n[k])
-        unadj = sup[0][k]
-        half = float(t_boundaries(unadj, n) * path.sd[k] / math.sqrt(n))
-        ci = Interval(estimate=float(path.mean[k]), low=float(path.mean[k] - half),
-                      high=float(path.mean[k] + half), confidence=1 - alpha,
-                      method="repeated confidence interval (group-sequential paired t)")
+        low, high = guarded_interval(path.mean[k], path.sd[k] / math.sqrt(n),
+                                     path.skew[k] if plan.skew_guard else 0.0, n,
+                                     t_boundaries(sup[0][k], n))
+        ci = Interval(estimate=float(path.mean[k]), low=float(low), high=float(high),
+                      confidence=1 - alpha, method="repeated confidence interval "
+                      "(group-sequential paired t" + (", skew-guarded)" if plan.skew_guard else ")"))
         looks.append(Look(
             seeds=path.seeds[k], n=n, information=path.info[k], diff=float(path.mean[k]),
             sd=float(path.sd[k]), statistic=t_statistic(path, k), level=alpha / s_div,

@@ -7,7 +7,7 @@ and decides; the method and its references are in its docstring.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 from scipy import optimize, stats
@@ -16,6 +16,7 @@ from ._checks import note
 from .group_sequential import nominal_levels
 from .seed_tests import min_attainable_p
 from .sequential_plan import SequentialPlan
+from .skew_guard import guarded_t, skewness
 
 
 @dataclass
@@ -27,9 +28,13 @@ class LookPath:
     info: tuple[float, ...]
     mean: np.ndarray
     sd: np.ndarray
-    p: np.ndarray  # two-sided paired-t p-value at each look
+    p: np.ndarray  # two-sided p-value of the skew-guarded paired t at each look
     p_eq: np.ndarray  # equivalence: 2 * P(T >= (margin - |mean|) / se), 1 when <= 0
     notes: list[str]
+    # Sample skewness of the differences at each look (analysis.skew_guard), and the
+    # guarded t (the paired t, shrunk in the tail the skewness fakes).
+    skew: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    statistic: np.ndarray = field(default_factory=lambda: np.zeros(0))
 
 
 def look_path(plan: SequentialPlan, d: np.ndarray, upto: int) -> LookPath:
@@ -39,6 +44,7 @@ def look_path(plan: SequentialPlan, d: np.ndarray, upto: int) -> LookPath:
     n: list[int] = []
     mean: list[float] = []
     sd: list[float] = []
+    skew: list[float] = []
     notes: list[str] = []
     for s in plan.looks()[:upto]:
         x = d[:s][~np.isnan(d[:s])]
@@ -48,6 +54,7 @@ def look_path(plan: SequentialPlan, d: np.ndarray, upto: int) -> LookPath:
         n.append(x.size)
         mean.append(float(x.mean()))
         sd.append(float(x.std(ddof=1)))
+        skew.append(float(skewness(x)))
     n_arr, mean_arr, sd_arr = np.array(n, dtype=int), np.array(mean), np.array(sd)
     degenerate = sd_arr == 0
     if degenerate.any():
@@ -60,6 +67,9 @@ def look_path(plan: SequentialPlan, d: np.ndarray, upto: int) -> LookPath:
         t = np.where(sd_arr > 0, mean_arr / se, np.where(mean_arr == 0, 0.0, np.inf))
         e = np.where(sd_arr > 0, (plan.margin - np.abs(mean_arr)) / se,
                      np.where(np.abs(mean_arr) < plan.margin, np.inf, -np.inf))
+    g = np.array(skew, dtype=float)
+    if plan.skew_guard:
+        t = guarded_t(t, g, n_arr)  # the t-test, shrunk in the tail the skew fakes
     p = 2 * stats.t.sf(np.abs(t), np.maximum(n_arr - 1, 1))
     p_eq = np.where(e > 0, 2 * stats.t.sf(e, np.maximum(n_arr - 1, 1)), 1.0)
     # With zero sd the t statistic is +-inf and would give p = 0 at any n ("equivalent,
@@ -70,7 +80,7 @@ def look_path(plan: SequentialPlan, d: np.ndarray, upto: int) -> LookPath:
     p_eq = np.where(degenerate, np.where(np.abs(mean_arr) < plan.margin, floor, 1.0), p_eq)
     info = tuple(1.0 if s == plan.max_seeds else k / plan.max_seeds
                  for s, k in zip(seeds, n, strict=True))
-    return LookPath(seeds, n_arr, info, mean_arr, sd_arr, p, p_eq, notes)
+    return LookPath(seeds, n_arr, info, mean_arr, sd_arr, p, p_eq, notes, skew=g, statistic=t)
 
 
 def nominal_at(plan: SequentialPlan, info: tuple[float, ...], level: float) -> np.ndarray:
@@ -114,9 +124,8 @@ def sequential_p(plan: SequentialPlan, path: LookPath, upto: int, *, alpha_facto
 
 
 def t_statistic(path: LookPath, k: int) -> float:
-    """The paired t at look `k` (±inf for a non-zero mean with zero sd)."""
-    sd, n, mean = path.sd[k], path.n[k], path.mean[k]
-    return float(mean / (sd / math.sqrt(n))) if sd > 0 else (0.0 if mean == 0 else math.inf)
+    """The skew-guarded paired t at look `k` (±inf for a non-zero mean with zero sd)."""
+    return float(path.statistic[k])
 
 
 def equivalence_statistic(plan: SequentialPlan, path: LookPath, k: int) -> float:

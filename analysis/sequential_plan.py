@@ -15,7 +15,9 @@ from .contract import DIRECTIONS
 from .group_sequential import SPENDING_FUNCTIONS
 from .numbers import percent
 
-PLAN_VERSION = 1
+# 2: the skew guard (`analysis.skew_guard`) became part of the rule. A stored version-1 plan
+# (no `skew_guard` key) keeps the rule it was registered under: plain paired t-tests.
+PLAN_VERSION = 2
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -38,6 +40,7 @@ class SequentialPlan:
     max_seeds: int = 40
     spending: str = "power"
     spending_param: float | None = 1.0
+    skew_guard: bool = True
     method: str = "group-sequential"
     version: int = PLAN_VERSION
 
@@ -67,8 +70,12 @@ class SequentialPlan:
         if not ok:
             raise ValueError(f"`spending_param` must be {needs or 'None'} for spending="
                              f"{self.spending!r}, got {p!r}")
-        if self.method != "group-sequential" or self.version != PLAN_VERSION:
-            raise ValueError(f"unknown plan method/version {self.method!r}/{self.version!r}")
+        if not isinstance(self.skew_guard, bool):
+            raise ValueError(f"`skew_guard` must be true or false, got {self.skew_guard!r}")
+        if self.method != "group-sequential" or self.version not in (1, PLAN_VERSION) or (
+                self.version == 1 and self.skew_guard):
+            raise ValueError(f"unknown plan method/version {self.method!r}/{self.version!r}"
+                             + (" (version 1 has no skew guard)" if self.version == 1 else ""))
 
     def looks(self) -> tuple[int, ...]:
         """Planned seeds per arm at each look (the last one is ``max_seeds``)."""
@@ -85,6 +92,8 @@ class SequentialPlan:
         unknown = sorted(set(d) - known)
         if unknown:
             raise ValueError(f"unknown sequential plan key(s) {unknown}; known: {sorted(known)}")
+        if d.get("version") == 1 and "skew_guard" not in d:
+            d = {**d, "skew_guard": False}  # registered before the guard existed
         return cls(**d)
 
     def methods_text(self) -> str:
@@ -94,6 +103,9 @@ class SequentialPlan:
                     "hsd": f"Hwang-Shih-DeCani (gamma = {self.spending_param:g})"}[self.spending]
         looks = ", ".join(map(str, self.looks()))
         m = len(self.arms)
+        guard = (", the t statistic shrunk by a Cornish-Fisher skewness term (twice the sample "
+                 "skewness of the differences) in the tail that skewness makes too heavy"
+                 if self.skew_guard else "")
         return (
             f"Seeds were added until decided under a plan fixed before the first run: "
             f"{m} arm(s) compared with {self.baseline!r} on {self.metric} "
@@ -101,7 +113,7 @@ class SequentialPlan:
             f"Each comparison is a group-sequential paired t-test with {spending} "
             f"Lan-DeMets alpha spending at the observed information fraction (pairs / "
             f"{self.max_seeds}); each look's nominal level is applied with the t "
-            f"distribution on n - 1 df. Equivalence within +-{self.margin:g} is declared when "
+            f"distribution on n - 1 df{guard}. Equivalence within +-{self.margin:g} is declared when "
             f"the {percent(1 - 2 * self.alpha)} repeated confidence interval lies inside the margin. "
             f"Difference and equivalence claims are each Holm-corrected over the {m} "
             f"comparison(s), familywise error <= {self.alpha:g} over all looks. An arm stops "

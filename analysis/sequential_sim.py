@@ -18,6 +18,7 @@ from . import direction
 from .group_sequential import nominal_levels, t_boundaries
 from .numbers import percent
 from .sequential import SequentialPlan
+from .skew_guard import caution, guarded_t, skewness
 
 # Decision codes of the simulated studies.
 CONTINUE, BETTER, WORSE, EQUIVALENT, INCONCLUSIVE = 0, 1, 2, 3, 4
@@ -42,6 +43,7 @@ class SimOutcome:
     decision: np.ndarray  # (reps, m) decision codes
     seeds: np.ndarray  # (reps, m) seeds per arm when the comparison stopped
     baseline_seeds: np.ndarray  # (reps,)
+    noted: np.ndarray  # (reps, m) better/worse verdicts that carry the skew guard's note
 
 
 def _bounds(plan: SequentialPlan, level: float) -> np.ndarray:
@@ -69,7 +71,8 @@ def _holm(crossed: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def run_sequential(plan: SequentialPlan, diffs: np.ndarray) -> SimOutcome:
-    """The decisions `sequential.decide` makes on each simulated study (no failed runs)."""
+    """The decisions `sequential.decide` makes on each simulated study (no failed runs),
+    skew guard included (`analysis.skew_guard`)."""
     reps, m, n_max = diffs.shape
     if m != len(plan.arms) or n_max < plan.max_seeds:
         raise ValueError(f"`diffs` must have shape (reps, {len(plan.arms)}, >= {plan.max_seeds})")
@@ -82,14 +85,17 @@ def run_sequential(plan: SequentialPlan, diffs: np.ndarray) -> SimOutcome:
     sign = np.zeros((reps, m, m))  # sign of the mean at the first crossing, per level
     decision = np.zeros((reps, m), dtype=int)
     seeds = np.zeros((reps, m), dtype=int)
+    noted = np.zeros((reps, m), dtype=bool)
     for k, n in enumerate(looks):
         open_ = decision == CONTINUE
         mean = csum[:, :, n - 1] / n
         sd = np.sqrt(np.maximum(csq[:, :, n - 1] - n * mean ** 2, 0) / (n - 1))
         se = sd / np.sqrt(n)
+        g = skewness(diffs[:, :, :n], axis=2)
         with np.errstate(divide="ignore", invalid="ignore"):
-            t = np.abs(mean) / se
+            t = np.abs(guarded_t(mean / se, g if plan.skew_guard else 0.0 * g, n))
             e = (plan.margin - np.abs(mean)) / se
+        skewed = plan.skew_guard & caution(mean, g)
         hit_s = open_[:, :, None] & (t[:, :, None] >= sup[None, None, :, k])
         sign = np.where(hit_s & ~cross_s, np.sign(mean)[:, :, None], sign)
         cross_s |= hit_s
@@ -99,6 +105,7 @@ def run_sequential(plan: SequentialPlan, diffs: np.ndarray) -> SimOutcome:
         label = _labels(plan, rej_s, rej_e, div_s, sign, n == plan.max_seeds)
         decision = np.where(open_, label, decision)
         seeds = np.where(open_, n, seeds)
+        noted = np.where(open_, skewed, noted)
         if not (decision == CONTINUE).any():
             break
     # Holm may move on after a comparison stopped (see sequential.decide).
@@ -108,7 +115,9 @@ def run_sequential(plan: SequentialPlan, diffs: np.ndarray) -> SimOutcome:
     upgrade = ((decision == EQUIVALENT) | (decision == INCONCLUSIVE)) & rej_s
     decision = np.where(upgrade, final, decision)
     decision = np.where((decision == INCONCLUSIVE) & rej_e, EQUIVALENT, decision)
-    return SimOutcome(decision=decision, seeds=seeds, baseline_seeds=seeds.max(axis=1))
+    noted &= np.isin(decision, [BETTER, WORSE])
+    return SimOutcome(decision=decision, seeds=seeds, baseline_seeds=seeds.max(axis=1),
+                      noted=noted)
 
 
 def _labels(plan, rej_s, rej_e, div_s, sign, final: bool) -> np.ndarray:

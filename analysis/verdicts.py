@@ -7,6 +7,7 @@ from enum import StrEnum
 from typing import TYPE_CHECKING
 
 from .numbers import percent, significant
+from .seed_tests import SKEW_NOTE
 
 if TYPE_CHECKING:
     from .comparison import Comparison
@@ -118,6 +119,9 @@ def _qualifiers(c: Comparison, is_significant: bool) -> str:
     if c.primary.method.startswith("degenerate"):
         out.append(f"{c.primary.reason[0].upper()}{c.primary.reason[1:]}.")  # it starts "zero variance: ..."
     if is_significant:
+        skewed = [n[len(SKEW_NOTE):] for n in c.notes if n.startswith(SKEW_NOTE)]
+        if skewed:
+            out.append(f"Caution: {skewed[0]}.")
         floor, level = c.sensitivity.min_attainable_p, c.sensitivity.floor_level
         if c.robustness and floor >= level:
             out.append(f"Not checkable without normality: with these seeds an exact test cannot "

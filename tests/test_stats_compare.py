@@ -121,15 +121,40 @@ def test_paired_pvalues_match_scipy():
     c = compare(X, Y, paired=True, rng=0)
     rel = stats.ttest_rel(X, Y)
     assert c.primary.name == "paired t-test"
+    # 5 pairs: below the skew guard's 10, so exactly scipy's paired t-test.
     assert c.primary.pvalue == pytest.approx(rel.pvalue, rel=1e-12)
     assert c.primary.pvalue == pytest.approx(0.0833712891, rel=1e-8)
     ci = rel.confidence_interval(0.95)
     assert (c.ci_low, c.ci_high) == pytest.approx((ci.low, ci.high))
+    d = X - Y
     assert robust(c, "sign-flip permutation test").pvalue == pytest.approx(4 / 32)
     assert robust(c, "Wilcoxon signed-rank test").pvalue == pytest.approx(
         stats.wilcoxon(X - Y).pvalue)
-    d = X - Y
     assert c.prob_improvement == pytest.approx(np.mean(d > 0) + 0.5 * np.mean(d == 0))
+
+
+def test_skew_guard_shrinks_t_in_the_tail_the_skew_fakes():
+    """One bad seed among ten gains: left skew, positive mean: the 'better' tail is the faked
+    one, so |t| = c + a (c^2 + 1/2) is solved for c (analysis.skew_guard), by hand here."""
+    d = np.array([1.0, 1.3, 0.7, 1.1, 0.9, 1.2, 0.8, 1.05, 0.95, -1.5])
+    c = compare(70 + d, np.full(10, 70.0), paired=True, rng=0)
+    rel = stats.ttest_1samp(d, 0.0)
+    g = stats.skew(d, bias=False)
+    a = 2 * abs(g) / (3 * np.sqrt(10))
+    shrunk = (np.sqrt(1 + 4 * a * (rel.statistic - a / 2)) - 1) / (2 * a)
+    assert g < 0 < rel.statistic and rel.pvalue < 0.05
+    assert c.primary.statistic == pytest.approx(shrunk)
+    assert c.primary.pvalue == pytest.approx(2 * stats.t.sf(shrunk, 9)) and c.primary.pvalue > 0.05
+    assert c.verdict.label is VerdictLabel.INCONCLUSIVE
+    # The CI widens on the side the skew points to (left skew: the lower end).
+    q = stats.t.isf(0.025, 9)
+    assert c.ci_high == pytest.approx(d.mean() + q * d.std(ddof=1) / np.sqrt(10))
+    assert c.ci_low == pytest.approx(d.mean() - (q + a * (q * q + 0.5)) * d.std(ddof=1) / np.sqrt(10))
+    # Symmetric differences: no skew, the plain paired t-test.
+    sym = np.array([1.0, -1.0, 2.0, -2.0, 3.0, -3.0, 0.5, -0.5, 1.5, -1.5]) + 0.5
+    flat = compare(70 + sym, np.full(10, 70.0), paired=True, rng=0)
+    assert flat.primary.pvalue == pytest.approx(stats.ttest_1samp(sym, 0).pvalue)
+    assert flat.ci_high - 0.5 == pytest.approx(0.5 - flat.ci_low)
 
 
 @pytest.mark.parametrize("paired", [False, True])
@@ -299,6 +324,7 @@ def test_primary_test_calibration_on_aa_studies(paired):
         r = primary_test(x, y, paired=paired)
         false_pos += r.pvalue < 0.05
         covered += r.ci.low <= 0.0 <= r.ci.high
+    # (The skew guard waits for 10 pairs, so at 5 seeds the paired test is the plain t-test.)
     assert 0.03 <= false_pos / n_studies <= 0.07
     assert 0.93 <= covered / n_studies <= 0.97
 
