@@ -68,8 +68,14 @@ def test_dashboard_serves_a_user_experiment_minimized(tmp_path):
             detail = get_json(f"{base}/api/studies/{served[name]['study_id']}")
             assert len(detail["trials"]) == n_trials
         ablation = get_json(f"{base}/api/studies/{served['digits-softmax']['study_id']}")
-        assert {p["name"] for t in ablation["trials"] for p in t["params"]} == {"arm", "seed"}
+        # The seed is a run's attribute, not a hyperparameter: the importance and best-trial
+        # panels see only the arm.
+        assert {p["name"] for t in ablation["trials"] for p in t["params"]} == {"arm"}
+        assert all({"arm", "seed"} <= {a["key"] for a in t["user_attrs"]} for t in ablation["trials"])
         assert all(t["values"] and 0 <= t["values"][0] <= 100 for t in ablation["trials"])
+        assert [p["name"] for p in ablation["best_trials"][0]["params"]] == ["arm"]
+        importances = get_json(f"{base}/api/studies/{served['digits-softmax']['study_id']}/param_importances")
+        assert [p["name"] for p in importances["param_importances"][0]] == ["arm"]
 
 
 @pytest.mark.skipif(not DASHBOARD.exists(), reason="optuna-dashboard is not installed in this environment")

@@ -1,0 +1,90 @@
+"""How a run is stored as an Optuna trial: `arm` is the one parameter, the seed a user attribute,
+so optuna-dashboard's importance and best-trial panels cannot read a seed as a hyperparameter;
+studies stored with `seed` as a parameter too still read and resume unchanged."""
+
+import json
+import shutil
+from pathlib import Path
+
+import optuna
+import pytest
+from optuna.distributions import CategoricalDistribution, IntDistribution
+
+from study.store import RunStore
+
+ARMS = ("baseline", "wide")
+QUICK = Path(__file__).resolve().parents[1] / "results" / "notebook-ablation-quick"
+
+
+def add(store, arm, seed, value):
+    store.add_run(True, value, arm, seed, {"status": "complete", "metrics": {"acc": value}, "epochs": []},
+                  {1: value - 1}, None)
+
+
+def test_a_run_has_arm_as_its_only_parameter_and_the_seed_as_an_attribute(tmp_path):
+    store = RunStore(tmp_path / "s", "s", "id1", ARMS, {})
+    # Seeds 2-9 for one arm only, and the luckiest run of all is seed 7: what made the dashboard
+    # rank `seed` first and crown "seed 7" when the seed was a parameter.
+    for seed in range(10):
+        for arm in ARMS[: 1 if seed >= 2 else 2]:
+            add(store, arm, seed, 50.0 + (9.0 if seed == 7 else seed % 3) + (1.0 if arm == "wide" else 0.0))
+    store.record_failure("wide", 2, "boom", "Traceback ...", {})
+    trials = store.trials()
+    assert [t.params for t in trials] == [{"arm": t.user_attrs["arm"]} for t in trials]
+    assert all(set(t.distributions) == {"arm"} for t in trials)
+    assert sorted((t.user_attrs["arm"], t.user_attrs["seed"]) for t in trials) == sorted(
+        [(a, s) for s in range(10) for a in ARMS[: 1 if s >= 2 else 2]] + [("wide", 2)])
+    assert store.done() == {(a, s) for s in range(10) for a in ARMS[: 1 if s >= 2 else 2]}
+    runs, _ = store.tables()
+    assert sorted(runs["seed"]) == sorted(t.user_attrs["seed"] for t in trials)
+
+    study = optuna.load_study(study_name="s", storage=store.url)
+    assert list(optuna.importance.get_param_importances(study)) == ["arm"]  # never "seed"
+    assert study.best_trial.params == {"arm": "baseline"} and study.best_trial.user_attrs["seed"] == 7
+
+
+def old_layout_study(folder: Path, identity: str) -> list[tuple[str, int]]:
+    """A study as RunStore stored it before: `arm` and `seed` both trial parameters."""
+    url = f"sqlite:///{folder / 'study.db'}"
+    folder.mkdir(parents=True)
+    st = optuna.create_study(study_name="old", storage=url, direction="maximize")
+    st.set_user_attr("identity", identity)
+    dists = {"arm": CategoricalDistribution(ARMS), "seed": IntDistribution(0, 2**31 - 1)}
+    keys = [(a, s) for s in range(3) for a in ARMS]
+    for arm, seed in keys:
+        st.add_trial(optuna.trial.create_trial(
+            value=50.0 + seed, params={"arm": arm, "seed": seed}, distributions=dists,
+            user_attrs={"arm": arm, "seed": seed, "status": "complete", "metrics": {"acc": 50.0 + seed},
+                        "epochs": []}))
+    return keys
+
+
+def test_a_study_stored_with_the_seed_as_a_parameter_reads_and_resumes(tmp_path):
+    keys = old_layout_study(tmp_path / "old", "id-old")
+    store = RunStore(tmp_path / "old", "old", "id-old", ARMS, {})
+    assert store.done() == set(keys)
+    add(store, "baseline", 3, 60.0)  # Optuna accepts a trial without the older trials' `seed`
+    add(store, "wide", 3, 61.0)
+    trials = store.trials()
+    assert [set(t.params) for t in trials] == [{"arm", "seed"}] * 6 + [{"arm"}] * 2  # nothing rewritten
+    assert store.done() == {*keys, ("baseline", 3), ("wide", 3)}
+    runs, _ = store.tables()
+    assert list(zip(runs["arm"], runs["seed"], runs["acc"], strict=True)) == [
+        (a, s, 50.0 + s) for a, s in keys] + [("baseline", 3, 60.0), ("wide", 3, 61.0)]
+    again = RunStore(tmp_path / "old", "old", "id-old", ARMS, {})  # reopened: identity kept
+    assert again.study.user_attrs["identity"] == "id-old" and len(again.trials()) == 8
+
+
+def test_the_committed_quick_study_resumes_under_the_new_layout(tmp_path):
+    if not (QUICK / "study.db").exists():
+        pytest.skip("the committed quick study is not in this checkout")
+    copy = tmp_path / QUICK.name
+    shutil.copytree(QUICK, copy)
+    meta = json.loads((copy / "study.json").read_text())
+    store = RunStore(copy, meta["study"], meta["identity"], tuple(meta["arms"]), {},
+                     storage=f"sqlite:///{copy / 'study.db'}")
+    before = store.done()
+    assert len(before) == len(store.trials()) > 0
+    add(store, "baseline", 10_000, 42.0)
+    assert store.done() == {*before, ("baseline", 10_000)}
+    assert store.trials()[-1].params == {"arm": "baseline"}
