@@ -30,7 +30,7 @@ import optuna
 import pandas as pd
 from filelock import FileLock
 from optuna.artifacts import ArtifactMeta, FileSystemArtifactStore
-from optuna.distributions import CategoricalDistribution
+from optuna.distributions import BaseDistribution, CategoricalDistribution
 from optuna.trial import TrialState
 from sqlalchemy.engine import make_url
 
@@ -128,7 +128,7 @@ class RunStore:
         self.layout = layout or user_tables
         # Only `arm`: a trial without a parameter an older trial of the study had (`seed`) is
         # accepted by Optuna, so a study stored with both keeps resuming.
-        self.distributions = {"arm": CategoricalDistribution(arm_names)}
+        self.distributions: dict[str, BaseDistribution] = {"arm": CategoricalDistribution(arm_names)}
         for attempt in range(5):
             try:
                 with opening_lock(self.url):
