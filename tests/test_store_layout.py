@@ -7,9 +7,13 @@ import shutil
 from pathlib import Path
 
 import optuna
+import pandas as pd
 import pytest
 from optuna.distributions import CategoricalDistribution, IntDistribution
 
+from analysis.contract import ABLATION_KIND
+from study.migrate import MigrationError, seed_to_attribute
+from study.migrate import main as migrate_main
 from study.store import RunStore
 
 ARMS = ("baseline", "wide")
@@ -43,18 +47,19 @@ def test_a_run_has_arm_as_its_only_parameter_and_the_seed_as_an_attribute(tmp_pa
     assert study.best_trial.params == {"arm": "baseline"} and study.best_trial.user_attrs["seed"] == 7
 
 
-def old_layout_study(folder: Path, identity: str) -> list[tuple[str, int]]:
-    """A study as RunStore stored it before: `arm` and `seed` both trial parameters."""
+def old_layout_study(folder: Path, identity: str, wrong_attr: int | None = None) -> list[tuple[str, int]]:
+    """A study as RunStore stored it before: `arm` and `seed` both trial parameters (the trial
+    numbered `wrong_attr`, if any, with a seed attribute of 99 instead)."""
     url = f"sqlite:///{folder / 'study.db'}"
     folder.mkdir(parents=True)
     st = optuna.create_study(study_name="old", storage=url, direction="maximize")
     st.set_user_attr("identity", identity)
     dists = {"arm": CategoricalDistribution(ARMS), "seed": IntDistribution(0, 2**31 - 1)}
     keys = [(a, s) for s in range(3) for a in ARMS]
-    for arm, seed in keys:
+    for i, (arm, seed) in enumerate(keys):
         st.add_trial(optuna.trial.create_trial(
             value=50.0 + seed, params={"arm": arm, "seed": seed}, distributions=dists,
-            user_attrs={"arm": arm, "seed": seed, "status": "complete", "metrics": {"acc": 50.0 + seed},
+            user_attrs={"arm": arm, "seed": 99 if i == wrong_attr else seed, "status": "complete", "metrics": {"acc": 50.0 + seed},
                         "epochs": []}))
     return keys
 
@@ -88,3 +93,71 @@ def test_the_committed_quick_study_resumes_under_the_new_layout(tmp_path):
     add(store, "baseline", 10_000, 42.0)
     assert store.done() == {*before, ("baseline", 10_000)}
     assert store.trials()[-1].params == {"arm": "baseline"}
+
+
+def test_migration_drops_only_the_seed_parameters_of_an_ablation_study(tmp_path):
+    keys = old_layout_study(tmp_path / "old", "id-old")
+    url = f"sqlite:///{tmp_path / 'old' / 'study.db'}"
+    study = optuna.load_study(study_name="old", storage=url)
+    study.set_user_attr("kind", ABLATION_KIND)
+    tuning = optuna.create_study(study_name="old-tune", storage=url)  # same storage: untouched
+    tuning.optimize(lambda t: t.suggest_int("seed", 0, 9) + t.suggest_float("lr", 0, 1), n_trials=3)
+    before = [(t.number, t.value, t.user_attrs, t.intermediate_values) for t in study.get_trials()]
+
+    dry = seed_to_attribute(url, "old", dry_run=True)
+    assert (dry.trials, dry.with_seed_param, dry.deleted) == (6, 6, 0)
+    assert all("seed" in t.params for t in study.get_trials())
+    assert seed_to_attribute(url, "old").deleted == 6
+    after = optuna.load_study(study_name="old", storage=url)
+    assert [t.params for t in after.get_trials()] == [{"arm": a} for a, _ in keys]
+    assert [(t.number, t.value, t.user_attrs, t.intermediate_values) for t in after.get_trials()] == before
+    assert after.user_attrs == {"identity": "id-old", "kind": ABLATION_KIND}
+    assert list(optuna.importance.get_param_importances(after)) == ["arm"]
+    assert all({"seed", "lr"} == set(t.params) for t in optuna.load_study(study_name="old-tune", storage=url).trials)
+    assert seed_to_attribute(url, "old").deleted == 0  # again: nothing to do
+    store = RunStore(tmp_path / "old", "old", "id-old", ARMS, {})  # and it resumes
+    assert store.done() == set(keys)
+    add(store, "wide", 3, 61.0)
+    assert len(store.trials()) == 7
+
+    with pytest.raises(MigrationError, match="not a seedwise ablation"):
+        seed_to_attribute(url, "old-tune")
+    with pytest.raises(MigrationError, match="no study 'nope'"):
+        seed_to_attribute(url, "nope")
+
+
+def test_migration_refuses_a_seed_parameter_that_disagrees_with_the_attribute(tmp_path):
+    old_layout_study(tmp_path / "old", "id-old", wrong_attr=4)
+    url = f"sqlite:///{tmp_path / 'old' / 'study.db'}"
+    study = optuna.load_study(study_name="old", storage=url)
+    study.set_user_attr("kind", ABLATION_KIND)
+    with pytest.raises(MigrationError, match=r"trial 4: parameter seed=2 but attribute seed=99"):
+        seed_to_attribute(url, "old")
+    assert all("seed" in t.params for t in study.get_trials())  # nothing deleted
+
+
+def test_the_committed_quick_study_migrates_on_a_copy_and_reads_the_same(tmp_path, capsys):
+    if not (QUICK / "study.db").exists():
+        pytest.skip("the committed quick study is not in this checkout")
+    from study.notebook.records import tables
+
+    copy = tmp_path / QUICK.name
+    shutil.copytree(QUICK, copy)
+    url = f"sqlite:///{copy / 'study.db'}"
+
+    def exported():
+        trials = optuna.load_study(study_name=QUICK.name, storage=url).get_trials()
+        return tables(sorted(trials, key=lambda t: t.number))
+
+    runs, epochs = exported()
+    assert migrate_main([url, "--study", QUICK.name]) == 0
+    out = capsys.readouterr().out
+    assert "94 trials, 94 with a seed parameter; deleted 94 seed parameter(s)" in out
+    study = optuna.load_study(study_name=QUICK.name, storage=url)
+    assert all(t.params == {"arm": t.user_attrs["arm"]} for t in study.trials)
+    assert study.user_attrs["identity"] == json.loads((QUICK / "study.json").read_text())["identity"]
+    runs_after, epochs_after = exported()
+    pd.testing.assert_frame_equal(runs_after, runs)  # runs.csv / epochs.csv would not change
+    pd.testing.assert_frame_equal(epochs_after, epochs)
+    tuned = optuna.load_study(study_name=f"{QUICK.name}-tuned", storage=url)
+    assert all("seed" in t.params for t in tuned.trials)  # another study of the storage: untouched
