@@ -177,15 +177,17 @@ def verdict_plotly(data: DashboardData):
     colors = ["black", *(VERDICT_COLORS.get(v, "black") for v in verdicts[1:])]
     columns = [list(col) for col in zip(*rows, strict=True)]
     fig = go.Figure(go.Table(
+        columnwidth=[1.4, 0.7, 0.9, 1.1, 1.5, 0.8, 1.3],
         header={"values": ["arm", "seeds", "mean", f"diff vs {data.baseline}",
                            f"{percent(CONFIDENCE)} CI", "Holm p", "verdict"],
                 "align": "left", "font": {"size": 13}, "fill_color": "#eeeeee"},
         cells={"values": [*columns, verdicts], "align": "left", "height": 28,
                "font": {"size": 13, "color": [["black"] * len(rows)] * 6 + [colors]}}))
     fig.update_layout(
+        # The caveat on a line of its own: the dashboard's cards are narrow.
         title=f"Verdicts: {data.metric_label} vs {data.baseline}<br><sup>one row per arm over its "
-              f"seeds; {BEST_TRIAL_CAVEAT}</sup>",
-        template="plotly_white", height=450, margin={"l": 10, "r": 10, "t": 80, "b": 10})
+              f"seeds</sup><br><sup>{BEST_TRIAL_CAVEAT[0].upper()}{BEST_TRIAL_CAVEAT[1:]}</sup>",
+        template="plotly_white", height=450, margin={"l": 10, "r": 10, "t": 100, "b": 10})
     return fig
 
 
