@@ -36,7 +36,7 @@ import pandas as pd
 
 from .contract import COMPLETE, redact
 from .figures import CONFIDENCE, VERDICT_COLORS, t_interval
-from .numbers import interval, number, percent, significant
+from .numbers import interval, number, p_value, percent, significant
 
 __all__ = ["BEST_TRIAL_CAVEAT", "DashboardData", "FIGURE_IDS", "OBJECTIVE", "distribution_plotly",
            "forest_plotly", "note_text", "publish", "verdict_plotly"]
@@ -51,8 +51,9 @@ WIDGET_CAVEATS = (
     "**Reading the dashboard for an ablation.** The trials are (arm, seed) runs, not an "
     f"optimisation: {BEST_TRIAL_CAVEAT}. *Hyperparameter Importance* shows `arm`, the study's "
     "only parameter, at 1 by construction: it is not an effect size (the seed is a user "
-    "attribute, a replicate, not a hyperparameter; a study stored before seedwise made it an "
-    "attribute also lists `seed` there: ignore it). The *History* plot's best-so-far line is a "
+    "attribute, a replicate, not a hyperparameter; a study stored when the seed was a parameter "
+    "too lists `seed` there until `python -m study.migrate` is run on it). The *History* plot's "
+    "best-so-far line is a "
     "running maximum over the seeds of all arms. Read the verdicts above, and the seedwise "
     "figures on the study's main page (*Verdicts*, *per arm over seeds*, *Difference from the "
     "baseline*), instead.")
@@ -166,7 +167,7 @@ def verdict_plotly(data: DashboardData):
     rows = [(data.baseline, str(len(base)), number(base.mean()) if len(base) else "n/a",
              "(baseline)", "", "")]
     rows += [(str(r.arm), str(int(r.n_arm)), number(r.mean_arm), number(r.diff, signed=True),
-              interval(r.ci_low, r.ci_high, signed=True), significant(float(r.p_adjusted)))
+              interval(r.ci_low, r.ci_high, signed=True), p_value(r.p_adjusted))
              for r in frame.itertuples()]
     verdicts = ["", *map(str, frame["verdict"])]
     for arm in data.arms:
