@@ -2,8 +2,8 @@
 optimisation panels mean here.
 
 optuna-dashboard is built for optimisation. Its study page shows, in this fixed order, the
-history, "Hyperparameter Importance", the timeline, the figures saved into the study, then the
-"Best Trial" card. For an ablation the trials are (arm, seed) runs: study.store keeps `arm` as
+history, "Hyperparameter Importance", the timeline, the figures saved into the study (among
+themselves in no fixed order), then the "Best Trial" card. For an ablation the trials are (arm, seed) runs: study.store keeps `arm` as
 the only trial parameter and the seed as a user attribute, so the importance panel shows `arm`
 alone (1 by construction, not an effect size) and the Best Trial card names an arm but no seed;
 that card is still the luckiest single run, not the best arm, and cannot be removed.
@@ -53,10 +53,9 @@ WIDGET_CAVEATS = (
     "only parameter, at 1 by construction: it is not an effect size (the seed is a user "
     "attribute, a replicate, not a hyperparameter; a study stored when the seed was a parameter "
     "too lists `seed` there until `python -m study.migrate` is run on it). The *History* plot's "
-    "best-so-far line is a "
-    "running maximum over the seeds of all arms. Read the verdicts above, and the seedwise "
-    "figures on the study's main page (*Verdicts*, *per arm over seeds*, *Difference from the "
-    "baseline*), instead.")
+    "best-so-far line is a running maximum over the seeds of all arms. Read the verdicts above, "
+    "and the seedwise figures on the study's main page (*Verdicts*, *per arm over seeds*, "
+    "*Difference from the baseline*), instead.")
 
 
 @dataclass(frozen=True)
