@@ -27,8 +27,7 @@ from pathlib import Path
 import optuna
 import sqlalchemy as sa
 
-from analysis.contract import ABLATION_KIND, redact
-from study.cli import storage_of
+from analysis.contract import ABLATION_KIND, DB_FILE, default_storage, redact
 
 SEED = "seed"
 
@@ -45,6 +44,29 @@ class SeedMigration:
     trials: int  # the study's trials
     with_seed_param: int  # of them, with a `seed` parameter before
     deleted: int  # parameter rows deleted (0 on a dry run)
+
+
+def storage_of(target: str) -> str:
+    """The storage of a study folder (its study.json's URL, else its study.db) or a URL as
+    given. A relative SQLite path is tried beside the folder's results root first, then from the
+    working directory: a copy of results/ migrates its own database, never the checkout's. A
+    SQLite file that does not exist is an error: opening it would create an empty database."""
+    if "://" in target:
+        url = target
+    else:
+        folder = Path(target)
+        meta = folder / "study.json"
+        url = json.loads(meta.read_text()).get("storage", "") if meta.exists() else ""
+        if url.startswith("sqlite:///"):
+            path = Path(url[len("sqlite:///"):])
+            found = [p for p in ((path,) if path.is_absolute() else (folder.parent.parent / path, path))
+                     if p.exists()]
+            url = f"sqlite:///{found[0]}" if found else ""
+        if not url or "***" in url:
+            url = default_storage(folder)
+    if url.startswith("sqlite:///") and not Path(url[len("sqlite:///"):]).exists():
+        raise ValueError(f"{target!r}: no database at {url} (give a study folder with {DB_FILE}, or a URL)")
+    return url
 
 
 def seed_to_attribute(storage_url: str, study_name: str, *, dry_run: bool = False) -> SeedMigration:

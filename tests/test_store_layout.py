@@ -157,3 +157,8 @@ def test_the_committed_ablation_studies_store_the_seed_as_an_attribute_only(tmp_
             else:
                 assert all("seed" not in t.params and t.params for t in trials), summary.study_name
     assert list(kinds.values()).count(ABLATION_KIND) >= 7 and "seedwise-tuning" in kinds.values()
+    # A copied folder resolves to its own database (study.json's URL is relative), never the checkout's.
+    assert migrate_main([str(copy / QUICK.name), "--dry-run"]) == 0
+    assert f"sqlite:///{copy / QUICK.name / 'study.db'}" in capsys.readouterr().out
+    assert migrate_main([str(tmp_path / "nowhere")]) == 2  # no database: refused, none created
+    assert not (tmp_path / "nowhere").exists()
