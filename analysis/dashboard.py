@@ -1,15 +1,24 @@
-"""What optuna-dashboard shows for an ablation study: the verdict note and the per-arm figures.
+"""What optuna-dashboard shows for an ablation study: the verdicts, first, and what its
+optimisation panels mean here.
 
-optuna-dashboard is built for optimisation: its "best trial" is the luckiest seed of some arm
-and its hyperparameter importance ranks `seed` above `arm`. `publish` writes what the dashboard
-should show instead, whenever the report is written: the study note (verdict table, what the
-generic widgets mean here) and two plotly figures made from the same data as the report's
-distribution and forest figures, saved with `optuna_dashboard.save_plotly_graph_object` under
-fixed ids so that each report replaces them. It also names the objective ("test_acc", the
-value every ablation trial stores) so the dashboard's axes do not say "Objective 0".
+optuna-dashboard is built for optimisation. Its study page shows, in this fixed order, the
+history, "Hyperparameter Importance", the timeline, the figures saved into the study (among
+themselves in no fixed order), then the "Best Trial" card. For an ablation the trials are (arm, seed) runs: study.store keeps `arm` as
+the only trial parameter and the seed as a user attribute, so the importance panel shows `arm`
+alone (1 by construction, not an effect size) and the Best Trial card names an arm but no seed;
+that card is still the luckiest single run, not the best arm, and cannot be removed.
 
-`distribution_plotly` and `forest_plotly` are pure (frames in, figure out); only `publish`
-touches the storage, and never fails the report: it returns a message saying what it did.
+`publish` therefore writes, whenever the report is written: the study note (verdict table and
+what the generic panels mean here), and three plotly figures saved with
+`optuna_dashboard.save_plotly_graph_object` under fixed ids, so each report replaces them and
+they sit on the study page above the Best Trial card: the verdict table (which says the card is
+a lucky seed), and the report's distribution and forest figures, drawn from the same data. It
+also names the objective ("test_acc", the value every ablation trial stores) so the axes do not
+say "Objective 0".
+
+`verdict_plotly`, `distribution_plotly` and `forest_plotly` are pure (frames in, figure out);
+only `publish` touches the storage, and never fails the report: it returns a message saying
+what it did.
 
 Arrays go into the figures as plain lists: plotly >= 6 would otherwise store numpy arrays as
 base64 typed arrays, which the plotly.js bundled with older optuna-dashboard releases cannot
@@ -27,21 +36,26 @@ import pandas as pd
 
 from .contract import COMPLETE, redact
 from .figures import CONFIDENCE, VERDICT_COLORS, t_interval
-from .numbers import interval, number, percent, significant
+from .numbers import interval, number, p_value, percent, significant
 
-__all__ = ["DashboardData", "FIGURE_IDS", "OBJECTIVE", "distribution_plotly", "forest_plotly",
-           "note_text", "publish"]
+__all__ = ["BEST_TRIAL_CAVEAT", "DashboardData", "FIGURE_IDS", "OBJECTIVE", "distribution_plotly",
+           "forest_plotly", "note_text", "publish", "verdict_plotly"]
 
 OBJECTIVE = "test_acc"  # study.store records every ablation trial's test_acc as its value
-FIGURE_IDS = {"distribution": "seedwise-distribution", "forest": "seedwise-forest"}
+FIGURE_IDS = {"verdicts": "seedwise-verdicts", "distribution": "seedwise-distribution",
+              "forest": "seedwise-forest"}
+# Said on the study page itself (the verdict table), next to the card it is about.
+BEST_TRIAL_CAVEAT = ("the Best Trial card is the luckiest seed (one run), not the best arm "
+                     "nor a recommendation")
 WIDGET_CAVEATS = (
     "**Reading the dashboard for an ablation.** The trials are (arm, seed) runs, not an "
-    "optimisation: the *Best Trial* is the luckiest seed of one arm, not the best arm; "
-    "*Hyperparameter Importance* ranks `seed` next to `arm` because it explains the spread of "
-    "single runs, not the difference between arms; and the *History* plot's best-so-far line "
-    "is a running maximum over the seeds of all arms. Read the verdicts above and the two "
-    "seedwise figures on the study's main page (*per arm over seeds*, *Difference from the "
-    "baseline*) instead.")
+    f"optimisation: {BEST_TRIAL_CAVEAT}. *Hyperparameter Importance* shows `arm`, the study's "
+    "only parameter, at 1 by construction: it is not an effect size (the seed is a user "
+    "attribute, a replicate, not a hyperparameter; a study stored when the seed was a parameter "
+    "too lists `seed` there until `python -m study.migrate` is run on it). The *History* plot's "
+    "best-so-far line is a running maximum over the seeds of all arms. Read the verdicts above, "
+    "and the seedwise figures on the study's main page (*Verdicts*, *per arm over seeds*, "
+    "*Difference from the baseline*), instead.")
 
 
 @dataclass(frozen=True)
@@ -139,6 +153,44 @@ def forest_plotly(data: DashboardData):
     return fig
 
 
+def verdict_plotly(data: DashboardData):
+    """The verdict table on the study page: the baseline, then each arm's difference from it
+    with its 95% CI, Holm-adjusted p and verdict (in the verdict's colour); an arm the analysis
+    could not judge keeps its row, marked so. Its subtitle says what the Best Trial card beside
+    it is."""
+    import plotly.graph_objects as go
+
+    ok = data.runs[(data.runs["status"] == COMPLETE) & data.runs[data.metric].notna()]
+    base = ok.loc[ok["arm"] == data.baseline, data.metric]
+    frame = data.comparisons
+    rows = [(data.baseline, str(len(base)), number(base.mean()) if len(base) else "n/a",
+             "(baseline)", "", "")]
+    rows += [(str(r.arm), str(int(r.n_arm)), number(r.mean_arm), number(r.diff, signed=True),
+              interval(r.ci_low, r.ci_high, signed=True), p_value(r.p_adjusted))
+             for r in frame.itertuples()]
+    verdicts = ["", *map(str, frame["verdict"])]
+    for arm in data.arms:
+        if arm != data.baseline and arm not in set(frame["arm"]):
+            vals = ok.loc[ok["arm"] == arm, data.metric]
+            rows.append((arm, str(len(vals)), number(vals.mean()) if len(vals) else "n/a", "", "", ""))
+            verdicts.append("not judged")
+    colors = ["black", *(VERDICT_COLORS.get(v, "black") for v in verdicts[1:])]
+    columns = [list(col) for col in zip(*rows, strict=True)]
+    fig = go.Figure(go.Table(
+        columnwidth=[1.4, 0.7, 0.9, 1.1, 1.5, 0.8, 1.3],
+        header={"values": ["arm", "seeds", "mean", f"diff vs {data.baseline}",
+                           f"{percent(CONFIDENCE)} CI", "Holm p", "verdict"],
+                "align": "left", "font": {"size": 13}, "fill_color": "#eeeeee"},
+        cells={"values": [*columns, verdicts], "align": "left", "height": 28,
+               "font": {"size": 13, "color": [["black"] * len(rows)] * 6 + [colors]}}))
+    fig.update_layout(
+        # The caveat on a line of its own: the dashboard's cards are narrow.
+        title=f"Verdicts: {data.metric_label} vs {data.baseline}<br><sup>one row per arm over its "
+              f"seeds</sup><br><sup>{BEST_TRIAL_CAVEAT[0].upper()}{BEST_TRIAL_CAVEAT[1:]}</sup>",
+        template="plotly_white", height=450, margin={"l": 10, "r": 10, "t": 100, "b": 10})
+    return fig
+
+
 def note_text(results_markdown: str, caption: str, verdicts: Sequence[str], *, name: str,
               flags: Sequence[str] = ()) -> str:
     """The study note (Markdown, as optuna-dashboard renders it)."""
@@ -180,6 +232,7 @@ def publish(storage_url: str | None, study_name: str, note: str,
         save_plotly_graph_object(st, distribution_plotly(data),
                                  graph_object_id=FIGURE_IDS["distribution"])
         if len(data.comparisons):
+            save_plotly_graph_object(st, verdict_plotly(data), graph_object_id=FIGURE_IDS["verdicts"])
             save_plotly_graph_object(st, forest_plotly(data), graph_object_id=FIGURE_IDS["forest"])
     except ImportError as e:
         return f"{done}; no dashboard figures ({e.name or 'plotly'} is not installed)"

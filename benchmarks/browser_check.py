@@ -8,8 +8,11 @@ the original; writes the report there (which also writes the verdict note and th
 figures into the copy's study.db); renders report.html in headless Chromium and checks the
 verdict table, the figures and the verdicts are on the page; then serves the copy with
 `optuna-dashboard` on 127.0.0.1 (a free port) and checks that the rendered study page shows the
-arm names, the note and the figures. With --shots, also saves PNG screenshots of both. The
-server is stopped at the end, whatever happens; every step has a time limit.
+arm names, the note and the figures, the verdict table above the Best Trial card, and (from the
+server's API) that neither the Hyperparameter Importance panel nor the Best Trial card treats
+the seed as a hyperparameter; it prints what those two panels show. With --shots, also saves
+PNG screenshots of both. The server is stopped at the end, whatever happens; every step has a
+time limit.
 
 Exit status: 0 all checks passed, 1 a check failed (listed), 2 no Chromium / bad input.
 """
@@ -30,7 +33,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 CHROMIUM_NAMES = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
 DASHBOARD = Path(sys.executable).parent / "optuna-dashboard"  # = analysis.dashboard_server's
-FIGURE_TITLES = ("per arm over seeds", "Difference from")  # analysis.dashboard's two figures
+FIGURE_TITLES = ("Verdicts:", "per arm over seeds", "Difference from")  # analysis.dashboard's figures
+BEST_TRIAL = "Best Trial (number="  # optuna-dashboard's card title for a single-objective study
 
 
 def find_chromium() -> str | None:
@@ -101,7 +105,45 @@ def check_dashboard_dom(main_dom: str, note_dom: str, arms: Sequence[str],
         problems.append("dashboard: the note shows no verdict")
     if "luckiest seed" not in note:
         problems.append("dashboard: the note does not say which widgets do not apply")
+    verdicts, best = text.find(figure_titles[0]), text.find(BEST_TRIAL)
+    if verdicts >= 0 and best >= 0 and best < verdicts:
+        problems.append("dashboard: the Best Trial card comes before the verdict table")
     return problems
+
+
+def panels(detail: dict, importances: dict) -> str:
+    """What the Hyperparameter Importance panel and the Best Trial card show, in one line, from
+    optuna-dashboard's API answers (`/api/studies/ID` and `.../param_importances`)."""
+    ranked = ", ".join(f"{p['name']} {p['importance']:.2f}"
+                       for p in (importances.get("param_importances") or [[]])[0]) or "none"
+    best = "none"
+    if detail.get("best_trials"):
+        b = detail["best_trials"][0]
+        params = ", ".join(f"{p['name']}: {p['param_external_value']}" for p in b["params"])
+        best = f"number={b['number']} {', '.join(f'{v:g}' for v in b['values'] or [])} [{params}]"
+    return f"Hyperparameter Importance: {ranked}; Best Trial: {best}"
+
+
+def check_dashboard_api(detail: dict, importances: dict, storage_hint: str) -> list[str]:
+    """Problems with what the importance and best-trial panels are given: a `seed` there reads
+    a replicate as a tuned hyperparameter (a study stored before the seed left the trial
+    parameters; `storage_hint` names it for `python -m study.migrate`)."""
+    ranked = {p["name"] for p in (importances.get("param_importances") or [[]])[0]}
+    best = {p["name"] for b in detail.get("best_trials", []) for p in b["params"]}
+    fix = f"; python -m study.migrate {storage_hint} makes it an attribute only"
+    problems = []
+    if "seed" in ranked:
+        problems.append(f"dashboard: Hyperparameter Importance ranks the seed{fix}")
+    if "seed" in best:
+        problems.append(f"dashboard: the Best Trial card lists the seed as a parameter{fix}")
+    return problems
+
+
+def _get_json(url: str, timeout: float = 120) -> dict:
+    import urllib.request
+
+    with urllib.request.urlopen(url, timeout=timeout) as r:
+        return json.loads(r.read())
 
 
 def copy_results(study_dir: Path, into: Path) -> Path:
@@ -144,6 +186,10 @@ def run_checks(study_dir: Path, work: Path, browser: str, shots: Path | None,
     summaries = optuna.get_all_study_summaries(study.storage_url)
     study_id = next(s._study_id for s in summaries if s.study_name == name)
     with start_dashboard(study.storage_url) as server:
+        api = f"{server.base}/api/studies/{study_id}"
+        detail, importances = _get_json(api), _get_json(f"{api}/param_importances")
+        log(f"dashboard panels: {panels(detail, importances)}")
+        problems += check_dashboard_api(detail, importances, str(study_dir))
         url = f"{server.base}/dashboard/studies/{study_id}"
         main_dom = dump_dom(browser, url, budget_ms=15000)
         note_dom = dump_dom(browser, f"{url}/note", budget_ms=10000)

@@ -1,10 +1,14 @@
 """The run store: one Optuna trial per (arm, seed) run, in an RDB storage (SQLite by default).
 
-This is Optuna's own pattern for ablations: `arm` and `seed` are the trial's parameters, the
-final test accuracy its value, per-epoch validation accuracy its intermediate values, and the
-metrics, LR schedule and provenance its user attributes; the per-example test predictions are
-an Optuna artifact. `optuna-dashboard` therefore shows the ablation as it is, and any number
-of workers can share one study. `runs.csv` / `epochs.csv` are tidy exports of the same data.
+`arm` is the trial's one parameter (it is the factor the ablation varies); the seed is a user
+attribute, beside the metrics, LR schedule and provenance: a seed is a replicate, not a setting
+to tune, and as a parameter optuna-dashboard ranked it as the most "important hyperparameter"
+(it explains the spread of single runs) and printed it in the "Best Trial" card. The final
+metric is the trial's value (the dashboard's history and the trials table need one), per-epoch
+validation accuracy its intermediate values; the per-example test predictions are an Optuna
+artifact. Any number of workers can share one study. `runs.csv` / `epochs.csv` are tidy
+exports of the same data, read from the user attributes only, so studies stored before the
+seed left the parameters (`arm` and `seed` both parameters) read, and resume, the same way.
 """
 
 from __future__ import annotations
@@ -26,7 +30,7 @@ import optuna
 import pandas as pd
 from filelock import FileLock
 from optuna.artifacts import ArtifactMeta, FileSystemArtifactStore
-from optuna.distributions import CategoricalDistribution, IntDistribution
+from optuna.distributions import BaseDistribution, CategoricalDistribution
 from optuna.trial import TrialState
 from sqlalchemy.engine import make_url
 
@@ -122,7 +126,9 @@ class RunStore:
             raise StoreError(f"cannot create the results directory {self.results_dir}: {e.strerror}") from None
         self.study_name, self.identity, self.direction = study_name, identity, direction
         self.layout = layout or user_tables
-        self.distributions = {"arm": CategoricalDistribution(arm_names), "seed": IntDistribution(0, 2**31 - 1)}
+        # Only `arm`: a trial without a parameter an older trial of the study had (`seed`) is
+        # accepted by Optuna, so a study stored with both keeps resuming.
+        self.distributions: dict[str, BaseDistribution] = {"arm": CategoricalDistribution(arm_names)}
         for attempt in range(5):
             try:
                 with opening_lock(self.url):
@@ -180,7 +186,7 @@ class RunStore:
              intermediate: dict[int, float], system_attrs: dict[str, Any]) -> None:
         # A run with a seed per stream (study.seeds.RunSeeds) keeps them: runs.csv's seed columns.
         trial = optuna.trial.create_trial(
-            state=state, value=value, params={"arm": arm, "seed": int(seed)}, distributions=self.distributions,
+            state=state, value=value, params={"arm": arm}, distributions=self.distributions,
             user_attrs={"arm": arm, "seed": int(seed), **seed_columns(seed), **attrs}, system_attrs=system_attrs,
             intermediate_values=intermediate)
         # A trial is stored once finished, so give it the run's real start and end: the

@@ -26,8 +26,11 @@ def test_report_and_dashboard_show_verdicts_figures_and_note(tmp_path):
     pytest.importorskip("plotly")
     path = make_study(tmp_path / "results", ARMS, effects={"wide": 3.0}, seeds=range(4))
     stored_study(path, data_source="x", versions={})
-    problems = BC.run_checks(path, tmp_path / "work", BROWSER, shots=None, log=lambda m: None)
+    logged: list[str] = []
+    problems = BC.run_checks(path, tmp_path / "work", BROWSER, shots=None, log=logged.append)
     assert problems == []
+    (shown,) = [m for m in logged if m.startswith("dashboard panels:")]
+    assert "Hyperparameter Importance: arm 1.00;" in shown and "seed" not in shown
     # The checks ran on a copy: the original study has no note and no figures.
     st = optuna.load_study(study_name=path.name, storage=f"sqlite:///{path}/study.db")
     assert optuna_dashboard.get_note(st) == ""
@@ -41,6 +44,27 @@ def test_checks_fail_on_pages_without_the_key_elements():
                                       "seedwise verdicts: s", BC.FIGURE_TITLES)
     assert any("'wide'" in p for p in problems) and any("the note" in p for p in problems)
     assert any("per arm over seeds" in p for p in problems)
+    titles, note = " ".join(BC.FIGURE_TITLES), "seedwise verdicts: s wide: better. the luckiest seed"
+    assert not BC.check_dashboard_dom(f"baseline wide test_acc {titles} {BC.BEST_TRIAL}1)", note,
+                                      ["baseline", "wide"], "seedwise verdicts: s", BC.FIGURE_TITLES)
+    problems = BC.check_dashboard_dom(f"baseline wide test_acc {BC.BEST_TRIAL}1) {titles}", note,
+                                      ["baseline", "wide"], "seedwise verdicts: s", BC.FIGURE_TITLES)
+    assert problems == ["dashboard: the Best Trial card comes before the verdict table"]
+
+
+def test_api_check_flags_a_seed_read_as_a_hyperparameter():
+    detail = {"best_trials": [{"number": 88, "values": [50.78],
+                               "params": [{"name": "arm", "param_external_value": "baseline"},
+                                          {"name": "seed", "param_external_value": "29"}]}]}
+    importances = {"param_importances": [[{"name": "seed", "importance": 0.97},
+                                          {"name": "arm", "importance": 0.03}]]}
+    assert BC.panels(detail, importances) == ("Hyperparameter Importance: seed 0.97, arm 0.03; "
+                                              "Best Trial: number=88 50.78 [arm: baseline, seed: 29]")
+    problems = BC.check_dashboard_api(detail, importances, "results/q")
+    assert len(problems) == 2 and all("python -m study.migrate results/q" in p for p in problems)
+    detail["best_trials"][0]["params"].pop()
+    assert BC.check_dashboard_api(detail, {"param_importances": [[{"name": "arm", "importance": 1.0}]]},
+                                  "results/q") == []
 
 
 @pytest.mark.slow

@@ -68,8 +68,14 @@ def test_dashboard_serves_a_user_experiment_minimized(tmp_path):
             detail = get_json(f"{base}/api/studies/{served[name]['study_id']}")
             assert len(detail["trials"]) == n_trials
         ablation = get_json(f"{base}/api/studies/{served['digits-softmax']['study_id']}")
-        assert {p["name"] for t in ablation["trials"] for p in t["params"]} == {"arm", "seed"}
+        # The seed is a run's attribute, not a hyperparameter: the importance and best-trial
+        # panels see only the arm.
+        assert {p["name"] for t in ablation["trials"] for p in t["params"]} == {"arm"}
+        assert all({"arm", "seed"} <= {a["key"] for a in t["user_attrs"]} for t in ablation["trials"])
         assert all(t["values"] and 0 <= t["values"][0] <= 100 for t in ablation["trials"])
+        assert [p["name"] for p in ablation["best_trials"][0]["params"]] == ["arm"]
+        importances = get_json(f"{base}/api/studies/{served['digits-softmax']['study_id']}/param_importances")
+        assert [p["name"] for p in importances["param_importances"][0]] == ["arm"]
 
 
 @pytest.mark.skipif(not DASHBOARD.exists(), reason="optuna-dashboard is not installed in this environment")
@@ -87,3 +93,38 @@ def test_a_dashboard_that_exits_early_reports_its_output(tmp_path):
     url = f"sqlite:///{tmp_path / 'no such folder' / 'study.db'}"  # the server cannot open it
     with pytest.raises(DashboardStartError, match=r"(?s)exited with \d+ before answering: .*Error"):
         start_dashboard(url, timeout=60)
+
+
+@pytest.mark.skipif(not DASHBOARD.exists(), reason="optuna-dashboard is not installed in this environment")
+def test_the_dashboard_stops_ranking_the_seed_once_a_study_is_migrated(tmp_path):
+    """A study stored with the seed as a parameter: the served importance panel ranks it and the
+    Best Trial card lists it (what the committed quick study showed); after study.migrate, arm alone."""
+    import sys
+
+    from test_dashboard_note import ARMS, stored_study
+    from test_report import make_study
+
+    from analysis.contract import ABLATION_KIND
+    from study.migrate import seed_to_attribute
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    import browser_check as BC
+
+    path = make_study(tmp_path, ARMS, effects={"wide": 3.0}, seeds=range(6))
+    st = stored_study(path, data_source="x", versions={}, seed_param=True)
+    st.set_user_attr("kind", ABLATION_KIND)
+    url = f"sqlite:///{path / 'study.db'}"
+
+    def served():
+        with start_dashboard(url) as server:  # a fresh server: it caches importances per study
+            api = f"{server.base}/api/studies/{st._study_id}"
+            return get_json(api), get_json(f"{api}/param_importances")
+
+    detail, importances = served()
+    assert {p["name"] for p in importances["param_importances"][0]} == {"arm", "seed"}
+    assert len(BC.check_dashboard_api(detail, importances, str(path))) == 2
+    assert seed_to_attribute(url, path.name).deleted == len(detail["trials"])
+    detail, importances = served()
+    assert [p["name"] for p in importances["param_importances"][0]] == ["arm"]
+    assert BC.check_dashboard_api(detail, importances, str(path)) == []
+    assert BC.panels(detail, importances).startswith("Hyperparameter Importance: arm 1.00; Best Trial: number=")

@@ -20,17 +20,19 @@ optuna_dashboard = pytest.importorskip("optuna_dashboard")
 ARMS = {"baseline": {}, "wide": {"width": 32}, "narrow": {"width": 8}}
 
 
-def stored_study(path, *, data_source, versions):
-    """The Optuna study `study.run` would have written for `path`'s runs.csv."""
+def stored_study(path, *, data_source, versions, seed_param=False):
+    """The Optuna study `study.run` would have written for `path`'s runs.csv (`seed_param`: as
+    it did before the seed left the trial parameters)."""
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     st = optuna.create_study(study_name=path.name, storage=f"sqlite:///{path}/study.db",
                              direction="maximize")
     runs = pd.read_csv(path / "runs.csv")
     dists = {"arm": CategoricalDistribution(sorted(set(runs["arm"]))),
-             "seed": IntDistribution(0, 100)}
+             **({"seed": IntDistribution(0, 100)} if seed_param else {})}
     for r in runs.itertuples():
+        params = {"arm": r.arm, **({"seed": int(r.seed)} if seed_param else {})}
         st.add_trial(optuna.trial.create_trial(
-            value=float(r.test_acc), params={"arm": r.arm, "seed": int(r.seed)}, distributions=dists,
+            value=float(r.test_acc), params=params, distributions=dists,
             user_attrs={"arm": r.arm, "seed": int(r.seed), "data_source": data_source,
                         "versions": versions}))
     return st
@@ -65,6 +67,12 @@ def test_report_writes_verdict_note_metric_name_and_figures_into_the_study(tmp_p
     assert points == {a: sorted(runs.loc[runs["arm"] == a, "test_acc"]) for a in ARMS}
     forest = {t["name"]: t["y"] for t in figs["seedwise-forest"]["data"]}
     assert forest["better"] == ["wide"] and "wide" not in forest.get("inconclusive", [])
+    (table,) = figs["seedwise-verdicts"]["data"]
+    rows = dict(zip(table["cells"]["values"][0], zip(*table["cells"]["values"][1:], strict=True),
+                    strict=True))
+    assert set(rows) == set(ARMS) and rows["wide"][-1] == "better" and rows["baseline"][2] == "(baseline)"
+    assert rows["wide"][0] == "4" and float(rows["wide"][2]) > 0  # seeds, then diff vs baseline
+    assert "luckiest seed" in figs["seedwise-verdicts"]["layout"]["title"]["text"]
 
     # More seeds later: a new report replaces the note and the figures, never stale or doubled.
     path2 = make_study(tmp_path / "more", ARMS, effects={"wide": 3.0}, seeds=range(7))
@@ -154,3 +162,23 @@ def test_every_lr_panel_has_epoch_tick_labels(tmp_path):
     labelled = {ax.get_subplotspec().colspan.start for ax in drawn
                 if any(t.get_visible() and t.get_text() for t in ax.get_xticklabels())}
     assert labelled == {0, 1, 2}  # every column shows its epochs, also above the empty slot
+
+
+def test_verdict_table_keeps_an_arm_that_could_not_be_judged():
+    pytest.importorskip("plotly")
+    from analysis.dashboard import DashboardData, verdict_plotly
+
+    runs = pd.DataFrame({"arm": ["baseline"] * 3 + ["wide"] * 3 + ["broken"] * 2,
+                         "seed": [0, 1, 2] * 2 + [0, 1],
+                         "status": ["complete"] * 6 + ["failed"] * 2,
+                         "test_acc": [70.0, 71.0, 72.0, 73.0, 74.0, 75.0, None, None]})
+    comparisons = pd.DataFrame([{"arm": "wide", "n_arm": 3, "mean_arm": 74.0, "diff": 3.0,
+                                 "ci_low": 2.0, "ci_high": 4.0, "p_adjusted": 0.01,
+                                 "verdict": "better"}])
+    data = DashboardData(runs=runs, comparisons=comparisons, arms=["baseline", "wide", "broken"],
+                         baseline="baseline", metric="test_acc", metric_label="test accuracy (%)",
+                         margin=0.5, palette={})
+    cells = verdict_plotly(data).data[0].cells.values
+    assert list(cells[0]) == ["baseline", "wide", "broken"]
+    assert list(cells[1]) == ["3", "3", "0"] and list(cells[2]) == ["71.00", "74.00", "n/a"]
+    assert list(cells[-1]) == ["", "better", "not judged"]

@@ -34,7 +34,7 @@ def test_workers_on_one_postgres_study_train_each_run_once(tmp_path):
     import optuna
 
     trials = optuna.load_study(study_name=name, storage=URL).get_trials()
-    keys = [(t.params["arm"], t.params["seed"]) for t in trials]
+    keys = [(t.params["arm"], t.user_attrs["seed"]) for t in trials]
     assert len(keys) == 15 and len(set(keys)) == 15
 
 
@@ -55,4 +55,4 @@ def test_workers_on_one_postgres_study_run_a_user_experiment_once(tmp_path):
     import optuna
 
     trials = optuna.load_study(study_name=name, storage=URL).get_trials()
-    assert len({(t.params["arm"], t.params["seed"]) for t in trials}) == len(trials) == 6
+    assert len({(t.params["arm"], t.user_attrs["seed"]) for t in trials}) == len(trials) == 6

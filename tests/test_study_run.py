@@ -53,7 +53,7 @@ def test_smoke_study_end_to_end_and_resume(tmp_path):
     trials = store.trials()
     assert len(trials) == 10
     t = trials[0]
-    assert set(t.params) == {"arm", "seed"} and t.value == pytest.approx(t.user_attrs["test_acc"])
+    assert t.params == {"arm": t.user_attrs["arm"]} and t.value == pytest.approx(t.user_attrs["test_acc"])
     assert sorted(t.intermediate_values) == [1, 2]
     preds = store.predictions(t)
     assert preds.shape == (1000,) and preds.dtype == np.uint8

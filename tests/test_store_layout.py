@@ -1,0 +1,164 @@
+"""How a run is stored as an Optuna trial: `arm` is the one parameter, the seed a user attribute,
+so optuna-dashboard's importance and best-trial panels cannot read a seed as a hyperparameter;
+studies stored with `seed` as a parameter too still read and resume unchanged."""
+
+import json
+import shutil
+from pathlib import Path
+
+import optuna
+import pytest
+from optuna.distributions import CategoricalDistribution, IntDistribution
+
+from analysis.contract import ABLATION_KIND
+from study.migrate import MigrationError, seed_to_attribute
+from study.migrate import main as migrate_main
+from study.store import RunStore
+
+ARMS = ("baseline", "wide")
+QUICK = Path(__file__).resolve().parents[1] / "results" / "notebook-ablation-quick"
+
+
+def add(store, arm, seed, value):
+    store.add_run(True, value, arm, seed, {"status": "complete", "metrics": {"acc": value}, "epochs": []},
+                  {1: value - 1}, None)
+
+
+def test_a_run_has_arm_as_its_only_parameter_and_the_seed_as_an_attribute(tmp_path):
+    store = RunStore(tmp_path / "s", "s", "id1", ARMS, {})
+    # Seeds 2-9 for one arm only, and the luckiest run of all is seed 7: what made the dashboard
+    # rank `seed` first and crown "seed 7" when the seed was a parameter.
+    for seed in range(10):
+        for arm in ARMS[: 1 if seed >= 2 else 2]:
+            add(store, arm, seed, 50.0 + (9.0 if seed == 7 else seed % 3) + (1.0 if arm == "wide" else 0.0))
+    store.record_failure("wide", 2, "boom", "Traceback ...", {})
+    trials = store.trials()
+    assert [t.params for t in trials] == [{"arm": t.user_attrs["arm"]} for t in trials]
+    assert all(set(t.distributions) == {"arm"} for t in trials)
+    assert sorted((t.user_attrs["arm"], t.user_attrs["seed"]) for t in trials) == sorted(
+        [(a, s) for s in range(10) for a in ARMS[: 1 if s >= 2 else 2]] + [("wide", 2)])
+    assert store.done() == {(a, s) for s in range(10) for a in ARMS[: 1 if s >= 2 else 2]}
+    runs, _ = store.tables()
+    assert sorted(runs["seed"]) == sorted(t.user_attrs["seed"] for t in trials)
+
+    study = optuna.load_study(study_name="s", storage=store.url)
+    assert list(optuna.importance.get_param_importances(study)) == ["arm"]  # never "seed"
+    assert study.best_trial.params == {"arm": "baseline"} and study.best_trial.user_attrs["seed"] == 7
+
+
+def old_layout_study(folder: Path, identity: str, wrong_attr: int | None = None) -> list[tuple[str, int]]:
+    """A study as RunStore stored it before: `arm` and `seed` both trial parameters (the trial
+    numbered `wrong_attr`, if any, with a seed attribute of 99 instead)."""
+    url = f"sqlite:///{folder / 'study.db'}"
+    folder.mkdir(parents=True)
+    st = optuna.create_study(study_name="old", storage=url, direction="maximize")
+    st.set_user_attr("identity", identity)
+    dists = {"arm": CategoricalDistribution(ARMS), "seed": IntDistribution(0, 2**31 - 1)}
+    keys = [(a, s) for s in range(3) for a in ARMS]
+    for i, (arm, seed) in enumerate(keys):
+        st.add_trial(optuna.trial.create_trial(
+            value=50.0 + seed, params={"arm": arm, "seed": seed}, distributions=dists,
+            user_attrs={"arm": arm, "seed": 99 if i == wrong_attr else seed, "status": "complete", "metrics": {"acc": 50.0 + seed},
+                        "epochs": []}))
+    return keys
+
+
+def test_a_study_stored_with_the_seed_as_a_parameter_reads_and_resumes(tmp_path):
+    keys = old_layout_study(tmp_path / "old", "id-old")
+    store = RunStore(tmp_path / "old", "old", "id-old", ARMS, {})
+    assert store.done() == set(keys)
+    add(store, "baseline", 3, 60.0)  # Optuna accepts a trial without the older trials' `seed`
+    add(store, "wide", 3, 61.0)
+    trials = store.trials()
+    assert [set(t.params) for t in trials] == [{"arm", "seed"}] * 6 + [{"arm"}] * 2  # nothing rewritten
+    assert store.done() == {*keys, ("baseline", 3), ("wide", 3)}
+    runs, _ = store.tables()
+    assert list(zip(runs["arm"], runs["seed"], runs["acc"], strict=True)) == [
+        (a, s, 50.0 + s) for a, s in keys] + [("baseline", 3, 60.0), ("wide", 3, 61.0)]
+    again = RunStore(tmp_path / "old", "old", "id-old", ARMS, {})  # reopened: identity kept
+    assert again.study.user_attrs["identity"] == "id-old" and len(again.trials()) == 8
+
+
+def test_the_committed_quick_study_resumes_under_the_new_layout(tmp_path):
+    if not (QUICK / "study.db").exists():
+        pytest.skip("the committed quick study is not in this checkout")
+    copy = tmp_path / QUICK.name
+    shutil.copytree(QUICK, copy)
+    meta = json.loads((copy / "study.json").read_text())
+    store = RunStore(copy, meta["study"], meta["identity"], tuple(meta["arms"]), {},
+                     storage=f"sqlite:///{copy / 'study.db'}")
+    before = store.done()
+    assert len(before) == len(store.trials()) > 0
+    add(store, "baseline", 10_000, 42.0)
+    assert store.done() == {*before, ("baseline", 10_000)}
+    assert store.trials()[-1].params == {"arm": "baseline"}
+
+
+def test_migration_drops_only_the_seed_parameters_of_an_ablation_study(tmp_path):
+    keys = old_layout_study(tmp_path / "old", "id-old")
+    url = f"sqlite:///{tmp_path / 'old' / 'study.db'}"
+    study = optuna.load_study(study_name="old", storage=url)
+    study.set_user_attr("kind", ABLATION_KIND)
+    tuning = optuna.create_study(study_name="old-tune", storage=url)  # same storage: untouched
+    tuning.optimize(lambda t: t.suggest_int("seed", 0, 9) + t.suggest_float("lr", 0, 1), n_trials=3)
+    before = [(t.number, t.value, t.user_attrs, t.intermediate_values) for t in study.get_trials()]
+
+    dry = seed_to_attribute(url, "old", dry_run=True)
+    assert (dry.trials, dry.with_seed_param, dry.deleted) == (6, 6, 0)
+    assert all("seed" in t.params for t in study.get_trials())
+    assert seed_to_attribute(url, "old").deleted == 6
+    after = optuna.load_study(study_name="old", storage=url)
+    assert [t.params for t in after.get_trials()] == [{"arm": a} for a, _ in keys]
+    assert [(t.number, t.value, t.user_attrs, t.intermediate_values) for t in after.get_trials()] == before
+    assert after.user_attrs == {"identity": "id-old", "kind": ABLATION_KIND}
+    assert list(optuna.importance.get_param_importances(after)) == ["arm"]
+    assert all({"seed", "lr"} == set(t.params) for t in optuna.load_study(study_name="old-tune", storage=url).trials)
+    assert seed_to_attribute(url, "old").deleted == 0  # again: nothing to do
+    store = RunStore(tmp_path / "old", "old", "id-old", ARMS, {})  # and it resumes
+    assert store.done() == set(keys)
+    add(store, "wide", 3, 61.0)
+    assert len(store.trials()) == 7
+
+    with pytest.raises(MigrationError, match="not a seedwise ablation"):
+        seed_to_attribute(url, "old-tune")
+    with pytest.raises(MigrationError, match="no study 'nope'"):
+        seed_to_attribute(url, "nope")
+
+
+def test_migration_refuses_a_seed_parameter_that_disagrees_with_the_attribute(tmp_path):
+    old_layout_study(tmp_path / "old", "id-old", wrong_attr=4)
+    url = f"sqlite:///{tmp_path / 'old' / 'study.db'}"
+    study = optuna.load_study(study_name="old", storage=url)
+    study.set_user_attr("kind", ABLATION_KIND)
+    with pytest.raises(MigrationError, match=r"trial 4: parameter seed=2 but attribute seed=99"):
+        seed_to_attribute(url, "old")
+    assert all("seed" in t.params for t in study.get_trials())  # nothing deleted
+
+
+def test_the_committed_ablation_studies_store_the_seed_as_an_attribute_only(tmp_path, capsys):
+    """They were migrated (python -m study.migrate); their tuning studies were not touched."""
+    results = QUICK.parent
+    if not (QUICK / "study.db").exists():
+        pytest.skip("the committed studies are not in this checkout")
+    copy = tmp_path / "results"
+    shutil.copytree(results, copy, ignore=shutil.ignore_patterns("artifacts"))
+    kinds = {}
+    for db in sorted(copy.glob("*/study.db")):
+        url = f"sqlite:///{db}"
+        for summary in optuna.get_all_study_summaries(url):
+            study = optuna.load_study(study_name=summary.study_name, storage=url)
+            kind = kinds[summary.study_name] = study.user_attrs.get("kind")
+            trials = study.get_trials(deepcopy=False)
+            if kind == ABLATION_KIND:
+                assert all(t.params == {"arm": t.user_attrs["arm"]} and isinstance(t.user_attrs["seed"], int)
+                           for t in trials), summary.study_name
+                assert migrate_main([url, "--study", summary.study_name]) == 0
+                assert f"{len(trials)} trials, 0 with a seed parameter; deleted 0" in capsys.readouterr().out
+            else:
+                assert all("seed" not in t.params and t.params for t in trials), summary.study_name
+    assert list(kinds.values()).count(ABLATION_KIND) >= 7 and "seedwise-tuning" in kinds.values()
+    # A copied folder resolves to its own database (study.json's URL is relative), never the checkout's.
+    assert migrate_main([str(copy / QUICK.name), "--dry-run"]) == 0
+    assert f"sqlite:///{copy / QUICK.name / 'study.db'}" in capsys.readouterr().out
+    assert migrate_main([str(tmp_path / "nowhere")]) == 2  # no database: refused, none created
+    assert not (tmp_path / "nowhere").exists()
