@@ -114,7 +114,7 @@ def _guarded_paired(d, res, name, assumptions, reason, confidence, notes) -> Tes
     c = stats.t.isf((1 - confidence) / 2, df)
     low, high = guarded_interval(diff, float(np.std(d, ddof=1)) / math.sqrt(n), g, n, c)
     if caution(diff, g):
-        notes.append(SKEW_NOTE + skew_note(g, "of this sign"))
+        notes.append(SKEW_NOTE + skew_note(g, "of this sign", n))
     return TestResult(
         name=name, statistic=t, pvalue=p, assumptions=assumptions, reason=reason,
         method=f"scipy.stats.ttest_rel, skew-guarded (sample skewness {g:+.2g})", df=df,

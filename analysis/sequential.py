@@ -339,7 +339,7 @@ def _summarise(plan, arm, path, history, stopped, sup, equ, pval, padj, qval, qa
     g = float(path.skew[history[-1][0]])
     if (plan.skew_guard and decision in (Decision.BETTER, Decision.WORSE)
             and caution(last.diff, g)):
-        text = skew_note(g, f"'{decision}'")
+        text = skew_note(g, f"'{decision}'", last.n)
         notes.append(f"skew guard: {text}")
         reason += f" Caution: {text}."
     return SequentialComparison(

@@ -119,9 +119,13 @@ def guarded_interval(mean: ArrayLike, se: ArrayLike, g: ArrayLike, n: ArrayLike,
     return low, high
 
 
-def skew_note(g: float, label: str) -> str:
-    """The note of a verdict in the tail its skewness fakes (`label`: "'worse'", ...)."""
+def skew_note(g: float, label: str, n: int) -> str:
+    """The note of a verdict in the tail its skewness fakes (`label`: "'worse'", ...); below
+    MIN_PAIRS it says that the guard did not correct (it cannot tell skew from noise there)."""
+    guard = ("the skew guard allows for it, but its error rate on such data is only approximate"
+             if n >= MIN_PAIRS else
+             f"with {n} pairs the skew guard cannot correct for it (it needs {MIN_PAIRS}), so "
+             "the verdict rests on the t-test's normality")
     return (f"the paired differences are skewed (sample skewness {g:+.2g}) in the direction "
             f"that makes a mean test give false verdicts {label}, and a few seeds carry the "
-            "mean: the skew guard allows for it, but its error rate on such data is only "
-            "approximate; look at the seed values")
+            f"mean: {guard}; look at the seed values")

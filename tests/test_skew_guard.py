@@ -99,6 +99,20 @@ def test_significant_skewed_verdict_says_caution_in_its_reason():
         c = compare(base + d, base, paired=True, rng=0)
     assert skewness(d) >= 0.6 and c.verdict.label is VerdictLabel.WORSE
     assert "Caution: the paired differences are skewed" in c.verdict.reason
+    assert "the skew guard allows for it" in c.verdict.reason
+
+
+def test_skewed_verdict_below_ten_pairs_says_the_guard_did_not_correct():
+    # Five seeds, one of them far off in the tail that fakes 'worse' (as the full preset's
+    # no_scheduler): the guard does nothing below 10 pairs, and the note must not claim it did.
+    d = np.array([-1.5, -1.2, -1.4, -1.3, -0.1])
+    base = np.full(d.size, 70.0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        c = compare(base + d, base, paired=True, rng=0)
+    assert skewness(d) >= 0.5 and c.verdict.label is VerdictLabel.WORSE
+    assert "with 5 pairs the skew guard cannot correct for it" in c.verdict.reason
+    assert "allows for it" not in c.verdict.reason
 
 
 def test_benchmark_fixed_verdict_is_compares_primary_test():
