@@ -4,6 +4,7 @@ The demo deletes one study folder and trains it again. If the example spec's nam
 folder the Makefile deletes drift apart, the demo silently resumes and trains nothing, or it
 deletes something it did not write: these tests catch both."""
 
+import os
 import re
 import shutil
 import subprocess
@@ -21,9 +22,13 @@ needs_make = pytest.mark.skipif(shutil.which("make") is None, reason="make is no
 
 def make_demo(*variables: str, dry_run: bool = True) -> subprocess.CompletedProcess:
     # -o: treat the venv as installed, so the test neither creates nor changes one.
-    cmd = ["make", "-o", ".venv/.installed", "demo", f"PY={sys.executable}", *variables]
+    # Under `make test-all` this is a sub-make: without MAKEFLAGS/MAKELEVEL from the outer make
+    # and with --no-print-directory, its output is the demo's commands and nothing else.
+    cmd = ["make", "--no-print-directory", "-o", ".venv/.installed", "demo", f"PY={sys.executable}",
+           *variables]
+    env = {k: v for k, v in os.environ.items() if k not in ("MAKEFLAGS", "MFLAGS", "MAKELEVEL")}
     return subprocess.run(cmd[:1] + ["-n"] * dry_run + cmd[1:], cwd=ROOT, capture_output=True,
-                          text=True, timeout=900)
+                          text=True, timeout=900, env=env)
 
 
 @needs_make
