@@ -24,8 +24,10 @@ from .tuning import (
     Tuning,
     history_figure,
     importance_figure,
-    lr_step_figure,
+    param_label,
     selection_table,
+    space_axes,
+    space_figure,
     tuning_trials,
 )
 
@@ -46,15 +48,17 @@ def tuning_section(rep: Report, study: StudyData) -> None:
     rep.add(Heading("Tuning (Optuna)"))
     for t in tunings:
         rep.add(Para(_tuning_text(t)))
+        space = space_axes(t)
         for key, fig, caption in (
                 ("tuning_history", history_figure(t), "Validation accuracy of every tuning trial "
                  "and the best so far; crosses: trials pruned or failed before a final value."),
-                ("tuning_space", lr_step_figure(t), "Where the sampler looked: learning rate x "
-                 "StepLR step size, coloured by validation accuracy; the best trial circled."),
+                ("tuning_space", space_figure(t), "Where the sampler looked: "
+                 + (" x ".join(param_label(p) for p in space) if space else "")
+                 + ", coloured by validation accuracy; the best trial circled."),
                 ("tuning_importance", importance_figure(t), "Importance of each parameter for "
                  "reaching the top validation accuracies (Optuna PED-ANOVA evaluator).")):
-            name = f"{key}_{t.arm}"
-            rep.add_figure(name, fig, caption)
+            if fig is not None:  # the space figure needs two numeric parameters
+                rep.add_figure(f"{key}_{t.arm}", fig, caption)
     _confirmation(rep, study.path.parent / f"{study.path.name}-tuned")
     _per_arm(rep, study, study.path.parent / per_arm_study_name(study.path.name))
 
