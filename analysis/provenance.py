@@ -21,7 +21,7 @@ import pandas as pd
 
 from .contract import redact
 from .load import StudyData
-from .numbers import duration, number
+from .numbers import duration
 
 __all__ = ["provenance_table", "shown_path", "without_local_paths"]
 

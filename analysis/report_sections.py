@@ -37,6 +37,15 @@ from .sequential_report import read_record
 from .tables import design_table, fmt_value, pairs_table, results_table, seed_ranges
 
 
+def curve_metrics(epochs: pd.DataFrame) -> list[str]:
+    """What the learning-curves figure draws: validation accuracy and training loss where the
+    runs recorded them, else the metrics they reported per epoch (up to three); never `lr`,
+    which has its own figure. Empty: no curves to draw."""
+    recorded = [c for c in epochs.columns if c not in ("arm", "seed", "epoch", "lr")
+                and pd.to_numeric(epochs[c], errors="coerce").notna().any()]
+    return [m for m in ("val_acc", "train_loss") if m in recorded] or recorded[:3]
+
+
 def omitted_sections(study, plan: MetricPlan, *, predictions: bool, lr_recorded: bool) -> list[str]:
     """Sections left out of the report for lack of data, each with the reason."""
     out = []
@@ -46,7 +55,9 @@ def omitted_sections(study, plan: MetricPlan, *, predictions: bool, lr_recorded:
     if study.epochs.empty:
         out.append("learning curves and the learning-rate check: no epochs.csv (per-epoch "
                    "records)")
-    elif not lr_recorded:
+    elif not curve_metrics(study.epochs):
+        out.append("learning curves: epochs.csv records no metric per epoch")
+    if not study.epochs.empty and not lr_recorded:
         out.append("the learning-rate check: epochs.csv has no `lr` column")
     if plan.metric == "test_acc" and not predictions:
         out.append("test-set noise of the differences: no per-example predictions stored "
@@ -280,12 +291,16 @@ def figures_section(rep: Report, analysis: StudyAnalysis) -> None:
         distribution_figure(runs, metric=plan.metric, arms=analysis.arms, baseline=plan.baseline,
                             palette=palette),
         _distribution_caption(analysis))
-    if not epochs.empty:
+    curves = curve_metrics(epochs)
+    if curves:
+        names = [metric_label(m).removesuffix(" (%)") for m in curves]
+        drawn = ", ".join(names[:-1]) + " and " + names[-1] if len(names) > 1 else names[0]
         rep.add_figure(
             "learning_curves",
-            learning_curves_figure(epochs, runs=runs, arms=analysis.arms, palette=palette),
-            "Validation accuracy and training loss per epoch: mean over the complete runs of "
-            "each arm and its 95% t band over seeds.")
+            learning_curves_figure(epochs, runs=runs, arms=analysis.arms, metrics=curves,
+                                   palette=palette),
+            drawn[0].upper() + drawn[1:] + " per epoch: mean over the complete runs of each arm "
+            "and its 95% t band over seeds.")
     if "lr" in epochs:
         mismatch = analysis.integrity["lr_mismatch"]
         configs = {arm: specs[arm]["config"] for arm in analysis.arms

@@ -18,7 +18,7 @@ import seaborn as sns
 from matplotlib.figure import Figure
 
 from .contract import TUNING_KIND
-from .figures import new_figure
+from .figures import metric_label, new_figure
 
 
 @dataclass(frozen=True)
@@ -29,6 +29,12 @@ class Tuning:
     importances: dict[str, float]  # PED-ANOVA importances of the params (empty when too few trials)
     best: dict  # number, value, params
     log_params: frozenset[str] = frozenset()  # the params searched on a log scale
+    objective: str = "val_acc"  # the metric tuned on (the tuning study's "objective")
+    direction: str = "maximize"
+
+    @property
+    def objective_label(self) -> str:
+        return metric_label(self.objective)
 
 
 def tuning_trials(storage_url: str, ablation_study: str) -> list[Tuning]:
@@ -61,7 +67,8 @@ def tuning_trials(storage_url: str, ablation_study: str) -> list[Tuning]:
             best = {"number": b.number, "value": b.value, "params": b.params}
         log_params = frozenset(name for t in study.get_trials(deepcopy=False)
                                for name, dist in t.distributions.items() if getattr(dist, "log", False))
-        out.append(Tuning(summary.study_name, attrs.get("arm", "?"), trials, importances, best, log_params))
+        out.append(Tuning(summary.study_name, attrs.get("arm", "?"), trials, importances, best, log_params,
+                          str(attrs.get("objective", "val_acc")), str(attrs.get("direction", "maximize"))))
     return out
 
 
@@ -100,9 +107,10 @@ def history_figure(t: Tuning) -> Figure:
         ax.scatter(other["number"], np.full(len(other), 0.04), transform=ax.get_xaxis_transform(),
                    marker="x", color="tab:red", label="pruned / failed (no final value)", zorder=3)
     if len(done):
-        best = done.sort_values("number")["value"].cummax()
+        in_order = done.sort_values("number")["value"]
+        best = in_order.cummin() if t.direction == "minimize" else in_order.cummax()
         ax.step(done.sort_values("number")["number"], best, where="post", color="black", label="best so far")
-    ax.set(xlabel="trial", ylabel="validation accuracy (%)", title=f"Optimization history: tuning `{t.arm}`")
+    ax.set(xlabel="trial", ylabel=t.objective_label, title=f"Optimization history: tuning `{t.arm}`")
     ax.xaxis.get_major_locator().set_params(integer=True)  # type: ignore[call-arg]  # a MaxNLocator
     ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.18), ncol=3, fontsize=8, frameon=False)
     ax.grid(alpha=0.3)
@@ -150,7 +158,7 @@ def space_figure(t: Tuning) -> Figure | None:
     done = df[df["state"] == "COMPLETE"]
     pts = ax.scatter(done[x], done[y], c=done["value"], cmap="viridis", s=60,
                      edgecolor="black", linewidth=0.4, zorder=3)
-    fig.colorbar(pts, ax=ax, label="validation accuracy (%)")
+    fig.colorbar(pts, ax=ax, label=t.objective_label)
     other = df[df["state"] != "COMPLETE"]
     ax.scatter(other[x], other[y], marker="x", color="tab:red", label="pruned / failed", zorder=3)
     if t.best and x in t.best["params"] and y in t.best["params"]:

@@ -199,3 +199,19 @@ def test_seed_streams_are_validated_in_the_spec():
         parse_spec({**spec, "seed_streams": ["shuffle"]})
     with pytest.raises(SpecError, match="seed_streams"):  # the built-in declares its own
         parse_spec({"name": "s", "arms": {"baseline": {}}, "seed_streams": ["order"]})
+
+
+def test_curves_draw_what_the_runs_reported(declared):
+    _, md, _ = declared
+    assert "*Figure (learning_curves). Validation accuracy per epoch" in md  # not "and training loss"
+
+
+def test_tuning_history_follows_the_objective_and_its_direction():
+    from analysis.tuning import history_figure
+
+    trials = pd.DataFrame({"number": [0, 1, 2], "state": ["COMPLETE"] * 3, "status": ["complete"] * 3,
+                           "value": [3.0, 1.0, 2.0], "lr": [0.1, 0.01, 0.001]})
+    fig = history_figure(Tuning("t", "baseline", trials, {}, {}, objective="val_loss", direction="minimize"))
+    ax = fig.axes[0]
+    assert list(ax.lines[0].get_ydata()) == [3.0, 1.0, 1.0]  # best so far of a loss: the running minimum
+    assert ax.get_ylabel() == "val_loss"
