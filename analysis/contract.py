@@ -44,7 +44,7 @@ def seed_column(source: str) -> str:
 # each with what it draws, in the words the report uses. Only a declared stream lets the report
 # say that runs with the same seed share it; a user experiment declares them in its spec
 # (`seed_streams = ["order", "init"]`), the built-in experiment always draws these three.
-STREAM_WORDS = {"order": "data order", "augment": "augmentation draws",
+STREAM_WORDS = {"order": "data order", "augment": "per-step random draws (augmentation, dropout)",
                 "init": "(where shapes match) initial weights", "split": "validation split"}
 BUILTIN_SEED_STREAMS = {"order": "data order", "augment": "flips",
                         "init": "(where shapes match) initial weights"}
