@@ -37,6 +37,44 @@ SOURCES = ("init", "order", "augment", "split")
 
 def seed_column(source: str) -> str:
     return f"{source}_seed"
+
+
+# ---- shared randomness ---------------------------------------------------------------------------
+# study.json "seed_streams": the seed streams (study.seeds) an experiment declares it draws from,
+# each with what it draws, in the words the report uses. Only a declared stream lets the report
+# say that runs with the same seed share it; a user experiment declares them in its spec
+# (`seed_streams = ["order", "init"]`), the built-in experiment always draws these three.
+STREAM_WORDS = {"order": "data order", "augment": "per-step random draws (augmentation, dropout)",
+                "init": "(where shapes match) initial weights", "split": "validation split"}
+BUILTIN_SEED_STREAMS = {"order": "data order", "augment": "flips",
+                        "init": "(where shapes match) initial weights"}
+
+
+def seed_streams(meta: Mapping[str, Any]) -> dict[str, str]:
+    """The seed streams study.json `meta` declares, stream -> what it draws: what runs with the
+    same seed share. Empty when nothing is declared: the runs are paired by seed, but whether
+    they share randomness is the experiment's business. A study.json written before seedwise
+    recorded the key and without an `experiment` is the built-in experiment's, which always
+    drew `BUILTIN_SEED_STREAMS`."""
+    declared = meta.get("seed_streams")
+    if isinstance(declared, dict):
+        return {str(k): str(v) for k, v in declared.items()}
+    if meta.get("arms") and "experiment" not in meta and "seed_streams" not in meta:
+        return dict(BUILTIN_SEED_STREAMS)
+    return {}
+
+
+def shared_text(streams: Mapping[str, str]) -> str | None:
+    """``data order, flips and (where shapes match) initial weights``; None for no streams."""
+    words = list(streams.values())
+    if not words:
+        return None
+    return words[0] if len(words) == 1 else ", ".join(words[:-1]) + " and " + words[-1]
+
+
+def declared_streams(names) -> dict[str, str]:
+    """study.json's "seed_streams" for the stream `names` a spec declares, in `STREAM_WORDS`' order."""
+    return {name: words for name, words in STREAM_WORDS.items() if name in set(names)}
 PER_ARM_SUFFIX = TUNED_SUFFIX + "-per-arm"  # several arms, each at its own tuned params
 PER_ARM_FILE = "per_arm.json"  # in that study's folder: which trial's params each arm got
 

@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 from ._checks import negligible_spread
-from .contract import config_hash
+from .contract import config_hash, seed_streams, shared_text
 from .failures import arm_outcomes
 from .figures import configured_lr
 from .numbers import significant
@@ -82,7 +82,7 @@ def integrity_checks(runs: pd.DataFrame, epochs: pd.DataFrame, meta: Mapping,
     rates = _learning_rates(arms, configs, lr)
     hashes = _config_hashes(runs, arms, configs)
     batchnorm = _batchnorm(runs, meta, arms)
-    found = (same, rates, hashes, batchnorm, _pairing(runs, arms))
+    found = (same, rates, hashes, batchnorm, _pairing(runs, arms, meta or {}))
     excluded = excluded_runs_table(runs[runs["arm"].isin(arms)]) if len(runs) else \
         excluded_runs_table(runs)
     return {"flags": [f for check in found for f in check.flags],
@@ -136,7 +136,7 @@ def _same_configuration(runs: pd.DataFrame, arms: Sequence[str], configs: Mappin
 def _learning_rates(arms: Sequence[str], configs: Mapping,
                     lr: Mapping[str, dict]) -> _Found:
     """Effective lr against configured lr, and identical effective schedules across configs."""
-    flags, checks, mismatch = [], [], []
+    flags, checks, mismatch, checked = [], [], [], 0
     for arm in arms:
         if arm not in lr or configs.get(arm) is None:
             continue
@@ -144,6 +144,7 @@ def _learning_rates(arms: Sequence[str], configs: Mapping,
         want = configured_lr(configs[arm], epochs_run)
         if want is None:
             continue
+        checked += 1
         got = lr[arm]["schedule"]
         bad = [e for (e, vals), w in zip(got, want, strict=True)
                if any(not math.isclose(v, w, rel_tol=1e-6, abs_tol=1e-12) for v in vals)]
@@ -167,7 +168,11 @@ def _learning_rates(arms: Sequence[str], configs: Mapping,
     for a in [a for a in arms if a in lr and not lr[a]["consistent"]]:
         flags.append(f"`{a}`: the seeds of this arm used different learning rates at the same "
                      "epoch.")
-    if lr and not mismatch:
+    if lr and not checked:
+        checks.append("Per-epoch learning rates are recorded, but no arm's configuration "
+                      "declares a schedule (`scheduler`): the effective rates are shown, not "
+                      "checked against one.")
+    elif lr and not mismatch:
         checks.append("Every arm's effective learning rate (read from the optimizer each epoch) "
                       "matches the schedule its configuration asks for.")
     if not lr:
@@ -219,7 +224,7 @@ def _batchnorm(runs: pd.DataFrame, meta: Mapping,
     return _Found(flags, checks, bn)
 
 
-def _pairing(runs: pd.DataFrame, arms: Sequence[str]) -> _Found:
+def _pairing(runs: pd.DataFrame, arms: Sequence[str], meta: Mapping) -> _Found:
     """Did the same seed start every arm from the same initial weights?"""
     checks = []
     if {"init_hash", "seed"} <= set(runs.columns):
@@ -232,9 +237,11 @@ def _pairing(runs: pd.DataFrame, arms: Sequence[str]) -> _Found:
                               "from the same initial weights (same init hash).")
             else:
                 differ = per_seed[per_seed > 1].index.tolist()
+                others = shared_text({k: v for k, v in seed_streams(meta).items() if k != "init"})
                 checks.append(f"Pairing: initial weights differ across arms for seeds "
                               f"{seed_ranges(differ)} (expected where architectures differ in "
-                              "parameter shapes; data order and flips are still shared).")
+                              "parameter shapes" + (f"; {others} are still shared)." if others
+                                                    else ")."))
     return _Found([], checks)
 
 

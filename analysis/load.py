@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .contract import COMPLETE, DB_FILE, FAILED, default_storage, read_table
+from .contract import COMPLETE, DB_FILE, FAILED, default_storage, read_table, seed_streams
 from .describe import describe
 from .failures import classify, compare_outcomes, mixes, scored, why_unjudged
 from .family import Family, compare_family
@@ -48,6 +48,11 @@ class StudyData:
         if self.runs_path is not None and self.runs_path.name != "runs.csv":
             return self.runs_path.stem
         return self.path.name
+
+    @property
+    def seed_streams(self) -> dict[str, str]:
+        """What runs with the same seed share: `analysis.contract.seed_streams` of study.json."""
+        return seed_streams(self.meta)
 
     @property
     def runs_file(self) -> str:
@@ -197,7 +202,8 @@ def compare_arms(study: StudyData | pd.DataFrame, *, metric: str | None = None, 
                  **compare_kwargs) -> Family:
     """Holm-corrected comparisons of the study's arms (defaults from its analysis plan).
 
-    Paired (same seed = same data order, flips and init): each comparison uses the seeds both
+    Paired by seed (what the runs of a seed share is the experiment's: `StudyData.seed_streams`):
+    each comparison uses the seeds both
     of its arms have a value for, so an arm run on more seeds (or a failed run) affects only
     its own comparisons; a pair sharing fewer than two seeds is compared unpaired (Welch) on
     its own, and its verdict says so. Seeds a comparison cannot use are named in a warning,

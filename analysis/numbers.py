@@ -3,13 +3,15 @@
 One rule per kind of number, so a difference, an interval or a p-value reads the same wherever
 it appears, and a change of style is made here once:
 
-- `number`: fixed decimals (accuracies, differences in points, sds); never "-0.00".
+- `number`: fixed decimals (accuracies, differences in points, sds); never "-0.00", and a
+  value too small for its decimals (a learning rate 0.001388) in significant digits instead.
 - `interval`: ``[low, high]`` of two `number`\\ s.
 - `significant`: significant digits (statistics in prose and on the terminal: p, t, sd).
 - `p_value`: p in tables and figures: 3 decimals down to 0.001, then 2 significant digits.
 - `p_relation`: p in the paper's sentences, with its relation: ``= 0.004``, ``< 0.0001``.
 - `percent`: a share in [0, 1] as a percentage.
 - `count`: a count with thousands separators; other values as Python's ``g`` writes them.
+- `duration`: seconds as s, min or h, whichever keeps the digits readable.
 
 Every function writes a missing value (None, NaN) as `missing` ("n/a" unless told). Negative
 numbers take an ASCII minus (the terminal, the paper's Markdown, prose) unless the caller asks
@@ -21,7 +23,7 @@ from __future__ import annotations
 import math
 import re
 
-__all__ = ["MINUS", "count", "interval", "is_missing", "number", "p_relation", "p_value",
+__all__ = ["MINUS", "count", "duration", "interval", "is_missing", "number", "p_relation", "p_value",
            "percent", "significant"]
 
 MINUS = "\u2212"  # the typographic minus of the report's tables and text
@@ -39,12 +41,18 @@ def is_missing(x) -> bool:
 
 def number(x, digits: int = 2, *, signed: bool = False, minus: str = "-",
            missing: str = "n/a") -> str:
-    """``x`` with `digits` decimals; ``+`` when `signed`; ±inf as ∞; no "-0.00"."""
+    """``x`` with `digits` decimals; ``+`` when `signed`; ±inf as ∞; no "-0.00".
+
+    A non-zero value that `digits` decimals would print as zero is written to 3 significant
+    digits instead (``0.001388`` -> ``0.00139``, not ``0.00``): a number is never shown as a
+    value it is not."""
     if x is None or (isinstance(x, float) and math.isnan(x)):
         return missing
     x = float(x)
     if math.isinf(x):
         return ("+" if signed and x > 0 else "") + ("∞" if x > 0 else minus + "∞")
+    if x != 0 and abs(x) < 0.5 * 10.0 ** -digits:
+        return significant(x, signed=signed).replace("-", minus)
     text = f"{x:+.{digits}f}" if signed else f"{x:.{digits}f}"
     if re.fullmatch(r"[+-]?0\.?0*", text):  # a value that rounds to zero has no sign to show
         text = ("+" if signed else "") + text.lstrip("+-")
@@ -96,6 +104,19 @@ def percent(share, digits: int = 0, *, missing: str = "n/a") -> str:
     if is_missing(share):
         return missing
     return f"{float(share):.{digits}%}"
+
+
+def duration(seconds, *, missing: str = "n/a") -> str:
+    """A duration: ``42 s``, ``5.5 min``, from 0.1 h on ``0.55 h`` (a study's training time
+    reads in hours; a few seconds of a numpy experiment must not read ``0.00 h``)."""
+    if is_missing(seconds):
+        return missing
+    s = float(seconds)
+    if abs(s) < 60:
+        return f"{significant(s)} s"
+    if abs(s) < 360:
+        return f"{significant(s / 60, 2)} min"
+    return f"{number(s / 3600)} h"
 
 
 def count(x) -> str:

@@ -21,7 +21,7 @@ import pandas as pd
 
 from .contract import redact
 from .load import StudyData
-from .numbers import number
+from .numbers import duration
 
 __all__ = ["provenance_table", "shown_path", "without_local_paths"]
 
@@ -168,7 +168,7 @@ def provenance_table(study: StudyData, arms: Sequence[str]) -> tuple[pd.DataFram
     rows = [("study", meta.get("study", study.path.name)),
             ("spec", f"{meta.get('spec_name', 'n/a')}: {meta.get('spec_source', 'source n/a')}"),
             ("spec identity", meta.get("identity", "n/a")),
-            ("preset", meta.get("preset", "n/a")),
+            *([("preset", meta["preset"])] if meta.get("preset") else []),  # built-in sizes only
             ("global overrides (--set)", json.dumps(meta.get("set", {})) if meta.get("set")
              else "none")]
     seedwise_commit = "seedwise git commit" if "code_hash" in runs else "git commit"  # not the experiment's
@@ -204,7 +204,7 @@ def provenance_table(study: StudyData, arms: Sequence[str]) -> tuple[pd.DataFram
         rows.append(("versions (training)", f"not available ({problem})"))
     if "wall_time_s" in runs:
         total = pd.to_numeric(runs["wall_time_s"], errors="coerce").sum()
-        rows.append(("total training time", f"{number(total / 3600)} h over {len(runs)} runs"))
+        rows.append(("total training time", f"{duration(total)} over {len(runs)} runs"))
     rows.append(("storage", _storage_text(study)))
     rows.append(("analysis versions", _analysis_versions()))
     return pd.DataFrame(rows, columns=["item", "value"]), problem

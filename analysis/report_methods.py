@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 import warnings
 
+from .contract import shared_text
 from .failures import FAILURE_OUTCOMES
 from .family import Family, omnibus
 from .figures import detectable, metric_label
@@ -51,10 +52,7 @@ def _primary_test(analysis: StudyAnalysis) -> str:
     return (
         f"**Primary test.** {plural(len(fam), 'arm')} {'is' if len(fam) == 1 else 'are'} "
         f"compared with `{analysis.plan.baseline}` by the {prim.name} on {_seeds_text(fam)} "
-        f"({prim.reason}). " + (
-            "Seed i of every arm shares data order, augmentation flips and initialisation, so "
-            "per-seed differences remove the variation the arms share; "
-            if fam.paired else "The arms do not share enough seeds to be paired; ")
+        f"({prim.reason}). " + _pairing(analysis)
         + "seed-to-seed variation of a final accuracy is close to normal, so the t-test keeps "
         "its error rate at a handful of seeds, where exact tests cannot even reach α. "
         f"Assumption: {prim.assumptions}. The 95% confidence intervals of the differences "
@@ -62,6 +60,19 @@ def _primary_test(analysis: StudyAnalysis) -> str:
         f"multiplicity. Effect size: {c0.effect_size.name} ("
         + ("mean of the per-seed differences over their sd" if fam.paired else
            "Hedges' g, pooled sd with the small-sample correction") + ").")
+
+
+def _pairing(analysis: StudyAnalysis) -> str:
+    """What pairing by seed removes: only the randomness the experiment declares it shares."""
+    if not analysis.compared.paired:
+        return "The arms do not share enough seeds to be paired; "
+    shared = shared_text(analysis.study.seed_streams)
+    if shared:
+        return (f"Seed i of every arm shares {shared}, so per-seed differences remove the "
+                "variation the arms share; ")
+    return ("Runs with the same seed are paired; whether they share randomness is up to the "
+            "experiment (it declares no `seed_streams`), and per-seed differences remove only "
+            "what they share; ")
 
 
 def _multiple_comparisons(analysis: StudyAnalysis) -> str:

@@ -1,7 +1,8 @@
 """The tuning side of a study: Optuna tuning studies stored next to an ablation study.
 
 `tuning_trials` reads them (the only I/O here); the figure functions are pure and return
-matplotlib Figures: optimization history, lr x step_size map, parameter importances.
+matplotlib Figures: optimization history, the map of two searched parameters (lr x
+step_size for the built-in search), parameter importances.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import seaborn as sns
 from matplotlib.figure import Figure
 
 from .contract import TUNING_KIND
-from .figures import new_figure
+from .figures import metric_label, new_figure
 
 
 @dataclass(frozen=True)
@@ -27,6 +28,13 @@ class Tuning:
     trials: pd.DataFrame  # number, state, status, value, lr, step_size (, gamma)
     importances: dict[str, float]  # PED-ANOVA importances of the params (empty when too few trials)
     best: dict  # number, value, params
+    log_params: frozenset[str] = frozenset()  # the params searched on a log scale
+    objective: str = "val_acc"  # the metric tuned on (the tuning study's "objective")
+    direction: str = "maximize"
+
+    @property
+    def objective_label(self) -> str:
+        return metric_label(self.objective)
 
 
 def tuning_trials(storage_url: str, ablation_study: str) -> list[Tuning]:
@@ -57,7 +65,10 @@ def tuning_trials(storage_url: str, ablation_study: str) -> list[Tuning]:
         if complete:
             b = study.best_trial
             best = {"number": b.number, "value": b.value, "params": b.params}
-        out.append(Tuning(summary.study_name, attrs.get("arm", "?"), trials, importances, best))
+        log_params = frozenset(name for t in study.get_trials(deepcopy=False)
+                               for name, dist in t.distributions.items() if getattr(dist, "log", False))
+        out.append(Tuning(summary.study_name, attrs.get("arm", "?"), trials, importances, best, log_params,
+                          str(attrs.get("objective", "val_acc")), str(attrs.get("direction", "maximize"))))
     return out
 
 
@@ -96,33 +107,68 @@ def history_figure(t: Tuning) -> Figure:
         ax.scatter(other["number"], np.full(len(other), 0.04), transform=ax.get_xaxis_transform(),
                    marker="x", color="tab:red", label="pruned / failed (no final value)", zorder=3)
     if len(done):
-        best = done.sort_values("number")["value"].cummax()
+        in_order = done.sort_values("number")["value"]
+        best = in_order.cummin() if t.direction == "minimize" else in_order.cummax()
         ax.step(done.sort_values("number")["number"], best, where="post", color="black", label="best so far")
-    ax.set(xlabel="trial", ylabel="validation accuracy (%)", title=f"Optimization history: tuning `{t.arm}`")
+    ax.set(xlabel="trial", ylabel=t.objective_label, title=f"Optimization history: tuning `{t.arm}`")
     ax.xaxis.get_major_locator().set_params(integer=True)  # type: ignore[call-arg]  # a MaxNLocator
     ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.18), ncol=3, fontsize=8, frameon=False)
     ax.grid(alpha=0.3)
     return fig
 
 
-def lr_step_figure(t: Tuning) -> Figure:
-    """Where the tuner looked: lr (log) x step_size, coloured by validation accuracy."""
+TRIAL_COLUMNS = ("number", "state", "status", "value")  # the rest of `Tuning.trials`: params
+
+
+def space_axes(t: Tuning) -> tuple[str, str] | None:
+    """The two searched parameters the space figure plots: lr x step_size where both were
+    searched (the built-in search), else the two most important numeric ones (then the first
+    two); None when fewer than two numeric parameters were searched."""
+    numeric = [c for c in t.trials.columns if c not in TRIAL_COLUMNS
+               and pd.api.types.is_numeric_dtype(t.trials[c])
+               and not pd.api.types.is_bool_dtype(t.trials[c])]
+    if {"lr", "step_size"} <= set(numeric):
+        return "lr", "step_size"
+    ranked = [p for p in t.importances if p in numeric] + [p for p in numeric if p not in t.importances]
+    return (ranked[0], ranked[1]) if len(ranked) >= 2 else None
+
+
+PARAM_LABELS = {"lr": "learning rate", "step_size": "StepLR step size"}  # else the name itself
+
+
+def param_label(name: str) -> str:
+    return PARAM_LABELS.get(name, name)
+
+
+def _axis_label(name: str, log: bool) -> str:
+    return (param_label(name) + (" (epochs)" if name == "step_size" else "")
+            + (" (log scale)" if log else ""))
+
+
+def space_figure(t: Tuning) -> Figure | None:
+    """Where the tuner looked: the two parameters of `space_axes`, coloured by the tuning
+    metric; None when the search has fewer than two numeric parameters."""
+    axes = space_axes(t)
+    if axes is None:
+        return None
+    x, y = axes
     fig = new_figure(figsize=(7.5, 4.0), constrained_layout=True)
     ax = fig.subplots()
     df = t.trials
     done = df[df["state"] == "COMPLETE"]
-    if {"lr", "step_size"} <= set(df.columns):
-        pts = ax.scatter(done["lr"], done["step_size"], c=done["value"], cmap="viridis", s=60,
-                         edgecolor="black", linewidth=0.4, zorder=3)
-        fig.colorbar(pts, ax=ax, label="validation accuracy (%)")
-        other = df[df["state"] != "COMPLETE"]
-        ax.scatter(other["lr"], other["step_size"], marker="x", color="tab:red", label="pruned / failed", zorder=3)
-        if t.best:
-            ax.scatter([t.best["params"]["lr"]], [t.best["params"]["step_size"]], s=250, facecolor="none",
-                       edgecolor="red", linewidth=2, label=f"best (trial {t.best['number']})", zorder=4)
-        ax.set_xscale("log")
-        ax.legend(loc="upper left", fontsize=8, frameon=True)
-    ax.set(xlabel="learning rate (log scale)", ylabel="StepLR step size (epochs)",
+    pts = ax.scatter(done[x], done[y], c=done["value"], cmap="viridis", s=60,
+                     edgecolor="black", linewidth=0.4, zorder=3)
+    fig.colorbar(pts, ax=ax, label=t.objective_label)
+    other = df[df["state"] != "COMPLETE"]
+    ax.scatter(other[x], other[y], marker="x", color="tab:red", label="pruned / failed", zorder=3)
+    if t.best and x in t.best["params"] and y in t.best["params"]:
+        ax.scatter([t.best["params"][x]], [t.best["params"][y]], s=250, facecolor="none",
+                   edgecolor="red", linewidth=2, label=f"best (trial {t.best['number']})", zorder=4)
+    for name, set_scale in ((x, ax.set_xscale), (y, ax.set_yscale)):
+        if name in t.log_params:
+            set_scale("log")
+    ax.legend(loc="upper left", fontsize=8, frameon=True)
+    ax.set(xlabel=_axis_label(x, x in t.log_params), ylabel=_axis_label(y, y in t.log_params),
            title=f"Search space explored: tuning `{t.arm}`")
     ax.grid(alpha=0.3)
     return fig

@@ -24,8 +24,10 @@ from .tuning import (
     Tuning,
     history_figure,
     importance_figure,
-    lr_step_figure,
+    param_label,
     selection_table,
+    space_axes,
+    space_figure,
     tuning_trials,
 )
 
@@ -46,17 +48,27 @@ def tuning_section(rep: Report, study: StudyData) -> None:
     rep.add(Heading("Tuning (Optuna)"))
     for t in tunings:
         rep.add(Para(_tuning_text(t)))
+        space, score = space_axes(t), _score_words(t)
         for key, fig, caption in (
-                ("tuning_history", history_figure(t), "Validation accuracy of every tuning trial "
-                 "and the best so far; crosses: trials pruned or failed before a final value."),
-                ("tuning_space", lr_step_figure(t), "Where the sampler looked: learning rate x "
-                 "StepLR step size, coloured by validation accuracy; the best trial circled."),
+                ("tuning_history", history_figure(t), f"{score[0].upper()}{score[1:]} of every "
+                 "tuning trial and the best so far; crosses: trials pruned or failed before a "
+                 "final value."),
+                ("tuning_space", space_figure(t), "Where the sampler looked: "
+                 + (" x ".join(param_label(p) for p in space) if space else "")
+                 + f", coloured by {score}; the best trial circled."),
                 ("tuning_importance", importance_figure(t), "Importance of each parameter for "
-                 "reaching the top validation accuracies (Optuna PED-ANOVA evaluator).")):
-            name = f"{key}_{t.arm}"
-            rep.add_figure(name, fig, caption)
+                 f"reaching the {'top validation accuracies' if t.objective == 'val_acc' else 'best ' + score} "
+                 "(Optuna PED-ANOVA evaluator).")):
+            if fig is not None:  # the space figure needs two numeric parameters
+                rep.add_figure(f"{key}_{t.arm}", fig, caption)
     _confirmation(rep, study.path.parent / f"{study.path.name}-tuned")
     _per_arm(rep, study, study.path.parent / per_arm_study_name(study.path.name))
+
+
+def _score_words(t: Tuning) -> str:
+    """The tuning metric in prose: ``validation accuracy`` (the built-in objective), else its
+    name as the spec declares it, e.g. ```val_loss```."""
+    return "validation accuracy" if t.objective == "val_acc" else f"`{t.objective}`"
 
 
 def _tuning_text(t: Tuning) -> str:
@@ -66,13 +78,16 @@ def _tuning_text(t: Tuning) -> str:
     text = (f"`{t.name}` tuned `{t.arm}` over {len(t.trials)} trials "
             f"({', '.join(f'{n} {k.lower()}' for k, n in states.items())}"
             f"{f'; {diverged} diverged' if diverged else ''}) with a seeded TPE sampler and a "
-            "median pruner on per-epoch **validation** accuracy; the test set was never scored "
+            + ("median pruner on per-epoch **validation** accuracy" if t.objective == "val_acc" else
+               f"median pruner on the per-epoch `{t.objective}` ({t.direction}d)")
+            + "; the test set was never scored "
             "during tuning, and tuning seeds (100000 + trial) are disjoint from evaluation seeds.")
     if t.best:
         params = ", ".join(f"{k} = {significant(v, 4)}" if isinstance(v, float) else f"{k} = {v}"
                            for k, v in t.best["params"].items())
-        text += (f" Best: trial {t.best['number']}, {params}, validation accuracy "
-                 f"{number(t.best['value'])}%.")
+        text += (f" Best: trial {t.best['number']}, {params}, "
+                 + (f"validation accuracy {number(t.best['value'])}%." if t.objective == "val_acc"
+                    else f"`{t.objective}` {significant(t.best['value'], 4)}."))
     if t.importances:
         text += (" Importance (PED-ANOVA): "
                  + ", ".join(f"{k} {number(v)}" for k, v in t.importances.items()) + ".")

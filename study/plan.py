@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from analysis.contract import redact, stable_hash
+from analysis.contract import BUILTIN_SEED_STREAMS, declared_streams, redact, stable_hash
 from study.experiment import Experiment
 from study.params import ConfigError, parse_assignment
 from study.spec import SpecError, StudySpec, load_spec
@@ -108,6 +108,9 @@ def study_description(plan: Plan, url: str) -> dict[str, Any]:
     }
     if plan.experiment is not None:
         description["experiment"] = plan.experiment.label
+    # What runs with the same seed share, for the report to say: only what is declared.
+    description["seed_streams"] = (dict(BUILTIN_SEED_STREAMS) if plan.spec.builtin
+                                   else declared_streams(plan.spec.seed_streams))
     return description
 
 

@@ -8,6 +8,8 @@ plan and the tuning space (TOML). The format, in one place:
     name = "my-ablation"
     seeds = 5                       # per arm; first_seed = 0
     timeout = 3600                  # seconds a run may take (killed and failed past it); none by default
+    seed_streams = ["order", "init"]  # the study.seeds streams the experiment draws from: what runs
+                                    # with the same seed share (the report says so only then)
     [base]                          # user experiments: EVERY config key with its default
     lr = 0.1
     [arms.baseline]                 # an arm = overrides of declared keys (+ description)
@@ -37,13 +39,13 @@ from pathlib import Path
 from typing import Any
 
 from analysis import direction as directions
-from analysis.contract import DIRECTIONS, METRIC_KEYS, stable_hash
+from analysis.contract import DIRECTIONS, METRIC_KEYS, SOURCES, stable_hash
 from study import notebook, params
 from study.params import ConfigError, suggest
 
 DEFAULT_SPEC = "notebook_ablation.toml"
 TOP_KEYS = {"name", "description", "seeds", "first_seed", "base", "analysis", "arms", "experiment", "command",
-            "folder", "tune", "timeout"}
+            "folder", "tune", "timeout", "seed_streams"}
 ANALYSIS_KEYS = {"metric", "baseline", "alpha", "margin", "direction", "chance", "metrics"}
 TUNE_KEYS = {"metric", "direction"}  # every other key of [tune] is a parameter's range
 RANGE_KEYS = {"low", "high", "log", "int", "choices"}
@@ -124,6 +126,7 @@ class StudySpec:
     tune: TuneSpace | None = None
     sequential: Mapping[str, Any] | None = None  # [analysis] sequential: run until decided (study.until_decided)
     timeout: float | None = None  # seconds a run may take (the runner's --timeout overrides it)
+    seed_streams: tuple[str, ...] = ()  # a user experiment's declared study.seeds streams
 
     @property
     def builtin(self) -> bool:
@@ -322,6 +325,11 @@ def parse_spec(data: Mapping[str, Any], source: str = "<memory>", folder: str | 
         _expect(isinstance(where, str) and where != "" and not builtin,
                 f"{source}: `folder` must be a path, next to `experiment` or `command`, got {where!r}")
         folder = str(Path(folder or ".").joinpath(where).resolve())
+    streams = data.get("seed_streams", [])
+    _expect(isinstance(streams, list) and all(s in SOURCES for s in streams) and not (builtin and streams),
+            f"{source}: `seed_streams` must list the study.seeds streams your experiment draws from "
+            f"({', '.join(SOURCES)}), e.g. [\"order\", \"init\"]; the built-in experiment declares its own"
+            f", got {streams!r}")
     base = data.get("base", {})
     _expect(isinstance(base, dict), f"{source}: [base] must be a table of config keys")
     if not builtin:
@@ -353,7 +361,7 @@ def parse_spec(data: Mapping[str, Any], source: str = "<memory>", folder: str | 
                      first_seed=data.get("first_seed", 0), analysis=plan,
                      description=data.get("description", ""), source=source, experiment=experiment,
                      command=command, folder=folder, tune=tune, sequential=sequential,
-                     timeout=None if timeout is None else float(timeout))
+                     timeout=None if timeout is None else float(timeout), seed_streams=tuple(streams))
     if command is not None:
         from study.experiment import check_command  # its placeholders must be declared keys
 

@@ -296,7 +296,10 @@ def test_missing_storage_skips_note_with_notice(tmp_path):
 
 def test_number_rules():
     # one rule per kind of number, in the report's typography (true minus) or plain text
-    assert numbers.number(-0.001) == "0.00" and numbers.number(-0.001, signed=True) == "+0.00"
+    assert numbers.number(-0.0) == "0.00" and numbers.number(0.0, signed=True) == "+0.00"
+    # a value its decimals would print as zero is written in significant digits, never "0.00"
+    assert numbers.number(-0.001) == "-0.001" and numbers.number(0.001388, signed=True) == "+0.00139"
+    assert numbers.number(0.0049, 3) == "0.005" and numbers.number(-4e-5, minus=numbers.MINUS) == "−4e−05"
     assert numbers.number(-1.5, signed=True, minus=numbers.MINUS) == "−1.50"
     assert numbers.number(-1.5, signed=True) == "-1.50" and numbers.number(float("nan")) == "n/a"
     assert numbers.number(None, missing="-") == "-" and numbers.number(float("inf")) == "∞"

@@ -14,6 +14,7 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from numpy.typing import ArrayLike
 
+from ..numbers import param_value
 from .common import arm_order, arm_palette, empty_figure, new_figure
 
 
@@ -21,11 +22,13 @@ def configured_lr(config: Mapping[str, Any], epochs: ArrayLike) -> np.ndarray | 
     """The per-epoch lr that `config` asks for (StepLR or constant); None if not known.
 
     StepLR(step_size, gamma) on the optimizer that steps: ``lr * gamma ** ((epoch-1) //
-    step_size)`` during 1-based `epoch`; ``scheduler = "none"``: constant ``lr``.
+    step_size)`` during 1-based `epoch`; ``scheduler = "none"``: constant ``lr``. A config
+    without a `scheduler` key declares no schedule (a user experiment's `lr` may be
+    scheduled inside its code): None, nothing to check against.
     """
     try:
         lr = float(config["lr"])
-        scheduler = config.get("scheduler", "none")
+        scheduler = config["scheduler"]
         ep = np.asarray(epochs, dtype=int)
         if scheduler == "none":
             return np.full(ep.shape, lr)
@@ -39,10 +42,13 @@ def configured_lr(config: Mapping[str, Any], epochs: ArrayLike) -> np.ndarray | 
 def _schedule_text(config: Mapping[str, object] | None) -> str:
     if not config:
         return "config unknown"
+    lr = param_value(config.get("lr"))
     if config.get("scheduler") == "step":
-        return f"config: StepLR({config.get('step_size')}, {config.get('gamma')}), lr {config.get('lr')}"
+        return f"config: StepLR({config.get('step_size')}, {config.get('gamma')}), lr {lr}"
     if config.get("scheduler") == "none":
-        return f"config: constant lr {config.get('lr')}"
+        return f"config: constant lr {lr}"
+    if "scheduler" not in config:
+        return f"config: lr {lr}, no schedule declared" if "lr" in config else "no schedule declared"
     return f"config: scheduler {config.get('scheduler')!r}"
 
 
