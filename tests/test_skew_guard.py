@@ -89,30 +89,32 @@ def test_fixed_verdict_notes_a_strongly_skewed_difference_and_plants_are_found()
     assert eff.verdict.label is VerdictLabel.BETTER
 
 
-def test_significant_skewed_verdict_says_caution_in_its_reason():
-    # A loss on most seeds, with a right tail (two seeds near 0 or above).
-    d = np.array([-1.3, -1.49, -0.78, -1.32, -1.71, -1.09, 0.39, -0.32, -1.77, -1.94, -1.74,
-                  -1.37, -2.1, -1.54, -1.94, -1.79, -1.71, -1.6, -1.04, -0.16])
-    base = np.full(d.size, 70.0)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        c = compare(base + d, base, paired=True, rng=0)
-    assert skewness(d) >= 0.6 and c.verdict.label is VerdictLabel.WORSE
-    assert "Caution: the paired differences are skewed" in c.verdict.reason
-    assert "the skew guard allows for it" in c.verdict.reason
-
-
-def test_skewed_verdict_below_ten_pairs_says_the_guard_did_not_correct():
-    # Five seeds, one of them far off in the tail that fakes 'worse' (as the full preset's
-    # no_scheduler): the guard does nothing below 10 pairs, and the note must not claim it did.
-    d = np.array([-1.5, -1.2, -1.4, -1.3, -0.1])
+def _worse_reason(d: np.ndarray) -> str:
+    """The verdict reason of `compare` on paired differences `d` (a baseline at 70), which
+    these tests plant to be a significant 'worse' with a right (faking) skew."""
     base = np.full(d.size, 70.0)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         c = compare(base + d, base, paired=True, rng=0)
     assert skewness(d) >= 0.5 and c.verdict.label is VerdictLabel.WORSE
-    assert "with 5 pairs the skew guard cannot correct for it" in c.verdict.reason
-    assert "allows for it" not in c.verdict.reason
+    return c.verdict.reason
+
+
+def test_significant_skewed_verdict_says_caution_in_its_reason():
+    # A loss on most seeds, with a right tail (two seeds near 0 or above).
+    reason = _worse_reason(np.array([-1.3, -1.49, -0.78, -1.32, -1.71, -1.09, 0.39, -0.32, -1.77,
+                                     -1.94, -1.74, -1.37, -2.1, -1.54, -1.94, -1.79, -1.71, -1.6,
+                                     -1.04, -0.16]))
+    assert "Caution: the paired differences are skewed" in reason
+    assert "the skew guard allows for it" in reason
+
+
+def test_skewed_verdict_below_ten_pairs_says_the_guard_did_not_correct():
+    # Five seeds, one of them far off in the tail that fakes 'worse' (as the full preset's
+    # no_scheduler): the guard does nothing below 10 pairs, and the note must not claim it did.
+    reason = _worse_reason(np.array([-1.5, -1.2, -1.4, -1.3, -0.1]))
+    assert "with 5 pairs the skew guard cannot correct for it" in reason
+    assert "allows for it" not in reason
 
 
 def test_benchmark_fixed_verdict_is_compares_primary_test():
