@@ -93,9 +93,9 @@ def primary_result(x, y, paired, confidence, notes) -> TestResult:
             df=None, ci=Interval(estimate=diff, low=diff, high=diff, confidence=confidence,
                                  method=test),
         )
-    res = t_test(x, y, paired)
     if paired:
-        return _guarded_paired(x - y, res, name, assumptions, reason, confidence, notes)
+        return _guarded_paired(x - y, name, assumptions, reason, confidence, notes)
+    res = t_test(x, y, paired)
     ci = res.confidence_interval(confidence)
     return TestResult(
         name=name, statistic=float(res.statistic), pvalue=float(res.pvalue),
@@ -106,10 +106,11 @@ def primary_result(x, y, paired, confidence, notes) -> TestResult:
     )
 
 
-def _guarded_paired(d, res, name, assumptions, reason, confidence, notes) -> TestResult:
+def _guarded_paired(d, name, assumptions, reason, confidence, notes) -> TestResult:
     """The paired t-test with the skew guard (`analysis.skew_guard`): in the tail that the
     differences' skewness fakes, the statistic is shrunk and the CI widened on that side."""
-    n, df, diff = d.size, float(res.df), float(np.mean(d))
+    n, diff = d.size, float(np.mean(d))
+    df = float(n - 1)
     t, p, g = (float(v) for v in guarded_paired_test(d))
     c = stats.t.isf((1 - confidence) / 2, df)
     low, high = guarded_interval(diff, float(np.std(d, ddof=1)) / math.sqrt(n), g, n, c)
