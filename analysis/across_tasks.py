@@ -82,10 +82,10 @@ def normalise(runs: pd.DataFrame, *, baseline: str, direction: str = "maximize",
         refs = _per_task(reference, tasks, "reference")
         if chances is None:
             raise ValueError("`chance` is required with `reference` (0 = chance, 1 = reference)")
-        method, low, high = "reference", chances, refs
+        method, low, high = "reference", dict(chances), dict(refs or {})
         text = "0 = chance, 1 = the declared reference score of each task"
     elif chances is not None:
-        method, low, high = "baseline", chances, {t: float(base[t]) for t in tasks}
+        method, low, high = "baseline", dict(chances), {t: float(base[t]) for t in tasks}
         text = f"0 = chance, 1 = the mean of {baseline!r} on each task"
     else:
         method = "baseline"
