@@ -79,3 +79,25 @@ def test_a_task_that_cannot_be_compared_is_named(tmp_path, capsys):
     df.to_csv(csv, index=False)
     assert main([str(csv), "--metric", "test_acc"]) == 2
     assert "task 'd1'" in capsys.readouterr().err
+
+
+def test_report_section_only_with_tasks(tmp_path):
+    from analysis.load import load_study
+    from analysis.report_blocks import Heading, Report
+    from analysis.task_report import across_tasks_section, note_line
+
+    csv = tmp_path / "export.csv"
+    tidy_csv(csv, {"baseline": [0] * 4, "wide": [3] * 4, "deep": [1, 1, 0, 0]}, seed=5)
+    rep = Report(study="export", title="t")
+    ts = across_tasks_section(rep, load_study(csv))
+    assert any(isinstance(b, Heading) and b.text == "Across tasks" for b in rep.blocks)
+    table, _ = rep.tables["across_tasks"]
+    assert list(table["arm"]) == ["baseline", "wide", "deep"]
+    for name in ("performance_profile", "critical_difference"):
+        rep.figures[name][0].savefig(tmp_path / f"{name}.png")
+        assert (tmp_path / f"{name}.png").stat().st_size > 1000
+    assert note_line(ts).startswith("Across 4 tasks: wide: better")
+    plain = tmp_path / "plain.csv"
+    pd.read_csv(csv).query("task == 'd0'").drop(columns="task").to_csv(plain, index=False)
+    rep = Report(study="plain", title="t")
+    assert across_tasks_section(rep, load_study(plain)) is None and not rep.blocks
