@@ -10,14 +10,23 @@ filled by `fill_failures`, so a failed run counts at the worst value of its task
   differ by less than the critical difference CD = q_alpha sqrt(k(k+1) / 6N) are not told
   apart (q_alpha: the studentized range quantile for k arms over sqrt 2). It assumes the tasks
   are independent and exchangeable; it uses only the order within a task, not by how much.
-* Meta-analysis: on each task, the effect is the mean over seeds of the paired difference
-  arm - baseline (pairs: the seeds both arms ran), with its standard error sd/sqrt(n). The
-  effects are pooled by DerSimonian-Laird's random-effects model: tau^2 is the variance of
-  the true effect across tasks, I^2 the share of the spread that is not seed noise, and the
-  95% prediction interval (Higgins et al. 2009, t with k-2 df) is where the effect on a new
-  task like these should fall. The pooled CI uses the Hartung-Knapp-Sidik-Jonkman variance
-  with a t on k-1 df, floored at the DL variance (the "modified" HKSJ): with few tasks the
-  normal DL interval is too narrow.
+* Meta-analysis: on each task, the effect is the Hodges-Lehmann estimate of the paired
+  differences arm - baseline over the seeds both arms ran (the median of the Walsh averages,
+  the signed-rank test's estimate, in metric units): a failed run counts as one bad pair, by
+  its rank, not by its 50-point size, so one failure in eight seeds does not make its task's
+  effect (and its standard error) large together. Its standard error is from the normal-scaled
+  MAD of the differences (HL's asymptotic SE, sigma sqrt(pi / 3n)).
+  The verdict's test is a t-test over tasks of the per-task effects, each task weighing alike
+  (the Hartung-Knapp test with equal weights): the pooled effect is their mean, its CI and p
+  from t on k-1 df. It tests "the per-task effects have mean 0" and assumes the tasks are
+  independent and their effects roughly normal about that mean (symmetric heavier tails make
+  it conservative). Inverse-variance weights are not used for the test: with 8 seeds a task's
+  estimated SE is too noisy, and the weighted test rejected up to 0.07-0.13 at alpha 0.05
+  (benchmarks/across_tasks_sim.py, docs/statistics.md).
+  Heterogeneity is described by DerSimonian-Laird on the same effects and SEs: tau^2 (the
+  variance of the true effect across tasks), I^2 (the share of the spread that is not seed
+  noise), Cochran's Q, and the 95% prediction interval for the effect on a new task like these
+  (Higgins et al. 2009: pooled +- t(k-2) sqrt(tau^2 + SE^2)).
 """
 
 from __future__ import annotations
@@ -91,20 +100,21 @@ def rank_arms(runs: pd.DataFrame, *, direction: str = "maximize", alpha: float =
 class TaskEffect:
     task: str
     n: int  # seeds both arms ran
-    effect: float  # mean paired difference arm - baseline, metric units
-    se: float
+    effect: float  # Hodges-Lehmann estimate of the paired differences arm - baseline, metric units
+    se: float  # from the MAD of the differences
 
 
 @dataclass(frozen=True)
 class MetaAnalysis:
-    """DerSimonian-Laird random-effects pooling of one arm's per-task effects vs the baseline."""
+    """One arm's per-task effects vs the baseline, pooled (equal-weight t over tasks) and their
+    heterogeneity (DerSimonian-Laird)."""
 
     arm: str
     baseline: str
     effects: tuple[TaskEffect, ...]
-    pooled: float | None  # the average effect across tasks (metric units)
-    ci: tuple[float, float] | None  # modified HKSJ, t(k-1)
-    pvalue: float | None  # of the pooled effect, same t
+    pooled: float | None  # mean over tasks of the per-task effects (metric units)
+    ci: tuple[float, float] | None  # t(k-1) over tasks
+    pvalue: float | None  # of the pooled effect, same t: the verdict's test
     p_adjusted: float | None  # Holm over the arms
     tau2: float | None
     i2: float | None
@@ -120,23 +130,60 @@ class MetaAnalysis:
         return len(self.effects)
 
 
+HL_SE = math.sqrt(math.pi / 3)  # HL's SE is sigma sqrt(pi / 3n) at the normal (efficiency 3/pi)
+
+
+def hodges_lehmann(d: np.ndarray) -> np.ndarray:
+    """Median of the Walsh averages (d_i + d_j) / 2, i <= j, over the last axis."""
+    i, j = np.triu_indices(d.shape[-1])
+    return np.median((d[..., i] + d[..., j]) / 2, axis=-1)
+
+
+def robust_se(d: np.ndarray) -> np.ndarray:
+    """Standard error of `hodges_lehmann` over the last axis, from the normal-scaled MAD (a
+    failure among the differences moves it by one rank, as it does the estimate)."""
+    mad = stats.median_abs_deviation(d, axis=-1, scale="normal")
+    return mad * HL_SE / np.sqrt(d.shape[-1])
+
+
+@dataclass(frozen=True)
+class PooledT:
+    estimate: np.ndarray  # mean over tasks (last axis)
+    se: np.ndarray
+    pvalue: np.ndarray  # two-sided, t on k-1 df
+    df: int
+
+
+def pooled_t(y: np.ndarray) -> PooledT:
+    """The verdict's test: a one-sample t over the last axis (tasks), each task weighing alike.
+    Effects that are all equal give se 0 and p 1 (at 0) or 0 (elsewhere)."""
+    k = y.shape[-1]
+    est = y.mean(axis=-1)
+    se = y.std(axis=-1, ddof=1) / math.sqrt(k)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        t = np.where(se > 0, np.abs(est) / se, np.where(est == 0, 0.0, np.inf))
+    return PooledT(estimate=est, se=se, pvalue=2 * stats.t.sf(t, k - 1), df=k - 1)
+
+
 def task_effects(runs: pd.DataFrame, arm: str, baseline: str) -> tuple[list[TaskEffect], list[str]]:
-    """Per task, the paired mean difference arm - baseline over shared seeds and its SE; the
-    tasks that give none, with why."""
+    """Per task, the Hodges-Lehmann estimate of the paired differences arm - baseline over
+    shared seeds and its SE; the tasks that give none, with why."""
     out, skipped = [], []
     for task, g in runs.groupby("task", sort=False):
         a = g[g["arm"] == arm].groupby("seed")["score"].mean()
         b = g[g["arm"] == baseline].groupby("seed")["score"].mean()
-        d = (a - b).dropna()
+        d = (a - b).dropna().to_numpy()
         if len(d) < 2:
             skipped.append(f"{task}: {len(d)} seed(s) shared by {arm} and {baseline}, 2 needed")
             continue
-        se = float(d.std(ddof=1) / math.sqrt(len(d)))
+        se = float(robust_se(d))
+        if se == 0:  # more than half the differences equal: the plain SE is the fallback
+            se = float(d.std(ddof=1) / math.sqrt(len(d)))
         if se == 0:
-            skipped.append(f"{task}: every seed gives the same difference ({float(d.iloc[0]):g}), "
-                           "so its standard error is 0 and it would take all the weight")
+            skipped.append(f"{task}: every seed gives the same difference ({float(d[0]):g}), "
+                           "so its standard error is 0 and heterogeneity cannot be weighed")
             continue
-        out.append(TaskEffect(task=str(task), n=len(d), effect=float(d.mean()), se=se))
+        out.append(TaskEffect(task=str(task), n=len(d), effect=float(hodges_lehmann(d)), se=se))
     return out, skipped
 
 
@@ -167,15 +214,13 @@ def meta_analysis(runs: pd.DataFrame, arm: str, baseline: str, *, direction: str
     y = np.array([e.effect for e in effects])
     v = np.array([e.se for e in effects]) ** 2
     k = y.size
-    pooled, var, tau2, q, i2 = dersimonian_laird(y, v)
-    wr = 1 / (v + tau2)
-    hksj = float(np.sum(wr * (y - pooled) ** 2) / ((k - 1) * np.sum(wr)))
-    se = math.sqrt(max(var, hksj))
+    test = pooled_t(y)
+    pooled, se, p = float(test.estimate), float(test.se), float(test.pvalue)
+    _, _, tau2, q, i2 = dersimonian_laird(y, v)
     t = stats.t.ppf((1 + confidence) / 2, k - 1)
-    p = float(2 * stats.t.sf(abs(pooled) / se, k - 1)) if se > 0 else (1.0 if pooled == 0 else 0.0)
     prediction = None
     if k >= 3:
-        half = stats.t.ppf((1 + confidence) / 2, k - 2) * math.sqrt(tau2 + var)
+        half = stats.t.ppf((1 + confidence) / 2, k - 2) * math.sqrt(tau2 + se**2)
         prediction = (float(pooled - half), float(pooled + half))
     else:
         notes += ("a prediction interval needs 3 or more tasks (t with k-2 df)",)
@@ -183,9 +228,9 @@ def meta_analysis(runs: pd.DataFrame, arm: str, baseline: str, *, direction: str
         notes += (f"{k} tasks: tau^2 and I^2 are very imprecise, and the heterogeneity test has "
                   "little power; a non-significant Q is not evidence that the effect is constant",)
     return MetaAnalysis(arm=arm, baseline=baseline, effects=tuple(effects), pooled=pooled,
-                        ci=(float(pooled - t * se), float(pooled + t * se)), pvalue=p, p_adjusted=p, tau2=tau2,
-                        i2=i2, q=q, q_pvalue=float(stats.chi2.sf(q, k - 1)), prediction=prediction,
-                        direction=direction, notes=notes)
+                        ci=(float(pooled - t * se), float(pooled + t * se)), pvalue=p, p_adjusted=p,
+                        tau2=tau2, i2=i2, q=q, q_pvalue=float(stats.chi2.sf(q, k - 1)),
+                        prediction=prediction, direction=direction, notes=notes)
 
 
 def meta_family(runs: pd.DataFrame, arms: Sequence[str], baseline: str, *,

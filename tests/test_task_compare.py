@@ -4,9 +4,14 @@ x tasks, then the across-task block, in text and --json."""
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pytest
 
 from analysis.compare import main
 
@@ -101,3 +106,29 @@ def test_report_section_only_with_tasks(tmp_path):
     pd.read_csv(csv).query("task == 'd0'").drop(columns="task").to_csv(plain, index=False)
     rep = Report(study="plain", title="t")
     assert across_tasks_section(rep, load_study(plain)) is None and not rep.blocks
+
+
+@pytest.mark.slow
+def test_sklearn_example_end_to_end(tmp_path):
+    """examples/tasks/sklearn_tasks.py writes a tidy CSV that `python -m analysis.compare` reads:
+    per-task blocks and the across-task block, exit 0, no traceback."""
+    pytest.importorskip("sklearn")
+    root = Path(__file__).resolve().parents[1]
+    env = {**os.environ, "PYTHONPATH": str(root)}
+    csv = tmp_path / "tasks.csv"
+    made = subprocess.run([sys.executable, str(root / "examples/tasks/sklearn_tasks.py"),
+                           "--out", str(csv), "--seeds", "2"], capture_output=True, text=True,
+                          env=env, cwd=tmp_path, timeout=600)
+    assert made.returncode == 0, made.stderr
+    assert len(pd.read_csv(csv)) == 4 * 3 * 2
+    out = subprocess.run([sys.executable, "-m", "analysis.compare", str(csv), "--metric",
+                          "test_acc", "--baseline", "logreg"], capture_output=True, text=True,
+                         env=env, cwd=tmp_path, timeout=600)
+    assert out.returncode == 0, out.stderr
+    assert "Traceback" not in out.stdout + out.stderr
+    for task in ("iris", "wine", "breast_cancer", "digits"):
+        assert f"== task {task}" in out.stdout
+    assert "== Across 4 tasks" in out.stdout
+    for arm in ("forest", "mlp"):
+        assert f"{arm}: mean" in out.stdout
+    assert out.stdout.count("across tasks:") == 2  # one verdict per arm vs the baseline
