@@ -21,7 +21,7 @@ filled by `fill_failures`, so a failed run counts at the worst value of its task
   from t on k-1 df. It tests "the per-task effects have mean 0" and assumes the tasks are
   independent and their effects roughly normal about that mean (symmetric heavier tails make
   it conservative). Inverse-variance weights are not used for the test: with 8 seeds a task's
-  estimated SE is too noisy, and the weighted test rejected up to 0.07-0.13 at alpha 0.05
+  estimated SE is too noisy, and the weighted test rejected up to 0.13 at alpha 0.05
   (benchmarks/across_tasks_sim.py, docs/statistics.md).
   Heterogeneity is described by DerSimonian-Laird on the same effects and SEs: tau^2 (the
   variance of the true effect across tasks), I^2 (the share of the spread that is not seed

@@ -60,7 +60,7 @@ def across_lines(ts: TaskStudy) -> list[str]:
         else:
             pi = _ci(m.prediction, signed=True) if m.prediction else "n/a (< 3 tasks)"
             lines.append(
-                f"  per-task effect {row.arm} - {a.baseline}, pooled (random effects, DL): "
+                f"  per-task effect {row.arm} - {a.baseline} (Hodges-Lehmann), mean over tasks (t): "
                 f"{number(m.pooled, signed=True)} {_ci(m.ci, signed=True)}, Holm p = "
                 f"{significant(m.p_adjusted)}; prediction interval for a new task {pi}; "
                 f"tau = {significant(row.tau)}, I^2 = {percent(m.i2)}, Q p = {significant(m.q_pvalue)}")

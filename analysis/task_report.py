@@ -36,9 +36,10 @@ def across_tasks_section(rep: Report, study: StudyData, *, rng=0) -> TaskStudy |
            else "") + f"). Per-task verdicts: {ts.correction}. Scores are normalised per task: "
         f"{a.normalised.description}. Mean and IQM with 95% stratified bootstrap intervals "
         "(runs resampled within each task); P(improvement) over the baseline (rliable); the "
-        "per-task paired effect pooled by a DerSimonian-Laird random-effects model, with "
-        "tau (the spread of the true effect across tasks), I^2 and a 95% prediction interval "
-        "for a new task." + "".join(f" Note: {m}" for m in messages)))
+        "per-task paired effect (Hodges-Lehmann) averaged over tasks with a t-test over "
+        "tasks, each weighing alike, and its spread from a DerSimonian-Laird random-effects "
+        "model: tau (the spread of the true effect across tasks), I^2 and a 95% prediction "
+        "interval for a new task." + "".join(f" Note: {m}" for m in messages)))
     rep.add_table("across_tasks", summary_table(across_table(a)),
                   "Across tasks: normalised mean and IQM [95% CI], P(arm > baseline), average "
                   "rank (1 = best), pooled per-task effect in metric units [95% CI], prediction "
