@@ -3,6 +3,7 @@
     python -m analysis.compare results/<study>/runs.csv --metric test_acc --baseline baseline --json
     python -m analysis.compare results/<study> --pairs all
     python -m analysis.compare my_runs.csv --metric val_loss   # any CSV: arm, seed, <metric>
+    python -m analysis.compare tasks.csv --metric test_acc   # with a `task` column: per task, then across
     python -m analysis.compare 75.49 74.08 --n-test 10000   # "is this single-run gap real?"
 
 Exit status: 0 answered, 2 bad input (one line on stderr).
@@ -35,7 +36,7 @@ def parse_args(argv):
     p = argparse.ArgumentParser(prog="python -m analysis.compare", description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("source", nargs="+", help="a study directory, its runs.csv or any CSV with columns arm, seed, "
-                   "<metric> (status optional); or two accuracies in percent")
+                   "<metric> (status, task optional); or two accuracies in percent")
     p.add_argument("--metric", help="column to compare (default: the study's analysis plan, test_acc)")
     p.add_argument("--direction", choices=["maximize", "minimize"],
                    help="is a larger value better? (default: the metric's declared direction, else "
@@ -91,6 +92,12 @@ def from_study(args) -> int:
     from .load import compare_arms, family_frame, family_records, load_study
 
     study = load_study(args.source[0])
+    from .task_compare import has_tasks
+
+    if has_tasks(study.runs):  # several tasks: per-task verdicts, then across tasks
+        from .task_output import print_tasks
+
+        return print_tasks(study, args)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         family = compare_arms(study, metric=args.metric, baseline=args.baseline, pairs=args.pairs,
@@ -117,6 +124,12 @@ def from_study(args) -> int:
     print(f"Family: {family.size_text()}.")
     if plan.mixed_units:
         print(f"\nMIXED UNITS, these verdicts do not hold: {plan.mixed_units}")
+    print_comparisons(frame, family)
+    return 0
+
+
+def print_comparisons(frame, family) -> None:
+    """The verdict lines of one family (`family_frame` rows, then the comparisons not judged)."""
     for row in frame.itertuples():
         print(f"\n{row.arm} - {row.baseline}: {number(row.diff, signed=True)} "
               f"{interval(row.ci_low, row.ci_high, signed=True)} (n {row.n_arm} vs {row.n_baseline}, "
@@ -127,7 +140,6 @@ def from_study(args) -> int:
         print(f"  verdict: {row.verdict.upper()}: {row.verdict_reason}")
     for n in family.not_judged:
         print(f"\n{n.arm} - {n.baseline}: not judged\n  verdict: NOT JUDGED: {n.reason}")
-    return 0
 
 
 

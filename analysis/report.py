@@ -68,6 +68,7 @@ def build_report(study: StudyData, *, rng=0, plan: Mapping | None = None) -> Rep
         results_section,
     )
     from .sequential_report import sequential_section
+    from .task_report import across_tasks_section
     from .tuning_report import tuning_section
     from .variance_report import variance_section
 
@@ -81,6 +82,7 @@ def build_report(study: StudyData, *, rng=0, plan: Mapping | None = None) -> Rep
     introduction(rep, analysis)
     design_section(rep, analysis)
     results_section(rep, analysis)
+    across_tasks_section(rep, analysis.study, rng=rng)
     sequential_section(rep, analysis.study.path)
     variance_section(rep, analysis.study.path)
     figures_section(rep, analysis)

@@ -1,0 +1,82 @@
+"""The report's "Across tasks" section: present only when the runs table has a ``task`` column
+with 2 or more tasks (`analysis.task_compare`)."""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from .load import StudyData
+from .numbers import interval, number, percent, significant
+from .report_blocks import Heading, Para, Report
+from .task_compare import TaskStudy, across_table, catch, compare_tasks, has_tasks
+
+
+def across_tasks_section(rep: Report, study: StudyData, *, rng=0) -> TaskStudy | None:
+    """Aggregate table, performance profile and critical-difference diagram; returns the
+    analysis (None when the study has no tasks) so the dashboard note can summarise it."""
+    if not has_tasks(study.runs):
+        return None
+    from .across_tasks import profile
+    from .figures.tasks import critical_difference_figure, profile_figure
+
+    rep.add(Heading("Across tasks"))
+    try:
+        ts, messages = catch(compare_tasks, study, rng=rng)
+    except ValueError as e:  # one task that cannot be compared must not cost the report
+        rep.add(Para(f"Not computed: {e}"))
+        return None
+    if ts.across is None:
+        rep.add(Para(f"Not computed: {ts.cannot}."))
+        return ts
+    a = ts.across
+    rep.add(Para(
+        f"{len(a.tasks)} tasks, {a.runs} runs ({a.failures} did not learn or diverged; they are "
+        f"counted, at chance or their final value"
+        + (f", {a.normalised.filled} with no chance level at their task's worst" if a.normalised.filled
+           else "") + f"). Per-task verdicts: {ts.correction}. Scores are normalised per task: "
+        f"{a.normalised.description}. Mean and IQM with 95% stratified bootstrap intervals "
+        "(runs resampled within each task); P(improvement) over the baseline (rliable); the "
+        "per-task paired effect (Hodges-Lehmann) averaged over tasks with a t-test over "
+        "tasks, each weighing alike, and its spread from a DerSimonian-Laird random-effects "
+        "model: tau (the spread of the true effect across tasks), I^2 and a 95% prediction "
+        "interval for a new task." + "".join(f" Note: {m}" for m in messages)))
+    rep.add_table("across_tasks", summary_table(across_table(a)),
+                  "Across tasks: normalised mean and IQM [95% CI], P(arm > baseline), average "
+                  "rank (1 = best), pooled per-task effect in metric units [95% CI], prediction "
+                  "interval, tau, I^2 and the verdict.")
+    rep.add_figure("performance_profile", profile_figure(profile(a.normalised, list(a.arms), rng=rng)),
+                   "Performance profile: fraction of runs over all tasks whose normalised score "
+                   "exceeds tau, with 95% stratified bootstrap bands.")
+    rep.add_figure("critical_difference", critical_difference_figure(a.ranking),
+                   "Critical-difference diagram: average rank over tasks; a bar joins arms whose "
+                   "ranks differ by less than Nemenyi's critical difference.")
+    return ts
+
+
+def summary_table(t: pd.DataFrame) -> pd.DataFrame:
+    """`across_table` as text cells."""
+    def ci(v, digits=2, signed=False):
+        return interval(v[0], v[1], digits, signed=signed) if isinstance(v, tuple) else "n/a"
+    return pd.DataFrame({
+        "arm": t["arm"],
+        "mean [CI]": [f"{number(m, 3)} {ci(c, 3)}" for m, c in zip(t["mean"], t["mean_ci"], strict=True)],
+        "IQM [CI]": [f"{number(m, 3)} {ci(c, 3)}" for m, c in zip(t["iqm"], t["iqm_ci"], strict=True)],
+        "P(> baseline)": [f"{number(p)} {ci(c)}" if isinstance(c, tuple) else "" for p, c in
+                          zip(t["p_improvement"], t["p_improvement_ci"], strict=True)],
+        "avg rank": [number(r) for r in t["average_rank"]],
+        "pooled effect [CI]": [f"{number(e, signed=True)} {ci(c, signed=True)}" if isinstance(c, tuple)
+                               else "" for e, c in zip(t["pooled_effect"], t["pooled_ci"], strict=True)],
+        "prediction": [ci(p, signed=True) if isinstance(p, tuple) else "" for p in t["prediction"]],
+        "tau": [significant(x) if x is not None else "" for x in t["tau"]],
+        "I^2": [percent(x) if x is not None else "" for x in t["i2"]],
+        "verdict": t["verdict"],
+    })
+
+
+def note_line(ts: TaskStudy | None) -> str:
+    """One line for the dashboard note ("" when there is no across-task block)."""
+    if ts is None or ts.across is None:
+        return ""
+    a = ts.across
+    parts = [f"{m.arm}: {a.verdict(m.arm)}" for m in a.metas]
+    return f"Across {len(a.tasks)} tasks: " + "; ".join(parts) + "."

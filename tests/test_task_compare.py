@@ -1,0 +1,134 @@
+"""`seedwise compare` on a tidy CSV with a `task` column: per-task verdicts with Holm over arms
+x tasks, then the across-task block, in text and --json."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from analysis.compare import main
+
+
+def tidy_csv(path, effects: dict[str, list[float]], *, seeds: int = 10, seed: int = 0) -> None:
+    """An export from another tracker: task, arm, seed, test_acc, status; skewed noise, seeds
+    shared within a task, one diverged run (no value)."""
+    gen = np.random.default_rng(seed)
+    rows = []
+    for t in range(len(next(iter(effects.values())))):
+        shared = gen.normal(0, 1.0, seeds)
+        for arm, eff in effects.items():
+            acc = 70 + 5 * t + eff[t] + shared - gen.gamma(1.5, 0.8, seeds)
+            rows += [{"task": f"d{t}", "arm": arm, "seed": s, "test_acc": float(v),
+                      "status": "complete"} for s, v in enumerate(acc)]
+    df = pd.DataFrame(rows)
+    df.loc[(df["arm"] == "baseline") & (df["task"] == "d0") & (df["seed"] == 0),
+           ["test_acc", "status"]] = [np.nan, "diverged"]
+    df.to_csv(path, index=False)
+
+
+def run(capsys, *args):
+    assert main([*map(str, args)]) == 0
+    return capsys.readouterr()
+
+
+def test_effect_on_some_tasks_found_per_task_and_heterogeneous(tmp_path, capsys):
+    csv = tmp_path / "export.csv"
+    tidy_csv(csv, {"baseline": [0] * 5, "wide": [4, 4, 4, 0, 0]}, seed=1)
+    out = run(capsys, csv, "--metric", "test_acc", "--chance", "10").out
+    assert "Holm over the 5 primary-test p-values of all arms x tasks" in out
+    blocks = {b.split(":")[0].strip(): b for b in out.split("== task ")[1:]}
+    for task in ("d0", "d1", "d2"):
+        assert "verdict: BETTER" in blocks[task]
+    for task in ("d3", "d4"):
+        assert "verdict: BETTER" not in blocks[task].split("== Across")[0]
+    assert "varies by task" in out
+    records = [json.loads(line) for line in
+               run(capsys, csv, "--metric", "test_acc", "--chance", "10", "--json").out.splitlines()]
+    per_task = [r for r in records if "task" in r and not r.get("across_tasks")]
+    assert {r["task"] for r in per_task} == {f"d{t}" for t in range(5)}
+    assert all(r["family_judged"] == 1 for r in per_task)  # each task's own family ...
+    assert all("all arms x tasks" in r["correction"] for r in per_task)  # ... Holm over all
+    across = next(r for r in records if r.get("across_tasks") and r["arm"] == "wide")
+    assert across["i2"] > 0.5 and across["prediction"][0] < 0 < across["prediction"][1]
+    assert across["failures"] == 1
+
+
+def test_effect_on_every_task_generalises(tmp_path, capsys):
+    csv = tmp_path / "export.csv"
+    tidy_csv(csv, {"baseline": [0] * 5, "wide": [3] * 5, "deep": [0] * 5}, seed=2)
+    out = run(capsys, csv, "--metric", "test_acc")
+    assert "across tasks: better across tasks, and expected better on a new task" in out.out
+    assert "Ranking over 5 tasks: Friedman" in out.out
+    assert "relative improvement over the mean of 'baseline'" in out.out
+
+
+def test_one_task_column_value_is_an_ordinary_study(tmp_path, capsys):
+    csv = tmp_path / "export.csv"
+    tidy_csv(csv, {"baseline": [0], "wide": [3]}, seed=3)
+    out = run(capsys, csv, "--metric", "test_acc").out
+    assert "Across" not in out and "verdict: BETTER" in out
+
+
+def test_a_task_that_cannot_be_compared_is_named(tmp_path, capsys):
+    csv = tmp_path / "export.csv"
+    tidy_csv(csv, {"baseline": [0] * 2, "wide": [3] * 2}, seed=4)
+    df = pd.read_csv(csv)
+    df = df[~((df["task"] == "d1") & (df["arm"] == "baseline"))]
+    df.to_csv(csv, index=False)
+    assert main([str(csv), "--metric", "test_acc"]) == 2
+    assert "task 'd1'" in capsys.readouterr().err
+
+
+def test_report_section_only_with_tasks(tmp_path):
+    from analysis.load import load_study
+    from analysis.report_blocks import Heading, Report
+    from analysis.task_report import across_tasks_section, note_line
+
+    csv = tmp_path / "export.csv"
+    tidy_csv(csv, {"baseline": [0] * 4, "wide": [3] * 4, "deep": [1, 1, 0, 0]}, seed=5)
+    rep = Report(study="export", title="t")
+    ts = across_tasks_section(rep, load_study(csv))
+    assert any(isinstance(b, Heading) and b.text == "Across tasks" for b in rep.blocks)
+    table, _ = rep.tables["across_tasks"]
+    assert list(table["arm"]) == ["baseline", "wide", "deep"]
+    for name in ("performance_profile", "critical_difference"):
+        rep.figures[name][0].savefig(tmp_path / f"{name}.png")
+        assert (tmp_path / f"{name}.png").stat().st_size > 1000
+    assert note_line(ts).startswith("Across 4 tasks: wide: better")
+    plain = tmp_path / "plain.csv"
+    pd.read_csv(csv).query("task == 'd0'").drop(columns="task").to_csv(plain, index=False)
+    rep = Report(study="plain", title="t")
+    assert across_tasks_section(rep, load_study(plain)) is None and not rep.blocks
+
+
+@pytest.mark.slow
+def test_sklearn_example_end_to_end(tmp_path):
+    """examples/tasks/sklearn_tasks.py writes a tidy CSV that `python -m analysis.compare` reads:
+    per-task blocks and the across-task block, exit 0, no traceback."""
+    pytest.importorskip("sklearn")
+    root = Path(__file__).resolve().parents[1]
+    env = {**os.environ, "PYTHONPATH": str(root)}
+    csv = tmp_path / "tasks.csv"
+    made = subprocess.run([sys.executable, str(root / "examples/tasks/sklearn_tasks.py"),
+                           "--out", str(csv), "--seeds", "2"], capture_output=True, text=True,
+                          env=env, cwd=tmp_path, timeout=600)
+    assert made.returncode == 0, made.stderr
+    assert len(pd.read_csv(csv)) == 4 * 3 * 2
+    out = subprocess.run([sys.executable, "-m", "analysis.compare", str(csv), "--metric",
+                          "test_acc", "--baseline", "logreg"], capture_output=True, text=True,
+                         env=env, cwd=tmp_path, timeout=600)
+    assert out.returncode == 0, out.stderr
+    assert "Traceback" not in out.stdout + out.stderr
+    for task in ("iris", "wine", "breast_cancer", "digits"):
+        assert f"== task {task}" in out.stdout
+    assert "== Across 4 tasks" in out.stdout
+    for arm in ("forest", "mlp"):
+        assert f"{arm}: mean" in out.stdout
+    assert out.stdout.count("across tasks:") == 2  # one verdict per arm vs the baseline
