@@ -84,3 +84,11 @@ def test_a_torch_free_experiment_never_imports_torch_in_its_workers(tmp_path):
     assert res.returncode == 0, res.stderr[-2000:]
     runs = pd.read_csv(tmp_path / "r" / "notorch" / "runs.csv")
     assert len(runs) == 4 and set(runs["torch_loaded"]) == {0.0}
+
+
+def test_no_installed_package_shadows_this_tests_folder():
+    """Tests share helpers as `tests.<module>`; a dependency that installs a top-level `tests`
+    package (autorank and baycomp do) would win over this namespace folder and break them."""
+    import tests
+
+    assert [Path(p).resolve() for p in tests.__path__] == [ROOT / "tests"]
