@@ -273,7 +273,7 @@ def selection_gap(table: np.ndarray, candidates: Sequence[str], state: RaceState
     return SelectionGap(state.incumbent, tuple(tests), bound, level)
 
 
-def expected_best(values: Sequence[float], direction: str = "maximize") -> np.ndarray:
+def expected_best(values: Sequence[float] | np.ndarray, direction: str = "maximize") -> np.ndarray:
     """E[best of n candidates] for n = 1..N, n drawn without replacement from the N observed
     scores (Tang et al. 2020's unbiased estimator of Dodge et al. 2019's expected validation
     performance): with the scores sorted worst to best, v_(1..N),
