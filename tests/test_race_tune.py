@@ -84,6 +84,7 @@ def race_runs(db: Path | None) -> list[tuple[str, int]]:
     return [(json.loads(c), json.loads(s)) for c, s in rows]
 
 
+@pytest.mark.slow
 def test_a_race_keeps_the_optimal_default_and_confirms_it_on_fresh_seeds(spec, tmp_path):
     res = cli("--spec", spec, "--results", tmp_path, "--race", "--budget", 30, "--confirm", 3)
     assert res.returncode == 0, res.stderr[-3000:]
@@ -104,6 +105,20 @@ def test_a_race_keeps_the_optimal_default_and_confirms_it_on_fresh_seeds(spec, t
     assert tuned["params"] == {"lr": 0.05}  # on fresh seeds: the default itself, never worse
     fresh = pd.read_csv(tmp_path / "racetoy-tuned" / "runs.csv")
     assert sorted(set(fresh["seed"])) == [0, 1, 2]
+    # the ablation's report shows the race: finalists with their seeds, drops, gap, budget curve
+    run = subprocess.run([sys.executable, "-m", "study.run", "--spec", str(spec), "--results", str(tmp_path),
+                          "--jobs", "1"], capture_output=True, text=True, env=ENV, cwd=ROOT, timeout=240)
+    assert run.returncode == 0, run.stderr[-2000:]
+    rep = subprocess.run([sys.executable, "-m", "analysis.report", str(tmp_path / "racetoy"), "--out",
+                          str(tmp_path / "report")], capture_output=True, text=True, env=ENV, cwd=ROOT, timeout=240)
+    assert rep.returncode == 0, rep.stderr[-2000:]
+    text = (tmp_path / "report" / "report.md").read_text()
+    assert f"`{NAME}` raced `baseline`" in text and "**winner: `default`**" in text
+    assert "race_finalists_baseline" in text and "100000–" in text
+    assert "race_dropped_baseline" in text and "paired t (one-sided)" in text
+    assert "Expected best validation score against budget" in text and "| baseline (race) |" in text
+    assert (tmp_path / "report" / "figures" / "tuning_budget.png").exists()
+    assert not (tmp_path / "report" / "figures" / "tuning_history_baseline_race.png").exists()
 
 
 def test_race_flags_are_checked_before_anything_runs(spec, tmp_path):
