@@ -96,10 +96,18 @@ def default_distributions(space: dict[str, Any], params: dict[str, Any]) -> dict
 
 def race_arm(tuning: Tuning, budget: int, *, sampler_seed: int = 0, size: int = RACE_SIZE) -> int:
     """Race until the study holds `budget` finished runs (with any cooperating workers):
-    0 done, 1 a run failed (recorded; a rerun retries it), 130 interrupted."""
+    0 done, 1 a run failed (recorded; a rerun retries it), 2 bad input, 130 interrupted."""
+    if tuning.plan.experiment is None:
+        print(f"error: --race tunes user experiments (`experiment` or `command` in the spec); "
+              f"{tuning.plan.spec.source} is the built-in one: tune it with --trials N", file=sys.stderr)
+        return 2
     study, space = tuning.study, tuning.space
     default_params = {k: config_value(tuning.config, k) for k in space}
-    dists = default_distributions(space, default_params)
+    try:
+        dists = default_distributions(space, default_params)
+    except UsageError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     study.sampler = TrialSeededTPE(seed=arm_sampler_seed(sampler_seed, tuning.arm), constant_liar=True)
     plan = race_plan(study.user_attrs)
     claims = Claims(_engine(study), study.study_name)
@@ -193,12 +201,12 @@ def _evaluate(tuning: Tuning, params: dict[str, Any], seed: int) -> dict[str, An
     tuned metric's final value and what the report needs; an exception is a FAILED status."""
     from study import params as config_params
 
-    if tuning.plan.experiment is None:
-        raise UsageError("--race tunes user experiments (a spec with `experiment` or `command`)")
+    experiment = tuning.plan.experiment
+    assert experiment is not None, "race_arm refuses the built-in experiment before any run"
     cfg = config_params.apply(tuning.config, params, where="[tune]")
     out: dict[str, Any] = {"seed": seed, "worker": worker_id(), "config_hash": config_hash(cfg)}
     try:
-        outcome = tuning.plan.experiment.run(cfg, seed, device=tuning.device or "cpu")
+        outcome = experiment.run(cfg, seed, device=tuning.device or "cpu")
         if tuning.objective not in outcome.metrics and outcome.status == COMPLETE:
             raise KeyError(f"the experiment returned no {tuning.objective!r} ([tune] metric); it returned: "
                            f"{', '.join(outcome.metrics)}")

@@ -234,7 +234,7 @@ def _main(args: argparse.Namespace) -> int:
 
         for tuning in tunings:
             code = max(code, race_arm(tuning, args.budget, sampler_seed=args.sampler_seed))
-            if code == 130:
+            if code in (2, 130):
                 return code
     if args.trials:
         for tuning in tunings:  # one arm after the other, each resumable

@@ -202,3 +202,24 @@ def test_an_arms_own_range_is_checked_like_tune(tmp_path):
     spec.write_text(SPEC + '[arms.wide.tune]\nlrr = {low = 0.0001, high = 0.5}\n')
     with pytest.raises(SpecError, match=r"\[arms.wide.tune\] names 'lrr'.*did you mean 'lr'"):
         load_spec(spec)
+
+
+@pytest.mark.slow
+def test_the_papers_racing_script_runs_on_a_tiny_config(tmp_path):
+    """paper/racing_study.sh, the one command of the paper's racing redo, on the toy: fixed-lr
+    runs, each arm raced (the low-lr arm with its own range), both confirmations, the report."""
+    (tmp_path / "racetoy.py").write_text(TOY)
+    spec = tmp_path / "racetoy.toml"
+    spec.write_text(SPEC + "[arms.wide]\nlr = 0.01\n")
+    env = {**ENV, "PY": sys.executable, "SPEC": str(spec), "PRESET": "", "ARMS": "baseline,wide",
+           "LOW_LR_ARMS": "wide", "BUDGET": "8", "SEEDS": "2", "RESULTS": str(tmp_path / "results"),
+           "STUDY": "tiny", "OUT": str(tmp_path / "report")}
+    res = subprocess.run(["bash", "paper/racing_study.sh"], capture_output=True, text=True, env=env, cwd=ROOT,
+                         timeout=600)
+    assert res.returncode == 0, (res.stdout + res.stderr)[-3000:]
+    work = (tmp_path / "results" / "tiny" / "racing-spec.toml").read_text()
+    assert "[arms.wide.tune]\nlr = {low = 1e-4, high = 1.0, log = true}" in work
+    for study in ("tiny-tuned", "tiny-tuned-per-arm"):
+        assert (tmp_path / "results" / study / "runs.csv").exists(), study
+    text = (tmp_path / "report" / "report.md").read_text()
+    assert "`tiny-tune-wide-race` raced `wide`" in text and "Every arm at its own tuned params" in text
