@@ -165,3 +165,37 @@ def test_racing_never_tunes_worse_than_a_default_at_the_optimum():
         naive_worse += A * (log_lrs[int(np.argmax(values))] - math.log(LR0)) ** 2 > TOLERANCE
     rate = naive_worse / reps
     assert rate > 0.5, f"naive rate {rate:.3f} (MC SE {math.sqrt(rate * (1 - rate) / reps):.3f})"
+
+
+def _trial(number, cand, j, value, state="COMPLETE", status="complete", lr=0.1):
+    import optuna
+
+    t = optuna.trial.create_trial(
+        state=getattr(optuna.trial.TrialState, state), value=value if state == "COMPLETE" else None,
+        params={"lr": lr}, distributions={"lr": optuna.distributions.FloatDistribution(1e-4, 1.0, log=True)},
+        user_attrs={"race_candidate": cand, "race_entered": 0, "race_seed_index": j, "status": status})
+    t.number = number
+    return t
+
+
+@pytest.mark.parametrize("chance", [None, 10.0])
+def test_a_stored_race_scores_divergence_by_the_failures_rule(chance):
+    """Diverged runs are outcomes: scored at chance when it is known, else they drop their
+    candidate; failed runs (an exception) are no outcome and are retried; a (candidate, seed)
+    stored twice counts once."""
+    from analysis.race_study import race_data, race_plan, race_summary
+
+    trials = [_trial(0, "default", 0, 50.0), _trial(1, "t1", 0, 52.0, lr=0.5), _trial(2, "default", 1, 51.0),
+              _trial(3, "t1", 1, None, state="PRUNED", status="diverged", lr=0.5),
+              _trial(4, "t1", 1, None, state="FAIL", status="failed", lr=0.5),
+              _trial(5, "default", 1, 99.0)]  # the same (candidate, seed) again: the first counts
+    attrs = {"objective": "val_acc", "direction": "maximize", "race": {"chance": chance}}
+    data = race_data(trials, race_plan(attrs))
+    assert data.candidates == ["default", "t1"] and data.runs == 4
+    assert data.table[0].tolist() == [50.0, 51.0] and data.params["t1"] == {"lr": 0.5}
+    if chance is None:
+        assert data.unscored == {"t1": 1} and np.isnan(data.table[1, 1])
+        summary = race_summary(data)
+        assert summary.state.live == ("default",) and "diverged" in summary.drops["test"].iloc[0]
+    else:
+        assert data.unscored == {} and data.table[1].tolist() == [52.0, 10.0]
