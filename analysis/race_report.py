@@ -8,6 +8,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from .figures import metric_label
 from .figures.tuning_budget import expected_best_figure, expected_best_table
 from .numbers import interval, p_value, param_value, significant
 from .race_study import DEFAULT, SEED_OFFSET, RaceSummary
@@ -103,7 +104,7 @@ def budget_section(rep: Report, tunings: list[Tuning]) -> None:
                  "seeds they all ran; each trial of a `--trials` study ran its own seed, so its curve "
                  "also rises with the luck of the seeds (the winner's curse). Where the curves are still rising at the budget used, more tuning "
                  "would still pay, and a gap between arms may be budget rather than the arms."))
-    rep.add_figure("tuning_budget", expected_best_figure(curves, f"`{objective}`"),
+    rep.add_figure("tuning_budget", expected_best_figure(curves, metric_label(objective)),
                    "Expected best validation score of n candidate configurations, per tuned arm.")
     rep.add_table("tuning_budget", expected_best_table(curves),
                   "Expected best validation score at budgets of n candidates (blank: the arm tried fewer).")

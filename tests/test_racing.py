@@ -199,3 +199,18 @@ def test_a_stored_race_scores_divergence_by_the_failures_rule(chance):
         assert summary.state.live == ("default",) and "diverged" in summary.drops["test"].iloc[0]
     else:
         assert data.unscored == {} and data.table[1].tolist() == [52.0, 10.0]
+
+
+def test_the_budget_table_shows_each_arm_up_to_what_it_tried():
+    from analysis.figures.tuning_budget import (
+        budget_points,
+        expected_best_figure,
+        expected_best_table,
+    )
+
+    assert budget_points(11) == [1, 2, 4, 8, 11] and budget_points(8) == [1, 2, 4, 8] and budget_points(0) == []
+    curves = {"a": expected_best([1.0, 3.0, 2.0]), "b (race)": expected_best([5.0], "minimize")}
+    table = expected_best_table(curves)
+    assert list(table.columns) == ["arm", "candidates", "n = 1", "n = 2", "n = 3"]
+    assert table.iloc[0].tolist() == ["a", 3, "2", "2.667", "3"] and table.iloc[1, 3] == ""
+    assert expected_best_figure(curves, "val").axes[0].get_xlabel().startswith("tuning budget")

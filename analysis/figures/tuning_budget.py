@@ -8,6 +8,7 @@ from collections.abc import Mapping
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
+from matplotlib.ticker import FuncFormatter
 
 from .common import arm_palette, new_figure
 
@@ -43,6 +44,7 @@ def expected_best_figure(curves: Mapping[str, np.ndarray], ylabel: str) -> Figur
     ax.set(xlabel="tuning budget (candidate configurations tried)", ylabel=f"expected best {ylabel}",
            title="Expected best validation score against budget")
     ax.set_xscale("log", base=2)
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda x, _: f"{x:g}"))  # 1, 2, 4 rather than 2^0, 2^1
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8, frameon=False)
     return fig
