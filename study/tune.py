@@ -7,6 +7,8 @@
                                                      # at its own best params, on 10 fresh seeds
     optuna-dashboard sqlite:///results/<study>/study.db   # browse tuning and ablation side by side
     python -m study.tune --spec my.toml --trials 20  # a user experiment: the space is its spec's [tune]
+    python -m study.tune --spec my.toml --race --budget 60 --confirm 10   # racing on paired seeds,
+                                                     # the arm's own params first (docs/tuning.md)
 
 The search space and objective come from the spec's `[tune]` table (the built-in notebook spec
 declares lr in [1e-3, 1] on a log scale and step_size in [1, epochs], on validation accuracy).

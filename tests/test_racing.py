@@ -214,3 +214,19 @@ def test_the_budget_table_shows_each_arm_up_to_what_it_tried():
     assert list(table.columns) == ["arm", "candidates", "n = 1", "n = 2", "n = 3"]
     assert table.iloc[0].tolist() == ["a", 3, "2", "2.667", "3"] and table.iloc[1, 3] == ""
     assert expected_best_figure(curves, "val").axes[0].get_xlabel().startswith("tuning budget")
+
+
+def test_the_selection_gap_is_wide_between_equals_and_narrows_with_seeds():
+    rng = np.random.default_rng(7)
+    gaps = {}
+    for n in (4, 16):
+        seeds = rng.normal(0, 5, n)
+        table = np.vstack([seeds + rng.normal(0, 0.5, n), seeds + rng.normal(0, 0.5, n)])  # equals
+        # no test before the end (first_test past the last seed): both stay finalists
+        state = replay(table, ["default", "twin"], {"default": 0, "twin": 0}, "maximize", first_test=n + 1)
+        assert len(state.live) == 2
+        gap = selection_gap(table, ["default", "twin"], state, "maximize")
+        assert gap is not None and len(gap.rivals) == len(state.live) - 1
+        gaps[n] = gap.bound
+    # between equals the incumbent may trail by about a paired SE; four times the seeds halve it
+    assert gaps[4] > 0.3 and 0 < gaps[16] < gaps[4]
