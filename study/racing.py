@@ -43,6 +43,7 @@ if TYPE_CHECKING:
 
 RACE_SIZE = 4  # live candidates per round: the default and 3 from the sampler at the start
 RACE_SUFFIX = "-race"
+IDLE_S = 5.0  # a worker with nothing to claim and nobody else running stops after this long
 
 
 def arm_sampler_seed(sampler_seed: int, arm: str) -> int:
@@ -113,6 +114,7 @@ def race_arm(tuning: Tuning, budget: int, *, sampler_seed: int = 0, size: int = 
     claims = Claims(_engine(study), study.study_name)
     print(f"racing {tuning.arm} in study {study.study_name}: budget {budget} runs, {size} live candidates, "
           f"objective: {tuning.direction} {tuning.objective}", file=sys.stderr)
+    idle = 0.0
     try:
         while True:
             data = _data(study, default_params, plan)
@@ -124,10 +126,16 @@ def race_arm(tuning: Tuning, budget: int, *, sampler_seed: int = 0, size: int = 
                    else _run_one(tuning, data, step.runs, dists, claims))
             if ran is False:
                 return 1
-            if ran is None:  # everything pending is someone else's
-                if not claims.busy_elsewhere():
+            if ran is None:  # everything pending is someone else's, or just finished by them
+                # A run another worker finished between our read of the trials and our claim
+                # reads "done" before we see its trial: read again rather than stop early; stop
+                # only when nothing is pending or held for a while (IDLE_S).
+                idle = 0.0 if claims.busy_elsewhere() else idle + 0.5
+                if not step.runs or idle > IDLE_S:
                     break
                 time.sleep(0.5)
+            else:
+                idle = 0.0
     except KeyboardInterrupt:
         print(f"\ninterrupted: finished runs are stored in {study.study_name}; rerun the same command to "
               "continue", file=sys.stderr)
