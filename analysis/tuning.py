@@ -19,6 +19,7 @@ from matplotlib.figure import Figure
 
 from .contract import TUNING_KIND
 from .figures import metric_label, new_figure
+from .race_study import RaceSummary, expected_values, is_race, race_data, race_plan, race_summary
 
 
 @dataclass(frozen=True)
@@ -31,6 +32,17 @@ class Tuning:
     log_params: frozenset[str] = frozenset()  # the params searched on a log scale
     objective: str = "val_acc"  # the metric tuned on (the tuning study's "objective")
     direction: str = "maximize"
+    race: RaceSummary | None = None  # a race study (study.tune --race): its winner, finalists, drops
+
+    @property
+    def candidate_values(self) -> np.ndarray:
+        """One validation score per candidate configuration tried, paired across candidates
+        where the study can: a race's candidates on their shared leading seeds, else each
+        completed trial's value (one trial, one configuration)."""
+        if self.race is not None:
+            return expected_values(self.race.data)[0]
+        done = self.trials[self.trials["state"] == "COMPLETE"]
+        return done["value"].to_numpy(dtype=float)
 
     @property
     def objective_label(self) -> str:
@@ -62,13 +74,19 @@ def tuning_trials(storage_url: str, ablation_study: str) -> list[Tuning]:
                 except (RuntimeError, ValueError, ImportError):
                     importances = {}
         best = {}
-        if complete:
+        race = None
+        if is_race(attrs):  # the race's winner, never its best single run (the winner's curse)
+            race = race_summary(race_data(study.get_trials(deepcopy=False), race_plan(attrs)))
+            if race.state.incumbent is not None:
+                chosen = race.winner.candidate
+                best = {"number": chosen, "value": race.means.get(chosen), "params": race.data.params[chosen]}
+        elif complete:
             b = study.best_trial
             best = {"number": b.number, "value": b.value, "params": b.params}
         log_params = frozenset(name for t in study.get_trials(deepcopy=False)
                                for name, dist in t.distributions.items() if getattr(dist, "log", False))
         out.append(Tuning(summary.study_name, attrs.get("arm", "?"), trials, importances, best, log_params,
-                          str(attrs.get("objective", "val_acc")), str(attrs.get("direction", "maximize"))))
+                          str(attrs.get("objective", "val_acc")), str(attrs.get("direction", "maximize")), race))
     return out
 
 

@@ -18,6 +18,7 @@ import pandas as pd
 from .contract import COMPLETE, PER_ARM_FILE, per_arm_study_name
 from .load import StudyData, StudyNotFound, compare_arms, family_frame, load_study
 from .numbers import MINUS, interval, number, p_value, param_value, significant
+from .race_report import budget_section, race_section
 from .report_blocks import Heading, Para, Report
 from .tables import seed_ranges
 from .tuning import (
@@ -47,10 +48,16 @@ def tuning_section(rep: Report, study: StudyData) -> None:
         return
     rep.add(Heading("Tuning (Optuna)"))
     for t in tunings:
-        rep.add(Para(_tuning_text(t)))
+        if t.race is not None:  # a race (study.tune --race): analysis.race_report
+            race_section(rep, t)
+        else:
+            rep.add(Para(_tuning_text(t)))
         space, score = space_axes(t), _score_words(t)
+        suffix = t.arm + ("_race" if t.race is not None else "")
         for key, fig, caption in (
-                ("tuning_history", history_figure(t), f"{score[0].upper()}{score[1:]} of every "
+                # a race's best single run is the winner's curse it avoids: no best-so-far figure
+                ("tuning_history", None if t.race is not None else history_figure(t),
+                 f"{score[0].upper()}{score[1:]} of every "
                  "tuning trial and the best so far; crosses: trials pruned or failed before a "
                  "final value."),
                 ("tuning_space", space_figure(t), "Where the sampler looked: "
@@ -60,7 +67,8 @@ def tuning_section(rep: Report, study: StudyData) -> None:
                  f"reaching the {'top validation accuracies' if t.objective == 'val_acc' else 'best ' + score} "
                  "(Optuna PED-ANOVA evaluator).")):
             if fig is not None:  # the space figure needs two numeric parameters
-                rep.add_figure(f"{key}_{t.arm}", fig, caption)
+                rep.add_figure(f"{key}_{suffix}", fig, caption)
+    budget_section(rep, tunings)
     _confirmation(rep, study.path.parent / f"{study.path.name}-tuned")
     _per_arm(rep, study, study.path.parent / per_arm_study_name(study.path.name))
 

@@ -128,7 +128,12 @@ def _mean_sd(values: list[float]) -> tuple[float | None, float | None]:
 
 
 def best_trials(study: optuna.Study, top_k: int) -> list[optuna.trial.FrozenTrial]:
-    """The `top_k` best completed trials, best first (ties: the earlier trial)."""
+    """The `top_k` best completed trials, best first (ties: the earlier trial); of a race
+    study, the race's winner (study.racing), never its best single run."""
+    if study.user_attrs.get("race"):
+        from study.racing import winner_trials
+
+        return winner_trials(study, top_k)
     sign = -1 if study.direction == optuna.study.StudyDirection.MINIMIZE else 1
     complete = sorted(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)),
                       key=lambda t: (-sign * t.value, t.number))  # type: ignore[operator]  # complete: has a value

@@ -25,6 +25,8 @@ plan and the tuning space (TOML). The format, in one place:
     metric = "val_loss"
     direction = "minimize"
     lr = {low = 1e-3, high = 1.0, log = true}
+    [arms.small_lr.tune]            # an arm's own range of a key, replacing [tune]'s for it
+    lr = {low = 1e-4, high = 0.1, log = true}
 
 Everything is validated when the spec is loaded, so a typo fails before any training starts.
 """
@@ -108,6 +110,7 @@ class Arm:
     name: str
     overrides: Mapping[str, Any]
     description: str = ""
+    tune: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)  # its own [arms.X.tune] ranges
 
 
 @dataclass(frozen=True)
@@ -270,12 +273,17 @@ def _tune(raw: Any, source: str, analysis: AnalysisPlan, keys) -> TuneSpace:
             raise SpecError(f"{source}: [tune] {directions.unsaid(metric)}; declare it under [tune]: "
                             f"direction = \"maximize\" (or \"minimize\"), or {directions.spec_declaration(metric)}") from None
     _expect(direction in DIRECTIONS, f"{source}: [tune] direction must be one of {', '.join(DIRECTIONS)}, got {direction!r}")
+    ranges = _ranges({k: v for k, v in raw.items() if k not in TUNE_KEYS}, source, "[tune]", keys)
+    _expect(bool(ranges), f"{source}: [tune] declares no parameter to tune, e.g. lr = {{low = 0.001, high = 1.0, log = true}}")
+    return TuneSpace(metric=metric, direction=direction, ranges=ranges)
+
+
+def _ranges(raw: Mapping[str, Any], source: str, table: str, keys) -> dict[str, dict[str, Any]]:
+    """The parameter ranges of `table` ([tune], or an arm's own [arms.X.tune]), validated."""
     ranges = {}
     for key, rng in raw.items():
-        if key in TUNE_KEYS:
-            continue
-        where = f"{source}: [tune] {key}"
-        _expect(key in keys, f"{source}: [tune] names {key!r}, which is not a config key{suggest(key, keys)}")
+        where = f"{source}: {table} {key}"
+        _expect(key in keys, f"{source}: {table} names {key!r}, which is not a config key{suggest(key, keys)}")
         _expect(isinstance(rng, dict), f"{where} must be a table, e.g. {{low = 0.001, high = 1.0, log = true}}")
         for k in rng:
             _expect(k in RANGE_KEYS, f"{where}: unknown key {k!r}{suggest(k, RANGE_KEYS)}; valid keys: {', '.join(sorted(RANGE_KEYS))}")
@@ -291,8 +299,7 @@ def _tune(raw: Any, source: str, analysis: AnalysisPlan, keys) -> TuneSpace:
             for flag in ("log", "int"):
                 _expect(isinstance(rng.get(flag, False), bool), f"{where}: {flag} must be true or false")
         ranges[key] = dict(rng)
-    _expect(bool(ranges), f"{source}: [tune] declares no parameter to tune, e.g. lr = {{low = 0.001, high = 1.0, log = true}}")
-    return TuneSpace(metric=metric, direction=direction, ranges=ranges)
+    return ranges
 
 
 def parse_spec(data: Mapping[str, Any], source: str = "<memory>", folder: str | None = None) -> StudySpec:
@@ -351,12 +358,18 @@ def parse_spec(data: Mapping[str, Any], source: str = "<memory>", folder: str | 
         _expect(arm_name.strip() != "", f"{source}: an arm's name is empty ([arms.{directions.toml_key(arm_name)}]); "
                                         "runs.csv would record it as a missing value: name it")
         _expect(isinstance(table, dict), f"{source}: [arms.{arm_name}] must be a table")
-        overrides = {k: v for k, v in table.items() if k != "description"}
+        overrides = {k: v for k, v in table.items() if k not in ("description", "tune")}
         description = table.get("description", "")
         _expect(isinstance(description, str), f"{source}: [arms.{arm_name}] description must be a string")
-        arms.append(Arm(arm_name, overrides, description))
+        arms.append(Arm(arm_name, overrides, description, table.get("tune", {})))
     keys = list(base) if not builtin else list(notebook.CONFIG_KEYS)
     tune = _tune(data["tune"], source, plan, keys) if "tune" in data else None
+    for i, own in enumerate(arms):  # an arm's own search ranges ([arms.X.tune]) replace [tune]'s
+        if own.tune:
+            where = f"[arms.{own.name}.tune]"
+            _expect(tune is not None, f"{source}: {where} needs a [tune] table (the metric tuned on)")
+            _expect(isinstance(own.tune, dict), f"{source}: {where} must be a table")
+            arms[i] = replace(own, tune=_ranges(own.tune, source, where, keys))
     spec = StudySpec(name=name.strip(), arms=tuple(arms), base=base, seeds=data.get("seeds", 5),
                      first_seed=data.get("first_seed", 0), analysis=plan,
                      description=data.get("description", ""), source=source, experiment=experiment,

@@ -7,6 +7,8 @@
                                                      # at its own best params, on 10 fresh seeds
     optuna-dashboard sqlite:///results/<study>/study.db   # browse tuning and ablation side by side
     python -m study.tune --spec my.toml --trials 20  # a user experiment: the space is its spec's [tune]
+    python -m study.tune --spec my.toml --race --budget 60 --confirm 10   # racing on paired seeds,
+                                                     # the arm's own params first (docs/tuning.md)
 
 The search space and objective come from the spec's `[tune]` table (the built-in notebook spec
 declares lr in [1e-3, 1] on a log scale and step_size in [1, epochs], on validation accuracy).
@@ -77,6 +79,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    help=f"also tune StepLR's gamma in [{GAMMA_RANGE[0]}, {GAMMA_RANGE[1]}] (default: keep the arm's)")
     p.add_argument("--sampler-seed", type=int, default=0,
                    help="seed of the TPE sampler (default 0); trial k draws from seed (sampler seed, k)")
+    # Racing (study.racing): its own flags, kept together so the call sites below stay small.
+    p.add_argument("--race", action="store_true",
+                   help="tune by racing on paired tuning seeds (study `<study>-tune-<arm>-race`): the arm's "
+                        "own params first, candidates dropped when a paired test shows them worse; "
+                        "--confirm then re-runs the race's winner (docs/tuning.md)")
+    p.add_argument("--budget", type=int, metavar="N",
+                   help="with --race: race until the race study holds N finished runs (a rerun continues; "
+                        "a larger N races on)")
     p.add_argument("--confirm", type=int, metavar="N",
                    help="re-run the best trial's params on fresh evaluation seeds 0..N-1 as arm 'tuned', "
                         "paired with the untuned arm (after tuning, if --trials is also given)")
@@ -118,10 +128,15 @@ def main(argv: list[str] | None = None) -> int:
 def check_counts(args: argparse.Namespace) -> None:
     if args.threads is not None and args.threads <= 0:
         raise UsageError(f"--threads must be a positive integer, got {args.threads}")
-    if args.trials is None and args.confirm is None:
+    if args.budget is not None and not args.race:
+        raise UsageError("--budget counts a race's runs: give --race too (or --trials N to tune without racing)")
+    if args.race and args.trials is not None:
+        raise UsageError("--race is counted in runs: give --budget N, not --trials")
+    if args.trials is None and args.confirm is None and args.budget is None:
         raise UsageError("nothing to do: give --trials N to tune and/or --confirm N to re-run the best "
                          "params on N fresh seeds")
-    for flag, value in (("--trials", args.trials), ("--confirm", args.confirm), ("--top-k", args.top_k)):
+    for flag, value in (("--trials", args.trials), ("--confirm", args.confirm), ("--top-k", args.top_k),
+                        ("--budget", args.budget)):
         if value is not None and value <= 0:
             raise UsageError(f"{flag} must be a positive integer, got {value}")
 
@@ -168,11 +183,16 @@ def prepare(args: argparse.Namespace, arm: str | None = None) -> Tuning:
     if args.tune_gamma and (plan.experiment is not None or config.scheduler != "step"):
         raise UsageError(f"--tune-gamma: arm {arm!r} has no StepLR schedule (declare gamma in [tune] instead)")
     objective, direction = (tune.metric, tune.direction) if tune else (OBJECTIVE, "maximize")
-    space = search_space(config, args.tune_gamma, tune.ranges if tune else None)
+    ranges = {**tune.ranges, **plan.spec.arm(arm).tune} if tune else None  # [arms.X.tune] wins
+    space = search_space(config, args.tune_gamma, ranges)
     if args.storage is None:
         plan.results_dir.mkdir(parents=True, exist_ok=True)
     url = args.storage or default_storage(plan.results_dir)
     name = tuning_study_name(plan.study_name, arm)
+    if args.race:  # a race study of its own: races and --trials studies never mix
+        from study.racing import RACE_SUFFIX, race_attrs
+
+        name += RACE_SUFFIX
     attrs = {"kind": TUNING_KIND, "arm": arm, "preset": plan.preset,
              "identity": tuning_identity(plan, arm, space, objective, direction),
              "objective": objective, "direction": direction, "ablation_study": plan.study_name,
@@ -180,11 +200,14 @@ def prepare(args: argparse.Namespace, arm: str | None = None) -> Tuning:
              "base_config": plan.config_dict(arm),
              "search_space": {k: repr(d) for k, d in space.items()}, "tuning_seed_offset": TUNE_SEED_OFFSET,
              "sampler": f"TPE (seed {args.sampler_seed}, per trial number)", "pruner": repr(make_pruner(config))}
+    if args.race:
+        attrs.update(race_attrs(objective, direction, plan.spec.analysis, arm, args.sampler_seed))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         study = open_tuning_study(url, name, attrs, TrialSeededTPE(seed=args.sampler_seed, constant_liar=True),
-                                  make_pruner(config), create=args.trials is not None, direction=direction)
-    if args.trials is None and not study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
+                                  make_pruner(config), create=args.trials is not None or args.budget is not None,
+                                  direction=direction)
+    if args.trials is None and args.budget is None and not study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
         raise UsageError(f"tuning study {name!r} has no completed trial yet; run "
                          "`seedwise tune --trials N` first")
     return Tuning(plan, arm, config, space, objective, direction, url, study, device)
@@ -208,6 +231,13 @@ def _main(args: argparse.Namespace) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 2
     code = 0
+    if args.race and args.budget:  # racing (study.racing): one arm after the other, each resumable
+        from study.racing import race_arm
+
+        for tuning in tunings:
+            code = max(code, race_arm(tuning, args.budget, sampler_seed=args.sampler_seed))
+            if code in (2, 130):
+                return code
     if args.trials:
         for tuning in tunings:  # one arm after the other, each resumable
             code = max(code, tune_trials(tuning, args.trials, data))

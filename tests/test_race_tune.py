@@ -1,0 +1,225 @@
+"""`study.tune --race` end to end on a user experiment written into tmp_path (issue 26): a toy
+whose default lr is the true optimum and whose seeds carry large shared noise; the race keeps
+the default, stores every (candidate, seed) run as an Optuna trial, resumes after kill -9 without
+running anything twice, and two workers share one race."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+import optuna
+import pandas as pd
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": os.pathsep.join(
+    [str(ROOT), *filter(None, [os.environ.get("PYTHONPATH")])])}
+
+TOY = """
+import math
+import time
+
+import numpy as np
+
+
+def train(config, seed, report=None):
+    # the default lr (0.05) is the true optimum; each seed shifts every config alike (sd 5)
+    time.sleep(config["sleep"])
+    shared = np.random.default_rng([seed, 1]).normal(0, 5)
+    own = np.random.default_rng([seed, int(config["lr"] * 1e9) % 2**32]).normal(0, 0.2)
+    val = -(math.log(config["lr"]) - math.log(0.05)) ** 2 + shared + own
+    return {"val": float(val), "score": float(val)}
+"""
+
+SPEC = """experiment = "racetoy:train"
+name = "racetoy"
+seeds = 3
+[base]
+lr = 0.05
+sleep = 0.0
+[analysis]
+metric = "score"
+direction = "maximize"
+[arms.baseline]
+[tune]
+metric = "val"
+direction = "maximize"
+lr = {low = 0.0005, high = 5.0, log = true}
+"""
+NAME = "racetoy-tune-baseline-race"
+
+
+@pytest.fixture
+def spec(tmp_path):
+    (tmp_path / "racetoy.py").write_text(TOY)
+    path = tmp_path / "racetoy.toml"
+    path.write_text(SPEC)
+    return path
+
+
+def cli(*args, timeout=240) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "study.tune", *map(str, args)], capture_output=True, text=True,
+                          timeout=timeout, env=ENV, cwd=ROOT)
+
+
+def race_runs(db: Path | None) -> list[tuple[str, int]]:
+    """(candidate, seed) of every finished race run, read straight from the SQLite file."""
+    if db is None or not db.exists():
+        return []
+    with sqlite3.connect(db, timeout=30) as con:
+        if not con.execute("select 1 from sqlite_master where name = 'trial_user_attributes'").fetchone():
+            return []
+        rows = con.execute("select c.value_json, s.value_json from trials t join trial_user_attributes c "
+                           "on c.trial_id = t.trial_id join trial_user_attributes s on s.trial_id = t.trial_id "
+                           "where c.key = 'race_candidate' and s.key = 'seed' and t.state in ('COMPLETE', 'PRUNED')"
+                           ).fetchall()
+    return [(json.loads(c), json.loads(s)) for c, s in rows]
+
+
+@pytest.mark.slow
+def test_a_race_keeps_the_optimal_default_and_confirms_it_on_fresh_seeds(spec, tmp_path):
+    res = cli("--spec", spec, "--results", tmp_path, "--race", "--budget", 30, "--confirm", 3)
+    assert res.returncode == 0, res.stderr[-3000:]
+    db = tmp_path / "racetoy" / "study.db"
+    runs = race_runs(db)
+    assert len(runs) == 30 and len(set(runs)) == 30  # the budget in runs, nothing run twice
+    assert all(s >= 100_000 for _, s in runs)  # tuning seeds: disjoint from evaluation seeds 0..2
+    study = optuna.load_study(study_name=NAME, storage=f"sqlite:///{db}")
+    assert study.user_attrs["race"]["default"] == "default" and study.user_attrs["kind"] == "seedwise-tuning"
+    seeds = Counter(c for c, _ in runs)
+    assert seeds["default"] == max(seeds.values()) and len(seeds) > 2  # sampled candidates raced it
+    # paired: every candidate's seeds are the first k tuning seeds, from 100000 on
+    for cand in seeds:
+        assert sorted(s for c, s in runs if c == cand) == list(range(100_000, 100_000 + seeds[cand]))
+    assert "winner default" in res.stdout
+    sel = json.loads((tmp_path / "racetoy-tuned" / "selection.json").read_text())
+    tuned = next(r for r in sel["rows"] if r["arm"] == "tuned")
+    assert tuned["params"] == {"lr": 0.05}  # on fresh seeds: the default itself, never worse
+    fresh = pd.read_csv(tmp_path / "racetoy-tuned" / "runs.csv")
+    assert sorted(set(fresh["seed"])) == [0, 1, 2]
+    # the ablation's report shows the race: finalists with their seeds, drops, gap, budget curve
+    run = subprocess.run([sys.executable, "-m", "study.run", "--spec", str(spec), "--results", str(tmp_path),
+                          "--jobs", "1"], capture_output=True, text=True, env=ENV, cwd=ROOT, timeout=240)
+    assert run.returncode == 0, run.stderr[-2000:]
+    rep = subprocess.run([sys.executable, "-m", "analysis.report", str(tmp_path / "racetoy"), "--out",
+                          str(tmp_path / "report")], capture_output=True, text=True, env=ENV, cwd=ROOT, timeout=240)
+    assert rep.returncode == 0, rep.stderr[-2000:]
+    text = (tmp_path / "report" / "report.md").read_text()
+    assert f"`{NAME}` raced `baseline`" in text and "**winner: `default`**" in text
+    assert "race_finalists_baseline" in text and "100000–" in text
+    assert "race_dropped_baseline" in text and "paired t (one-sided)" in text
+    assert "Expected best validation score against budget" in text and "| baseline (race) |" in text
+    assert (tmp_path / "report" / "figures" / "tuning_budget.png").exists()
+    assert not (tmp_path / "report" / "figures" / "tuning_history_baseline_race.png").exists()
+
+
+def test_race_flags_are_checked_before_anything_runs(spec, tmp_path):
+    for args, words in ((["--budget", 5], "give --race"), (["--race", "--trials", 5], "not --trials"),
+                        (["--race", "--budget", 0], "--budget must be a positive")):
+        res = cli("--spec", spec, "--results", tmp_path, *args)
+        assert res.returncode == 2 and words in res.stderr, res.stderr[-1500:]
+    assert not (tmp_path / "racetoy" / "study.db").exists()
+
+
+def storage(root: Path) -> Path | None:
+    """The study's SQLite file: with --set, the study is `racetoy-set-<hash>`."""
+    return next(root.glob("racetoy*/study.db"), None)
+
+
+@pytest.mark.slow
+def test_a_race_killed_with_sigkill_resumes_without_running_anything_twice(spec, tmp_path):
+    cmd = [sys.executable, "-m", "study.tune", "--spec", str(spec), "--results", str(tmp_path), "--race",
+           "--budget", "16", "--set", "sleep=0.3"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV, cwd=ROOT)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and proc.poll() is None and len(race_runs(storage(tmp_path))) < 5:
+        time.sleep(0.1)
+    db = storage(tmp_path)
+    assert proc.poll() is None, "the race finished before it could be killed"
+    proc.send_signal(signal.SIGKILL)
+    proc.communicate(timeout=60)
+    before = race_runs(db)
+    assert 5 <= len(before) < 16
+    rerun = subprocess.run(cmd, capture_output=True, text=True, env=ENV, cwd=ROOT, timeout=240)
+    assert rerun.returncode == 0, rerun.stderr[-2000:]
+    after = race_runs(db)
+    assert len(after) == 16 and len(set(after)) == 16  # the rest, each (candidate, seed) once
+    assert set(before) <= set(after)
+    rerun_lines = [line for line in rerun.stderr.splitlines() if line.startswith("race baseline: ") and " on seed " in line]
+    assert len(rerun_lines) == 16 - len(before)
+
+
+@pytest.mark.slow
+def test_two_workers_share_one_race(spec, tmp_path):
+    cmd = [sys.executable, "-m", "study.tune", "--spec", str(spec), "--results", str(tmp_path), "--race",
+           "--budget", "20", "--set", "sleep=0.2"]
+    procs = [subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV, cwd=ROOT)
+             for _ in range(2)]
+    outs = [p.communicate(timeout=240) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], [o[1][-1500:] for o in outs]
+    runs = race_runs(storage(tmp_path))
+    # each (candidate, seed) once; a worker may finish one run past the budget (like --trials)
+    assert 20 <= len(runs) <= 21 and len(set(runs)) == len(runs)
+    ran = [sum(1 for line in o[1].splitlines() if " on seed " in line) for o in outs]
+    assert sum(ran) == len(runs)
+
+
+def test_each_arm_races_with_its_own_range_sampler_and_the_same_budget(tmp_path):
+    """Fair per-arm tuning: `--arm A,B` races each arm in its own study, on the same budget,
+    with a sampler seed of its own and the range its [arms.X.tune] declares."""
+    (tmp_path / "racetoy.py").write_text(TOY)
+    spec = tmp_path / "racetoy.toml"
+    spec.write_text(SPEC + '[arms.wide]\nlr = 0.01\n[arms.wide.tune]\nlr = {low = 0.0001, high = 0.5, log = true}\n')
+    res = cli("--spec", spec, "--results", tmp_path, "--race", "--budget", 8, "--arm", "baseline,wide")
+    assert res.returncode == 0, res.stderr[-3000:]
+    url = f"sqlite:///{tmp_path / 'racetoy' / 'study.db'}"
+    studies = {arm: optuna.load_study(study_name=f"racetoy-tune-{arm}-race", storage=url) for arm in ("baseline", "wide")}
+    for arm, study in studies.items():
+        done = [t for t in study.get_trials(deepcopy=False) if t.state.name == "COMPLETE"]
+        assert len(done) == 8, arm
+        sampled = [t for t in done if t.user_attrs["race_candidate"] != "default"]
+        low = 0.0001 if arm == "wide" else 0.0005
+        assert sampled and all(t.distributions["lr"].low == low for t in sampled)
+        default = [t.params["lr"] for t in done if t.user_attrs["race_candidate"] == "default"]
+        assert set(default) == {0.05 if arm == "baseline" else 0.01}  # the arm's own params first
+    samplers = {s.user_attrs["race"]["sampler"] for s in studies.values()}
+    assert len(samplers) == 2  # each arm its own sampler seed
+
+
+def test_an_arms_own_range_is_checked_like_tune(tmp_path):
+    from study.spec import SpecError, load_spec
+
+    (tmp_path / "racetoy.py").write_text(TOY)
+    spec = tmp_path / "racetoy.toml"
+    spec.write_text(SPEC + '[arms.wide.tune]\nlrr = {low = 0.0001, high = 0.5}\n')
+    with pytest.raises(SpecError, match=r"\[arms.wide.tune\] names 'lrr'.*did you mean 'lr'"):
+        load_spec(spec)
+
+
+@pytest.mark.slow
+def test_the_papers_racing_script_runs_on_a_tiny_config(tmp_path):
+    """paper/racing_study.sh, the one command of the paper's racing redo, on the toy: fixed-lr
+    runs, each arm raced (the low-lr arm with its own range), both confirmations, the report."""
+    (tmp_path / "racetoy.py").write_text(TOY)
+    spec = tmp_path / "racetoy.toml"
+    spec.write_text(SPEC + "[arms.wide]\nlr = 0.01\n")
+    env = {**ENV, "PY": sys.executable, "SPEC": str(spec), "PRESET": "", "ARMS": "baseline,wide",
+           "LOW_LR_ARMS": "wide", "BUDGET": "8", "SEEDS": "2", "RESULTS": str(tmp_path / "results"),
+           "STUDY": "tiny", "OUT": str(tmp_path / "report")}
+    res = subprocess.run(["bash", "paper/racing_study.sh"], capture_output=True, text=True, env=env, cwd=ROOT,
+                         timeout=600)
+    assert res.returncode == 0, (res.stdout + res.stderr)[-3000:]
+    work = (tmp_path / "results" / "tiny" / "racing-spec.toml").read_text()
+    assert "[arms.wide.tune]\nlr = {low = 1e-4, high = 1.0, log = true}" in work
+    for study in ("tiny-tuned", "tiny-tuned-per-arm"):
+        assert (tmp_path / "results" / study / "runs.csv").exists(), study
+    text = (tmp_path / "report" / "report.md").read_text()
+    assert "`tiny-tune-wide-race` raced `wide`" in text and "Every arm at its own tuned params" in text
