@@ -111,8 +111,9 @@ def add_run_args(p: argparse.ArgumentParser) -> None:
                         "cluster through joblib's dask backend (needs --scheduler; pip install -e '.[cluster]')")
     p.add_argument("--scheduler", help="Dask scheduler address for --backend dask, e.g. tcp://127.0.0.1:8786")
     p.add_argument("--group", type=int,
-                   help="seeds of one arm trained together in one vmapped step (study.notebook.group); default: "
-                        f"{CUDA_GROUP} on CUDA, 1 on CPU (where a loop over models is faster)")
+                   help="seeds of one arm trained together in one vmapped step (the built-in experiment, or "
+                        "your module's train_many); default: "
+                        f"{CUDA_GROUP} on CUDA for the built-in one, else 1 (on CPU a loop over models is faster)")
     p.add_argument("--compile", action="store_true",
                    help="run the training step through torch.compile (falls back to eager if it fails)")
     p.add_argument("--timeout", type=float, metavar="SECONDS",

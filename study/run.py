@@ -123,7 +123,7 @@ def execute(opts: RunOptions, *, raise_errors: bool = False, plans: list[Plan] |
 
             runner: Any = NotebookRunner(plan, opts, device, threads, jobs)
         else:
-            runner = UserRunner(plan, device, threads, timeout)
+            runner = UserRunner(plan, device, threads, timeout, group=opts.group)
         runner.attrs.update(code_attrs)
     except bad_input() as e:
         if raise_errors:
