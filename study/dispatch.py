@@ -3,7 +3,7 @@ each claimed just before it starts (several workers may share one study), each o
 recorded as it arrives; Ctrl-C or SIGTERM stops cleanly, keeping every finished run; when the
 first runs all fail the same way, the rest are cancelled (`FailFast`).
 
-The built-in experiment's tasks are study.notebook.runner.NotebookRunner's; `UserRunner`
+The built-in experiment's tasks are study.cifar.runner.NotebookRunner's; `UserRunner`
 runs a user experiment's (study.worker.execute_user, or execute_many for a group of seeds). A runner has `group` (seeds per
 task), `what` (one line for the log), `attrs` (stored with every run), `task(...)` and
 `record(...)`.

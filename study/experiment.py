@@ -70,6 +70,11 @@ class ExperimentError(ValueError):
     """The experiment cannot be loaded (bad module, missing function): a one-line message."""
 
 
+class InputError(Exception):
+    """What an experiment needs to run is missing or unusable (its data): the command says so
+    in one line and exits 2 before anything is trained, whichever experiment raised it."""
+
+
 class ContractError(ValueError):
     """What the experiment returned breaks the contract (a metric missing or not a number); the
     message names the keys it did return."""

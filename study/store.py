@@ -112,7 +112,7 @@ class RunStore:
                  description: dict[str, Any], storage: str | None = None, direction: str = "maximize",
                  layout: Callable[[list[optuna.trial.FrozenTrial]], tuple[pd.DataFrame, pd.DataFrame]] | None = None):
         """`layout` turns the study's trials into (runs, epochs) tables: `user_tables` by default;
-        the built-in experiment passes its own (study.notebook.records.tables)."""
+        the built-in experiment passes its own (study.cifar.records.tables)."""
         self.results_dir = Path(results_dir)
         self.url = storage or default_storage(self.results_dir)
         try:  # a malformed URL is bad input: nothing created for it

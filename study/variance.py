@@ -42,7 +42,7 @@ from analysis.contract import (
     seed_column,
     stable_hash,
 )
-from study.notebook.config import PER_SEED_SPLIT
+from study.cifar.config import PER_SEED_SPLIT
 from study.options import add_study_args, options
 from study.params import ConfigError, parse_assignment, suggest
 from study.plan import Plan, UsageError, device_choice, resolve_preset

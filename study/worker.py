@@ -1,7 +1,7 @@
 """What runs in a worker process (joblib/loky or a Dask worker): one task of the plan, never raising.
 
 `execute_user` runs one seed of a user experiment (study.experiment), `execute_many` a group of
-seeds in one `train_many` call; the built-in experiment's task is study.notebook.runner.execute.
+seeds in one `train_many` call; the built-in experiment's task is study.cifar.runner.execute.
 All return (arm, [(seed, outcome or failure dict)], "host:pid"), and the orchestrator in
 study.run records them.
 """
@@ -28,7 +28,7 @@ def failure(e: BaseException) -> dict[str, str]:
         error += " (even one seed per step: lower --jobs, or free the GPU)"
     cause = getattr(e, "cause", None) or error.splitlines()[0]
     # A seed's failure inside a group was caught (and its traceback kept as text) where it happened.
-    trace = getattr(e, "seedwise_traceback", None) or traceback.format_exc()
+    trace = getattr(e, "seedwise_traceback", None) or "".join(traceback.format_exception(e))
     return {"error": error, "traceback": trace, "cause": cause}
 
 
