@@ -15,9 +15,8 @@ from typing import Any
 
 from analysis.contract import config_hash
 from study.params import ConfigError, suggest
-from study.seeds import stream_seed
+from study.seeds import PER_SEED_SPLIT, stream_seed
 
-PER_SEED_SPLIT = -1  # `split_seed` value: the train/validation split is drawn per seed
 N_CONVS = 7  # the notebook's ConvNet has seven convolutions
 # Seeds per vmapped step on CUDA: 8 models x batch 100 is ~1.5 GB of bf16 activations at full
 # width, far below one GPU's memory, and the default study's 5 seeds per arm fit in one group.
