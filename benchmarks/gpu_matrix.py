@@ -9,7 +9,7 @@ recipe, and is timed over the same `--steps` optimizer steps after `--warmup` st
 synchronised around the timed part). Variants:
   precision   bf16 autocast | TF32 (fp32 with TF32 matmuls/convs) | plain fp32, channels_last
   layout      channels_last off (NCHW), bf16
-  group       k seeds per vmapped step (study.notebook.group.GroupedModels), k = 1, 4, 8, 16
+  group       k seeds per vmapped step (study.cifar.group.GroupedModels), k = 1, 4, 8, 16
   procs       n independent processes on the device at once (aggregate img/s = sum of theirs)
   compile     torch.compile(mode="reduce-overhead") (CUDA graphs) of the step, one model and 8
 The engines are seedwise's own (SingleModel, GroupedModels); only the NCHW variant swaps the
@@ -36,11 +36,11 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from study.notebook.config import apply_overrides, preset_config
-from study.notebook.data import DataError, load_cifar10
-from study.notebook.group import GroupedModels
-from study.notebook.model import init_model, train_flops_per_image
-from study.notebook.train import SingleModel, device_data, device_name, resolve_device, train_batch
+from study.cifar.config import apply_overrides, preset_config
+from study.cifar.data import DataError, load_cifar10
+from study.cifar.group import GroupedModels
+from study.cifar.model import init_model, train_flops_per_image
+from study.cifar.train import SingleModel, device_data, device_name, resolve_device, train_batch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from notebook_vs_engine import PEAKS, notebook_loop  # noqa: E402  (a sibling script, not a package)

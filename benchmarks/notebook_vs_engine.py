@@ -24,10 +24,10 @@ import time
 import torch
 from torch import nn
 
-from study.notebook.config import apply_overrides, preset_config
-from study.notebook.data import load_cifar10, split_indices
-from study.notebook.model import build_model, train_flops_per_image
-from study.notebook.train import device_name, resolve_device, train_one
+from study.cifar.config import apply_overrides, preset_config
+from study.cifar.data import load_cifar10, split_indices
+from study.cifar.model import build_model, train_flops_per_image
+from study.cifar.train import device_name, resolve_device, train_one
 from study.provenance import provenance
 
 # Dense bf16 tensor-core peak from the vendor data sheets (FLOP/s); None where unknown.
@@ -94,7 +94,7 @@ def engine(config, data, device) -> dict:
 
 
 def grouped(config, data, device, n: int, compile: bool) -> dict:
-    from study.notebook.group import train_group
+    from study.cifar.group import train_group
 
     cfg = apply_overrides(config, {"epochs": 2, "test_every_epoch": False})
     results = train_group(cfg, list(range(n)), data, device=device, compile=compile)

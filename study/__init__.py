@@ -4,7 +4,7 @@ The public API, for your own experiment: `run_study` (``run_study(spec, seeds=5)
 `StudyResult`; study.api), `load_spec` (-> a `StudySpec`) with the `SpecError` / `ConfigError`
 it raises on bad input, and `rng` / `stream_seed` (``rng(seed, stream)``; study.seeds) for the
 random streams that pair arms by seed. The built-in CIFAR-10 experiment (its `Config`, presets,
-data and `train_one`) is `study.notebook`; `python -m study.run` and `python -m study.tune` are
+data and `train_one`) is `study.cifar`; `python -m study.run` and `python -m study.tune` are
 the command lines.
 
 The public names below are imported on first use (PEP 562), not with the package: a worker

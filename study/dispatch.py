@@ -3,8 +3,8 @@ each claimed just before it starts (several workers may share one study), each o
 recorded as it arrives; Ctrl-C or SIGTERM stops cleanly, keeping every finished run; when the
 first runs all fail the same way, the rest are cancelled (`FailFast`).
 
-The built-in experiment's tasks are study.notebook.runner.NotebookRunner's; `UserRunner`
-runs a user experiment's (study.worker.execute_user). A runner has `group` (seeds per
+The built-in experiment's tasks are study.cifar.runner.NotebookRunner's; `UserRunner`
+runs a user experiment's (study.worker.execute_user, or execute_many for a group of seeds). A runner has `group` (seeds per
 task), `what` (one line for the log), `attrs` (stored with every run), `task(...)` and
 `record(...)`.
 """
@@ -31,7 +31,7 @@ from study.lifeline import watch_parent
 from study.plan import Plan, UsageError
 from study.provenance import provenance
 from study.store import RunStore
-from study.worker import execute_user
+from study.worker import execute_many, execute_user
 
 
 def _terminate(signum, frame):
@@ -64,17 +64,22 @@ def save_labels(path: Path, labels: np.ndarray) -> None:
 
 
 class UserRunner:
-    """A user experiment: one seed per task; a command's output kept in logs/<arm>-seed<N>.log;
-    a run over `timeout` seconds killed with its process tree and failed."""
+    """A user experiment: one seed per task, or with `group` > 1 and a module that defines
+    `train_many`, up to `group` seeds of an arm per task in one call; a command's output kept in
+    logs/<arm>-seed<N>.log; a task over `timeout` seconds killed with its process tree and failed."""
 
-    group = 1
-
-    def __init__(self, plan: Plan, device: str, threads: int, timeout: float | None = None):
+    def __init__(self, plan: Plan, device: str, threads: int, timeout: float | None = None, group: int | None = None):
         assert plan.experiment is not None
         self.plan, self.device, self.threads, self.timeout = plan, device, threads, timeout
         self.experiment = plan.experiment
         self.metric = plan.spec.analysis.metric
         self.what = f"experiment: {plan.experiment.label}"
+        many = self.experiment.trains_many()
+        self.group = (group or 1) if many else 1  # without train_many a seed is a task: more parallel
+        if self.group > 1:
+            self.what += f"; up to {self.group} seed(s) per train_many call"
+        elif (group or 1) > 1:
+            self.what += f"; --group {group}: the experiment defines no train_many, so seed by seed"
         self.logs = None
         if plan.experiment.command:
             self.logs = plan.results_dir / "logs"
@@ -84,6 +89,9 @@ class UserRunner:
     def task(self, i: int, arm: str, seeds: list[int]):
         from joblib import delayed
 
+        if len(seeds) > 1:
+            return delayed(execute_many)(arm, seeds, self.plan.configs[arm], self.experiment, self.metric,
+                                         self.device, self.threads, self.timeout)
         (seed,) = seeds
         log = str(self.logs / f"{arm}-seed{seed}.log") if self.logs else None
         return delayed(execute_user)(arm, seed, self.plan.configs[arm], self.experiment, self.metric,

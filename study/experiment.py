@@ -13,6 +13,11 @@ Two forms, named in the spec:
   returned dict are arrays, not metrics: `predictions` (one predicted class per held-out example)
   and `labels` (the true classes, the same in every run): seedwise stores them as the built-in
   study stores its test predictions, for McNemar and the two-level bootstrap.
+
+  The module may also define `train_many(config, seeds, *, report=None, device=None) -> list`:
+  the same runs for several seeds at once (vmapped or batched models), one result per seed in
+  the order of `seeds`, each a dict as `train` returns or an exception instance (that seed's
+  failure alone); `report(seed, epoch, **metrics)`. `--group N` hands it up to N seeds of an arm.
 * `command = "python train.py --lr {lr} --seed {seed}"`: any program. `{key}` is replaced by the
   arm's config value, `{seed}` by the seed; a leading `python` is the interpreter running
   seedwise. Its output goes to a log per run; the final metrics are the last stdout line that
@@ -37,7 +42,8 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Mapping
+import traceback
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -54,12 +60,19 @@ ARRAY_KEYS = ("predictions", "labels")
 USER_RUN_COLUMNS = ["epochs_run", "diverged_epoch", "wall_time_s", "device", "threads", "config_hash",
                     "data_fingerprint", "git_commit", "code_hash", "user_git_commit", "worker", "trial_number",
                     "error"]
-RESERVED = {"arm", "seed", "status", "epoch", *USER_RUN_COLUMNS}  # names a metric cannot take
+GROUP_COLUMN = "group"  # runs.csv: the seeds trained together with this one (only where any were)
+RESERVED = {"arm", "seed", "status", "epoch", GROUP_COLUMN, *USER_RUN_COLUMNS}  # names a metric cannot take
+MANY = "train_many"  # the optional function beside the experiment's that trains several seeds at once
 LOG_TAIL_LINES = 40
 
 
 class ExperimentError(ValueError):
     """The experiment cannot be loaded (bad module, missing function): a one-line message."""
+
+
+class InputError(Exception):
+    """What an experiment needs to run is missing or unusable (its data): the command says so
+    in one line and exits 2 before anything is trained, whichever experiment raised it."""
 
 
 class ContractError(ValueError):
@@ -97,6 +110,7 @@ class Outcome:
     threads: int = 1
     log: str | None = None
     code: dict[str, Any] = field(default_factory=dict)  # study.provenance.run_code: its files, packages
+    group: tuple[int, ...] = ()  # the seeds trained together in one `train_many` call, this one included
 
 
 @dataclass(frozen=True)
@@ -137,6 +151,22 @@ class Experiment:
         return run_command(self.command, self.folder, config, seed, log_path=log_path, on_report=on_report,
                            timeout=timeout)
 
+    def trains_many(self) -> bool:
+        """Whether the experiment's module defines `train_many` (a command never does)."""
+        return self.reference is not None and load_many(self.reference, self.folder) is not None
+
+    def run_many(self, config: Mapping[str, Any], seeds: Sequence[int], *, device: str = "cpu",
+                 timeout: float | None = None) -> list[Outcome | Exception]:
+        """Several seeds in one `train_many` call: one Outcome, or that seed's exception, per
+        seed. With a `timeout` (seconds) the call runs in a forked child, and the limit is the
+        whole call's: over it, every seed of the group times out together."""
+        reference, folder = self.reference, self.folder
+        assert reference is not None, "train_many belongs to a function experiment"
+        if timeout is None:
+            return call_many(reference, folder, config, seeds, device=device)
+        return run_in_child(lambda: [_with_code(o, folder) if isinstance(o, Outcome) else o
+                                     for o in call_many(reference, folder, config, seeds, device=device)], timeout)
+
 
 def _with_code(outcome: Outcome, folder: str | None) -> Outcome:
     """A forked run's code, recorded in the child: the helpers it imported lazily live only there."""
@@ -145,8 +175,8 @@ def _with_code(outcome: Outcome, folder: str | None) -> Outcome:
     return replace(outcome, code=run_code(folder, None))
 
 
-def load_function(reference: str, folder: str | None) -> Callable[..., Any]:
-    module_name, _, attr = reference.partition(":")
+def _module(reference: str, folder: str | None) -> Any:
+    module_name = reference.partition(":")[0]
     if folder:
         use_folder(folder)  # the spec's folder: its experiment module sits there (never on sys.path)
     try:
@@ -154,7 +184,12 @@ def load_function(reference: str, folder: str | None) -> Callable[..., Any]:
     except Exception as e:  # ImportError, or the module itself raising on import
         raise ExperimentError(f"experiment {reference!r}: cannot import {module_name!r} "
                               f"({type(e).__name__}: {e}); it must be importable from {folder or 'sys.path'}") from None
-    fn = getattr(module, attr, None)
+    return module
+
+
+def load_function(reference: str, folder: str | None) -> Callable[..., Any]:
+    module_name, _, attr = reference.partition(":")
+    fn = getattr(_module(reference, folder), attr, None)
     if not callable(fn):
         raise ExperimentError(f"experiment {reference!r}: {module_name} has no function {attr!r}")
     return fn
@@ -232,6 +267,56 @@ def call_function(reference: str, folder: str | None, config: Mapping[str, Any],
     started = time.perf_counter()
     returned = fn(dict(config), seed, **kwargs)  # a copy: the run cannot change the arm's config
     return finish(returned, epochs, started, device)
+
+
+def load_many(reference: str, folder: str | None) -> Callable[..., Any] | None:
+    """The module's `train_many`, None if it has none (then a group trains seed by seed)."""
+    fn = getattr(_module(reference, folder), MANY, None)
+    return fn if callable(fn) else None
+
+
+def call_many(reference: str, folder: str | None, config: Mapping[str, Any], seeds: Sequence[int], *,
+              device: str = "cpu") -> list[Outcome | Exception]:
+    """One `train_many` call for `seeds`: each seed's result checked on its own, so one seed's
+    bad result (or the exception it returned in its place) fails that seed alone. The group's
+    wall time is every seed's: study.console divides it by the group's size."""
+    fn = load_many(reference, folder)
+    if fn is None:
+        raise ExperimentError(f"experiment {reference!r}: its module has no function {MANY!r}")
+    wanted = inspect.signature(fn).parameters
+    seeds = list(seeds)
+    epochs: dict[int, list[dict[str, Any]]] = {seed: [] for seed in seeds}
+    kwargs: dict[str, Any] = {}
+    if "report" in wanted:
+        reporters = {seed: _reporter(epochs[seed], None) for seed in seeds}
+
+        def report(seed: int, epoch: int, **metrics: float) -> None:
+            if seed not in reporters:
+                raise ValueError(f"report(seed, epoch, ...): seed {seed!r} is not one of this call's seeds {seeds}")
+            reporters[seed](epoch, **metrics)
+        kwargs["report"] = report
+    if "device" in wanted:
+        kwargs["device"] = device
+    started = time.perf_counter()
+    returned = fn(dict(config), list(seeds), **kwargs)
+    if isinstance(returned, (str, bytes, Mapping)) or not isinstance(returned, Sequence) or len(returned) != len(seeds):
+        got = f"{len(returned)} item(s)" if isinstance(returned, Sequence) else type(returned).__name__
+        raise ContractError(f"{MANY} must return a list with one result per seed ({len(seeds)}), got {got}")
+    outcomes: list[Outcome | Exception] = []
+    for seed, item in zip(seeds, returned, strict=True):
+        try:
+            if isinstance(item, Exception):
+                if item.__traceback__ is None:  # returned, never raised: say where it came from
+                    item.seedwise_traceback = (f"{type(item).__name__}: {item}\n(returned by {MANY} "  # type: ignore[attr-defined]
+                                               f"for seed {seed} of {seeds})\n")
+                    outcomes.append(item)
+                    continue
+                raise item
+            outcomes.append(replace(finish(item, epochs[seed], started, device), group=tuple(map(int, seeds))))
+        except Exception as e:  # this seed's failure: its traceback kept as text (it crosses processes)
+            e.seedwise_traceback = traceback.format_exc()  # type: ignore[attr-defined]
+            outcomes.append(e)
+    return outcomes
 
 
 # ---- command experiments ----------------------------------------------------------------

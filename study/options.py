@@ -13,7 +13,6 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from study.notebook.config import CUDA_GROUP, PRESETS
 from study.plan import UsageError
 from study.spec import StudySpec
 
@@ -85,9 +84,10 @@ def add_study_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--spec", help="study spec (TOML); default: the notebook ablation shipped with seedwise")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override a config key for every arm, e.g. --set epochs=20 (repeatable)")
-    p.add_argument("--preset", default=DEFAULTS.preset, choices=["auto", *PRESETS],
-                   help="size of the built-in study: full = the notebook protocol, quick = CPU-sized, smoke = "
-                        "seconds; auto = full with CUDA, else quick (a user experiment has no presets)")
+    p.add_argument("--preset", default=DEFAULTS.preset,
+                   help="size of the study, one of the spec's [presets.NAME] (the built-in one's: full = the "
+                        "notebook protocol, quick = CPU-sized, smoke = seconds); auto = full with CUDA, else quick "
+                        "for the built-in study, no preset for a spec of your own")
     p.add_argument("--data", help="CIFAR-10 source: .tar.gz / folder of an ImageFolder tree, or a torchvision root "
                                   "(default: $SEEDWISE_DATA, then --data-root, then download)")
     p.add_argument("--data-root", default=DEFAULTS.data_root,
@@ -111,8 +111,9 @@ def add_run_args(p: argparse.ArgumentParser) -> None:
                         "cluster through joblib's dask backend (needs --scheduler; pip install -e '.[cluster]')")
     p.add_argument("--scheduler", help="Dask scheduler address for --backend dask, e.g. tcp://127.0.0.1:8786")
     p.add_argument("--group", type=int,
-                   help="seeds of one arm trained together in one vmapped step (study.notebook.group); default: "
-                        f"{CUDA_GROUP} on CUDA, 1 on CPU (where a loop over models is faster)")
+                   help="seeds of one arm trained together in one vmapped step (the built-in experiment, or "
+                        "your module's train_many); default: the built-in experiment's CUDA group "
+                        "(study.cifar.config.CUDA_GROUP) on CUDA, else 1 (on CPU a loop over models is faster)")
     p.add_argument("--compile", action="store_true",
                    help="run the training step through torch.compile (falls back to eager if it fails)")
     p.add_argument("--timeout", type=float, metavar="SECONDS",

@@ -17,7 +17,7 @@ from typing import Any
 
 from analysis.contract import BUILTIN_SEED_STREAMS, declared_streams, redact, stable_hash
 from study.experiment import Experiment
-from study.params import ConfigError, parse_assignment
+from study.params import ConfigError, parse_assignment, suggest
 from study.spec import SpecError, StudySpec, load_spec
 
 
@@ -28,7 +28,7 @@ class UsageError(ValueError):
 @dataclass(frozen=True)
 class Plan:
     spec: StudySpec
-    preset: str | None  # None: a user experiment, which has no presets
+    preset: str | None  # one of the spec's [presets.NAME]; None: the spec as written
     arms: tuple[str, ...]
     seeds: tuple[int, ...]
     configs: dict[str, Any]  # arm -> Config (built-in) or dict (user experiment)
@@ -44,16 +44,20 @@ class Plan:
 
 
 def resolve_preset(spec: StudySpec, preset: str | None, has_cuda: bool) -> str | None:
-    """The built-in experiment's size; None for a user experiment, which runs as written."""
-    if not spec.builtin:
-        if preset not in (None, "auto"):
-            raise UsageError(f"--preset {preset}: presets belong to the built-in notebook experiment; "
-                             f"{spec.source} runs exactly as written (use --set KEY=VALUE to change it)")
-        return None
+    """The study's size: one of the spec's [presets.NAME], or None (the spec as written). `auto`
+    is the built-in experiment's full (with CUDA) or quick, and no preset for any other spec."""
     if preset in (None, "auto"):
+        if not spec.builtin:
+            return None
         preset = "full" if has_cuda else "quick"
         why = "CUDA is available" if has_cuda else "no CUDA device; --preset full runs the notebook protocol"
         print(f"preset: {preset} (auto: {why})", file=sys.stderr)
+    if preset not in spec.presets:
+        if not spec.presets:
+            raise UsageError(f"--preset {preset}: {spec.source} declares no presets ([presets.NAME] tables) and "
+                             "runs exactly as written (use --set KEY=VALUE to change it)")
+        raise UsageError(f"--preset {preset}: not a preset of {spec.source}{suggest(preset, spec.presets)}; "
+                         f"its presets: {', '.join(spec.presets)}")
     return preset
 
 

@@ -41,13 +41,12 @@ def __getattr__(name: str):  # groups_of, save_labels, interruptible: imported f
 
 def bad_input() -> tuple[type[Exception], ...]:
     """The errors that mean bad input: exit 2, nothing trained."""
-    from study.experiment import ExperimentError
-    from study.notebook.errors import DataError
+    from study.experiment import ExperimentError, InputError
     from study.plan import UsageError
     from study.spec import SpecError
     from study.store import StoreError
 
-    return (SpecError, UsageError, DataError, StoreError, ExperimentError)
+    return (SpecError, UsageError, InputError, StoreError, ExperimentError)
 
 
 def parse_args(argv: list[str] | None) -> RunOptions:
@@ -92,7 +91,7 @@ def execute(opts: RunOptions, *, raise_errors: bool = False, plans: list[Plan] |
                                        study=opts.study, results=opts.results, seeds=opts.seeds, arms=opts.arms)
         requested = requested_sequential(plan, opts)
         if plan.experiment is None and not opts.dry_run:
-            from study.notebook.data import named_source
+            from study.cifar.data import named_source
 
             named_source(opts.data)  # a wrong --data or $SEEDWISE_DATA: before the storage, not after
         timeout = run_timeout(plan, opts.timeout)
@@ -119,11 +118,11 @@ def execute(opts: RunOptions, *, raise_errors: bool = False, plans: list[Plan] |
             return finish(plan, store)
         cluster = connect_backend(opts.backend, opts.scheduler)  # before the data: a wrong address fails fast
         if plan.experiment is None:
-            from study.notebook.runner import NotebookRunner  # the built-in experiment: torch
+            from study.cifar.runner import NotebookRunner  # the built-in experiment: torch
 
             runner: Any = NotebookRunner(plan, opts, device, threads, jobs)
         else:
-            runner = UserRunner(plan, device, threads, timeout)
+            runner = UserRunner(plan, device, threads, timeout, group=opts.group)
         runner.attrs.update(code_attrs)
     except bad_input() as e:
         if raise_errors:
@@ -213,7 +212,7 @@ def run_timeout(plan: Plan, option: float | None) -> float | None:
 
 
 def open_store(plan: Plan, url: str, storage: str | None) -> RunStore:
-    from study.notebook import records
+    from study.cifar import records
     from study.plan import study_description
     from study.store import RunStore, user_tables
 

@@ -16,8 +16,8 @@ import numpy as np
 import optuna
 
 from analysis.contract import DIVERGED, FAILED, INTERRUPTED, PRUNED, config_hash
+from study.cifar.config import GAMMA_RANGE
 from study.claims import worker_id
-from study.notebook.config import GAMMA_RANGE
 from study.plan import UsageError
 
 TUNE_SEED_OFFSET = 100_000  # tuning seed = 100000 + trial number; evaluation seeds are 0..N-1

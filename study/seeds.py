@@ -28,6 +28,9 @@ if TYPE_CHECKING:  # numpy is imported on first use: parsing a command's options
 # Fixed stream ids: never renumber, or old results stop being reproducible. "split" draws
 # the train/validation split where an experiment makes it per seed (split_seed = -1).
 STREAMS = {"init": 1, "order": 2, "augment": 3, "split": 4}
+# The config value `split_seed = -1`: the train/validation split is drawn per seed from its
+# "split" stream (the built-in experiment and examples/digits; study.variance sets it).
+PER_SEED_SPLIT = -1
 TRAINING_STREAMS = ("init", "order", "augment")  # what every run of the built-in experiment draws
 
 

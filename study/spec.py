@@ -2,7 +2,7 @@
 plan and the tuning space (TOML). The format, in one place:
 
     experiment = "mymodule:train"   # or command = "python train.py --lr {lr} --seed {seed}";
-                                    # neither: the built-in notebook experiment (with presets)
+                                    # neither: the built-in notebook experiment
     folder = "."                    # where the module is / the command runs (default: the
                                     # spec file's folder; relative paths are from there)
     name = "my-ablation"
@@ -12,6 +12,8 @@ plan and the tuning space (TOML). The format, in one place:
                                     # with the same seed share (the report says so only then)
     [base]                          # user experiments: EVERY config key with its default
     lr = 0.1
+    [presets.quick]                 # a size chosen with --preset quick: overrides of declared keys
+    epochs = 2                      # (over [base]; --set and the arms apply on top of it)
     [arms.baseline]                 # an arm = overrides of declared keys (+ description)
     [arms.small_lr]
     lr = 0.01
@@ -42,12 +44,12 @@ from typing import Any
 
 from analysis import direction as directions
 from analysis.contract import DIRECTIONS, METRIC_KEYS, SOURCES, stable_hash
-from study import notebook, params
+from study import cifar, params
 from study.params import ConfigError, suggest
 
 DEFAULT_SPEC = "notebook_ablation.toml"
 TOP_KEYS = {"name", "description", "seeds", "first_seed", "base", "analysis", "arms", "experiment", "command",
-            "folder", "tune", "timeout", "seed_streams"}
+            "folder", "tune", "timeout", "seed_streams", "presets"}
 ANALYSIS_KEYS = {"metric", "baseline", "alpha", "margin", "direction", "chance", "metrics"}
 TUNE_KEYS = {"metric", "direction"}  # every other key of [tune] is a parameter's range
 RANGE_KEYS = {"low", "high", "log", "int", "choices"}
@@ -130,6 +132,7 @@ class StudySpec:
     sequential: Mapping[str, Any] | None = None  # [analysis] sequential: run until decided (study.until_decided)
     timeout: float | None = None  # seconds a run may take (the runner's --timeout overrides it)
     seed_streams: tuple[str, ...] = ()  # a user experiment's declared study.seeds streams
+    presets: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)  # [presets.NAME]: overrides
 
     @property
     def builtin(self) -> bool:
@@ -147,17 +150,29 @@ class StudySpec:
         raise SpecError(f"unknown arm {name!r}{suggest(name, self.arm_names)}; arms in {self.source}: {', '.join(self.arm_names)}")
 
     def config(self, arm: str, preset: str | None, extra: Mapping[str, Any] | None = None) -> Any:
-        """Resolve one arm: preset -> spec base -> command-line --set -> the arm's overrides.
-        The built-in experiment gives a `Config`; a user experiment a plain dict (no preset)."""
+        """Resolve one arm, layer by layer: the experiment's defaults and [base] (a user
+        experiment's [base] declares its keys and defaults), the preset, --set, the arm's
+        overrides. The built-in experiment gives a `Config`; a user experiment a plain dict."""
+        layers = [(self.preset(preset), f"[presets.{preset}] of {self.source}"), (extra or {}, "--set"),
+                  (self.arm(arm).overrides, f"[arms.{arm}] of {self.source}")]
         try:
-            if not self.builtin:
-                cfg = params.apply(self.base, extra or {}, where="--set")
-                return params.apply(cfg, self.arm(arm).overrides, where=f"[arms.{arm}] of {self.source}")
-            assert preset is not None, "the built-in experiment is always given a preset"
-            return notebook.resolve(preset, [(self.base, f"[base] of {self.source}"), (extra or {}, "--set"),
-                                             (self.arm(arm).overrides, f"[arms.{arm}] of {self.source}")])
+            if self.builtin:
+                return cifar.resolve([(self.base, f"[base] of {self.source}"), *layers])
+            cfg = dict(self.base)
+            for overrides, where in layers:
+                cfg = params.apply(cfg, overrides, where=where)
+            return cfg
         except ConfigError as e:
             raise SpecError(str(e)) from None
+
+    def preset(self, name: str | None) -> Mapping[str, Any]:
+        """The overrides of preset `name` (None: no preset, nothing to override)."""
+        if name is None:
+            return {}
+        if name not in self.presets:
+            declared = f"its presets: {', '.join(self.presets)}" if self.presets else "it declares no [presets.NAME]"
+            raise SpecError(f"unknown preset {name!r}{suggest(name, self.presets)} for {self.source}; {declared}")
+        return self.presets[name]
 
     def select(self, names: str | None) -> tuple[str, ...]:
         """Arms named in a comma-separated `--arms` value (all when None), in spec order."""
@@ -203,8 +218,8 @@ def _analysis(raw: Any, source: str, builtin: bool) -> AnalysisPlan:
     metrics = _metric_tables(raw.pop("metrics", {}), source)
     plan = AnalysisPlan(**raw)
     if builtin:
-        _expect(plan.metric in notebook.METRICS,
-                f"{source}: [analysis] metric must be one of {', '.join(notebook.METRICS)}, got {plan.metric!r}")
+        _expect(plan.metric in cifar.METRICS,
+                f"{source}: [analysis] metric must be one of {', '.join(cifar.METRICS)}, got {plan.metric!r}")
     _expect(isinstance(plan.metric, str) and plan.metric.strip() != "",
             f"{source}: [analysis] metric must be a non-empty string, got {plan.metric!r}")
     for key, value in metrics.pop(plan.metric, {}).items():  # the analysis metric's own: one place
@@ -339,6 +354,7 @@ def parse_spec(data: Mapping[str, Any], source: str = "<memory>", folder: str | 
             f", got {streams!r}")
     base = data.get("base", {})
     _expect(isinstance(base, dict), f"{source}: [base] must be a table of config keys")
+    presets = _presets(data["presets"], source) if "presets" in data else builtin_presets() if builtin else {}
     if not builtin:
         try:
             params.check_base(base, f"[base] of {source}")
@@ -362,7 +378,7 @@ def parse_spec(data: Mapping[str, Any], source: str = "<memory>", folder: str | 
         description = table.get("description", "")
         _expect(isinstance(description, str), f"{source}: [arms.{arm_name}] description must be a string")
         arms.append(Arm(arm_name, overrides, description, table.get("tune", {})))
-    keys = list(base) if not builtin else list(notebook.CONFIG_KEYS)
+    keys = list(base) if not builtin else list(cifar.CONFIG_KEYS)
     tune = _tune(data["tune"], source, plan, keys) if "tune" in data else None
     for i, own in enumerate(arms):  # an arm's own search ranges ([arms.X.tune]) replace [tune]'s
         if own.tune:
@@ -374,7 +390,8 @@ def parse_spec(data: Mapping[str, Any], source: str = "<memory>", folder: str | 
                      first_seed=data.get("first_seed", 0), analysis=plan,
                      description=data.get("description", ""), source=source, experiment=experiment,
                      command=command, folder=folder, tune=tune, sequential=sequential,
-                     timeout=None if timeout is None else float(timeout), seed_streams=tuple(streams))
+                     timeout=None if timeout is None else float(timeout), seed_streams=tuple(streams),
+                     presets=presets)
     if command is not None:
         from study.experiment import check_command  # its placeholders must be declared keys
 
@@ -382,12 +399,31 @@ def parse_spec(data: Mapping[str, Any], source: str = "<memory>", folder: str | 
             check_command(command, base)
         except ValueError as e:
             raise SpecError(f"{source}: {e}") from None
-    # Resolve every arm now (built-in: under the default preset): unknown keys and bad values fail here.
-    for arm in spec.arm_names:
-        spec.config(arm, "full" if builtin else None)
+    # Resolve every arm under every preset now: unknown keys and bad values fail here.
+    for preset in [None, *presets]:
+        for arm in spec.arm_names:
+            spec.config(arm, preset)
     _expect(plan.baseline in spec.arm_names,
             f"{source}: [analysis] baseline {plan.baseline!r} is not an arm{suggest(plan.baseline, spec.arm_names)}; arms: {', '.join(spec.arm_names)}")
     return spec
+
+
+def _presets(raw: Any, source: str) -> dict[str, dict[str, Any]]:
+    """[presets.NAME] tables: each a size of the study, as overrides of declared config keys
+    (checked against the experiment's keys when the arms are resolved under it)."""
+    _expect(isinstance(raw, dict) and bool(raw) and all(isinstance(t, dict) for t in raw.values()),
+            f"{source}: [presets] must hold one table per preset, e.g. [presets.quick] with epochs = 2")
+    for name in raw:
+        _expect(name not in ("", "auto") and "/" not in name,
+                f"{source}: [presets.{name}]: a preset's name must be a plain word other than 'auto'")
+    return {name: dict(table) for name, table in raw.items()}
+
+
+def builtin_presets() -> dict[str, dict[str, Any]]:
+    """The built-in experiment's sizes, declared in the default spec's [presets]: a spec of the
+    built-in experiment without its own [presets] has these."""
+    text = resources.files("study.specs").joinpath(DEFAULT_SPEC).read_text()
+    return _presets(tomllib.loads(text)["presets"], f"the default spec ({DEFAULT_SPEC})")
 
 
 def load_spec(path: str | Path | None = None) -> StudySpec:

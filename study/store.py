@@ -44,7 +44,7 @@ from analysis.contract import (  # noqa: F401 (redact, trial_predictions re-expo
     redact,
     trial_predictions,
 )
-from study.experiment import USER_RUN_COLUMNS
+from study.experiment import GROUP_COLUMN, USER_RUN_COLUMNS
 from study.seeds import STREAMS, seed_columns
 
 if TYPE_CHECKING:
@@ -112,7 +112,7 @@ class RunStore:
                  description: dict[str, Any], storage: str | None = None, direction: str = "maximize",
                  layout: Callable[[list[optuna.trial.FrozenTrial]], tuple[pd.DataFrame, pd.DataFrame]] | None = None):
         """`layout` turns the study's trials into (runs, epochs) tables: `user_tables` by default;
-        the built-in experiment passes its own (study.notebook.records.tables)."""
+        the built-in experiment passes its own (study.cifar.records.tables)."""
         self.results_dir = Path(results_dir)
         self.url = storage or default_storage(self.results_dir)
         try:  # a malformed URL is bad input: nothing created for it
@@ -232,6 +232,8 @@ class RunStore:
         run = {"status": outcome.status, "metrics": outcome.metrics, "epochs": outcome.epochs,
                "diverged_epoch": outcome.diverged_epoch, "device": outcome.device, "threads": outcome.threads,
                "wall_time_s": round(outcome.wall_time_s, 3), "log": outcome.log, **outcome.code}
+        if outcome.group:  # trained together with other seeds: they share its wall time
+            run["group"] = list(outcome.group)
         intermediate = {e["epoch"]: e[metric] for e in outcome.epochs
                         if metric in e and math.isfinite(e[metric])}
         complete = outcome.status == COMPLETE
@@ -305,11 +307,14 @@ def user_tables(trials: list[optuna.trial.FrozenTrial]) -> tuple[pd.DataFrame, p
         ep = a.get("epochs") or []
         runs.append({"arm": a["arm"], "seed": a["seed"], "status": a.get("status", FAILED), **metrics,
                      "epochs_run": len(ep), "trial_number": t.number,
-                     **{k: a.get(k) for k in USER_RUN_COLUMNS if k not in ("epochs_run", "trial_number")}})
+                     **{k: a.get(k) for k in USER_RUN_COLUMNS if k not in ("epochs_run", "trial_number")},
+                     GROUP_COLUMN: " ".join(map(str, a.get("group") or ()))})
         for row in ep:
             epoch_names.update(dict.fromkeys(k for k in row if k != "epoch"))
             epochs.append({"arm": a["arm"], "seed": a["seed"], **row})
-    columns = with_seed_columns(runs, trials, ["arm", "seed", "status", *metric_names, *USER_RUN_COLUMNS])
+    # The group column only in studies that trained seeds together: others keep their columns.
+    grouped = [GROUP_COLUMN] if any(t.user_attrs.get("group") for t in trials) else []
+    columns = with_seed_columns(runs, trials, ["arm", "seed", "status", *metric_names, *USER_RUN_COLUMNS, *grouped])
     runs_df = pd.DataFrame(runs, columns=columns)
     epochs_df = pd.DataFrame(epochs, columns=["arm", "seed", "epoch", *epoch_names])
     return runs_df, epochs_df

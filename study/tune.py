@@ -37,7 +37,7 @@ import warnings
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from study.notebook.config import GAMMA_RANGE
+from study.cifar.config import GAMMA_RANGE
 from study.options import add_study_args
 from study.plan import Plan, UsageError, plan_and_device
 
@@ -48,7 +48,7 @@ if TYPE_CHECKING:
 # (`--help` stays instant). Names imported from here elsewhere, on first use:
 _LAZY = {**dict.fromkeys(["OBJECTIVE", "TUNE_SEED_OFFSET", "TrialSeededTPE", "config_value", "make_pruner",
                           "make_user_objective", "search_space", "suggest"], "study.search"),
-         "make_objective": "study.notebook.runner"}
+         "make_objective": "study.cifar.runner"}
 
 
 def __getattr__(name: str):
@@ -224,7 +224,7 @@ def _main(args: argparse.Namespace) -> int:
         tunings = [first] + [prepare(args, arm) for arm in chosen_arms(args, first.plan)[1:]]
         data = None
         if args.trials and first.builtin:
-            from study.notebook.data import load_cifar10
+            from study.cifar.data import load_cifar10
 
             data = load_cifar10(args.data, args.data_root)
     except bad_input() as e:
@@ -268,8 +268,8 @@ def tune_trials(tuning: Tuning, trials: int, data) -> int:
     from optuna.trial import TrialState
 
     from analysis.contract import redact
+    from study.cifar.runner import make_objective
     from study.console import dashboard_command
-    from study.notebook.runner import make_objective
     from study.search import config_value, make_user_objective
     from study.trials import finished, fmt_params, score_text, trial_line
 

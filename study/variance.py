@@ -42,11 +42,10 @@ from analysis.contract import (
     seed_column,
     stable_hash,
 )
-from study.notebook.config import PER_SEED_SPLIT
 from study.options import add_study_args, options
 from study.params import ConfigError, parse_assignment, suggest
 from study.plan import Plan, UsageError, device_choice, resolve_preset
-from study.seeds import RunSeeds
+from study.seeds import PER_SEED_SPLIT, RunSeeds
 from study.spec import SpecError, StudySpec, load_spec
 
 if TYPE_CHECKING:  # the statistics are imported when the study runs: `--help` stays instant

@@ -1,8 +1,9 @@
 """What runs in a worker process (joblib/loky or a Dask worker): one task of the plan, never raising.
 
-`execute_user` runs one seed of a user experiment (study.experiment); the built-in experiment's
-task is study.notebook.runner.execute. Both return (arm, [(seed, outcome or failure dict)],
-"host:pid"), and the orchestrator in study.run records them.
+`execute_user` runs one seed of a user experiment (study.experiment), `execute_many` a group of
+seeds in one `train_many` call; the built-in experiment's task is study.cifar.runner.execute.
+All return (arm, [(seed, outcome or failure dict)], "host:pid"), and the orchestrator in
+study.run records them.
 """
 
 from __future__ import annotations
@@ -26,7 +27,9 @@ def failure(e: BaseException) -> dict[str, str]:
     if type(e).__name__ == "OutOfMemoryError":  # torch.cuda's (no torch import for user runs)
         error += " (even one seed per step: lower --jobs, or free the GPU)"
     cause = getattr(e, "cause", None) or error.splitlines()[0]
-    return {"error": error, "traceback": traceback.format_exc(), "cause": cause}
+    # A seed's failure inside a group was caught (and its traceback kept as text) where it happened.
+    trace = getattr(e, "seedwise_traceback", None) or "".join(traceback.format_exception(e))
+    return {"error": error, "traceback": trace, "cause": cause}
 
 
 def execute_user(arm: str, seed: int, config: dict[str, Any], experiment, metric: str, device: str,
@@ -34,20 +37,50 @@ def execute_user(arm: str, seed: int, config: dict[str, Any], experiment, metric
     """Run one seed of a user experiment (study.experiment.Experiment); never raise. A run that
     returns no `metric` (the analysis plan's) is a failed run: the study could not use it; one
     over `timeout` seconds is killed and failed."""
-    import os
-    import sys
-
-    # The worker's share of the cores, for libraries the experiment imports later (OpenMP reads
-    # this when it starts) and for torch if this process already has it.
-    os.environ["OMP_NUM_THREADS"] = str(threads)
-    if "torch" in sys.modules:
-        sys.modules["torch"].set_num_threads(threads)
+    use_threads(threads)
     try:
         outcome = experiment.run(config, seed, device=device, log_path=Path(log_path) if log_path else None,
                                  timeout=timeout)
-        check_metric(outcome.metrics, metric)
-        # A timed function run recorded its code in the child that ran it (lazy imports happen there).
-        result: Any = outcome if outcome.code else replace(outcome, code=run_code(experiment.folder, experiment.command))
+        result = checked(outcome, metric, experiment)
     except Exception as e:  # a failing run is recorded, not fatal to the study
         result = failure(e)
     return arm, [(seed, result)], worker_id()
+
+
+def execute_many(arm: str, seeds: list[int], config: dict[str, Any], experiment, metric: str, device: str,
+                 threads: int, timeout: float | None = None) -> tuple[str, list[tuple[int, Any]], str]:
+    """Run a group of seeds of a user experiment in one `train_many` call; never raise. Each
+    seed's outcome stands alone (one seed's failure or divergence is that run's); an exception
+    out of the call itself, or the group's `timeout`, fails every seed of the group."""
+    use_threads(threads)
+    try:
+        results = experiment.run_many(config, seeds, device=device, timeout=timeout)
+        outcomes: list[tuple[int, Any]] = []
+        for seed, result in zip(seeds, results, strict=True):
+            try:
+                if isinstance(result, Exception):
+                    raise result
+                outcomes.append((seed, checked(result, metric, experiment)))
+            except Exception as e:  # this seed's failure alone
+                outcomes.append((seed, failure(e)))
+    except Exception as e:  # the whole call failed: so did each of its seeds
+        outcomes = [(seed, failure(e)) for seed in seeds]
+    return arm, outcomes, worker_id()
+
+
+def use_threads(threads: int) -> None:
+    """The worker's share of the cores, for libraries the experiment imports later (OpenMP reads
+    this when it starts) and for torch if this process already has it."""
+    import os
+    import sys
+
+    os.environ["OMP_NUM_THREADS"] = str(threads)
+    if "torch" in sys.modules:
+        sys.modules["torch"].set_num_threads(threads)
+
+
+def checked(outcome, metric: str, experiment) -> Any:
+    """A run's outcome with the analysed metric present and its code recorded (a timed function
+    run recorded its code in the child that ran it: lazy imports happen there)."""
+    check_metric(outcome.metrics, metric)
+    return outcome if outcome.code else replace(outcome, code=run_code(experiment.folder, experiment.command))

@@ -6,7 +6,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from study.notebook.config import preset_config
+from study.cifar.config import preset_config
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data" / "cifar10-jpeg.tar.gz"
 
@@ -23,7 +23,7 @@ def cifar():
     src = data_source()
     if src is None:
         pytest.skip("no CIFAR-10 source: set SEEDWISE_DATA (make test does)")
-    from study.notebook.data import load_cifar10
+    from study.cifar.data import load_cifar10
 
     return load_cifar10(src, download=False)
 
@@ -36,7 +36,7 @@ def make_synthetic_cifar(n_train: int = 2000, n_test: int = 1000, seed: int = 0,
     Deterministic in `seed`; built in well under a second, with no archive needed."""
     import torch
 
-    from study.notebook.data import Cifar10
+    from study.cifar.data import Cifar10
 
     rng = np.random.default_rng(seed)
     templates = rng.integers(0, 256, size=(10, 3, 4, 4)).astype(np.float32).repeat(8, axis=2).repeat(8, axis=3)

@@ -1,6 +1,6 @@
 import pytest
 
-from study.notebook.config import Config, apply_overrides, preset_config
+from study.cifar.config import Config, apply_overrides, preset_config
 from study.params import ConfigError, parse_assignment
 from study.spec import SpecError, load_spec, parse_spec
 
@@ -114,3 +114,56 @@ def test_identity_changes_with_what_is_trained():
     assert spec.identity("smoke") == spec.identity("smoke")
     assert spec.identity("smoke") != spec.identity("quick")
     assert spec.identity("smoke") != spec.identity("smoke", {"epochs": 3})
+
+
+USER_SPEC = '''experiment = "presetted:train"
+name = "u"
+[base]
+epochs = 20
+lr = 0.1
+[presets.quick]
+epochs = 2
+[analysis]
+metric = "val_acc"
+[arms.baseline]
+[arms.fast]
+lr = 0.5
+'''
+
+
+def test_a_user_spec_declares_presets_layered_over_its_base_and_under_set_and_arms(tmp_path):
+    from study.plan import UsageError, make_plan
+
+    (tmp_path / "presetted.py").write_text("def train(config, seed):\n    return {'val_acc': 1.0}\n")
+    path = tmp_path / "u.toml"
+    path.write_text(USER_SPEC)
+    spec = load_spec(path)
+    assert spec.config("fast", None) == {"epochs": 20, "lr": 0.5}
+    assert spec.config("fast", "quick") == {"epochs": 2, "lr": 0.5}
+    assert spec.config("baseline", "quick", {"epochs": 3}) == {"epochs": 3, "lr": 0.1}  # --set over the preset
+    assert spec.identity("quick") != spec.identity(None)  # a preset's runs never share a study with the spec's
+    plan = make_plan(spec, has_cuda=False, preset="quick", results=tmp_path)
+    assert (plan.preset, plan.study_name, plan.configs["fast"]) == ("quick", "u-quick", {"epochs": 2, "lr": 0.5})
+    assert make_plan(spec, has_cuda=True, preset="auto", results=tmp_path).preset is None  # auto: as written
+    with pytest.raises(UsageError, match=r"--preset quik: not a preset of .*did you mean 'quick'.*its presets: quick"):
+        make_plan(spec, has_cuda=False, preset="quik", results=tmp_path)
+    path.write_text(USER_SPEC.replace("[presets.quick]\nepochs = 2\n", ""))
+    with pytest.raises(UsageError, match="--preset quick: .* declares no presets"):
+        make_plan(load_spec(path), has_cuda=False, preset="quick", results=tmp_path)
+    path.write_text(USER_SPEC.replace("[presets.quick]\nepochs = 2", "[presets.quick]\nepoch = 2"))
+    with pytest.raises(SpecError, match=r"unknown config key 'epoch' in \[presets.quick\].*did you mean 'epochs'"):
+        load_spec(path)
+
+
+def test_the_builtin_sizes_are_the_default_specs_presets_and_a_builtin_spec_may_declare_its_own():
+    default = load_spec()
+    assert set(default.presets) == {"full", "quick", "smoke"}
+    assert default.config("baseline", "quick") == preset_config("quick")
+    # a spec of the built-in experiment without [presets] has the default spec's; with them, its own
+    assert parse_spec({"name": "t", "arms": ARMS}).presets == default.presets
+    own = parse_spec({"name": "t", "arms": ARMS, "presets": {"tiny": {"width": 4, "epochs": 1}}})
+    assert own.config("no_bn", "tiny").width == 4 and own.config("no_bn", "tiny").bn_layers == ()
+    with pytest.raises(SpecError, match="unknown preset 'quick'.*its presets: tiny"):
+        own.config("baseline", "quick")
+    with pytest.raises(SpecError, match=r"\[presets\] must hold one table per preset"):
+        parse_spec({"name": "t", "arms": ARMS, "presets": {"tiny": 3}})

@@ -114,8 +114,8 @@ def test_read_only_results_directory_is_one_line_and_exit_2(small_disk, tmp_path
 
 def test_a_run_that_cannot_be_stored_leaves_no_orphan_predictions(tmp_path, monkeypatch):
     """The database refuses the trial after its predictions were written: the file goes too."""
-    from study.notebook.records import record_run
-    from study.notebook.train import RunResult
+    from study.cifar.records import record_run
+    from study.cifar.train import RunResult
     from study.spec import load_spec
     from study.store import RunStore
 

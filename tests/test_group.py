@@ -1,4 +1,4 @@
-"""Seeds trained together (study.notebook.group) must be the same experiment as seeds trained alone."""
+"""Seeds trained together (study.cifar.group) must be the same experiment as seeds trained alone."""
 
 import dataclasses
 
@@ -6,11 +6,13 @@ import numpy as np
 import pytest
 import torch
 
-from study.notebook.config import apply_overrides
-from study.notebook.group import train_group
-from study.notebook.runner import execute, train_seeds
-from study.notebook.train import train_one
+from study.cifar.config import apply_overrides
+from study.cifar.experiment import train_seeds
+from study.cifar.group import train_group
+from study.cifar.runner import execute
+from study.cifar.train import train_one
 from study.run import groups_of
+from study.worker import failure
 
 
 @pytest.fixture
@@ -116,9 +118,9 @@ def test_groups_of_blocks_seeds_per_arm():
 def test_a_group_out_of_gpu_memory_is_split_until_it_fits(synthetic_cifar, fp32, monkeypatch):
     """No GPU here, so the OOM is injected: groups of more than two seeds raise CUDA's
     OutOfMemoryError; the runner halves them and every seed still trains."""
-    import study.notebook.group
+    import study.cifar.group
 
-    real = study.notebook.group.train_group
+    real = study.cifar.group.train_group
     sizes = []
 
     def tight_memory(config, seeds, *args, **kwargs):
@@ -127,7 +129,7 @@ def test_a_group_out_of_gpu_memory_is_split_until_it_fits(synthetic_cifar, fp32,
             raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
         return real(config, seeds, *args, **kwargs)
 
-    monkeypatch.setattr(study.notebook.group, "train_group", tight_memory)
+    monkeypatch.setattr(study.cifar.group, "train_group", tight_memory)
     cfg = apply_overrides(fp32, {"epochs": 1})
     results = train_seeds(cfg, [0, 1, 2, 3, 4], synthetic_cifar, "cpu", False, lambda seed, rec: None)
     # a lone seed takes train_one's path
@@ -136,29 +138,29 @@ def test_a_group_out_of_gpu_memory_is_split_until_it_fits(synthetic_cifar, fp32,
 
 
 def test_out_of_memory_for_one_seed_is_that_runs_recorded_failure(synthetic_cifar, fp32, monkeypatch, tmp_path):
-    import study.notebook.group
-    import study.notebook.runner
-    import study.notebook.train
+    import study.cifar.group
+    import study.cifar.runner
+    import study.cifar.train
 
     def no_memory(*args, **kwargs):
         raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
 
-    monkeypatch.setattr(study.notebook.group, "train_group", no_memory)
-    monkeypatch.setattr(study.notebook.train, "train_one", no_memory)
-    monkeypatch.setitem(study.notebook.runner._DATA, "cache", synthetic_cifar)
+    monkeypatch.setattr(study.cifar.group, "train_group", no_memory)
+    monkeypatch.setattr(study.cifar.train, "train_one", no_memory)
+    monkeypatch.setitem(study.cifar.runner._DATA, "cache", synthetic_cifar)
     arm, outcomes, _ = execute("baseline", [0, 1], dataclasses.replace(fp32, epochs=1), "cache", "cpu", 1, 0,
                                False)
     assert arm == "baseline" and [s for s, _ in outcomes] == [0, 1]
-    for _, failure in outcomes:  # the group was split; each seed alone still ran out of memory
-        assert failure["error"].startswith("OutOfMemoryError: CUDA out of memory")
-        assert "lower --jobs" in failure["error"] and "Traceback" in failure["traceback"]
+    for _, failed in outcomes:  # the group was split; each seed alone still ran out of memory
+        assert failed["error"].startswith("OutOfMemoryError: CUDA out of memory")
+        assert "lower --jobs" in failed["error"] and "Traceback" in failed["traceback"]
 
 
 def test_one_seed_out_of_memory_keeps_the_others_results(synthetic_cifar, fp32, monkeypatch):
-    import study.notebook.group
-    import study.notebook.train
+    import study.cifar.group
+    import study.cifar.train
 
-    real_one = study.notebook.train.train_one
+    real_one = study.cifar.train.train_one
 
     def seed_1_too_big(config, seed, *args, **kwargs):
         if seed == 1:
@@ -168,11 +170,14 @@ def test_one_seed_out_of_memory_keeps_the_others_results(synthetic_cifar, fp32, 
     def no_groups(*args, **kwargs):
         raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 4.00 GiB")
 
-    monkeypatch.setattr(study.notebook.group, "train_group", no_groups)
-    monkeypatch.setattr(study.notebook.train, "train_one", seed_1_too_big)
+    monkeypatch.setattr(study.cifar.group, "train_group", no_groups)
+    monkeypatch.setattr(study.cifar.train, "train_one", seed_1_too_big)
     outcomes = train_seeds(dataclasses.replace(fp32, epochs=1), [0, 1], synthetic_cifar, "cpu", False, lambda s, r: None)
     assert outcomes[0].status == "complete" and outcomes[0].streams["init"]
-    assert outcomes[1]["error"].startswith("OutOfMemoryError") and "lower --jobs" in outcomes[1]["error"]
+    assert isinstance(outcomes[1], torch.cuda.OutOfMemoryError)  # that seed's failure alone
+    recorded = failure(outcomes[1])
+    assert recorded["error"].startswith("OutOfMemoryError") and "lower --jobs" in recorded["error"]
+    assert "Traceback" in recorded["traceback"] and "seed_1_too_big" in recorded["traceback"]
 
 
 def test_a_failing_compile_falls_back_to_eager_without_a_trace(synthetic_cifar, fp32, monkeypatch):

@@ -50,7 +50,7 @@ def test_the_public_names_are_still_there():
     for name in analysis.results.__all__:  # every result type, each one documented there
         assert isinstance(getattr(analysis.results, name), type), name
         assert f"`{name}`" in analysis.results.__doc__, f"{name} is not in analysis.results' map"
-    assert len(study.__all__) <= 8, "a handful at the top; the built-in experiment in study.notebook"
+    assert len(study.__all__) <= 8, "a handful at the top; the built-in experiment in study.cifar"
     for name in study.__all__:
         assert getattr(study, name) is not None, name
         assert f"`{name}`" in study.__doc__, f"{name} is exported but not in the package's map"
@@ -60,7 +60,7 @@ def test_the_public_names_are_still_there():
 
     assert describe([1.0, 2.0, 3.0], rng=0).n == 3 and callable(compare)
     from study import run_study
-    from study.notebook import Config
+    from study.cifar import Config
 
     assert Config().epochs > 0 and callable(run_study)
 

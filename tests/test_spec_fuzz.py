@@ -3,7 +3,7 @@
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from study.notebook.config import FIELD_TYPES
+from study.cifar.config import FIELD_TYPES
 from study.spec import ANALYSIS_KEYS, SpecError, StudySpec, parse_spec
 
 scalars = st.one_of(st.none(), st.booleans(), st.integers(-10**6, 10**6), st.floats(allow_nan=True),

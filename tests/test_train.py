@@ -4,9 +4,9 @@ import numpy as np
 import pytest
 import torch
 
-from study.notebook.config import apply_overrides
-from study.notebook.model import build_model, count_bn, init_model, weights_hash
-from study.notebook.train import make_optimizer, train_one
+from study.cifar.config import apply_overrides
+from study.cifar.model import build_model, count_bn, init_model, weights_hash
+from study.cifar.train import make_optimizer, train_one
 from study.seeds import generator, stream_seed, stream_seeds
 from study.spec import load_spec
 
@@ -124,7 +124,7 @@ def test_divergence_ends_the_run_not_the_study(synthetic_cifar, smoke):
 
 def test_precision_auto_on_a_cpu_picks_bf16_only_with_amx(monkeypatch):
     """AVX512-BF16 without AMX made bf16 1.5-1.7x slower than fp32: auto must not pick it there."""
-    from study.notebook import train
+    from study.cifar import train
 
     cpu = torch.device("cpu")
     for amx, avx512_bf16, want in ((True, True, "bf16"), (False, True, "fp32"), (False, False, "fp32")):

@@ -4,16 +4,16 @@ refactoring of the epoch loop cannot move a stored result even by one float32 ro
 equivalence tests in test_group.py compare the two paths only up to floating-point noise.
 
 Recorded on the synthetic data (tests/conftest.py), fp32, one thread, on a CPU whose matmul
-path is "avx2" (study.notebook.train.cpu_arithmetic): other arithmetic gives other roundings."""
+path is "avx2" (study.cifar.train.cpu_arithmetic): other arithmetic gives other roundings."""
 
 import hashlib
 
 import pytest
 import torch
 
-from study.notebook.config import apply_overrides
-from study.notebook.group import train_group
-from study.notebook.train import cpu_arithmetic, train_one
+from study.cifar.config import apply_overrides
+from study.cifar.group import train_group
+from study.cifar.train import cpu_arithmetic, train_one
 
 RECORDED_ON = "avx2"
 # (train_loss, train_acc, val_acc, test_acc) per epoch, then sha256[:16] of the test predictions

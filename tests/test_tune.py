@@ -20,8 +20,8 @@ from conftest import data_source
 from optuna.trial import TrialState
 
 from study import tune
-from study.notebook.config import apply_overrides, preset_config
-from study.notebook.train import train_one
+from study.cifar.config import apply_overrides, preset_config
+from study.cifar.train import train_one
 
 needs_cifar = pytest.mark.skipif(data_source() is None, reason="no CIFAR-10 source (set SEEDWISE_DATA)")
 

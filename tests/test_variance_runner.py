@@ -12,10 +12,10 @@ import pandas as pd
 import pytest
 
 from analysis.variance import declared_deterministic, variance_design
-from study.notebook.config import PER_SEED_SPLIT, Config, RunConfig, apply_overrides
-from study.notebook.data import split_indices
-from study.notebook.data import test_indices as scored_indices
-from study.notebook.runner import split_groups
+from study.cifar.config import PER_SEED_SPLIT, Config, RunConfig, apply_overrides
+from study.cifar.data import split_indices
+from study.cifar.data import test_indices as scored_indices
+from study.cifar.experiment import split_groups
 from study.seeds import RunSeeds, generator, rng, seed_columns, stream_seed, stream_seeds
 from study.spec import load_spec
 from study.variance import main
@@ -65,7 +65,7 @@ def torch_one_thread():
 
 
 def test_train_one_honours_per_stream_seeds_and_plain_ints_are_unchanged(cifar, smoke, torch_one_thread):
-    from study.notebook.train import train_one
+    from study.cifar.train import train_one
 
     cfg = apply_overrides(smoke, {"train_size": 300, "val_size": 100, "test_size": 200, "epochs": 1})
 

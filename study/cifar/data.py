@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from study.notebook.errors import DataError  # noqa: F401 (raised here; imported from here elsewhere)
+from study.cifar.errors import DataError  # noqa: F401 (raised here; imported from here elsewhere)
 
 CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
 N_TRAIN, N_TEST = 50_000, 10_000

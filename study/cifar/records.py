@@ -20,7 +20,7 @@ from study.store import with_seed_columns
 if TYPE_CHECKING:
     import optuna
 
-    from study.notebook.train import RunResult
+    from study.cifar.train import RunResult
     from study.store import RunStore
 
 RUN_COLUMNS = ["arm", "seed", "status", "test_acc", "val_acc", "train_acc", "train_loss", "epochs_run",

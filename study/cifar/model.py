@@ -11,7 +11,7 @@ import hashlib
 import torch
 from torch import nn
 
-from study.notebook.config import N_CONVS, Config
+from study.cifar.config import N_CONVS, Config
 
 KERNELS = (3, 5, 5, 5, 5, 5, 5)  # 32 -> 30 -> 26 -> 22 -> 18 -> 14 -> 10 -> 6
 

@@ -2,7 +2,7 @@
 for a spec without `experiment` or `command`.
 
 Orchestrator side: `NotebookRunner` (data, tasks of grouped seeds, recording). Worker side: `execute` (one task in a joblib or
-Dask worker, never raising) and `train_seeds` (a group, split in halves on CUDA OOM). Tuner
+Dask worker, never raising), training through study.cifar.experiment.train_seeds. Tuner
 side: `make_objective` (validation accuracy; the test set is never read).
 """
 
@@ -17,9 +17,10 @@ import numpy as np
 import optuna
 
 from analysis.contract import COMPLETE, DIVERGED, FAILED
+from study.cifar.config import CUDA_GROUP
+from study.cifar.experiment import train_seeds
+from study.cifar.records import record_run
 from study.claims import worker_id
-from study.notebook.config import CUDA_GROUP
-from study.notebook.records import record_run
 from study.worker import failure
 
 
@@ -28,8 +29,8 @@ class NotebookRunner:
     load its cache), up to `group` seeds of an arm per task, results stored by `records`."""
 
     def __init__(self, plan, args, device: str, threads: int, jobs: int):
+        from study.cifar.data import load_cifar10, test_indices
         from study.dispatch import save_labels
-        from study.notebook.data import load_cifar10, test_indices
 
         self.plan, self.device, self.threads, self.jobs = plan, device, threads, jobs
         self.compile = bool(getattr(args, "compile", False))
@@ -63,50 +64,6 @@ class NotebookRunner:
 _DATA: dict[str, Any] = {}  # decoded data per cache path, loaded once per worker process
 
 
-def train_seeds(config, seeds: list[int], data, device: str, compile: bool, on_epoch) -> list[Any]:
-    """Train `seeds` of `config`: alone with `train_one` (the reference path), or together with
-    `train_group`. One outcome per seed: a RunResult, or a failure dict. A group that runs out
-    of GPU memory is split in halves and retried, down to single seeds; only a single seed's
-    OOM is that run's failure, and the other seeds' results are kept."""
-    import gc
-
-    import torch
-
-    from study.notebook.group import train_group
-    from study.notebook.train import train_one
-
-    by_split = split_groups(config, seeds)
-    if len(by_split) > 1:  # a per-seed split: seeds train together only where their data match
-        done: dict[int, Any] = {}
-        for run_config, same in by_split.items():
-            done.update(zip(same, train_seeds(run_config, same, data, device, compile, on_epoch), strict=True))
-        return [done[s] for s in seeds]
-    config = next(iter(by_split))
-    try:
-        if len(seeds) == 1 and not compile:
-            return [train_one(config, seeds[0], data, device=device, on_epoch=lambda rec: on_epoch(seeds[0], rec))]
-        return train_group(config, seeds, data, device=device, on_epoch=on_epoch, compile=compile)
-    except torch.cuda.OutOfMemoryError as e:
-        if len(seeds) == 1:
-            return [failure(e)]
-    # Outside the `except`: the failed attempt's tensors die with its traceback before the retry.
-    gc.collect()
-    if torch.cuda.is_available():
-        torch.cuda.empty_cache()
-    half = len(seeds) // 2
-    return (train_seeds(config, seeds[:half], data, device, compile, on_epoch)
-            + train_seeds(config, seeds[half:], data, device, compile, on_epoch))
-
-
-def split_groups(config, seeds: list[int]) -> dict[Any, list[int]]:
-    """The seeds by the config each run trains (`Config.for_run`: one per split, with a
-    per-seed split), in order."""
-    groups: dict[Any, list[int]] = {}
-    for seed in seeds:
-        groups.setdefault(config.for_run(seed), []).append(seed)
-    return groups
-
-
 def execute(arm: str, seeds: list[int], config, cache_path: str, device: str, threads: int,
             position: int, progress: bool, compile: bool = False) -> tuple[str, list[tuple[int, Any]], str]:
     """Run in a joblib worker: load the cached data once per process, train, never raise.
@@ -118,7 +75,7 @@ def execute(arm: str, seeds: list[int], config, cache_path: str, device: str, th
     label = f"seed {seeds[0]}" if len(seeds) == 1 else f"seeds {','.join(map(str, seeds))}"
     try:
         if cache_path not in _DATA:
-            from study.notebook.data import load_cache
+            from study.cifar.data import load_cache
 
             _DATA[cache_path] = load_cache(cache_path)
         bar = tqdm(total=config.epochs, desc=f"{arm} {label}", unit="epoch", position=position,
@@ -130,7 +87,7 @@ def execute(arm: str, seeds: list[int], config, cache_path: str, device: str, th
                     bar.update(1)
 
             results = train_seeds(config, list(seeds), _DATA[cache_path], device, compile, on_epoch)
-        outcomes = list(zip(seeds, results, strict=True))
+        outcomes = [(seed, failure(r) if isinstance(r, Exception) else r) for seed, r in zip(seeds, results, strict=True)]
     except Exception as e:  # a failing run is recorded, not fatal to the study
         outcomes = [(seed, failure(e)) for seed in seeds]
     return arm, outcomes, worker_id()
@@ -144,7 +101,7 @@ def make_objective(config, data, space: dict[str, Any], device: str | None = Non
     Validation accuracy is reported each epoch so the pruner can stop hopeless trials; a
     diverged run (NaN loss, typically lr near 1) is pruned with user attr status="diverged",
     so it never crashes the study and TPE learns to avoid that region."""
-    from study.notebook.train import train_one
+    from study.cifar.train import train_one
     from study.search import TUNE_SEED_OFFSET, suggest
 
     def objective(trial: optuna.trial.BaseTrial) -> float:

@@ -27,9 +27,9 @@ import torch.nn.functional as F
 from torch import nn
 from torch.func import functional_call, stack_module_state, vmap
 
-from study.notebook.config import Config
-from study.notebook.data import Cifar10
-from study.notebook.train import (
+from study.cifar.config import Config
+from study.cifar.data import Cifar10
+from study.cifar.train import (
     EVAL_BATCH,
     Autocast,
     EpochRecord,

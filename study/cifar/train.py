@@ -1,6 +1,6 @@
 """Training runs: `run_epochs`, the epoch loop for k >= 1 seeds over an engine that steps and
 scores their models, and `train_one(config, seed, data) -> RunResult`, its one-seed case on the
-plain model (study.notebook.group supplies the engine of several seeds in one vmapped step).
+plain model (study.cifar.group supplies the engine of several seeds in one vmapped step).
 No file I/O in here.
 
 The recipe is the notebook's, with its bug made impossible: the StepLR scheduler is built on
@@ -23,9 +23,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from analysis.contract import COMPLETE, DIVERGED
-from study.notebook.config import Config
-from study.notebook.data import Cifar10, split_indices, test_indices
-from study.notebook.model import count_bn, init_model, weights_hash
+from study.cifar.config import Config
+from study.cifar.data import Cifar10, split_indices, test_indices
+from study.cifar.model import count_bn, init_model, weights_hash
 from study.seeds import generator, stream_seeds
 
 EVAL_BATCH = 1000  # evaluation batch: large for speed; BN uses running stats in eval mode
@@ -58,7 +58,7 @@ class RunResult:
     precision: str
     threads: int
     wall_time_s: float  # of the whole call: with seeds batched, the group's shared wall time
-    # The seeds trained in the same steps as this one (study.notebook.group.train_group), () when it
+    # The seeds trained in the same steps as this one (study.cifar.group.train_group), () when it
     # trained alone. Grouping changes speed, not the numbers a seed draws (see study.seeds).
     group: tuple[int, ...] = ()
     compiled: bool = False  # whether the training step ran through torch.compile
@@ -342,7 +342,7 @@ def run_epochs(config: Config, seeds: Sequence[int], data: Cifar10, make_engine:
 def train_one(config: Config, seed: int, data: Cifar10, *, device: str | torch.device | None = None,
               on_epoch: Callable[[EpochRecord], None] | None = None, score_test: bool = True) -> RunResult:
     """Train one model of `config` with `seed` on `data` and score it: `run_epochs` for one seed
-    on its plain model (the reference path; study.notebook.group trains several in one step)."""
+    on its plain model (the reference path; study.cifar.group trains several in one step)."""
     report = None if on_epoch is None else (lambda _seed, record: on_epoch(record))
     (result,) = run_epochs(config, [seed], data, SingleModel, device=device, on_epoch=report,
                            score_test=score_test)

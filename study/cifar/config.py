@@ -15,9 +15,8 @@ from typing import Any
 
 from analysis.contract import config_hash
 from study.params import ConfigError, suggest
-from study.seeds import stream_seed
+from study.seeds import PER_SEED_SPLIT, stream_seed
 
-PER_SEED_SPLIT = -1  # `split_seed` value: the train/validation split is drawn per seed
 N_CONVS = 7  # the notebook's ConvNet has seven convolutions
 # Seeds per vmapped step on CUDA: 8 models x batch 100 is ~1.5 GB of bf16 activations at full
 # width, far below one GPU's memory, and the default study's 5 seeds per arm fit in one group.
@@ -161,22 +160,12 @@ def apply_overrides(config: Config, overrides: Mapping[str, Any], *, where: str 
     return dataclasses.replace(config, **clean)
 
 
-# Presets: the same design at different sizes. `full` is the notebook protocol (the defaults).
-PRESETS: dict[str, dict[str, Any]] = {
-    "full": {},
-    # A CPU-sized study of the same design: same 10-epoch StepLR(5, 0.5) recipe, same 5k
-    # validation split and full 10k test set (test-set noise stays what the paper reports),
-    # but width 16 and a 10k-image training subset: about 1/40 of the full FLOPs per run, so
-    # 5 arms x 5 seeds finish in about 10 minutes on 2 cores (measured on a 2-core Xeon with AMX: see docs/performance.md).
-    # The test set is scored once, after the last epoch (scoring it every epoch would double
-    # the CPU cost); validation accuracy is still recorded every epoch.
-    "quick": {"width": 16, "train_size": 10_000, "test_every_epoch": False},
-    # Seconds, for tests: tiny net, tiny subsets, two epochs with an lr step in between.
-    "smoke": {"width": 8, "train_size": 1_000, "val_size": 500, "test_size": 1_000, "epochs": 2, "step_size": 1},
-}
-
-
 def preset_config(preset: str) -> Config:
-    if preset not in PRESETS:
-        raise ConfigError(f"unknown preset {preset!r}{suggest(preset, PRESETS)}; valid presets: {', '.join(PRESETS)}")
-    return apply_overrides(Config(), PRESETS[preset], where=f"preset {preset!r}")
+    """The default Config at one of the built-in sizes (the default spec's [presets.NAME])."""
+    # The spec owns the presets; imported here because study.spec imports this module.
+    from study.spec import builtin_presets
+
+    presets = builtin_presets()
+    if preset not in presets:
+        raise ConfigError(f"unknown preset {preset!r}{suggest(preset, presets)}; valid presets: {', '.join(presets)}")
+    return apply_overrides(Config(), presets[preset], where=f"preset {preset!r}")

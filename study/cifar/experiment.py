@@ -1,0 +1,150 @@
+"""The built-in experiment through the user's contract (docs/experiments.md): `train` one seed,
+`train_many` a group of seeds in one vmapped step, both returning what a user's `train` returns.
+
+    train(config: dict, seed, *, report=None, device=None) -> dict
+    train_many(config: dict, seeds, *, report=None, device=None) -> list[dict]
+
+The dict holds the run's final metrics as runs.csv has them (test_acc, val_acc, train_acc,
+train_loss, lr_final) and what this experiment knows beyond them as numbers (n_bn: how many
+BatchNorm layers the model had), plus `predictions` / `labels` of the scored test images;
+`report(epoch, ...)` gets each epoch's lr, losses and accuracies (the effective-lr curve). A
+diverged run returns a non-finite `train_loss`, which the contract reads as diverged.
+
+CIFAR-10 is loaded once per process (`dataset`): from `use_source`'s --data / data root, else
+$SEEDWISE_DATA, else ./data; `use_data` installs an already loaded one (tests, the tuner).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+from study.cifar.config import Config, apply_overrides
+
+if TYPE_CHECKING:
+    from study.cifar.data import Cifar10
+    from study.cifar.train import EpochRecord, RunResult
+
+_SOURCE: dict[str, Any] = {"data": None, "data_root": "./data"}
+_DATA: dict[str, Cifar10] = {}  # the dataset this process trains on, loaded once
+
+
+def use_source(data: str | None = None, data_root: str = "./data") -> None:
+    """Where `dataset` reads CIFAR-10 from in this process (the runner's --data, --data-root)."""
+    _SOURCE.update(data=data, data_root=data_root)
+    _DATA.clear()
+
+
+def use_data(data: Cifar10) -> None:
+    """Train on `data` (an already loaded Cifar10) in this process."""
+    _DATA["data"] = data
+
+
+def dataset() -> Cifar10:
+    """CIFAR-10 for this process's runs, decoded (or read from its cache) on the first call."""
+    if "data" not in _DATA:
+        from study.cifar.data import load_cifar10
+
+        _DATA["data"] = load_cifar10(_SOURCE["data"], _SOURCE["data_root"])
+    return _DATA["data"]
+
+
+def as_config(config: Mapping[str, Any] | Config) -> Config:
+    """The arm's config as the engine's Config (a plain dict is what the runner hands over)."""
+    return config if isinstance(config, Config) else apply_overrides(Config(), config, where="the arm's config")
+
+
+def train(config: Mapping[str, Any], seed: int, *, report: Callable[..., None] | None = None,
+          device: str | None = None) -> dict[str, Any]:
+    """One seed on its plain model (the reference path)."""
+    (result,) = train_many(config, [seed], report=None if report is None else (lambda _s, e, **m: report(e, **m)),
+                           device=device)
+    if isinstance(result, Exception):  # out of GPU memory even alone
+        raise result
+    return result
+
+
+def train_many(config: Mapping[str, Any], seeds: Sequence[int], *, report: Callable[..., None] | None = None,
+               device: str | None = None) -> list[dict[str, Any] | Exception]:
+    """`seeds` of one arm: together in one vmapped step where their data match (study.cifar.group),
+    one seed alone through `train_one`; a group out of GPU memory is split until it fits."""
+    from study.cifar.data import test_indices
+
+    cfg, data = as_config(config), dataset()
+
+    def on_epoch(seed: int, rec: EpochRecord) -> None:
+        if report is not None:
+            report(seed, rec.epoch, **epoch_row(rec))
+
+    results = train_seeds(cfg, list(seeds), data, device or "cpu", False, on_epoch)
+    labels = data.test_y[test_indices(cfg, len(data.test_y))].numpy().astype("int64")
+    return [r if isinstance(r, Exception) else as_returned(r, labels) for r in results]
+
+
+def epoch_row(rec: EpochRecord) -> dict[str, float]:
+    """One epoch's numbers (accuracies not measured that epoch left out)."""
+    row = {"lr": rec.lr, "train_loss": rec.train_loss, "train_acc": rec.train_acc, "val_acc": rec.val_acc,
+           "test_acc": rec.test_acc, "train_seconds": rec.train_seconds}
+    return {k: float(v) for k, v in row.items() if v is not None}
+
+
+def as_returned(result: RunResult, labels) -> dict[str, Any]:
+    """A RunResult as the contract's dict: metrics, n_bn, and the test predictions with labels."""
+    last = result.epochs[-1] if result.epochs else None
+    out: dict[str, Any] = {"test_acc": result.test_acc, "val_acc": result.val_acc,
+                           "train_acc": last.train_acc if last else None,
+                           "train_loss": last.train_loss if last else None,
+                           "lr_final": last.lr if last else None, "n_bn": result.n_bn}
+    out = {k: float(v) for k, v in out.items() if v is not None}
+    if result.status != "complete":
+        out["train_loss"] = math.nan  # diverged: a non-finite metric, as the contract says
+        return out
+    return {**out, "predictions": result.test_predictions.astype("int64") if result.test_predictions is not None
+            else None, "labels": labels}
+
+
+def train_seeds(config: Config, seeds: list[int], data: Cifar10, device: str, compile: bool, on_epoch) -> list[Any]:
+    """Train `seeds` of `config`: alone with `train_one` (the reference path), or together with
+    `train_group`. One outcome per seed: a RunResult, or that seed's exception. A group that runs out
+    of GPU memory is split in halves and retried, down to single seeds; only a single seed's
+    OOM is that run's failure, and the other seeds' results are kept."""
+    import gc
+    import traceback
+
+    import torch
+
+    from study.cifar.group import train_group
+    from study.cifar.train import train_one
+
+    by_split = split_groups(config, seeds)
+    if len(by_split) > 1:  # a per-seed split: seeds train together only where their data match
+        done: dict[int, Any] = {}
+        for run_config, same in by_split.items():
+            done.update(zip(same, train_seeds(run_config, same, data, device, compile, on_epoch), strict=True))
+        return [done[s] for s in seeds]
+    config = next(iter(by_split))
+    try:
+        if len(seeds) == 1 and not compile:
+            return [train_one(config, seeds[0], data, device=device, on_epoch=lambda rec: on_epoch(seeds[0], rec))]
+        return train_group(config, seeds, data, device=device, on_epoch=on_epoch, compile=compile)
+    except torch.cuda.OutOfMemoryError as e:
+        if len(seeds) == 1:  # the seed's failure; its traceback as text, not its frames' tensors
+            e.seedwise_traceback = traceback.format_exc()  # type: ignore[attr-defined]
+            return [e.with_traceback(None)]
+    # Outside the `except`: the failed attempt's tensors die with its traceback before the retry.
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+    half = len(seeds) // 2
+    return (train_seeds(config, seeds[:half], data, device, compile, on_epoch)
+            + train_seeds(config, seeds[half:], data, device, compile, on_epoch))
+
+
+def split_groups(config: Config, seeds: list[int]) -> dict[Config, list[int]]:
+    """The seeds by the config each run trains (`Config.for_run`: one per split, with a
+    per-seed split), in order."""
+    groups: dict[Config, list[int]] = {}
+    for seed in seeds:
+        groups.setdefault(config.for_run(seed), []).append(seed)
+    return groups
