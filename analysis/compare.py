@@ -88,6 +88,7 @@ def single_run(args) -> int:
 
 
 def from_study(args) -> int:
+    from ._checks import note_of
     from .load import compare_arms, family_frame, family_records, load_study
 
     study = load_study(args.source[0])
@@ -100,11 +101,11 @@ def from_study(args) -> int:
     assert plan is not None  # compare_arms always records the plan it used
     frame = family_frame(family, plan.metric)
     said = set(family.skipped)  # the comparisons not judged have their own lines below
-    for message in dict.fromkeys(str(w.message) for w in caught):
-        if message in said:
+    for note in dict.fromkeys(note_of(w.message) for w in caught):
+        if note.text in said:
             continue
-        if message != plan.mixed_units or args.json:  # else printed above the verdicts it voids
-            print(f"warning: {message}", file=sys.stderr)
+        if note.kind != "units" or args.json:  # else printed above the verdicts it voids
+            print(f"warning: {note.text}", file=sys.stderr)
     if args.json:
         for row in family_records(family, plan.metric):
             print(json.dumps(row))
