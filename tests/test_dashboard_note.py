@@ -9,13 +9,13 @@ import pytest
 from optuna.distributions import CategoricalDistribution, IntDistribution
 from test_report import make_study
 
+from analysis._checks import NoteWarning
 from analysis.dashboard import FIGURE_IDS, OBJECTIVE
 from analysis.figures import lr_schedule_figure
-from analysis._checks import NoteWarning
 from analysis.load import compare_arms, load_study
 from analysis.notes import group_notes
-from analysis.results import Note
 from analysis.report import build_report, render_markdown, write_report
+from analysis.results import Note
 from analysis.tables import to_html, to_latex, to_markdown
 
 optuna_dashboard = pytest.importorskip("optuna_dashboard")
