@@ -386,14 +386,16 @@ def _net(by_source: list[Component], all_c: Component, nondet: Component | None,
     return [fill(c) for c in by_source], fill(all_c), residual, found.total, found.bounds
 
 
-def declared_deterministic(runs: pd.DataFrame, builtin: bool) -> tuple[bool, str]:
+def declared_deterministic(runs: pd.DataFrame, bit_exact: bool) -> tuple[bool, str]:
     """Are these runs bit-deterministic at fixed seeds, so that a repeat of any run would score
-    the same (nondeterminism 0 without replicates)? Only the built-in engine on a CPU, every
-    run alone (not vmapped with others) at one thread count: tests/test_train_exact.py pins
-    its results bit for bit there. Anything else: unknown (a GPU's kernels, or a user
-    experiment, may not repeat), and a study should run --replicates to measure it."""
-    if not builtin:
-        return False, "a user experiment's determinism is unknown"
+    the same (nondeterminism 0 without replicates)? Only when the experiment is known to train
+    bit-exactly on a CPU (`bit_exact`, the caller's knowledge of its experiment: the built-in
+    engine's results are pinned bit for bit by tests/test_train_exact.py) and the runs show
+    that every one ran alone (not vmapped with others) on a CPU at one thread count. Anything
+    else: unknown (a GPU's kernels, or an experiment not known to be exact, may not repeat),
+    and a study should run --replicates to measure it."""
+    if not bit_exact:
+        return False, "the experiment is not known to train bit-exactly: nondeterminism unknown"
     if not {"device", "threads", "group"} <= set(runs.columns) or runs["device"].isna().any():
         return False, "the runs do not record their device, threads and grouping: nondeterminism unknown"
     on_cpu = runs["device"].astype(str).str.startswith("cpu").all()

@@ -47,8 +47,8 @@ def test_the_table_shows_the_verdicts_interval(tmp_path, diverged):
         row = with_family.loc[c.arm_name]
         assert (row["diff"], row["diff_low"], row["diff_high"]) == (c.diff, c.ci_low, c.ci_high)
     boost = family.get("boost")
-    plain = t_interval((runs[runs.arm == "boost"].val_acc.to_numpy()
-                        - runs[runs.arm == "baseline"].val_acc.to_numpy()))
+    plain = t_interval(runs[runs.arm == "boost"].val_acc.to_numpy()
+                        - runs[runs.arm == "baseline"].val_acc.to_numpy())
     # The guard widened the skewed side: a plain t interval would have shown another one.
     assert boost.ci_high > plain[2] + 0.1
     # Without the family (the export failed) the table runs the same primary test itself.

@@ -14,6 +14,7 @@ import pytest
 from matplotlib.figure import Figure
 
 from analysis import figures, numbers, tables
+from analysis.contract import BUILTIN_SEED_STREAMS
 from analysis.load import compare_arms, family_frame, load_study
 from analysis.report import build_report, integrity_checks, main, write_report
 
@@ -96,7 +97,8 @@ def make_study(root, arms, *, seeds=range(5), effects=None, sd=None, failed=(), 
                          "margin": 0.5},
             "set": {}, "arms": {a: {"description": f"arm {a}", "overrides": o,
                                     "config": configs[a]} for a, o in arms.items()},
-            "storage": f"sqlite:///{path}/study.db"}
+            "storage": f"sqlite:///{path}/study.db",
+            "seed_streams": dict(BUILTIN_SEED_STREAMS)}  # as the runner records the built-in's
     (path / "study.json").write_text(json.dumps(meta, indent=2))
     return path
 
