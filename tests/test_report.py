@@ -343,3 +343,19 @@ def test_the_report_leaves_matplotlib_to_its_caller(tmp_path):
     assert res.returncode == 0, res.stderr[-2000:]
     assert res.stdout.split() == ["svg", "True", "[]"]
 
+
+
+def test_a_report_classifies_the_runs_and_resolves_the_plan_once(tmp_path, monkeypatch):
+    """One owner per rule (issue 24): the classified runs table is computed once per report and
+    passed down (summary, comparisons, all pairs, integrity), and the plan is not resolved again."""
+    import analysis.load as load
+
+    calls = {"classify": 0, "resolve_plan": 0}
+    for name in calls:
+        def counted(*a, _f=getattr(load, name), _n=name, **k):
+            calls[_n] += 1
+            return _f(*a, **k)
+        monkeypatch.setattr(load, name, counted)
+    path = make_study(tmp_path, ARMS, effects={"wide": 3.0}, missing=[("wide", 4)])
+    build_report(load_study(path))
+    assert calls == {"classify": 1, "resolve_plan": 1}
