@@ -351,11 +351,15 @@ def test_a_report_classifies_the_runs_and_resolves_the_plan_once(tmp_path, monke
     import analysis.load as load
 
     calls = {"classify": 0, "resolve_plan": 0}
+
+    def counting(name, f):
+        def counted(*a, **k):
+            calls[name] += 1
+            return f(*a, **k)
+        return counted
+
     for name in calls:
-        def counted(*a, _f=getattr(load, name), _n=name, **k):
-            calls[_n] += 1
-            return _f(*a, **k)
-        monkeypatch.setattr(load, name, counted)
+        monkeypatch.setattr(load, name, counting(name, getattr(load, name)))
     path = make_study(tmp_path, ARMS, effects={"wide": 3.0}, missing=[("wide", 4)])
     build_report(load_study(path))
     assert calls == {"classify": 1, "resolve_plan": 1}
