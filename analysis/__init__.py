@@ -8,7 +8,9 @@ The public API is the handful of functions a user calls (each docstring has the 
 - per-seed values of your own: `compare` (one arm vs a baseline), `compare_family` (several
   arms, Holm), `describe` (one arm's seeds);
 - planning: `seeds_needed`, `detectable_difference`;
-- `DegenerateDataWarning`, warned when the data force a fallback (zero variance, dropped NaNs).
+- `DegenerateDataWarning`, warned when the data force a fallback (zero variance, dropped NaNs);
+  like every caution the analysis warns, its ``note`` is the caution as data
+  (`analysis.results.Note`: kind, comparison, seeds).
 
 What they return (`Comparison`, `Family`, `Verdict`, ...) is importable from
 `analysis.results`, which lists every result type. The rest is in its module: test-set noise

@@ -14,8 +14,26 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from .results import Note
 
-class DegenerateDataWarning(UserWarning):
+
+class NoteWarning(UserWarning):
+    """A warning that carries its `Note`, so that code catching it reads the note's fields
+    (``caught.message.note``), not its text. Raised with a `Note` or with a plain message
+    (a "data" note)."""
+
+    def __init__(self, message: Note | str):
+        self.note = message if isinstance(message, Note) else Note(str(message))
+        super().__init__(self.note.text)
+
+
+def note_of(message: Warning | str) -> Note:
+    """The `Note` a caught warning carries (any other warning: a "data" note of its text)."""
+    found = getattr(message, "note", None)
+    return found if isinstance(found, Note) else Note(str(message))
+
+
+class DegenerateDataWarning(NoteWarning):
     """The data can be analysed, but only in a degraded way.
 
     Raised for fewer than two values, zero variance, or dropped NaNs. The
@@ -30,11 +48,18 @@ class TooFewValues(ValueError):
     and says so, instead of failing the whole family."""
 
 
-def note(message: str, notes: list[str] | None = None, *, stacklevel: int = 3) -> None:
-    """Warn with `message` and also record it in `notes` (the result's notes)."""
-    warnings.warn(message, DegenerateDataWarning, stacklevel=stacklevel)
+def note(message: str, notes: list[Note] | None = None, *, stacklevel: int = 3) -> None:
+    """Warn with `message` and also record it in `notes` (the result's notes) as a "data" note."""
+    warnings.warn(DegenerateDataWarning(message), stacklevel=stacklevel)
     if notes is not None:
-        notes.append(message)
+        notes.append(Note(message))
+
+
+def note_text(message: str, notes: list[str], *, stacklevel: int = 3) -> None:
+    """`note` for the results whose notes are still plain text (variance components, the
+    sequential looks)."""
+    warnings.warn(DegenerateDataWarning(message), stacklevel=stacklevel)
+    notes.append(message)
 
 
 def as_rng(rng: np.random.Generator | int | np.random.SeedSequence) -> np.random.Generator:
@@ -66,7 +91,7 @@ def require_n(arr: np.ndarray, name: str, min_n: int) -> None:
         )
 
 
-def clean_1d(values, name: str, notes: list[str], *, min_n: int = 1) -> np.ndarray:
+def clean_1d(values, name: str, notes: list[Note], *, min_n: int = 1) -> np.ndarray:
     """Drop NaNs (with a warning) and require at least `min_n` finite values."""
     arr = as_float_1d(values, name)
     nan = np.isnan(arr)
@@ -78,7 +103,7 @@ def clean_1d(values, name: str, notes: list[str], *, min_n: int = 1) -> np.ndarr
 
 
 def clean_pairs(
-    a, b, names: Sequence[str], notes: list[str], *, min_n: int = 2
+    a, b, names: Sequence[str], notes: list[Note], *, min_n: int = 2
 ) -> tuple[np.ndarray, np.ndarray]:
     """Paired data: equal lengths, and a pair is dropped if either side is NaN."""
     x = as_float_1d(a, names[0])

@@ -17,9 +17,14 @@ import math
 import sys
 import types
 import warnings
+from typing import TYPE_CHECKING
 
 from .direction import better_words
 from .numbers import count, interval, number, significant
+
+if TYPE_CHECKING:
+    from .family import Family
+    from .results import Note
 
 # The statistics (scipy, statsmodels, pandas) are imported by the functions that use them:
 # `--help` prints without them.
@@ -88,60 +93,81 @@ def single_run(args) -> int:
     return 0
 
 
-def from_study(args) -> int:
-    from .load import compare_arms, family_frame, family_records, load_study
+def study_family(study, **overrides) -> tuple[Family, list[Note]]:
+    """`compare_arms` of `study` (`overrides`: its keyword arguments) with the notes it raised,
+    each once: what the CLI prints and what the runner prints at the end of a study."""
+    from ._checks import note_of
+    from .load import compare_arms
 
-    study = load_study(args.source[0])
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        family = compare_arms(study, **overrides)
+    return family, list(dict.fromkeys(note_of(w.message) for w in caught))
+
+
+def warning_lines(family: Family, notes: list[Note], *, units: bool = False) -> list[str]:
+    """The notes as "warning: ..." lines, less those said elsewhere: a comparison not judged
+    has its own line, and mixed units are printed above the verdicts they void (`units`
+    keeps them, for --json)."""
+    said = set(family.skipped)
+    return [f"warning: {n.text}" for n in notes
+            if n.text not in said and (units or n.kind != "units")]
+
+
+def verdict_lines(name: str, family: Family) -> list[str]:
+    """The study's verdicts as the terminal shows them: the plan, the family, then per
+    comparison the difference with the primary test's interval, the test and the verdict."""
+    from .load import family_frame
+
+    plan = family.plan
+    assert plan is not None  # compare_arms always records the plan it used
+    better = better_words(plan.direction)
+    chance = (f"chance {plan.chance:g} ({plan.chance_source})" if plan.chance is not None
+              else "chance unknown: only divergence counts as failure")
+    lines = [f"{name}: {plan.metric} ({better}; {chance}; mean over "
+             f"{'all runs' if plan.population == 'all' else 'runs that learned'}), {family.correction}",
+             f"Family: {family.size_text()}."]
+    if plan.mixed_units:
+        lines.append(f"\nMIXED UNITS, these verdicts do not hold: {plan.mixed_units}")
+    return lines + comparison_lines(family_frame(family, plan.metric), family)
+
+
+def comparison_lines(frame, family: Family) -> list[str]:
+    """The verdict lines of one family (`family_frame` rows, then the comparisons not judged)."""
+    lines = []
+    for row in frame.itertuples():
+        lines += [f"\n{row.arm} - {row.baseline}: {number(row.diff, signed=True)} "
+                  f"{interval(row.ci_low, row.ci_high, signed=True)} (n {row.n_arm} vs {row.n_baseline}, "
+                  f"{'paired' if row.paired else 'unpaired'}); {row.effect_size_name} = "
+                  f"{number(row.effect_size, signed=True)}; P(improvement) = {number(row.prob_improvement)}",
+                  f"  {row.test}: p = {significant(row.p_value)}, Holm-adjusted p = "
+                  f"{significant(row.p_adjusted)}",
+                  f"  verdict: {row.verdict.upper()}: {row.verdict_reason}"]
+    for n in family.not_judged:
+        lines.append(f"\n{n.arm} - {n.baseline}: not judged\n  verdict: NOT JUDGED: {n.reason}")
+    return lines
+
+
+def from_study(args) -> int:
+    from .load import family_records, load_study
     from .task_compare import has_tasks
 
+    study = load_study(args.source[0])
     if has_tasks(study.runs):  # several tasks: per-task verdicts, then across tasks
         from .task_output import print_tasks
 
         return print_tasks(study, args)
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        family = compare_arms(study, metric=args.metric, baseline=args.baseline, pairs=args.pairs,
-                              alpha=args.alpha, margin=args.margin, rng=args.seed,
-                              direction=args.direction, chance=args.chance, failures=args.failures)
-    plan = family.plan
-    assert plan is not None  # compare_arms always records the plan it used
-    frame = family_frame(family, plan.metric)
-    said = set(family.skipped)  # the comparisons not judged have their own lines below
-    for message in dict.fromkeys(str(w.message) for w in caught):
-        if message in said:
-            continue
-        if message != plan.mixed_units or args.json:  # else printed above the verdicts it voids
-            print(f"warning: {message}", file=sys.stderr)
+    family, notes = study_family(study, metric=args.metric, baseline=args.baseline, pairs=args.pairs,
+                                 alpha=args.alpha, margin=args.margin, rng=args.seed,
+                                 direction=args.direction, chance=args.chance, failures=args.failures)
+    for line in warning_lines(family, notes, units=args.json):
+        print(line, file=sys.stderr)
     if args.json:
-        for row in family_records(family, plan.metric):
+        for row in family_records(family, family.plan.metric if family.plan else "test_acc"):
             print(json.dumps(row))
         return 0
-    better = better_words(plan.direction)
-    chance = (f"chance {plan.chance:g} ({plan.chance_source})" if plan.chance is not None
-              else "chance unknown: only divergence counts as failure")
-    print(f"{study.name}: {plan.metric} ({better}; {chance}; mean over "
-          f"{'all runs' if plan.population == 'all' else 'runs that learned'}), {family.correction}")
-    print(f"Family: {family.size_text()}.")
-    if plan.mixed_units:
-        print(f"\nMIXED UNITS, these verdicts do not hold: {plan.mixed_units}")
-    print_comparisons(frame, family)
+    print("\n".join(verdict_lines(study.name, family)))
     return 0
-
-
-def print_comparisons(frame, family) -> None:
-    """The verdict lines of one family (`family_frame` rows, then the comparisons not judged)."""
-    for row in frame.itertuples():
-        print(f"\n{row.arm} - {row.baseline}: {number(row.diff, signed=True)} "
-              f"{interval(row.ci_low, row.ci_high, signed=True)} (n {row.n_arm} vs {row.n_baseline}, "
-              f"{'paired' if row.paired else 'unpaired'}); {row.effect_size_name} = "
-              f"{number(row.effect_size, signed=True)}; P(improvement) = {number(row.prob_improvement)}")
-        print(f"  {row.test}: p = {significant(row.p_value)}, Holm-adjusted p = "
-              f"{significant(row.p_adjusted)}")
-        print(f"  verdict: {row.verdict.upper()}: {row.verdict_reason}")
-    for n in family.not_judged:
-        print(f"\n{n.arm} - {n.baseline}: not judged\n  verdict: NOT JUDGED: {n.reason}")
-
-
 
 
 def main(argv=None) -> int:

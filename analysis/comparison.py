@@ -43,7 +43,7 @@ from .contract import DIRECTIONS
 from .direction import sign
 from .numbers import significant
 from .power import seeds_needed as _seeds_needed
-from .results import EffectSize, Equivalence, Interval, Sensitivity, TestResult
+from .results import EffectSize, Equivalence, Interval, Note, Sensitivity, TestResult
 from .seed_tests import (
     MAX_EXACT_PERMUTATIONS,
     clean_arms,
@@ -96,7 +96,7 @@ class Comparison:
     margin: float
     p_adjusted: float
     family_size: int
-    notes: tuple[str, ...]
+    notes: tuple[Note, ...]
     direction: str = "maximize"  # "minimize": lower is better (a loss, an error rate)
     unpaired_fallback: bool = False  # the arms were meant to be paired but share < 2 seeds
     outcomes: OutcomeComparison | None = None  # failure rates, when known
@@ -124,7 +124,7 @@ def primary_test(arm, baseline, *, paired: bool, confidence: float = 0.95) -> Te
     """
     paired = check_bool(paired, "paired")
     confidence = check_probability(confidence, "confidence")
-    notes: list[str] = []
+    notes: list[Note] = []
     x, y = clean_arms(arm, baseline, paired, ("arm", "baseline"), notes)
     return primary_result(x, y, paired, confidence, notes)
 
@@ -208,7 +208,7 @@ def compare(
     if direction not in DIRECTIONS:
         raise ValueError(f"`direction` must be 'maximize' or 'minimize', got {direction!r}")
 
-    notes: list[str] = []
+    notes: list[Note] = []
     x, y = clean_arms(arm, baseline, paired, ("arm", "baseline"), notes)
     prim = primary_result(x, y, paired, confidence, notes)
     degenerate = zero_variance(x, y, paired)
@@ -280,31 +280,31 @@ def judged(c: Comparison, *, level: float, robust_p_adjusted: tuple[float, ...])
     `robust_p_adjusted` are the robustness p-values on the primary p's scale (raw alone,
     Holm-adjusted in a family), so that "disagrees" means: one is below alpha, the other not.
     """
-    notes = [n for n in c.notes if not n.startswith(_JUDGED)]
+    notes = [n for n in c.notes if n.kind not in _JUDGED]
     if c.sensitivity.min_attainable_p >= level:
         design = f"{c.n_arm} paired seeds" if c.paired else f"{c.n_arm} vs {c.n_baseline} seeds"
         test = "sign-flip" if c.paired else "permutation"
         where = (f"alpha={c.alpha:g}" if level == c.alpha else
                  f"alpha/{c.family_size} = {significant(level, 4)} (Holm's first step over "
                  f"{c.family_size} comparisons)")
-        notes.append(
-            f"{_JUDGED[0]}with {design} an exact {test} test cannot reach p < "
+        notes.append(Note(
+            f"exact-test floor: with {design} an exact {test} test cannot reach p < "
             f"{significant(c.sensitivity.min_attainable_p, 4)}, so it cannot be significant at {where} (nor can the "
             f"{'Wilcoxon' if c.paired else 'Mann-Whitney'} test); the t-test can, because it "
-            "assumes near-normal seed variation")
+            "assumes near-normal seed variation", kind="exact_floor"))
     is_significant = c.p_adjusted < c.alpha
     for t, p in zip(c.robustness, robust_p_adjusted, strict=False):
         if is_significant and p >= c.alpha and c.sensitivity.min_attainable_p < level:
-            notes.append(f"{_JUDGED[1]}the {t.name} does not confirm the primary result (p = "
-                         f"{significant(p)} vs {significant(c.p_adjusted)} at the same level); "
-                         "check for outlier seeds or a bimodal arm")
+            notes.append(Note(f"robustness: the {t.name} does not confirm the primary result (p = "
+                              f"{significant(p)} vs {significant(c.p_adjusted)} at the same level); "
+                              "check for outlier seeds or a bimodal arm", kind="not_confirmed"))
         elif p < c.alpha <= c.p_adjusted:
-            notes.append(f"{_JUDGED[1]}the {t.name} is significant (p = {significant(p)}) but the "
-                         f"primary test is not (p = {significant(c.p_adjusted)}); check for outlier "
-                         "seeds or skew")
+            notes.append(Note(f"robustness: the {t.name} is significant (p = {significant(p)}) but the "
+                              f"primary test is not (p = {significant(c.p_adjusted)}); check for outlier "
+                              "seeds or skew", kind="robust_only"))
     return replace(c, notes=tuple(notes), robust_p_adjusted=robust_p_adjusted,
                    sensitivity=replace(c.sensitivity, floor_level=level))
 
 
-# Prefixes of the notes `judged` writes (and rewrites when a family changes the level).
-_JUDGED = ("exact-test floor: ", "robustness: ")
+# The kinds of note `judged` writes (and rewrites when a family changes the level).
+_JUDGED = ("exact_floor", "not_confirmed", "robust_only")

@@ -53,14 +53,11 @@ BUILTIN_SEED_STREAMS = {"order": "data order", "augment": "flips",
 def seed_streams(meta: Mapping[str, Any]) -> dict[str, str]:
     """The seed streams study.json `meta` declares, stream -> what it draws: what runs with the
     same seed share. Empty when nothing is declared: the runs are paired by seed, but whether
-    they share randomness is the experiment's business. A study.json written before seedwise
-    recorded the key and without an `experiment` is the built-in experiment's, which always
-    drew `BUILTIN_SEED_STREAMS`."""
+    they share randomness is the experiment's business. (A study.json written before seedwise
+    recorded the key gains it with ``python -m study.migrate``, which knows the experiment.)"""
     declared = meta.get("seed_streams")
     if isinstance(declared, dict):
         return {str(k): str(v) for k, v in declared.items()}
-    if meta.get("arms") and "experiment" not in meta and "seed_streams" not in meta:
-        return dict(BUILTIN_SEED_STREAMS)
     return {}
 
 

@@ -11,6 +11,7 @@ import numpy as np
 from scipy import stats
 
 from ._checks import as_rng, check_count, check_probability, clean_1d, note
+from .results import Note
 
 
 def t_interval(values, confidence: float = 0.95) -> tuple[float, float, float] | None:
@@ -52,7 +53,7 @@ class ArmSummary:
     boot_low: float | None  # bootstrap interval for the mean: a cross-check
     boot_high: float | None
     boot_method: str
-    notes: tuple[str, ...] = ()
+    notes: tuple[Note, ...] = ()
 
 
 def describe(
@@ -96,7 +97,7 @@ def describe(
         raise ValueError(
             f"`boot_method` must be 'BCa', 'percentile' or 'basic', got {boot_method!r}"
         )
-    notes: list[str] = []
+    notes: list[Note] = []
     x = clean_1d(values, "values", notes, min_n=1)
     n = x.size
     mean, median = float(np.mean(x)), float(np.median(x))
@@ -127,9 +128,9 @@ def describe(
     _, ci_low, ci_high = t_interval(x, confidence)  # type: ignore[misc]  # n >= 2 here
     boot_low, boot_high = _bootstrap_mean(x, confidence, n_boot, boot_method, as_rng(rng), notes)
     if n < 5:
-        notes.append(
+        notes.append(Note(
             f"with only {n} seeds the bootstrap interval is too narrow; report the t interval"
-        )
+        ))
     return ArmSummary(
         **common, sd=sd, ci_low=float(ci_low), ci_high=float(ci_high),
         boot_low=boot_low, boot_high=boot_high, notes=tuple(notes),

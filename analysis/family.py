@@ -25,7 +25,7 @@ from ._checks import (
 from .comparison import Comparison, compare, judged
 from .numbers import significant
 from .power import seeds_needed
-from .results import TestResult
+from .results import Note, TestResult
 
 if TYPE_CHECKING:  # for annotations only: plan needs pandas, which family does not
     from .plan import MetricPlan
@@ -272,7 +272,7 @@ def omnibus(groups, *, paired: bool, method: str | None = None) -> TestResult:
     if method not in allowed:
         raise ValueError(f"`method` must be one of {allowed} when paired={paired}, "
                          f"got {method!r}")
-    notes: list[str] = []
+    notes: list[Note] = []
     if paired:
         return _friedman(names, values, notes)
     if len(values) < 2:
@@ -297,7 +297,7 @@ def _named_groups(groups) -> tuple[list[str], list]:
     raise ValueError("`groups` must be a mapping or a sequence of 1-D arrays")
 
 
-def _friedman(names: list[str], values: list, notes: list[str]) -> TestResult:
+def _friedman(names: list[str], values: list, notes: list[Note]) -> TestResult:
     """Friedman's test over seeds as blocks (equal n, >= 3 groups; NaN seeds dropped)."""
     if len(values) < 3:
         raise ValueError("`groups` must contain at least 3 groups for Friedman's test; "
@@ -336,7 +336,7 @@ def _welch_anova(clean: list[np.ndarray]) -> TestResult:
     )
 
 
-def _kruskal(clean: list[np.ndarray], notes: list[str], *, fallback: bool) -> TestResult:
+def _kruskal(clean: list[np.ndarray], notes: list[Note], *, fallback: bool) -> TestResult:
     """Kruskal-Wallis; `fallback`: chosen because Welch's ANOVA was undefined."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # all-identical data: handled below

@@ -20,13 +20,14 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from ._checks import NoteWarning
 from .contract import COMPLETE, DB_FILE, FAILED, default_storage, read_table, seed_streams
 from .describe import describe
 from .failures import classify, compare_outcomes, mixes, scored, why_unjudged
 from .family import Family, compare_family
 from .plan import MetricPlan, check_runs, check_scale, resolve_plan
 from .power import seeds_needed
-from .results import TestResult
+from .results import Note, TestResult
 
 
 class StudyNotFound(FileNotFoundError):
@@ -68,8 +69,9 @@ class StudyData:
         if not declared and plan.baseline not in arms and arms:
             first = str(self.runs["arm"].dropna().astype(str).iloc[0])
             plan = replace(plan, baseline=first, notes=(
-                *plan.notes, f"no baseline declared and no arm named 'baseline': using the "
-                f"first arm of the table, {first!r} (pass --baseline to choose)"))
+                *plan.notes, Note(f"no baseline declared and no arm named 'baseline': using the "
+                                  f"first arm of the table, {first!r} (pass --baseline to choose)",
+                                  kind="plan")))
         return plan
 
     def n_test(self, metric: str) -> int | None:
@@ -221,14 +223,32 @@ def compare_arms(study: StudyData | pd.DataFrame, *, metric: str | None = None, 
     plan = study.metric_plan(metric=metric, baseline=baseline, alpha=alpha, margin=margin,
                              direction=direction, chance=chance, population=failures)
     plan, classified = study.analysed(plan)
-    for n in plan.notes:
-        warnings.warn(n, stacklevel=2)
+    for n in (*plan.notes, *unanalysed_runs(classified)):
+        warnings.warn(NoteWarning(n), stacklevel=2)
+    return compare_classified(classified, plan, arms=arms or study_arms(study, classified),
+                              pairs=pairs, rng=rng, **compare_kwargs)
+
+
+def study_arms(study: StudyData, classified: pd.DataFrame) -> list[str]:
+    """The study's arms in spec order, then any others its runs table names."""
+    return list(dict.fromkeys([*study.arms(), *classified["arm"]]))
+
+
+def unanalysed_runs(classified: pd.DataFrame) -> list[Note]:
+    """A "runs" note when some runs have a status that is not an outcome (e.g. running)."""
     other = classified[classified["outcome"] == "other"]
-    if len(other):
-        warnings.warn(f"{len(other)} run(s) with status {', '.join(sorted(set(other['status'])))} "
-                      "(not complete, failed or diverged) are not analysed", stacklevel=2)
-    present = list(dict.fromkeys([*study.arms(), *classified["arm"]]))
-    wanted = arms or present
+    if not len(other):
+        return []
+    return [Note(f"{len(other)} run(s) with status {', '.join(sorted(set(other['status'])))} "
+                 "(not complete, failed or diverged) are not analysed", kind="runs")]
+
+
+def compare_classified(classified: pd.DataFrame, plan: MetricPlan, *, arms: list[str],
+                       pairs: str = "baseline", rng=0, **compare_kwargs) -> Family:
+    """`compare_arms` on a runs table already checked and classified under `plan`
+    (`StudyData.analysed`): the report classifies once and passes the table down. Warns a
+    "pairing" `NoteWarning` for each comparison that cannot use some seeds."""
+    wanted = arms
     series = {a: scored(classified, a, plan.population) for a in wanted}
     # Every arm stays in the family: one that cannot be judged is listed with why, not dropped.
     unjudged = {a: why for a in wanted if (why := why_unjudged(classified, a, plan))}
@@ -253,8 +273,11 @@ def compare_arms(study: StudyData | pd.DataFrame, *, metric: str | None = None, 
         if lost and len(seeds[a] & seeds[b]) >= 2:
             missing = {x: sorted((seeds[a] | seeds[b]) - seeds[x]) for x in (a, b)
                        if (seeds[a] | seeds[b]) - seeds[x]}
-            warnings.warn(f"{a} vs {b}: paired on seeds {sorted(seeds[a] & seeds[b])}; seeds {lost} dropped "
-                          f"because these arms have no value for them: {missing}", stacklevel=2)
+            kept = sorted(seeds[a] & seeds[b])
+            warnings.warn(NoteWarning(Note(
+                f"{a} vs {b}: paired on seeds {kept}; seeds {lost} dropped because these arms "
+                f"have no value for them: {missing}", kind="pairing", arms=(a, b),
+                seeds=tuple(kept), dropped=tuple(lost), missing=tuple(missing))), stacklevel=3)
     values = {a: dict(zip(series[a].index.tolist(), series[a].tolist(), strict=True)) for a in names}
     mixed = [a for a in names if mixes(classified, a, plan.population)]
     values.update({a: {} for a in unjudged})
@@ -264,7 +287,7 @@ def compare_arms(study: StudyData | pd.DataFrame, *, metric: str | None = None, 
                          **compare_kwargs)
     outcomes = compare_outcomes(classified, [(c.arm_name, c.baseline_name)
                                                 for c in fam.comparisons], plan)
-    units = (plan.mixed_units,) if plan.mixed_units else ()  # every verdict carries it (--json notes)
+    units = tuple(n for n in plan.notes if n.kind == "units")  # every verdict carries it (--json notes)
     done = []
     for c in fam.comparisons:
         done.append(replace(c, outcomes=outcomes[(c.arm_name, c.baseline_name)], notes=(*c.notes, *units)))
@@ -305,7 +328,7 @@ def family_frame(family: Family, metric: str = "test_acc") -> pd.DataFrame:
             "margin": c.margin, "equivalence_p": _num(c.equivalence.p_adjusted),
             "seeds_needed": c.sensitivity.seeds_needed, "seeds_needed_observed": _seeds_for_observed(c),
             "min_attainable_p": c.sensitivity.min_attainable_p,
-            "notes": list(c.notes),
+            "notes": [n.text for n in c.notes],
             "direction": c.direction, "unpaired_fallback": c.unpaired_fallback,
             **_outcome_fields(c.outcomes),
         })
@@ -341,11 +364,12 @@ def _outcome_fields(o) -> dict:
 
 
 def arm_frame(study: StudyData, metric: str | None = None, rng=0,
-              plan: MetricPlan | None = None) -> pd.DataFrame:
+              plan: MetricPlan | None = None, classified: pd.DataFrame | None = None) -> pd.DataFrame:
     """Per arm: n (values the comparisons use under the plan's population), failed/diverged/
-    did-not-learn counts, mean, sd, median, t CI and bootstrap CI."""
-    plan = plan or study.metric_plan(metric=metric)
-    plan, classified = study.analysed(plan)
+    did-not-learn counts, mean, sd, median, t CI and bootstrap CI. `classified`: the runs
+    table `StudyData.analysed` already returned for `plan` (else it is computed here)."""
+    if classified is None or plan is None:
+        plan, classified = study.analysed(plan or study.metric_plan(metric=metric))
     rows = []
     gen = np.random.default_rng(rng)
     for arm in study.arms():

@@ -220,7 +220,7 @@ def variance_study_numbers(prefix: str, study: StudyData) -> dict[str, str]:
     n_test = next((c["test_size"] for c in configs if "test_size" in c), None)
     arms = set(ok["arm"])
     correct = study.correct_rows(arms.pop(), [int(s) for s in ok["seed"]]) if len(arms) == 1 else None
-    deterministic, _ = declared_deterministic(ok, builtin=True)  # the paper's studies are the built-in engine's
+    deterministic, _ = declared_deterministic(ok, bit_exact=True)  # the paper's studies are the built-in engine's
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         numbers = variance_numbers(prefix, decompose_variance(ok, reference=0, correct=correct, n_test=n_test,

@@ -44,6 +44,7 @@ import pandas as pd
 
 from . import direction as directions
 from .contract import ANALYSIS_DEFAULTS, COMPLETE, FAILURE_POPULATIONS, METRIC_KEYS
+from .results import Note
 
 POPULATIONS = FAILURE_POPULATIONS
 DEFAULT_PLAN = dict(ANALYSIS_DEFAULTS)
@@ -61,7 +62,7 @@ class MetricPlan:
     chance: float | None  # the metric's value for a model that learned nothing; None: unknown
     chance_source: str  # where `chance` came from, for the report
     population: str  # "all" runs (failures scored) or only runs that "learned"
-    notes: tuple[str, ...] = ()
+    notes: tuple[Note, ...] = ()  # "plan" notes (defaults taken), "units" (mixed units)
     mixed_units: str | None = None  # set by `check_scale` when the values mix fractions and percent
 
     @property
@@ -96,20 +97,22 @@ def resolve_plan(meta: dict | None, *, path: Path | None = None, metric=None, ba
     own = declared_for(declared, metric)
     baseline = str(baseline or plan["baseline"])
     alpha = _number(plan["alpha"] if alpha is None else alpha, "alpha", low=0, high=0.5)
-    notes = []
+    notes: list[Note] = []
     if margin is None and "margin" not in own and "margin" in declared:
-        notes.append(f"no margin declared for `{metric}`: the default {DEFAULT_PLAN['margin']:g} "
-                     f"is used, not `{plan['metric']}`'s (declare [analysis.metrics."
-                     f"{directions.toml_key(metric)}] margin in the spec or pass --margin)")
+        notes.append(Note(f"no margin declared for `{metric}`: the default {DEFAULT_PLAN['margin']:g} "
+                          f"is used, not `{plan['metric']}`'s (declare [analysis.metrics."
+                          f"{directions.toml_key(metric)}] margin in the spec or pass --margin)",
+                          kind="plan"))
     margin = _number(own.get("margin", DEFAULT_PLAN["margin"]) if margin is None else margin,
                      "margin", low=0)
     direction = direction or own.get("direction")
     if direction is None:
         direction = directions.resolve(metric)
         if not metric.endswith("_acc"):
-            notes.append(f"no direction declared for `{metric}`; its name says so, "
-                         f"{'higher' if direction == 'maximize' else 'lower'} is taken as better "
-                         "(declare `direction` in the plan or pass --direction to change this)")
+            notes.append(Note(f"no direction declared for `{metric}`; its name says so, "
+                              f"{'higher' if direction == 'maximize' else 'lower'} is taken as better "
+                              "(declare `direction` in the plan or pass --direction to change this)",
+                              kind="plan"))
     directions.sign(direction)  # a declared or given direction is one of the two
     population = population or declared.get("failures") or "all"
     if population not in POPULATIONS:
@@ -206,7 +209,7 @@ def check_scale(values: pd.Series, plan: MetricPlan) -> MetricPlan:
     lo, hi = float(v.min()), float(v.max())
     mixed = mixed_units(v.to_numpy(dtype=float), plan.metric)
     if mixed:
-        plan = replace(plan, notes=(*plan.notes, mixed), mixed_units=mixed)
+        plan = replace(plan, notes=(*plan.notes, Note(mixed, kind="units")), mixed_units=mixed)
     if plan.percent and (lo < 0 or hi > 100):
         raise ValueError(f"`{plan.metric}` is a percentage in seedwise (*_acc), but its values "
                          f"range from {lo:g} to {hi:g}, outside [0, 100]; rescale it")
@@ -219,8 +222,9 @@ def check_scale(values: pd.Series, plan: MetricPlan) -> MetricPlan:
         return replace(plan, chance=plan.chance / 100,
                        chance_source=plan.chance_source.replace("100 /", "1 /")
                        + " (the values are fractions)",
-                       notes=(*plan.notes, f"`{plan.metric}` is given as fractions in [0, 1], "
-                              "not percent; the margin is read in the same units"))
+                       notes=(*plan.notes, Note(f"`{plan.metric}` is given as fractions in [0, 1], "
+                                                "not percent; the margin is read in the same units",
+                                                kind="plan")))
     return plan
 
 

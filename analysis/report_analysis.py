@@ -16,13 +16,15 @@ from dataclasses import dataclass, replace
 import numpy as np
 import pandas as pd
 
+from ._checks import note_of
 from .failures import noise_tolerance, why_unjudged
 from .family import Family
 from .figures import arm_palette
 from .integrity import integrity_checks, outcome_flags
-from .load import StudyData, arm_frame, compare_arms, family_frame
+from .load import StudyData, arm_frame, compare_classified, family_frame, unanalysed_runs
 from .numbers import MINUS, interval, number
 from .plan import MetricPlan
+from .results import Note
 from .testset import two_level_bootstrap
 
 SUMMARY_COLUMNS = ["arm", "n", "failed", "diverged", "mean", "sd", "median", "ci_low", "ci_high"]
@@ -47,7 +49,7 @@ class StudyAnalysis:
     integrity: dict  # `integrity_checks`, with the outcome flags first
     tolerance: float | None  # how close to chance a run is "did not learn"
     noise: pd.DataFrame | None  # `testset_noise_table`: None without stored predictions
-    notes: list[str]  # warnings raised by the analysis, shown under Methods
+    notes: list[Note]  # cautions raised by the analysis, shown under Methods
     palette: dict
 
     @property
@@ -72,36 +74,41 @@ def is_finite_number(x) -> bool:
     return x is not None and isinstance(x, int | float | np.floating) and math.isfinite(x)
 
 
-def _compare(study: StudyData, **kw) -> tuple[Family | None, list[str]]:
-    """`compare_arms` with its warnings collected as notes, and None (with why) on bad input."""
+def unique_notes(items: Iterable[Note]) -> list[Note]:
+    """`items` with repeats (the same note raised twice) dropped, first-seen order kept."""
+    return list(dict.fromkeys(n for n in items if n.text))
+
+
+def _compare(classified: pd.DataFrame, plan: MetricPlan, **kw) -> tuple[Family | None, list[Note]]:
+    """`compare_classified` with its warnings collected as notes, and None (with why) on bad
+    input."""
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         try:
-            fam = compare_arms(study, **kw)
+            fam = compare_classified(classified, plan, **kw)
         except ValueError as e:
-            return None, [str(e)]
-    return fam, unique_messages(str(w.message) for w in caught)
+            return None, [Note(str(e))]
+    return fam, unique_notes(note_of(w.message) for w in caught)
 
 
 def analyse(study: StudyData, *, rng=0, plan: Mapping | None = None) -> StudyAnalysis:
-    """Resolve the plan (`plan` overrides the study's), classify the runs, compute everything."""
+    """Resolve the plan (`plan` overrides the study's), classify the runs once, compute
+    everything from that one classified table."""
     mplan, classified = study.analysed(study.metric_plan(**(plan or {})))
     study = replace(study, runs=classified)  # checked: status filled, seeds int, outcomes
     arms = study.arms()
-    notes: list[str] = list(mplan.notes)
-    summary = arm_frame(study, plan=mplan) if arms else pd.DataFrame(columns=SUMMARY_COLUMNS)
+    notes: list[Note] = [*mplan.notes, *unanalysed_runs(classified)]
+    summary = (arm_frame(study, plan=mplan, classified=classified) if arms
+               else pd.DataFrame(columns=SUMMARY_COLUMNS))
     unjudged = {a: why for a in arms if (why := why_unjudged(classified, a, mplan))}
     analysable = [a for a in arms if a not in unjudged]
     fam = fam_all = None
     # Every arm goes to the family, so its Holm text names the comparisons not judged.
-    kw = {"metric": mplan.metric, "baseline": mplan.baseline, "alpha": mplan.alpha,
-          "margin": mplan.margin, "rng": rng, "arms": arms, "direction": mplan.direction,
-          "chance": mplan.chance, "failures": mplan.population}
     if mplan.baseline in analysable and len(analysable) >= 2:
-        fam, raised = _compare(study, **kw)
+        fam, raised = _compare(classified, mplan, arms=arms, rng=rng)
         notes += raised
         if len(analysable) >= 3:
-            fam_all, raised = _compare(study, pairs="all", **kw)
+            fam_all, raised = _compare(classified, mplan, arms=arms, pairs="all", rng=rng)
             notes += raised
     integrity = integrity_checks(study.runs, study.epochs, study.meta or {}, arms)
     tolerance = noise_tolerance(mplan, study.n_test(mplan.metric))

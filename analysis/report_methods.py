@@ -10,14 +10,17 @@ from __future__ import annotations
 
 import math
 import warnings
+from dataclasses import replace
 
+from ._checks import note_of
 from .contract import shared_text
 from .failures import FAILURE_OUTCOMES
 from .family import Family, omnibus
 from .figures import detectable, metric_label
 from .numbers import MINUS, number, p_value, percent, significant
-from .report_analysis import StudyAnalysis, is_finite_number, unique_messages
+from .report_analysis import StudyAnalysis, is_finite_number, unique_notes
 from .report_blocks import plural
+from .results import Note
 from .testset import binomial_ci
 
 ACCURACY_SIZE = {"test_acc": "test_size", "val_acc": "val_size"}  # metric -> config key of n
@@ -113,8 +116,8 @@ def _exact_tests(analysis: StudyAnalysis) -> str:
     else:
         text += (f"not below α = {alpha:g}: whatever the data, they cannot reject at these n, "
                  "which is why they are robustness checks and not the primary test.")
-    disagree = sorted({n for c in fam.comparisons for n in c.notes
-                       if "does not confirm" in n or "permutation test is significant" in n})
+    disagree = sorted({n.text for c in fam.comparisons for n in c.notes
+                       if n.kind in ("not_confirmed", "robust_only")})
     return text + (" They disagree with the primary test for: " + "; ".join(disagree) + "."
                    if disagree else " No disagreement with the primary test was flagged.")
 
@@ -180,7 +183,7 @@ def _power(analysis: StudyAnalysis) -> str | None:
             "seeds per arm: " + (", ".join(needed) if needed else "n/a") + ".")
 
 
-def _omnibus(analysis: StudyAnalysis, notes: list[str]) -> str | None:
+def _omnibus(analysis: StudyAnalysis, notes: list[Note]) -> str | None:
     """The omnibus test over all analysable arms (from three on); its warnings go to `notes`."""
     if len(analysis.analysable) < 3:
         return None
@@ -199,8 +202,8 @@ def _omnibus(analysis: StudyAnalysis, notes: list[str]) -> str | None:
             om = omnibus(groups, paired=fam.paired)
         except ValueError as e:
             om = None
-            notes.append(f"omnibus test not run: {e}")
-    notes.extend(n for n in unique_messages(str(w.message) for w in caught) if n not in notes)
+            notes.append(Note(f"omnibus test not run: {e}", kind="omnibus"))
+    notes.extend(n for n in unique_notes(note_of(w.message) for w in caught) if n not in notes)
     if om is None:
         return None
     return (f"**Omnibus.** {om.name} over the {len(groups)} arms ({om.method}): statistic "
@@ -208,7 +211,7 @@ def _omnibus(analysis: StudyAnalysis, notes: list[str]) -> str | None:
             f"{om.assumptions.capitalize()}.")
 
 
-def methods_paragraphs(analysis: StudyAnalysis) -> tuple[list[str], list[str]]:
+def methods_paragraphs(analysis: StudyAnalysis) -> tuple[list[str], list[Note]]:
     """The Methods paragraphs, and the analysis' notes with those raised here added."""
     notes = list(analysis.notes)
     if analysis.family is None or not analysis.family.comparisons:
@@ -217,8 +220,11 @@ def methods_paragraphs(analysis: StudyAnalysis) -> tuple[list[str], list[str]]:
     out = [_data(analysis), _primary_test(analysis), _multiple_comparisons(analysis),
            _verdicts(analysis), _exact_tests(analysis), _testset_noise(analysis),
            _power(analysis), _omnibus(analysis, notes)]
+    # A comparison's own notes, tagged with it; those its verdict or the Exact tests paragraph
+    # already states are left out, and so is one already raised as a warning.
+    said = {n.text for n in notes}
     for c in analysis.family.comparisons:
         for n in c.notes:
-            if n not in notes and "does not confirm" not in n and "cannot reach p" not in n:
-                notes.append(f"`{c.arm_name}` vs `{c.baseline_name}`: {n}")
+            if n.text not in said and n.kind not in ("not_confirmed", "exact_floor"):
+                notes.append(replace(n, arms=(c.arm_name, c.baseline_name)))
     return [text for text in out if text is not None], notes

@@ -30,7 +30,7 @@ from .notes import group_notes
 from .numbers import number, percent, significant
 from .plan import MetricPlan
 from .provenance import provenance_table, shown_path
-from .report_analysis import StudyAnalysis, is_finite_number, unique_messages
+from .report_analysis import StudyAnalysis, is_finite_number
 from .report_blocks import Bullets, Heading, Para, Report, code_list, plural
 from .report_methods import TESTSET_NOISE_HEADING, methods_paragraphs
 from .sequential_report import read_record
@@ -352,9 +352,9 @@ def methods_section(rep: Report, analysis: StudyAnalysis) -> None:
                 "percentile with 2,000 replicates. At a handful of seeds a bootstrap is "
                 "narrower than the t interval (normal quantiles, (n-1)/n variance), so read the "
                 "test-set contribution from the two bootstrap columns: their width ratio."))
-    notes = group_notes(unique_messages(notes))
-    if notes:
-        rep.add(Para("Notes raised by the analysis:"), Bullets(tuple(notes)))
+    bullets = group_notes(notes)
+    if bullets:
+        rep.add(Para("Notes raised by the analysis:"), Bullets(tuple(bullets)))
 
 
 def integrity_section(rep: Report, analysis: StudyAnalysis) -> None:

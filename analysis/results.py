@@ -9,9 +9,10 @@ What the functions of `analysis` return, by what they answer:
 - several arms (`compare_family`, `compare_arms`): `Family`, Holm over its comparisons; a
   study on disk (`load_study`): `StudyData`, analysed with the `MetricPlan` it declares;
 - one arm's seeds (`describe`): `ArmSummary`;
-- test-set noise (`analysis.testset`): `McNemarResult`, `SingleRunGap` with its `SeedPlan`.
+- test-set noise (`analysis.testset`): `McNemarResult`, `SingleRunGap` with its `SeedPlan`;
+- a caution raised on the way (a result's ``notes``, a `NoteWarning`'s ``note``): `Note`.
 
-`Interval`, `TestResult`, `Equivalence`, `EffectSize` and `Sensitivity` are defined here; the
+`Interval`, `TestResult`, `Equivalence`, `EffectSize`, `Sensitivity` and `Note` are defined here; the
 others next to the function that makes them, and are looked up on first use (PEP 562), so that
 importing this module costs nothing (`Family` and `StudyData` need pandas).
 """
@@ -40,7 +41,7 @@ _ELSEWHERE = {
 }
 
 __all__ = ["ArmSummary", "Comparison", "EffectSize", "Equivalence", "Family", "Interval",
-           "McNemarResult", "MetricPlan", "SeedPlan", "Sensitivity", "SingleRunGap", "StudyData",
+           "McNemarResult", "MetricPlan", "Note", "SeedPlan", "Sensitivity", "SingleRunGap", "StudyData",
            "TestResult", "Verdict", "VerdictLabel"]
 
 
@@ -48,6 +49,31 @@ def __getattr__(name: str):
     if name not in _ELSEWHERE:
         raise AttributeError(f"module 'analysis.results' has no attribute {name!r}")
     return getattr(importlib.import_module(f"analysis.{_ELSEWHERE[name]}"), name)
+
+
+@dataclass(frozen=True)
+class Note:
+    """A caution the analysis raised, as data: the report, the CLI and ``--json`` read its
+    fields (what kind, which comparison, which seeds), never the sentence back.
+
+    `kind` says what raised it: "data" (NaNs dropped, zero variance, a test skipped), "plan"
+    (a default the plan took), "units" (the study mixes units), "runs" (runs not analysed),
+    "pairing" (seeds a comparison could not pair), "skew" (the skew guard's caution),
+    "exact_floor" (an exact test cannot reach the level), "not_confirmed" (a robustness
+    check does not confirm a significant result), "robust_only" (a robustness check is
+    significant and the primary test is not), "omnibus".
+    """
+
+    text: str  # the sentence, as shown
+    kind: str = "data"
+    arms: tuple[str, ...] = ()  # the comparison it is about, (arm, baseline), when it is one's
+    seeds: tuple[int, ...] = ()  # "pairing": the seeds the comparison is paired on
+    dropped: tuple[int, ...] = ()  # "pairing": the seeds it cannot use
+    missing: tuple[str, ...] = ()  # "pairing": the arms with no value for some of `dropped`
+    detail: str = ""  # "skew": the caution alone, for a verdict's reason
+
+    def __str__(self) -> str:
+        return self.text
 
 
 @dataclass(frozen=True, kw_only=True)

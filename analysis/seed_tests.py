@@ -14,7 +14,7 @@ from scipy import stats
 
 from ._checks import check_count, clean_1d, clean_pairs, negligible_spread, note
 from .numbers import count, significant
-from .results import Equivalence, Interval, TestResult
+from .results import Equivalence, Interval, Note, TestResult
 from .skew_guard import caution, guarded_interval, guarded_paired_test, skew_note
 
 # Prefix of the note a paired comparison gets when its differences are skewed towards the
@@ -115,7 +115,8 @@ def _guarded_paired(d, name, assumptions, reason, confidence, notes) -> TestResu
     c = stats.t.isf((1 - confidence) / 2, df)
     low, high = guarded_interval(diff, float(np.std(d, ddof=1)) / math.sqrt(n), g, n, c)
     if caution(diff, g):
-        notes.append(SKEW_NOTE + skew_note(g, "of this sign", n))
+        caution_text = skew_note(g, "of this sign", n)
+        notes.append(Note(SKEW_NOTE + caution_text, kind="skew", detail=caution_text))
     return TestResult(
         name=name, statistic=t, pvalue=p, assumptions=assumptions, reason=reason,
         method=f"scipy.stats.ttest_rel, skew-guarded (sample skewness {g:+.2g})", df=df,
@@ -225,7 +226,7 @@ def rank_check(x, y, paired, notes) -> TestResult | None:
     if paired:
         d = x - y
         if np.all(d == 0):
-            notes.append("Wilcoxon signed-rank test skipped: every paired difference is 0")
+            notes.append(Note("Wilcoxon signed-rank test skipped: every paired difference is 0"))
             return None
         with warnings.catch_warnings():
             # scipy warns about ties/zeros and small-sample approximations; the

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy import optimize, stats
 
-from ._checks import note
+from ._checks import note_text
 from .group_sequential import nominal_levels
 from .seed_tests import min_attainable_p
 from .sequential_plan import SequentialPlan
@@ -58,7 +58,7 @@ def look_path(plan: SequentialPlan, d: np.ndarray, upto: int) -> LookPath:
     n_arr, mean_arr, sd_arr = np.array(n, dtype=int), np.array(mean), np.array(sd)
     degenerate = sd_arr == 0
     if degenerate.any():
-        note("zero sd of paired differences at a look (identical differences, e.g. two arms "
+        note_text("zero sd of paired differences at a look (identical differences, e.g. two arms "
              "that compute the same thing): the t-test is undefined there, so the exact "
              "sign-flip test decides that look (p = 1 for no difference, else its floor 2/2^n)",
              notes)

@@ -21,7 +21,7 @@ def print_tasks(study: StudyData, args) -> int:
         for record in json_records(ts):
             print(json.dumps(record))
         return 0
-    from .compare import print_comparisons
+    from .compare import comparison_lines
 
     plan = ts.plan
     chance = (f"chance {plan.chance:g} ({plan.chance_source})" if plan.chance is not None
@@ -31,7 +31,7 @@ def print_tasks(study: StudyData, args) -> int:
     print(f"Multiplicity: {ts.correction}.")
     for task, fam in ts.families.items():
         print(f"\n== task {task}: {fam.size_text()}")
-        print_comparisons(family_frame(fam, plan.metric), fam)
+        print("\n".join(comparison_lines(family_frame(fam, plan.metric), fam)))
     print()
     for line in across_lines(ts):
         print(line)

@@ -52,7 +52,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from ._checks import check_count, check_probability, note
+from ._checks import check_count, check_probability, note_text
 from .contract import SOURCES, seed_column
 from .results import Interval
 from .variance_components import GroupStats, additivity_reading, net_components
@@ -310,7 +310,7 @@ def decompose_variance(runs: pd.DataFrame, *, metric: str = "test_acc",
     values = runs[metric].to_numpy(float)
     ok = ~np.isnan(values)
     if not ok.all():
-        note(f"dropped {int((~ok).sum())} runs whose `{metric}` is NaN (failed runs)", notes)
+        note_text(f"dropped {int((~ok).sum())} runs whose `{metric}` is NaN (failed runs)", notes)
     runs = runs[ok]
     correct = None if correct is None else correct[ok]
     if reference is None:
@@ -328,11 +328,11 @@ def decompose_variance(runs: pd.DataFrame, *, metric: str = "test_acc",
         vals, corr = member(name)
         cnotes: list[str] = []
         if len(vals) < 2:
-            note(f"group {name!r} has {len(vals)} run(s); its variance needs at least 2", cnotes)
+            note_text(f"group {name!r} has {len(vals)} run(s); its variance needs at least 2", cnotes)
             return Component(source=name, n_runs=len(vals), variance=None, ci=None, notes=tuple(cnotes))
         ci = variance_ci(vals, confidence)
         if ci.estimate == 0 and name != NONE:  # identical replicates are bit-determinism, not a fault
-            note(f"group {name!r}: all {len(vals)} runs scored the same; check that its seeds "
+            note_text(f"group {name!r}: all {len(vals)} runs scored the same; check that its seeds "
                  f"reach the runs (a source that truly has no effect also looks like this)", cnotes)
         noise = None if corr is None else _pairwise_test_noise(corr, scale)
         return Component(source=name, n_runs=len(vals), variance=ci.estimate, ci=ci,
@@ -342,9 +342,9 @@ def decompose_variance(runs: pd.DataFrame, *, metric: str = "test_acc",
     by_source = [component(s) for s in sources]
     nondet = component(NONE) if (groups == NONE).sum() > 1 else None
     if nondet is None and (groups == NONE).sum() == 1:
-        note("group 'none' has 1 run; the nondeterminism needs at least 2 replicates", notes)
+        note_text("group 'none' has 1 run; the nondeterminism needs at least 2 replicates", notes)
     if all_c.variance is None or all_c.variance == 0:
-        note("no usable all-sources variance: shares are not computed", notes)
+        note_text("no usable all-sources variance: shares are not computed", notes)
     by_source, all_c, residual, total, bounds = _net(by_source, all_c, nondet, deterministic,
                                                      confidence, notes)
     test = _test_component(runs[metric].to_numpy(float), correct, n_test, all_c, confidence, percent)
@@ -369,7 +369,7 @@ def _net(by_source: list[Component], all_c: Component, nondet: Component | None,
     groups = {c.source: g for c in by_source if (g := _stats(c)) is not None}
     found = net_components(groups, _stats(all_c), nd, confidence=confidence)
     for text in found.notes:
-        note(text, notes, stacklevel=4)
+        note_text(text, notes, stacklevel=4)
 
     def fill(c: Component) -> Component:
         net, share = found.net.get(c.source), found.share.get(c.source)
@@ -386,14 +386,16 @@ def _net(by_source: list[Component], all_c: Component, nondet: Component | None,
     return [fill(c) for c in by_source], fill(all_c), residual, found.total, found.bounds
 
 
-def declared_deterministic(runs: pd.DataFrame, builtin: bool) -> tuple[bool, str]:
+def declared_deterministic(runs: pd.DataFrame, bit_exact: bool) -> tuple[bool, str]:
     """Are these runs bit-deterministic at fixed seeds, so that a repeat of any run would score
-    the same (nondeterminism 0 without replicates)? Only the built-in engine on a CPU, every
-    run alone (not vmapped with others) at one thread count: tests/test_train_exact.py pins
-    its results bit for bit there. Anything else: unknown (a GPU's kernels, or a user
-    experiment, may not repeat), and a study should run --replicates to measure it."""
-    if not builtin:
-        return False, "a user experiment's determinism is unknown"
+    the same (nondeterminism 0 without replicates)? Only when the experiment is known to train
+    bit-exactly on a CPU (`bit_exact`, the caller's knowledge of its experiment: the built-in
+    engine's results are pinned bit for bit by tests/test_train_exact.py) and the runs show
+    that every one ran alone (not vmapped with others) on a CPU at one thread count. Anything
+    else: unknown (a GPU's kernels, or an experiment not known to be exact, may not repeat),
+    and a study should run --replicates to measure it."""
+    if not bit_exact:
+        return False, "the experiment is not known to train bit-exactly: nondeterminism unknown"
     if not {"device", "threads", "group"} <= set(runs.columns) or runs["device"].isna().any():
         return False, "the runs do not record their device, threads and grouping: nondeterminism unknown"
     on_cpu = runs["device"].astype(str).str.startswith("cpu").all()

@@ -7,7 +7,6 @@ from enum import StrEnum
 from typing import TYPE_CHECKING
 
 from .numbers import percent, significant
-from .seed_tests import SKEW_NOTE
 
 if TYPE_CHECKING:
     from .comparison import Comparison
@@ -119,7 +118,7 @@ def _qualifiers(c: Comparison, is_significant: bool) -> str:
     if c.primary.method.startswith("degenerate"):
         out.append(f"{c.primary.reason[0].upper()}{c.primary.reason[1:]}.")  # it starts "zero variance: ..."
     if is_significant:
-        skewed = [n[len(SKEW_NOTE):] for n in c.notes if n.startswith(SKEW_NOTE)]
+        skewed = [n.detail for n in c.notes if n.kind == "skew"]
         if skewed:
             out.append(f"Caution: {skewed[0]}.")
         floor, level = c.sensitivity.min_attainable_p, c.sensitivity.floor_level

@@ -1,20 +1,24 @@
 """What the runner prints about a study: the plan of a dry run with an ETA, and the answer at
-the end of a run (per-arm means, then the verdicts of `analysis.compare`)."""
+the end of a run (per-arm means, then the verdicts of `analysis.compare`, from the analysis API
+and rendered by the same `verdict_lines` as the CLI)."""
 
 from __future__ import annotations
 
-import contextlib
-import io
 import sys
 import time
 from pathlib import Path
 from statistics import median
+from typing import TYPE_CHECKING
 
 from analysis.contract import DB_FILE, default_storage, redact
 from study.dispatch import export
 from study.plan import Plan
 from study.store import RunStore
 from study.summary import render, summarize
+
+if TYPE_CHECKING:
+    from analysis.family import Family
+    from analysis.results import Note
 
 
 def finish(plan: Plan, store: RunStore) -> int:
@@ -24,10 +28,13 @@ def finish(plan: Plan, store: RunStore) -> int:
     exported = export(store, (runs, epochs))
     analysis = plan.spec.analysis
     arms = [a for a in plan.spec.arm_names if a in plan.arms or a == analysis.baseline]
-    table = summarize(runs, arms, analysis.baseline, analysis.metric)
+    answer = study_answer(plan.results_dir) if exported else None
+    # The differences from the baseline are the verdicts' own (one interval on screen).
+    family = answer[1] if isinstance(answer, tuple) else None
+    table = summarize(runs, arms, analysis.baseline, analysis.metric, family=family)
     print(render(table, analysis.baseline, analysis.metric, analysis.direction_of(), percent=plan.experiment is None))
-    if exported:
-        print_verdicts(plan.results_dir)
+    if answer is not None:
+        print_verdicts(plan.results_dir, answer)
     print(f"\nresults: {plan.results_dir}/ (runs.csv, epochs.csv, {DB_FILE})  "
           f"report: seedwise report {plan.results_dir}  "
           f"dashboard: {dashboard_command(plan.results_dir, store.url)}", file=sys.stderr)
@@ -40,20 +47,35 @@ def dashboard_command(results_dir: Path, url: str) -> str:
     return f"seedwise dashboard {results_dir if url == default_storage(results_dir) else redact(url)}"
 
 
-def print_verdicts(results_dir: Path) -> None:
-    """`python -m analysis.compare` on the exported study; when it cannot decide yet (one seed,
-    one arm), one line says why instead of an error that would read as a failed study."""
-    from analysis.compare import main as compare_main
+def study_answer(results_dir: Path) -> tuple[str, Family, list[Note]] | str:
+    """The exported study's verdicts from the analysis API: (its name, the family, the notes
+    raised), or why there are none yet (one seed, one arm, an unreadable table)."""
+    from analysis.compare import study_family
+    from analysis.load import StudyNotFound, load_study
 
+    try:
+        study = load_study(results_dir)
+        family, notes = study_family(study)
+    except (StudyNotFound, ValueError, KeyError, OSError) as e:
+        return " ".join(str(e).split())
+    return study.name, family, notes
+
+
+def print_verdicts(results_dir: Path, answer: tuple[str, Family, list[Note]] | str | None = None) -> None:
+    """The verdicts of `seedwise compare` on the exported study (`answer`: `study_answer`'s,
+    computed here when not given); when it cannot decide yet, one line says why instead of an
+    error that would read as a failed study. Its notes go to stderr, as the CLI's do."""
+    from analysis.compare import verdict_lines, warning_lines
+
+    answer = study_answer(results_dir) if answer is None else answer
     print(f"\nVerdicts (seedwise compare {results_dir}, every completed seed of the study):")
-    errors = io.StringIO()
-    with contextlib.redirect_stderr(errors):
-        code = compare_main([str(results_dir)])
-    lines = [line.removeprefix("error: ") for line in errors.getvalue().splitlines()]
-    if code != 0:
-        print(f"  none yet: {' '.join(lines)}")
-    elif lines:
-        print("\n".join(lines), file=sys.stderr)
+    if isinstance(answer, str):
+        print(f"  none yet: {answer}")
+        return
+    name, family, notes = answer
+    for line in warning_lines(family, notes):
+        print(line, file=sys.stderr)
+    print("\n".join(verdict_lines(name, family)))
 
 
 def seconds_per_run(store: RunStore | None) -> tuple[dict[str, list[float]], set[str]]:

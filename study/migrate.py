@@ -1,4 +1,5 @@
-"""`python -m study.migrate RESULTS/STUDY`: make a stored ablation study's seed an attribute only.
+"""`python -m study.migrate RESULTS/STUDY`: make a stored ablation study's seed an attribute only,
+and record in its study.json the seed streams its experiment drew.
 
 Studies stored before the seed left the trial parameters (see study.store) have `arm` and
 `seed` as parameters, so optuna-dashboard ranks `seed` as a "hyperparameter" and prints it in
@@ -9,6 +10,13 @@ is what every reader uses), artifacts, note and figures, and the study its ident
 deleting, it checks that the study is a seedwise ablation (a tuning study's parameters are a
 real search space and are never touched) and that every stored `seed` parameter equals the
 trial's `seed` attribute, so nothing is lost. Running it again changes nothing.
+
+A study.json written by the built-in experiment before seedwise recorded `seed_streams` gains
+the streams that experiment always drew (`BUILTIN_SEED_STREAMS`), so its report may say what
+runs with the same seed share: the analysis reads only what study.json declares. The key is
+not part of the study's identity (that hash is of the spec's resolved configurations), so the
+study resumes as before; a user experiment's study.json (it names its `experiment`) is left
+alone, as is one that already records the key.
 
     python -m study.migrate results/my-study             # the study of results/my-study
     python -m study.migrate results/my-study --dry-run   # say what it would delete
@@ -27,7 +35,7 @@ from pathlib import Path
 import optuna
 import sqlalchemy as sa
 
-from analysis.contract import ABLATION_KIND, DB_FILE, default_storage, redact
+from analysis.contract import ABLATION_KIND, BUILTIN_SEED_STREAMS, DB_FILE, default_storage, redact
 
 SEED = "seed"
 
@@ -97,6 +105,22 @@ def seed_to_attribute(storage_url: str, study_name: str, *, dry_run: bool = Fals
     return SeedMigration(study_name, len(trials), len(seeded), deleted)
 
 
+def record_seed_streams(folder: Path, *, dry_run: bool = False) -> bool:
+    """Add the built-in experiment's `seed_streams` to `folder`'s study.json when it was written
+    by that experiment before the key existed (module docstring); True when it was (or, on a
+    dry run, would be) added. The file is rewritten as the runner writes it."""
+    path = folder / "study.json"
+    if not path.exists():
+        return False
+    meta = json.loads(path.read_text())
+    if not isinstance(meta, dict) or "seed_streams" in meta or "experiment" in meta or not meta.get("arms"):
+        return False
+    if not dry_run:
+        meta["seed_streams"] = dict(BUILTIN_SEED_STREAMS)
+        path.write_text(json.dumps(meta, indent=2) + "\n")
+    return True
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m study.migrate", description=__doc__.split("\n\n")[0])
     p.add_argument("study", help="a study folder (results/<study>/) or a storage URL (then --study)")
@@ -107,9 +131,13 @@ def main(argv: list[str] | None = None) -> int:
         url = storage_of(args.study)
         name = args.name or _study_name(Path(args.study))
         result = seed_to_attribute(url, name, dry_run=args.dry_run)
+        streams = "://" not in args.study and record_seed_streams(Path(args.study), dry_run=args.dry_run)
     except (ValueError, MigrationError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    if streams:
+        print(f"{Path(args.study) / 'study.json'}: {'would record' if args.dry_run else 'recorded'} "
+              f"seed_streams {', '.join(BUILTIN_SEED_STREAMS)} (the built-in experiment's)")
     done = (f"would delete {result.with_seed_param}" if args.dry_run
             else f"deleted {result.deleted}")
     print(f"{result.study} ({redact(url)}): {result.trials} trials, {result.with_seed_param} with a "

@@ -1,24 +1,35 @@
 """The small end-of-study table: per arm n, mean +- sd, 95% CI; each arm minus the baseline.
 
-Deliberately small (the full statistics live in `analysis`): t-based intervals only, paired on
-common seeds when both arms have them (same seed = same data order, flips and init).
+Deliberately small (the full statistics live in `analysis`). Each arm minus the baseline is
+the verdicts' own difference and interval when the family is given (`analysis.compare_arms`),
+else the same primary test on the complete runs (`analysis.comparison.primary_test`: the
+skew-guarded paired t on common seeds, Welch otherwise): the table and the verdicts printed
+below it never show two intervals for one difference.
 """
 
 from __future__ import annotations
 
+import warnings
+from typing import TYPE_CHECKING
+
 import numpy as np
 import pandas as pd
-from scipy import stats
 
+from analysis.comparison import primary_test
 from analysis.contract import COMPLETE, DIVERGED, FAILED
 from analysis.describe import t_interval
 from analysis.numbers import number, significant
 
+if TYPE_CHECKING:
+    from analysis.family import Family
 
-def summarize(runs: pd.DataFrame, arms: list[str], baseline: str, metric: str = "test_acc") -> pd.DataFrame:
+
+def summarize(runs: pd.DataFrame, arms: list[str], baseline: str, metric: str = "test_acc",
+              family: Family | None = None) -> pd.DataFrame:
     """Per arm: n complete seeds, `failed` seeds (failed and never stored since: a failure later
     retried successfully is not counted, nor is each attempt), `diverged` seeds, mean, sd, CI,
-    and the difference from the baseline."""
+    and the difference from the baseline: `family`'s comparison of the arm with `baseline`
+    when given (failures counted as its plan says), else `primary_test` on complete runs."""
     if metric not in runs.columns:  # no run stored the metric yet (every run failed)
         runs = runs.assign(**{metric: np.nan})
     ok = runs[(runs["status"] == COMPLETE) & runs["arm"].isin(arms)]
@@ -35,22 +46,35 @@ def summarize(runs: pd.DataFrame, arms: list[str], baseline: str, metric: str = 
                "sd": vals.std(ddof=1) if len(vals) > 1 else np.nan,
                "ci_low": ci[1] if ci else np.nan, "ci_high": ci[2] if ci else np.nan,
                "diff": np.nan, "diff_low": np.nan, "diff_high": np.nan, "paired": ""}
-        if arm != baseline and len(vals) and len(base):
-            common = vals.index.intersection(base.index)
-            if len(common) >= 2:  # paired: the difference per seed, then a t interval of it
-                d = (vals[common] - base[common]).to_numpy()
-                dci, row["paired"] = t_interval(d)[1:], f"paired, n={len(common)}"  # type: ignore[index]
-                row["diff"] = d.mean()
-            elif len(vals) >= 2 and len(base) >= 2:  # Welch interval for unpaired arms
-                res = stats.ttest_ind(vals, base, equal_var=False)
-                ci = res.confidence_interval(0.95)
-                dci, row["paired"], row["diff"] = (ci.low, ci.high), "Welch", vals.mean() - base.mean()
-            else:
-                dci = None
-            if dci:
-                row["diff_low"], row["diff_high"] = dci
+        if arm != baseline:
+            row.update(_difference(arm, baseline, vals, base, family))
         rows.append(row)
     return pd.DataFrame(rows)
+
+
+def _difference(arm: str, baseline: str, vals: pd.Series, base: pd.Series,
+                family: Family | None) -> dict:
+    """diff, diff_low, diff_high and how it was paired, for the row of `arm` (empty: "-")."""
+    if family is not None:
+        found = [c for c in family.comparisons if (c.arm_name, c.baseline_name) == (arm, baseline)]
+        if not found:  # not judged (the verdicts say why)
+            return {}
+        c = found[0]
+        return {"diff": c.diff, "diff_low": c.ci_low, "diff_high": c.ci_high,
+                "paired": f"paired, n={c.n_arm}" if c.paired else "Welch"}
+    common = vals.index.intersection(base.index)
+    if len(common) >= 2:
+        x, y, how = vals[common].to_numpy(), base[common].to_numpy(), f"paired, n={len(common)}"
+    elif len(vals) >= 2 and len(base) >= 2:
+        x, y, how = vals.to_numpy(), base.to_numpy(), "Welch"
+    else:
+        return {}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # zero variance: the verdicts below say so
+        ci = primary_test(x, y, paired=how != "Welch").ci
+    if ci is None:
+        return {}
+    return {"diff": ci.estimate, "diff_low": ci.low, "diff_high": ci.high, "paired": how}
 
 
 def render(table: pd.DataFrame, baseline: str, metric: str = "test_acc", direction: str = "maximize",
@@ -77,7 +101,8 @@ def render(table: pd.DataFrame, baseline: str, metric: str = "test_acc", directi
     w_arm = max([16, *(len(str(r[0])) + 2 for r in rows)])
     w_ms = max([16, *(len(r[3]) + 2 for r in rows)])
     w_ci = max([18, *(len(r[4]) + 2 for r in rows)])
-    lines = [f"{metric} {units} per arm; differences are arm - {baseline} with 95% t intervals",
+    lines = [f"{metric} {units} per arm; differences are arm - {baseline} with the 95% interval "
+             "of the verdicts' primary test",
              f"{'arm':<{w_arm}}{'n':>3}{'fail':>5}  {'mean +- sd':<{w_ms}}{'95% CI':<{w_ci}}{'diff vs ' + baseline}"]
     for arm, n, fails, ms, ci, diff in rows:
         lines.append(f"{arm:<{w_arm}}{n:>3}{fails:>5}  {ms:<{w_ms}}{ci:<{w_ci}}{diff}")

@@ -9,11 +9,13 @@ import pytest
 from optuna.distributions import CategoricalDistribution, IntDistribution
 from test_report import make_study
 
+from analysis._checks import NoteWarning
 from analysis.dashboard import FIGURE_IDS, OBJECTIVE
 from analysis.figures import lr_schedule_figure
-from analysis.load import load_study
+from analysis.load import compare_arms, load_study
 from analysis.notes import group_notes
 from analysis.report import build_report, render_markdown, write_report
+from analysis.results import Note
 from analysis.tables import to_html, to_latex, to_markdown
 
 optuna_dashboard = pytest.importorskip("optuna_dashboard")
@@ -127,16 +129,30 @@ def test_pairing_notes_are_one_bullet_with_seed_ranges(tmp_path):
 
 
 def test_group_notes_merges_repeats_and_keeps_distinct_notes():
-    notes = ["a vs b: paired on seeds [0, 1, 2]; seeds [3, 4] dropped because these arms have "
-             "no value for them: {'a': [3, 4]}",
-             "c vs a: paired on seeds [0, 1, 2]; seeds [3, 4] dropped because these arms have "
-             "no value for them: {'a': [3, 4]}",
-             "`a` vs `b`: ties dropped", "`c` vs `b`: ties dropped", "omnibus: [1, 2, 3, 7]"]
+    def pairing(a, b):  # the text is never read back: a wrong one must not change the bullet
+        return Note(f"{a} vs {b}: (text not parsed)", kind="pairing", arms=(a, b),
+                    seeds=(0, 1, 2), dropped=(3, 4), missing=("a",))
+
+    notes = [pairing("a", "b"), pairing("c", "a"),
+             Note("ties dropped", arms=("a", "b")), Note("ties dropped", arms=("c", "b")),
+             Note("omnibus: [1, 2, 3, 7]", kind="omnibus"), pairing("a", "b")]
     out = group_notes(notes)
     assert out == ["`a` has no runs for seeds 3, 4, so the 2 paired comparisons involving it use "
                    "seeds 0–2 only: `a` vs `b`, `c` vs `a`.",
                    "`a` vs `b`, `c` vs `b`: ties dropped", "omnibus: 1–3, 7"]
-    assert group_notes(["x", "x", "y"]) == ["x", "y"]
+    assert group_notes([Note("x"), Note("x"), Note("y")]) == ["x", "y"]
+
+
+def test_pairing_warning_carries_its_fields(tmp_path):
+    # The CLI's warning text and the report's bullet come from one Note raised by load.
+    path = make_study(tmp_path, ARMS, seeds=range(6), missing=[("narrow", 5)])
+    with pytest.warns(NoteWarning) as caught:
+        compare_arms(load_study(path))
+    found = [w.message.note for w in caught if isinstance(w.message, NoteWarning)
+             and w.message.note.kind == "pairing"]
+    assert {n.arms for n in found} == {("narrow", "baseline")}
+    assert found[0].seeds == (0, 1, 2, 3, 4) and found[0].dropped == (5,)
+    assert found[0].missing == ("narrow",) and str(found[0]).startswith("narrow vs baseline: paired on")
 
 
 def test_integer_columns_print_as_integers():

@@ -158,4 +158,4 @@ def test_one_unit_is_not_flagged(values):
 def test_one_unit_in_every_run_is_not_flagged(tmp_path):
     study = mixed_study(tmp_path, percent_seeds=set())
     fam = quiet(compare_arms, load_study(study), metric="accuracy", margin=0.005)
-    assert fam.plan.mixed_units is None and not any("mixes units" in n for n in fam.get("mixup").notes)
+    assert fam.plan.mixed_units is None and not any("mixes units" in n.text for n in fam.get("mixup").notes)

@@ -14,6 +14,7 @@ import pytest
 from matplotlib.figure import Figure
 
 from analysis import figures, numbers, tables
+from analysis.contract import BUILTIN_SEED_STREAMS
 from analysis.load import compare_arms, family_frame, load_study
 from analysis.report import build_report, integrity_checks, main, write_report
 
@@ -96,7 +97,8 @@ def make_study(root, arms, *, seeds=range(5), effects=None, sd=None, failed=(), 
                          "margin": 0.5},
             "set": {}, "arms": {a: {"description": f"arm {a}", "overrides": o,
                                     "config": configs[a]} for a, o in arms.items()},
-            "storage": f"sqlite:///{path}/study.db"}
+            "storage": f"sqlite:///{path}/study.db",
+            "seed_streams": dict(BUILTIN_SEED_STREAMS)}  # as the runner records the built-in's
     (path / "study.json").write_text(json.dumps(meta, indent=2))
     return path
 
@@ -341,3 +343,23 @@ def test_the_report_leaves_matplotlib_to_its_caller(tmp_path):
     assert res.returncode == 0, res.stderr[-2000:]
     assert res.stdout.split() == ["svg", "True", "[]"]
 
+
+
+def test_a_report_classifies_the_runs_and_resolves_the_plan_once(tmp_path, monkeypatch):
+    """One owner per rule (issue 24): the classified runs table is computed once per report and
+    passed down (summary, comparisons, all pairs, integrity), and the plan is not resolved again."""
+    import analysis.load as load
+
+    calls = {"classify": 0, "resolve_plan": 0}
+
+    def counting(name, f):
+        def counted(*a, **k):
+            calls[name] += 1
+            return f(*a, **k)
+        return counted
+
+    for name in calls:
+        monkeypatch.setattr(load, name, counting(name, getattr(load, name)))
+    path = make_study(tmp_path, ARMS, effects={"wide": 3.0}, missing=[("wide", 4)])
+    build_report(load_study(path))
+    assert calls == {"classify": 1, "resolve_plan": 1}

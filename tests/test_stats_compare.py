@@ -215,14 +215,14 @@ def test_unreachable_alpha_is_noted():
     assert c.sensitivity.min_attainable_p == 0.0625
     msg = ("with 5 paired seeds an exact sign-flip test cannot reach p < 0.0625, "
            "so it cannot be significant at alpha=0.05")
-    assert any(msg in n for n in c.notes)
+    assert any(msg in n.text for n in c.notes)
     # and the floor is real: the exact sign-flip test of a huge effect stops at 0.0625
     big = compare(X + 10, Y, paired=True, rng=0)
     assert robust(big, "sign-flip permutation test").pvalue == pytest.approx(0.0625)
     # with 6 seeds it is reachable: no note
     c6 = compare(np.r_[X, 75.0], np.r_[Y, 74.0], paired=True, rng=0)
-    assert not any("cannot reach" in n for n in c6.notes)
-    assert not any("cannot reach" in n for n in compare(X, Y, paired=False, rng=0).notes)
+    assert not any("cannot reach" in n.text for n in c6.notes)
+    assert not any("cannot reach" in n.text for n in compare(X, Y, paired=False, rng=0).notes)
 
 
 # --- degenerate inputs -------------------------------------------------------
@@ -239,7 +239,7 @@ def test_fewer_than_two_seeds_raises(paired):
 def test_nan_dropped_with_warning_unpaired_and_paired():
     with pytest.warns(DegenerateDataWarning, match="dropped 1 NaN value from `arm`"):
         c = compare([75.0, np.nan, 76.0, 75.5], Y, paired=False, rng=0)
-    assert c.n_arm == 3 and any("NaN" in n for n in c.notes)
+    assert c.n_arm == 3 and any("NaN" in n.text for n in c.notes)
     with pytest.warns(DegenerateDataWarning, match="dropped 1 seed pair"):
         c = compare([75.0, np.nan, 76.0, 75.5, 75.2], Y, paired=True, rng=0)
     assert c.n_arm == c.n_baseline == 4
@@ -285,7 +285,7 @@ def test_all_equal_paired_skips_wilcoxon_with_note():
     with pytest.warns(DegenerateDataWarning):
         c = compare(X, X, paired=True, rng=0)
     assert [t.name for t in c.robustness] == ["sign-flip permutation test"]
-    assert any("Wilcoxon signed-rank test skipped" in n for n in c.notes)
+    assert any("Wilcoxon signed-rank test skipped" in n.text for n in c.notes)
     assert_no_nan(c)
 
 

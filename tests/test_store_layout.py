@@ -162,3 +162,32 @@ def test_the_committed_ablation_studies_store_the_seed_as_an_attribute_only(tmp_
     assert f"sqlite:///{copy / QUICK.name / 'study.db'}" in capsys.readouterr().out
     assert migrate_main([str(tmp_path / "nowhere")]) == 2  # no database: refused, none created
     assert not (tmp_path / "nowhere").exists()
+
+
+def test_migration_records_the_builtin_seed_streams_once_and_leaves_user_studies_alone(tmp_path):
+    """A built-in study.json from before `seed_streams` gains the streams (its report may then
+    say what seeds share: the analysis no longer guesses from a missing key); the study's
+    identity and every other key stay as they were."""
+    from analysis.contract import BUILTIN_SEED_STREAMS, seed_streams
+    from study.migrate import record_seed_streams
+
+    old = {"study": "s", "identity": "abc", "arms": {"baseline": {}}, "storage": "sqlite:///x"}
+    for name, meta in {"old": old, "user": {**old, "experiment": "train:train"},
+                       "declared": {**old, "seed_streams": {}}}.items():
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "study.json").write_text(json.dumps(meta, indent=2) + "\n")
+    assert seed_streams(old) == {}  # undeclared: nothing said about shared randomness
+    assert record_seed_streams(tmp_path / "old", dry_run=True)
+    assert "seed_streams" not in json.loads((tmp_path / "old" / "study.json").read_text())
+    assert record_seed_streams(tmp_path / "old") and not record_seed_streams(tmp_path / "old")
+    migrated = json.loads((tmp_path / "old" / "study.json").read_text())
+    assert migrated == {**old, "seed_streams": BUILTIN_SEED_STREAMS}
+    assert seed_streams(migrated) == BUILTIN_SEED_STREAMS
+    before = {n: (tmp_path / n / "study.json").read_text() for n in ("user", "declared")}
+    assert not record_seed_streams(tmp_path / "user") and not record_seed_streams(tmp_path / "declared")
+    assert {n: (tmp_path / n / "study.json").read_text() for n in before} == before
+
+
+def test_the_committed_builtin_studies_declare_their_seed_streams():
+    for meta in QUICK.parent.glob("*/study.json"):
+        assert "seed_streams" in json.loads(meta.read_text()), meta

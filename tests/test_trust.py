@@ -211,7 +211,7 @@ def test_exact_floor_is_checked_at_the_level_of_holms_first_step():
     fam = quiet(compare_family, arms, "base", paired=True, rng=0)
     c = fam.get("a")
     assert c.sensitivity.min_attainable_p == 2 / 64 and c.sensitivity.min_attainable_p < 0.05  # fine alone...
-    assert any("alpha/4 = 0.0125" in n for n in c.notes)  # ...not at 0.05/4
+    assert any("alpha/4 = 0.0125" in n.text for n in c.notes)  # ...not at 0.05/4
     assert c.verdict.label is VerdictLabel.BETTER
     assert "Not checkable without normality" in c.verdict.reason
 

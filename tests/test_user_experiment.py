@@ -6,6 +6,7 @@ pairing, bad specs) are checked with tiny numpy experiments written into tmp_pat
 
 import json
 import os
+import re
 import signal
 import sqlite3
 import subprocess
@@ -97,6 +98,10 @@ def test_compare_and_report_read_a_user_study(digits, tmp_path):
     assert report.returncode == 0, report.stderr[-2000:]
     text = (tmp_path / "report" / "report.md").read_text()
     assert "no_momentum" in text and "test_acc" in text
+    # Only what the data shows: nothing of the built-in experiment ("sign-flip" is a test's name).
+    builtin = re.search(r"cifar|batchnorm|steplr|(?<!sign-)flip", text, re.IGNORECASE)
+    assert builtin is None, text[max(0, builtin.start() - 200):builtin.end() + 200]
+    assert "data order" in text  # it declares the streams it draws: the report says what seeds share
 
 
 @pytest.fixture(scope="module")

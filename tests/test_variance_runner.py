@@ -250,8 +250,8 @@ def test_variance_command_on_the_builtin_experiment(cifar, tmp_path, capsys, one
 ])
 def test_determinism_is_declared_only_for_lone_cpu_runs_at_one_thread_count(change, deterministic):
     runs = pd.DataFrame({"device": ["cpu: x", "cpu: x"], "threads": [1, 1], "group": [np.nan, np.nan]})
-    assert declared_deterministic(runs.assign(**change), builtin=True)[0] is deterministic
-    assert declared_deterministic(runs, builtin=False)[0] is False  # a user experiment: unknown
+    assert declared_deterministic(runs.assign(**change), bit_exact=True)[0] is deterministic
+    assert declared_deterministic(runs, bit_exact=False)[0] is False  # a user experiment: unknown
 
 
 def test_the_report_still_reads_a_record_written_before_net_components(tmp_path):
