@@ -68,10 +68,13 @@ def build_report(study: StudyData, *, rng=0, plan: Mapping | None = None) -> Rep
         results_section,
     )
     from .sequential_report import sequential_section
-    from .task_report import across_tasks_section
+    from .task_compare import has_tasks
+    from .task_report import tasks_report
     from .tuning_report import tuning_section
     from .variance_report import variance_section
 
+    if has_tasks(study.runs):  # per-task verdicts, then across tasks
+        return tasks_report(study, rng=rng, plan=plan)
     analysis = analyse(study, rng=rng, plan=plan)
     rep = Report(study=study.name, title=f"Ablation report: {study.name}",
                  integrity=analysis.integrity)
@@ -82,7 +85,6 @@ def build_report(study: StudyData, *, rng=0, plan: Mapping | None = None) -> Rep
     introduction(rep, analysis)
     design_section(rep, analysis)
     results_section(rep, analysis)
-    across_tasks_section(rep, analysis.study, rng=rng)
     sequential_section(rep, analysis.study.path)
     variance_section(rep, analysis.study.path)
     figures_section(rep, analysis)

@@ -3,6 +3,9 @@ with 2 or more tasks (`analysis.task_compare`)."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 import pandas as pd
 
 from .load import StudyData
@@ -11,9 +14,56 @@ from .report_blocks import Heading, Para, Report
 from .task_compare import TaskStudy, across_table, catch, compare_tasks, has_tasks
 
 
-def across_tasks_section(rep: Report, study: StudyData, *, rng=0) -> TaskStudy | None:
+def tasks_report(study: StudyData, *, rng=0, plan: Mapping[str, Any] | None = None) -> Report:
+    """The report of a study whose runs have 2 or more tasks: each task's verdicts (Holm over
+    arms x tasks), then the across-task section. `plan`: `build_report`'s overrides."""
+    from .dashboard import note_text
+    from .tables import to_markdown
+
+    overrides = dict(plan or {})
+    if "population" in overrides:
+        overrides["failures"] = overrides.pop("population")
+    rep = Report(study=study.name, title=f"Ablation report: {study.name}")
+    rep.add(Heading("Per-task verdicts"))
+    try:
+        computed = catch(compare_tasks, study, rng=rng, **overrides)
+    except ValueError as e:  # one task that cannot be compared: said, never a traceback
+        rep.add(Para(f"Not computed: {e}"))
+        return rep
+    ts = computed[0]
+    table = per_task_table(ts)
+    caption = (f"Each arm minus {ts.plan.baseline} on each task, {ts.plan.metric}: difference "
+               f"[95% CI], the primary test's p and its p adjusted over arms x tasks ({ts.correction}), "
+               "and the verdict.")
+    rep.add_table("per_task", table, caption)
+    across_tasks_section(rep, study, rng=rng, computed=computed)
+    rep.note = note_text(to_markdown(table), caption, [f"**{note_line(ts)}**"] if ts.across else [],
+                         name=study.name)
+    return rep
+
+
+def per_task_table(ts: TaskStudy) -> pd.DataFrame:
+    """One row per (task, arm) comparison, as text cells."""
+    from .load import family_frame
+
+    rows = []
+    for task, fam in ts.families.items():
+        for r in family_frame(fam, ts.plan.metric).itertuples():
+            rows.append({"task": task, "arm": r.arm,
+                         "difference [CI]": f"{number(r.diff, signed=True)} "
+                                            f"{interval(r.ci_low, r.ci_high, signed=True)}",
+                         "p": significant(r.p_value), "adjusted p": significant(r.p_adjusted),
+                         "verdict": r.verdict})
+        rows += [{"task": task, "arm": n.arm, "difference [CI]": "", "p": "", "adjusted p": "",
+                  "verdict": f"not judged: {n.reason}"} for n in fam.not_judged]
+    return pd.DataFrame(rows)
+
+
+def across_tasks_section(rep: Report, study: StudyData, *, rng=0,
+                         computed: tuple[TaskStudy, list[str]] | None = None) -> TaskStudy | None:
     """Aggregate table, performance profile and critical-difference diagram; returns the
-    analysis (None when the study has no tasks) so the dashboard note can summarise it."""
+    analysis (None when the study has no tasks) so the dashboard note can summarise it.
+    `computed`: `catch(compare_tasks, ...)` already run by the caller."""
     if not has_tasks(study.runs):
         return None
     from .across_tasks import profile
@@ -21,7 +71,7 @@ def across_tasks_section(rep: Report, study: StudyData, *, rng=0) -> TaskStudy |
 
     rep.add(Heading("Across tasks"))
     try:
-        ts, messages = catch(compare_tasks, study, rng=rng)
+        ts, messages = computed or catch(compare_tasks, study, rng=rng)
     except ValueError as e:  # one task that cannot be compared must not cost the report
         rep.add(Para(f"Not computed: {e}"))
         return None

@@ -108,6 +108,25 @@ def test_report_section_only_with_tasks(tmp_path):
     assert across_tasks_section(rep, load_study(plain)) is None and not rep.blocks
 
 
+def test_report_of_a_task_csv_has_per_task_verdicts_then_across_tasks(tmp_path):
+    """`python -m analysis.report` on a tidy CSV with tasks: the per-task verdict table (Holm over
+    arms x tasks) and the across-task section, never the single-task analysis (which would
+    see each (arm, seed) once per task) nor a traceback; the note summarises across tasks."""
+    from analysis.load import load_study
+    from analysis.report import build_report
+    from analysis.report import main as report_main
+
+    csv = tmp_path / "wandb_export.csv"
+    tidy_csv(csv, {"baseline": [0] * 4, "wide": [3] * 4, "deep": [1, 1, 0, 0]}, seed=5)
+    assert report_main([str(csv), "--out", str(tmp_path / "out")]) == 0
+    text = (tmp_path / "out" / "report.md").read_text()
+    assert text.index("## Per-task verdicts") < text.index("## Across tasks")
+    per_task, _ = build_report(load_study(csv)).tables["per_task"]
+    assert len(per_task) == 8 and set(per_task["task"]) == {"d0", "d1", "d2", "d3"}
+    assert set(per_task.loc[per_task["arm"] == "wide", "verdict"]) == {"better"}
+    assert "Across 4 tasks: wide: better" in build_report(load_study(csv)).note
+
+
 @pytest.mark.slow
 def test_sklearn_example_end_to_end(tmp_path):
     """examples/tasks/sklearn_tasks.py writes a tidy CSV that `python -m analysis.compare` reads:
