@@ -212,7 +212,7 @@ def test_the_budget_table_shows_each_arm_up_to_what_it_tried():
     curves = {"a": expected_best([1.0, 3.0, 2.0]), "b (race)": expected_best([5.0], "minimize")}
     table = expected_best_table(curves)
     assert list(table.columns) == ["arm", "candidates", "n = 1", "n = 2", "n = 3"]
-    assert table.iloc[0].tolist() == ["a", 3, "2", "2.667", "3"] and table.iloc[1, 3] == ""
+    assert table.iloc[0].tolist() == ["a", 3, "2.00", "2.67", "3.00"] and table.iloc[1, 3] == ""
     assert expected_best_figure(curves, "val").axes[0].get_xlabel().startswith("tuning budget")
 
 

@@ -10,6 +10,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter
 
+from ..numbers import number
 from .common import arm_palette, new_figure
 
 
@@ -19,7 +20,7 @@ def budget_points(n: int) -> list[int]:
     return points + ([n] if points[-1] != n else []) if points else []
 
 
-def expected_best_table(curves: Mapping[str, np.ndarray], digits: int = 4) -> pd.DataFrame:
+def expected_best_table(curves: Mapping[str, np.ndarray], digits: int = 2) -> pd.DataFrame:
     """Arms x budgets: E[best of n candidates] (blank where an arm tried fewer than n)."""
     longest = max((len(c) for c in curves.values()), default=0)
     cols = budget_points(longest)
@@ -27,7 +28,7 @@ def expected_best_table(curves: Mapping[str, np.ndarray], digits: int = 4) -> pd
     for arm, curve in curves.items():
         row: dict[str, object] = {"arm": arm, "candidates": len(curve)}
         for n in cols:
-            row[f"n = {n}"] = f"{curve[n - 1]:.{digits}g}" if n <= len(curve) else ""
+            row[f"n = {n}"] = number(curve[n - 1], digits) if n <= len(curve) else ""
         rows.append(row)
     return pd.DataFrame(rows, columns=["arm", "candidates", *[f"n = {n}" for n in cols]])
 
