@@ -32,9 +32,6 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-import optuna
-import sqlalchemy as sa
-
 from analysis.contract import ABLATION_KIND, BUILTIN_SEED_STREAMS, DB_FILE, default_storage, redact
 
 SEED = "seed"
@@ -79,6 +76,10 @@ def storage_of(target: str) -> str:
 
 def seed_to_attribute(storage_url: str, study_name: str, *, dry_run: bool = False) -> SeedMigration:
     """Delete the `seed` trial parameters of ablation study `study_name` (see the module doc)."""
+    import optuna  # here, not at import: `--help` answers without optuna and SQLAlchemy
+    import sqlalchemy as sa
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
     storage = optuna.storages.RDBStorage(storage_url)
     try:
         study = optuna.load_study(study_name=study_name, storage=storage)
@@ -153,5 +154,4 @@ def _study_name(folder: Path) -> str:
 
 
 if __name__ == "__main__":
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
     sys.exit(main())
