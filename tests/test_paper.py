@@ -6,7 +6,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from analysis.paper import PLACEHOLDER, VARIANCE_STUDY, collect, main, render
+from analysis.paper.__main__ import main
+from analysis.paper.gather import VARIANCE_STUDY, collect
+from analysis.paper.template import PLACEHOLDER, render
 from analysis.variance import variance_design
 
 

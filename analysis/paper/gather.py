@@ -1,19 +1,10 @@
-"""`python -m analysis.paper`: render paper/README.md from its hand-written template.
-
-The prose is written by hand in `paper/README.template.md`; every number in it is a
-`{{placeholder}}` computed here from `results/` (or, for the notebook's own printed results
-and the planning constants, from NOTEBOOK and PLANNING below), so no number is ever typed:
-tests/test_paper.py fails on a literal number outside its allow-list. An unknown placeholder
-is an error, and so is a placeholder whose study is missing. `--list` prints every computed
-number with its source.
-"""
+"""The paper's numbers: every `{{placeholder}}` of `paper/README.template.md` computed from
+`results/` (`gather`), or, for the notebook's own printed results and the planning constants,
+from NOTEBOOK and PLANNING below."""
 
 from __future__ import annotations
 
-import argparse
 import itertools
-import re
-import sys
 import warnings
 from dataclasses import replace
 from pathlib import Path
@@ -22,23 +13,23 @@ from typing import Any
 import numpy as np
 from scipy import stats
 
-from .contract import COMPLETE, DB_FILE, confirm_study_name, per_arm_study_name
-from .load import StudyData, compare_arms, family_frame, load_study
-from .numbers import count, number, p_relation
-from .paper_tuning import per_arm_numbers, selection_numbers, tuning_numbers
-from .sequential_plan import SequentialPlan
-from .sequential_report import read_record
-from .skew_guard import MIN_PAIRS
-from .testset import mcnemar_exact, single_run_gap
-from .tuning import selection_rows
-from .tuning_report import fixed_lr_counterpart
-from .variance import (
+from ..contract import COMPLETE, DB_FILE, confirm_study_name, per_arm_study_name
+from ..load import StudyData, compare_arms, family_frame, load_study
+from ..numbers import count, number, p_relation
+from ..sequential_plan import SequentialPlan
+from ..sequential_report import read_record
+from ..skew_guard import MIN_PAIRS
+from ..testset import mcnemar_exact, single_run_gap
+from ..tuning import selection_rows
+from ..tuning_report import fixed_lr_counterpart
+from ..variance import (
     SOURCES,
     VarianceDecomposition,
     declared_deterministic,
     decompose_variance,
     seed_column,
 )
+from .tuning import per_arm_numbers, selection_numbers, tuning_numbers
 
 # What the course notebook printed and did (its outputs and code), not results of ours.
 NOTEBOOK: dict[str, Any] = {"bn_sched": 75.49, "bn_nosched": 74.87, "nobn": 74.08, "n_test": 10_000,
@@ -345,45 +336,3 @@ def sequential_numbers(prefix: str, path: Path) -> dict[str, str]:
         out[f"{k}.ci"] = f"[{_f(ci[0], sign=True)}, {_f(ci[1], sign=True)}]"
         out[f"{k}.p_adj"] = _p(c["p_adjusted"]) if c.get("p_adjusted") is not None else "n/a"
     return out
-
-
-PLACEHOLDER = re.compile(r"\{\{\s*([\w.\-]+)\s*\}\}")
-
-
-def render(template: str, numbers: dict[str, str]) -> str:
-    missing = sorted({m for m in PLACEHOLDER.findall(template) if m not in numbers})
-    if missing:
-        raise KeyError(f"placeholders without a computed value: {', '.join(missing)}")
-    return PLACEHOLDER.sub(lambda m: numbers[m.group(1)], template)
-
-
-def main(argv=None) -> int:
-    p = argparse.ArgumentParser(prog="python -m analysis.paper", description=__doc__.split("\n\n")[0])
-    p.add_argument("--results", default="results")
-    p.add_argument("--template", default="paper/README.template.md")
-    p.add_argument("--out", default="paper/README.md")
-    p.add_argument("--list", action="store_true", help="print every available placeholder and its value")
-    args = p.parse_args(argv)
-    found = gather(Path(args.results))
-    numbers = {k: v for k, (v, _) in found.items()}
-    if args.list:
-        used = set(PLACEHOLDER.findall(Path(args.template).read_text())) if Path(args.template).exists() else set()
-        for k, (v, source) in sorted(found.items()):
-            print(f"{k} = {v}    [{source}]{'' if k in used else '  (not in the template)'}")
-        missing = sorted(used - set(found))
-        if missing:
-            print(f"error: placeholders without a computed value: {', '.join(missing)}", file=sys.stderr)
-            return 2
-        return 0
-    try:
-        text = render(Path(args.template).read_text(), numbers)
-    except (KeyError, FileNotFoundError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    Path(args.out).write_text(text)
-    print(f"wrote {args.out}")
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

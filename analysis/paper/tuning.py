@@ -8,8 +8,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from .contract import DB_FILE, PER_ARM_FILE
-from .numbers import count, number, param_value
+from ..contract import DB_FILE, PER_ARM_FILE
+from ..numbers import count, number, param_value
 
 
 def tuning_numbers(path: Path, ablation: str, prefix: str = "tune", *, learned_above: float | None = None
@@ -23,7 +23,7 @@ def tuning_numbers(path: Path, ablation: str, prefix: str = "tune", *, learned_a
         return {}
     import optuna
 
-    from .tuning import tuning_trials
+    from ..tuning import tuning_trials
 
     out = {}
     url = f"sqlite:///{db}"
