@@ -6,7 +6,8 @@
 
 The dict holds the run's final metrics as runs.csv has them (test_acc, val_acc, train_acc,
 train_loss, lr_final) and what this experiment knows beyond them as numbers (n_bn: how many
-BatchNorm layers the model had), plus `predictions` / `labels` of the scored test images;
+BatchNorm layers the model had) and as `info` (init_hash, bn_layers, precision, data_fingerprint,
+data_source: the built-in layout's columns), plus `predictions` / `labels` of the scored test images;
 `report(epoch, ...)` gets each epoch's lr, losses and accuracies (the effective-lr curve). A
 diverged run returns a non-finite `train_loss`, which the contract reads as diverged.
 
@@ -79,7 +80,7 @@ def train_many(config: Mapping[str, Any], seeds: Sequence[int], *, report: Calla
 
     results = train_seeds(cfg, list(seeds), data, device or "cpu", False, on_epoch)
     labels = data.test_y[test_indices(cfg, len(data.test_y))].numpy().astype("int64")
-    return [r if isinstance(r, Exception) else as_returned(r, labels) for r in results]
+    return [r if isinstance(r, Exception) else as_returned(r, labels, data) for r in results]
 
 
 def epoch_row(rec: EpochRecord) -> dict[str, float]:
@@ -89,14 +90,19 @@ def epoch_row(rec: EpochRecord) -> dict[str, float]:
     return {k: float(v) for k, v in row.items() if v is not None}
 
 
-def as_returned(result: RunResult, labels) -> dict[str, Any]:
-    """A RunResult as the contract's dict: metrics, n_bn, and the test predictions with labels."""
+def as_returned(result: RunResult, labels, data: Cifar10) -> dict[str, Any]:
+    """A RunResult as the contract's dict: metrics, n_bn, its facts as `info` (the columns the
+    built-in layout wrote: analysis.integrity and the report read them), and the test
+    predictions with labels."""
     last = result.epochs[-1] if result.epochs else None
     out: dict[str, Any] = {"test_acc": result.test_acc, "val_acc": result.val_acc,
                            "train_acc": last.train_acc if last else None,
                            "train_loss": last.train_loss if last else None,
                            "lr_final": last.lr if last else None, "n_bn": result.n_bn}
     out = {k: float(v) for k, v in out.items() if v is not None}
+    out["info"] = {"init_hash": result.init_hash, "bn_layers": " ".join(map(str, result.bn_layers)),
+                   "precision": result.precision, "data_fingerprint": data.fingerprint,
+                   "data_source": data.source}
     if result.status != "complete":
         out["train_loss"] = math.nan  # diverged: a non-finite metric, as the contract says
         return out
