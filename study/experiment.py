@@ -34,6 +34,7 @@ its `timeout` is killed with its process tree (study.lifeline) and fails, "timed
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import inspect
 import json
@@ -68,6 +69,9 @@ GROUP_COLUMN = "group"  # runs.csv: the seeds trained together with this one (on
 RESERVED = {"arm", "seed", "status", "epoch", GROUP_COLUMN, *USER_RUN_COLUMNS}  # names a metric cannot take
 # runs.csv columns seedwise leaves empty for a user experiment, which its `info` may fill.
 INFO_FILLS = {"data_fingerprint"}
+# Where a module experiment finds its data: the runner's --data / --data-root, set in every
+# worker's environment (joblib processes, forked timeout children, Dask workers, commands).
+DATA_ENV, DATA_ROOT_ENV = "SEEDWISE_DATA", "SEEDWISE_DATA_ROOT"
 MANY = "train_many"  # the optional function beside the experiment's that trains several seeds at once
 LOG_TAIL_LINES = 40
 
@@ -79,6 +83,37 @@ class ExperimentError(ValueError):
 class InputError(Exception):
     """What an experiment needs to run is missing or unusable (its data): the command says so
     in one line and exits 2 before anything is trained, whichever experiment raised it."""
+
+
+def data_environment(data: str | None, data_root: str | None) -> dict[str, str]:
+    """The variables that carry --data / --data-root to the workers, as absolute paths (a
+    command runs in the spec's folder, a Dask worker wherever it started). A --data that does
+    not exist is an InputError, before anything is stored."""
+    env: dict[str, str] = {}
+    if data is not None:
+        path = Path(data).expanduser().resolve()
+        if not path.exists():
+            raise InputError(f"--data points to {str(path)!r}, which does not exist")
+        env[DATA_ENV] = str(path)
+    if data_root is not None:
+        env[DATA_ROOT_ENV] = str(Path(data_root).expanduser().resolve())
+    return env
+
+
+@contextlib.contextmanager
+def environment(env: Mapping[str, str]):
+    """`env` set in os.environ while a run executes, the previous values restored after (with
+    --jobs 1 the worker is the runner's own process, which may start another study)."""
+    before = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    try:
+        yield
+    finally:
+        for k, v in before.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
 
 
 class ContractError(ValueError):
