@@ -104,3 +104,16 @@ def test_the_builtin_module_loads_the_source_the_environment_names_once_per_sour
         assert cifar_experiment.dataset() == "installed"
     finally:
         cifar_experiment.use_source()
+
+
+def test_data_reaches_dask_workers(study_folder):
+    """A Dask worker was started before the study, from another shell: the path travels with each task."""
+    distributed = pytest.importorskip("dask.distributed")
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
+                                  dashboard_address=None) as cluster, distributed.Client(cluster) as client:
+        worker_pids = set(client.run(os.getpid).values())
+        result = run_study(spec(study_folder, 'experiment = "reader:train"'), results=study_folder.parent / "results",
+                           data="librispeech_subset", backend="dask", scheduler=cluster.scheduler_address, jobs=2)
+    assert result.exit_code == 0
+    assert set(result.runs["data_seen"]) == {str(study_folder.parent / "librispeech_subset")}
+    assert set(result.runs["pid"]) <= worker_pids

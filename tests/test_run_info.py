@@ -115,3 +115,39 @@ def test_text_columns_are_read_as_the_text_written(tmp_path):
     assert list(runs["bn_layers"][:1]) == ["3"] and list(runs["init_hash"][:1]) == ["0123456789"]
     assert runs["init_hash"].isna().tolist() == [False, True]  # a failed run's empty cell stays missing
     assert runs["test_acc"].dtype == float
+
+
+@pytest.mark.slow
+def test_the_builtin_experiment_through_the_user_path_writes_the_builtin_layout(tmp_path):
+    """The smoke preset on real CIFAR-10, once by the built-in runner and once as a user spec
+    naming study.cifar.experiment with --data (read in the run's process): every column of the
+    built-in runs.csv is there, its facts and numbers equal, run by run."""
+    import json
+
+    from conftest import data_source
+
+    from study.cifar.config import preset_config
+    from study.cifar.records import RUN_COLUMNS
+
+    src = data_source()
+    if src is None:
+        pytest.skip("no CIFAR-10 source: set SEEDWISE_DATA (make test does)")
+    base = "\n".join(f"{k} = {json.dumps(v)}" for k, v in preset_config("smoke").to_dict().items())
+    spec = tmp_path / "cifar_bn_study" / "spec.toml"
+    spec.parent.mkdir()
+    spec.write_text('experiment = "study.cifar.experiment:train"\nname = "bn-user"\nseeds = 2\n'
+                    f'[base]\n{base}\n[analysis]\nmetric = "test_acc"\n[arms.baseline]\n[arms.no_bn]\nbn = "none"\n')
+    # --timeout: each run in a forked child, which must read --data too; one worker of 2 threads
+    # as the built-in run had (bf16 sums in another order with another thread count)
+    user = run_study(spec, results=tmp_path / "u", data=src, jobs=1, timeout=600)
+    # after, not before: a child forked from a process whose torch already ran threads may hang
+    builtin = run_study(None, preset="smoke", seeds=2, arms=["baseline", "no_bn"], results=tmp_path / "b",
+                        data=src, jobs=1)
+    assert builtin.exit_code == user.exit_code == 0
+    # `group` is written only where seeds trained together (test_builtin_contract runs --group 2)
+    missing = set(RUN_COLUMNS) - {"group"} - set(user.runs.columns)
+    assert not missing, missing
+    b, u = (r.runs.set_index(["arm", "seed"]).sort_index() for r in (builtin, user))
+    for column in ("init_hash", "bn_layers", "precision", "data_fingerprint", "n_bn", "config_hash", "test_acc"):
+        assert b[column].tolist() == u[column].tolist(), column
+    assert set(u["data_source"]) == {f"CIFAR-10 (JPEG copy) from {src}"}
