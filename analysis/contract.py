@@ -98,20 +98,26 @@ FAILURE_POPULATIONS = ("all", "learned")
 # Columns that hold names, read as the text written: an arm, task or metric called "None",
 # "NA", "null" or "nan" is a name TOML allows, which pandas would otherwise read as missing.
 NAME_COLUMNS = ("arm", "baseline", "metric", "task")
+# Columns of text facts about a run (hashes, the layer list, the precision; the built-in
+# experiment returns several as `info`): read as text, so a hash of digits or one layer index
+# stays the text written, while an empty cell (a failed run) stays missing.
+TEXT_COLUMNS = ("init_hash", "bn_layers", "precision", "data_fingerprint", "data_source", "config_hash",
+                "git_commit", "code_hash", "user_git_commit")
 
 
 def read_table(path: str | Path):
     """A study's CSV (runs.csv, epochs.csv, a user's runs table) as a DataFrame: name columns
-    (NAME_COLUMNS) as strings with no missing-value guessing, every other column as pandas
-    reads it (an empty or "nan" metric is still NaN). Read twice, the names on their own,
-    so only public pandas options are needed."""
+    (NAME_COLUMNS) as strings with no missing-value guessing, text columns (TEXT_COLUMNS) as
+    strings with empty cells missing, every other column as pandas reads it (an empty or "nan"
+    metric is still NaN). Read again for those columns, so only public pandas options are needed."""
     import pandas as pd
 
     table = pd.read_csv(path)
-    names = [c for c in NAME_COLUMNS if c in table.columns]
-    if names:
-        text = pd.read_csv(path, usecols=names, dtype=str, keep_default_na=False)
-        table[names] = text[names]
+    for columns, keep_na in ((NAME_COLUMNS, False), (TEXT_COLUMNS, True)):
+        present = [c for c in columns if c in table.columns]
+        if present:
+            text = pd.read_csv(path, usecols=present, dtype=str, keep_default_na=keep_na)
+            table[present] = text[present]
     return table
 
 

@@ -66,11 +66,14 @@ def save_labels(path: Path, labels: np.ndarray) -> None:
 class UserRunner:
     """A user experiment: one seed per task, or with `group` > 1 and a module that defines
     `train_many`, up to `group` seeds of an arm per task in one call; a command's output kept in
-    logs/<arm>-seed<N>.log; a task over `timeout` seconds killed with its process tree and failed."""
+    logs/<arm>-seed<N>.log; a task over `timeout` seconds killed with its process tree and failed;
+    `env` set in every task's environment (study.experiment.data_environment: --data, --data-root)."""
 
-    def __init__(self, plan: Plan, device: str, threads: int, timeout: float | None = None, group: int | None = None):
+    def __init__(self, plan: Plan, device: str, threads: int, timeout: float | None = None, group: int | None = None,
+                 env: dict[str, str] | None = None):
         assert plan.experiment is not None
         self.plan, self.device, self.threads, self.timeout = plan, device, threads, timeout
+        self.env = dict(env or {})
         self.experiment = plan.experiment
         self.metric = plan.spec.analysis.metric
         self.what = f"experiment: {plan.experiment.label}"
@@ -91,11 +94,11 @@ class UserRunner:
 
         if len(seeds) > 1:
             return delayed(execute_many)(arm, seeds, self.plan.configs[arm], self.experiment, self.metric,
-                                         self.device, self.threads, self.timeout)
+                                         self.device, self.threads, self.timeout, self.env)
         (seed,) = seeds
         log = str(self.logs / f"{arm}-seed{seed}.log") if self.logs else None
         return delayed(execute_user)(arm, seed, self.plan.configs[arm], self.experiment, self.metric,
-                                     self.device, self.threads, log, self.timeout)
+                                     self.device, self.threads, log, self.timeout, self.env)
 
     def record(self, store: RunStore, arm: str, seed: int, outcome: Outcome, attrs) -> str:
         if outcome.labels is not None and outcome.predictions is not None:

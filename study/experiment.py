@@ -12,7 +12,10 @@ Two forms, named in the spec:
   epochs.csv; the tuner prunes on it), `device` is "cpu" or "cuda[:N]". Two optional keys of the
   returned dict are arrays, not metrics: `predictions` (one predicted class per held-out example)
   and `labels` (the true classes, the same in every run): seedwise stores them as the built-in
-  study stores its test predictions, for McNemar and the two-level bootstrap.
+  study stores its test predictions, for McNemar and the two-level bootstrap. An optional
+  `info` key holds per-run facts that are not metrics, {name: str | int | float | bool} (a data
+  fingerprint, the precision used): stored with the run, exported as runs.csv columns, never
+  analysed.
 
   The module may also define `train_many(config, seeds, *, report=None, device=None) -> list`:
   the same runs for several seeds at once (vmapped or batched models), one result per seed in
@@ -21,8 +24,8 @@ Two forms, named in the spec:
 * `command = "python train.py --lr {lr} --seed {seed}"`: any program. `{key}` is replaced by the
   arm's config value, `{seed}` by the seed; a leading `python` is the interpreter running
   seedwise. Its output goes to a log per run; the final metrics are the last stdout line that
-  is a JSON object (its "epoch" key, if any, dropped), and every JSON line with an integer
-  "epoch" is a per-epoch row.
+  is a JSON object (its "epoch" key, if any, dropped; its "info", if any, read as a function's),
+  and every JSON line with an integer "epoch" is a per-epoch row.
 
 An exception (or a non-zero exit) is a failed run, retried on the next invocation; a non-finite
 final metric is a diverged run, an outcome of the recipe, kept like a complete one. A run over
@@ -31,6 +34,7 @@ its `timeout` is killed with its process tree (study.lifeline) and fails, "timed
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import inspect
 import json
@@ -56,12 +60,18 @@ if TYPE_CHECKING:  # numpy is imported by the functions that check a run's numbe
     import numpy as np
 
 ARRAY_KEYS = ("predictions", "labels")
+INFO = "info"  # the returned dict's key for per-run facts that are not metrics
 # A user experiment's runs.csv: arm, seed, status, <its metrics>, then these.
 USER_RUN_COLUMNS = ["epochs_run", "diverged_epoch", "wall_time_s", "device", "threads", "config_hash",
                     "data_fingerprint", "git_commit", "code_hash", "user_git_commit", "worker", "trial_number",
                     "error"]
 GROUP_COLUMN = "group"  # runs.csv: the seeds trained together with this one (only where any were)
 RESERVED = {"arm", "seed", "status", "epoch", GROUP_COLUMN, *USER_RUN_COLUMNS}  # names a metric cannot take
+# runs.csv columns seedwise leaves empty for a user experiment, which its `info` may fill.
+INFO_FILLS = {"data_fingerprint"}
+# Where a module experiment finds its data: the runner's --data / --data-root, set in every
+# worker's environment (joblib processes, forked timeout children, Dask workers, commands).
+DATA_ENV, DATA_ROOT_ENV = "SEEDWISE_DATA", "SEEDWISE_DATA_ROOT"
 MANY = "train_many"  # the optional function beside the experiment's that trains several seeds at once
 LOG_TAIL_LINES = 40
 
@@ -73,6 +83,37 @@ class ExperimentError(ValueError):
 class InputError(Exception):
     """What an experiment needs to run is missing or unusable (its data): the command says so
     in one line and exits 2 before anything is trained, whichever experiment raised it."""
+
+
+def data_environment(data: str | None, data_root: str | None) -> dict[str, str]:
+    """The variables that carry --data / --data-root to the workers, as absolute paths (a
+    command runs in the spec's folder, a Dask worker wherever it started). A --data that does
+    not exist is an InputError, before anything is stored."""
+    env: dict[str, str] = {}
+    if data is not None:
+        path = Path(data).expanduser().resolve()
+        if not path.exists():
+            raise InputError(f"--data points to {str(path)!r}, which does not exist")
+        env[DATA_ENV] = str(path)
+    if data_root is not None:
+        env[DATA_ROOT_ENV] = str(Path(data_root).expanduser().resolve())
+    return env
+
+
+@contextlib.contextmanager
+def environment(env: Mapping[str, str]):
+    """`env` set in os.environ while a run executes, the previous values restored after (with
+    --jobs 1 the worker is the runner's own process, which may start another study)."""
+    before = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    try:
+        yield
+    finally:
+        for k, v in before.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
 
 
 class ContractError(ValueError):
@@ -111,6 +152,7 @@ class Outcome:
     log: str | None = None
     code: dict[str, Any] = field(default_factory=dict)  # study.provenance.run_code: its files, packages
     group: tuple[int, ...] = ()  # the seeds trained together in one `train_many` call, this one included
+    info: dict[str, str | int | float | bool] = field(default_factory=dict)  # the returned `info`: not metrics
 
 
 @dataclass(frozen=True)
@@ -203,16 +245,46 @@ def _number(key: str, value: Any) -> float:
     return float(value)
 
 
+def _scalar(key: str, value: Any) -> str | int | float | bool:
+    """One `info` value as the JSON scalar it is stored as (numpy scalars become Python's)."""
+    import numpy as np
+
+    if isinstance(value, (np.bool_, np.integer, np.floating)):
+        value = value.item()
+    if not isinstance(value, (str, int, float, bool)):
+        raise ContractError(f"info {key!r} must be a str, int, float or bool (a JSON scalar), got "
+                            f"{value!r} ({type(value).__name__})")
+    return value
+
+
+def check_info(info: Any, metrics: Mapping[str, float]) -> dict[str, str | int | float | bool]:
+    """The returned `info`: a dict of JSON scalars whose names are neither metrics nor runs.csv
+    columns seedwise writes (except those it leaves to the experiment: INFO_FILLS)."""
+    if not isinstance(info, Mapping):
+        raise ContractError(f"'info' must be a dict of name: str | int | float | bool, got {type(info).__name__}")
+    checked: dict[str, str | int | float | bool] = {}
+    for key, value in info.items():
+        if not isinstance(key, str) or not key:
+            raise ContractError(f"info name {key!r} must be a non-empty string")
+        if key in metrics:
+            raise ContractError(f"info {key!r} is also a metric the experiment returned; rename one")
+        if key in RESERVED - INFO_FILLS or key in (INFO, *ARRAY_KEYS):
+            raise ContractError(f"info {key!r} is a runs.csv column seedwise writes; rename it")
+        checked[key] = _scalar(key, value)
+    return checked
+
+
 def finish(returned: Any, epochs: list[dict[str, Any]], started: float, device: str) -> Outcome:
-    """Turn what the experiment returned into an Outcome: numbers checked, arrays kept apart,
-    non-finite final metrics = diverged (at the first epoch whose row was non-finite, if any)."""
+    """Turn what the experiment returned into an Outcome: numbers checked, arrays and `info`
+    kept apart, non-finite final metrics = diverged (at the first epoch whose row was
+    non-finite, if any)."""
     import numpy as np
 
     if not isinstance(returned, Mapping):
         raise TypeError(f"the experiment must return a dict of metrics, got {type(returned).__name__}")
     arrays = {k: np.asarray(returned[k]) for k in ARRAY_KEYS if returned.get(k) is not None}
     try:
-        metrics = {str(k): _number(k, v) for k, v in returned.items() if k not in ARRAY_KEYS}
+        metrics = {str(k): _number(k, v) for k, v in returned.items() if k not in (*ARRAY_KEYS, INFO)}
     except TypeError as e:
         raise ContractError(f"{e}; the experiment returned: {', '.join(map(str, returned))}") from None
     if not metrics:
@@ -220,6 +292,7 @@ def finish(returned: Any, epochs: list[dict[str, Any]], started: float, device: 
     clash = sorted(set(metrics) & RESERVED)
     if clash:
         raise ValueError(f"metric name(s) {', '.join(clash)} are runs.csv columns seedwise writes; rename them")
+    info = check_info(returned[INFO], metrics) if returned.get(INFO) is not None else {}
     for key, arr in arrays.items():
         if arr.ndim != 1 or not np.issubdtype(arr.dtype, np.integer):
             raise TypeError(f"{key!r} must be a 1-D array of integer classes, got shape {arr.shape} {arr.dtype}")
@@ -233,7 +306,7 @@ def finish(returned: Any, epochs: list[dict[str, Any]], started: float, device: 
                    diverged_epoch=(bad_epoch or (len(epochs) or None)) if diverged else None,
                    predictions=None if diverged else arrays.get("predictions"),
                    labels=arrays.get("labels"), wall_time_s=time.perf_counter() - started,
-                   device=device, threads=threads)
+                   device=device, threads=threads, info=info)
 
 
 def _threads() -> int:
@@ -414,7 +487,7 @@ def run_command(template: str, folder: str | None, config: Mapping[str, Any], se
                     log.flush()
                 row = json_object(line)
                 if row is not None and is_epoch_row(row):  # live, so the tuner can prune
-                    report(row["epoch"], **{k: v for k, v in row.items() if k != "epoch"})
+                    report(row["epoch"], **{k: v for k, v in row.items() if k not in ("epoch", INFO)})
             code = proc.wait()
         except BaseException:  # Ctrl-C, pruning, SIGTERM: never leave the child behind
             kill_tree(proc.pid)

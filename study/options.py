@@ -89,7 +89,8 @@ def add_study_args(p: argparse.ArgumentParser) -> None:
                         "notebook protocol, quick = CPU-sized, smoke = seconds); auto = full with CUDA, else quick "
                         "for the built-in study, no preset for a spec of your own")
     p.add_argument("--data", help="CIFAR-10 source: .tar.gz / folder of an ImageFolder tree, or a torchvision root "
-                                  "(default: $SEEDWISE_DATA, then --data-root, then download)")
+                                  "(default: $SEEDWISE_DATA, then --data-root, then download); your own experiment "
+                                  "reads it as $SEEDWISE_DATA")
     p.add_argument("--data-root", default=DEFAULTS.data_root,
                    help="where torchvision's CIFAR-10 is (or is downloaded to)")
     p.add_argument("--results", default=DEFAULTS.results, help="results root; the study lives in RESULTS/<study>/")

@@ -94,6 +94,7 @@ def execute(opts: RunOptions, *, raise_errors: bool = False, plans: list[Plan] |
             from study.cifar.data import named_source
 
             named_source(opts.data)  # a wrong --data or $SEEDWISE_DATA: before the storage, not after
+        env = worker_environment(plan, opts)
         timeout = run_timeout(plan, opts.timeout)
         if plans is not None:
             plans.append(plan)
@@ -122,7 +123,7 @@ def execute(opts: RunOptions, *, raise_errors: bool = False, plans: list[Plan] |
 
             runner: Any = NotebookRunner(plan, opts, device, threads, jobs)
         else:
-            runner = UserRunner(plan, device, threads, timeout, group=opts.group)
+            runner = UserRunner(plan, device, threads, timeout, group=opts.group, env=env)
         runner.attrs.update(code_attrs)
     except bad_input() as e:
         if raise_errors:
@@ -184,6 +185,17 @@ def decide_look_by_look(plan: Plan, store: RunStore, runner, jobs: int, opts: Ru
         print(f"sequential: {c.arm} vs {c.baseline}: {c.decision} ({c.reason})", file=sys.stderr)
     first = plan.spec.first_seed
     return failed, replace(plan, seeds=tuple(range(first, first + seq.max_seeds)))
+
+
+def worker_environment(plan: Plan, opts: RunOptions) -> dict[str, str]:
+    """What a user experiment's workers get in their environment: --data as $SEEDWISE_DATA and
+    --data-root (when given) as $SEEDWISE_DATA_ROOT (the built-in runner loads its data itself)."""
+    from study.experiment import data_environment
+    from study.options import DEFAULTS
+
+    if plan.experiment is None:
+        return {}
+    return data_environment(opts.data, None if opts.data_root == DEFAULTS.data_root else opts.data_root)
 
 
 def checked_code(plan: Plan, store: RunStore, trains: bool, opts: RunOptions) -> dict[str, Any]:

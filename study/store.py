@@ -234,11 +234,15 @@ class RunStore:
                "wall_time_s": round(outcome.wall_time_s, 3), "log": outcome.log, **outcome.code}
         if outcome.group:  # trained together with other seeds: they share its wall time
             run["group"] = list(outcome.group)
+        if outcome.info:
+            run["info"] = outcome.info
         intermediate = {e["epoch"]: e[metric] for e in outcome.epochs
                         if metric in e and math.isfinite(e[metric])}
         complete = outcome.status == COMPLETE
-        self.add_run(complete, outcome.metrics[metric] if complete else None, arm, seed, {**run, **attrs},
-                     intermediate, outcome.predictions)
+        # Each info fact also as a trial attribute of its own, as the built-in layout stored its
+        # (the report reads `data_source` there); seedwise's own attributes win a name they share.
+        self.add_run(complete, outcome.metrics[metric] if complete else None, arm, seed,
+                     {**outcome.info, **run, **attrs}, intermediate, outcome.predictions)
 
     def _remove_artifact(self, artifact_id: str) -> None:
         path = self.results_dir / "artifacts" / artifact_id  # where FileSystemArtifactStore puts it
@@ -298,23 +302,29 @@ def with_seed_columns(runs: list[dict[str, Any]], trials: list[optuna.trial.Froz
 
 def user_tables(trials: list[optuna.trial.FrozenTrial]) -> tuple[pd.DataFrame, pd.DataFrame]:
     """runs.csv / epochs.csv of a user experiment: its own metrics as columns, in the order the
-    runs first returned them, between the run's identity and its provenance."""
-    runs, epochs, metric_names, epoch_names = [], [], {}, {}
+    runs first returned them, then its `info` facts (one column each, in the same order),
+    between the run's identity and its provenance. An `info` fact may fill a provenance column
+    seedwise leaves to the experiment (`data_fingerprint`): it stays where that column is."""
+    runs, epochs, metric_names, info_names, epoch_names = [], [], {}, {}, {}
     for t in trials:
         a = t.user_attrs
         metrics = a.get("metrics") or {}
+        info = a.get("info") or {}
         metric_names.update(dict.fromkeys(metrics))
+        info_names.update(dict.fromkeys(k for k in info if k not in USER_RUN_COLUMNS))
         ep = a.get("epochs") or []
         runs.append({"arm": a["arm"], "seed": a["seed"], "status": a.get("status", FAILED), **metrics,
                      "epochs_run": len(ep), "trial_number": t.number,
                      **{k: a.get(k) for k in USER_RUN_COLUMNS if k not in ("epochs_run", "trial_number")},
-                     GROUP_COLUMN: " ".join(map(str, a.get("group") or ()))})
+                     **info, GROUP_COLUMN: " ".join(map(str, a.get("group") or ()))})
         for row in ep:
             epoch_names.update(dict.fromkeys(k for k in row if k != "epoch"))
             epochs.append({"arm": a["arm"], "seed": a["seed"], **row})
     # The group column only in studies that trained seeds together: others keep their columns.
     grouped = [GROUP_COLUMN] if any(t.user_attrs.get("group") for t in trials) else []
-    columns = with_seed_columns(runs, trials, ["arm", "seed", "status", *metric_names, *USER_RUN_COLUMNS, *grouped])
+    info_columns = [k for k in info_names if k not in metric_names]
+    columns = with_seed_columns(runs, trials, ["arm", "seed", "status", *metric_names, *info_columns,
+                                               *USER_RUN_COLUMNS, *grouped])
     runs_df = pd.DataFrame(runs, columns=columns)
     epochs_df = pd.DataFrame(epochs, columns=["arm", "seed", "epoch", *epoch_names])
     return runs_df, epochs_df

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from study.claims import worker_id
-from study.experiment import check_metric
+from study.experiment import check_metric, environment
 from study.lifeline import TimedOut
 from study.provenance import run_code
 
@@ -33,14 +33,17 @@ def failure(e: BaseException) -> dict[str, str]:
 
 
 def execute_user(arm: str, seed: int, config: dict[str, Any], experiment, metric: str, device: str,
-                 threads: int, log_path: str | None, timeout: float | None = None) -> tuple[str, list[tuple[int, Any]], str]:
-    """Run one seed of a user experiment (study.experiment.Experiment); never raise. A run that
-    returns no `metric` (the analysis plan's) is a failed run: the study could not use it; one
-    over `timeout` seconds is killed and failed."""
+                 threads: int, log_path: str | None, timeout: float | None = None,
+                 env: dict[str, str] | None = None) -> tuple[str, list[tuple[int, Any]], str]:
+    """Run one seed of a user experiment (study.experiment.Experiment) with `env` in its
+    environment (--data as $SEEDWISE_DATA); never raise. A run that returns no `metric` (the
+    analysis plan's) is a failed run: the study could not use it; one over `timeout` seconds is
+    killed and failed."""
     use_threads(threads)
     try:
-        outcome = experiment.run(config, seed, device=device, log_path=Path(log_path) if log_path else None,
-                                 timeout=timeout)
+        with environment(env or {}):
+            outcome = experiment.run(config, seed, device=device, log_path=Path(log_path) if log_path else None,
+                                     timeout=timeout)
         result = checked(outcome, metric, experiment)
     except Exception as e:  # a failing run is recorded, not fatal to the study
         result = failure(e)
@@ -48,13 +51,15 @@ def execute_user(arm: str, seed: int, config: dict[str, Any], experiment, metric
 
 
 def execute_many(arm: str, seeds: list[int], config: dict[str, Any], experiment, metric: str, device: str,
-                 threads: int, timeout: float | None = None) -> tuple[str, list[tuple[int, Any]], str]:
+                 threads: int, timeout: float | None = None,
+                 env: dict[str, str] | None = None) -> tuple[str, list[tuple[int, Any]], str]:
     """Run a group of seeds of a user experiment in one `train_many` call; never raise. Each
     seed's outcome stands alone (one seed's failure or divergence is that run's); an exception
     out of the call itself, or the group's `timeout`, fails every seed of the group."""
     use_threads(threads)
     try:
-        results = experiment.run_many(config, seeds, device=device, timeout=timeout)
+        with environment(env or {}):
+            results = experiment.run_many(config, seeds, device=device, timeout=timeout)
         outcomes: list[tuple[int, Any]] = []
         for seed, result in zip(seeds, results, strict=True):
             try:

@@ -12,6 +12,7 @@ from analysis.contract import COMPLETE
 from study import run_study
 from study.cifar import experiment
 from study.cifar.config import apply_overrides, preset_config
+from study.cifar.records import RUN_COLUMNS
 from study.cifar.train import train_one
 
 TINY = {"width": 8, "train_size": 300, "val_size": 200, "test_size": 500, "epochs": 2, "step_size": 1,
@@ -30,7 +31,10 @@ def test_train_returns_the_contracts_dict_with_the_engines_numbers(cifar):
     rows: list[tuple[int, dict]] = []
     got = experiment.train(cfg.to_dict(), 3, report=lambda epoch, **m: rows.append((epoch, m)))
     ref = train_one(cfg, 3, cifar)
-    assert set(got) == {"test_acc", "val_acc", "train_acc", "train_loss", "lr_final", "n_bn", "predictions", "labels"}
+    assert set(got) == {"test_acc", "val_acc", "train_acc", "train_loss", "lr_final", "n_bn", "predictions", "labels",
+                        "info"}
+    assert got["info"] == {"init_hash": ref.init_hash, "bn_layers": " ".join(map(str, ref.bn_layers)),
+                           "precision": "fp32", "data_fingerprint": cifar.fingerprint, "data_source": cifar.source}
     assert (got["test_acc"], got["val_acc"], got["n_bn"]) == (ref.test_acc, ref.val_acc, float(ref.n_bn))
     assert got["lr_final"] == ref.epochs[-1].lr == 0.05  # StepLR halves it after epoch 1: the curve is data
     assert np.array_equal(got["predictions"], ref.test_predictions)
@@ -69,6 +73,12 @@ def test_a_spec_naming_the_builtin_module_runs_through_the_generic_runner(cifar,
     runs = result.runs
     assert (runs["status"] == COMPLETE).all() and set(runs["group"]) == {"0 1"}
     assert dict(zip(runs["arm"], runs["n_bn"], strict=True)) == {"baseline": 6, "no_bn": 0}
+    # every column of the built-in layout, its facts returned as `info` (read as text)
+    assert set(RUN_COLUMNS) <= set(runs.columns), set(RUN_COLUMNS) - set(runs.columns)
+    assert set(runs["data_fingerprint"]) == {cifar.fingerprint} and set(runs["precision"]) == {"fp32"}
+    assert set(runs.loc[runs["arm"] == "no_bn", "bn_layers"].isna()) == {True}  # no layer: an empty cell
+    assert set(runs.loc[runs["arm"] == "baseline", "bn_layers"]) == {"1 2 3 4 5 6"}
+    assert set(runs.groupby("arm")["init_hash"].nunique()) == {2}  # a hash per seed's initial weights
     assert set(result.epochs.columns) >= {"lr", "train_loss", "val_acc"} and len(result.epochs) == 2 * 2 * 2
     assert (result.path / "test_labels.npy").exists()
 

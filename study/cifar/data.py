@@ -4,7 +4,8 @@ Sources, in the order the default resolution tries them:
   1. `--data PATH`: a `.tar.gz` of an ImageFolder tree (train/<class>/*.jpg, test/<class>/*.jpg),
      such a tree as a folder, or a folder holding torchvision's `cifar-10-batches-py`;
   2. `$SEEDWISE_DATA`, same forms;
-  3. `--data-root` (default ./data), if it holds either form;
+  3. `--data-root` (default ./data; in a study naming `study.cifar.experiment`, the runner's
+     --data-root reaches the workers as $SEEDWISE_DATA_ROOT), if it holds either form;
   4. download through torchvision into `--data-root`, as the notebook did.
 Decoding happens once per source; afterwards a .npy cache (keyed by a hash of the source) loads
 in well under 2 s. Each run records the fingerprint (sha256 of the decoded pixels and labels).

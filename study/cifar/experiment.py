@@ -6,17 +6,21 @@
 
 The dict holds the run's final metrics as runs.csv has them (test_acc, val_acc, train_acc,
 train_loss, lr_final) and what this experiment knows beyond them as numbers (n_bn: how many
-BatchNorm layers the model had), plus `predictions` / `labels` of the scored test images;
+BatchNorm layers the model had) and as `info` (init_hash, bn_layers, precision, data_fingerprint,
+data_source: the built-in layout's columns), plus `predictions` / `labels` of the scored test images;
 `report(epoch, ...)` gets each epoch's lr, losses and accuracies (the effective-lr curve). A
 diverged run returns a non-finite `train_loss`, which the contract reads as diverged.
 
-CIFAR-10 is loaded once per process (`dataset`): from `use_source`'s --data / data root, else
-$SEEDWISE_DATA, else ./data; `use_data` installs an already loaded one (tests, the tuner).
+CIFAR-10 is loaded once per process and source (`dataset`): from `use_source`'s --data / data
+root, else $SEEDWISE_DATA / $SEEDWISE_DATA_ROOT (what `seedwise run --data / --data-root` sets in
+every worker of a study naming this module), else ./data; `use_data` installs an already loaded
+one (tests, the tuner).
 """
 
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -26,27 +30,33 @@ if TYPE_CHECKING:
     from study.cifar.data import Cifar10
     from study.cifar.train import EpochRecord, RunResult
 
-_SOURCE: dict[str, Any] = {"data": None, "data_root": "./data"}
-_DATA: dict[str, Cifar10] = {}  # the dataset this process trains on, loaded once
+_SOURCE: dict[str, Any] = {"data": None, "data_root": None}
+_DATA: dict[str, Any] = {}  # the dataset this process trains on, with the source it came from
+INSTALLED = "installed"  # the source of a dataset `use_data` installed: whatever the environment says
 
 
-def use_source(data: str | None = None, data_root: str = "./data") -> None:
-    """Where `dataset` reads CIFAR-10 from in this process (the runner's --data, --data-root)."""
+def use_source(data: str | None = None, data_root: str | None = None) -> None:
+    """Where `dataset` reads CIFAR-10 from in this process (None: the environment's, then ./data)."""
     _SOURCE.update(data=data, data_root=data_root)
     _DATA.clear()
 
 
 def use_data(data: Cifar10) -> None:
     """Train on `data` (an already loaded Cifar10) in this process."""
-    _DATA["data"] = data
+    _DATA.update(data=data, source=INSTALLED)
 
 
 def dataset() -> Cifar10:
-    """CIFAR-10 for this process's runs, decoded (or read from its cache) on the first call."""
-    if "data" not in _DATA:
+    """CIFAR-10 for this process's runs, decoded (or read from its cache) on the first call for
+    its source: a worker of another study, given another --data, loads that one."""
+    from study.experiment import DATA_ENV, DATA_ROOT_ENV
+
+    data = _SOURCE["data"] or os.environ.get(DATA_ENV) or None
+    root = _SOURCE["data_root"] or os.environ.get(DATA_ROOT_ENV) or "./data"
+    if _DATA.get("source") not in (INSTALLED, (data, root)):
         from study.cifar.data import load_cifar10
 
-        _DATA["data"] = load_cifar10(_SOURCE["data"], _SOURCE["data_root"])
+        _DATA.update(data=load_cifar10(data, root), source=(data, root))
     return _DATA["data"]
 
 
@@ -79,7 +89,7 @@ def train_many(config: Mapping[str, Any], seeds: Sequence[int], *, report: Calla
 
     results = train_seeds(cfg, list(seeds), data, device or "cpu", False, on_epoch)
     labels = data.test_y[test_indices(cfg, len(data.test_y))].numpy().astype("int64")
-    return [r if isinstance(r, Exception) else as_returned(r, labels) for r in results]
+    return [r if isinstance(r, Exception) else as_returned(r, labels, data) for r in results]
 
 
 def epoch_row(rec: EpochRecord) -> dict[str, float]:
@@ -89,14 +99,19 @@ def epoch_row(rec: EpochRecord) -> dict[str, float]:
     return {k: float(v) for k, v in row.items() if v is not None}
 
 
-def as_returned(result: RunResult, labels) -> dict[str, Any]:
-    """A RunResult as the contract's dict: metrics, n_bn, and the test predictions with labels."""
+def as_returned(result: RunResult, labels, data: Cifar10) -> dict[str, Any]:
+    """A RunResult as the contract's dict: metrics, n_bn, its facts as `info` (the columns the
+    built-in layout wrote: analysis.integrity and the report read them), and the test
+    predictions with labels."""
     last = result.epochs[-1] if result.epochs else None
     out: dict[str, Any] = {"test_acc": result.test_acc, "val_acc": result.val_acc,
                            "train_acc": last.train_acc if last else None,
                            "train_loss": last.train_loss if last else None,
                            "lr_final": last.lr if last else None, "n_bn": result.n_bn}
     out = {k: float(v) for k, v in out.items() if v is not None}
+    out["info"] = {"init_hash": result.init_hash, "bn_layers": " ".join(map(str, result.bn_layers)),
+                   "precision": result.precision, "data_fingerprint": data.fingerprint,
+                   "data_source": data.source}
     if result.status != "complete":
         out["train_loss"] = math.nan  # diverged: a non-finite metric, as the contract says
         return out
