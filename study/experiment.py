@@ -37,14 +37,9 @@ from __future__ import annotations
 import contextlib
 import importlib
 import inspect
-import json
 import math
 import os
-import shlex
-import string
-import subprocess
 import sys
-import threading
 import time
 import traceback
 from collections.abc import Callable, Mapping, Sequence
@@ -53,7 +48,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from analysis.contract import COMPLETE, DIVERGED
-from study.lifeline import TimedOut, command_preexec, kill_tree, run_in_child
+from study.lifeline import run_in_child
 from study.user_modules import check_shadowing, use_folder
 
 if TYPE_CHECKING:  # numpy is imported by the functions that check a run's numbers, not to parse options
@@ -73,7 +68,6 @@ INFO_FILLS = {"data_fingerprint"}
 # worker's environment (joblib processes, forked timeout children, Dask workers, commands).
 DATA_ENV, DATA_ROOT_ENV = "SEEDWISE_DATA", "SEEDWISE_DATA_ROOT"
 MANY = "train_many"  # the optional function beside the experiment's that trains several seeds at once
-LOG_TAIL_LINES = 40
 
 
 class ExperimentError(ValueError):
@@ -190,6 +184,8 @@ class Experiment:
             return run_in_child(lambda: _with_code(call_function(reference, folder, config, seed, device=device),
                                                    folder), timeout)
         assert self.command is not None, "an Experiment has a reference or a command"
+        from study.command import run_command
+
         return run_command(self.command, self.folder, config, seed, log_path=log_path, on_report=on_report,
                            timeout=timeout)
 
@@ -393,128 +389,3 @@ def call_many(reference: str, folder: str | None, config: Mapping[str, Any], see
 
 
 # ---- command experiments ----------------------------------------------------------------
-def placeholders(template: str) -> list[str]:
-    return [name for _, name, _, _ in string.Formatter().parse(template) if name is not None]
-
-
-def check_command(template: str, base: Mapping[str, Any]) -> None:
-    """Every `{name}` in the command must be `seed` or a declared config key."""
-    from study.params import suggest
-
-    try:
-        names = placeholders(template)
-    except ValueError as e:
-        raise ValueError(f"`command` is not a valid template ({e}); write {{key}} for a config value") from None
-    for name in names:
-        if name != "seed" and name not in base:
-            raise ValueError(f"`command` uses {{{name}}}, which is not `seed` nor a key declared in "
-                             f"[base]{suggest(name, [*base, 'seed'])}")
-
-
-def command_argv(template: str, config: Mapping[str, Any], seed: int) -> list[str]:
-    """The argv of one run: each word of the template filled in (a value never splits a word)."""
-    def text(v: Any) -> str:
-        if isinstance(v, bool):
-            return "true" if v else "false"
-        return json.dumps(v) if isinstance(v, list) else str(v)
-
-    values = {k: text(v) for k, v in config.items()}
-    argv = [word.format(seed=seed, **values) for word in shlex.split(template)]
-    if argv and argv[0] in ("python", "python3"):
-        argv[0] = sys.executable  # the interpreter (and venv) running seedwise
-    return argv
-
-
-def json_object(line: str) -> dict[str, Any] | None:
-    line = line.strip()
-    if not (line.startswith("{") and line.endswith("}")):
-        return None
-    try:
-        obj = json.loads(line)
-    except ValueError:
-        return None
-    return obj if isinstance(obj, dict) else None
-
-
-def is_epoch_row(obj: dict[str, Any]) -> bool:
-    return isinstance(obj.get("epoch"), int) and not isinstance(obj["epoch"], bool)
-
-
-def final_metrics(lines: list[str]) -> dict[str, Any] | None:
-    """The last stdout line that is a JSON object, without its "epoch" key."""
-    for line in reversed(lines):
-        obj = json_object(line)
-        if obj is not None:
-            return {k: v for k, v in obj.items() if k != "epoch"}
-    return None
-
-
-def run_command(template: str, folder: str | None, config: Mapping[str, Any], seed: int, *,
-                log_path: Path | None = None, on_report=None, timeout: float | None = None) -> Outcome:
-    """Run the command in its own process group (killed whole when the run is over `timeout`,
-    interrupted or pruned, or when the study dies); its metrics from its output."""
-    argv = command_argv(template, config, seed)
-    started = time.perf_counter()
-    lines: list[str] = []
-    epochs: list[dict[str, Any]] = []
-    report = _reporter(epochs, on_report)
-    log = open(log_path, "w") if log_path else None  # noqa: SIM115 (closed below, also on errors)
-    try:
-        if log:
-            log.write(f"$ {shlex.join(argv)}\n")
-        try:
-            proc = subprocess.Popen(argv, cwd=folder or None, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                    text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"},
-                                    preexec_fn=command_preexec())  # setpgid and prctl: no lock taken
-        except OSError as e:
-            raise RunFailed(f"cannot start {argv[0]!r}: {e.strerror or e}") from None
-        assert proc.stdout is not None  # stdout=PIPE above
-        # Over time: the tree is killed, its output ends, and the loop below ends with it.
-        timed_out = threading.Event()
-
-        def over_time() -> None:
-            timed_out.set()
-            kill_tree(proc.pid)
-        deadline = threading.Timer(timeout, over_time) if timeout is not None else None
-        if deadline is not None:
-            deadline.daemon = True
-            deadline.start()
-        try:
-            for line in proc.stdout:
-                lines.append(line)
-                if log:
-                    log.write(line)
-                    log.flush()
-                row = json_object(line)
-                if row is not None and is_epoch_row(row):  # live, so the tuner can prune
-                    report(row["epoch"], **{k: v for k, v in row.items() if k not in ("epoch", INFO)})
-            code = proc.wait()
-        except BaseException:  # Ctrl-C, pruning, SIGTERM: never leave the child behind
-            kill_tree(proc.pid)
-            proc.wait()
-            raise
-        finally:
-            if deadline is not None:
-                deadline.cancel()
-    finally:
-        if log:
-            log.close()
-    where = f" (log: {log_path})" if log_path else ""
-    if timed_out.is_set():
-        raise TimedOut(timeout or 0.0, where)
-    if code != 0:
-        last = next((line.strip() for line in reversed(lines) if line.strip()), "(no output)")
-        raise RunFailed(f"command exited with status {code}{where}{_tail(lines)}",
-                        cause=f"command exited with status {code}: {last}")
-    final = final_metrics(lines)
-    if final is None:
-        raise RunFailed(f"command printed no JSON object line with its metrics{where}{_tail(lines)}",
-                        cause="command printed no JSON object line with its metrics")
-    outcome = finish(final, epochs, started, "cpu")
-    return Outcome(**{**outcome.__dict__, "log": str(log_path) if log_path else None})
-
-
-def _tail(lines: list[str]) -> str:
-    if not any(line.strip() for line in lines):
-        return "; it printed nothing"
-    return f"; last lines:\n{''.join(lines[-LOG_TAIL_LINES:])}"

@@ -393,7 +393,7 @@ def parse_spec(data: Mapping[str, Any], source: str = "<memory>", folder: str | 
                      timeout=None if timeout is None else float(timeout), seed_streams=tuple(streams),
                      presets=presets)
     if command is not None:
-        from study.experiment import check_command  # its placeholders must be declared keys
+        from study.command import check_command  # its placeholders must be declared keys
 
         try:
             check_command(command, base)
