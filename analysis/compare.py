@@ -114,6 +114,14 @@ def warning_lines(family: Family, notes: list[Note], *, units: bool = False) -> 
             if n.text not in said and (units or n.kind != "units")]
 
 
+def plan_terms(plan) -> str:
+    """What the header line says of a plan: direction, chance level, the population averaged."""
+    chance = (f"chance {plan.chance:g} ({plan.chance_source})" if plan.chance is not None
+              else "chance unknown: only divergence counts as failure")
+    return (f"{better_words(plan.direction)}; {chance}; mean over "
+            f"{'all runs' if plan.population == 'all' else 'runs that learned'}")
+
+
 def verdict_lines(name: str, family: Family) -> list[str]:
     """The study's verdicts as the terminal shows them: the plan, the family, then per
     comparison the difference with the primary test's interval, the test and the verdict."""
@@ -121,11 +129,7 @@ def verdict_lines(name: str, family: Family) -> list[str]:
 
     plan = family.plan
     assert plan is not None  # compare_arms always records the plan it used
-    better = better_words(plan.direction)
-    chance = (f"chance {plan.chance:g} ({plan.chance_source})" if plan.chance is not None
-              else "chance unknown: only divergence counts as failure")
-    lines = [f"{name}: {plan.metric} ({better}; {chance}; mean over "
-             f"{'all runs' if plan.population == 'all' else 'runs that learned'}), {family.correction}",
+    lines = [f"{name}: {plan.metric} ({plan_terms(plan)}), {family.correction}",
              f"Family: {family.size_text()}."]
     if plan.mixed_units:
         lines.append(f"\nMIXED UNITS, these verdicts do not hold: {plan.mixed_units}")

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import sys
 
-from .direction import better_words
 from .load import StudyData, family_frame, family_records
 from .numbers import interval, number, percent, significant
 from .task_compare import AcrossTasks, TaskStudy, across_table, catch, compare_tasks
@@ -21,13 +20,10 @@ def print_tasks(study: StudyData, args) -> int:
         for record in json_records(ts):
             print(json.dumps(record))
         return 0
-    from .compare import comparison_lines
+    from .compare import comparison_lines, plan_terms
 
     plan = ts.plan
-    chance = (f"chance {plan.chance:g} ({plan.chance_source})" if plan.chance is not None
-              else "chance unknown: only divergence counts as failure")
-    print(f"{study.name}: {plan.metric} over {len(ts.families)} tasks ({better_words(plan.direction)}; "
-          f"{chance}; mean over {'all runs' if plan.population == 'all' else 'runs that learned'})")
+    print(f"{study.name}: {plan.metric} over {len(ts.families)} tasks ({plan_terms(plan)})")
     print(f"Multiplicity: {ts.correction}.")
     for task, fam in ts.families.items():
         print(f"\n== task {task}: {fam.size_text()}")
