@@ -10,13 +10,16 @@ The public API is the handful of functions a user calls (each docstring has the 
 - planning: `seeds_needed`, `detectable_difference`;
 - `DegenerateDataWarning`, warned when the data force a fallback (zero variance, dropped NaNs);
   like every caution the analysis warns, its ``note`` is the caution as data
-  (`analysis.results.Note`: kind, comparison, seeds).
+  (`analysis.types.Note`: kind, comparison, seeds).
 
 What they return (`Comparison`, `Family`, `Verdict`, ...) is importable from
-`analysis.results`, which lists every result type. The rest is in its module: test-set noise
-in `analysis.testset`, the omnibus test in `analysis.family`, seeds until decided in
-`analysis.sequential`; `python -m analysis.compare`, `python -m analysis.report` and
-`python -m analysis.paper` are the command lines.
+`analysis.types`, which lists every result type. The rest is in its subpackage: `stats` (the
+statistics as pure functions: paired tests, families, power, test-set noise, variance),
+`sequential` (seeds until decided), `tasks` (several tasks), `tuning` (Optuna tuning studies
+and races), `report` (tables, figures, the report), `dashboard` (optuna-dashboard) and `paper`.
+`contract` and `load` are the seam with `study`: the files a study leaves behind.
+`python -m analysis.compare`, `python -m analysis.report` and `python -m analysis.paper` are the
+command lines.
 
 The public names are imported on first use (PEP 562), not with the package: the light
 seam `analysis.contract`, which `study` imports, must not pull in scipy and statsmodels.
@@ -31,12 +34,12 @@ import types
 # public name -> the submodule that defines it
 _EXPORTS = {
     "DegenerateDataWarning": "_checks",
-    "compare": "comparison",
-    "describe": "describe",
-    "compare_family": "family",
+    "compare": "stats.paired",
+    "describe": "stats.describe",
+    "compare_family": "stats.family",
     **dict.fromkeys(["arm_frame", "compare_arms", "family_frame", "load_study"], "load"),
-    **dict.fromkeys(["detectable_difference", "seeds_needed"], "power"),
-    **dict.fromkeys(["build_report", "write_report"], "report"),
+    **dict.fromkeys(["detectable_difference", "seeds_needed"], "stats.power"),
+    **dict.fromkeys(["build_report", "write_report"], "report.build"),
 }
 
 __all__ = sorted(_EXPORTS)
@@ -55,9 +58,9 @@ def __dir__() -> list[str]:
 
 
 class _Package(types.ModuleType):
-    """`compare` and `describe` are both exported functions and submodules. Importing a
+    """`compare` is both an exported function and a submodule (the command line). Importing a
     submodule binds it onto its package under its own name, which would turn a later
-    `from analysis import describe` into the module: an exported name keeps its function."""
+    `from analysis import compare` into the module: an exported name keeps its function."""
 
     def __setattr__(self, name: str, value) -> None:
         if name in _EXPORTS and isinstance(value, types.ModuleType):

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from .results import Note
+from analysis.types import Note
 
 
 class NoteWarning(UserWarning):

@@ -19,12 +19,12 @@ import types
 import warnings
 from typing import TYPE_CHECKING
 
-from .direction import better_words
-from .numbers import count, interval, number, significant
+from analysis.formatting import count, interval, number, significant
+from analysis.stats.direction import better_words
 
 if TYPE_CHECKING:
-    from .family import Family
-    from .results import Note
+    from analysis.stats.family import Family
+    from analysis.types import Note
 
 # The statistics (scipy, statsmodels, pandas) are imported by the functions that use them:
 # `--help` prints without them.
@@ -66,7 +66,7 @@ def single_run(args) -> int:
         raise ValueError("give exactly two accuracies, e.g. `75.49 74.08 --n-test 10000`")
     if args.n_test is None:
         raise ValueError("--n-test is required with two accuracies (the number of test images)")
-    from .testset import single_run_gap
+    from analysis.stats.test_set_noise import single_run_gap
 
     a, b = (float(x) for x in args.source)
     gap = single_run_gap(a, b, args.n_test, alpha=args.alpha or 0.05)
@@ -96,8 +96,8 @@ def single_run(args) -> int:
 def study_family(study, **overrides) -> tuple[Family, list[Note]]:
     """`compare_arms` of `study` (`overrides`: its keyword arguments) with the notes it raised,
     each once: what the CLI prints and what the runner prints at the end of a study."""
-    from ._checks import note_of
-    from .load import compare_arms
+    from analysis._checks import note_of
+    from analysis.load import compare_arms
 
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
@@ -125,7 +125,7 @@ def plan_terms(plan) -> str:
 def verdict_lines(name: str, family: Family) -> list[str]:
     """The study's verdicts as the terminal shows them: the plan, the family, then per
     comparison the difference with the primary test's interval, the test and the verdict."""
-    from .load import family_frame
+    from analysis.load import family_frame
 
     plan = family.plan
     assert plan is not None  # compare_arms always records the plan it used
@@ -153,12 +153,12 @@ def comparison_lines(frame, family: Family) -> list[str]:
 
 
 def from_study(args) -> int:
-    from .load import family_records, load_study
-    from .task_compare import has_tasks
+    from analysis.load import family_records, load_study
+    from analysis.tasks.compare import has_tasks
 
     study = load_study(args.source[0])
     if has_tasks(study.runs):  # several tasks: per-task verdicts, then across tasks
-        from .task_output import print_tasks
+        from analysis.tasks.output import print_tasks
 
         return print_tasks(study, args)
     family, notes = study_family(study, metric=args.metric, baseline=args.baseline, pairs=args.pairs,
@@ -176,7 +176,7 @@ def from_study(args) -> int:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    from .load import StudyNotFound
+    from analysis.load import StudyNotFound
 
     try:
         if all(_is_number(s) for s in args.source):
@@ -196,7 +196,7 @@ class _CallableModule(types.ModuleType):
     in the same process. Calling the module forwards to the function, so both keep working."""
 
     def __call__(self, *args, **kwargs):
-        from .comparison import compare
+        from analysis.stats.paired import compare
 
         return compare(*args, **kwargs)
 

@@ -31,7 +31,7 @@ ABLATION_KIND = "seedwise-ablation"  # arms x seeds, one trial per run (study.ru
 TUNING_KIND = "seedwise-tuning"  # the tuning of one arm (study.tune --trials)
 TUNED_SUFFIX = "-tuned"  # the confirmation of tuned params on fresh seeds (study.tune --confirm)
 # A variance study's sources of randomness, each a runs.csv column `<source>_seed` (study.variance
-# writes them, analysis.variance reads them).
+# writes them, analysis.stats.variance reads them).
 SOURCES = ("init", "order", "augment", "split")
 
 
@@ -85,7 +85,7 @@ INTERRUPTED = "interrupted"  # a tuning trial whose process was stopped or kille
 # study.json's "analysis" object. Required keys (with these defaults when absent) ...
 ANALYSIS_DEFAULTS = {"metric": "test_acc", "baseline": "baseline", "alpha": 0.05, "margin": 0.5}
 # ... and optional ones, present only when declared: "direction" (one of DIRECTIONS; absent:
-# what the metric's name says, `analysis.direction`), "chance" (float, the metric's value for a
+# what the metric's name says, `analysis.stats.direction`), "chance" (float, the metric's value for a
 # model that learned nothing, in the metric's units), "failures" (one of FAILURE_POPULATIONS:
 # does the mean comparison use all runs, failures scored, or only the runs that learned;
 # default "all") and "metrics" ({other metric: its declared METRIC_KEYS}, for --metric X).

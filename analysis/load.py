@@ -3,7 +3,7 @@
 Loading is the only I/O in `analysis` besides the report writer; the statistics themselves are
 pure functions over arrays. `compare_arms` turns a study's runs into a Holm-corrected family
 of comparisons, pairing arms by seed per comparison, with failures counted as outcomes
-(`analysis.failures`) and the metric's direction and scale checked (`analysis.plan`).
+(`analysis.stats.failures`) and the metric's direction and scale checked (`analysis.stats.metric_plan`).
 
 Any CSV with columns ``arm, seed, <metric>`` (``status`` optional) is a study: a file named
 runs.csv is read with the study.json / epochs.csv beside it; any other file on its own.
@@ -20,14 +20,14 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ._checks import NoteWarning
-from .contract import COMPLETE, DB_FILE, FAILED, default_storage, read_table, seed_streams
-from .describe import describe
-from .failures import classify, compare_outcomes, mixes, scored, why_unjudged
-from .family import Family, compare_family
-from .plan import MetricPlan, check_runs, check_scale, resolve_plan
-from .power import seeds_needed
-from .results import Note, TestResult
+from analysis._checks import NoteWarning
+from analysis.contract import COMPLETE, DB_FILE, FAILED, default_storage, read_table, seed_streams
+from analysis.stats.describe import describe
+from analysis.stats.failures import classify, compare_outcomes, mixes, scored, why_unjudged
+from analysis.stats.family import Family, compare_family
+from analysis.stats.metric_plan import MetricPlan, check_runs, check_scale, resolve_plan
+from analysis.stats.power import seeds_needed
+from analysis.types import Note, TestResult
 
 
 class StudyNotFound(FileNotFoundError):
@@ -60,7 +60,7 @@ class StudyData:
         return str(self.runs_path or self.path / "runs.csv")
 
     def metric_plan(self, **overrides) -> MetricPlan:
-        """`analysis.plan.resolve_plan` of this study's study.json, with `overrides`. With no
+        """`analysis.stats.metric_plan.resolve_plan` of this study's study.json, with `overrides`. With no
         baseline declared anywhere and no arm called "baseline", the first arm of the table
         is the baseline (a plain user CSV), and a note says so."""
         plan = resolve_plan(self.meta, path=self.path, **overrides)
@@ -132,7 +132,7 @@ class StudyData:
         import optuna
         from optuna.artifacts import FileSystemArtifactStore
 
-        from .contract import trial_predictions
+        from analysis.contract import trial_predictions
 
         labels = np.load(labels_path, allow_pickle=False)
         optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -211,12 +211,12 @@ def compare_arms(study: StudyData | pd.DataFrame, *, metric: str | None = None, 
     its own, and its verdict says so. Seeds a comparison cannot use are named in a warning,
     never dropped silently.
 
-    Failures (`analysis.failures`): by default (``failures="all"``) runs that did not learn
+    Failures (`analysis.stats.failures`): by default (``failures="all"``) runs that did not learn
     count with their final value and diverged runs at the chance level; ``"learned"`` uses
     only runs that learned. Either way each comparison carries the failure rates of its two
     arms, Fisher's exact test of their difference and the mean under the other choice
     (``Comparison.outcomes``), and its verdict's reason states them. `direction` and
-    `chance` override the plan's (`analysis.plan`); ``compare_kwargs`` go to `compare`.
+    `chance` override the plan's (`analysis.stats.metric_plan`); ``compare_kwargs`` go to `compare`.
     """
     if isinstance(study, pd.DataFrame):
         study = StudyData(path=Path("."), runs=study, epochs=pd.DataFrame())

@@ -1,4 +1,4 @@
-"""Size and power of the across-task verdict's test (`analysis.task_meta`) on runs shaped like
+"""Size and power of the across-task verdict's test (`analysis.tasks.meta`) on runs shaped like
 real ones: right-skewed seed noise, bad seeds, failed runs, tasks that differ in noise.
 
     python benchmarks/across_tasks_sim.py            # 10000 replications per row (~2 min)
@@ -11,7 +11,7 @@ pairing cancels it); each run adds its own -s_t Gamma(1.5, 1.2) (a long lower ta
 true effect on task t is `effect` + N(0, tau^2) (the random-effects model; `effect` 0 is the
 null "no effect on average"). A run fails with probability `fail`, either arm, independently:
 scored at chance (10, some 50 points down) or, with no chance level, at the worst score of its
-task (`analysis.across_tasks.fill_failures`).
+task (`analysis.tasks.aggregates.fill_failures`).
 
 Columns: the rejection rate at alpha 0.05 of the verdict's test (`pooled_t` of the per-task
 Hodges-Lehmann effects), and of the previous test (per-task mean differences pooled by
@@ -33,7 +33,7 @@ from scipy import stats
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from analysis.task_meta import hodges_lehmann, pooled_t  # noqa: E402
+from analysis.tasks.meta import hodges_lehmann, pooled_t  # noqa: E402
 
 SEEDS = 8
 ALPHA = 0.05

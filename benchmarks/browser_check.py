@@ -32,8 +32,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 CHROMIUM_NAMES = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
-DASHBOARD = Path(sys.executable).parent / "optuna-dashboard"  # = analysis.dashboard_server's
-FIGURE_TITLES = ("Verdicts:", "per arm over seeds", "Difference from")  # analysis.dashboard's figures
+DASHBOARD = Path(sys.executable).parent / "optuna-dashboard"  # = analysis.dashboard.server's
+FIGURE_TITLES = ("Verdicts:", "per arm over seeds", "Difference from")  # analysis.dashboard.panels's figures
 BEST_TRIAL = "Best Trial (number="  # optuna-dashboard's card title for a single-objective study
 
 
@@ -165,7 +165,7 @@ def copy_results(study_dir: Path, into: Path) -> Path:
 def run_checks(study_dir: Path, work: Path, browser: str, shots: Path | None,
                log=print) -> list[str]:
     """Every check on a copy of `study_dir` under `work`; the list of problems found."""
-    from analysis.dashboard_server import start_dashboard
+    from analysis.dashboard.server import start_dashboard
     from analysis.load import load_study
     from analysis.report import write_report
 

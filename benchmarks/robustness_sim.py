@@ -14,8 +14,8 @@ Laws of the paired differences d (arm - baseline), all with mean 0 under A/A (is
             Z ~ N(0, 1): right-skewed, mean 0, sd 1.5 (skewness 1.75 at s = 0.5, 6.2 at s = 1)
 
 Sequential: the public plan (looks every 5 seeds up to 40, margin 0.5, alpha 0.05) through
-`analysis.sequential_sim.run_sequential`, which makes `decide`'s decisions (a test checks
-it). Fixed n: the paired t-test at n = 10 and 40 (`analysis.comparison.primary_test`'s test).
+`analysis.sequential.simulate.run_sequential`, which makes `decide`'s decisions (a test checks
+it). Fixed n: the paired t-test at n = 10 and 40 (`analysis.stats.paired.primary_test`'s test).
 Rates are of any better/worse verdict, with Monte Carlo standard errors
 sqrt(p (1 - p) / reps); for the sequential design also the part of it that carries the
 skew guard's note, and the part reached at looks where no bad seed had been drawn yet.
@@ -32,9 +32,9 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from analysis.sequential import SequentialPlan  # noqa: E402
-from analysis.sequential_sim import BETTER, WORSE, run_sequential  # noqa: E402
-from analysis.skew_guard import caution, guarded_paired_test  # noqa: E402
+from analysis.sequential.decide import SequentialPlan  # noqa: E402
+from analysis.sequential.simulate import BETTER, WORSE, run_sequential  # noqa: E402
+from analysis.stats.skew_guard import caution, guarded_paired_test  # noqa: E402
 
 SD = 1.5
 LAWS = ("normal", "t3", "bad-seed", "lognormal 0.5", "lognormal 1")

@@ -25,10 +25,9 @@ from scipy import stats
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from analysis.group_sequential import z_boundaries, z_power  # noqa: E402
-from analysis.power import seeds_needed  # noqa: E402
-from analysis.sequential import SequentialPlan  # noqa: E402
-from analysis.sequential_sim import (  # noqa: E402
+from analysis.sequential.boundaries import z_boundaries, z_power  # noqa: E402
+from analysis.sequential.decide import SequentialPlan  # noqa: E402
+from analysis.sequential.simulate import (  # noqa: E402
     BETTER,
     EQUIVALENT,
     WORSE,
@@ -38,6 +37,7 @@ from analysis.sequential_sim import (  # noqa: E402
     simulate_differences,
     size_max_seeds,
 )
+from analysis.stats.power import seeds_needed  # noqa: E402
 
 RUNS = ROOT / "results" / "notebook-ablation-quick" / "runs.csv"
 # max_seeds of each design is sized by simulation (`size_max_seeds`): the smallest reaching

@@ -1,4 +1,4 @@
-"""Coverage of analysis.variance's intervals on simulated studies with planted components.
+"""Coverage of analysis.stats.variance's intervals on simulated studies with planted components.
 
     PYTHONPATH=$PWD python benchmarks/variance_coverage.py [n_studies]
 
@@ -25,7 +25,7 @@ from scipy import stats
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from test_variance import SD, SOURCES, TRUE_ALL, additive_truth, simulate_runs, simulate_scores  # noqa: E402
 
-from analysis.variance import decompose_variance  # noqa: E402
+from analysis.stats.variance import decompose_variance  # noqa: E402
 
 
 def rate(hits) -> str:

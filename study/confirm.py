@@ -32,7 +32,7 @@ from analysis.contract import (
     read_table,
     redact,
 )
-from analysis.numbers import number
+from analysis.formatting import number
 from study.plan import Plan, UsageError
 from study.run import run_plan
 from study.search import OBJECTIVE, config_value

@@ -17,8 +17,8 @@ from study.store import RunStore
 from study.summary import render, summarize
 
 if TYPE_CHECKING:
-    from analysis.family import Family
-    from analysis.results import Note
+    from analysis.stats.family import Family
+    from analysis.types import Note
 
 
 def finish(plan: Plan, store: RunStore) -> int:

@@ -6,12 +6,12 @@ arm's own parameters are the first candidate ("default"); new candidates come fr
 TPE sampler, enter at the current round and first catch up on the seeds already run, so every
 comparison is paired. After each complete round from the third on, rivals that a one-sided
 paired t-test (Holm over the live rivals) shows worse than the incumbent are dropped; the
-statistics are analysis.racing's pure functions. The budget is counted in runs.
+statistics are analysis.tuning.racing's pure functions. The budget is counted in runs.
 
 Storage: every (candidate, seed) run is one Optuna trial of the race study
 `<ablation study>-tune-<arm>-race`, with the candidate's params and the user attributes
 race_candidate, race_entered, race_seed_index and seed. Nothing else holds race state: every
-worker (and a rerun after kill -9) rebuilds it from the stored trials with `analysis.racing.replay`.
+worker (and a rerun after kill -9) rebuilds it from the stored trials with `analysis.tuning.racing.replay`.
 The default's later runs and every catch-up run are added as finished trials (`study.add_trial`)
 rather than enqueued: on SQLite two workers can pop the same WAITING trial (study.claims);
 who runs a (candidate, seed) is decided by an atomic claim in the same database instead.
@@ -31,9 +31,9 @@ import optuna
 from optuna.trial import TrialState
 
 from analysis.contract import COMPLETE, DIVERGED, FAILED, config_hash, stable_hash
-from analysis.plan import MetricPlan, resolve_plan
-from analysis.race_study import DEFAULT, RaceData, race_data, race_plan, race_summary
-from analysis.racing import next_round, winner
+from analysis.stats.metric_plan import MetricPlan, resolve_plan
+from analysis.tuning.race_study import DEFAULT, RaceData, race_data, race_plan, race_summary
+from analysis.tuning.racing import next_round, winner
 from study.claims import Claims, worker_id
 from study.plan import UsageError
 from study.search import TUNE_SEED_OFFSET, TrialSeededTPE, config_value, suggest
@@ -52,8 +52,8 @@ def arm_sampler_seed(sampler_seed: int, arm: str) -> int:
 
 
 def race_attrs(tuning_objective: str, direction: str, analysis, arm: str, sampler_seed: int) -> dict[str, Any]:
-    """The race study's description (user attributes), read back by analysis.race_study; the
-    chance level scores diverged runs (analysis.failures), from the spec's [analysis]."""
+    """The race study's description (user attributes), read back by analysis.tuning.race_study; the
+    chance level scores diverged runs (analysis.stats.failures), from the spec's [analysis]."""
     chance = resolve_plan({"analysis": analysis.declared()}, metric=tuning_objective, direction=direction).chance
     return {"race": {"size": RACE_SIZE, "default": DEFAULT, "chance": chance,
                      "sampler": f"TPE (seed {arm_sampler_seed(sampler_seed, arm)}, from --sampler-seed "

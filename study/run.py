@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 from study.options import RunOptions, add_run_args, add_study_args, check_options, options
 
 if TYPE_CHECKING:
-    from analysis.sequential_plan import SequentialPlan
+    from analysis.sequential.plan import SequentialPlan
     from study.plan import Plan
     from study.spec import StudySpec
     from study.store import RunStore

@@ -42,8 +42,8 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from analysis import direction as directions
 from analysis.contract import DIRECTIONS, METRIC_KEYS, SOURCES, stable_hash
+from analysis.stats import direction as directions
 from study import cifar, params
 from study.params import ConfigError, suggest
 
@@ -71,7 +71,7 @@ class AnalysisPlan:
 
     def direction_of(self, metric: str | None = None) -> str:
         """Which way is better for `metric` (None: the analysis metric): declared, else what
-        its name says (`analysis.direction`); UndeclaredDirection when neither says."""
+        its name says (`analysis.stats.direction`); UndeclaredDirection when neither says."""
         if metric is None or metric == self.metric:
             return directions.resolve(self.metric, self.direction)
         return directions.resolve(metric, self.metrics.get(metric, {}).get("direction"))

@@ -2,7 +2,7 @@
 
 Deliberately small (the full statistics live in `analysis`). Each arm minus the baseline is
 the verdicts' own difference and interval when the family is given (`analysis.compare_arms`),
-else the same primary test on the complete runs (`analysis.comparison.primary_test`: the
+else the same primary test on the complete runs (`analysis.stats.paired.primary_test`: the
 skew-guarded paired t on common seeds, Welch otherwise): the table and the verdicts printed
 below it never show two intervals for one difference.
 """
@@ -15,13 +15,13 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
-from analysis.comparison import primary_test
 from analysis.contract import COMPLETE, DIVERGED, FAILED
-from analysis.describe import t_interval
-from analysis.numbers import number, significant
+from analysis.formatting import number, significant
+from analysis.stats.describe import t_interval
+from analysis.stats.paired import primary_test
 
 if TYPE_CHECKING:
-    from analysis.family import Family
+    from analysis.stats.family import Family
 
 
 def summarize(runs: pd.DataFrame, arms: list[str], baseline: str, metric: str = "test_acc",

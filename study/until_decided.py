@@ -1,7 +1,7 @@
 """`python -m study.run --until-decided`: add seeds, look after look, only where the answer is open.
 
 The statistics (a group-sequential paired t with alpha spending, Holm across comparisons, and
-why) are `analysis.sequential`'s; this module only drives the runner with them:
+why) are `analysis.sequential.decide`'s; this module only drives the runner with them:
 
 1. The plan (first look, looks every k seeds, maximum, alpha, margin, spending) is fixed
    before the first run and stored in the Optuna study (user attr ``sequential_plan``), so
@@ -17,7 +17,7 @@ why) are `analysis.sequential`'s; this module only drives the runner with them:
    decisions are a function of the stored runs alone: a killed and resumed study, or several
    workers, reach exactly the decisions of one uninterrupted process.
 
-Values are scored as the fixed-n analysis scores them (`analysis.failures`): a run that did
+Values are scored as the fixed-n analysis scores them (`analysis.stats.failures`): a run that did
 not learn counts with its value, a diverged run at chance, so failures are outcomes here too.
 """
 
@@ -30,12 +30,12 @@ import time
 from pathlib import Path
 from typing import Any
 
-from analysis import failures
 from analysis.contract import SEQUENTIAL_FILE
+from analysis.formatting import significant
 from analysis.load import load_study
-from analysis.numbers import significant
-from analysis.sequential import SequentialResult, decide, next_seeds, paired_differences
-from analysis.sequential_plan import SequentialPlan, plan_deviations
+from analysis.sequential.decide import SequentialResult, decide, next_seeds, paired_differences
+from analysis.sequential.plan import SequentialPlan, plan_deviations
+from analysis.stats import failures
 from study.plan import UsageError
 from study.spec import SpecError
 from study.store import write_if_changed

@@ -3,7 +3,7 @@
     python -m study.variance --arm baseline --seeds 10 --preset quick
     python -m study.variance --spec examples/digits/spec.toml --arm dropout --seeds 10
 
-Runs the design of `analysis.variance.variance_design` for one arm (k runs per source in which
+Runs the design of `analysis.stats.variance.variance_design` for one arm (k runs per source in which
 only that source's seed changes, k in which all change) as ORDINARY stored runs of a study of
 their own, through `study.run` (resumable: a rerun trains only what is missing; several
 workers can share it; provenance as usual). Each run's seed is a `study.seeds.RunSeeds`: its
@@ -32,7 +32,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from analysis import numbers
+from analysis import formatting
 from analysis.contract import (
     COMPLETE,
     DIVERGED,
@@ -52,7 +52,7 @@ if TYPE_CHECKING:  # the statistics are imported when the study runs: `--help` s
     import numpy as np
     import pandas as pd
 
-    from analysis.variance import VarianceDecomposition
+    from analysis.stats.variance import VarianceDecomposition
 
 SEED_COLUMNS = [seed_column(s) for s in SOURCES]
 
@@ -152,7 +152,7 @@ def prepare(args: argparse.Namespace) -> VarianceStudy:
     preset = resolve_preset(spec, args.preset, has_cuda)
     # The arm alone, as its own baseline: the study's summary and identity are about it only.
     narrowed = replace(spec, arms=(arm,), analysis=replace(spec.analysis, baseline=arm.name), sequential=None)
-    from analysis.variance import variance_design
+    from analysis.stats.variance import variance_design
 
     design = variance_design(args.seeds, sources=sources, replicates=args.replicates)
     name = args.study or study_name(spec, preset, arm.name, args.seeds, sources, args.replicates, user_set)
@@ -211,7 +211,7 @@ def decompose(study: VarianceStudy, results_dir: Path, confidence: float) -> tup
     """The decomposition of the study's complete runs, and what was left out."""
 
     from analysis.load import load_study
-    from analysis.variance import NONE, declared_deterministic, decompose_variance
+    from analysis.stats.variance import NONE, declared_deterministic, decompose_variance
 
     runs = read_table(results_dir / "runs.csv")
     metric = study.spec.analysis.metric
@@ -244,11 +244,11 @@ def decompose(study: VarianceStudy, results_dir: Path, confidence: float) -> tup
 
 
 def _num(v) -> str:  # the terminal table writes a missing value as "-"
-    return numbers.significant(v, missing="-")
+    return formatting.significant(v, missing="-")
 
 
 def _pct(v) -> str:
-    return numbers.percent(v, missing="-")
+    return formatting.percent(v, missing="-")
 
 
 def render(d: VarianceDecomposition, study: VarianceStudy, info: dict) -> str:

@@ -1,4 +1,4 @@
-"""Across-task aggregates (analysis.across_tasks, analysis.task_meta): the same numbers as the
+"""Across-task aggregates (analysis.tasks.aggregates, analysis.tasks.meta): the same numbers as the
 references on the same data (rliable, scipy's bootstrap, scikit-posthocs, Demsar's CD table,
 statsmodels), degenerate inputs named, and planted effects found."""
 
@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from analysis.across_tasks import (
+from analysis.tasks.aggregates import (
     aggregates,
     check_tasks,
     fill_failures,
@@ -21,7 +21,7 @@ from analysis.across_tasks import (
     normalise,
     profile,
 )
-from analysis.task_meta import generalises, meta_analysis, meta_family, rank_arms, task_effects
+from analysis.tasks.meta import generalises, meta_analysis, meta_family, rank_arms, task_effects
 
 
 def skewed_runs(effects: dict[str, list[float]], *, seeds: int = 10, seed: int = 0,

@@ -16,7 +16,7 @@ import pandas as pd
 import pytest
 
 from analysis.load import load_study
-from analysis.provenance import provenance_table
+from analysis.report.provenance import provenance_table
 from study.plan import make_plan, study_description
 from study.provenance import CodeChangedError, command_files, run_code
 from study.run import main, run_plan

@@ -8,7 +8,7 @@ import optuna
 import pytest
 from conftest import data_source
 
-from analysis.dashboard_server import DASHBOARD, DashboardStartError, start_dashboard
+from analysis.dashboard.server import DASHBOARD, DashboardStartError, start_dashboard
 from study import run, tune
 
 needs_cifar = pytest.mark.skipif(data_source() is None, reason="no CIFAR-10 source (set SEEDWISE_DATA)")

@@ -10,13 +10,13 @@ from optuna.distributions import CategoricalDistribution, IntDistribution
 from test_report import make_study
 
 from analysis._checks import NoteWarning
-from analysis.dashboard import FIGURE_IDS, OBJECTIVE
-from analysis.figures import lr_schedule_figure
+from analysis.dashboard.panels import FIGURE_IDS, OBJECTIVE
 from analysis.load import compare_arms, load_study
-from analysis.notes import group_notes
 from analysis.report import build_report, render_markdown, write_report
-from analysis.results import Note
-from analysis.tables import to_html, to_latex, to_markdown
+from analysis.report.figures import lr_schedule_figure
+from analysis.report.notes import group_notes
+from analysis.report.tables import to_html, to_latex, to_markdown
+from analysis.types import Note
 
 optuna_dashboard = pytest.importorskip("optuna_dashboard")
 ARMS = {"baseline": {}, "wide": {"width": 32}, "narrow": {"width": 8}}
@@ -182,7 +182,7 @@ def test_every_lr_panel_has_epoch_tick_labels(tmp_path):
 
 def test_verdict_table_keeps_an_arm_that_could_not_be_judged():
     pytest.importorskip("plotly")
-    from analysis.dashboard import DashboardData, verdict_plotly
+    from analysis.dashboard.panels import DashboardData, verdict_plotly
 
     runs = pd.DataFrame({"arm": ["baseline"] * 3 + ["wide"] * 3 + ["broken"] * 2,
                          "seed": [0, 1, 2] * 2 + [0, 1],

@@ -9,8 +9,8 @@ import pandas as pd
 import pytest
 
 from analysis.compare import main as compare_main
-from analysis.describe import t_interval
 from analysis.load import compare_arms, load_study
+from analysis.stats.describe import t_interval
 from study.console import print_verdicts
 from study.summary import render, summarize
 

@@ -40,22 +40,22 @@ def test_importing_study_store_leaves_optunas_logging_alone():
 
 def test_the_public_names_are_still_there():
     import analysis
-    import analysis.results
+    import analysis.types
     import study
 
-    assert len(analysis.__all__) <= 12, "a handful of functions at the top; types in analysis.results"
+    assert len(analysis.__all__) <= 12, "a handful of functions at the top; types in analysis.types"
     for name in analysis.__all__:
         assert getattr(analysis, name) is not None, name
         assert f"`{name}`" in analysis.__doc__, f"{name} is exported but not in the package's map"
-    for name in analysis.results.__all__:  # every result type, each one documented there
-        assert isinstance(getattr(analysis.results, name), type), name
-        assert f"`{name}`" in analysis.results.__doc__, f"{name} is not in analysis.results' map"
+    for name in analysis.types.__all__:  # every result type, each one documented there
+        assert isinstance(getattr(analysis.types, name), type), name
+        assert f"`{name}`" in analysis.types.__doc__, f"{name} is not in analysis.types' map"
     assert len(study.__all__) <= 8, "a handful at the top; the built-in experiment in study.cifar"
     for name in study.__all__:
         assert getattr(study, name) is not None, name
         assert f"`{name}`" in study.__doc__, f"{name} is exported but not in the package's map"
     import analysis.compare  # noqa: F401  (a submodule named like the exported function)
-    import analysis.describe  # noqa: F401
+    import analysis.stats.describe  # noqa: F401
     from analysis import compare, describe
 
     assert describe([1.0, 2.0, 3.0], rng=0).n == 3 and callable(compare)

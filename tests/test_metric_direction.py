@@ -17,10 +17,10 @@ import pandas as pd
 import pytest
 
 from analysis.compare import main as compare_main
-from analysis.direction import from_name, sign
 from analysis.load import compare_arms, load_study
 from analysis.report import build_report
 from analysis.report import main as report_main
+from analysis.stats.direction import from_name, sign
 from study.run import main as run_main
 from study.spec import SpecError, load_spec
 

@@ -17,8 +17,8 @@ import pytest
 from analysis.compare import main as compare_main
 from analysis.contract import read_table
 from analysis.load import compare_arms, load_study
-from analysis.plan import mixed_units
 from analysis.report import build_report
+from analysis.stats.metric_plan import mixed_units
 from study import run_study
 from study.run import main as run_main
 from study.spec import SpecError, load_spec

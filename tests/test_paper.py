@@ -9,7 +9,7 @@ import pytest
 from analysis.paper.__main__ import main
 from analysis.paper.gather import VARIANCE_STUDY, collect
 from analysis.paper.template import PLACEHOLDER, render
-from analysis.variance import variance_design
+from analysis.stats.variance import variance_design
 
 
 def test_render_fills_placeholders_and_refuses_unknown_ones():
@@ -123,8 +123,8 @@ def test_variance_numbers_from_a_stored_variance_study(tmp_path):
 def test_sequential_numbers_come_from_the_studys_record_and_runs(tmp_path):
     """The paper's StepLR statement rests on the --until-decided study: its verdicts, seeds,
     repeated CIs and adjusted p-values are read from sequential.json, never typed."""
-    from analysis.sequential import decide, paired_differences
-    from analysis.sequential_plan import SequentialPlan
+    from analysis.sequential.decide import decide, paired_differences
+    from analysis.sequential.plan import SequentialPlan
     from study.until_decided import write_record
     from tests.test_report import make_study
 

@@ -1,4 +1,4 @@
-"""Racing statistics (analysis.racing): the estimator against brute force, the paired test with a
+"""Racing statistics (analysis.tuning.racing): the estimator against brute force, the paired test with a
 planted effect and without one, the replayed race, and the issue's done-when toy as a simulation:
 a default at the true optimum, large shared seed noise, and the tuned parameters never worse."""
 
@@ -10,7 +10,7 @@ import math
 import numpy as np
 import pytest
 
-from analysis.racing import (
+from analysis.tuning.racing import (
     expected_best,
     incumbent,
     next_round,
@@ -111,7 +111,7 @@ def _score(log_lr, seed_effect, rng):
 
 
 def simulate_race(rng, budget=60, size=4):
-    """One race through analysis.racing's own replay/next_round, candidates drawn log-uniform
+    """One race through analysis.tuning.racing's own replay/next_round, candidates drawn log-uniform
     over lr0/100..100 lr0 (a random sampler), the default first. Returns (tuned log lr, runs)."""
     seed_effects = rng.normal(0, SHARED_SD, 200)
     logs = [math.log(LR0)]
@@ -183,7 +183,7 @@ def test_a_stored_race_scores_divergence_by_the_failures_rule(chance):
     """Diverged runs are outcomes: scored at chance when it is known, else they drop their
     candidate; failed runs (an exception) are no outcome and are retried; a (candidate, seed)
     stored twice counts once."""
-    from analysis.race_study import race_data, race_plan, race_summary
+    from analysis.tuning.race_study import race_data, race_plan, race_summary
 
     trials = [_trial(0, "default", 0, 50.0), _trial(1, "t1", 0, 52.0, lr=0.5), _trial(2, "default", 1, 51.0),
               _trial(3, "t1", 1, None, state="PRUNED", status="diverged", lr=0.5),
@@ -202,7 +202,7 @@ def test_a_stored_race_scores_divergence_by_the_failures_rule(chance):
 
 
 def test_the_budget_table_shows_each_arm_up_to_what_it_tried():
-    from analysis.figures.tuning_budget import (
+    from analysis.report.figures.tuning_budget import (
         budget_points,
         expected_best_figure,
         expected_best_table,

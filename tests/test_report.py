@@ -13,10 +13,10 @@ import pandas as pd
 import pytest
 from matplotlib.figure import Figure
 
-from analysis import figures, numbers, tables
+from analysis import formatting
 from analysis.contract import BUILTIN_SEED_STREAMS
 from analysis.load import compare_arms, family_frame, load_study
-from analysis.report import build_report, integrity_checks, main, write_report
+from analysis.report import build_report, figures, integrity_checks, main, tables, write_report
 
 ROOT = Path(__file__).resolve().parents[1]
 BASE = {"width": 16, "bn": "all", "train_size": 1000, "val_size": 500, "test_size": 10000,
@@ -174,10 +174,10 @@ def test_numbers_in_text_come_from_the_results(written):
         fam = compare_arms(study, arms=["baseline", "wide", "low_lr_a", "low_lr_b"])
     frame = family_frame(fam).set_index("arm")
     md = (out / "report.md").read_text()
-    assert numbers.number(frame.loc["wide", "diff"], signed=True, minus=numbers.MINUS) in md
-    assert numbers.interval(frame.loc["wide", "ci_low"], frame.loc["wide", "ci_high"], signed=True,
-                            minus=numbers.MINUS) in md
-    assert numbers.p_value(frame.loc["wide", "p_adjusted"], minus=numbers.MINUS) in md
+    assert formatting.number(frame.loc["wide", "diff"], signed=True, minus=formatting.MINUS) in md
+    assert formatting.interval(frame.loc["wide", "ci_low"], frame.loc["wide", "ci_high"], signed=True,
+                            minus=formatting.MINUS) in md
+    assert formatting.p_value(frame.loc["wide", "p_adjusted"], minus=formatting.MINUS) in md
 
 
 def test_figure_functions_return_figures_and_write_nothing(tmp_path, monkeypatch):
@@ -298,22 +298,22 @@ def test_missing_storage_skips_note_with_notice(tmp_path):
 
 def test_number_rules():
     # one rule per kind of number, in the report's typography (true minus) or plain text
-    assert numbers.number(-0.0) == "0.00" and numbers.number(0.0, signed=True) == "+0.00"
+    assert formatting.number(-0.0) == "0.00" and formatting.number(0.0, signed=True) == "+0.00"
     # a value its decimals would print as zero is written in significant digits, never "0.00"
-    assert numbers.number(-0.001) == "-0.001" and numbers.number(0.001388, signed=True) == "+0.00139"
-    assert numbers.number(0.0049, 3) == "0.005" and numbers.number(-4e-5, minus=numbers.MINUS) == "−4e−05"
-    assert numbers.number(-1.5, signed=True, minus=numbers.MINUS) == "−1.50"
-    assert numbers.number(-1.5, signed=True) == "-1.50" and numbers.number(float("nan")) == "n/a"
-    assert numbers.number(None, missing="-") == "-" and numbers.number(float("inf")) == "∞"
-    assert numbers.interval(-1.234, 2.0, signed=True) == "[-1.23, +2.00]"
-    assert numbers.interval(1.0, float("nan")) == "n/a"
-    assert numbers.p_value(0.0123) == "0.012" and numbers.p_value(1.66e-6, minus=numbers.MINUS) == "1.7e−6"
-    assert numbers.p_relation(0.00432) == "= 0.0043" and numbers.p_relation(3e-5) == "< 0.0001"
-    assert numbers.p_relation(0.0432) == "= 0.043"
-    assert numbers.significant(0.000217) == "0.000217" and numbers.significant(-36.57, signed=True) == "-36.6"
-    assert numbers.significant(float("inf")) == "n/a" and numbers.significant(2.5e-7, 2) == "2.5e-07"
-    assert numbers.percent(0.25) == "25%" and numbers.percent(0.8, 1) == "80.0%"
-    assert numbers.count(45_000) == "45,000" and numbers.count(0.1) == "0.1" and numbers.count(True) == "True"
+    assert formatting.number(-0.001) == "-0.001" and formatting.number(0.001388, signed=True) == "+0.00139"
+    assert formatting.number(0.0049, 3) == "0.005" and formatting.number(-4e-5, minus=formatting.MINUS) == "−4e−05"
+    assert formatting.number(-1.5, signed=True, minus=formatting.MINUS) == "−1.50"
+    assert formatting.number(-1.5, signed=True) == "-1.50" and formatting.number(float("nan")) == "n/a"
+    assert formatting.number(None, missing="-") == "-" and formatting.number(float("inf")) == "∞"
+    assert formatting.interval(-1.234, 2.0, signed=True) == "[-1.23, +2.00]"
+    assert formatting.interval(1.0, float("nan")) == "n/a"
+    assert formatting.p_value(0.0123) == "0.012" and formatting.p_value(1.66e-6, minus=formatting.MINUS) == "1.7e−6"
+    assert formatting.p_relation(0.00432) == "= 0.0043" and formatting.p_relation(3e-5) == "< 0.0001"
+    assert formatting.p_relation(0.0432) == "= 0.043"
+    assert formatting.significant(0.000217) == "0.000217" and formatting.significant(-36.57, signed=True) == "-36.6"
+    assert formatting.significant(float("inf")) == "n/a" and formatting.significant(2.5e-7, 2) == "2.5e-07"
+    assert formatting.percent(0.25) == "25%" and formatting.percent(0.8, 1) == "80.0%"
+    assert formatting.count(45_000) == "45,000" and formatting.count(0.1) == "0.1" and formatting.count(True) == "True"
 
 
 def test_table_helpers():

@@ -15,10 +15,10 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from analysis import numbers, tables
+from analysis import formatting
 from analysis.load import load_study
-from analysis.report import build_report, integrity_checks, write_report
-from analysis.tuning import Tuning, space_axes
+from analysis.report import build_report, integrity_checks, tables, write_report
+from analysis.tuning.studies import Tuning, space_axes
 
 ROOT = Path(__file__).resolve().parents[1]
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": os.pathsep.join(
@@ -167,10 +167,10 @@ def test_a_two_parameter_search_maps_its_own_parameters(plain):
 
 
 def test_numbers_are_written_by_their_magnitude(plain):
-    assert numbers.number(0.001388) == "0.00139" and numbers.number(-0.0042, signed=True) == "-0.0042"
-    assert numbers.number(0.0) == "0.00" and numbers.number(12.3456) == "12.35"
+    assert formatting.number(0.001388) == "0.00139" and formatting.number(-0.0042, signed=True) == "-0.0042"
+    assert formatting.number(0.0) == "0.00" and formatting.number(12.3456) == "12.35"
     assert "0.00139" in tables.to_markdown(pd.DataFrame({"lr": [0.001388]}))
-    assert numbers.duration(4.2) == "4.2 s" and numbers.duration(1980) == "0.55 h"
+    assert formatting.duration(4.2) == "4.2 s" and formatting.duration(1980) == "0.55 h"
     _, md, _ = plain
     assert "weight_decay: 0.0 → 0.001388" in md  # the config as written, not "0.00"
     training = next(line for line in md.splitlines() if "total training time" in line)
@@ -207,7 +207,7 @@ def test_curves_draw_what_the_runs_reported(declared):
 
 
 def test_tuning_history_follows_the_objective_and_its_direction():
-    from analysis.tuning import history_figure
+    from analysis.tuning.studies import history_figure
 
     trials = pd.DataFrame({"number": [0, 1, 2], "state": ["COMPLETE"] * 3, "status": ["complete"] * 3,
                            "value": [3.0, 1.0, 2.0], "lr": [0.1, 0.01, 0.001]})

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from analysis import DegenerateDataWarning
-from analysis.group_sequential import nominal_levels, spend, z_boundaries
-from analysis.sequential import (
+from analysis.sequential.boundaries import nominal_levels, spend, z_boundaries
+from analysis.sequential.decide import (
     Decision,
     SequentialPlan,
     decide,
@@ -17,7 +17,7 @@ from analysis.sequential import (
     paired_differences,
     plan_deviations,
 )
-from analysis.sequential_sim import (
+from analysis.sequential.simulate import (
     BETTER,
     EQUIVALENT,
     WORSE,
@@ -258,7 +258,7 @@ def test_planted_effects_stop_early_with_full_power():
 def test_holm_adjust_matches_statsmodels():
     from statsmodels.stats.multitest import multipletests
 
-    from analysis.sequential import holm_adjust
+    from analysis.sequential.decide import holm_adjust
 
     p = np.random.default_rng(10).uniform(0, 0.2, 7)
     np.testing.assert_allclose(holm_adjust(p), multipletests(p, method="holm")[1])
@@ -273,8 +273,8 @@ def test_comparison_without_two_pairs_by_max_is_inconclusive_not_open_forever():
 
 
 def test_size_max_seeds_reaches_the_power_of_the_fixed_design():
-    from analysis.power import seeds_needed
-    from analysis.sequential_sim import size_max_seeds
+    from analysis.sequential.simulate import size_max_seeds
+    from analysis.stats.power import seeds_needed
 
     sd_diff = SD * math.sqrt(2 * (1 - RHO))
     n_max = size_max_seeds(plan(margin=1.0), sd_diff)

@@ -9,10 +9,10 @@ import pytest
 
 from analysis.load import load_study
 from analysis.report import build_report
-from analysis.report_blocks import FigureRef
-from analysis.report_render import render_html, render_markdown
-from analysis.sequential import decide, paired_differences
-from analysis.sequential_plan import SequentialPlan
+from analysis.report.blocks import FigureRef
+from analysis.report.render import render_html, render_markdown
+from analysis.sequential.decide import decide, paired_differences
+from analysis.sequential.plan import SequentialPlan
 from study.until_decided import write_record
 
 SEQUENTIAL_CAPTION = "Paired t of each comparison at every look"

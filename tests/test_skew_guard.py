@@ -1,4 +1,4 @@
-"""The skew guard (analysis.skew_guard): its rule, its place in the fixed-n and sequential
+"""The skew guard (analysis.stats.skew_guard): its rule, its place in the fixed-n and sequential
 verdicts, and (slow) the error rates of benchmarks/robustness_sim.py on skewed and bad-seed
 laws, with Monte Carlo tolerances."""
 
@@ -11,10 +11,9 @@ import pytest
 from scipy import stats
 
 from analysis import compare
-from analysis.results import VerdictLabel
-from analysis.sequential import Decision, SequentialPlan, decide
-from analysis.sequential_sim import BETTER, EQUIVALENT, WORSE, run_sequential
-from analysis.skew_guard import (
+from analysis.sequential.decide import Decision, SequentialPlan, decide
+from analysis.sequential.simulate import BETTER, EQUIVALENT, WORSE, run_sequential
+from analysis.stats.skew_guard import (
     SKEW_FACTOR,
     faked_tail,
     guarded_interval,
@@ -22,6 +21,7 @@ from analysis.skew_guard import (
     guarded_t,
     skewness,
 )
+from analysis.types import VerdictLabel
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 from robustness_sim import draw, fixed_verdict, power, table  # noqa: E402

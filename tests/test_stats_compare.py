@@ -7,8 +7,8 @@ import pytest
 from scipy import stats
 
 from analysis import DegenerateDataWarning, compare
-from analysis.comparison import min_attainable_p, primary_test
-from analysis.results import Comparison, TestResult, VerdictLabel
+from analysis.stats.paired import min_attainable_p, primary_test
+from analysis.types import Comparison, TestResult, VerdictLabel
 
 # Fixed data for pinned p-values (accuracy points, 5 seeds per arm).
 X = np.array([75.1, 75.9, 74.8, 76.3, 75.5])
@@ -135,7 +135,7 @@ def test_paired_pvalues_match_scipy():
 
 def test_skew_guard_shrinks_t_in_the_tail_the_skew_fakes():
     """One bad seed among ten gains: left skew, positive mean: the 'better' tail is the faked
-    one, so |t| = c + a (c^2 + 1/2) is solved for c (analysis.skew_guard), by hand here."""
+    one, so |t| = c + a (c^2 + 1/2) is solved for c (analysis.stats.skew_guard), by hand here."""
     d = np.array([1.0, 1.3, 0.7, 1.1, 0.9, 1.2, 0.8, 1.05, 0.95, -1.5])
     c = compare(70 + d, np.full(10, 70.0), paired=True, rng=0)
     rel = stats.ttest_1samp(d, 0.0)

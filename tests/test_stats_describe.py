@@ -6,7 +6,7 @@ import pytest
 from scipy import stats
 
 from analysis import DegenerateDataWarning, describe
-from analysis.results import ArmSummary
+from analysis.types import ArmSummary
 
 
 def assert_no_nan(obj):

@@ -5,8 +5,8 @@ from statsmodels.stats.multitest import multipletests
 from statsmodels.stats.oneway import anova_oneway
 
 from analysis import DegenerateDataWarning, compare, compare_family, seeds_needed
-from analysis.family import omnibus
-from analysis.results import Family, VerdictLabel
+from analysis.stats.family import omnibus
+from analysis.types import Family, VerdictLabel
 
 BASE = np.array([75.0, 75.4, 74.7, 75.2, 74.9])
 # "a" alone is significant (Welch p = 0.028) but not after Holm over 3 arms.

@@ -6,7 +6,12 @@ from scipy import stats
 from statsmodels.stats.contingency_tables import mcnemar
 
 from analysis import DegenerateDataWarning, seeds_needed
-from analysis.testset import binomial_ci, mcnemar_exact, single_run_gap, two_level_bootstrap
+from analysis.stats.test_set_noise import (
+    binomial_ci,
+    mcnemar_exact,
+    single_run_gap,
+    two_level_bootstrap,
+)
 
 
 def test_binomial_ci_matches_scipy_in_percent():

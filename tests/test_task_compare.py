@@ -88,8 +88,8 @@ def test_a_task_that_cannot_be_compared_is_named(tmp_path, capsys):
 
 def test_report_section_only_with_tasks(tmp_path):
     from analysis.load import load_study
-    from analysis.report_blocks import Heading, Report
-    from analysis.task_report import across_tasks_section, note_line
+    from analysis.report.blocks import Heading, Report
+    from analysis.report.tasks import across_tasks_section, note_line
 
     csv = tmp_path / "export.csv"
     tidy_csv(csv, {"baseline": [0] * 4, "wide": [3] * 4, "deep": [1, 1, 0, 0]}, seed=5)

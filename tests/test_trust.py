@@ -14,10 +14,10 @@ import pytest
 
 from analysis import compare_arms, compare_family, load_study
 from analysis.compare import main as compare_main
-from analysis.integrity import outcome_flags
 from analysis.report import build_report
 from analysis.report import main as report_main
-from analysis.results import VerdictLabel
+from analysis.report.integrity import outcome_flags
+from analysis.types import VerdictLabel
 
 ROOT = Path(__file__).resolve().parents[1]
 QUICK = ROOT / "results" / "notebook-ablation-quick"
@@ -296,8 +296,8 @@ def test_a_robustness_disagreement_is_in_the_verdicts_reason():
 
 
 def test_forest_plot_says_which_side_is_better_for_a_loss():
-    from analysis.figures import forest_figure
     from analysis.load import family_frame
+    from analysis.report.figures import forest_figure
 
     gen = np.random.default_rng(3)
     arms = {"base": gen.normal(1.0, 0.05, 6), "x": gen.normal(1.3, 0.05, 6)}

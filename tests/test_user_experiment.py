@@ -265,7 +265,7 @@ def test_tuning_several_arms_compares_them_tuned_vs_tuned(tmp_path):
     assert abs(tuned_gap) < abs(fixed_gap) / 10 and row["fixed lr: verdict"] and row["tuned per arm: verdict"]
     # the paper's numbers for this comparison come from the same records (analysis.paper)
     from analysis.paper.tuning import per_arm_numbers, tuning_numbers
-    from analysis.tuning_report import fixed_lr_counterpart
+    from analysis.report.tuning import fixed_lr_counterpart
 
     n = {**per_arm_numbers("pa", out), **tuning_numbers(tmp_path / "perarm", "perarm", prefix="pa.tune")}
     steep = record["arms"][1]

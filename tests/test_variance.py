@@ -7,14 +7,14 @@ import pandas as pd
 import pytest
 
 from analysis import DegenerateDataWarning
-from analysis.variance import (
+from analysis.stats.variance import (
     SOURCES,
     binomial_component,
     decompose_variance,
     seed_column,
     variance_design,
 )
-from analysis.variance_components import GroupStats, net_components
+from analysis.stats.variance_components import GroupStats, net_components
 
 # Planted standard deviations (accuracy points) of each source's effect.
 SD = {"init": 1.0, "order": 0.5, "augment": 0.3, "split": 0.8}
@@ -262,7 +262,7 @@ def test_misaligned_correctness_is_refused():
         decompose_variance(runs, correct=correct[:-1])
 
 
-# ---- net components, shares and the additivity check (analysis.variance_components) ---------
+# ---- net components, shares and the additivity check (analysis.stats.variance_components) ---------
 @pytest.mark.slow
 @pytest.mark.filterwarnings("ignore::analysis.DegenerateDataWarning")  # a small net floored at 0
 def test_additive_truth_with_a_residual_is_recovered_with_95pct_coverage_and_100pct_sum():

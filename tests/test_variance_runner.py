@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from analysis.variance import declared_deterministic, variance_design
+from analysis.stats.variance import declared_deterministic, variance_design
 from study.cifar.config import PER_SEED_SPLIT, Config, RunConfig, apply_overrides
 from study.cifar.data import split_indices
 from study.cifar.data import test_indices as scored_indices
@@ -156,8 +156,8 @@ def test_variance_command_on_a_user_experiment_then_a_rerun_trains_nothing(tmp_p
         assert any(line.startswith(source + " ") for line in out.splitlines())
     assert "10 runs to do (0 already done)" in err
     # the study's report shows the runner's record (not a recomputation)
+    from analysis.formatting import significant
     from analysis.load import load_study
-    from analysis.numbers import significant
     from analysis.report import build_report
 
     shown, _ = build_report(load_study(study)).tables["variance"]
@@ -199,7 +199,7 @@ def test_replicates_measure_the_residual_end_to_end(tmp_path, capsys, one_thread
     assert f"sum of shares (sources + residual): {shown}" in out
     from analysis.load import load_study
     from analysis.report import build_report
-    from analysis.report_render import render_markdown
+    from analysis.report.render import render_markdown
 
     text = render_markdown(build_report(load_study(study)))
     assert "The replicate runs measured the nondeterminism" in text and doc["additivity"] in text
@@ -257,8 +257,8 @@ def test_determinism_is_declared_only_for_lone_cpu_runs_at_one_thread_count(chan
 def test_the_report_still_reads_a_record_written_before_net_components(tmp_path):
     """An old variance.json (no net, no additivity) keeps its table and says what its raw
     sum of shares is not."""
-    from analysis.report_blocks import Report
-    from analysis.variance_report import variance_section, variance_table
+    from analysis.report.blocks import Report
+    from analysis.report.variance import variance_section, variance_table
 
     old = {"study": "s", "arm": "baseline", "metric": "test_acc", "k": 5, "sources": ["init", "order"],
            "confidence": 0.95, "sum_of_shares": 1.98, "complete": 15, "diverged": 0, "failed": 0,

@@ -8,7 +8,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from .template import PLACEHOLDER, render
+from analysis.paper.template import PLACEHOLDER, render
 
 
 def main(argv=None) -> int:
@@ -19,7 +19,7 @@ def main(argv=None) -> int:
     p.add_argument("--out", default="paper/README.md")
     p.add_argument("--list", action="store_true", help="print every available placeholder and its value")
     args = p.parse_args(argv)
-    from .gather import gather
+    from analysis.paper.gather import gather
 
     found = gather(Path(args.results))
     numbers = {k: v for k, (v, _) in found.items()}

@@ -13,23 +13,23 @@ from typing import Any
 import numpy as np
 from scipy import stats
 
-from ..contract import COMPLETE, DB_FILE, confirm_study_name, per_arm_study_name
-from ..load import StudyData, compare_arms, family_frame, load_study
-from ..numbers import count, number, p_relation
-from ..sequential_plan import SequentialPlan
-from ..sequential_report import read_record
-from ..skew_guard import MIN_PAIRS
-from ..testset import mcnemar_exact, single_run_gap
-from ..tuning import selection_rows
-from ..tuning_report import fixed_lr_counterpart
-from ..variance import (
+from analysis.contract import COMPLETE, DB_FILE, confirm_study_name, per_arm_study_name
+from analysis.formatting import count, number, p_relation
+from analysis.load import StudyData, compare_arms, family_frame, load_study
+from analysis.paper.tuning import per_arm_numbers, selection_numbers, tuning_numbers
+from analysis.report.sequential import read_record
+from analysis.report.tuning import fixed_lr_counterpart
+from analysis.sequential.plan import SequentialPlan
+from analysis.stats.skew_guard import MIN_PAIRS
+from analysis.stats.test_set_noise import mcnemar_exact, single_run_gap
+from analysis.stats.variance import (
     SOURCES,
     VarianceDecomposition,
     declared_deterministic,
     decompose_variance,
     seed_column,
 )
-from .tuning import per_arm_numbers, selection_numbers, tuning_numbers
+from analysis.tuning.studies import selection_rows
 
 # What the course notebook printed and did (its outputs and code), not results of ours.
 NOTEBOOK: dict[str, Any] = {"bn_sched": 75.49, "bn_nosched": 74.87, "nobn": 74.08, "n_test": 10_000,
@@ -37,7 +37,7 @@ NOTEBOOK: dict[str, Any] = {"bn_sched": 75.49, "bn_nosched": 74.87, "nobn": 74.0
 # Planning constants of the single-run power analysis (section 1).
 PLANNING: dict[str, Any] = {"alpha": 0.05, "power": 0.8, "seed_sds": (0.2, 0.4, 1.0), "confidence": 0.95}
 CHANCE = 10.0  # CIFAR-10 has ten classes: a run at <= CHANCE + 1 points never learned
-# How the text names a spending function (the keys are analysis.group_sequential's).
+# How the text names a spending function (the keys are analysis.sequential.boundaries's).
 SPENDING_NAMES = {"obrien-fleming": "O'Brien-Fleming-type", "pocock": "Pocock-type",
                   "power": "power-family (ρ = {})", "hsd": "Hwang-Shih-DeCani (γ = {})"}
 SEQUENTIAL_STUDY = "notebook-ablation-quick-sequential"  # issue 13: the quick questions, seeds until decided
@@ -45,7 +45,7 @@ VARIANCE_STUDY = "notebook-ablation-quick-variance"  # issue 14: python -m study
 CONFIG_KEYS = ("width", "train_size", "val_size", "test_size", "epochs", "lr", "step_size", "gamma")
 
 
-# The paper's ways of writing numbers; `analysis.numbers` owns the rules.
+# The paper's ways of writing numbers; `analysis.formatting` owns the rules.
 def _f(x, digits=2, sign=False):
     """Fixed decimals: 74.87 / +0.62."""
     return number(x, digits, signed=sign)
@@ -255,7 +255,7 @@ def gather(results: Path) -> dict[str, tuple[str, str]]:
         found.update({k: (v, source) for k, v in numbers.items()})
 
     add(notebook_numbers(), "analysis.paper NOTEBOOK (what the notebook printed and did) and PLANNING")
-    add({"skew.min_pairs": str(MIN_PAIRS)}, "analysis.skew_guard.MIN_PAIRS")
+    add({"skew.min_pairs": str(MIN_PAIRS)}, "analysis.stats.skew_guard.MIN_PAIRS")
     for prefix, name in (("quick", "notebook-ablation-quick"), ("full", "notebook-ablation-full")):
         path = results / name
         if (path / "runs.csv").exists():

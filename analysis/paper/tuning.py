@@ -1,15 +1,15 @@
 """The paper's tuning numbers (`analysis.paper` gathers them): the Optuna tuning studies, the
 confirmation of the selected trial on fresh seeds, and the per-arm tuning record.
 
-Formatting follows `analysis.numbers` like the rest of the paper."""
+Formatting follows `analysis.formatting` like the rest of the paper."""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
 
-from ..contract import DB_FILE, PER_ARM_FILE
-from ..numbers import count, number, param_value
+from analysis.contract import DB_FILE, PER_ARM_FILE
+from analysis.formatting import count, number, param_value
 
 
 def tuning_numbers(path: Path, ablation: str, prefix: str = "tune", *, learned_above: float | None = None
@@ -23,7 +23,7 @@ def tuning_numbers(path: Path, ablation: str, prefix: str = "tune", *, learned_a
         return {}
     import optuna
 
-    from ..tuning import tuning_trials
+    from analysis.tuning.studies import tuning_trials
 
     out = {}
     url = f"sqlite:///{db}"

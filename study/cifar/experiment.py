@@ -101,7 +101,7 @@ def epoch_row(rec: EpochRecord) -> dict[str, float]:
 
 def as_returned(result: RunResult, labels, data: Cifar10) -> dict[str, Any]:
     """A RunResult as the contract's dict: metrics, n_bn, its facts as `info` (the columns the
-    built-in layout wrote: analysis.integrity and the report read them), and the test
+    built-in layout wrote: analysis.report.integrity and the report read them), and the test
     predictions with labels."""
     last = result.epochs[-1] if result.epochs else None
     out: dict[str, Any] = {"test_acc": result.test_acc, "val_acc": result.val_acc,

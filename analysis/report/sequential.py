@@ -1,0 +1,101 @@
+"""The report's section for a study run with `--until-decided`: the pre-registered plan, each
+comparison's look history (n, statistic against its boundaries, the decision) and the path of
+the statistic against the boundaries, read from the study's sequential.json."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from matplotlib.figure import Figure
+
+from analysis.contract import SEQUENTIAL_FILE  # written by study.until_decided after every look
+from analysis.formatting import significant
+from analysis.report.blocks import Bullets, Heading, Para, Report
+from analysis.report.figures import new_figure
+
+
+def read_record(path: Path) -> dict | None:
+    """The study's sequential record, or None when it was not run until decided."""
+    file = Path(path) / SEQUENTIAL_FILE
+    if not file.exists():
+        return None
+    try:
+        record = json.loads(file.read_text())
+    except (OSError, ValueError):
+        return None
+    return record if isinstance(record, dict) and record.get("comparisons") else None
+
+
+def looks_table(record: dict) -> pd.DataFrame:
+    """One row per look of each comparison: what was known then, and what was decided."""
+    rows = []
+    for c in record["comparisons"]:
+        for k in c["looks"]:
+            low, high = (significant(x, signed=True) for x in k["ci"])
+            rows.append({
+                "comparison": f"{c['arm']} vs {c['baseline']}", "seeds per arm": int(k["seeds"]),
+                "pairs": int(k["n"]), "Δ": significant(k["diff"], signed=True),
+                "repeated CI": f"[{low}, {high}]",
+                "t": significant(k["statistic"], signed=True),
+                "|t| bound": significant(k["bound"], signed=True),
+                "level (Holm)": significant(k["level"]),
+                "equivalence t / bound": f"{significant(k['equivalence_statistic'], signed=True)} / "
+                                         f"{significant(k['equivalence_bound'], signed=True)}",
+                "decision": k["decision"]})
+    return pd.DataFrame(rows)
+
+
+def summary_lines(record: dict) -> list[str]:
+    lines = []
+    for c in record["comparisons"]:
+        lines.append(f"**`{c['arm']}` vs `{c['baseline']}`: {c['decision']}** after {c['n']} paired seeds. "
+                     f"{c['reason']}")
+    return lines
+
+
+def path_figure(record: dict) -> Figure:
+    """Each comparison's paired t at every look against the boundaries it had to cross."""
+    comps = [c for c in record["comparisons"] if c["looks"]]
+    fig = new_figure(figsize=(3.2 * max(1, len(comps)), 3.0))
+    axes = fig.subplots(1, max(1, len(comps)), squeeze=False)
+    for ax, c in zip(axes[0], comps, strict=False):
+        n = [k["n"] for k in c["looks"]]
+        t = np.clip([k["statistic"] if k["statistic"] is not None else np.nan for k in c["looks"]], -20, 20)
+        bound = [k["bound"] for k in c["looks"]]
+        ax.fill_between(n, bound, 20, color="0.9", step="mid")
+        ax.fill_between(n, -20, np.negative(bound), color="0.9", step="mid")
+        ax.plot(n, bound, "k--", lw=1, drawstyle="steps-mid", label="|t| boundary")
+        ax.plot(n, np.negative(bound), "k--", lw=1, drawstyle="steps-mid")
+        ax.plot(n, t, "o-", color="C0", label="paired t")
+        ax.axhline(0, color="0.5", lw=0.5)
+        ax.set_ylim(-max(8, np.nanmax(np.abs(t)) * 1.1), max(8, np.nanmax(np.abs(t)) * 1.1))
+        ax.set_xticks(n)
+        ax.set_title(f"{c['arm']}: {c['decision']}", fontsize=9)
+        ax.set_xlabel("paired seeds at the look")
+    axes[0][0].set_ylabel("paired t (clipped at ±20)")
+    axes[0][0].legend(fontsize=7, loc="lower left")
+    fig.tight_layout()
+    return fig
+
+
+def sequential_section(rep: Report, results_dir: Path) -> None:
+    """The report's subsection for a study run with ``--until-decided``; nothing otherwise."""
+    record = read_record(results_dir)
+    if record is None:
+        return
+    rep.add(Heading("Seeds until decided (pre-registered sequential plan)", level=3))
+    deviations = record.get("deviations") or []
+    rep.add(Para(record["methods"] + (
+        " **Deviations from the pre-registered plan:** " + "; ".join(deviations) + "."
+        if deviations else " The plan was not changed after the first run.")))
+    rep.add(Bullets(tuple(summary_lines(record))))
+    rep.add_table("looks", looks_table(record), "Every look of every comparison: pairs, "
+                  "difference with its repeated CI, paired t against the boundary at the Holm "
+                  "level then in force, the equivalence statistic against its bound, and the "
+                  "decision.")
+    rep.add_figure("sequential", path_figure(record), "Paired t of each comparison at every look "
+                   "against its boundaries (shaded: reject); a comparison stops at its first "
+                   "crossing or when equivalence is shown.")
