@@ -163,6 +163,13 @@ def test_planted_effects_found_per_task_and_across_tasks(tmp_path, capsys):
     text = render_markdown(rep)
     assert "== task" not in text and "harm_some" in text and "I^2" in text and "wine" in text
 
+    # the dashboard opens a task's storage; the study of all tasks names one to open
+    from study.cli import storage_of
+
+    assert storage_of(str(top / "tasks" / "iris")).endswith("tasks/iris/study.db")
+    with pytest.raises(ValueError, match="several tasks"):
+        storage_of(str(top))
+
     # a rerun trains nothing new and leaves the combined tables byte for byte
     before = digest(top)
     assert run_plan(spec, results=tmp_path / "results", jobs=2) == 0
