@@ -73,8 +73,10 @@ def compare_tasks(study: StudyData, *, rng=0, **kwargs) -> TaskStudy:
     runs = study.runs[study.runs[TASK].notna()]
     tasks = [str(t) for t in dict.fromkeys(runs[TASK].astype(str))]
     families: dict[str, Family] = {}
+    declared = task_declarations(study.meta, tasks)
     for task in tasks:
-        sub = replace(study, runs=runs[runs[TASK].astype(str) == task].drop(columns=TASK))
+        sub = replace(study, runs=runs[runs[TASK].astype(str) == task].drop(columns=TASK),
+                      meta=_task_meta(study.meta, declared.get(task, {})))
         try:
             families[task] = compare_arms(sub, rng=rng, **kwargs)
         except ValueError as exc:
@@ -92,9 +94,27 @@ def compare_tasks(study: StudyData, *, rng=0, **kwargs) -> TaskStudy:
                            correction=correction) for t, f in families.items()}
     frame = _scored(families)
     cannot = check_tasks(frame)
-    across = None if cannot else across_tasks(frame, plan, rng=rng)
+    chances = {t: f.plan.chance for t, f in families.items() if f.plan is not None}
+    levels = set(chances.values())  # each task's own; one chance level for all only if they agree
+    chance = levels.pop() if len(levels) == 1 else None if None in levels else chances
+    reference = {t: d["reference"] for t, d in declared.items() if "reference" in d} or None
+    across = None if cannot else across_tasks(frame, plan, rng=rng, chance=chance, reference=reference)
     return TaskStudy(families=families, correction=correction, plan=plan, across=across,
                      cannot=cannot)
+
+
+def task_declarations(meta: dict, tasks: list[str]) -> dict[str, dict]:
+    """study.json's per-task analysis declarations (`chance`, `reference`) of a study run with
+    [tasks.NAME] tables (study.tasks); {} for a plain runs table."""
+    declared = {t: (meta.get("tasks") or {}).get(t, {}).get("analysis") or {} for t in tasks}
+    return {t: d for t, d in declared.items() if d}
+
+
+def _task_meta(meta: dict, declared: dict) -> dict:
+    """study.json as one task's study sees it: the task's chance level over the study's."""
+    if "chance" not in declared:
+        return meta
+    return {**meta, "analysis": {**(meta.get("analysis") or {}), "chance": declared["chance"]}}
 
 
 def _scored(families: dict[str, Family]) -> pd.DataFrame:
@@ -109,12 +129,15 @@ def _scored(families: dict[str, Family]) -> pd.DataFrame:
     return pd.concat(parts, ignore_index=True)
 
 
-def across_tasks(frame: pd.DataFrame, plan: MetricPlan, *, rng=0) -> AcrossTasks:
-    """The across-task aggregates of the scored runs under `plan` (baseline, direction, chance)."""
+def across_tasks(frame: pd.DataFrame, plan: MetricPlan, *, rng=0, chance=None,
+                 reference=None) -> AcrossTasks:
+    """The across-task aggregates of the scored runs under `plan` (baseline, direction, chance);
+    `chance` (task -> value) and `reference` (task -> value), when given, are each task's own."""
     tasks = tuple(dict.fromkeys(frame["task"]))
     arms = tuple(dict.fromkeys([plan.baseline, *frame["arm"]]))
     warn_few_tasks(len(tasks))
-    norm = normalise(frame, baseline=plan.baseline, direction=plan.direction, chance=plan.chance)
+    norm = normalise(frame, baseline=plan.baseline, direction=plan.direction,
+                     chance=plan.chance if chance is None else chance, reference=reference)
     filled = norm.frame  # failures without a score are at their task's worst from here on
     return AcrossTasks(
         tasks=tasks, arms=arms, baseline=plan.baseline, normalised=norm,
