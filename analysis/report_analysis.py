@@ -9,14 +9,13 @@ on), the integrity checks, the test-set noise table and the notes raised on the 
 from __future__ import annotations
 
 import math
-import warnings
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
 
 import numpy as np
 import pandas as pd
 
-from ._checks import note_of
+from ._checks import collect_notes
 from .failures import noise_tolerance, why_unjudged
 from .family import Family
 from .figures import arm_palette
@@ -74,21 +73,15 @@ def is_finite_number(x) -> bool:
     return x is not None and isinstance(x, int | float | np.floating) and math.isfinite(x)
 
 
-def unique_notes(items: Iterable[Note]) -> list[Note]:
-    """`items` with repeats (the same note raised twice) dropped, first-seen order kept."""
-    return list(dict.fromkeys(n for n in items if n.text))
-
-
 def _compare(classified: pd.DataFrame, plan: MetricPlan, **kw) -> tuple[Family | None, list[Note]]:
     """`compare_classified` with its warnings collected as notes, and None (with why) on bad
     input."""
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        try:
+    try:
+        with collect_notes() as notes:
             fam = compare_classified(classified, plan, **kw)
-        except ValueError as e:
-            return None, [Note(str(e))]
-    return fam, unique_notes(note_of(w.message) for w in caught)
+    except ValueError as e:
+        return None, [Note(str(e))]
+    return fam, notes
 
 
 def analyse(study: StudyData, *, rng=0, plan: Mapping | None = None) -> StudyAnalysis:

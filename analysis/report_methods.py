@@ -9,16 +9,15 @@ omnibus test's, each comparison's own), which the report lists under the paragra
 from __future__ import annotations
 
 import math
-import warnings
 from dataclasses import replace
 
-from ._checks import note_of
+from ._checks import collect_notes
 from .contract import shared_text
 from .failures import FAILURE_OUTCOMES
 from .family import Family, omnibus
 from .figures import detectable, metric_label
 from .numbers import MINUS, number, p_value, percent, significant
-from .report_analysis import StudyAnalysis, is_finite_number, unique_notes
+from .report_analysis import StudyAnalysis, is_finite_number
 from .report_blocks import plural
 from .results import Note
 from .testset import binomial_ci
@@ -196,14 +195,13 @@ def _omnibus(analysis: StudyAnalysis, notes: list[Note]) -> str | None:
         groups = {arm: s.loc[common].to_numpy() for arm, s in series.items()}
     else:
         groups = {arm: s.to_numpy() for arm, s in series.items()}
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
+    with collect_notes() as raised:
         try:
             om = omnibus(groups, paired=fam.paired)
         except ValueError as e:
             om = None
             notes.append(Note(f"omnibus test not run: {e}", kind="omnibus"))
-    notes.extend(n for n in unique_notes(note_of(w.message) for w in caught) if n not in notes)
+    notes.extend(n for n in raised if n not in notes)
     if om is None:
         return None
     return (f"**Omnibus.** {om.name} over the {len(groups)} arms ({om.method}): statistic "
