@@ -60,8 +60,29 @@ class StudyAnalysis:
 
     @property
     def test_name(self) -> str:
-        comps = self.family.comparisons if self.family else []
-        return comps[0].primary.name if comps else "primary test"
+        """The primary test of each comparison with the baseline, as `tests_text` says it."""
+        return tests_text(self.family.comparisons if self.family else ())
+
+
+def by_primary_test(comparisons: Iterable) -> dict[str, list]:
+    """`comparisons` grouped by the name of their primary test, in order of first use."""
+    groups: dict[str, list] = {}
+    for c in comparisons:
+        groups.setdefault(c.primary.name, []).append(c)
+    return groups
+
+
+def tests_text(comparisons: Iterable, *, pairs: bool = False) -> str:
+    """Which primary test the comparisons used: its name when they all used one, else each
+    test with the arms it was used for ("paired t-test for `wide`, `deep`; sign-flip
+    permutation test for `mixed`"; `pairs`: named as "`a` vs `b`"), as the verdict table says
+    per row. An arm's comparison falls back to another test when its seeds are skewed or tied."""
+    groups = by_primary_test(comparisons)
+    if len(groups) <= 1:
+        return next(iter(groups), "primary test")
+    def who(c) -> str:
+        return f"`{c.arm_name}` vs `{c.baseline_name}`" if pairs else f"`{c.arm_name}`"
+    return "; ".join(f"{name} for {', '.join(map(who, cs))}" for name, cs in groups.items())
 
 
 def unique_messages(items: Iterable[str]) -> list[str]:

@@ -17,7 +17,7 @@ from .failures import FAILURE_OUTCOMES
 from .family import Family, omnibus
 from .figures import detectable, metric_label
 from .numbers import MINUS, number, p_value, percent, significant
-from .report_analysis import StudyAnalysis, is_finite_number
+from .report_analysis import StudyAnalysis, by_primary_test, is_finite_number
 from .report_blocks import plural
 from .results import Note
 from .testset import binomial_ci
@@ -50,14 +50,23 @@ def _data(analysis: StudyAnalysis) -> str:
 def _primary_test(analysis: StudyAnalysis) -> str:
     fam = analysis.compared
     c0 = fam.comparisons[0]
-    prim = c0.primary
+    groups = by_primary_test(fam.comparisons)
+    if len(groups) == 1:
+        prim = c0.primary
+        which = f"by the {prim.name} on {_seeds_text(fam)} ({prim.reason}). "
+        assumed = f"Assumption: {prim.assumptions}. "
+    else:  # each test with the arms it was used for, as the verdict table says per row
+        which = (f"on {_seeds_text(fam)}, each by its own primary test: " + "; ".join(
+            f"the {name} for {', '.join(f'`{c.arm_name}`' for c in cs)} ({cs[0].primary.reason})"
+            for name, cs in groups.items()) + ". ")
+        assumed = "Assumptions: " + "; ".join(
+            f"{name}: {cs[0].primary.assumptions}" for name, cs in groups.items()) + ". "
     return (
         f"**Primary test.** {plural(len(fam), 'arm')} {'is' if len(fam) == 1 else 'are'} "
-        f"compared with `{analysis.plan.baseline}` by the {prim.name} on {_seeds_text(fam)} "
-        f"({prim.reason}). " + _pairing(analysis)
+        f"compared with `{analysis.plan.baseline}` {which}" + _pairing(analysis)
         + "seed-to-seed variation of a final accuracy is close to normal, so the t-test keeps "
         "its error rate at a handful of seeds, where exact tests cannot even reach α. "
-        f"Assumption: {prim.assumptions}. The 95% confidence intervals of the differences "
+        f"{assumed}The 95% confidence intervals of the differences "
         f"come from the same t-test (so they agree with its p-value) and are not adjusted for "
         f"multiplicity. Effect size: {c0.effect_size.name} ("
         + ("mean of the per-seed differences over their sd" if fam.paired else
