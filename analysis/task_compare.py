@@ -11,11 +11,11 @@ its final value, a diverged one at chance (or, with no chance level, at its task
 from __future__ import annotations
 
 import math
-import warnings
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 import pandas as pd
 
+from ._checks import collect_notes
 from .across_tasks import (
     Aggregate,
     Improvement,
@@ -29,6 +29,7 @@ from .across_tasks import (
 from .family import Family, _holm_judged
 from .load import StudyData, compare_arms
 from .plan import MetricPlan
+from .results import Note
 from .task_meta import MetaAnalysis, Ranking, generalises, meta_family, rank_arms
 
 TASK = "task"
@@ -65,6 +66,7 @@ class TaskStudy:
     plan: MetricPlan
     across: AcrossTasks | None
     cannot: str | None  # why there is no across-task block
+    notes: dict[str, tuple[Note, ...]] = field(default_factory=dict)  # task -> notes it raised
 
 
 def compare_tasks(study: StudyData, *, rng=0, **kwargs) -> TaskStudy:
@@ -74,13 +76,16 @@ def compare_tasks(study: StudyData, *, rng=0, **kwargs) -> TaskStudy:
     tasks = [str(t) for t in dict.fromkeys(runs[TASK].astype(str))]
     families: dict[str, Family] = {}
     declared = task_declarations(study.meta, tasks)
+    notes: dict[str, tuple[Note, ...]] = {}
     for task in tasks:
         sub = replace(study, runs=runs[runs[TASK].astype(str) == task].drop(columns=TASK),
                       meta=_task_meta(study.meta, declared.get(task, {})))
         try:
-            families[task] = compare_arms(sub, rng=rng, **kwargs)
+            with collect_notes() as raised:  # kept per task: a note must say which task raised it
+                families[task] = compare_arms(sub, rng=rng, **kwargs)
         except ValueError as exc:
             raise ValueError(f"task {task!r}: {exc}") from exc
+        notes[task] = tuple(raised)
     plan = next(iter(families.values())).plan
     assert plan is not None  # compare_arms records the plan it used
     pooled = [c for f in families.values() for c in f.comparisons]
@@ -100,7 +105,20 @@ def compare_tasks(study: StudyData, *, rng=0, **kwargs) -> TaskStudy:
     reference = {t: d["reference"] for t, d in declared.items() if "reference" in d} or None
     across = None if cannot else across_tasks(frame, plan, rng=rng, chance=chance, reference=reference)
     return TaskStudy(families=families, correction=correction, plan=plan, across=across,
-                     cannot=cannot)
+                     cannot=cannot, notes=notes)
+
+
+def task_note_lines(ts: TaskStudy) -> list[str]:
+    """The per-task comparisons' notes, each once with the tasks that raised it ("tasks d0, d2:
+    ..."), in order of first appearance. A comparison not judged is left out: its task's
+    verdicts list it."""
+    tasks_of: dict[Note, list[str]] = {}
+    for task, notes in ts.notes.items():
+        for n in notes:
+            if n.kind != "not_judged":
+                tasks_of.setdefault(n, []).append(task)
+    return [f"task{'s' if len(tasks) > 1 else ''} {', '.join(tasks)}: {n.text}"
+            for n, tasks in tasks_of.items()]
 
 
 def task_declarations(meta: dict, tasks: list[str]) -> dict[str, dict]:
@@ -169,10 +187,3 @@ def across_table(a: AcrossTasks) -> pd.DataFrame:
             "verdict": a.verdict(g.arm) if m else "baseline"})
     return pd.DataFrame(rows)
 
-
-def catch(fn, *args, **kwargs):
-    """`fn(...)` and the distinct warning messages it raised, in order."""
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        out = fn(*args, **kwargs)
-    return out, list(dict.fromkeys(str(w.message) for w in caught))
