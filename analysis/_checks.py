@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import math
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 
 import numpy as np
 
@@ -31,6 +32,30 @@ def note_of(message: Warning | str) -> Note:
     """The `Note` a caught warning carries (any other warning: a "data" note of its text)."""
     found = getattr(message, "note", None)
     return found if isinstance(found, Note) else Note(str(message))
+
+
+def unique_notes(items: Iterable[Note]) -> list[Note]:
+    """`items` with repeats (the same note raised twice) dropped, first-seen order kept."""
+    return list(dict.fromkeys(n for n in items if n.text))
+
+
+@contextmanager
+def collect_notes() -> Iterator[list[Note]]:
+    """Catch the warnings raised inside the block as `Note`s, each once, in order: the one
+    way the CLI, the report and the runner turn an analysis' warnings into notes. The list
+    is filled when the block ends, also when it ends with an exception (the notes raised
+    before it are kept).
+
+        with collect_notes() as notes:
+            family = compare_arms(study)
+    """
+    found: list[Note] = []
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            yield found
+        finally:
+            found.extend(unique_notes(note_of(w.message) for w in caught))
 
 
 class DegenerateDataWarning(NoteWarning):

@@ -16,7 +16,6 @@ import json
 import math
 import sys
 import types
-import warnings
 from typing import TYPE_CHECKING
 
 from analysis.formatting import count, interval, number, significant
@@ -96,13 +95,12 @@ def single_run(args) -> int:
 def study_family(study, **overrides) -> tuple[Family, list[Note]]:
     """`compare_arms` of `study` (`overrides`: its keyword arguments) with the notes it raised,
     each once: what the CLI prints and what the runner prints at the end of a study."""
-    from analysis._checks import note_of
+    from analysis._checks import collect_notes
     from analysis.load import compare_arms
 
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
+    with collect_notes() as notes:
         family = compare_arms(study, **overrides)
-    return family, list(dict.fromkeys(note_of(w.message) for w in caught))
+    return family, notes
 
 
 def warning_lines(family: Family, notes: list[Note], *, units: bool = False) -> list[str]:

@@ -105,15 +105,61 @@ TEXT_COLUMNS = ("init_hash", "bn_layers", "precision", "data_fingerprint", "data
                 "git_commit", "code_hash", "user_git_commit")
 
 
+# study.json "text_columns": the runs.csv columns that hold text pandas would read back as
+# numbers (a user's `info` fact "0042" or a digit-only hash), recorded when runs.csv is written.
+# Absent in studies written before it, and when no column needs it.
+TEXT_COLUMNS_KEY = "text_columns"
+
+
+def numeric_looking_text(table) -> list[str]:
+    """The columns of `table` (a runs table about to be written) whose values are all text
+    (missing aside) that `pd.read_csv` would read as numbers, e.g. ``"0042"``: what study.json
+    records under TEXT_COLUMNS_KEY. The columns read as text anyway are left out."""
+    import pandas as pd
+
+    out = []
+    for column in table.columns:
+        if column in NAME_COLUMNS or column in TEXT_COLUMNS:
+            continue
+        values = table[column].dropna()
+        if not len(values) or not all(isinstance(v, str) for v in values):
+            continue
+        # Written and read back as read_table would without the record: misread unless text.
+        back = pd.read_csv(io.StringIO(values.to_frame().to_csv(index=False)))
+        if back.iloc[:, 0].dtype.kind in "biuf":  # bool, int or float: not the text written
+            out.append(str(column))
+    return out
+
+
+def with_text_columns(meta: Mapping[str, Any], table) -> dict[str, Any]:
+    """study.json `meta` recording `table`'s `numeric_looking_text` columns (the key removed
+    when there are none, so that other studies' study.json stays as it was)."""
+    out = {k: v for k, v in meta.items() if k != TEXT_COLUMNS_KEY}
+    text = numeric_looking_text(table)
+    return {**out, TEXT_COLUMNS_KEY: text} if text else out
+
+
+def recorded_text_columns(path: Path) -> tuple[str, ...]:
+    """The text columns the study.json beside the table `path` records (none without one)."""
+    meta = path.parent / "study.json"
+    try:
+        declared = json.loads(meta.read_text()).get(TEXT_COLUMNS_KEY) if meta.is_file() else None
+    except (OSError, ValueError, AttributeError):  # an unreadable study.json is load_study's to say
+        return ()
+    return tuple(str(c) for c in declared) if isinstance(declared, list) else ()
+
+
 def read_table(path: str | Path):
     """A study's CSV (runs.csv, epochs.csv, a user's runs table) as a DataFrame: name columns
-    (NAME_COLUMNS) as strings with no missing-value guessing, text columns (TEXT_COLUMNS) as
-    strings with empty cells missing, every other column as pandas reads it (an empty or "nan"
-    metric is still NaN). Read again for those columns, so only public pandas options are needed."""
+    (NAME_COLUMNS) as strings with no missing-value guessing, text columns (TEXT_COLUMNS, and
+    those the study.json beside it records as text) as strings with empty cells missing, every
+    other column as pandas reads it (an empty or "nan" metric is still NaN). Read again for
+    those columns, so only public pandas options are needed."""
     import pandas as pd
 
     table = pd.read_csv(path)
-    for columns, keep_na in ((NAME_COLUMNS, False), (TEXT_COLUMNS, True)):
+    text_columns = (*TEXT_COLUMNS, *recorded_text_columns(Path(path)))
+    for columns, keep_na in ((NAME_COLUMNS, False), (text_columns, True)):
         present = [c for c in columns if c in table.columns]
         if present:
             text = pd.read_csv(path, usecols=present, dtype=str, keep_default_na=keep_na)

@@ -61,7 +61,8 @@ class Note:
     "pairing" (seeds a comparison could not pair), "skew" (the skew guard's caution),
     "exact_floor" (an exact test cannot reach the level), "not_confirmed" (a robustness
     check does not confirm a significant result), "robust_only" (a robustness check is
-    significant and the primary test is not), "omnibus".
+    significant and the primary test is not), "omnibus", "not_judged" (a planned comparison
+    that could not be made; its family lists it too).
     """
 
     text: str  # the sentence, as shown

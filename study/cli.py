@@ -33,9 +33,13 @@ def storage_of(target: str) -> str:
     folder = Path(target)
     meta = folder / "study.json"
     if meta.exists():
-        stored = json.loads(meta.read_text()).get("storage", "")
+        described = json.loads(meta.read_text())
+        stored = described.get("storage", "")
         if stored and "***" not in stored:
             return stored
+        if described.get("tasks"):  # study.tasks: each task's study has its own storage
+            raise ValueError(f"{target!r} is a study of several tasks, each with its own storage: give one, "
+                             f"e.g. seedwise dashboard {folder / 'tasks' / next(iter(described['tasks']))}")
     if (folder / DB_FILE).exists():
         return default_storage(folder)
     raise ValueError(f"{target!r} is neither a storage URL nor a study folder with study.json or {DB_FILE}")

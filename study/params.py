@@ -62,14 +62,14 @@ def check_base(base: Mapping[str, Any], where: str) -> None:
                               f"got {value!r}")
 
 
-def _coerce(key: str, default: Any, value: Any) -> Any:
+def _coerce(key: str, default: Any, value: Any, where: str) -> Any:
     want, got = _kind(default), _kind(value)
     if want == "float" and got == "int":
         return float(value)  # 1 written without a decimal point
     if want != got:
         article = {"int": "an integer", "float": "a number", "bool": "true or false", "str": "a string",
                    "list": "a list"}[want]
-        raise ConfigError(f"`{key}` must be {article} like its default {default!r}, got {value!r}")
+        raise ConfigError(f"`{key}` in {where} must be {article} like its default {default!r}, got {value!r}")
     return list(value) if want == "list" else value
 
 
@@ -82,5 +82,5 @@ def apply(base: Mapping[str, Any], overrides: Mapping[str, Any], *, where: str) 
             declared = ", ".join(base) or "(none: declare keys in [base])"
             raise ConfigError(f"unknown config key {key!r} in {where}{suggest(key, base)}; "
                               f"keys declared in [base]: {declared}")
-        out[key] = _coerce(key, base[key], value)
+        out[key] = _coerce(key, base[key], value, where)
     return out

@@ -75,17 +75,25 @@ def run_plan(spec: str | Path | StudySpec | None = None, **values: Any) -> int:
     return interruptible(lambda: execute(opts, raise_errors=True), "runs")
 
 
-def execute(opts: RunOptions, *, raise_errors: bool = False, plans: list[Plan] | None = None) -> int:
+def execute(opts: RunOptions, *, raise_errors: bool = False, plans: list[Plan] | None = None,
+            summary: bool = True) -> int:
     """Plan, then train every run still to do; the exit status. `plans`, when given, gets the
-    plan as soon as it is made (study.api reports the study's folder even after Ctrl-C)."""
+    plan as soon as it is made (study.api reports the study's folder even after Ctrl-C).
+    A spec with [tasks.NAME] runs each task as a study of its own (study.tasks), whose
+    `summary` (the verdicts printed at the end) is left to the study of all tasks."""
     from analysis.contract import DB_FILE, default_storage, redact
     from study.console import finish, print_plan
     from study.dispatch import FailedFast, UserRunner, connect_backend, run_all
     from study.plan import plan_and_device
     from study.store import quiet_optuna
+    from study.tasks import exported_only, run_tasks, spec_with_tasks
 
     quiet_optuna()
+    if not summary:
+        finish = exported_only  # noqa: F811 (a task's study: exported, its verdicts printed with all tasks')
     try:
+        if (several := spec_with_tasks(opts.spec)) is not None:
+            return run_tasks(several, opts, raise_errors=raise_errors)
         check_options(opts)  # every option's value, then the spec's, before anything is stored
         plan, device = plan_and_device(opts.spec, opts.device, preset=opts.preset, overrides=opts.set,
                                        study=opts.study, results=opts.results, seeds=opts.seeds, arms=opts.arms)

@@ -29,6 +29,13 @@ plan and the tuning space (TOML). The format, in one place:
     lr = {low = 1e-3, high = 1.0, log = true}
     [arms.small_lr.tune]            # an arm's own range of a key, replacing [tune]'s for it
     lr = {low = 1e-4, high = 0.1, log = true}
+    [tasks.iris]                    # several tasks (study.tasks): each overrides declared keys;
+    dataset = "iris"                # a run is (task, arm, seed), seeds pair within a task
+    [tasks.iris.analysis]           # per task: chance and reference (for the across-task scores)
+    chance = 33.3
+
+Layering of one run's config: the experiment's defaults -> [base] -> the preset -> the task ->
+--set -> the arm (the arm is the change under study, so it is applied last).
 
 Everything is validated when the spec is loaded, so a typo fails before any training starts.
 """
@@ -49,7 +56,7 @@ from study.params import ConfigError, suggest
 
 DEFAULT_SPEC = "notebook_ablation.toml"
 TOP_KEYS = {"name", "description", "seeds", "first_seed", "base", "analysis", "arms", "experiment", "command",
-            "folder", "tune", "timeout", "seed_streams", "presets"}
+            "folder", "tune", "timeout", "seed_streams", "presets", "tasks"}
 ANALYSIS_KEYS = {"metric", "baseline", "alpha", "margin", "direction", "chance", "metrics"}
 TUNE_KEYS = {"metric", "direction"}  # every other key of [tune] is a parameter's range
 RANGE_KEYS = {"low", "high", "log", "int", "choices"}
@@ -116,6 +123,16 @@ class Arm:
 
 
 @dataclass(frozen=True)
+class Task:
+    """`[tasks.NAME]`: one task (dataset) of the study, as overrides of declared keys."""
+    name: str
+    overrides: Mapping[str, Any]
+    description: str = ""
+    chance: float | None = None  # [tasks.NAME.analysis] chance: the metric of a model that learned nothing
+    reference: float | None = None  # [tasks.NAME.analysis] reference: a score that counts as 1 across tasks
+
+
+@dataclass(frozen=True)
 class StudySpec:
     name: str
     arms: tuple[Arm, ...]
@@ -133,6 +150,8 @@ class StudySpec:
     timeout: float | None = None  # seconds a run may take (the runner's --timeout overrides it)
     seed_streams: tuple[str, ...] = ()  # a user experiment's declared study.seeds streams
     presets: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)  # [presets.NAME]: overrides
+    tasks: Mapping[str, Task] = field(default_factory=dict)  # [tasks.NAME] (study.tasks runs each)
+    task: str | None = None  # the task whose runs this spec makes (study.tasks sets it); None: no task layer
 
     @property
     def builtin(self) -> bool:
@@ -151,9 +170,12 @@ class StudySpec:
 
     def config(self, arm: str, preset: str | None, extra: Mapping[str, Any] | None = None) -> Any:
         """Resolve one arm, layer by layer: the experiment's defaults and [base] (a user
-        experiment's [base] declares its keys and defaults), the preset, --set, the arm's
-        overrides. The built-in experiment gives a `Config`; a user experiment a plain dict."""
-        layers = [(self.preset(preset), f"[presets.{preset}] of {self.source}"), (extra or {}, "--set"),
+        experiment's [base] declares its keys and defaults), the preset, the task (`self.task`),
+        --set, the arm's overrides. The built-in experiment gives a `Config`; a user experiment
+        a plain dict."""
+        task = self.tasks[self.task].overrides if self.task is not None else {}
+        layers = [(self.preset(preset), f"[presets.{preset}] of {self.source}"),
+                  (task, f"[tasks.{self.task}] of {self.source}"), (extra or {}, "--set"),
                   (self.arm(arm).overrides, f"[arms.{arm}] of {self.source}")]
         try:
             if self.builtin:
@@ -196,6 +218,8 @@ class StudySpec:
         }
         if not self.builtin:  # built-in identities predate this key: leave them as they were
             blob["experiment"] = self.experiment or {"command": self.command}
+        if self.task is not None:  # a task's runs are its own, even where its config equals another's
+            blob["task"] = self.task
         return stable_hash(blob)
 
 
@@ -391,7 +415,7 @@ def parse_spec(data: Mapping[str, Any], source: str = "<memory>", folder: str | 
                      description=data.get("description", ""), source=source, experiment=experiment,
                      command=command, folder=folder, tune=tune, sequential=sequential,
                      timeout=None if timeout is None else float(timeout), seed_streams=tuple(streams),
-                     presets=presets)
+                     presets=presets, tasks=_tasks(data["tasks"], source, plan) if "tasks" in data else {})
     if command is not None:
         from study.command import check_command  # its placeholders must be declared keys
 
@@ -399,13 +423,47 @@ def parse_spec(data: Mapping[str, Any], source: str = "<memory>", folder: str | 
             check_command(command, base)
         except ValueError as e:
             raise SpecError(f"{source}: {e}") from None
-    # Resolve every arm under every preset now: unknown keys and bad values fail here.
-    for preset in [None, *presets]:
-        for arm in spec.arm_names:
-            spec.config(arm, preset)
+    # Resolve every arm under every preset (and task) now: unknown keys and bad values fail here.
+    for task in [None, *spec.tasks]:
+        for preset in [None, *presets]:
+            for arm in spec.arm_names:
+                replace(spec, task=task).config(arm, preset)
     _expect(plan.baseline in spec.arm_names,
             f"{source}: [analysis] baseline {plan.baseline!r} is not an arm{suggest(plan.baseline, spec.arm_names)}; arms: {', '.join(spec.arm_names)}")
     return spec
+
+
+TASK_ANALYSIS_KEYS = ("chance", "reference")
+
+
+def _tasks(raw: Any, source: str, plan: AnalysisPlan) -> dict[str, Task]:
+    """[tasks.NAME] tables: each task's overrides of declared keys (checked when the arms are
+    resolved under it), its description, and [tasks.NAME.analysis] chance / reference."""
+    _expect(isinstance(raw, dict) and len(raw) >= 2 and all(isinstance(t, dict) for t in raw.values()),
+            f"{source}: [tasks] must hold two or more tables, one per task, e.g. [tasks.iris] with dataset = \"iris\"")
+    tasks = {}
+    for name, table in raw.items():
+        where = f"{source}: [tasks.{directions.toml_key(name)}]"
+        _expect(name.strip() != "" and "/" not in name and not name.startswith("."),
+                f"{where}: a task's name must be a plain word (it names the task's folder and runs.csv's `task`)")
+        description, declared = table.get("description", ""), table.get("analysis", {})
+        _expect(isinstance(description, str), f"{where}: description must be a string")
+        _expect(isinstance(declared, dict), f"{where}: analysis must be a table ([tasks.{name}.analysis])")
+        for key, value in declared.items():
+            _expect(key in TASK_ANALYSIS_KEYS, f"{where}.analysis: unknown key {key!r}{suggest(key, TASK_ANALYSIS_KEYS)}; "
+                                               f"valid keys: {', '.join(TASK_ANALYSIS_KEYS)}")
+            _expect(_number(value), f"{where}.analysis: {key} must be a number in the metric's units, got {value!r}")
+        overrides = {k: v for k, v in table.items() if k not in ("description", "analysis")}
+        tasks[name] = Task(name, overrides, description, declared.get("chance"), declared.get("reference"))
+    with_reference = [t.name for t in tasks.values() if t.reference is not None]
+    _expect(len(with_reference) in (0, len(tasks)),
+            f"{source}: [tasks.NAME.analysis] reference is declared for {', '.join(with_reference)} only: "
+            "declare it for every task, or for none")
+    lacking = [t.name for t in tasks.values() if t.chance is None and plan.chance is None]
+    _expect(not (with_reference and lacking), f"{source}: a reference needs a chance level (0 = chance, "
+            f"1 = reference); tasks without one: {', '.join(lacking)} (declare [tasks.NAME.analysis] chance, "
+            "or [analysis] chance for all)")
+    return tasks
 
 
 def _presets(raw: Any, source: str) -> dict[str, dict[str, Any]]:

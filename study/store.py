@@ -43,6 +43,7 @@ from analysis.contract import (  # noqa: F401 (redact, trial_predictions re-expo
     default_storage,
     redact,
     trial_predictions,
+    with_text_columns,
 )
 from study.experiment import GROUP_COLUMN, USER_RUN_COLUMNS
 from study.seeds import STREAMS, seed_columns
@@ -265,6 +266,10 @@ class RunStore:
         runs_df, epochs_df = tables if tables is not None else self.tables()
         for df, name in ((runs_df, "runs.csv"), (epochs_df, "epochs.csv")):
             write_if_changed(self.results_dir / name, df.to_csv(index=False).encode())
+        meta = self.results_dir / "study.json"  # which columns are text read_table must not parse
+        if meta.is_file() and (found := json.loads(meta.read_text())) != (
+                described := with_text_columns(found, runs_df)):  # else left byte for byte
+            write_if_changed(meta, (json.dumps(described, indent=2) + "\n").encode())
         return runs_df, epochs_df
 
 

@@ -70,6 +70,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--arm", help="the arm to tune (default: the spec's analysis baseline); several, "
                                  "comma-separated with the baseline among them: each arm is tuned on "
                                  "its own, and --confirm compares them tuned vs tuned")
+    p.add_argument("--task", help="with a spec of several tasks ([tasks.NAME]): the task to tune, in its own "
+                                  "study under <study>/tasks/<task>/ (tuning is per task)")
     p.add_argument("--threads", type=int, help="torch CPU threads of this process (default: torch's; use 1 "
                                                "when running one tuner per core)")
     p.add_argument("--trials", type=int, metavar="N",
@@ -220,6 +222,9 @@ def _main(args: argparse.Namespace) -> int:
 
     quiet_optuna()
     try:
+        from study.tasks import tuning_spec
+
+        tuning_spec(args)  # a spec with [tasks.NAME]: --task's own study; none given: refused
         first = prepare(args)
         tunings = [first] + [prepare(args, arm) for arm in chosen_arms(args, first.plan)[1:]]
         data = None

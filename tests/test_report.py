@@ -363,3 +363,31 @@ def test_a_report_classifies_the_runs_and_resolves_the_plan_once(tmp_path, monke
     path = make_study(tmp_path, ARMS, effects={"wide": 3.0}, missing=[("wide", 4)])
     build_report(load_study(path))
     assert calls == {"classify": 1, "resolve_plan": 1}
+
+
+def test_methods_name_each_arms_primary_test_when_they_differ(tmp_path):
+    """One arm's comparison falls back to the sign-flip permutation test (two seeds never
+    learned: a bimodal arm) while the other keeps the paired t-test: the methods text and the
+    captions say which test each comparison used, as the verdict table does, not the first
+    arm's test for all."""
+    from analysis.load import load_study
+    from analysis.report import build_report
+
+    gen = np.random.default_rng(3)
+    shared = gen.normal(0, 0.5, 10)
+    rows = []
+    for arm, effect in {"baseline": 0.0, "wider": 1.5, "no_warmup": 1.0}.items():
+        acc = 75 + effect + shared + gen.normal(0, 0.3, 10)
+        if arm == "no_warmup":
+            acc[[2, 7]] = 10.0  # chance: these seeds never learned
+        rows += [{"arm": arm, "seed": s, "test_acc": float(v), "status": "complete"}
+                 for s, v in enumerate(acc)]
+    csv = tmp_path / "warmup_ablation.csv"
+    pd.DataFrame(rows).to_csv(csv, index=False)
+    rep = build_report(load_study(csv), plan={"chance": 10})
+    methods = next(b.text for b in rep.blocks if getattr(b, "text", "").startswith("**Primary test.**"))
+    assert "the sign-flip permutation test for `no_warmup`" in methods
+    assert "the paired t-test for `wider`" in methods
+    assert "by the sign-flip permutation test on" not in methods  # not one test for all
+    caption = rep.tables["results"][1]
+    assert "sign-flip permutation test for `no_warmup`; paired t-test for `wider`" in caption

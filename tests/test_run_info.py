@@ -152,3 +152,42 @@ def test_the_builtin_experiment_through_the_user_path_writes_the_builtin_layout(
     for column in ("init_hash", "bn_layers", "precision", "data_fingerprint", "n_bn", "config_hash", "test_acc"):
         assert b[column].tolist() == u[column].tolist(), column
     assert set(u["data_source"]) == {f"CIFAR-10 (JPEG copy) from {src}"}
+
+
+LABELLED = '''
+from study.seeds import rng
+
+
+def train(config, seed):
+    acc = 0.9 + 0.01 * rng(seed, "init").random()
+    return {"val_acc": acc, "info": {"run_id": f"{seed:04d}", "dataset_sha": "1234567",
+                                     "n_params": 1000 + seed, "optimizer": "adam"}}
+'''
+
+
+def test_digit_only_info_text_reads_back_as_the_text_returned(tmp_path):
+    """A user's `info` text made of digits (a zero-padded run id, a hash of digits) reads back
+    as the text returned, not as a number: study.json records those columns as text. Numbers
+    stay numbers, and a study.json without the record reads as before."""
+    import json
+
+    folder = tmp_path / "labelled_runs"
+    folder.mkdir()
+    (folder / "labelled.py").write_text(LABELLED)
+    spec = folder / "spec.toml"
+    spec.write_text('experiment = "labelled:train"\nname = "labelled"\nseeds = 3\n[base]\nlr = 0.1\n'
+                    '[analysis]\nmetric = "val_acc"\nbaseline = "baseline"\n[arms.baseline]\n'
+                    '[arms.high_lr]\nlr = 0.3\n')
+    result = run_study(spec, results=tmp_path / "r", jobs=1)
+    assert result.exit_code == 0
+    meta = json.loads((result.path / "study.json").read_text())
+    assert meta["text_columns"] == ["run_id", "dataset_sha"]
+    runs = read_table(result.path / "runs.csv").set_index(["arm", "seed"])
+    assert runs.loc[("high_lr", 2), "run_id"] == "0002"
+    assert set(runs["dataset_sha"]) == {"1234567"}
+    assert runs.loc[("baseline", 1), "n_params"] == 1001 and runs["n_params"].dtype.kind == "i"
+    assert result.runs.loc[0, "run_id"] == "0000"  # the Python API reads the same way
+    # a study written before the record: digits read as pandas reads them, as they always did
+    del meta["text_columns"]
+    (result.path / "study.json").write_text(json.dumps(meta, indent=2) + "\n")
+    assert read_table(result.path / "runs.csv")["run_id"].dtype.kind == "i"

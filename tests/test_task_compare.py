@@ -127,6 +127,48 @@ def test_report_of_a_task_csv_has_per_task_verdicts_then_across_tasks(tmp_path):
     assert "Across 4 tasks: wide: better" in build_report(load_study(csv)).note
 
 
+def late_arm_csv(path) -> None:
+    """Three tasks; `deep` was added later and ran seeds 0-5 only, and on `d2` a single run."""
+    tidy_csv(path, {"baseline": [0] * 3, "wide": [3] * 3, "deep": [1] * 3}, seed=5)
+    df = pd.read_csv(path)
+    late = (df["arm"] == "deep") & ((df["seed"] >= 6) | ((df["task"] == "d2") & (df["seed"] >= 1)))
+    df[~late].to_csv(path, index=False)
+
+
+def test_notes_are_data_and_name_the_tasks_that_raised_them(tmp_path, capsys):
+    """Each task's notes are kept as `Note`s with their fields; the CLI says which tasks raised
+    a note, and a comparison not judged is said once, in its task's block, not again as a
+    warning."""
+    from analysis.load import load_study
+    from analysis.tasks.compare import compare_tasks
+
+    csv = tmp_path / "wandb_export.csv"
+    late_arm_csv(csv)
+    ts = compare_tasks(load_study(csv), metric="test_acc", chance=10)
+    pairing = [n for n in ts.notes["d0"] if n.kind == "pairing"]
+    assert [(n.arms, n.seeds, n.dropped, n.missing) for n in pairing] == [
+        (("deep", "baseline"), (0, 1, 2, 3, 4, 5), (6, 7, 8, 9), ("deep",))]
+    assert [n.arms for n in ts.notes["d2"] if n.kind == "pairing"] == []
+    assert [n.kind for n in ts.notes["d2"]].count("not_judged") == 1
+    out = run(capsys, csv, "--metric", "test_acc", "--chance", "10")
+    warned = [line for line in out.err.splitlines() if line.startswith("warning: ")]
+    assert any(line.startswith("warning: tasks d0, d1: deep vs baseline: paired on seeds")
+               for line in warned), warned
+    assert not any("not judged" in line for line in warned)
+    assert "deep - baseline: not judged" in out.out
+
+
+def test_report_notes_name_their_tasks(tmp_path):
+    from analysis.load import load_study
+    from analysis.report import build_report
+
+    csv = tmp_path / "wandb_export.csv"
+    late_arm_csv(csv)
+    rep = build_report(load_study(csv), plan={"metric": "test_acc", "chance": 10})
+    text = " ".join(getattr(b, "text", "") for b in rep.blocks)
+    assert "Note: tasks d0, d1: deep vs baseline: paired on seeds" in text
+
+
 @pytest.mark.slow
 def test_sklearn_example_end_to_end(tmp_path):
     """examples/tasks/sklearn_tasks.py writes a tidy CSV that `python -m analysis.compare` reads:

@@ -344,7 +344,7 @@ def test_same_seed_same_streams_in_every_arm_and_failures_are_retried(tmp_path):
 
 @pytest.mark.parametrize(("args", "extra", "message"), [
     (["--set", "shfit=2"], "", "unknown config key 'shfit' in --set (did you mean 'shift'?)"),
-    (["--set", "shift=abc"], "", "`shift` must be a number like its default 0.0"),
+    (["--set", "shift=abc"], "", "`shift` in --set must be a number like its default 0.0"),
     (["--preset", "quick"], "", "declares no presets ([presets.NAME] tables) and runs exactly as written"),
     ([], "[tune]\nshfit = {low = 0, high = 1}\n", "[tune] names 'shfit', which is not a config key (did you mean 'shift'?)"),
 ])

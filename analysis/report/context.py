@@ -9,14 +9,13 @@ on), the integrity checks, the test-set noise table and the notes raised on the 
 from __future__ import annotations
 
 import math
-import warnings
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
 
 import numpy as np
 import pandas as pd
 
-from analysis._checks import note_of
+from analysis._checks import collect_notes
 from analysis.formatting import MINUS, interval, number
 from analysis.load import StudyData, arm_frame, compare_classified, family_frame, unanalysed_runs
 from analysis.report.figures import arm_palette
@@ -61,8 +60,29 @@ class StudyAnalysis:
 
     @property
     def test_name(self) -> str:
-        comps = self.family.comparisons if self.family else []
-        return comps[0].primary.name if comps else "primary test"
+        """The primary test of each comparison with the baseline, as `tests_text` says it."""
+        return tests_text(self.family.comparisons if self.family else ())
+
+
+def by_primary_test(comparisons: Iterable) -> dict[str, list]:
+    """`comparisons` grouped by the name of their primary test, in order of first use."""
+    groups: dict[str, list] = {}
+    for c in comparisons:
+        groups.setdefault(c.primary.name, []).append(c)
+    return groups
+
+
+def tests_text(comparisons: Iterable, *, pairs: bool = False) -> str:
+    """Which primary test the comparisons used: its name when they all used one, else each
+    test with the arms it was used for ("paired t-test for `wide`, `deep`; sign-flip
+    permutation test for `mixed`"; `pairs`: named as "`a` vs `b`"), as the verdict table says
+    per row. An arm's comparison falls back to another test when its seeds are skewed or tied."""
+    groups = by_primary_test(comparisons)
+    if len(groups) <= 1:
+        return next(iter(groups), "primary test")
+    def who(c) -> str:
+        return f"`{c.arm_name}` vs `{c.baseline_name}`" if pairs else f"`{c.arm_name}`"
+    return "; ".join(f"{name} for {', '.join(map(who, cs))}" for name, cs in groups.items())
 
 
 def unique_messages(items: Iterable[str]) -> list[str]:
@@ -74,21 +94,15 @@ def is_finite_number(x) -> bool:
     return x is not None and isinstance(x, int | float | np.floating) and math.isfinite(x)
 
 
-def unique_notes(items: Iterable[Note]) -> list[Note]:
-    """`items` with repeats (the same note raised twice) dropped, first-seen order kept."""
-    return list(dict.fromkeys(n for n in items if n.text))
-
-
 def _compare(classified: pd.DataFrame, plan: MetricPlan, **kw) -> tuple[Family | None, list[Note]]:
     """`compare_classified` with its warnings collected as notes, and None (with why) on bad
     input."""
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        try:
+    try:
+        with collect_notes() as notes:
             fam = compare_classified(classified, plan, **kw)
-        except ValueError as e:
-            return None, [Note(str(e))]
-    return fam, unique_notes(note_of(w.message) for w in caught)
+    except ValueError as e:
+        return None, [Note(str(e))]
+    return fam, notes
 
 
 def analyse(study: StudyData, *, rng=0, plan: Mapping | None = None) -> StudyAnalysis:

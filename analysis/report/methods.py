@@ -9,14 +9,13 @@ omnibus test's, each comparison's own), which the report lists under the paragra
 from __future__ import annotations
 
 import math
-import warnings
 from dataclasses import replace
 
-from analysis._checks import note_of
+from analysis._checks import collect_notes
 from analysis.contract import shared_text
 from analysis.formatting import MINUS, number, p_value, percent, significant
 from analysis.report.blocks import plural
-from analysis.report.context import StudyAnalysis, is_finite_number, unique_notes
+from analysis.report.context import StudyAnalysis, by_primary_test, is_finite_number
 from analysis.report.figures import detectable, metric_label
 from analysis.stats.failures import FAILURE_OUTCOMES
 from analysis.stats.family import Family, omnibus
@@ -51,14 +50,23 @@ def _data(analysis: StudyAnalysis) -> str:
 def _primary_test(analysis: StudyAnalysis) -> str:
     fam = analysis.compared
     c0 = fam.comparisons[0]
-    prim = c0.primary
+    groups = by_primary_test(fam.comparisons)
+    if len(groups) == 1:
+        prim = c0.primary
+        which = f"by the {prim.name} on {_seeds_text(fam)} ({prim.reason}). "
+        assumed = f"Assumption: {prim.assumptions}. "
+    else:  # each test with the arms it was used for, as the verdict table says per row
+        which = (f"on {_seeds_text(fam)}, each by its own primary test: " + "; ".join(
+            f"the {name} for {', '.join(f'`{c.arm_name}`' for c in cs)} ({cs[0].primary.reason})"
+            for name, cs in groups.items()) + ". ")
+        assumed = "Assumptions: " + "; ".join(
+            f"{name}: {cs[0].primary.assumptions}" for name, cs in groups.items()) + ". "
     return (
         f"**Primary test.** {plural(len(fam), 'arm')} {'is' if len(fam) == 1 else 'are'} "
-        f"compared with `{analysis.plan.baseline}` by the {prim.name} on {_seeds_text(fam)} "
-        f"({prim.reason}). " + _pairing(analysis)
+        f"compared with `{analysis.plan.baseline}` {which}" + _pairing(analysis)
         + "seed-to-seed variation of a final accuracy is close to normal, so the t-test keeps "
         "its error rate at a handful of seeds, where exact tests cannot even reach α. "
-        f"Assumption: {prim.assumptions}. The 95% confidence intervals of the differences "
+        f"{assumed}The 95% confidence intervals of the differences "
         f"come from the same t-test (so they agree with its p-value) and are not adjusted for "
         f"multiplicity. Effect size: {c0.effect_size.name} ("
         + ("mean of the per-seed differences over their sd" if fam.paired else
@@ -196,14 +204,13 @@ def _omnibus(analysis: StudyAnalysis, notes: list[Note]) -> str | None:
         groups = {arm: s.loc[common].to_numpy() for arm, s in series.items()}
     else:
         groups = {arm: s.to_numpy() for arm, s in series.items()}
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
+    with collect_notes() as raised:
         try:
             om = omnibus(groups, paired=fam.paired)
         except ValueError as e:
             om = None
             notes.append(Note(f"omnibus test not run: {e}", kind="omnibus"))
-    notes.extend(n for n in unique_notes(note_of(w.message) for w in caught) if n not in notes)
+    notes.extend(n for n in raised if n not in notes)
     if om is None:
         return None
     return (f"**Omnibus.** {om.name} over the {len(groups)} arms ({om.method}): statistic "

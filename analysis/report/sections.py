@@ -17,7 +17,7 @@ import pandas as pd
 from analysis.contract import COMPLETE, shared_text
 from analysis.formatting import number, percent, significant
 from analysis.report.blocks import Bullets, Heading, Para, Report, code_list, plural
-from analysis.report.context import StudyAnalysis, is_finite_number
+from analysis.report.context import StudyAnalysis, is_finite_number, tests_text
 from analysis.report.figures import (
     distribution_figure,
     forest_figure,
@@ -195,6 +195,11 @@ def _no_comparison_text(analysis: StudyAnalysis) -> str | None:
     return None
 
 
+def _pairs_tests(analysis: StudyAnalysis) -> str:
+    """The primary test(s) of the all-pairs family, each with the pairs it was used for."""
+    return tests_text(analysis.family_all.comparisons if analysis.family_all else (), pairs=True)
+
+
 def results_section(rep: Report, analysis: StudyAnalysis) -> None:
     """Per-arm means, differences from the baseline and verdicts; failures; all pairs."""
     plan, fam, test_name = analysis.plan, analysis.family, analysis.test_name
@@ -207,7 +212,8 @@ def results_section(rep: Report, analysis: StudyAnalysis) -> None:
                     "verdict"] = "not judged"
     caption = (f"{metric_label(plan.metric).capitalize()} per arm: n runs in the mean, mean and "
                f"95% t interval over seeds; difference from `{plan.baseline}` with its 95% CI "
-               f"({test_name}, unadjusted), effect size, {test_name} p and Holm-adjusted p "
+               f"({test_name}, unadjusted), effect size, "
+               f"{'primary-test' if ';' in test_name else test_name} p and Holm-adjusted p "
                f"(* = below α = {plan.alpha:g}), verdict.")
     why_none = _no_comparison_text(analysis)
     if why_none:
@@ -247,7 +253,7 @@ def results_section(rep: Report, analysis: StudyAnalysis) -> None:
         rep.add(Para(f"**All pairs.** The {n_pairs} pairwise comparisons, Holm-corrected as "
                      "a family of their own (so their p-values differ from the table above):"))
         rep.add_table("pairs", pairs_table(analysis.frame_all, alpha=plan.alpha),
-                      f"All pairs of arms (first minus second), {test_name}, p Holm-adjusted "
+                      f"All pairs of arms (first minus second), {_pairs_tests(analysis)}, p Holm-adjusted "
                       f"over the {n_pairs} pairs as their own family (* = below α).")
 
 
@@ -329,7 +335,8 @@ def figures_section(rep: Report, analysis: StudyAnalysis) -> None:
             pairwise_figure(analysis.frame_all, arms=analysis.analysable, alpha=plan.alpha,
                             metric=plan.metric),
             f"Every pair of arms: mean of the row arm minus the column arm, with p of the "
-            f"{analysis.test_name} Holm-adjusted over all {len(analysis.frame_all)} pairs.")
+            f"{_pairs_tests(analysis)} Holm-adjusted over all "
+            f"{len(analysis.frame_all)} pairs.")
     if analysis.family is not None:
         rep.add_figure("power", power_figure(analysis.family, palette=palette),
                        _power_caption(analysis))

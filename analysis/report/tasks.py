@@ -8,10 +8,18 @@ from typing import Any
 
 import pandas as pd
 
+from analysis._checks import collect_notes
 from analysis.formatting import interval, number, percent, significant
 from analysis.load import StudyData
 from analysis.report.blocks import Heading, Para, Report
-from analysis.tasks.compare import TaskStudy, across_table, catch, compare_tasks, has_tasks
+from analysis.tasks.compare import (
+    TaskStudy,
+    across_table,
+    compare_tasks,
+    has_tasks,
+    task_note_lines,
+)
+from analysis.types import Note
 
 
 def tasks_report(study: StudyData, *, rng=0, plan: Mapping[str, Any] | None = None) -> Report:
@@ -26,7 +34,7 @@ def tasks_report(study: StudyData, *, rng=0, plan: Mapping[str, Any] | None = No
     rep = Report(study=study.name, title=f"Ablation report: {study.name}")
     rep.add(Heading("Per-task verdicts"))
     try:
-        computed = catch(compare_tasks, study, rng=rng, **overrides)
+        computed = _compared(study, rng=rng, **overrides)
     except ValueError as e:  # one task that cannot be compared: said, never a traceback
         rep.add(Para(f"Not computed: {e}"))
         return rep
@@ -40,6 +48,13 @@ def tasks_report(study: StudyData, *, rng=0, plan: Mapping[str, Any] | None = No
     rep.note = note_text(to_markdown(table), caption, [f"**{note_line(ts)}**"] if ts.across else [],
                          name=study.name)
     return rep
+
+
+def _compared(study: StudyData, *, rng=0, **overrides) -> tuple[TaskStudy, list[Note]]:
+    """`compare_tasks` and the notes of its across-task block."""
+    with collect_notes() as notes:
+        ts = compare_tasks(study, rng=rng, **overrides)
+    return ts, notes
 
 
 def per_task_table(ts: TaskStudy) -> pd.DataFrame:
@@ -60,10 +75,10 @@ def per_task_table(ts: TaskStudy) -> pd.DataFrame:
 
 
 def across_tasks_section(rep: Report, study: StudyData, *, rng=0,
-                         computed: tuple[TaskStudy, list[str]] | None = None) -> TaskStudy | None:
+                         computed: tuple[TaskStudy, list[Note]] | None = None) -> TaskStudy | None:
     """Aggregate table, performance profile and critical-difference diagram; returns the
     analysis (None when the study has no tasks) so the dashboard note can summarise it.
-    `computed`: `catch(compare_tasks, ...)` already run by the caller."""
+    `computed`: `_compared(study, ...)` already run by the caller."""
     if not has_tasks(study.runs):
         return None
     from analysis.report.figures.tasks import critical_difference_figure, profile_figure
@@ -71,7 +86,7 @@ def across_tasks_section(rep: Report, study: StudyData, *, rng=0,
 
     rep.add(Heading("Across tasks"))
     try:
-        ts, messages = computed or catch(compare_tasks, study, rng=rng)
+        ts, notes = computed or _compared(study, rng=rng)
     except ValueError as e:  # one task that cannot be compared must not cost the report
         rep.add(Para(f"Not computed: {e}"))
         return None
@@ -89,7 +104,7 @@ def across_tasks_section(rep: Report, study: StudyData, *, rng=0,
         "per-task paired effect (Hodges-Lehmann) averaged over tasks with a t-test over "
         "tasks, each weighing alike, and its spread from a DerSimonian-Laird random-effects "
         "model: tau (the spread of the true effect across tasks), I^2 and a 95% prediction "
-        "interval for a new task." + "".join(f" Note: {m}" for m in messages)))
+        "interval for a new task." + "".join(f" Note: {line}" for line in [*task_note_lines(ts), *(n.text for n in notes)])))
     rep.add_table("across_tasks", summary_table(across_table(a)),
                   "Across tasks: normalised mean and IQM [95% CI], P(arm > baseline), average "
                   "rank (1 = best), pooled per-task effect in metric units [95% CI], prediction "

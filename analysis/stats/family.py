@@ -13,6 +13,7 @@ from scipy import stats
 from statsmodels.stats.oneway import anova_oneway
 
 from analysis._checks import (
+    NoteWarning,
     TooFewValues,
     as_float_1d,
     as_rng,
@@ -177,7 +178,7 @@ def compare_family(
     order = {pair: i for i, pair in enumerate(planned)}
     skipped.sort(key=lambda n: order[(n.arm, n.baseline)])
     for n in skipped:  # never dropped silently, for callers that only read `comparisons`
-        warnings.warn(str(n), stacklevel=2)
+        warnings.warn(NoteWarning(Note(str(n), kind="not_judged")), stacklevel=2)
     if not raw:
         raise TooFewValues("no comparison could be judged: " + "; ".join(map(str, skipped)))
     done = _holm_judged(raw, alpha=alpha, margin=margin, planned=len(todo))

@@ -11,11 +11,11 @@ its final value, a diverged one at chance (or, with no chance level, at its task
 from __future__ import annotations
 
 import math
-import warnings
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 import pandas as pd
 
+from analysis._checks import collect_notes
 from analysis.load import StudyData, compare_arms
 from analysis.stats.family import Family, _holm_judged
 from analysis.stats.metric_plan import MetricPlan
@@ -30,6 +30,7 @@ from analysis.tasks.aggregates import (
     warn_few_tasks,
 )
 from analysis.tasks.meta import MetaAnalysis, Ranking, generalises, meta_family, rank_arms
+from analysis.types import Note
 
 TASK = "task"
 RAN = ("learned", "not_learned", "diverged")  # outcomes of the recipe; "failed" is infrastructure
@@ -65,6 +66,7 @@ class TaskStudy:
     plan: MetricPlan
     across: AcrossTasks | None
     cannot: str | None  # why there is no across-task block
+    notes: dict[str, tuple[Note, ...]] = field(default_factory=dict)  # task -> notes it raised
 
 
 def compare_tasks(study: StudyData, *, rng=0, **kwargs) -> TaskStudy:
@@ -73,12 +75,17 @@ def compare_tasks(study: StudyData, *, rng=0, **kwargs) -> TaskStudy:
     runs = study.runs[study.runs[TASK].notna()]
     tasks = [str(t) for t in dict.fromkeys(runs[TASK].astype(str))]
     families: dict[str, Family] = {}
+    declared = task_declarations(study.meta, tasks)
+    notes: dict[str, tuple[Note, ...]] = {}
     for task in tasks:
-        sub = replace(study, runs=runs[runs[TASK].astype(str) == task].drop(columns=TASK))
+        sub = replace(study, runs=runs[runs[TASK].astype(str) == task].drop(columns=TASK),
+                      meta=_task_meta(study.meta, declared.get(task, {})))
         try:
-            families[task] = compare_arms(sub, rng=rng, **kwargs)
+            with collect_notes() as raised:  # kept per task: a note must say which task raised it
+                families[task] = compare_arms(sub, rng=rng, **kwargs)
         except ValueError as exc:
             raise ValueError(f"task {task!r}: {exc}") from exc
+        notes[task] = tuple(raised)
     plan = next(iter(families.values())).plan
     assert plan is not None  # compare_arms records the plan it used
     pooled = [c for f in families.values() for c in f.comparisons]
@@ -92,9 +99,40 @@ def compare_tasks(study: StudyData, *, rng=0, **kwargs) -> TaskStudy:
                            correction=correction) for t, f in families.items()}
     frame = _scored(families)
     cannot = check_tasks(frame)
-    across = None if cannot else across_tasks(frame, plan, rng=rng)
+    chances = {t: f.plan.chance for t, f in families.items() if f.plan is not None}
+    levels = set(chances.values())  # each task's own; one chance level for all only if they agree
+    chance = levels.pop() if len(levels) == 1 else None if None in levels else chances
+    reference = {t: d["reference"] for t, d in declared.items() if "reference" in d} or None
+    across = None if cannot else across_tasks(frame, plan, rng=rng, chance=chance, reference=reference)
     return TaskStudy(families=families, correction=correction, plan=plan, across=across,
-                     cannot=cannot)
+                     cannot=cannot, notes=notes)
+
+
+def task_note_lines(ts: TaskStudy) -> list[str]:
+    """The per-task comparisons' notes, each once with the tasks that raised it ("tasks d0, d2:
+    ..."), in order of first appearance. A comparison not judged is left out: its task's
+    verdicts list it."""
+    tasks_of: dict[Note, list[str]] = {}
+    for task, notes in ts.notes.items():
+        for n in notes:
+            if n.kind != "not_judged":
+                tasks_of.setdefault(n, []).append(task)
+    return [f"task{'s' if len(tasks) > 1 else ''} {', '.join(tasks)}: {n.text}"
+            for n, tasks in tasks_of.items()]
+
+
+def task_declarations(meta: dict, tasks: list[str]) -> dict[str, dict]:
+    """study.json's per-task analysis declarations (`chance`, `reference`) of a study run with
+    [tasks.NAME] tables (study.tasks); {} for a plain runs table."""
+    declared = {t: (meta.get("tasks") or {}).get(t, {}).get("analysis") or {} for t in tasks}
+    return {t: d for t, d in declared.items() if d}
+
+
+def _task_meta(meta: dict, declared: dict) -> dict:
+    """study.json as one task's study sees it: the task's chance level over the study's."""
+    if "chance" not in declared:
+        return meta
+    return {**meta, "analysis": {**(meta.get("analysis") or {}), "chance": declared["chance"]}}
 
 
 def _scored(families: dict[str, Family]) -> pd.DataFrame:
@@ -109,12 +147,15 @@ def _scored(families: dict[str, Family]) -> pd.DataFrame:
     return pd.concat(parts, ignore_index=True)
 
 
-def across_tasks(frame: pd.DataFrame, plan: MetricPlan, *, rng=0) -> AcrossTasks:
-    """The across-task aggregates of the scored runs under `plan` (baseline, direction, chance)."""
+def across_tasks(frame: pd.DataFrame, plan: MetricPlan, *, rng=0, chance=None,
+                 reference=None) -> AcrossTasks:
+    """The across-task aggregates of the scored runs under `plan` (baseline, direction, chance);
+    `chance` (task -> value) and `reference` (task -> value), when given, are each task's own."""
     tasks = tuple(dict.fromkeys(frame["task"]))
     arms = tuple(dict.fromkeys([plan.baseline, *frame["arm"]]))
     warn_few_tasks(len(tasks))
-    norm = normalise(frame, baseline=plan.baseline, direction=plan.direction, chance=plan.chance)
+    norm = normalise(frame, baseline=plan.baseline, direction=plan.direction,
+                     chance=plan.chance if chance is None else chance, reference=reference)
     filled = norm.frame  # failures without a score are at their task's worst from here on
     return AcrossTasks(
         tasks=tasks, arms=arms, baseline=plan.baseline, normalised=norm,
@@ -146,10 +187,3 @@ def across_table(a: AcrossTasks) -> pd.DataFrame:
             "verdict": a.verdict(g.arm) if m else "baseline"})
     return pd.DataFrame(rows)
 
-
-def catch(fn, *args, **kwargs):
-    """`fn(...)` and the distinct warning messages it raised, in order."""
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        out = fn(*args, **kwargs)
-    return out, list(dict.fromkeys(str(w.message) for w in caught))

@@ -5,17 +5,25 @@ from __future__ import annotations
 import json
 import sys
 
+from analysis._checks import collect_notes
 from analysis.formatting import interval, number, percent, significant
 from analysis.load import StudyData, family_frame, family_records
-from analysis.tasks.compare import AcrossTasks, TaskStudy, across_table, catch, compare_tasks
+from analysis.tasks.compare import (
+    AcrossTasks,
+    TaskStudy,
+    across_table,
+    compare_tasks,
+    task_note_lines,
+)
 
 
 def print_tasks(study: StudyData, args) -> int:
-    ts, messages = catch(compare_tasks, study, metric=args.metric, baseline=args.baseline,
-                         pairs=args.pairs, alpha=args.alpha, margin=args.margin, rng=args.seed,
-                         direction=args.direction, chance=args.chance, failures=args.failures)
-    for message in messages:
-        print(f"warning: {message}", file=sys.stderr)
+    with collect_notes() as notes:  # those of the across-task block; per task: `ts.notes`
+        ts = compare_tasks(study, metric=args.metric, baseline=args.baseline, pairs=args.pairs,
+                           alpha=args.alpha, margin=args.margin, rng=args.seed,
+                           direction=args.direction, chance=args.chance, failures=args.failures)
+    for line in [*task_note_lines(ts), *(n.text for n in notes)]:
+        print(f"warning: {line}", file=sys.stderr)
     if args.json:
         for record in json_records(ts):
             print(json.dumps(record))
