@@ -149,6 +149,76 @@ def _watch(parent: int) -> None:
     os._exit(1)
 
 
+@contextlib.contextmanager
+def guarded():
+    """Around a run executed in this process, where no worker's watch covers it (`--jobs 1`: the
+    study's own process; a Dask worker): whatever the run starts (a data loader's workers, a
+    helper, a command, a timed run's process) is killed with its tree if this process dies, by
+    a guardian process that records what appears below this one while a run is in flight."""
+    if _watching or not os.path.isdir("/proc"):
+        yield
+        return
+    _tell_guardian(b"+")
+    try:
+        yield
+    finally:
+        _tell_guardian(b"-")
+
+
+_guardian: Any = None  # subprocess.Popen of this process's guardian, started with its first run
+
+
+def _tell_guardian(message: bytes) -> None:
+    global _guardian
+    if _guardian is None or _guardian.poll() is not None:
+        import subprocess
+
+        # Its own session: the terminal's Ctrl-C and hang-up reach this process, which ends its
+        # runs itself; the guardian ends when this process does (end of file on its stdin). It
+        # starts in the folder holding this `study` package, which `python -c` searches first.
+        _guardian = subprocess.Popen([sys.executable, "-c", "from study.lifeline import guard; guard()"],
+                                     stdin=subprocess.PIPE, start_new_session=True,
+                                     cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    with contextlib.suppress(OSError):  # it died (killed by hand): this run goes unguarded
+        _guardian.stdin.write(message)
+        _guardian.stdin.flush()
+
+
+def guard() -> None:
+    """The guardian's process: while runs of its parent are in flight (b"+" and b"-" on stdin),
+    record every new process below the parent, each polling; once the parent is gone (end of
+    file), kill those still alive with their trees. A process that lived less than a poll
+    (POLL_S) before the parent died may be missed, unless it is in a recorded run's group."""
+    parent, me = os.getppid(), os.getpid()
+    before = set(descendants(parent))
+    seen: dict[int, bytes] = {}  # pid: its start time (a pid reused by another process is not it)
+    in_flight = 0
+    while True:
+        ready, _, _ = select.select([sys.stdin.fileno()], [], [], POLL_S if in_flight else None)
+        if ready:
+            message = os.read(sys.stdin.fileno(), 4096)
+            if not message:
+                break
+            in_flight += message.count(b"+") - message.count(b"-")
+        seen = {pid: t for pid, t in seen.items() if _started(pid) == t}  # the dead forgotten
+        if in_flight:
+            for pid in descendants(parent):
+                if pid != me and pid not in before and pid not in seen and (t := _started(pid)):
+                    seen[pid] = t
+    for pid, t in seen.items():  # in the order found: parents before their children
+        if _started(pid) == t:
+            kill_tree(pid)
+
+
+def _started(pid: int) -> bytes | None:
+    """When process `pid` started (clock ticks since boot), None if it is gone."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            return f.read().rsplit(b")", 1)[1].split()[19]
+    except (OSError, IndexError):
+        return None
+
+
 def run_in_child(function: Callable[..., Any], args: tuple[Any, ...], timeout: float) -> Any:
     """`function(*args)` in a fresh child process, in its own process group; its result, or
     TimedOut once `timeout` seconds have passed (the child's tree killed). `function` must be
@@ -192,9 +262,10 @@ HEADER = struct.Struct("!Q")  # a result's length, ahead of its pickle: a messag
 # What every timed run's process needs, imported once, in the fork server.
 PRELOAD = ["study.experiment", "study.provenance", "study.worker"]
 # Heavy libraries imported once in the fork server, not once per run, if this process has them
-# (the user's module imported them when the experiment was checked). Importing them starts no
-# OpenMP threads: forking the server stays safe.
-PRELOAD_IF_LOADED = ("numpy", "torch")
+# (the user's module imported them when the experiment was checked); importing starts no OpenMP
+# threads, so forking the server stays safe. torch's optimizers import torch._dynamo (sympy,
+# triton) at their first step: seconds that every run's fresh process would pay again.
+PRELOAD_IF_LOADED = {"numpy": ["numpy"], "torch": ["torch", "torch.optim", "torch._dynamo"]}
 _preloaded = False
 
 
@@ -206,7 +277,7 @@ def _process(**kwargs: Any) -> Any:
         return multiprocessing.get_context("spawn").Process(**kwargs)
     if not _preloaded:  # (once the server runs, its preloads are what they were)
         multiprocessing.get_context("forkserver").set_forkserver_preload(
-            [*PRELOAD, *(m for m in PRELOAD_IF_LOADED if m in sys.modules)])
+            [*PRELOAD, *(m for lib, mods in PRELOAD_IF_LOADED.items() if lib in sys.modules for m in mods)])
         _preloaded = True
     return _RunProcess(**kwargs)
 
