@@ -1,14 +1,19 @@
 """Processes that never outlive their run, nor the study.
 
 A run's processes are killed, whole tree at once, when
-* the run is over its time (`--timeout`): a function run then executes in a forked child of
-  its worker (`run_in_child`), a command in its own process group (`command_preexec`), and
-  either is killed by `kill_tree`;
-* the study's process dies, by any signal, SIGKILL included: each local worker process watches
-  its parent from its start (`watch_parent`, loky's initializer in study.dispatch: a thread
-  polling twice a second) and, once it is gone, kills every process it started and exits. A run's own process (a command, a function's forked child) also
-  gets a parent-death signal (Linux's PR_SET_PDEATHSIG), which covers `--jobs 1`, where the
-  runs are children of the study's process itself.
+* the run is over its time (`--timeout`): a function run then executes in a child process
+  started by multiprocessing's fork server (`run_in_child`; never a fork of the caller, whose
+  torch may have run OpenMP threads, which a forked child can deadlock on), a command in its own
+  process group (`command_preexec`), and either is killed by `kill_tree`;
+* the study's process dies, by any signal, SIGKILL included:
+  - each local worker process watches its parent from its start (`watch_parent`, loky's
+    initializer in study.dispatch: a thread polling twice a second) and, once it is gone, kills
+    every process it started and exits;
+  - a run executed in the study's own process (`--jobs 1`) is `guarded`: a guardian process
+    records what appears below the study while a run is in flight and kills it once the study
+    is gone;
+  - a timed function run's process watches its caller (multiprocessing's parent sentinel) and
+    kills its own tree; a command also gets a parent-death signal (Linux's PR_SET_PDEATHSIG).
 
 Why a polling thread for the workers rather than a parent-death signal: the signal kills only
 the worker, not what the worker started (a killed process's children are re-parented and can
@@ -18,6 +23,7 @@ in loky is a helper thread, not the process.
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import ctypes
 import io
@@ -180,9 +186,18 @@ def _tell_guardian(message: bytes) -> None:
         _guardian = subprocess.Popen([sys.executable, "-c", "from study.lifeline import guard; guard()", *before],
                                      stdin=subprocess.PIPE, start_new_session=True,
                                      cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+        atexit.register(_end_guardian, _guardian)
     with contextlib.suppress(OSError):  # it died (killed by hand): this run goes unguarded
         _guardian.stdin.write(message)
         _guardian.stdin.flush()
+
+
+def _end_guardian(guardian: Any) -> None:
+    """At this process's normal exit: the guardian kills what the runs left running, and ends."""
+    with contextlib.suppress(OSError):
+        guardian.stdin.close()
+    with contextlib.suppress(Exception):
+        guardian.wait(JOIN_S)
 
 
 def guard() -> None:
@@ -272,11 +287,9 @@ _preloaded = False
 
 
 def _process(**kwargs: Any) -> Any:
-    """A process of multiprocessing's fork server (spawn where there is none), which imports
-    this module's preloads once."""
+    """A process of multiprocessing's fork server (POSIX, as the rest of this module), which
+    imports this module's preloads once."""
     global _preloaded
-    if "forkserver" not in multiprocessing.get_all_start_methods():
-        return multiprocessing.get_context("spawn").Process(**kwargs)
     if not _preloaded:  # (once the server runs, its preloads are what they were)
         multiprocessing.get_context("forkserver").set_forkserver_preload(
             [*PRELOAD, *(m for lib, mods in PRELOAD_IF_LOADED.items() if lib in sys.modules for m in mods)])
