@@ -48,7 +48,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from analysis.contract import COMPLETE, DIVERGED
-from study.lifeline import run_in_child
+from study.lifeline import as_run_error, guarded, run_in_child
 from study.user_modules import check_shadowing, use_folder
 
 if TYPE_CHECKING:  # numpy is imported by the functions that check a run's numbers, not to parse options
@@ -171,23 +171,33 @@ class Experiment:
                     raise ExperimentError(f"experiment {self.reference!r}: {e}") from None
             load_function(self.reference, self.folder)
 
+    def check_timed(self) -> None:
+        """Fail before any run if a timed run could not find the function: each executes in a
+        fresh process (study.lifeline), which never ran the caller's script or notebook."""
+        module, _, name = (self.reference or "").partition(":")
+        if module == "__main__":
+            raise ExperimentError(f"experiment {self.reference!r}: with a timeout each run executes in a fresh "
+                                  "process, which cannot see a function defined in your script or notebook; "
+                                  f"move {name} into a .py file beside the spec (experiment = \"FILE:{name}\") "
+                                  "or drop the timeout")
+
     def run(self, config: Mapping[str, Any], seed: int, *, device: str = "cpu",
             on_report: Callable[[int, dict[str, float]], None] | None = None,
             log_path: Path | None = None, timeout: float | None = None) -> Outcome:
-        """One run; with a `timeout` (seconds), a function runs in a forked child that can be
+        """One run; with a `timeout` (seconds), a function runs in a child process that can be
         killed (so it cannot call `on_report` back), a command in its own process group."""
-        if self.reference:
-            reference, folder = self.reference, self.folder
-            if timeout is None:
-                return call_function(reference, folder, config, seed, device=device, on_report=on_report)
-            assert on_report is None, "a timed function run is a child process: no live reports"
-            return run_in_child(lambda: _with_code(call_function(reference, folder, config, seed, device=device),
-                                                   folder), timeout)
-        assert self.command is not None, "an Experiment has a reference or a command"
-        from study.command import run_command
+        with guarded():  # what the run starts dies with this process, wherever it runs
+            if self.reference:
+                reference, folder = self.reference, self.folder
+                if timeout is None:
+                    return call_function(reference, folder, config, seed, device=device, on_report=on_report)
+                assert on_report is None, "a timed function run is a child process: no live reports"
+                return run_in_child(_timed_run, (reference, folder, dict(config), seed, device), timeout)
+            assert self.command is not None, "an Experiment has a reference or a command"
+            from study.command import run_command
 
-        return run_command(self.command, self.folder, config, seed, log_path=log_path, on_report=on_report,
-                           timeout=timeout)
+            return run_command(self.command, self.folder, config, seed, log_path=log_path, on_report=on_report,
+                               timeout=timeout)
 
     def trains_many(self) -> bool:
         """Whether the experiment's module defines `train_many` (a command never does)."""
@@ -196,18 +206,31 @@ class Experiment:
     def run_many(self, config: Mapping[str, Any], seeds: Sequence[int], *, device: str = "cpu",
                  timeout: float | None = None) -> list[Outcome | Exception]:
         """Several seeds in one `train_many` call: one Outcome, or that seed's exception, per
-        seed. With a `timeout` (seconds) the call runs in a forked child, and the limit is the
+        seed. With a `timeout` (seconds) the call runs in a child process, and the limit is the
         whole call's: over it, every seed of the group times out together."""
         reference, folder = self.reference, self.folder
         assert reference is not None, "train_many belongs to a function experiment"
-        if timeout is None:
-            return call_many(reference, folder, config, seeds, device=device)
-        return run_in_child(lambda: [_with_code(o, folder) if isinstance(o, Outcome) else o
-                                     for o in call_many(reference, folder, config, seeds, device=device)], timeout)
+        with guarded():
+            if timeout is None:
+                return call_many(reference, folder, config, seeds, device=device)
+            return run_in_child(_timed_many, (reference, folder, dict(config), list(seeds), device), timeout)
+
+
+def _timed_run(reference: str, folder: str | None, config: dict[str, Any], seed: int, device: str) -> Outcome:
+    """A timed run, in its child process (study.lifeline.run_in_child)."""
+    return _with_code(call_function(reference, folder, config, seed, device=device), folder)
+
+
+def _timed_many(reference: str, folder: str | None, config: dict[str, Any], seeds: list[int],
+                device: str) -> list[Outcome | Exception]:
+    """A timed `train_many` call, in its child process; a seed's exception goes back as text (its
+    class may be the user's, which the caller, a worker that never imported it, cannot load)."""
+    return [_with_code(o, folder) if isinstance(o, Outcome) else as_run_error(o)
+            for o in call_many(reference, folder, config, seeds, device=device)]
 
 
 def _with_code(outcome: Outcome, folder: str | None) -> Outcome:
-    """A forked run's code, recorded in the child: the helpers it imported lazily live only there."""
+    """A timed run's code, recorded in its child: the helpers it imported lazily live only there."""
     from study.provenance import run_code
 
     return replace(outcome, code=run_code(folder, None))

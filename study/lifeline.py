@@ -1,14 +1,19 @@
 """Processes that never outlive their run, nor the study.
 
 A run's processes are killed, whole tree at once, when
-* the run is over its time (`--timeout`): a function run then executes in a forked child of
-  its worker (`run_in_child`), a command in its own process group (`command_preexec`), and
-  either is killed by `kill_tree`;
-* the study's process dies, by any signal, SIGKILL included: each local worker process watches
-  its parent from its start (`watch_parent`, loky's initializer in study.dispatch: a thread
-  polling twice a second) and, once it is gone, kills every process it started and exits. A run's own process (a command, a function's forked child) also
-  gets a parent-death signal (Linux's PR_SET_PDEATHSIG), which covers `--jobs 1`, where the
-  runs are children of the study's process itself.
+* the run is over its time (`--timeout`): a function run then executes in a child process
+  started by multiprocessing's fork server (`run_in_child`; never a fork of the caller, whose
+  torch may have run OpenMP threads, which a forked child can deadlock on), a command in its own
+  process group (`command_preexec`), and either is killed by `kill_tree`;
+* the study's process dies, by any signal, SIGKILL included:
+  - each local worker process watches its parent from its start (`watch_parent`, loky's
+    initializer in study.dispatch: a thread polling twice a second) and, once it is gone, kills
+    every process it started and exits;
+  - a run executed in the study's own process (`--jobs 1`) is `guarded`: a guardian process
+    records what appears below the study while a run is in flight and kills it once the study
+    is gone;
+  - a timed function run's process watches its caller (multiprocessing's parent sentinel) and
+    kills its own tree; a command also gets a parent-death signal (Linux's PR_SET_PDEATHSIG).
 
 Why a polling thread for the workers rather than a parent-death signal: the signal kills only
 the worker, not what the worker started (a killed process's children are re-parented and can
@@ -18,17 +23,23 @@ in loky is a helper thread, not the process.
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import ctypes
+import io
+import multiprocessing
+import multiprocessing.connection
 import os
 import pickle
 import select
 import signal
+import struct
 import sys
 import threading
 import time
-import warnings
+import traceback
 from collections.abc import Callable
+from multiprocessing import context, forkserver, popen_forkserver, reduction, spawn, util
 from typing import Any
 
 POLL_S = 0.5  # how often a worker looks for its parent: orphans live at most this long
@@ -144,83 +155,267 @@ def _watch(parent: int) -> None:
     os._exit(1)
 
 
-def run_in_child(body: Callable[[], Any], timeout: float) -> Any:
-    """`body()` in a forked child of this process, in its own process group; its (pickled)
-    result, or TimedOut once `timeout` seconds have passed (the child's tree killed). Fork, not
-    spawn: the child starts at once with everything this process imported (a few ms)."""
-    read_fd, write_fd = os.pipe()
-    parent = os.getpid()
-    with warnings.catch_warnings():  # Python 3.12+ warns of fork with threads: the child only runs `body`
-        warnings.simplefilter("ignore", DeprecationWarning)
-        pid = os.fork()
-    if pid == 0:
-        _child(body, read_fd, write_fd, parent)  # never returns
-    os.close(write_fd)
+@contextlib.contextmanager
+def guarded():
+    """Around a run executed in this process, where no worker's watch covers it (`--jobs 1`: the
+    study's own process; a Dask worker): whatever the run starts (a data loader's workers, a
+    helper, a command, a timed run's process) is killed with its tree if this process dies, by
+    a guardian process that records what appears below this one while a run is in flight."""
+    if _watching or not os.path.isdir("/proc"):
+        yield
+        return
+    _tell_guardian(b"+")
+    try:
+        yield
+    finally:
+        _tell_guardian(b"-")
+
+
+_guardian: Any = None  # subprocess.Popen of this process's guardian, started with its first run
+
+
+def _tell_guardian(message: bytes) -> None:
+    global _guardian
+    if _guardian is None or _guardian.poll() is not None:
+        import subprocess
+
+        # Its own session: the terminal's Ctrl-C and hang-up reach this process, which ends its
+        # runs itself; the guardian ends when this process does (end of file on its stdin). It
+        # starts in the folder holding this `study` package, which `python -c` searches first.
+        before = map(str, descendants(os.getpid()))  # not the runs': what this process had started before
+        _guardian = subprocess.Popen([sys.executable, "-c", "from study.lifeline import guard; guard()", *before],
+                                     stdin=subprocess.PIPE, start_new_session=True,
+                                     cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+        atexit.register(_end_guardian, _guardian)
+    with contextlib.suppress(OSError):  # it died (killed by hand): this run goes unguarded
+        _guardian.stdin.write(message)
+        _guardian.stdin.flush()
+
+
+def _end_guardian(guardian: Any) -> None:
+    """At this process's normal exit: the guardian kills what the runs left running, and ends."""
+    with contextlib.suppress(OSError):
+        guardian.stdin.close()
+    with contextlib.suppress(Exception):
+        guardian.wait(JOIN_S)
+
+
+def guard() -> None:
+    """The guardian's process (`python -c`, its arguments the pids its parent had started before
+    its first run): while runs of its parent are in flight (b"+" and b"-" on stdin),
+    record every new process below the parent, each polling; once the parent is gone (end of
+    file), kill those still alive with their trees. A process that lived less than a poll
+    (POLL_S) before the parent died may be missed, unless it is in a recorded run's group."""
+    parent, me = os.getppid(), os.getpid()
+    before = set(map(int, sys.argv[1:]))  # what the parent had started before its first run: not the runs'
+    seen: dict[int, bytes] = {}  # pid: its start time (a pid reused by another process is not it)
+    in_flight = 0
+    while True:
+        ready, _, _ = select.select([sys.stdin.fileno()], [], [], POLL_S if in_flight else None)
+        if ready:
+            message = os.read(sys.stdin.fileno(), 4096)
+            if not message:
+                break
+            in_flight += message.count(b"+") - message.count(b"-")
+        seen = {pid: t for pid, t in seen.items() if _started(pid) == t}  # the dead forgotten
+        if in_flight:
+            for pid in descendants(parent):
+                if pid != me and pid not in before and pid not in seen and (t := _started(pid)):
+                    seen[pid] = t
+    for pid, t in seen.items():  # in the order found: parents before their children
+        if _started(pid) == t:
+            kill_tree(pid)
+
+
+def _started(pid: int) -> bytes | None:
+    """When process `pid` started (clock ticks since boot), None if it is gone."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            return f.read().rsplit(b")", 1)[1].split()[19]
+    except (OSError, IndexError):
+        return None
+
+
+def run_in_child(function: Callable[..., Any], args: tuple[Any, ...], timeout: float) -> Any:
+    """`function(*args)` in a fresh child process, in its own process group; its result, or
+    TimedOut once `timeout` seconds have passed (the child's tree killed). `function` must be
+    importable by name (a module-level function) and `args` picklable: the child is not a fork
+    of this process but of a fork server (`_process`), so it inherits neither this process's
+    threads (a fork of a process whose torch ran OpenMP threads can deadlock) nor its memory.
+    This process's environment and working directory are the child's (spawn's preparation
+    carries `sys.path` and the working directory; the environment travels with the call). An
+    exception of `function` comes back as RunError: its type's name, message and traceback."""
+    reader, writer = multiprocessing.Pipe(duplex=False)
+    child = _process(target=_child, args=(function, args, dict(os.environ), writer), name="seedwise-run")
+    try:
+        child.start()
+    except (OSError, EOFError) as e:  # the fork server could not start, or died starting
+        raise RuntimeError(f"the run's process could not start ({type(e).__name__}: {e})") from None
+    finally:
+        writer.close()
+    assert child.pid is not None, "a started process has a pid"
     data = None
     try:
-        with running(pid):
+        with running(child.pid):
             try:
-                data = _read_until(read_fd, time.monotonic() + timeout)
-            finally:
-                if data is None:  # over time, or interrupted (Ctrl-C, SIGTERM)
-                    kill_tree(pid)
-                else:  # finished: anything it left running in its group goes with it
-                    with contextlib.suppress(ProcessLookupError, PermissionError):
-                        os.killpg(pid, signal.SIGKILL)
-                _, status = os.waitpid(pid, 0)
+                data = _receive(reader.fileno(), child.sentinel, time.monotonic() + timeout)
+            finally:  # done, over time or interrupted (Ctrl-C, SIGTERM): nothing of the run stays
+                kill_tree(child.pid)
+                child.join(JOIN_S)
     finally:
-        os.close(read_fd)
+        reader.close()
     if data is None:
         raise TimedOut(timeout)
     if not data:
-        raise RuntimeError(f"the run's process died before returning ({_how(status)})")
+        raise RuntimeError(f"the run's process died before returning ({_how(child.exitcode)})")
     result = pickle.loads(data)
     if isinstance(result, BaseException):
         raise result
     return result
 
 
-def _how(status: int) -> str:
-    if os.WIFSIGNALED(status):
-        sig = os.WTERMSIG(status)
-        return f"killed by signal {sig}" + (" (SIGKILL: out of memory?)" if sig == signal.SIGKILL else "")
-    return f"exit status {os.waitstatus_to_exitcode(status)}"
+JOIN_S = 10.0  # a killed child's fork server reports its exit within this (it reaps at once)
+HEADER = struct.Struct("!Q")  # a result's length, ahead of its pickle: a message, not "all until EOF"
+# What every timed run's process needs, imported once, in the fork server.
+PRELOAD = ["study.experiment", "study.provenance", "study.worker"]
+# Heavy libraries imported once in the fork server, not once per run, if this process has them
+# (the user's module imported them when the experiment was checked); importing starts no OpenMP
+# threads, so forking the server stays safe. torch's optimizers import torch._dynamo (sympy,
+# triton) at their first step: seconds that every run's fresh process would pay again.
+PRELOAD_IF_LOADED = {"numpy": ["numpy"], "torch": ["torch", "torch.optim", "torch._dynamo"]}
+_preloaded = False
 
 
-def _child(body: Callable[[], Any], read_fd: int, write_fd: int, parent: int) -> None:
-    code = 1
+def _process(**kwargs: Any) -> Any:
+    """A process of multiprocessing's fork server (POSIX, as the rest of this module), which
+    imports this module's preloads once."""
+    global _preloaded
+    if not _preloaded:  # (once the server runs, its preloads are what they were)
+        multiprocessing.get_context("forkserver").set_forkserver_preload(
+            [*PRELOAD, *(m for lib, mods in PRELOAD_IF_LOADED.items() if lib in sys.modules for m in mods)])
+        _preloaded = True
+    return _RunProcess(**kwargs)
+
+
+class _RunProcess(multiprocessing.context.ForkServerProcess):
+    @staticmethod
+    def _Popen(process_obj: Any) -> Any:
+        return _MainlessPopen(process_obj)
+
+
+class _MainlessPopen(popen_forkserver.Popen):
+    """The fork server's Popen, but the child does not import the main module of this process
+    (multiprocessing's default, so that a function defined in a script can be pickled by name):
+    seedwise sends functions of its own, and a script that calls `run_study` at its top level,
+    without `if __name__ == "__main__":`, would run its whole study again in every run's
+    process. This is popen_forkserver.Popen._launch (CPython 3.8 to 3.13) with that one change."""
+
+    def _launch(self, process_obj: Any) -> None:
+        prep_data = spawn.get_preparation_data(process_obj._name)
+        prep_data.pop("init_main_from_name", None)
+        prep_data.pop("init_main_from_path", None)
+        buf = io.BytesIO()
+        context.set_spawning_popen(self)
+        try:
+            reduction.dump(prep_data, buf)
+            reduction.dump(process_obj, buf)
+        finally:
+            context.set_spawning_popen(None)
+        self.sentinel, w = forkserver.connect_to_new_process(self._fds)  # type: ignore[attr-defined]
+        # The write end's duplicate is the child's sign that this process lives (its parent_process()).
+        _parent_w = os.dup(w)
+        self.finalizer = util.Finalize(self, util.close_fds, (_parent_w, self.sentinel))  # type: ignore[attr-defined]
+        with open(w, "wb", closefd=True) as f:
+            f.write(buf.getbuffer())
+        self.pid = forkserver.read_signed(self.sentinel)
+
+
+class RunError(RuntimeError):
+    """An exception raised in a run's child process, as text (its class may be the user's, which
+    the caller cannot import): study.worker records `type_name: message` and the traceback."""
+
+    def __init__(self, type_name: str, message: str, trace: str, cause: str | None = None):
+        super().__init__(type_name, message, trace, cause)  # all of them: the exception pickles
+        self.type_name, self.message, self.seedwise_traceback = type_name, message, trace
+        if cause:
+            self.cause = cause  # study.dispatch's fail-fast compares it (a command's RunFailed has one)
+
+    def __str__(self) -> str:
+        return self.message
+
+
+def as_run_error(e: BaseException) -> RunError:
+    """`e` as a RunError, its traceback (or the one a `train_many` seed's failure kept) as text."""
+    if isinstance(e, RunError):
+        return e
+    trace = getattr(e, "seedwise_traceback", None) or "".join(traceback.format_exception(e))
+    return RunError(type(e).__name__, str(e), trace, getattr(e, "cause", None))
+
+
+def _how(exitcode: int | None) -> str:
+    if exitcode is None:
+        return "its exit status is unknown"
+    if exitcode < 0:
+        return f"killed by signal {-exitcode}" + (" (SIGKILL: out of memory?)" if -exitcode == signal.SIGKILL else "")
+    return f"exit status {exitcode}"
+
+
+def _child(function: Callable[..., Any], args: tuple[Any, ...], env: dict[str, str], writer: Any) -> None:
+    """The run's process: its own group, dying with its caller, the caller's environment."""
+    os.setpgid(0, 0)
+    _die_with_caller()
+    os.environ.clear()
+    os.environ.update(env)
     try:
-        os.close(read_fd)
-        os.setpgid(0, 0)
-        die_with_parent(parent)
-        try:
-            result = body()
-        except BaseException as e:  # noqa: BLE001 (reported to the parent, which raises it)
-            result = RuntimeError(f"{type(e).__name__}: {e}")
-        try:
-            data = pickle.dumps(result)
-        except Exception as e:  # an unpicklable result
-            data = pickle.dumps(RuntimeError(f"the run's result cannot be sent back: {type(e).__name__}: {e}"))
-        with os.fdopen(write_fd, "wb") as pipe:
-            pipe.write(data)
-        code = 0
-    finally:
-        for stream in (sys.stdout, sys.stderr):
-            with contextlib.suppress(Exception):
-                stream.flush()
-        os._exit(code)  # never back into the parent's stack (its finally blocks, atexit, pytest)
+        result = function(*args)
+    except BaseException as e:  # noqa: BLE001 (reported to the caller, which raises it)
+        result = as_run_error(e)
+    try:
+        data = pickle.dumps(result)
+    except Exception as e:  # an unpicklable result
+        data = pickle.dumps(RuntimeError(f"the run's result cannot be sent back: {type(e).__name__}: {e}"))
+    for stream in (sys.stdout, sys.stderr):  # before the result: once it is read, the caller kills this process
+        with contextlib.suppress(Exception):
+            stream.flush()
+    message = memoryview(HEADER.pack(len(data)) + data)
+    while message:
+        message = message[os.write(writer.fileno(), message):]
+    writer.close()
 
 
-def _read_until(fd: int, deadline: float) -> bytes | None:
-    """Everything written to `fd` until EOF, or None if `deadline` passes first."""
-    chunks: list[bytes] = []
+def _die_with_caller() -> None:
+    """In a run's process: a thread that, once the process waiting for this run's result is gone
+    (killed with the study), kills everything the run started, then the run. Its parent is the
+    fork server, so this watches the caller itself: multiprocessing's parent sentinel, a pipe
+    the caller holds open, reads end-of-file at once when the caller dies."""
+    parent = multiprocessing.parent_process()
+    if parent is None:
+        return
+    sentinel = parent.sentinel
+
+    def watch() -> None:
+        multiprocessing.connection.wait([sentinel])
+        kill_tree(os.getpid())  # its descendants first, then its group, itself included
+        os._exit(1)
+    threading.Thread(target=watch, name="seedwise-caller-watch", daemon=True).start()
+
+
+def _receive(fd: int, child_exit: int, deadline: float) -> bytes | None:
+    """The child's message on `fd` (HEADER, then the pickle); b"" if the child exited (or
+    closed the pipe) without sending it whole; None if `deadline` passes first. The child's exit
+    is watched too: a process it started may hold the pipe open after it died."""
+    buf = bytearray()
     while True:
+        if len(buf) >= HEADER.size and len(buf) >= HEADER.size + HEADER.unpack_from(buf)[0]:
+            return bytes(buf[HEADER.size:])
         left = deadline - time.monotonic()
         if left <= 0:
             return None
-        ready, _, _ = select.select([fd], [], [], left)
-        if ready:
+        ready, _, _ = select.select([fd, child_exit], [], [], left)
+        if fd in ready:
             chunk = os.read(fd, 1 << 20)
             if not chunk:
-                return b"".join(chunks)
-            chunks.append(chunk)
+                return b""
+            buf += chunk
+        elif ready and not select.select([fd], [], [], 0)[0]:  # exited, and nothing of it is left to read
+            return b""

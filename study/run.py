@@ -228,6 +228,7 @@ def run_timeout(plan: Plan, option: float | None) -> float | None:
     if plan.experiment is None:
         raise UsageError("--timeout applies to your own experiment (`experiment` or `command` in the spec); "
                          "the built-in one trains seeds together in one step and has no per-run limit")
+    plan.experiment.check_timed()  # a function of the caller's own script or notebook cannot be timed
     return timeout
 
 

@@ -23,8 +23,9 @@ def failure(e: BaseException) -> dict[str, str]:
     """A run's recorded failure: the error in one line (with a hint where there is one), the
     traceback of the exception being handled, and its `cause`: the error without what differs
     from run to run (a command's log path), which study.dispatch compares to fail fast."""
-    error = str(e) if isinstance(e, TimedOut) else f"{type(e).__name__}: {e}"
-    if type(e).__name__ == "OutOfMemoryError":  # torch.cuda's (no torch import for user runs)
+    name = getattr(e, "type_name", type(e).__name__)  # a timed run's child's exception (RunError) names its own
+    error = str(e) if isinstance(e, TimedOut) else f"{name}: {e}"
+    if name == "OutOfMemoryError":  # torch.cuda's (no torch import for user runs)
         error += " (even one seed per step: lower --jobs, or free the GPU)"
     cause = getattr(e, "cause", None) or error.splitlines()[0]
     # A seed's failure inside a group was caught (and its traceback kept as text) where it happened.

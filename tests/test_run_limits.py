@@ -171,17 +171,24 @@ def test_a_timeout_that_is_not_a_positive_number_is_refused_before_anything_is_s
 
 # --- no orphans ------------------------------------------------------------------------------
 @needs_proc
-@pytest.mark.parametrize("form", ["function", "command"])
-def test_kill_9_of_the_study_leaves_no_worker_and_no_child_behind(tmp_path, form):
+@pytest.mark.parametrize(("form", "jobs", "timeout"), [
+    ("function", 2, None), ("command", 2, None),  # loky workers, each watching the study
+    # --jobs 1: the runs' own processes (a function's with a timeout, a command) and what runs
+    # in the study's process itself started, killed by the timed child's watch or the guardian
+    ("function", 1, None), ("function", 1, 60), ("command", 1, None),
+])
+def test_kill_9_of_the_study_leaves_no_worker_and_no_child_behind(tmp_path, form, jobs, timeout):
     spec = (function_spec(tmp_path, "train_vit", hang=60) if form == "function"
             else command_spec(tmp_path, hang=60))
+    limit = ["--timeout", str(timeout)] if timeout else []
     study = subprocess.Popen([sys.executable, "-m", "study.run", "--spec", str(spec), "--results",
-                              str(tmp_path / "results"), "--jobs", "2", "--arms", "no_dropout"],
+                              str(tmp_path / "results"), "--jobs", str(jobs), "--arms", "no_dropout", *limit],
                              env=ENV, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        assert wait_until(lambda: len(helper_pids(tmp_path / "pids")) == 2, 60), "the runs never started"
-        tree = descendants(study.pid)  # loky workers and trackers, the runs, their helpers
-        assert set(helper_pids(tmp_path / "pids")) <= tree and len(tree) >= 4
+        assert wait_until(lambda: len(helper_pids(tmp_path / "pids")) == jobs, 60), "the runs never started"
+        time.sleep(1)  # the guardian (--jobs 1) records what appeared within a poll
+        tree = descendants(study.pid)  # workers and trackers, fork servers, the runs, their helpers
+        assert set(helper_pids(tmp_path / "pids")) <= tree and len(tree) >= 2 * jobs
         study.send_signal(signal.SIGKILL)
         study.wait()
         assert wait_until(lambda: not any(alive(p) for p in tree), 5), \
