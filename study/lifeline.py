@@ -26,7 +26,6 @@ from __future__ import annotations
 import atexit
 import contextlib
 import ctypes
-import io
 import multiprocessing
 import multiprocessing.connection
 import os
@@ -39,7 +38,7 @@ import threading
 import time
 import traceback
 from collections.abc import Callable
-from multiprocessing import context, forkserver, popen_forkserver, reduction, spawn, util
+from multiprocessing import popen_forkserver, spawn
 from typing import Any
 
 POLL_S = 0.5  # how often a worker looks for its parent: orphans live at most this long
@@ -308,26 +307,22 @@ class _MainlessPopen(popen_forkserver.Popen):
     (multiprocessing's default, so that a function defined in a script can be pickled by name):
     seedwise sends functions of its own, and a script that calls `run_study` at its top level,
     without `if __name__ == "__main__":`, would run its whole study again in every run's
-    process. This is popen_forkserver.Popen._launch (CPython 3.8 to 3.13) with that one change."""
+    process. The preparation data the launch sends lose their two main-module entries."""
 
     def _launch(self, process_obj: Any) -> None:
-        prep_data = spawn.get_preparation_data(process_obj._name)
-        prep_data.pop("init_main_from_name", None)
-        prep_data.pop("init_main_from_path", None)
-        buf = io.BytesIO()
-        context.set_spawning_popen(self)
+        prepare = spawn.get_preparation_data
+
+        def mainless(name: str) -> dict[str, Any]:
+            data = prepare(name)
+            data.pop("init_main_from_name", None)
+            data.pop("init_main_from_path", None)
+            return data
+
+        spawn.get_preparation_data = mainless  # read by popen_forkserver at launch, in this thread
         try:
-            reduction.dump(prep_data, buf)
-            reduction.dump(process_obj, buf)
+            super()._launch(process_obj)  # type: ignore[misc]
         finally:
-            context.set_spawning_popen(None)
-        self.sentinel, w = forkserver.connect_to_new_process(self._fds)  # type: ignore[attr-defined]
-        # The write end's duplicate is the child's sign that this process lives (its parent_process()).
-        _parent_w = os.dup(w)
-        self.finalizer = util.Finalize(self, util.close_fds, (_parent_w, self.sentinel))  # type: ignore[attr-defined]
-        with open(w, "wb", closefd=True) as f:
-            f.write(buf.getbuffer())
-        self.pid = forkserver.read_signed(self.sentinel)
+            spawn.get_preparation_data = prepare
 
 
 class RunError(RuntimeError):
