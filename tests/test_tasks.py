@@ -269,3 +269,49 @@ def test_two_processes_on_one_storage_split_the_runs(tmp_path):
     assert rerun.returncode == 0 and rerun.stderr.count("nothing to do") == 2
     runs = pd.read_csv(tmp_path / "results" / "planted" / "runs.csv")
     assert len(runs) == 20 and not runs.duplicated(["task", "arm", "seed"]).any()
+
+
+# ---- the header of the verdicts ---------------------------------------------------------------
+
+def tasks_folder(tmp_path, chances: dict[str, float | None], study_chance: float | None = None):
+    """A study of several tasks as `seedwise run` leaves it (runs.csv with a task column,
+    study.json with each task's declarations); skewed scores, seeds shared within a task."""
+    import numpy as np
+
+    gen = np.random.default_rng(3)
+    rows = []
+    for t, task in enumerate(chances):
+        shared = gen.normal(0, 1.0, 8)
+        for arm, harm in (("baseline", 0.0), ("worse", 3.0)):
+            acc = 60 + 10 * t - harm + shared - gen.gamma(1.5, 0.8, 8)
+            rows += [{"task": task, "arm": arm, "seed": s, "status": "complete", "test_acc": float(v)}
+                     for s, v in enumerate(acc)]
+    folder = tmp_path / "tasked"
+    folder.mkdir()
+    pd.DataFrame(rows).to_csv(folder / "runs.csv", index=False)
+    analysis = {"metric": "test_acc", "baseline": "baseline", **({} if study_chance is None else {"chance": study_chance})}
+    meta = {"study": "tasked", "analysis": analysis, "arms": {"baseline": {}, "worse": {}},
+            "tasks": {t: {"analysis": {} if c is None else {"chance": c}} for t, c in chances.items()}}
+    (folder / "study.json").write_text(json.dumps(meta))
+    return folder
+
+
+@pytest.mark.parametrize("chances, study_chance, said", [
+    ({"iris": 33.3, "wine": 33.3, "breast_cancer": 50.0, "digits": 10.0}, None,
+     "chance per task (iris 33.3, wine 33.3, breast_cancer 50, digits 10)"),
+    ({"a": 10.0, "b": None}, None, "chance per task (a 10, b unknown)"),
+    ({"a": 10.0, "b": None}, 50.0, "chance per task (a 10, b 50)"),  # b: the study's own
+    ({"a": 10.0, "b": 10.0}, None, "chance 10 ("),  # one level for all: said once
+])
+def test_header_says_each_tasks_chance_level_when_they_differ(tmp_path, capsys, chances, study_chance, said):
+    from analysis.compare import main as compare
+
+    folder = tasks_folder(tmp_path, chances, study_chance)
+    assert compare([str(folder)]) == 0
+    header = capsys.readouterr().out.splitlines()[0]
+    assert header.startswith("tasked: test_acc over ") and said in header
+    levels = {t: study_chance if c is None else c for t, c in chances.items()}
+    assert ("per task" in header) == (len(set(levels.values())) > 1)
+    # the report's across-task paragraph lists every task's level, the same or not
+    listed = ", ".join(f"{t} {'unknown' if c is None else f'{c:g}'}" for t, c in levels.items())
+    assert f"at chance ({listed})" in render_markdown(build_report(load_study(folder)))
