@@ -112,10 +112,20 @@ def warning_lines(family: Family, notes: list[Note], *, units: bool = False) -> 
             if n.text not in said and (units or n.kind != "units")]
 
 
-def plan_terms(plan) -> str:
-    """What the header line says of a plan: direction, chance level, the population averaged."""
-    chance = (f"chance {plan.chance:g} ({plan.chance_source})" if plan.chance is not None
-              else "chance unknown: only divergence counts as failure")
+def chance_per_task(chances: dict[str, float | None]) -> str:
+    """"iris 33.3, digits 10, x unknown": each task's chance level."""
+    return ", ".join(f"{task} {'unknown' if c is None else f'{c:g}'}" for task, c in chances.items())
+
+
+def plan_terms(plan, chances: dict[str, float | None] | None = None) -> str:
+    """What the header line says of a plan: direction, chance level, the population averaged.
+    `chances` (task -> its chance level): said per task when the tasks' levels differ."""
+    if chances and len(set(chances.values())) > 1:
+        chance = f"chance per task ({chance_per_task(chances)})"
+    elif plan.chance is not None:
+        chance = f"chance {plan.chance:g} ({plan.chance_source})"
+    else:
+        chance = "chance unknown: only divergence counts as failure"
     return (f"{better_words(plan.direction)}; {chance}; mean over "
             f"{'all runs' if plan.population == 'all' else 'runs that learned'}")
 

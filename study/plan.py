@@ -102,8 +102,11 @@ def make_plan(spec: str | Path | StudySpec | None, *, has_cuda: bool, preset: st
 
 def study_description(plan: Plan, url: str) -> dict[str, Any]:
     """study.json (and the Optuna study's user attrs): what the study is, for every reader."""
+    from study.tasks import storage_name
+
     description = {
-        "study": plan.study_name, "identity": plan.identity, "preset": plan.preset,
+        "study": storage_name(plan),  # the Optuna study's name: readers load it by this
+        "identity": plan.identity, "preset": plan.preset,
         "spec_name": plan.spec.name, "spec_source": plan.spec.source, "description": plan.spec.description,
         "baseline": plan.spec.analysis.baseline, "analysis": plan.spec.analysis.declared(), "set": plan.extra,
         "arms": {a.name: {"description": a.description, "overrides": dict(a.overrides),

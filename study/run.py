@@ -236,8 +236,9 @@ def open_store(plan: Plan, url: str, storage: str | None) -> RunStore:
     from study.cifar import records
     from study.plan import study_description
     from study.store import RunStore, user_tables
+    from study.tasks import storage_name
 
-    return RunStore(plan.results_dir, plan.study_name, plan.identity, plan.spec.arm_names,
+    return RunStore(plan.results_dir, storage_name(plan), plan.identity, plan.spec.arm_names,
                     study_description(plan, url), storage=storage, direction=plan.spec.analysis.direction_of(),
                     layout=records.tables if plan.experiment is None else user_tables)
 

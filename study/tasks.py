@@ -11,7 +11,8 @@ A run is (task, arm, seed); seeds pair within a task. The task's overrides are a
 own: defaults -> [base] -> preset -> task -> --set -> arm. `seedwise compare` and `seedwise report`
 read the study's folder like any runs table with a `task` column (analysis.tasks.compare): per-task
 verdicts, Holm over arms x tasks, then the across-task block. `--until-decided` decides per task
-(each task's study looks on its own; a decided task gets no more seeds). Tuning is per task
+(each task's study looks on its own; a decided task gets no more seeds). With --storage every
+task's study is in that one database, named `<study>/<task>` (storage_name). Tuning is per task
 (`seedwise tune --task NAME`); tuning pooled over tasks is refused (docs/experiments.md).
 """
 
@@ -74,12 +75,8 @@ def study_folder(spec: StudySpec, opts: Any) -> Path:
 def run_tasks(spec: StudySpec, opts: RunOptions, *, raise_errors: bool = False) -> int:
     """Every task's study in turn (each resumable, with --jobs workers and, with --until-decided,
     its own looks), then the combined tables and the verdicts per task and across tasks."""
-    from study.plan import UsageError
     from study.run import execute
 
-    if opts.storage is not None:
-        raise UsageError("--storage: a study of several tasks keeps each task's runs in its own "
-                         "sqlite:///RESULTS/<study>/tasks/<task>/study.db; a shared storage is not supported yet")
     top = study_folder(spec, opts)
     code = 0
     for i, task in enumerate(spec.tasks, 1):
@@ -92,6 +89,16 @@ def run_tasks(spec: StudySpec, opts: RunOptions, *, raise_errors: bool = False) 
     combine(spec, top)
     print_answer(top)
     return code
+
+
+def storage_name(plan: Plan) -> str:
+    """The Optuna study a plan's runs are stored in. A task's is `<study>/<task>`: with a shared
+    --storage, two studies with the same task names (and the tasks of one study) never meet in
+    one Optuna study. Its folder is RESULTS/<study>/tasks/<task>/ (task_options), hence the
+    study's name two folders up."""
+    if plan.spec.task is None:
+        return plan.study_name
+    return f"{plan.results_dir.parent.parent.name}/{plan.study_name}"
 
 
 def exported_only(plan: Plan, store: RunStore) -> int:
@@ -129,7 +136,8 @@ def description(spec: StudySpec, top: Path) -> dict[str, Any]:
     arms' resolved configs, the identity, the chance level) moved under "tasks"."""
     subs = {t: json.loads((top / TASKS_DIR / t / "study.json").read_text()) for t in spec.tasks}
     out = dict(next(iter(subs.values())))
-    out.pop("storage", None)  # each task's study has its own (its folder's study.db)
+    if len({d.get("storage") for d in subs.values()}) > 1:
+        out.pop("storage", None)  # each task's study has its own (its folder's study.db)
     out.update(study=top.name, identity=stable_hash({t: d["identity"] for t, d in subs.items()}),
                analysis=spec.analysis.declared(),
                arms={a.name: {"description": a.description, "overrides": dict(a.overrides)} for a in spec.arms})

@@ -190,14 +190,17 @@ def prepare(args: argparse.Namespace, arm: str | None = None) -> Tuning:
     if args.storage is None:
         plan.results_dir.mkdir(parents=True, exist_ok=True)
     url = args.storage or default_storage(plan.results_dir)
-    name = tuning_study_name(plan.study_name, arm)
+    from study.tasks import storage_name
+
+    ablation = storage_name(plan)  # a task's is <study>/<task>: unique in a shared storage
+    name = tuning_study_name(ablation, arm)
     if args.race:  # a race study of its own: races and --trials studies never mix
         from study.racing import RACE_SUFFIX, race_attrs
 
         name += RACE_SUFFIX
     attrs = {"kind": TUNING_KIND, "arm": arm, "preset": plan.preset,
              "identity": tuning_identity(plan, arm, space, objective, direction),
-             "objective": objective, "direction": direction, "ablation_study": plan.study_name,
+             "objective": objective, "direction": direction, "ablation_study": ablation,
              "ablation_identity": plan.identity, "spec_source": plan.spec.source, "set": plan.extra,
              "base_config": plan.config_dict(arm),
              "search_space": {k: repr(d) for k, d in space.items()}, "tuning_seed_offset": TUNE_SEED_OFFSET,

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from dataclasses import replace
 
 import pandas as pd
@@ -198,10 +199,119 @@ def test_tuning_is_per_task_and_pooled_is_refused(tmp_path):
     assert tune(["--spec", str(spec), "--task", "c", "--trials", "1", "--results", str(tmp_path)]) == 2
 
 
-def test_shared_storage_is_refused_before_anything_is_stored(tmp_path):
-    from study.plan import UsageError
+def stored_studies(db) -> dict[str, int]:
+    """Each Optuna study in a SQLite storage and its number of trials."""
+    import sqlite3
 
-    spec = write_study(tmp_path, {"a": {"dataset": "iris"}, "b": {"dataset": "wine"}}, "")
-    with pytest.raises(UsageError, match="--storage"):
-        run_plan(spec, results=tmp_path / "results", storage=f"sqlite:///{tmp_path / 'x.db'}")
-    assert not (tmp_path / "results").exists()
+    with sqlite3.connect(db) as con:
+        return dict(con.execute("select s.study_name, count(t.trial_id) from studies s left join trials t "
+                                "on t.study_id = s.study_id group by s.study_name").fetchall())
+
+
+@pytest.mark.slow
+def test_two_studies_with_the_same_tasks_share_one_storage(tmp_path, capsys):
+    from study.cli import storage_of
+
+    db = tmp_path / "shared.db"
+    url = f"sqlite:///{db}"
+    tasks = {"a": {"dataset": "iris"}, "b": {"dataset": "wine"}}
+    first = write_study(tmp_path, tasks, "[arms.harm]\nharm_all = 4.0\n", seeds=2)
+    other = tmp_path / "other.toml"
+    other.write_text(first.read_text().replace('name = "planted"', 'name = "other"'))
+    for spec in (first, other):
+        assert run_plan(spec, results=tmp_path / "results", storage=url, jobs=1) == 0
+    # each task's runs are an Optuna study of their own, named <study>/<task>: none clash
+    assert stored_studies(db) == {"planted/a": 4, "planted/b": 4, "other/a": 4, "other/b": 4}
+    assert not list((tmp_path / "results").rglob("study.db"))  # nothing in the folders' own files
+    top = tmp_path / "results" / "planted"
+    runs = pd.read_csv(top / "runs.csv")
+    assert len(runs) == 8 and (runs["status"] == "complete").all()
+    # the dashboard of the study's folder opens the shared storage, as does a task's
+    assert storage_of(str(top)) == storage_of(str(top / "tasks" / "a")) == url
+    assert "harm" in render_markdown(build_report(load_study(top)))
+    capsys.readouterr()
+    before = digest(top)
+    assert run_plan(first, results=tmp_path / "results", storage=url, jobs=1) == 0
+    assert capsys.readouterr().err.count("nothing to do") == 2 and digest(top) == before
+
+
+@pytest.mark.slow
+def test_two_processes_on_one_storage_split_the_runs(tmp_path):
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    tasks = {"a": {"dataset": "iris"}, "b": {"dataset": "wine"}}
+    spec = write_study(tmp_path, tasks, "[arms.harm]\nharm_all = 4.0\n", seeds=5)
+    # each run takes a while, so that two processes started together both find runs to claim
+    slow = EXPERIMENT.replace("    x, y = LOAD", "    import time; time.sleep(0.4)\n    x, y = LOAD")
+    (tmp_path / "planted.py").write_text(slow)
+    db = tmp_path / "shared.db"
+    cmd = [sys.executable, "-m", "study.run", "--spec", str(spec), "--results", str(tmp_path / "results"),
+           "--storage", f"sqlite:///{db}", "--jobs", "1"]
+    root = str(Path(__file__).resolve().parents[1])
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": os.pathsep.join([root, os.environ.get("PYTHONPATH", "")])}
+    procs = [subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+             for _ in range(2)]
+    outs = [p.communicate(timeout=600) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], [o[1][-1500:] for o in outs]
+    trained = [len(re.findall(r"seed \d+: score ", o[1])) for o in outs]
+    assert sum(trained) == 2 * 2 * 5, trained  # every run trained exactly once across the two
+    assert min(trained) > 0, trained  # and the work was really shared
+    assert stored_studies(db) == {"planted/a": 10, "planted/b": 10}
+    import sqlite3
+
+    with sqlite3.connect(db) as con:
+        claims = dict(con.execute("select owner = 'done', count(*) from seedwise_claims group by 1").fetchall())
+    assert claims == {1: 20}  # every claim released as done, none left behind
+    rerun = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)
+    assert rerun.returncode == 0 and rerun.stderr.count("nothing to do") == 2
+    runs = pd.read_csv(tmp_path / "results" / "planted" / "runs.csv")
+    assert len(runs) == 20 and not runs.duplicated(["task", "arm", "seed"]).any()
+
+
+# ---- the header of the verdicts ---------------------------------------------------------------
+
+def tasks_folder(tmp_path, chances: dict[str, float | None], study_chance: float | None = None):
+    """A study of several tasks as `seedwise run` leaves it (runs.csv with a task column,
+    study.json with each task's declarations); skewed scores, seeds shared within a task."""
+    import numpy as np
+
+    gen = np.random.default_rng(3)
+    rows = []
+    for t, task in enumerate(chances):
+        shared = gen.normal(0, 1.0, 8)
+        for arm, harm in (("baseline", 0.0), ("worse", 3.0)):
+            acc = 60 + 10 * t - harm + shared - gen.gamma(1.5, 0.8, 8)
+            rows += [{"task": task, "arm": arm, "seed": s, "status": "complete", "test_acc": float(v)}
+                     for s, v in enumerate(acc)]
+    folder = tmp_path / "tasked"
+    folder.mkdir()
+    pd.DataFrame(rows).to_csv(folder / "runs.csv", index=False)
+    analysis = {"metric": "test_acc", "baseline": "baseline", **({} if study_chance is None else {"chance": study_chance})}
+    meta = {"study": "tasked", "analysis": analysis, "arms": {"baseline": {}, "worse": {}},
+            "tasks": {t: {"analysis": {} if c is None else {"chance": c}} for t, c in chances.items()}}
+    (folder / "study.json").write_text(json.dumps(meta))
+    return folder
+
+
+@pytest.mark.parametrize("chances, study_chance, said", [
+    ({"iris": 33.3, "wine": 33.3, "breast_cancer": 50.0, "digits": 10.0}, None,
+     "chance per task (iris 33.3, wine 33.3, breast_cancer 50, digits 10)"),
+    ({"a": 10.0, "b": None}, None, "chance per task (a 10, b unknown)"),
+    ({"a": 10.0, "b": None}, 50.0, "chance per task (a 10, b 50)"),  # b: the study's own
+    ({"a": 10.0, "b": 10.0}, None, "chance 10 ("),  # one level for all: said once
+])
+def test_header_says_each_tasks_chance_level_when_they_differ(tmp_path, capsys, chances, study_chance, said):
+    from analysis.compare import main as compare
+
+    folder = tasks_folder(tmp_path, chances, study_chance)
+    assert compare([str(folder)]) == 0
+    header = capsys.readouterr().out.splitlines()[0]
+    assert header.startswith("tasked: test_acc over ") and said in header
+    levels = {t: study_chance if c is None else c for t, c in chances.items()}
+    assert ("per task" in header) == (len(set(levels.values())) > 1)
+    # the report's across-task paragraph lists every task's level, the same or not
+    listed = ", ".join(f"{t} {'unknown' if c is None else f'{c:g}'}" for t, c in levels.items())
+    assert f"at chance ({listed})" in render_markdown(build_report(load_study(folder)))

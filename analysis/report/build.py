@@ -152,7 +152,10 @@ def write_report(results_dir: str | Path, out: str | Path | None = None, *, note
     page = out / "report.html"
     page.write_text(render_html(rep, pngs), encoding="utf-8")
     written += [md, page]
-    if note:
+    if note and study.meta.get("tasks"):  # study.json of a study of several tasks
+        log("skipped the Optuna note: each task of this study is an Optuna study of its own "
+            "(report on tasks/<task>/ to note one)")
+    elif note:
         log(publish(study.storage_url, study.meta.get("study", study.path.name), rep.note,
                     rep.dashboard))
     return written

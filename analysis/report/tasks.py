@@ -81,6 +81,7 @@ def across_tasks_section(rep: Report, study: StudyData, *, rng=0,
     `computed`: `_compared(study, ...)` already run by the caller."""
     if not has_tasks(study.runs):
         return None
+    from analysis.compare import chance_per_task
     from analysis.report.figures.tasks import critical_difference_figure, profile_figure
     from analysis.tasks.aggregates import profile
 
@@ -96,7 +97,7 @@ def across_tasks_section(rep: Report, study: StudyData, *, rng=0,
     a = ts.across
     rep.add(Para(
         f"{len(a.tasks)} tasks, {a.runs} runs ({a.failures} did not learn or diverged; they are "
-        f"counted, at chance or their final value"
+        f"counted, at chance ({chance_per_task(ts.chances())}) or their final value"
         + (f", {a.normalised.filled} with no chance level at their task's worst" if a.normalised.filled
            else "") + f"). Per-task verdicts: {ts.correction}. Scores are normalised per task: "
         f"{a.normalised.description}. Mean and IQM with 95% stratified bootstrap intervals "

@@ -68,6 +68,10 @@ class TaskStudy:
     cannot: str | None  # why there is no across-task block
     notes: dict[str, tuple[Note, ...]] = field(default_factory=dict)  # task -> notes it raised
 
+    def chances(self) -> dict[str, float | None]:
+        """Each task's chance level (its own plan's: declared per task, or the study's)."""
+        return {t: f.plan.chance if f.plan is not None else None for t, f in self.families.items()}
+
 
 def compare_tasks(study: StudyData, *, rng=0, **kwargs) -> TaskStudy:
     """Per-task `compare_arms` (same keywords), Holm over all arms x tasks, and the across-task

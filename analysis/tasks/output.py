@@ -31,7 +31,7 @@ def print_tasks(study: StudyData, args) -> int:
     from analysis.compare import comparison_lines, plan_terms
 
     plan = ts.plan
-    print(f"{study.name}: {plan.metric} over {len(ts.families)} tasks ({plan_terms(plan)})")
+    print(f"{study.name}: {plan.metric} over {len(ts.families)} tasks ({plan_terms(plan, ts.chances())})")
     print(f"Multiplicity: {ts.correction}.")
     for task, fam in ts.families.items():
         print(f"\n== task {task}: {fam.size_text()}")
