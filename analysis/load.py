@@ -75,17 +75,21 @@ class StudyData:
         return plan
 
     def n_test(self, metric: str) -> int | None:
-        """Examples behind one run's `metric` (test_acc/val_acc), for "did not learn"."""
-        key = {"test_acc": "test_size", "val_acc": "val_size"}.get(metric)
-        cfg = self.meta.get("arms", {}).get(self.plan["baseline"], {}).get("config") or {}
-        if key and isinstance(cfg.get(key), int | float) and cfg[key] > 0:
-            return int(cfg[key])
+        """Examples behind one run's `metric` (test_acc/val_acc): for "did not learn" and the
+        test-set noise paragraph. The stored test labels count the scored test images; else a
+        count in the config (`test_size` / `val_size` as an integer: a user's fraction such as
+        test_size = 0.3 is a split, not a count, and gives None)."""
         labels = self.path / "test_labels.npy"
         if metric == "test_acc" and labels.exists():
             try:
                 return int(np.load(labels, allow_pickle=False).size) or None
             except (OSError, ValueError):
-                return None
+                pass
+        key = {"test_acc": "test_size", "val_acc": "val_size"}.get(metric)
+        cfg = self.meta.get("arms", {}).get(self.plan["baseline"], {}).get("config") or {}
+        value = cfg.get(key) if key else None
+        if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+            return value
         return None
 
     def analysed(self, plan: MetricPlan) -> tuple[MetricPlan, pd.DataFrame]:

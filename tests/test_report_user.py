@@ -215,3 +215,19 @@ def test_tuning_history_follows_the_objective_and_its_direction():
     ax = fig.axes[0]
     assert list(ax.lines[0].get_ydata()) == [3.0, 1.0, 1.0]  # best so far of a loss: the running minimum
     assert ax.get_ylabel() == "val_loss"
+
+
+def test_a_split_fraction_named_test_size_is_not_a_test_set_size(plain):
+    """`test_size = 0.3` in a user's config is a split, not a count of test images: the
+    report used to read it as 0 images and stop with "`n` must be an integer >= 1, got 0"."""
+    from analysis.report import render_markdown
+
+    study = load_study(plain[0])
+    for arm in study.meta["arms"].values():
+        arm["config"]["test_size"] = 0.3
+    assert study.n_test("test_acc") is None
+    assert "Test-set noise" not in render_markdown(build_report(study))
+    for arm in study.meta["arms"].values():
+        arm["config"]["test_size"] = 150  # a count: the test-set noise paragraph uses it
+    assert study.n_test("test_acc") == 150
+    assert "same 150 test images" in render_markdown(build_report(study))

@@ -22,7 +22,6 @@ from analysis.stats.family import Family, omnibus
 from analysis.stats.test_set_noise import binomial_ci
 from analysis.types import Note
 
-ACCURACY_SIZE = {"test_acc": "test_size", "val_acc": "val_size"}  # metric -> config key of n
 TESTSET_NOISE_HEADING = "**Test-set noise.**"  # the report puts the noise table under it
 
 
@@ -140,10 +139,7 @@ def _testset_noise(analysis: StudyAnalysis) -> str | None:
     """How much every run's score moves with the fixed test set; None when its size is unknown."""
     plan, summary = analysis.plan, analysis.summary
     metric, baseline, margin = plan.metric, plan.baseline, plan.margin
-    size_key = ACCURACY_SIZE.get(metric)
-    meta = analysis.study.meta
-    cfg = meta.get("arms", {}).get(baseline, {}).get("config", {}) if meta else {}
-    n_test = cfg.get(size_key) if size_key else None
+    n_test = analysis.study.n_test(metric)
     base = summary[summary["arm"] == baseline]
     if not (n_test and len(base) and is_finite_number(base["mean"].iloc[0])):
         return None
