@@ -52,7 +52,7 @@ TOP_KEYS = {"name", "description", "seeds", "first_seed", "base", "analysis", "a
             "folder", "tune", "timeout", "seed_streams", "presets"}
 ANALYSIS_KEYS = {"metric", "baseline", "alpha", "margin", "direction", "chance", "metrics"}
 TUNE_KEYS = {"metric", "direction"}  # every other key of [tune] is a parameter's range
-RANGE_KEYS = {"low", "high", "log", "int", "choices"}
+RANGE_KEYS = {"low", "high", "log", "int", "choices", "optional"}  # optional: tuned only with --tune-also KEY
 
 
 class SpecError(ValueError):
@@ -303,7 +303,7 @@ def _ranges(raw: Mapping[str, Any], source: str, table: str, keys) -> dict[str, 
         for k in rng:
             _expect(k in RANGE_KEYS, f"{where}: unknown key {k!r}{suggest(k, RANGE_KEYS)}; valid keys: {', '.join(sorted(RANGE_KEYS))}")
         if "choices" in rng:
-            _expect(isinstance(rng["choices"], list) and len(rng["choices"]) > 0 and set(rng) == {"choices"},
+            _expect(isinstance(rng["choices"], list) and len(rng["choices"]) > 0 and set(rng) <= {"choices", "optional"},
                     f"{where}: choices must be a non-empty list, alone in its table")
         else:
             _expect("low" in rng and "high" in rng, f"{where} needs low and high (or choices)")
@@ -313,6 +313,7 @@ def _ranges(raw: Mapping[str, Any], source: str, table: str, keys) -> dict[str, 
                         f"{where}: {bound} must be a number or a config key, got {b!r}")
             for flag in ("log", "int"):
                 _expect(isinstance(rng.get(flag, False), bool), f"{where}: {flag} must be true or false")
+        _expect(isinstance(rng.get("optional", False), bool), f"{where}: optional must be true or false")
         ranges[key] = dict(rng)
     return ranges
 
