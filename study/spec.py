@@ -24,9 +24,10 @@ plan and the tuning space (TOML). The format, in one place:
     direction = "maximize"
     margin = 0.5
     [tune]                          # search space + objective for `python -m study.tune`
-    metric = "val_loss"
-    direction = "minimize"
+    metric = "val_acc"              # never the [analysis] metric: tuning does not select on it
+    direction = "maximize"
     lr = {low = 1e-3, high = 1.0, log = true}
+    gamma = {low = 0.1, high = 0.9, optional = true}   # searched only with --tune-also gamma
     [arms.small_lr.tune]            # an arm's own range of a key, replacing [tune]'s for it
     lr = {low = 1e-4, high = 0.1, log = true}
 
