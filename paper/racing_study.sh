@@ -7,8 +7,8 @@
 #     STUDY=tiny OUT=/tmp/r/report bash paper/racing_study.sh   # the same steps, tiny (tests)
 # The BatchNorm arms (LOW_LR_ARMS) are searched down to lr LOW_LR through [arms.X.tune] tables
 # added to a copy of the spec; every arm gets the same budget of runs and its own sampler seed.
-# Racing runs user experiments (`experiment = "module:train"`): the built-in CIFAR-10 notebook
-# runs through it once it is one (issue 26's note on the runner); until then study.tune says so.
+# Racing runs every experiment through its contract, the built-in CIFAR-10 one included
+# (study.cifar.experiment:train); no run of a race scores the test set.
 set -euo pipefail
 PY=${PY:-python3}
 SPEC=${SPEC:-study/specs/notebook_ablation.toml}

@@ -21,6 +21,11 @@ Two forms, named in the spec:
   the same runs for several seeds at once (vmapped or batched models), one result per seed in
   the order of `seeds`, each a dict as `train` returns or an exception instance (that seed's
   failure alone); `report(seed, epoch, **metrics)`. `--group N` hands it up to N seeds of an arm.
+
+  Tuning never scores the test set: a tuning run gets `evaluate_test=False` if the function
+  names that keyword (a command sees SEEDWISE_EVALUATE_TEST=0 in its environment, every tuning
+  run does), and should then skip its test metrics and predictions. Whatever it returns, the
+  tuner stores no test metric of a tuning run (study.search).
 * `command = "python train.py --lr {lr} --seed {seed}"`: any program. `{key}` is replaced by the
   arm's config value, `{seed}` by the seed; a leading `python` is the interpreter running
   seedwise. Its output goes to a log per run; the final metrics are the last stdout line that
@@ -68,6 +73,8 @@ INFO_FILLS = {"data_fingerprint"}
 # worker's environment (joblib processes, forked timeout children, Dask workers, commands).
 DATA_ENV, DATA_ROOT_ENV = "SEEDWISE_DATA", "SEEDWISE_DATA_ROOT"
 MANY = "train_many"  # the optional function beside the experiment's that trains several seeds at once
+# A tuning run: the keyword a function may take, and the variable every tuning run sees ("0").
+EVALUATE_TEST, EVALUATE_TEST_ENV = "evaluate_test", "SEEDWISE_EVALUATE_TEST"
 
 
 class ExperimentError(ValueError):
@@ -183,16 +190,19 @@ class Experiment:
 
     def run(self, config: Mapping[str, Any], seed: int, *, device: str = "cpu",
             on_report: Callable[[int, dict[str, float]], None] | None = None,
-            log_path: Path | None = None, timeout: float | None = None) -> Outcome:
+            log_path: Path | None = None, timeout: float | None = None, evaluate_test: bool = True) -> Outcome:
         """One run; with a `timeout` (seconds), a function runs in a child process that can be
-        killed (so it cannot call `on_report` back), a command in its own process group."""
-        with guarded():  # what the run starts dies with this process, wherever it runs
+        killed (so it cannot call `on_report` back), a command in its own process group.
+        `evaluate_test=False` (a tuning run) asks the experiment not to score its test set."""
+        with guarded(), environment({} if evaluate_test else {EVALUATE_TEST_ENV: "0"}):
             if self.reference:
                 reference, folder = self.reference, self.folder
                 if timeout is None:
-                    return call_function(reference, folder, config, seed, device=device, on_report=on_report)
+                    return call_function(reference, folder, config, seed, device=device, on_report=on_report,
+                                         evaluate_test=evaluate_test)
                 assert on_report is None, "a timed function run is a child process: no live reports"
-                return run_in_child(_timed_run, (reference, folder, dict(config), seed, device), timeout)
+                return run_in_child(_timed_run, (reference, folder, dict(config), seed, device, evaluate_test),
+                                    timeout)
             assert self.command is not None, "an Experiment has a reference or a command"
             from study.command import run_command
 
@@ -216,9 +226,11 @@ class Experiment:
             return run_in_child(_timed_many, (reference, folder, dict(config), list(seeds), device), timeout)
 
 
-def _timed_run(reference: str, folder: str | None, config: dict[str, Any], seed: int, device: str) -> Outcome:
+def _timed_run(reference: str, folder: str | None, config: dict[str, Any], seed: int, device: str,
+               evaluate_test: bool = True) -> Outcome:
     """A timed run, in its child process (study.lifeline.run_in_child)."""
-    return _with_code(call_function(reference, folder, config, seed, device=device), folder)
+    return _with_code(call_function(reference, folder, config, seed, device=device, evaluate_test=evaluate_test),
+                      folder)
 
 
 def _timed_many(reference: str, folder: str | None, config: dict[str, Any], seeds: list[int],
@@ -227,6 +239,28 @@ def _timed_many(reference: str, folder: str | None, config: dict[str, Any], seed
     class may be the user's, which the caller, a worker that never imported it, cannot load)."""
     return [_with_code(o, folder) if isinstance(o, Outcome) else as_run_error(o)
             for o in call_many(reference, folder, config, seeds, device=device)]
+
+
+# The default spec's experiment, until the spec names it itself (`experiment = ...`): then this goes.
+DEFAULT_EXPERIMENT = "study.cifar.experiment:train"
+BIT_EXACT = "BIT_EXACT"  # a module attribute: `BIT_EXACT = True` declares CPU runs bit-exact at fixed seeds
+
+
+def experiment_of(spec: Any) -> Experiment:
+    """The experiment a spec runs, checked importable: its `experiment` or `command`, or the
+    default spec's (which names none yet)."""
+    experiment = (Experiment(reference=spec.experiment, command=spec.command, folder=spec.folder)
+                  if spec.experiment or spec.command else Experiment(reference=DEFAULT_EXPERIMENT))
+    experiment.check()
+    return experiment
+
+
+def declares_bit_exact(experiment: Experiment) -> bool:
+    """Whether the experiment's module declares `BIT_EXACT = True`: a run alone on a CPU at one
+    thread count gives the same numbers bit for bit at a fixed seed (the built-in engine does,
+    tests/test_train_exact.py pins it). A command cannot say so: False."""
+    return experiment.reference is not None and getattr(_module(experiment.reference, experiment.folder),
+                                                        BIT_EXACT, False) is True
 
 
 def _with_code(outcome: Outcome, folder: str | None) -> Outcome:
@@ -347,7 +381,7 @@ def _reporter(epochs: list[dict[str, Any]], on_report):
 
 
 def call_function(reference: str, folder: str | None, config: Mapping[str, Any], seed: int, *,
-                  device: str = "cpu", on_report=None) -> Outcome:
+                  device: str = "cpu", on_report=None, evaluate_test: bool = True) -> Outcome:
     fn = load_function(reference, folder)
     wanted = inspect.signature(fn).parameters
     epochs: list[dict[str, Any]] = []
@@ -356,6 +390,8 @@ def call_function(reference: str, folder: str | None, config: Mapping[str, Any],
         kwargs["report"] = _reporter(epochs, on_report)
     if "device" in wanted:
         kwargs["device"] = device
+    if not evaluate_test and EVALUATE_TEST in wanted:  # only a tuning run passes it: older functions run as ever
+        kwargs[EVALUATE_TEST] = False
     started = time.perf_counter()
     returned = fn(dict(config), seed, **kwargs)  # a copy: the run cannot change the arm's config
     return finish(returned, epochs, started, device)

@@ -36,7 +36,14 @@ from analysis.tuning.race_study import DEFAULT, RaceData, race_data, race_plan, 
 from analysis.tuning.racing import next_round, winner
 from study.claims import Claims, worker_id
 from study.plan import UsageError
-from study.search import TUNE_SEED_OFFSET, TrialSeededTPE, config_value, suggest
+from study.search import (
+    TUNE_SEED_OFFSET,
+    TrialSeededTPE,
+    config_value,
+    outcome_attrs,
+    suggest,
+    tuning_run,
+)
 
 if TYPE_CHECKING:
     from study.tune import Tuning
@@ -98,10 +105,6 @@ def default_distributions(space: dict[str, Any], params: dict[str, Any]) -> dict
 def race_arm(tuning: Tuning, budget: int, *, sampler_seed: int = 0, size: int = RACE_SIZE) -> int:
     """Race until the study holds `budget` finished runs (with any cooperating workers):
     0 done, 1 a run failed (recorded; a rerun retries it), 2 bad input, 130 interrupted."""
-    if tuning.plan.experiment is None:
-        print(f"error: --race tunes user experiments (`experiment` or `command` in the spec); "
-              f"{tuning.plan.spec.source} is the built-in one: tune it with --trials N", file=sys.stderr)
-        return 2
     study, space = tuning.study, tuning.space
     default_params = {k: config_value(tuning.config, k) for k in space}
     try:
@@ -205,26 +208,26 @@ def _newcomer(tuning: Tuning, round_: int, claims: Claims) -> bool:
 
 
 def _evaluate(tuning: Tuning, params: dict[str, Any], seed: int) -> dict[str, Any]:
-    """One run of the user experiment on a tuning seed (never a test metric): its status, the
-    tuned metric's final value and what the report needs; an exception is a FAILED status."""
+    """One run of the experiment on a tuning seed (study.search.tuning_run: its test set never
+    scored, its timeout, its code): its status, the tuned metric's final value and what the
+    report needs, test metric left out; an exception is a FAILED status."""
     from study import params as config_params
 
-    experiment = tuning.plan.experiment
-    assert experiment is not None, "race_arm refuses the built-in experiment before any run"
     cfg = config_params.apply(tuning.config, params, where="[tune]")
-    out: dict[str, Any] = {"seed": seed, "worker": worker_id(), "config_hash": config_hash(cfg)}
+    out: dict[str, Any] = {"seed": seed, "worker": worker_id(), "config_hash": config_hash(cfg), **(tuning.code or {})}
     try:
-        outcome = experiment.run(cfg, seed, device=tuning.device or "cpu")
+        outcome = tuning_run(tuning.experiment, cfg, seed, device=tuning.device, timeout=tuning.timeout)
         if tuning.objective not in outcome.metrics and outcome.status == COMPLETE:
             raise KeyError(f"the experiment returned no {tuning.objective!r} ([tune] metric); it returned: "
                            f"{', '.join(outcome.metrics)}")
     except Exception as e:
         return {**out, "status": FAILED, "error": f"{type(e).__name__}: {e}",
-                "traceback": traceback.format_exc()[-8000:]}
+                "traceback": getattr(e, "seedwise_traceback", None) or traceback.format_exc()[-8000:]}
     value = outcome.metrics.get(tuning.objective, math.nan)
-    status = DIVERGED if outcome.status == DIVERGED or not math.isfinite(value) else COMPLETE
-    return {**out, "status": status, "value": value, "metrics": outcome.metrics,
-            "wall_time_s": round(outcome.wall_time_s, 3)}
+    attrs = outcome_attrs(outcome, tuning.test_metric)
+    if not math.isfinite(value):
+        attrs.update(status=DIVERGED, diverged_epoch=outcome.diverged_epoch)
+    return {**out, **attrs, "value": value}
 
 
 def _progress(tuning: Tuning, cand: str, j: int, result: dict[str, Any]) -> None:

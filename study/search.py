@@ -1,5 +1,5 @@
-"""What `study.tune` searches and how: the space (a spec's [tune] ranges, or the built-in
-experiment's lr and step_size), a user experiment's objective, the sampler and the pruner.
+"""What `study.tune` searches and how: the space (the spec's [tune] ranges), the objective (one
+for every experiment, through its contract: study.experiment), the sampler and the pruner.
 
 Tuning seeds are TUNE_SEED_OFFSET + trial number, disjoint from the evaluation seeds 0..N-1:
 a tuned config is never confirmed on a seed it was selected on.
@@ -10,23 +10,24 @@ from __future__ import annotations
 import math
 import traceback
 from collections.abc import Mapping
-from typing import Any
+from dataclasses import replace
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import optuna
 
 from analysis.contract import DIVERGED, FAILED, INTERRUPTED, PRUNED, config_hash
-from study.cifar.config import GAMMA_RANGE
 from study.claims import worker_id
 from study.plan import UsageError
 
+if TYPE_CHECKING:
+    from study.experiment import Experiment, Outcome
+
 TUNE_SEED_OFFSET = 100_000  # tuning seed = 100000 + trial number; evaluation seeds are 0..N-1
-LR_RANGE = (1e-3, 1.0)  # the built-in experiment's default space, when its spec has no [tune]
-OBJECTIVE = "val_acc"  # the built-in experiment's objective
 
 
 def config_value(config: Any, key: str) -> Any:
-    """A config key's value: a user experiment's config is a dict, the built-in one a Config."""
+    """A config key's value: a dict's item, or a Config's attribute (a built-in plan's configs)."""
     return config[key] if isinstance(config, dict) else getattr(config, key)
 
 
@@ -49,16 +50,19 @@ def space_from_ranges(config: Any, ranges: Mapping[str, Mapping[str, Any]]) -> d
     return space
 
 
-def search_space(config: Any, tune_gamma: bool = False,
-                 ranges: Mapping[str, Mapping[str, Any]] | None = None) -> dict[str, optuna.distributions.BaseDistribution]:
-    if ranges is not None:
-        space = space_from_ranges(config, ranges)
-    else:
-        space = {"lr": optuna.distributions.FloatDistribution(*LR_RANGE, log=True),
-                 "step_size": optuna.distributions.IntDistribution(1, config.epochs)}
-    if tune_gamma:
-        space["gamma"] = optuna.distributions.FloatDistribution(*GAMMA_RANGE)
-    return space
+def search_space(config: Any, ranges: Mapping[str, Mapping[str, Any]],
+                 also: tuple[str, ...] = ()) -> dict[str, optuna.distributions.BaseDistribution]:
+    """The declared ranges ([tune], an arm's own [arms.X.tune] replacing a key's) as Optuna
+    distributions; a range declared `optional = true` is searched only when `also` names it."""
+    optional = sorted(k for k, r in ranges.items() if r.get("optional"))
+    for key in also:
+        if key not in optional:
+            raise UsageError(f"--tune-also {key}: not an optional range of [tune]"
+                             + (f"; its optional ranges: {', '.join(optional)}" if optional else
+                                f" (declare it there: {key} = {{low = ..., high = ..., optional = true}})"))
+    chosen = {k: {f: v for f, v in r.items() if f != "optional"} for k, r in ranges.items()
+              if not r.get("optional") or k in also}
+    return space_from_ranges(config, chosen)
 
 
 def suggest(trial: optuna.trial.BaseTrial, space: dict[str, Any]) -> dict[str, Any]:
@@ -73,33 +77,68 @@ def suggest(trial: optuna.trial.BaseTrial, space: dict[str, Any]) -> dict[str, A
     return params
 
 
-def make_user_objective(experiment, config: dict[str, Any], space: dict[str, Any], metric: str,
-                        device: str | None = None):
-    """The tuning objective of a user experiment: run it with the trial's params on a tuning
-    seed and return its final `metric` ([tune] metric). Each `report(epoch, ...)` row that holds
-    `metric` is an intermediate value for the pruner; a non-finite metric is pruned as diverged."""
+def tuning_run(experiment: Experiment, config: Mapping[str, Any], seed: int, *, device: str | None = None,
+               timeout: float | None = None, on_report=None) -> Outcome:
+    """One tuning run through the experiment contract: the test set is not scored
+    (`evaluate_test=False`), the run is killed past `timeout` seconds, and its code recorded in
+    the process that ran it. A timed function run is a forked child that cannot report back
+    live: `on_report` then sees its rows after it ended (the curve is kept, nothing is pruned)."""
+    from study.provenance import run_code
+
+    live = on_report if timeout is None or experiment.command else None
+    outcome = experiment.run(config, seed, device=device or "cpu", on_report=live, timeout=timeout,
+                             evaluate_test=False)
+    if on_report is not None and live is None:
+        for row in outcome.epochs:
+            on_report(row["epoch"], {k: v for k, v in row.items() if k != "epoch"})
+    return outcome if outcome.code else replace(outcome, code=run_code(experiment.folder, experiment.command))
+
+
+def outcome_attrs(outcome: Outcome, test_metric: str | None) -> dict[str, Any]:
+    """What a tuning trial stores of its run: status, wall time, the metrics except the study's
+    test metric (`test_metric`, its [analysis] metric: a tuning run's test score is never kept,
+    whatever the experiment returned), its `info` and its code."""
+    attrs: dict[str, Any] = {"status": outcome.status, "wall_time_s": round(outcome.wall_time_s, 3),
+                             "metrics": {k: v for k, v in outcome.metrics.items() if k != test_metric},
+                             **outcome.code}
+    if outcome.info:
+        attrs["info"] = dict(outcome.info)
+    if outcome.status == DIVERGED:
+        attrs["diverged_epoch"] = outcome.diverged_epoch
+    return attrs
+
+
+def make_objective(experiment: Experiment, config: Mapping[str, Any], space: dict[str, Any], metric: str, *,
+                   device: str | None = None, test_metric: str | None = None, timeout: float | None = None,
+                   attrs: Mapping[str, Any] | None = None):
+    """The tuning objective, one for every experiment: run it (`tuning_run`) with the trial's
+    params on a tuning seed and return its final `metric` ([tune] metric). Each report row that
+    holds `metric` is an intermediate value for the pruner; a non-finite metric is pruned as
+    diverged; a failure is recorded on the trial with its traceback. `attrs` (the invocation's
+    code provenance) are stored on every trial."""
     from study import params as config_params
 
     last_epoch = config.get("epochs") if isinstance(config.get("epochs"), int) else None
+    live = timeout is None or experiment.command is not None  # a timed function's rows come after it ended
 
     def objective(trial: optuna.trial.BaseTrial) -> float:
         cfg = config_params.apply(config, suggest(trial, space), where="[tune]")
         seed = TUNE_SEED_OFFSET + trial.number
-        trial.set_user_attr("seed", seed)
-        trial.set_user_attr("worker", worker_id())
-        trial.set_user_attr("config_hash", config_hash(cfg))
+        for key, value in {"seed": seed, "worker": worker_id(), "config_hash": config_hash(cfg),
+                           **(attrs or {})}.items():
+            trial.set_user_attr(key, value)
 
         def on_report(epoch: int, row: dict[str, float]) -> None:
             if metric not in row or not math.isfinite(row[metric]):
                 return
             trial.report(row[metric], epoch)
-            if epoch != last_epoch and trial.should_prune():  # never throw away a finished run
+            if live and epoch != last_epoch and trial.should_prune():  # never throw away a finished run
                 trial.set_user_attr("status", PRUNED)
                 raise optuna.TrialPruned(f"pruned after epoch {epoch} ({metric} {row[metric]:.4g})")
 
         try:
-            outcome = experiment.run(cfg, seed, device=device or "cpu", on_report=on_report)
-            if metric not in outcome.metrics:
+            outcome = tuning_run(experiment, cfg, seed, device=device, timeout=timeout, on_report=on_report)
+            if outcome.status != DIVERGED and metric not in outcome.metrics:  # a diverged run may lack it
                 raise KeyError(f"the experiment returned no {metric!r} ([tune] metric); it returned: "
                                f"{', '.join(outcome.metrics)}")
         except optuna.TrialPruned:
@@ -107,16 +146,14 @@ def make_user_objective(experiment, config: dict[str, Any], space: dict[str, Any
         except Exception as e:
             trial.set_user_attr("status", FAILED)
             trial.set_user_attr("error", f"{type(e).__name__}: {e}")
-            trial.set_user_attr("traceback", traceback.format_exc()[-8000:])
+            trial.set_user_attr("traceback", getattr(e, "seedwise_traceback", None) or traceback.format_exc()[-8000:])
             raise
         except KeyboardInterrupt:
             trial.set_user_attr("status", INTERRUPTED)
             raise
-        trial.set_user_attr("status", outcome.status)
-        trial.set_user_attr("wall_time_s", round(outcome.wall_time_s, 3))
-        trial.set_user_attr("metrics", outcome.metrics)
+        for key, value in outcome_attrs(outcome, test_metric).items():
+            trial.set_user_attr(key, value)
         if outcome.status == DIVERGED:
-            trial.set_user_attr("diverged_epoch", outcome.diverged_epoch)
             raise optuna.TrialPruned(f"diverged (non-finite {metric})")
         return outcome.metrics[metric]
 

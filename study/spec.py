@@ -24,9 +24,10 @@ plan and the tuning space (TOML). The format, in one place:
     direction = "maximize"
     margin = 0.5
     [tune]                          # search space + objective for `python -m study.tune`
-    metric = "val_loss"
-    direction = "minimize"
+    metric = "val_acc"              # never the [analysis] metric: tuning does not select on it
+    direction = "maximize"
     lr = {low = 1e-3, high = 1.0, log = true}
+    gamma = {low = 0.1, high = 0.9, optional = true}   # searched only with --tune-also gamma
     [arms.small_lr.tune]            # an arm's own range of a key, replacing [tune]'s for it
     lr = {low = 1e-4, high = 0.1, log = true}
     [tasks.iris]                    # several tasks (study.tasks): each overrides declared keys;
@@ -59,7 +60,7 @@ TOP_KEYS = {"name", "description", "seeds", "first_seed", "base", "analysis", "a
             "folder", "tune", "timeout", "seed_streams", "presets", "tasks"}
 ANALYSIS_KEYS = {"metric", "baseline", "alpha", "margin", "direction", "chance", "metrics"}
 TUNE_KEYS = {"metric", "direction"}  # every other key of [tune] is a parameter's range
-RANGE_KEYS = {"low", "high", "log", "int", "choices"}
+RANGE_KEYS = {"low", "high", "log", "int", "choices", "optional"}  # optional: tuned only with --tune-also KEY
 
 
 class SpecError(ValueError):
@@ -327,7 +328,7 @@ def _ranges(raw: Mapping[str, Any], source: str, table: str, keys) -> dict[str, 
         for k in rng:
             _expect(k in RANGE_KEYS, f"{where}: unknown key {k!r}{suggest(k, RANGE_KEYS)}; valid keys: {', '.join(sorted(RANGE_KEYS))}")
         if "choices" in rng:
-            _expect(isinstance(rng["choices"], list) and len(rng["choices"]) > 0 and set(rng) == {"choices"},
+            _expect(isinstance(rng["choices"], list) and len(rng["choices"]) > 0 and set(rng) <= {"choices", "optional"},
                     f"{where}: choices must be a non-empty list, alone in its table")
         else:
             _expect("low" in rng and "high" in rng, f"{where} needs low and high (or choices)")
@@ -337,6 +338,7 @@ def _ranges(raw: Mapping[str, Any], source: str, table: str, keys) -> dict[str, 
                         f"{where}: {bound} must be a number or a config key, got {b!r}")
             for flag in ("log", "int"):
                 _expect(isinstance(rng.get(flag, False), bool), f"{where}: {flag} must be true or false")
+        _expect(isinstance(rng.get("optional", False), bool), f"{where}: optional must be true or false")
         ranges[key] = dict(rng)
     return ranges
 

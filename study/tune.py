@@ -10,12 +10,16 @@
     python -m study.tune --spec my.toml --race --budget 60 --confirm 10   # racing on paired seeds,
                                                      # the arm's own params first (docs/tuning.md)
 
-The search space and objective come from the spec's `[tune]` table (the built-in notebook spec
-declares lr in [1e-3, 1] on a log scale and step_size in [1, epochs], on validation accuracy).
+The search space and objective come from the spec's `[tune]` table (the default spec
+declares lr in [1e-3, 1] on a log scale and step_size in [1, epochs], on validation accuracy;
+gamma in [0.1, 0.9] is declared optional: `--tune-also gamma`). Every experiment, the built-in
+one included, is tuned through its contract (docs/experiments.md): one objective (study.search).
 
-Tuning never sees the test set: the objective is the last epoch's *validation* accuracy, the runs
-are trained with `score_test=False` (the test tensors are not even read), and tuning seeds
-(100000 + trial number) are disjoint from the evaluation seeds 0..N-1 that `--confirm` uses.
+Tuning never sees the test set: the [tune] metric may not be the study's test metric ([analysis]
+metric), every tuning run is asked not to score its test set (`evaluate_test=False`: the built-in
+experiment then never reads the test tensors), no test metric of a tuning run is stored, and
+tuning seeds (100000 + trial number) are disjoint from the evaluation seeds 0..N-1 that
+`--confirm` uses.
 The tuning study lives in the ablation study's storage (default
 sqlite:///RESULTS/<ablation study>/study.db) as the Optuna study `<ablation study>-tune-<arm>`;
 `--confirm` writes the ablation study `<ablation study>-tuned` (`-tuned-<arm>` for other arms)
@@ -34,21 +38,21 @@ from __future__ import annotations
 import argparse
 import sys
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
-from study.cifar.config import GAMMA_RANGE
 from study.options import add_study_args
 from study.plan import Plan, UsageError, plan_and_device
 
 if TYPE_CHECKING:
     import optuna
 
+    from study.experiment import Experiment
+
 # Optuna, the stores and the experiments are imported when tuning starts, not to parse options
 # (`--help` stays instant). Names imported from here elsewhere, on first use:
-_LAZY = {**dict.fromkeys(["OBJECTIVE", "TUNE_SEED_OFFSET", "TrialSeededTPE", "config_value", "make_pruner",
-                          "make_user_objective", "search_space", "suggest"], "study.search"),
-         "make_objective": "study.cifar.runner"}
+_LAZY = dict.fromkeys(["TUNE_SEED_OFFSET", "TrialSeededTPE", "config_value", "make_pruner", "make_objective",
+                       "search_space", "suggest"], "study.search")
 
 
 def __getattr__(name: str):
@@ -77,8 +81,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--trials", type=int, metavar="N",
                    help="tune until the tuning study has N finished (complete or pruned) trials: a rerun "
                         "of the same command after a crash or Ctrl-C does the rest, a larger N adds more")
-    p.add_argument("--tune-gamma", action="store_true",
-                   help=f"also tune StepLR's gamma in [{GAMMA_RANGE[0]}, {GAMMA_RANGE[1]}] (default: keep the arm's)")
+    p.add_argument("--tune-also", metavar="KEYS",
+                   help="also tune these [tune] ranges declared `optional = true` (comma-separated; the "
+                        "built-in spec's: gamma, StepLR's decay); default: keep the arm's values")
+    p.add_argument("--timeout", type=float, metavar="SECONDS",
+                   help="a tuning run (and a confirming one) over this is killed with its process tree and "
+                        "recorded as failed (default: the spec's `timeout`, else no limit)")
     p.add_argument("--sampler-seed", type=int, default=0,
                    help="seed of the TPE sampler (default 0); trial k draws from seed (sampler seed, k)")
     # Racing (study.racing): its own flags, kept together so the call sites below stay small.
@@ -100,20 +108,24 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 @dataclass(frozen=True)
 class Tuning:
-    """One arm's tuning, ready to run: its plan, search space, objective and Optuna study."""
+    """One arm's tuning, ready to run: its plan, experiment, search space, objective and Optuna study."""
     plan: Plan
     arm: str
-    config: Any  # the arm's untuned config
+    experiment: Experiment  # what every trial runs, through its contract
+    config: dict[str, Any]  # the arm's untuned config
     space: dict[str, optuna.distributions.BaseDistribution]
-    objective: str  # the metric tuned on (never a test metric)
+    objective: str  # the metric tuned on (never the test metric)
     direction: str
     url: str
     study: optuna.Study
     device: str
+    timeout: float | None = None  # seconds a tuning run may take (--timeout, the spec's `timeout`)
+    code: dict[str, Any] | None = None  # this invocation's code provenance, stored with every trial
 
     @property
-    def builtin(self) -> bool:
-        return self.plan.experiment is None
+    def test_metric(self) -> str:
+        """The study's test metric ([analysis] metric): never tuned on, never stored by tuning."""
+        return self.plan.spec.analysis.metric
 
     @property
     def name(self) -> str:
@@ -166,7 +178,9 @@ def prepare(args: argparse.Namespace, arm: str | None = None) -> Tuning:
     from optuna.trial import TrialState
 
     from analysis.contract import TUNING_KIND, default_storage, tuning_study_name
-    from study.search import OBJECTIVE, TUNE_SEED_OFFSET, TrialSeededTPE, make_pruner, search_space
+    from study.experiment import experiment_of
+    from study.run import run_timeout
+    from study.search import TUNE_SEED_OFFSET, TrialSeededTPE, make_pruner, search_space
     from study.trials import open_tuning_study, tuning_identity
 
     check_counts(args)
@@ -177,16 +191,22 @@ def prepare(args: argparse.Namespace, arm: str | None = None) -> Tuning:
     plan, device = plan_and_device(args.spec, args.device, preset=args.preset, overrides=args.set,
                                    study=args.study, results=args.results)
     arm = arm or chosen_arms(args, plan)[0]
-    config = plan.configs[arm]
+    config = plan.config_dict(arm)
     tune = plan.spec.tune
-    if plan.experiment is not None and tune is None:
+    if tune is None:
         raise UsageError(f"{plan.spec.source} has no [tune] table: declare the search space there, e.g. "
                          "[tune] metric = \"val_acc\", lr = {low = 0.001, high = 1.0, log = true}")
-    if args.tune_gamma and (plan.experiment is not None or config.scheduler != "step"):
-        raise UsageError(f"--tune-gamma: arm {arm!r} has no StepLR schedule (declare gamma in [tune] instead)")
-    objective, direction = (tune.metric, tune.direction) if tune else (OBJECTIVE, "maximize")
-    ranges = {**tune.ranges, **plan.spec.arm(arm).tune} if tune else None  # [arms.X.tune] wins
-    space = search_space(config, args.tune_gamma, ranges)
+    if tune.metric == plan.spec.analysis.metric:
+        raise UsageError(f"{plan.spec.source}: [tune] metric {tune.metric!r} is the study's test metric ([analysis] "
+                         "metric): tuning on it would select on the test set; tune on a validation metric, e.g. "
+                         "[tune] metric = \"val_acc\"")
+    objective, direction = tune.metric, tune.direction
+    ranges = {**tune.ranges, **plan.spec.arm(arm).tune}  # [arms.X.tune] wins
+    also = tuple(k.strip() for k in args.tune_also.split(",")) if args.tune_also else ()
+    space = search_space(config, ranges, also)
+    experiment = plan.experiment or experiment_of(plan.spec)
+    # study.run's rule for --timeout / the spec's `timeout`, for the experiment the trials run
+    timeout = run_timeout(replace(plan, experiment=experiment), args.timeout)
     if args.storage is None:
         plan.results_dir.mkdir(parents=True, exist_ok=True)
     url = args.storage or default_storage(plan.results_dir)
@@ -215,11 +235,22 @@ def prepare(args: argparse.Namespace, arm: str | None = None) -> Tuning:
     if args.trials is None and args.budget is None and not study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
         raise UsageError(f"tuning study {name!r} has no completed trial yet; run "
                          "`seedwise tune --trials N` first")
-    return Tuning(plan, arm, config, space, objective, direction, url, study, device)
+    return Tuning(plan, arm, experiment, config, space, objective, direction, url, study, device, timeout,
+                  code_provenance(experiment))
+
+
+def code_provenance(experiment: Experiment) -> dict[str, Any]:
+    """What every tuning trial of this invocation records about the code beside its own files
+    (study.search.tuning_run): seedwise's commit and the experiment folder's git state."""
+    from study.provenance import experiment_folder, git_info, user_git
+
+    return {**git_info(), **user_git(experiment_folder(experiment.folder))}
 
 
 def _main(args: argparse.Namespace) -> int:
     from study.confirm import confirm, confirm_per_arm
+    from study.experiment import data_environment, environment
+    from study.options import DEFAULTS
     from study.run import bad_input
     from study.store import quiet_optuna
 
@@ -230,32 +261,30 @@ def _main(args: argparse.Namespace) -> int:
         tuning_spec(args)  # a spec with [tasks.NAME]: --task's own study; none given: refused
         first = prepare(args)
         tunings = [first] + [prepare(args, arm) for arm in chosen_arms(args, first.plan)[1:]]
-        data = None
-        if args.trials and first.builtin:
-            from study.cifar.data import load_cifar10
-
-            data = load_cifar10(args.data, args.data_root)
+        env = data_environment(args.data, None if args.data_root == DEFAULTS.data_root else args.data_root)
     except bad_input() as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     code = 0
-    if args.race and args.budget:  # racing (study.racing): one arm after the other, each resumable
-        from study.racing import race_arm
+    with environment(env):  # --data / --data-root reach the experiment as they reach a study's workers
+        if args.race and args.budget:  # racing (study.racing): one arm after the other, each resumable
+            from study.racing import race_arm
 
-        for tuning in tunings:
-            code = max(code, race_arm(tuning, args.budget, sampler_seed=args.sampler_seed))
-            if code in (2, 130):
-                return code
-    if args.trials:
-        for tuning in tunings:  # one arm after the other, each resumable
-            code = max(code, tune_trials(tuning, args.trials, data))
-            if code == 130:
-                return code
+            for tuning in tunings:
+                code = max(code, race_arm(tuning, args.budget, sampler_seed=args.sampler_seed))
+                if code in (2, 130):
+                    return code
+        if args.trials:
+            for tuning in tunings:  # one arm after the other, each resumable
+                code = max(code, tune_trials(tuning, args.trials))
+                if code in (2, 130):
+                    return code
     if not args.confirm:
         return code
-    run_options = {"device": args.device, "set": list(args.set), "accept_code_change": args.accept_code_change}
-    if first.builtin:  # CIFAR-10's source: no option of a user experiment's run
-        run_options.update(data=args.data, data_root=args.data_root)
+    run_options = {"device": args.device, "set": list(args.set), "accept_code_change": args.accept_code_change,
+                   "data": args.data, "timeout": args.timeout}
+    if args.data_root != DEFAULTS.data_root:  # as given: the printed command stays the one to type
+        run_options["data_root"] = args.data_root
     try:
         if len(tunings) > 1:
             return max(code, confirm_per_arm(first.plan, {t.arm: t.study for t in tunings}, first.url,
@@ -269,16 +298,17 @@ def _main(args: argparse.Namespace) -> int:
         return 2
 
 
-def tune_trials(tuning: Tuning, trials: int, data) -> int:
+def tune_trials(tuning: Tuning, trials: int) -> int:
     """Run trials until the study has `trials` finished ones (with any cooperating workers):
-    0 done, 1 a trial failed (recorded; a rerun redoes it), 130 interrupted."""
+    0 done, 1 a trial failed (recorded; a rerun redoes it), 2 the experiment's input is missing
+    (its InputError: no further trial), 130 interrupted."""
     import optuna
     from optuna.trial import TrialState
 
     from analysis.contract import redact
-    from study.cifar.runner import make_objective
     from study.console import dashboard_command
-    from study.search import config_value, make_user_objective
+    from study.experiment import InputError
+    from study.search import config_value, make_objective
     from study.trials import finished, fmt_params, score_text, trial_line
 
     study, name, url = tuning.study, tuning.name, tuning.url
@@ -288,12 +318,23 @@ def tune_trials(tuning: Tuning, trials: int, data) -> int:
               "give a larger --trials to tune more", file=sys.stderr)
         return 0
     plan, config = tuning.plan, tuning.config
-    what = f"data: {data.source}" if tuning.builtin else f"experiment: {plan.experiment.label}"  # type: ignore[union-attr]  # not builtin: has one
-    goal = "last-epoch val acc" if tuning.builtin else f"{tuning.direction} {tuning.objective}"
+    limit = f"; timeout {tuning.timeout:g} s per run" if tuning.timeout is not None else ""
     print(f"tuning {tuning.arm} ({fmt_params({k: config_value(config, k) for k in tuning.space})} untuned) in "
-          f"study {name}: {todo} trial(s) to reach {trials} finished; objective: {goal}; "
-          f"device {tuning.device}; {what}; storage: {redact(url)}", file=sys.stderr)
+          f"study {name}: {todo} trial(s) to reach {trials} finished; objective: {tuning.direction} "
+          f"{tuning.objective}; device {tuning.device}; experiment: {tuning.experiment.label}{limit}; "
+          f"storage: {redact(url)}", file=sys.stderr)
     failed = []
+    bad_input: list[InputError] = []
+    objective = make_objective(tuning.experiment, config, tuning.space, tuning.objective, device=tuning.device,
+                               test_metric=tuning.test_metric, timeout=tuning.timeout, attrs=tuning.code)
+
+    def run_trial(trial: optuna.Trial) -> float:
+        try:
+            return objective(trial)
+        except InputError as e:  # the experiment's data is missing: every trial would fail the same way
+            bad_input.append(e)
+            trial.study.stop()
+            raise
 
     def progress(st: optuna.Study, t: optuna.trial.FrozenTrial) -> None:
         if t.state == TrialState.FAIL:
@@ -308,14 +349,15 @@ def tune_trials(tuning: Tuning, trials: int, data) -> int:
         # Failed trials (a raise, a killed worker) do not count, so a rerun redoes their work.
         # MaxTrialsCallback stops this process once cooperating workers reached the target.
         target = optuna.study.MaxTrialsCallback(trials, states=(TrialState.COMPLETE, TrialState.PRUNED))
-        run_trial = (make_objective(config, data, tuning.space, tuning.device) if tuning.builtin else
-                     make_user_objective(plan.experiment, config, tuning.space, tuning.objective, tuning.device))
         study.optimize(run_trial, n_trials=todo, callbacks=[progress, target], catch=(Exception,),
                        gc_after_trial=False)
     except KeyboardInterrupt:
         print(f"\ninterrupted: finished trials are stored in {name} ({redact(url)}); rerun the same "
               "command to continue", file=sys.stderr)
         return 130
+    if bad_input:
+        print(f"error: {bad_input[0]}", file=sys.stderr)
+        return 2
     try:
         best = study.best_trial
         print(f"best of {name}: trial {best.number}: {fmt_params(best.params)}: "

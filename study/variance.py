@@ -119,7 +119,8 @@ def split_option(spec: StudySpec, arm: str, extra: dict[str, Any], sources) -> t
     """With `split` among the sources, the config's split must be drawn per seed (-1)."""
     if "split" not in sources:
         return extra, []
-    if not spec.builtin and "split_seed" not in spec.base:
+    config = spec.config(arm, None)
+    if "split_seed" not in (config if isinstance(config, dict) else config.to_dict()):
         return extra, [f"the experiment's config has no split_seed: the split varies only if {spec.experiment} "
                        f"draws it from study.seeds.rng(seed, 'split')"]
     fixed = [v for v in (extra.get("split_seed"), spec.arm(arm).overrides.get("split_seed")) if v is not None]
@@ -148,7 +149,9 @@ def prepare(args: argparse.Namespace) -> VarianceStudy:
     except ConfigError as e:
         raise SpecError(str(e)) from None
     extra, notes = split_option(spec, arm.name, user_set, sources)
-    has_cuda = spec.builtin and device_choice(args.device)[1]  # a user experiment's device: study.run's
+    # `auto` chooses among the spec's presets by whether CUDA is there: asked only then (a
+    # numpy experiment's spec never pays for torch); the device itself is study.run's.
+    has_cuda = bool(spec.presets) and args.preset in (None, "auto") and device_choice(args.device)[1]
     preset = resolve_preset(spec, args.preset, has_cuda)
     # The arm alone, as its own baseline: the study's summary and identity are about it only.
     narrowed = replace(spec, arms=(arm,), analysis=replace(spec.analysis, baseline=arm.name), sequential=None)
@@ -212,6 +215,7 @@ def decompose(study: VarianceStudy, results_dir: Path, confidence: float) -> tup
 
     from analysis.load import load_study
     from analysis.stats.variance import NONE, declared_deterministic, decompose_variance
+    from study.experiment import declares_bit_exact, experiment_of
 
     runs = read_table(results_dir / "runs.csv")
     metric = study.spec.analysis.metric
@@ -222,14 +226,14 @@ def decompose(study: VarianceStudy, results_dir: Path, confidence: float) -> tup
     # four, an "all" run of --sources init,order looked like one varying two of four: refused).
     ok = ok.drop(columns=[seed_column(s) for s in SOURCES if s not in study.sources])
     correct = load_study(results_dir).correct_rows(study.arm, [int(s) for s in ok["seed"]]) if len(ok) else None
-    percent: bool | None = study.spec.builtin
+    percent: bool | None = None
     notes = list(study.notes)
-    if correct is not None and not study.spec.builtin:
+    if correct is not None:  # the metric's scale, read off the stored predictions
         percent = accuracy_scale(ok[metric].to_numpy(float), correct)
         if percent is None:
             notes.append(f"{metric} is not the accuracy of the stored predictions: no test-set component")
             correct = None
-    deterministic, why = declared_deterministic(ok, study.spec.builtin)
+    deterministic, why = declared_deterministic(ok, declares_bit_exact(experiment_of(study.spec)))
     if not (study.design["group"] == NONE).any():  # with replicates, they measure it
         notes.append(why)
     with warnings.catch_warnings(record=True) as caught:

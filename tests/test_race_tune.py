@@ -223,3 +223,67 @@ def test_the_papers_racing_script_runs_on_a_tiny_config(tmp_path):
         assert (tmp_path / "results" / study / "runs.csv").exists(), study
     text = (tmp_path / "report" / "report.md").read_text()
     assert "`tiny-tune-wide-race` raced `wide`" in text and "Every arm at its own tuned params" in text
+
+
+PROBE = """
+import os
+
+
+def train(config, seed, evaluate_test=True):
+    out = {"val": config["lr"], "asked_not_to": float(not evaluate_test),
+           "env_says_not_to": float(os.environ.get("SEEDWISE_EVALUATE_TEST") == "0")}
+    if config["sleep"]:
+        import time
+        time.sleep(config["sleep"])
+    return {**out, "score": 1.0}  # scored anyway: the tuner must not keep it
+"""
+
+
+def probe_spec(tmp_path: Path, tune_metric: str = "val") -> Path:
+    (tmp_path / "probe.py").write_text(PROBE)
+    path = tmp_path / "probe.toml"
+    path.write_text(SPEC.replace("racetoy:train", "probe:train").replace('metric = "val"', f'metric = "{tune_metric}"'))
+    return path
+
+
+def tuning_trials(root: Path, race: bool = False) -> list[optuna.trial.FrozenTrial]:
+    """The tuning (or race) study's trials, in the one study folder under `root`."""
+    (folder,) = [p for p in root.iterdir() if p.is_dir()]
+    name = f"{folder.name}-tune-baseline" + ("-race" if race else "")
+    return optuna.load_study(study_name=name, storage=f"sqlite:///{folder / 'study.db'}").trials
+
+
+def test_a_tuning_run_is_asked_not_to_score_the_test_set_and_none_is_kept(tmp_path):
+    """The contract's tuning part: `evaluate_test=False` and SEEDWISE_EVALUATE_TEST=0 reach the
+    run; the [analysis] metric it returned anyway is not stored; the trial records its code."""
+    spec = probe_spec(tmp_path)
+    res = cli("--spec", spec, "--results", tmp_path / "results", "--trials", 2)
+    assert res.returncode == 0, res.stderr[-2000:]
+    res = cli("--spec", spec, "--results", tmp_path / "results", "--race", "--budget", 2)
+    assert res.returncode == 0, res.stderr[-2000:]
+    for race in (False, True):
+        trials = tuning_trials(tmp_path / "results", race)
+        assert len(trials) == 2
+        for t in trials:
+            m = t.user_attrs["metrics"]
+            assert m["asked_not_to"] == 1.0 and m["env_says_not_to"] == 1.0 and "score" not in m, m
+            assert t.user_attrs["code_files"] == {"probe.py": t.user_attrs["code_files"]["probe.py"]}
+            assert t.user_attrs["code_hash"] and t.user_attrs["git_commit"] and "user_git_commit" in t.user_attrs
+
+
+def test_tuning_on_the_test_metric_is_refused(tmp_path):
+    res = cli("--spec", probe_spec(tmp_path, tune_metric="score"), "--results", tmp_path, "--trials", 2)
+    assert res.returncode == 2 and "[tune] metric 'score' is the study's test metric" in res.stderr, res.stderr[-2000:]
+    assert not (tmp_path / "racetoy" / "study.db").exists()
+
+
+def test_timeout_limits_tuning_runs(tmp_path):
+    """--timeout applies to a tuning run as to a study's: killed, recorded as failed, exit 1."""
+    spec = probe_spec(tmp_path)
+    for race in (False, True):
+        args = ["--race", "--budget", 1] if race else ["--trials", 1]
+        res = cli("--spec", spec, "--results", tmp_path / "results", *args, "--timeout", 0.5, "--set", "sleep=30",
+                  timeout=120)
+        assert res.returncode == 1, res.stderr[-2000:]
+        (t,) = tuning_trials(tmp_path / "results", race)
+        assert t.state.name == "FAIL" and "timed out after 0.5 s" in t.user_attrs["error"], t.user_attrs

@@ -20,8 +20,12 @@ from conftest import data_source
 from optuna.trial import TrialState
 
 from study import tune
+from study.cifar import experiment as cifar_experiment
 from study.cifar.config import apply_overrides, preset_config
 from study.cifar.train import train_one
+from study.experiment import DEFAULT_EXPERIMENT, Experiment
+from study.plan import UsageError
+from study.spec import load_spec
 
 needs_cifar = pytest.mark.skipif(data_source() is None, reason="no CIFAR-10 source (set SEEDWISE_DATA)")
 
@@ -49,35 +53,55 @@ def tiny():
 
 @pytest.fixture
 def no_test_set(synthetic_cifar):
-    return dataclasses.replace(synthetic_cifar, test_x=Forbidden(), test_y=Forbidden())
+    """The built-in experiment trains on synthetic data whose test tensors may not be touched."""
+    data = dataclasses.replace(synthetic_cifar, test_x=Forbidden(), test_y=Forbidden())
+    cifar_experiment.use_data(data)
+    yield data
+    cifar_experiment.use_source()  # forget the installed data: later tests load their own
+
+
+BUILTIN = Experiment(reference=DEFAULT_EXPERIMENT)
+
+
+def builtin_objective(config, space, **options):
+    """The one tuning objective, on the built-in experiment through its contract."""
+    return tune.make_objective(BUILTIN, config.to_dict(), space, "val_acc", device="cpu", test_metric="test_acc",
+                               **options)
+
+
+def space_of(config, also=()):
+    return tune.search_space(config.to_dict(), load_spec(None).tune.ranges, also)
 
 
 def test_objective_never_reads_the_test_set(tiny, no_test_set):
-    space = tune.search_space(tiny)
-    objective = tune.make_objective(tiny, no_test_set, space, "cpu")
+    objective = builtin_objective(tiny, space_of(tiny), attrs={"git_commit": "abc"})
     trial = optuna.trial.FixedTrial({"lr": 0.05, "step_size": 1}, number=3)
     value = objective(trial)
     assert 0.0 <= value <= 100.0
     assert trial.user_attrs["seed"] == tune.TUNE_SEED_OFFSET + 3  # disjoint from evaluation seeds 0..N-1
-    assert trial.user_attrs["status"] == "complete" and trial.user_attrs["lr_schedule"] == [0.05, 0.025]
+    assert trial.user_attrs["status"] == "complete" and trial.user_attrs["git_commit"] == "abc"
+    assert value == trial.user_attrs["metrics"]["val_acc"] and "test_acc" not in trial.user_attrs["metrics"]
+    assert trial.user_attrs["metrics"]["lr_final"] == 0.025  # StepLR(1, 0.5) from 0.05, two epochs
+    assert {"code_hash", "code_files", "config_hash", "worker"} <= set(trial.user_attrs)
     result = train_one(tiny, 0, no_test_set, device="cpu", score_test=False)
     assert result.test_acc is None and result.test_predictions is None
     assert all(e.test_acc is None for e in result.epochs) and all(e.val_acc is not None for e in result.epochs)
 
 
-def test_search_space_defaults(tiny):
-    space = tune.search_space(tiny)
+def test_search_space_is_the_spec_s(tiny):
+    space = space_of(tiny)
     assert set(space) == {"lr", "step_size"}
     assert (space["lr"].low, space["lr"].high, space["lr"].log) == (1e-3, 1.0, True)
     assert (space["step_size"].low, space["step_size"].high) == (1, tiny.epochs)
-    gamma = tune.search_space(tiny, tune_gamma=True)["gamma"]
+    gamma = space_of(tiny, also=("gamma",))["gamma"]  # declared optional: only when asked for
     assert (gamma.low, gamma.high) == (0.1, 0.9)
+    with pytest.raises(UsageError, match="--tune-also lr: not an optional range of \\[tune\\]; its optional ranges: gamma"):
+        space_of(tiny, also=("lr",))
 
 
 @pytest.mark.filterwarnings("ignore:.*out of.*range:UserWarning")  # lr=1e6 on purpose
 def test_diverging_trial_is_pruned_not_fatal(tiny, no_test_set):
-    space = tune.search_space(tiny)
-    objective = tune.make_objective(tiny, no_test_set, space, "cpu")
+    objective = builtin_objective(tiny, space_of(tiny))
     fixed = optuna.trial.FixedTrial({"lr": 1e6, "step_size": 2})  # far outside the space: NaN loss
     with pytest.raises(optuna.TrialPruned, match="diverged"):
         objective(fixed)
@@ -94,12 +118,22 @@ def test_diverging_trial_is_pruned_not_fatal(tiny, no_test_set):
 
 
 def test_pruner_stops_a_trial_from_the_epoch_callback(tiny, no_test_set):
-    objective = tune.make_objective(tiny, no_test_set, tune.search_space(tiny), "cpu")
+    objective = builtin_objective(tiny, space_of(tiny))
     study = optuna.create_study(direction="maximize", pruner=optuna.pruners.ThresholdPruner(lower=101.0))
     study.optimize(objective, n_trials=1)
     (t,) = study.trials
     assert t.state == TrialState.PRUNED and t.user_attrs["status"] == "pruned"
     assert list(t.intermediate_values) == [1]  # reported after epoch 1, pruned before epoch 2
+
+
+def test_a_failing_trial_keeps_its_traceback(tiny, no_test_set):
+    """A run that raises fails its trial with the error and traceback recorded on it."""
+    objective = tune.make_objective(BUILTIN, {**tiny.to_dict(), "width": -3}, space_of(tiny), "val_acc")
+    trial = optuna.trial.FixedTrial({"lr": 0.05, "step_size": 1})
+    with pytest.raises(ValueError, match="width"):  # the built-in Config's own validation
+        objective(trial)
+    assert trial.user_attrs["status"] == "failed" and "width" in trial.user_attrs["error"]
+    assert "Traceback" in trial.user_attrs["traceback"]
 
 
 def test_trial_seeded_sampler_is_reproducible_and_distinct_per_trial():
@@ -273,3 +307,38 @@ def test_killed_tuner_then_rerun_ends_with_exactly_n_trials(tmp_path, sig):
     assert {t.number: (t.state, t.value, t.params) for t in trials if t.number in before} == before
     seeds = [t.user_attrs["seed"] for t in trials if "seed" in t.user_attrs]  # none if killed at its start
     assert len(set(seeds)) == len(seeds) and len(seeds) >= len(trials) - 1  # no seed trained twice
+
+
+def test_the_builtin_study_is_tuned_and_raced_through_its_contract(tmp_path):
+    """The default spec is accepted by --race as by --trials: one objective, the built-in
+    experiment called like any module (its test metric never the objective)."""
+    for flags in (["--race", "--budget", "1"], ["--trials", "1"]):
+        tuning = tune.prepare(tune.parse_args([*TINY_ARGS, "--results", str(tmp_path), *flags]))
+        assert tuning.experiment.reference == DEFAULT_EXPERIMENT and tuning.objective == "val_acc"
+        assert tuning.test_metric == "test_acc" and set(tuning.space) == {"lr", "step_size"}
+    assert tuning.name.endswith("-tune-baseline") and tuning.config["epochs"] == 2
+    also = tune.prepare(tune.parse_args([*TINY_ARGS, "--results", str(tmp_path), "--study", "g", "--trials", "1",
+                                         "--tune-also", "gamma"]))
+    assert set(also.space) == {"lr", "step_size", "gamma"}
+    assert tune.main([*TINY_ARGS, "--results", str(tmp_path), "--trials", "1", "--tune-also", "momentum"]) == 2
+
+
+@needs_cifar
+@pytest.mark.slow
+def test_racing_the_builtin_study_at_smoke_size(tmp_path, monkeypatch):
+    """`seedwise tune --race --budget N --confirm 2` on the default spec, on CIFAR-10: every race
+    run a tuning seed, none scoring the test set, each with its code; the winner confirmed."""
+    monkeypatch.setenv("SEEDWISE_DATA", data_source())
+    common = [*TINY_ARGS, "--results", str(tmp_path)]
+    assert tune.main([*common, "--race", "--budget", "6", "--confirm", "2"]) == 0
+    (study_dir,) = [p for p in tmp_path.iterdir() if p.is_dir() and not p.name.endswith("-tuned")]
+    trials = trials_of(study_dir / "study.db", f"{study_dir.name}-tune-baseline-race")
+    done = [t for t in trials if t.state.is_finished()]
+    assert len(done) == 6 and all(t.user_attrs["seed"] >= tune.TUNE_SEED_OFFSET for t in done)
+    assert {t.user_attrs["race_candidate"] for t in done} >= {"default"}
+    for t in done:
+        assert "test_acc" not in t.user_attrs.get("metrics", {}) and "val_acc" in t.user_attrs["metrics"]
+        assert t.user_attrs["git_commit"] and "code_hash" in t.user_attrs
+    runs = pd.read_csv(tmp_path / f"{study_dir.name}-tuned" / "runs.csv")
+    assert set(runs["arm"]) == {"baseline", "tuned"} and sorted(set(runs["seed"])) == [0, 1]
+    assert runs["test_acc"].notna().all()  # the confirmation, on evaluation seeds, is scored

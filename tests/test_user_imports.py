@@ -35,7 +35,8 @@ def train(config, seed):
     rng = np.random.default_rng(seed)
     x = standardize(rng.normal(size=(200, 4)))
     w = rng.normal(size=4) * (1.0 - config["dropout"])
-    return {"val_acc": accuracy(x @ w > 0, x[:, 0] > 0), "torch_loaded": float("torch" in sys.modules)}
+    acc = accuracy(x @ w > 0, x[:, 0] > 0)
+    return {"val_acc": acc, "test_acc": acc, "torch_loaded": float("torch" in sys.modules)}
 '''
 SPEC = '''experiment = "train_resnet:train"
 name = "resnet-dropout"
@@ -46,7 +47,7 @@ dropout = 0.1
 [arms.no_dropout]
 dropout = 0.0
 [analysis]
-metric = "val_acc"
+metric = "test_acc"
 direction = "maximize"
 [tune]
 metric = "val_acc"

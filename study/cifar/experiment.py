@@ -1,8 +1,8 @@
 """The built-in experiment through the user's contract (docs/experiments.md): `train` one seed,
 `train_many` a group of seeds in one vmapped step, both returning what a user's `train` returns.
 
-    train(config: dict, seed, *, report=None, device=None) -> dict
-    train_many(config: dict, seeds, *, report=None, device=None) -> list[dict]
+    train(config: dict, seed, *, report=None, device=None, evaluate_test=True) -> dict
+    train_many(config: dict, seeds, *, report=None, device=None, evaluate_test=True) -> list[dict]
 
 The dict holds the run's final metrics as runs.csv has them (test_acc, val_acc, train_acc,
 train_loss, lr_final) and what this experiment knows beyond them as numbers (n_bn: how many
@@ -10,6 +10,8 @@ BatchNorm layers the model had) and as `info` (init_hash, bn_layers, precision, 
 data_source: the built-in layout's columns), plus `predictions` / `labels` of the scored test images;
 `report(epoch, ...)` gets each epoch's lr, losses and accuracies (the effective-lr curve). A
 diverged run returns a non-finite `train_loss`, which the contract reads as diverged.
+`evaluate_test=False` (what the tuner passes: docs/experiments.md) never reads the test tensors:
+no test_acc, predictions or labels.
 
 CIFAR-10 is loaded once per process and source (`dataset`): from `use_source`'s --data / data
 root, else $SEEDWISE_DATA / $SEEDWISE_DATA_ROOT (what `seedwise run --data / --data-root` sets in
@@ -30,6 +32,7 @@ if TYPE_CHECKING:
     from study.cifar.data import Cifar10
     from study.cifar.train import EpochRecord, RunResult
 
+BIT_EXACT = True  # on a CPU, alone, at one thread count: bit-exact at a fixed seed (tests/test_train_exact.py)
 _SOURCE: dict[str, Any] = {"data": None, "data_root": None}
 _DATA: dict[str, Any] = {}  # the dataset this process trains on, with the source it came from
 INSTALLED = "installed"  # the source of a dataset `use_data` installed: whatever the environment says
@@ -66,17 +69,17 @@ def as_config(config: Mapping[str, Any] | Config) -> Config:
 
 
 def train(config: Mapping[str, Any], seed: int, *, report: Callable[..., None] | None = None,
-          device: str | None = None) -> dict[str, Any]:
+          device: str | None = None, evaluate_test: bool = True) -> dict[str, Any]:
     """One seed on its plain model (the reference path)."""
     (result,) = train_many(config, [seed], report=None if report is None else (lambda _s, e, **m: report(e, **m)),
-                           device=device)
+                           device=device, evaluate_test=evaluate_test)
     if isinstance(result, Exception):  # out of GPU memory even alone
         raise result
     return result
 
 
 def train_many(config: Mapping[str, Any], seeds: Sequence[int], *, report: Callable[..., None] | None = None,
-               device: str | None = None) -> list[dict[str, Any] | Exception]:
+               device: str | None = None, evaluate_test: bool = True) -> list[dict[str, Any] | Exception]:
     """`seeds` of one arm: together in one vmapped step where their data match (study.cifar.group),
     one seed alone through `train_one`; a group out of GPU memory is split until it fits."""
     from study.cifar.data import test_indices
@@ -87,8 +90,9 @@ def train_many(config: Mapping[str, Any], seeds: Sequence[int], *, report: Calla
         if report is not None:
             report(seed, rec.epoch, **epoch_row(rec))
 
-    results = train_seeds(cfg, list(seeds), data, device or "cpu", False, on_epoch)
-    labels = data.test_y[test_indices(cfg, len(data.test_y))].numpy().astype("int64")
+    results = train_seeds(cfg, list(seeds), data, device or "cpu", False, on_epoch, score_test=evaluate_test)
+    # Without the test set (tuning), no labels either: the test tensors are never read.
+    labels = data.test_y[test_indices(cfg, len(data.test_y))].numpy().astype("int64") if evaluate_test else None
     return [r if isinstance(r, Exception) else as_returned(r, labels, data) for r in results]
 
 
@@ -119,7 +123,8 @@ def as_returned(result: RunResult, labels, data: Cifar10) -> dict[str, Any]:
             else None, "labels": labels}
 
 
-def train_seeds(config: Config, seeds: list[int], data: Cifar10, device: str, compile: bool, on_epoch) -> list[Any]:
+def train_seeds(config: Config, seeds: list[int], data: Cifar10, device: str, compile: bool, on_epoch,
+                score_test: bool = True) -> list[Any]:
     """Train `seeds` of `config`: alone with `train_one` (the reference path), or together with
     `train_group`. One outcome per seed: a RunResult, or that seed's exception. A group that runs out
     of GPU memory is split in halves and retried, down to single seeds; only a single seed's
@@ -136,13 +141,16 @@ def train_seeds(config: Config, seeds: list[int], data: Cifar10, device: str, co
     if len(by_split) > 1:  # a per-seed split: seeds train together only where their data match
         done: dict[int, Any] = {}
         for run_config, same in by_split.items():
-            done.update(zip(same, train_seeds(run_config, same, data, device, compile, on_epoch), strict=True))
+            done.update(zip(same, train_seeds(run_config, same, data, device, compile, on_epoch, score_test),
+                            strict=True))
         return [done[s] for s in seeds]
     config = next(iter(by_split))
     try:
         if len(seeds) == 1 and not compile:
-            return [train_one(config, seeds[0], data, device=device, on_epoch=lambda rec: on_epoch(seeds[0], rec))]
-        return train_group(config, seeds, data, device=device, on_epoch=on_epoch, compile=compile)
+            return [train_one(config, seeds[0], data, device=device, on_epoch=lambda rec: on_epoch(seeds[0], rec),
+                              score_test=score_test)]
+        return train_group(config, seeds, data, device=device, on_epoch=on_epoch, compile=compile,
+                           score_test=score_test)
     except torch.cuda.OutOfMemoryError as e:
         if len(seeds) == 1:  # the seed's failure; its traceback as text, not its frames' tensors
             e.seedwise_traceback = traceback.format_exc()  # type: ignore[attr-defined]
@@ -152,8 +160,8 @@ def train_seeds(config: Config, seeds: list[int], data: Cifar10, device: str, co
     if torch.cuda.is_available():
         torch.cuda.empty_cache()
     half = len(seeds) // 2
-    return (train_seeds(config, seeds[:half], data, device, compile, on_epoch)
-            + train_seeds(config, seeds[half:], data, device, compile, on_epoch))
+    return (train_seeds(config, seeds[:half], data, device, compile, on_epoch, score_test)
+            + train_seeds(config, seeds[half:], data, device, compile, on_epoch, score_test))
 
 
 def split_groups(config: Config, seeds: list[int]) -> dict[Config, list[int]]:
