@@ -1,4 +1,5 @@
-"""A user experiment: the user's own training code, run once per (arm, seed).
+"""An experiment: training code run once per (arm, seed), the built-in one's (the default spec
+names study.cifar.experiment:train) and a user's alike.
 
 Two forms, named in the spec:
 
@@ -21,6 +22,11 @@ Two forms, named in the spec:
   the same runs for several seeds at once (vmapped or batched models), one result per seed in
   the order of `seeds`, each a dict as `train` returns or an exception instance (that seed's
   failure alone); `report(seed, epoch, **metrics)`. `--group N` hands it up to N seeds of an arm.
+  Two more optional functions: `check_config(config)` raises ValueError naming the key for a
+  config the experiment cannot train, checked when the spec is loaded (it then replaces [base]'s
+  rule that a value keeps its default's type: a key may take a name or a list); `prepare()` runs
+  once in the runner's process before any run, with the workers' environment ($SEEDWISE_DATA,
+  ...), to load or cache what every run reads; an `InputError` it raises is bad input (exit 2).
 * `command = "python train.py --lr {lr} --seed {seed}"`: any program. `{key}` is replaced by the
   arm's config value, `{seed}` by the seed; a leading `python` is the interpreter running
   seedwise. Its output goes to a log per run; the final metrics are the last stdout line that
@@ -67,6 +73,7 @@ INFO_FILLS = {"data_fingerprint"}
 # Where a module experiment finds its data: the runner's --data / --data-root, set in every
 # worker's environment (joblib processes, forked timeout children, Dask workers, commands).
 DATA_ENV, DATA_ROOT_ENV = "SEEDWISE_DATA", "SEEDWISE_DATA_ROOT"
+COMPILE_ENV = "SEEDWISE_COMPILE"  # "1" with --compile: the experiment may compile its training step
 MANY = "train_many"  # the optional function beside the experiment's that trains several seeds at once
 
 
@@ -171,6 +178,20 @@ class Experiment:
                     raise ExperimentError(f"experiment {self.reference!r}: {e}") from None
             load_function(self.reference, self.folder)
 
+    def prepare(self, env: Mapping[str, str]) -> None:
+        """The module's `prepare()`, if it defines one, in the workers' environment `env`: once,
+        before any run. Its InputError is bad input; any other error an ExperimentError."""
+        fn = getattr(_module(self.reference, self.folder), PREPARE, None) if self.reference else None
+        if not callable(fn):
+            return
+        try:
+            with environment(env):
+                fn()
+        except InputError:
+            raise
+        except Exception as e:
+            raise ExperimentError(f"experiment {self.reference!r}: prepare() failed: {type(e).__name__}: {e}") from None
+
     def run(self, config: Mapping[str, Any], seed: int, *, device: str = "cpu",
             on_report: Callable[[int, dict[str, float]], None] | None = None,
             log_path: Path | None = None, timeout: float | None = None) -> Outcome:
@@ -223,6 +244,23 @@ def _module(reference: str, folder: str | None) -> Any:
         raise ExperimentError(f"experiment {reference!r}: cannot import {module_name!r} "
                               f"({type(e).__name__}: {e}); it must be importable from {folder or 'sys.path'}") from None
     return module
+
+
+CHECK_CONFIG = "check_config"  # an experiment module's own check of a resolved config (optional)
+PREPARE = "prepare"  # an experiment module's once-per-study preparation (optional)
+
+
+def config_checker(reference: str, folder: str | None) -> Callable[[dict[str, Any]], Any] | None:
+    """The module's `check_config(config)`, when it defines one: it raises ValueError naming the
+    key for a value the experiment cannot train, and then replaces [base]'s rule that a value
+    keeps its default's type (a key may take a string or a list, say). None when the module
+    defines none, or cannot be imported (Experiment.check says so when the study is planned)."""
+    try:
+        module = _module(reference, folder)
+    except ExperimentError:
+        return None
+    check = getattr(module, CHECK_CONFIG, None)
+    return check if callable(check) else None
 
 
 def load_function(reference: str, folder: str | None) -> Callable[..., Any]:

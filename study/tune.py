@@ -280,7 +280,7 @@ def tune_trials(tuning: Tuning, trials: int, data) -> int:
               "give a larger --trials to tune more", file=sys.stderr)
         return 0
     plan, config = tuning.plan, tuning.config
-    what = f"data: {data.source}" if tuning.builtin else f"experiment: {plan.experiment.label}"  # type: ignore[union-attr]  # not builtin: has one
+    what = f"data: {data.source}" if tuning.builtin else f"experiment: {plan.experiment.label}"
     goal = "last-epoch val acc" if tuning.builtin else f"{tuning.direction} {tuning.objective}"
     print(f"tuning {tuning.arm} ({fmt_params({k: config_value(config, k) for k in tuning.space})} untuned) in "
           f"study {name}: {todo} trial(s) to reach {trials} finished; objective: {goal}; "
