@@ -314,8 +314,9 @@ def user_tables(trials: list[optuna.trial.FrozenTrial]) -> tuple[pd.DataFrame, p
         for row in ep:
             epoch_names.update(dict.fromkeys(k for k in row if k != "epoch"))
             epochs.append({"arm": a["arm"], "seed": a["seed"], **row})
-    # The group column only in studies that trained seeds together: others keep their columns.
-    grouped = [GROUP_COLUMN] if any(t.user_attrs.get("group") for t in trials) else []
+    # Every run records who trained with it (empty: alone): what analysis.variance needs to take
+    # a CPU study's runs as bit-deterministic, and what the built-in layout always wrote.
+    grouped = [GROUP_COLUMN]
     info_columns = [k for k in info_names if k not in metric_names]
     columns = with_seed_columns(runs, trials, ["arm", "seed", "status", *metric_names, *info_columns,
                                                *USER_RUN_COLUMNS, *grouped])

@@ -200,12 +200,12 @@ def old_builtin_study(folder: Path) -> tuple[dict, str]:
     from study.spec import load_spec
 
     spec = load_spec()
-    arms = {a: {"description": "", "overrides": {}, "config": spec.config(a, "smoke")} for a in ("baseline", "no_bn")}
+    arms = {a: {"description": "", "overrides": {}, "config": spec.config(a, "smoke")} for a in spec.arm_names}
     identity = stable_hash({"preset": "smoke", "arms": {a: d["config"] for a, d in arms.items()},
                             "analysis": spec.analysis.identity_blob()})
     meta = {"study": "old", "identity": identity, "preset": "smoke", "analysis": spec.analysis.declared(),
             "arms": arms, "set": {}, "storage": f"sqlite:///{folder / 'study.db'}"}
-    store = RunStore(folder, "old", identity, ("baseline", "no_bn"), meta)
+    store = RunStore(folder, "old", identity, spec.arm_names, meta)
     for arm, seed, acc in (("baseline", 0, 41.5), ("no_bn", 0, 37.25), ("baseline", 1, 40.0)):
         epochs = [{"epoch": 1, "lr": 0.1, "train_loss": 2.0, "train_acc": 20.0, "val_acc": 30.0, "test_acc": None,
                    "train_seconds": 1.0},
