@@ -167,7 +167,8 @@ def contract_attrs(a: dict) -> dict:
                    n_bn=a.get("n_bn"))
     metrics = {k: float(v) for k, v in metrics.items() if v is not None}
     if a.get("status") == "diverged":
-        metrics["train_loss"] = float("nan")  # as the contract reads a diverged run
+        # as the contract reads a diverged run (study.cifar.experiment.as_returned)
+        metrics.update({k: float("nan") for k in ("train_loss", *METRIC_ATTRS) if k not in metrics or k == "train_loss"})
     info = {k: a[k] for k in INFO_ATTRS if a.get(k) is not None}
     if isinstance(info.get("bn_layers"), list):
         info["bn_layers"] = " ".join(map(str, info["bn_layers"]))

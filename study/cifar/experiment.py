@@ -104,6 +104,9 @@ def train_many(config: Mapping[str, Any], seeds: Sequence[int], *, report: Calla
 
     compile = os.environ.get(COMPILE_ENV) == "1"  # --compile
     results = train_seeds(cfg, list(seeds), data, device or "cpu", compile, on_epoch)
+    for seed, r in zip(seeds, results, strict=True):  # the engine reports live epochs only:
+        if report is not None and not isinstance(r, Exception) and r.status != "complete" and r.epochs:
+            report(seed, r.epochs[-1].epoch, **epoch_row(r.epochs[-1]))  # the diverged one's row too
     labels = data.test_y[test_indices(cfg, len(data.test_y))].numpy().astype("uint8")  # as test_labels.npy has them
     return [r if isinstance(r, Exception) else as_returned(r, labels, data) for r in results]
 
@@ -129,7 +132,8 @@ def as_returned(result: RunResult, labels, data: Cifar10) -> dict[str, Any]:
                    "precision": result.precision, "data_fingerprint": data.fingerprint,
                    "data_source": data.source}
     if result.status != "complete":
-        out["train_loss"] = math.nan  # diverged: a non-finite metric, as the contract says
+        # diverged: non-finite metrics, as the contract says (the accuracies were never scored)
+        out.update({k: math.nan for k in ("train_loss", "test_acc", "val_acc") if k not in out or k == "train_loss"})
         return out
     return {**out, "predictions": result.test_predictions, "labels": labels}
 
