@@ -3,10 +3,9 @@ each claimed just before it starts (several workers may share one study), each o
 recorded as it arrives; Ctrl-C or SIGTERM stops cleanly, keeping every finished run; when the
 first runs all fail the same way, the rest are cancelled (`FailFast`).
 
-The built-in experiment's tasks are study.cifar.runner.NotebookRunner's; `UserRunner`
-runs a user experiment's (study.worker.execute_user, or execute_many for a group of seeds). A runner has `group` (seeds per
-task), `what` (one line for the log), `attrs` (stored with every run), `task(...)` and
-`record(...)`.
+`UserRunner` runs every experiment's tasks, the built-in one's included (study.worker.execute_user,
+or execute_many for a group of seeds). A runner has `group` (seeds per task), `what` (one line
+for the log), `attrs` (stored with every run), `task(...)` and `record(...)`.
 """
 
 from __future__ import annotations
@@ -64,14 +63,13 @@ def save_labels(path: Path, labels: np.ndarray) -> None:
 
 
 class UserRunner:
-    """A user experiment: one seed per task, or with `group` > 1 and a module that defines
+    """An experiment: one seed per task, or with `group` > 1 and a module that defines
     `train_many`, up to `group` seeds of an arm per task in one call; a command's output kept in
     logs/<arm>-seed<N>.log; a task over `timeout` seconds killed with its process tree and failed;
     `env` set in every task's environment (study.experiment.data_environment: --data, --data-root)."""
 
     def __init__(self, plan: Plan, device: str, threads: int, timeout: float | None = None, group: int | None = None,
                  env: dict[str, str] | None = None):
-        assert plan.experiment is not None
         self.plan, self.device, self.threads, self.timeout = plan, device, threads, timeout
         self.env = dict(env or {})
         self.experiment = plan.experiment

@@ -1,4 +1,5 @@
-"""A user experiment: the user's own training code, run once per (arm, seed).
+"""An experiment: training code run once per (arm, seed), the built-in one's (the default spec
+names study.cifar.experiment:train) and a user's alike.
 
 Two forms, named in the spec:
 
@@ -26,6 +27,12 @@ Two forms, named in the spec:
   names that keyword (a command sees SEEDWISE_EVALUATE_TEST=0 in its environment, every tuning
   run does), and should then skip its test metrics and predictions. Whatever it returns, the
   tuner stores no test metric of a tuning run (study.search).
+
+  Two more optional functions: `check_config(config)` raises ValueError naming the key for a
+  config the experiment cannot train, checked when the spec is loaded (it then replaces [base]'s
+  rule that a value keeps its default's type: a key may take a name or a list); `prepare()` runs
+  once in the runner's process before any run, with the workers' environment ($SEEDWISE_DATA,
+  ...), to load or cache what every run reads; an `InputError` it raises is bad input (exit 2).
 * `command = "python train.py --lr {lr} --seed {seed}"`: any program. `{key}` is replaced by the
   arm's config value, `{seed}` by the seed; a leading `python` is the interpreter running
   seedwise. Its output goes to a log per run; the final metrics are the last stdout line that
@@ -72,6 +79,7 @@ INFO_FILLS = {"data_fingerprint"}
 # Where a module experiment finds its data: the runner's --data / --data-root, set in every
 # worker's environment (joblib processes, forked timeout children, Dask workers, commands).
 DATA_ENV, DATA_ROOT_ENV = "SEEDWISE_DATA", "SEEDWISE_DATA_ROOT"
+COMPILE_ENV = "SEEDWISE_COMPILE"  # "1" with --compile: the experiment may compile its training step
 MANY = "train_many"  # the optional function beside the experiment's that trains several seeds at once
 # A tuning run: the keyword a function may take, and the variable every tuning run sees ("0").
 EVALUATE_TEST, EVALUATE_TEST_ENV = "evaluate_test", "SEEDWISE_EVALUATE_TEST"
@@ -188,6 +196,20 @@ class Experiment:
                                   f"move {name} into a .py file beside the spec (experiment = \"FILE:{name}\") "
                                   "or drop the timeout")
 
+    def prepare(self, env: Mapping[str, str]) -> None:
+        """The module's `prepare()`, if it defines one, in the workers' environment `env`: once,
+        before any run. Its InputError is bad input; any other error an ExperimentError."""
+        fn = getattr(_module(self.reference, self.folder), PREPARE, None) if self.reference else None
+        if not callable(fn):
+            return
+        try:
+            with environment(env):
+                fn()
+        except InputError:
+            raise
+        except Exception as e:
+            raise ExperimentError(f"experiment {self.reference!r}: prepare() failed: {type(e).__name__}: {e}") from None
+
     def run(self, config: Mapping[str, Any], seed: int, *, device: str = "cpu",
             on_report: Callable[[int, dict[str, float]], None] | None = None,
             log_path: Path | None = None, timeout: float | None = None, evaluate_test: bool = True) -> Outcome:
@@ -241,16 +263,12 @@ def _timed_many(reference: str, folder: str | None, config: dict[str, Any], seed
             for o in call_many(reference, folder, config, seeds, device=device)]
 
 
-# The default spec's experiment, until the spec names it itself (`experiment = ...`): then this goes.
-DEFAULT_EXPERIMENT = "study.cifar.experiment:train"
 BIT_EXACT = "BIT_EXACT"  # a module attribute: `BIT_EXACT = True` declares CPU runs bit-exact at fixed seeds
 
 
 def experiment_of(spec: Any) -> Experiment:
-    """The experiment a spec runs, checked importable: its `experiment` or `command`, or the
-    default spec's (which names none yet)."""
-    experiment = (Experiment(reference=spec.experiment, command=spec.command, folder=spec.folder)
-                  if spec.experiment or spec.command else Experiment(reference=DEFAULT_EXPERIMENT))
+    """The experiment a spec runs (its `experiment` or `command`), checked importable."""
+    experiment = Experiment(reference=spec.experiment, command=spec.command, folder=spec.folder)
     experiment.check()
     return experiment
 
@@ -280,6 +298,23 @@ def _module(reference: str, folder: str | None) -> Any:
         raise ExperimentError(f"experiment {reference!r}: cannot import {module_name!r} "
                               f"({type(e).__name__}: {e}); it must be importable from {folder or 'sys.path'}") from None
     return module
+
+
+CHECK_CONFIG = "check_config"  # an experiment module's own check of a resolved config (optional)
+PREPARE = "prepare"  # an experiment module's once-per-study preparation (optional)
+
+
+def config_checker(reference: str, folder: str | None) -> Callable[[dict[str, Any]], Any] | None:
+    """The module's `check_config(config)`, when it defines one: it raises ValueError naming the
+    key for a value the experiment cannot train, and then replaces [base]'s rule that a value
+    keeps its default's type (a key may take a string or a list, say). None when the module
+    defines none, or cannot be imported (Experiment.check says so when the study is planned)."""
+    try:
+        module = _module(reference, folder)
+    except ExperimentError:
+        return None
+    check = getattr(module, CHECK_CONFIG, None)
+    return check if callable(check) else None
 
 
 def load_function(reference: str, folder: str | None) -> Callable[..., Any]:

@@ -18,6 +18,14 @@ not part of the study's identity (that hash is of the spec's resolved configurat
 study resumes as before; a user experiment's study.json (it names its `experiment`) is left
 alone, as is one that already records the key.
 
+A study of the built-in experiment recorded before it ran through the user's contract (its
+study.json names no `experiment`; its trials hold test_acc, val_acc, n_bn, ... as attributes of
+their own) is rewritten in the contract's layout (`contract_layout`): each trial gains the
+`metrics`, `info` and per-epoch rows the runner now stores, its study the identity its spec now
+has (the old hash plus the experiment's name, checked against the old one first), and runs.csv
+/ epochs.csv are exported again from the rewritten trials. Every number is copied, none
+recomputed; the attributes it had stay. `python -m study.run` on such a study says to run this.
+
     python -m study.migrate results/my-study             # the study of results/my-study
     python -m study.migrate results/my-study --dry-run   # say what it would delete
 
@@ -31,10 +39,22 @@ import json
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-from analysis.contract import ABLATION_KIND, BUILTIN_SEED_STREAMS, DB_FILE, default_storage, redact
+from analysis.contract import (
+    ABLATION_KIND,
+    BUILTIN_SEED_STREAMS,
+    DB_FILE,
+    default_storage,
+    redact,
+    stable_hash,
+)
+from study.spec import BUILTIN_EXPERIMENT  # what studies recorded without an `experiment` ran
 
 SEED = "seed"
+# The built-in layout's final numbers, as the contract's `metrics` (study.cifar.experiment.as_returned)
+METRIC_ATTRS = ("test_acc", "val_acc")  # attributes of their own; train_acc, train_loss, lr_final: the last epoch's
+INFO_ATTRS = ("init_hash", "bn_layers", "precision", "data_fingerprint", "data_source")
 
 
 class MigrationError(RuntimeError):
@@ -122,6 +142,107 @@ def record_seed_streams(folder: Path, *, dry_run: bool = False) -> bool:
     return True
 
 
+def old_layout(meta: dict) -> bool:
+    """Whether study.json `meta` is of a built-in study recorded before its experiment was named."""
+    return isinstance(meta, dict) and "experiment" not in meta and bool(meta.get("arms"))
+
+
+def identities(meta: dict) -> tuple[str, str]:
+    """(the identity study.json's configs hash to without an experiment, the same with the
+    built-in experiment named): `study.spec.StudySpec.identity` before and after."""
+    from study.spec import AnalysisPlan
+
+    declared = {k: v for k, v in meta["analysis"].items() if k in ("metric", "baseline", "alpha", "margin", "direction")}
+    blob = {"preset": meta.get("preset"), "arms": {a: d["config"] for a, d in meta["arms"].items()},
+            "analysis": AnalysisPlan(**declared).identity_blob()}
+    return stable_hash(blob), stable_hash({**blob, "experiment": BUILTIN_EXPERIMENT})
+
+
+def contract_attrs(a: dict) -> dict:
+    """A built-in-layout trial's attributes as the contract's run stores them (its numbers copied)."""
+    epochs = [{k: v for k, v in e.items() if v is not None} for e in a.get("epochs") or []]
+    last = epochs[-1] if epochs else {}
+    metrics = {k: a.get(k) for k in METRIC_ATTRS}
+    metrics.update(train_acc=last.get("train_acc"), train_loss=last.get("train_loss"), lr_final=last.get("lr"),
+                   n_bn=a.get("n_bn"))
+    metrics = {k: float(v) for k, v in metrics.items() if v is not None}
+    if a.get("status") == "diverged":
+        # as the contract reads a diverged run (study.cifar.experiment.as_returned)
+        metrics.update({k: float("nan") for k in ("train_loss", *METRIC_ATTRS) if k not in metrics or k == "train_loss"})
+    info = {k: a[k] for k in INFO_ATTRS if a.get(k) is not None}
+    if isinstance(info.get("bn_layers"), list):
+        info["bn_layers"] = " ".join(map(str, info["bn_layers"]))
+    out: dict[str, Any] = {"epochs": epochs, "experiment": BUILTIN_EXPERIMENT}
+    if a.get("status") in ("complete", "diverged"):  # a failure recorded no metrics
+        out.update(metrics=metrics, info=info)
+    return out
+
+
+@dataclass(frozen=True)
+class LayoutMigration:
+    """What `contract_layout` found and did."""
+
+    study: str
+    trials: int  # trials rewritten (or, on a dry run, to rewrite)
+    identity: tuple[str, str]  # (before, after)
+
+
+def contract_layout(folder: Path, storage_url: str | None, study_name: str, *,
+                    dry_run: bool = False) -> LayoutMigration | None:
+    """Rewrite a built-in study recorded before its experiment was named into the contract's
+    layout (module docstring), in one transaction; None when there is nothing to do. Without a
+    storage (a study kept as its exports only), study.json alone is rewritten."""
+    import optuna
+    import sqlalchemy as sa
+
+    path = folder / "study.json"
+    meta = json.loads(path.read_text()) if path.exists() else None
+    if meta is None or not old_layout(meta):
+        return None
+    before, after = identities(meta)
+    if meta.get("identity") != before:
+        raise MigrationError(f"{path}: identity {meta.get('identity')} is not what its configs hash to ({before}); "
+                             "it was not made by the built-in experiment's spec: left as it is")
+    if storage_url is None:
+        if not dry_run:
+            meta.update(identity=after, experiment=BUILTIN_EXPERIMENT)
+            path.write_text(json.dumps(meta, indent=2) + "\n")
+        return LayoutMigration(study_name, 0, (before, after))
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    storage = optuna.storages.RDBStorage(storage_url)
+    try:
+        study = optuna.load_study(study_name=study_name, storage=storage)
+    except KeyError:
+        raise MigrationError(f"no study {study_name!r} in {redact(storage_url)}") from None
+    if study.user_attrs.get("identity") not in (before, after):
+        raise MigrationError(f"study {study_name!r}: stored identity {study.user_attrs.get('identity')} is "
+                             f"neither {before} nor {after}; left as it is")
+    trials = [t for t in study.get_trials(deepcopy=False) if "arm" in t.user_attrs and "metrics" not in t.user_attrs]
+    if dry_run:
+        return LayoutMigration(study_name, len(trials), (before, after))
+    attrs = sa.table("trial_user_attributes", sa.column("trial_id"), sa.column("key"), sa.column("value_json"))
+    study_attrs = sa.table("study_user_attributes", sa.column("study_id"), sa.column("key"), sa.column("value_json"))
+    study_id = study._study_id
+    with storage.engine.begin() as conn:  # one transaction: the whole study or nothing
+        for t in trials:
+            for key, value in {**contract_attrs(t.user_attrs), "study_identity": after}.items():
+                conn.execute(attrs.delete().where(attrs.c.trial_id == t._trial_id, attrs.c.key == key))
+                conn.execute(attrs.insert().values(trial_id=t._trial_id, key=key, value_json=json.dumps(value)))
+        for key, value in (("identity", after), ("experiment", BUILTIN_EXPERIMENT), ("identity_before", before)):
+            conn.execute(study_attrs.delete().where(study_attrs.c.study_id == study_id, study_attrs.c.key == key))
+            conn.execute(study_attrs.insert().values(study_id=study_id, key=key, value_json=json.dumps(value)))
+    meta.update(identity=after, experiment=BUILTIN_EXPERIMENT)
+    path.write_text(json.dumps(meta, indent=2) + "\n")
+    from study.store import user_tables, write_if_changed
+
+    fresh = optuna.load_study(study_name=study_name, storage=storage)
+    runs, epochs = user_tables(sorted((t for t in fresh.get_trials(deepcopy=False) if "arm" in t.user_attrs),
+                                      key=lambda t: t.number))
+    for df, name in ((runs, "runs.csv"), (epochs, "epochs.csv")):
+        write_if_changed(folder / name, df.to_csv(index=False).encode())
+    return LayoutMigration(study_name, len(trials), (before, after))
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m study.migrate", description=__doc__.split("\n\n")[0])
     p.add_argument("study", help="a study folder (results/<study>/) or a storage URL (then --study)")
@@ -129,10 +250,17 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--dry-run", action="store_true", help="say what would be deleted, change nothing")
     args = p.parse_args(argv)
     try:
+        folder = Path(args.study)
+        if "://" not in args.study and not (folder / DB_FILE).exists() and (folder / "study.json").exists():
+            layout = contract_layout(folder, None, _study_name(folder), dry_run=args.dry_run)  # exports only
+            print(f"{folder}: no {DB_FILE}; " + (f"study.json's identity {layout.identity[0]} -> {layout.identity[1]}"
+                                                  if layout else "nothing to migrate"))
+            return 0
         url = storage_of(args.study)
         name = args.name or _study_name(Path(args.study))
         result = seed_to_attribute(url, name, dry_run=args.dry_run)
         streams = "://" not in args.study and record_seed_streams(Path(args.study), dry_run=args.dry_run)
+        layout = None if "://" in args.study else contract_layout(Path(args.study), url, name, dry_run=args.dry_run)
     except (ValueError, MigrationError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
@@ -143,6 +271,10 @@ def main(argv: list[str] | None = None) -> int:
             else f"deleted {result.deleted}")
     print(f"{result.study} ({redact(url)}): {result.trials} trials, {result.with_seed_param} with a "
           f"seed parameter; {done} seed parameter(s); seeds stay trial attributes")
+    if layout is not None:
+        print(f"{layout.study}: {'would rewrite' if args.dry_run else 'rewrote'} {layout.trials} trial(s) of the "
+              f"built-in layout in the contract's (experiment {BUILTIN_EXPERIMENT}); identity "
+              f"{layout.identity[0]} -> {layout.identity[1]}")
     return 0
 
 

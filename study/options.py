@@ -81,18 +81,20 @@ def check_backend(backend: str, scheduler: str | None) -> None:
 
 def add_study_args(p: argparse.ArgumentParser) -> None:
     """The options that say which study, data and storage: shared with `python -m study.tune`."""
-    p.add_argument("--spec", help="study spec (TOML); default: the notebook ablation shipped with seedwise")
+    p.add_argument("--spec", help="study spec (TOML); default: the notebook ablation shipped with seedwise "
+                                  "(study/specs/notebook_ablation.toml)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override a config key for every arm, e.g. --set epochs=20 (repeatable)")
     p.add_argument("--preset", default=DEFAULTS.preset,
-                   help="size of the study, one of the spec's [presets.NAME] (the built-in one's: full = the "
-                        "notebook protocol, quick = CPU-sized, smoke = seconds); auto = full with CUDA, else quick "
-                        "for the built-in study, no preset for a spec of your own")
-    p.add_argument("--data", help="CIFAR-10 source: .tar.gz / folder of an ImageFolder tree, or a torchvision root "
-                                  "(default: $SEEDWISE_DATA, then --data-root, then download); your own experiment "
-                                  "reads it as $SEEDWISE_DATA")
+                   help="size of the study, one of the spec's [presets.NAME] (the default spec's: full = the "
+                        "notebook protocol, quick = CPU-sized, smoke = seconds); auto = what the spec's "
+                        "[defaults.cuda] / [defaults.cpu] say (the default spec: full with CUDA, else quick), "
+                        "else no preset")
+    p.add_argument("--data", help="the experiment's data, set as $SEEDWISE_DATA in every worker (the built-in "
+                                  "one's CIFAR-10: .tar.gz / folder of an ImageFolder tree, or a torchvision root; "
+                                  "default: $SEEDWISE_DATA, then --data-root, then download)")
     p.add_argument("--data-root", default=DEFAULTS.data_root,
-                   help="where torchvision's CIFAR-10 is (or is downloaded to)")
+                   help="where torchvision's CIFAR-10 is (or is downloaded to); set as $SEEDWISE_DATA_ROOT")
     p.add_argument("--results", default=DEFAULTS.results, help="results root; the study lives in RESULTS/<study>/")
     p.add_argument("--study", help="study name (default: <spec name>[-<preset>][-set-<hash>])")
     p.add_argument("--storage", help="Optuna storage URL (default: sqlite:///RESULTS/<study>/study.db)")
@@ -112,14 +114,15 @@ def add_run_args(p: argparse.ArgumentParser) -> None:
                         "cluster through joblib's dask backend (needs --scheduler; pip install -e '.[cluster]')")
     p.add_argument("--scheduler", help="Dask scheduler address for --backend dask, e.g. tcp://127.0.0.1:8786")
     p.add_argument("--group", type=int,
-                   help="seeds of one arm trained together in one vmapped step (the built-in experiment, or "
-                        "your module's train_many); default: the built-in experiment's CUDA group "
-                        "(study.cifar.config.CUDA_GROUP) on CUDA, else 1 (on CPU a loop over models is faster)")
+                   help="seeds of one arm per call of the module's train_many (the built-in experiment trains "
+                        "them in one vmapped step); default: the spec's [defaults.cuda] / [defaults.cpu] group "
+                        "(the default spec: 8 on CUDA), else 1")
     p.add_argument("--compile", action="store_true",
-                   help="run the training step through torch.compile (falls back to eager if it fails)")
+                   help="sets $SEEDWISE_COMPILE=1 in every worker: the built-in experiment runs its training "
+                        "step through torch.compile (falling back to eager if it fails)")
     p.add_argument("--timeout", type=float, metavar="SECONDS",
                    help="a run over this is killed with its process tree and recorded as failed "
-                        "(your own experiment; default: the spec's `timeout`, else no limit)")
+                        "(default: the spec's `timeout`, else no limit)")
     p.add_argument("--dry-run", action="store_true", help="print the plan and an ETA, train nothing")
     seq = p.add_argument_group("sequential (seeds until decided; see study.until_decided)")
     seq.add_argument("--until-decided", action="store_true",

@@ -73,14 +73,15 @@ def _coerce(key: str, default: Any, value: Any, where: str) -> Any:
     return list(value) if want == "list" else value
 
 
-def apply(base: Mapping[str, Any], overrides: Mapping[str, Any], *, where: str) -> dict[str, Any]:
-    """`base` with `overrides` applied; an undeclared key or a value of another type raises
-    ConfigError naming the key, the closest declared key and where the override came from."""
+def apply(base: Mapping[str, Any], overrides: Mapping[str, Any], *, where: str, typed: bool = True) -> dict[str, Any]:
+    """`base` with `overrides` applied; an undeclared key or (when `typed`) a value of another
+    type raises ConfigError naming the key, the closest declared key and where the override came
+    from. `typed=False`: the experiment checks its values itself (its module's `check_config`)."""
     out = dict(base)
     for key, value in overrides.items():
         if key not in base:
             declared = ", ".join(base) or "(none: declare keys in [base])"
             raise ConfigError(f"unknown config key {key!r} in {where}{suggest(key, base)}; "
                               f"keys declared in [base]: {declared}")
-        out[key] = _coerce(key, base[key], value, where)
+        out[key] = _coerce(key, base[key], value, where) if typed else value
     return out

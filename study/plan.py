@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from analysis.contract import BUILTIN_SEED_STREAMS, declared_streams, redact, stable_hash
+from analysis.contract import redact, stable_hash
 from study.experiment import Experiment
 from study.params import ConfigError, parse_assignment, suggest
 from study.spec import SpecError, StudySpec, load_spec
@@ -31,27 +31,28 @@ class Plan:
     preset: str | None  # one of the spec's [presets.NAME]; None: the spec as written
     arms: tuple[str, ...]
     seeds: tuple[int, ...]
-    configs: dict[str, Any]  # arm -> Config (built-in) or dict (user experiment)
+    configs: dict[str, Any]  # arm -> its resolved config (a dict)
     study_name: str
     identity: str
     results_dir: Path
     extra: dict[str, Any]  # --set overrides, for every arm
-    experiment: Experiment | None = None  # None: the built-in notebook experiment
+    experiment: Experiment
 
     def config_dict(self, arm: str) -> dict[str, Any]:
-        cfg = self.configs[arm]
-        return cfg.to_dict() if hasattr(cfg, "to_dict") else dict(cfg)
+        return dict(self.configs[arm])
 
 
 def resolve_preset(spec: StudySpec, preset: str | None, has_cuda: bool) -> str | None:
     """The study's size: one of the spec's [presets.NAME], or None (the spec as written). `auto`
-    is the built-in experiment's full (with CUDA) or quick, and no preset for any other spec."""
+    is what the spec's [defaults.cuda] or [defaults.cpu] says (the default spec: full with CUDA,
+    else quick), and no preset where it says nothing."""
     if preset in (None, "auto"):
-        if not spec.builtin:
+        preset = spec.default("preset", has_cuda)
+        if preset is None:
             return None
-        preset = "full" if has_cuda else "quick"
-        why = "CUDA is available" if has_cuda else "no CUDA device; --preset full runs the notebook protocol"
-        print(f"preset: {preset} (auto: {why})", file=sys.stderr)
+        kind = "cuda" if has_cuda else "cpu"
+        print(f"preset: {preset} (auto: [defaults.{kind}] of {spec.source}; "
+              f"{'CUDA is available' if has_cuda else 'no CUDA device'})", file=sys.stderr)
     if preset not in spec.presets:
         if not spec.presets:
             raise UsageError(f"--preset {preset}: {spec.source} declares no presets ([presets.NAME] tables) and "
@@ -78,10 +79,8 @@ def make_plan(spec: str | Path | StudySpec | None, *, has_cuda: bool, preset: st
     passes RunSeeds, one per design row)."""
     spec = spec if isinstance(spec, StudySpec) else load_spec(spec)
     preset = resolve_preset(spec, preset, has_cuda)
-    experiment = None
-    if not spec.builtin:
-        experiment = Experiment(reference=spec.experiment, command=spec.command, folder=spec.folder)
-        experiment.check()  # an unimportable module fails now, not once per run
+    experiment = Experiment(reference=spec.experiment, command=spec.command, folder=spec.folder)
+    experiment.check()  # an unimportable module fails now, not once per run
     try:
         extra = dict(overrides) if isinstance(overrides, Mapping) else dict(parse_assignment(s) for s in overrides)
     except ConfigError as e:
@@ -111,22 +110,20 @@ def study_description(plan: Plan, url: str) -> dict[str, Any]:
         "baseline": plan.spec.analysis.baseline, "analysis": plan.spec.analysis.declared(), "set": plan.extra,
         "arms": {a.name: {"description": a.description, "overrides": dict(a.overrides),
                           "config": plan.config_dict(a.name)} for a in plan.spec.arms},
-        "storage": redact(url),
+        "storage": redact(url), "experiment": plan.experiment.label,
+        # What runs with the same seed share, for the report to say: only what is declared.
+        "seed_streams": dict(plan.spec.seed_streams),
     }
-    if plan.experiment is not None:
-        description["experiment"] = plan.experiment.label
-    # What runs with the same seed share, for the report to say: only what is declared.
-    description["seed_streams"] = (dict(BUILTIN_SEED_STREAMS) if plan.spec.builtin
-                                   else declared_streams(plan.spec.seed_streams))
     return description
 
 
 def plan_and_device(spec: str | Path | StudySpec | None, device_arg: str, **plan_options: Any) -> tuple[Plan, str]:
-    """make_plan and device_choice together. The built-in experiment's `auto` preset needs to
-    know about CUDA first; a user experiment's device is asked of torch only if its code imported
-    torch when loaded (a numpy experiment never pays for torch: `auto` is then cpu)."""
+    """make_plan and device_choice together. A spec with [defaults.cuda] / [defaults.cpu] (the
+    preset `auto` means) needs to know about CUDA first; otherwise the device is asked of torch
+    only if the experiment's code imported torch when loaded (a numpy experiment never pays for
+    torch: `auto` is then cpu)."""
     spec = spec if isinstance(spec, StudySpec) else load_spec(spec)
-    if spec.builtin:
+    if spec.defaults:
         device, has_cuda = device_choice(device_arg)
         return make_plan(spec, has_cuda=has_cuda, **plan_options), device
     plan = make_plan(spec, has_cuda=False, **plan_options)

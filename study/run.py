@@ -26,8 +26,8 @@ if TYPE_CHECKING:
     from study.spec import StudySpec
     from study.store import RunStore
 
-# The runner's machinery (optuna, pandas, scipy through the summary; torch for the built-in
-# experiment alone) is imported when a study runs, not to parse options: `--help` stays instant.
+# The runner's machinery (optuna, pandas, scipy through the summary; torch where the experiment
+# uses it) is imported when a study runs, not to parse options: `--help` stays instant.
 _LAZY = {"groups_of": "study.dispatch", "save_labels": "study.dispatch", "interruptible": "study.dispatch"}
 
 
@@ -98,14 +98,11 @@ def execute(opts: RunOptions, *, raise_errors: bool = False, plans: list[Plan] |
         plan, device = plan_and_device(opts.spec, opts.device, preset=opts.preset, overrides=opts.set,
                                        study=opts.study, results=opts.results, seeds=opts.seeds, arms=opts.arms)
         requested = requested_sequential(plan, opts)
-        if plan.experiment is None and not opts.dry_run:
-            from study.cifar.data import named_source
-
-            named_source(opts.data)  # a wrong --data or $SEEDWISE_DATA: before the storage, not after
         env = worker_environment(plan, opts)
         timeout = run_timeout(plan, opts.timeout)
         if plans is not None:
             plans.append(plan)
+        check_layout(plan)
         url = opts.storage or default_storage(plan.results_dir)
         if opts.dry_run and opts.storage is None and not (plan.results_dir / DB_FILE).exists():
             store = None  # a dry run creates nothing
@@ -126,12 +123,9 @@ def execute(opts: RunOptions, *, raise_errors: bool = False, plans: list[Plan] |
                   f"({plan.results_dir})", file=sys.stderr)
             return finish(plan, store)
         cluster = connect_backend(opts.backend, opts.scheduler)  # before the data: a wrong address fails fast
-        if plan.experiment is None:
-            from study.cifar.runner import NotebookRunner  # the built-in experiment: torch
-
-            runner: Any = NotebookRunner(plan, opts, device, threads, jobs)
-        else:
-            runner = UserRunner(plan, device, threads, timeout, group=opts.group, env=env)
+        plan.experiment.prepare(env)  # e.g. the built-in one decodes CIFAR-10 once, for its workers' cache
+        group = opts.group or plan.spec.default("group", device.startswith("cuda"))
+        runner = UserRunner(plan, device, threads, timeout, group=group, env=env)
         runner.attrs.update(code_attrs)
     except bad_input() as e:
         if raise_errors:
@@ -196,20 +190,19 @@ def decide_look_by_look(plan: Plan, store: RunStore, runner, jobs: int, opts: Ru
 
 
 def worker_environment(plan: Plan, opts: RunOptions) -> dict[str, str]:
-    """What a user experiment's workers get in their environment: --data as $SEEDWISE_DATA and
-    --data-root (when given) as $SEEDWISE_DATA_ROOT (the built-in runner loads its data itself)."""
-    from study.experiment import data_environment
+    """What the experiment's workers get in their environment: --data as $SEEDWISE_DATA,
+    --data-root (when given) as $SEEDWISE_DATA_ROOT, --compile as $SEEDWISE_COMPILE=1."""
+    from study.experiment import COMPILE_ENV, data_environment
     from study.options import DEFAULTS
 
-    if plan.experiment is None:
-        return {}
-    return data_environment(opts.data, None if opts.data_root == DEFAULTS.data_root else opts.data_root)
+    env = data_environment(opts.data, None if opts.data_root == DEFAULTS.data_root else opts.data_root)
+    return {**env, COMPILE_ENV: "1"} if opts.compile else env
 
 
 def checked_code(plan: Plan, store: RunStore, trains: bool, opts: RunOptions) -> dict[str, Any]:
-    """A user experiment about to train: its code checked against the stored runs' (a change
-    is exit 2 unless accepted); returns what every run records about the user's code."""
-    if plan.experiment is None or not (trains or opts.until_decided or plan.spec.sequential is not None):
+    """An experiment about to train: its code checked against the stored runs' (a change
+    is exit 2 unless accepted); returns what every run records about the experiment's code."""
+    if not (trains or opts.until_decided or plan.spec.sequential is not None):
         return {}
     from study.provenance import check_code
 
@@ -225,22 +218,32 @@ def run_timeout(plan: Plan, option: float | None) -> float | None:
         return None
     if not 0 < timeout < float("inf"):
         raise UsageError(f"--timeout must be a positive number of seconds, got {timeout:g}")
-    if plan.experiment is None:
-        raise UsageError("--timeout applies to your own experiment (`experiment` or `command` in the spec); "
-                         "the built-in one trains seeds together in one step and has no per-run limit")
     plan.experiment.check_timed()  # a function of the caller's own script or notebook cannot be timed
     return timeout
 
 
+def check_layout(plan: Plan) -> None:
+    """A study recorded in the built-in experiment's old layout resumes only once migrated."""
+    from study.migrate import old_layout
+    from study.plan import UsageError
+
+    path = plan.results_dir / "study.json"
+    try:
+        meta = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return
+    if old_layout(meta):
+        raise UsageError(f"{plan.results_dir} was recorded in the built-in experiment's old layout; "
+                         f"rewrite it in the contract's first (its runs are kept): python -m study.migrate {plan.results_dir}")
+
+
 def open_store(plan: Plan, url: str, storage: str | None) -> RunStore:
-    from study.cifar import records
     from study.plan import study_description
-    from study.store import RunStore, user_tables
+    from study.store import RunStore
     from study.tasks import storage_name
 
     return RunStore(plan.results_dir, storage_name(plan), plan.identity, plan.spec.arm_names,
-                    study_description(plan, url), storage=storage, direction=plan.spec.analysis.direction_of(),
-                    layout=records.tables if plan.experiment is None else user_tables)
+                    study_description(plan, url), storage=storage, direction=plan.spec.analysis.direction_of())
 
 
 def write_description(plan: Plan, url: str, *, refresh: bool) -> None:

@@ -1,17 +1,21 @@
 """Study specs: which experiment, a base config, named arms as overrides, seeds, the analysis
 plan and the tuning space (TOML). The format, in one place:
 
-    experiment = "mymodule:train"   # or command = "python train.py --lr {lr} --seed {seed}";
-                                    # neither: the built-in notebook experiment
+    experiment = "mymodule:train"   # or command = "python train.py --lr {lr} --seed {seed}"
+                                    # (the built-in one: "study.cifar.experiment:train")
     folder = "."                    # where the module is / the command runs (default: the
                                     # spec file's folder; relative paths are from there)
     name = "my-ablation"
     seeds = 5                       # per arm; first_seed = 0
     timeout = 3600                  # seconds a run may take (killed and failed past it); none by default
     seed_streams = ["order", "init"]  # the study.seeds streams the experiment draws from: what runs
-                                    # with the same seed share (the report says so only then)
-    [base]                          # user experiments: EVERY config key with its default
+                                    # with the same seed share (the report says so only then); or a
+                                    # table, stream = "what it draws", in the experiment's words
+    [base]                          # EVERY config key the experiment reads, with its default
     lr = 0.1
+    [defaults.cuda]                 # run options' defaults per device kind (cuda, cpu): the preset
+    preset = "full"                 # `--preset auto` means, the seeds per train_many call (--group)
+    group = 8
     [presets.quick]                 # a size chosen with --preset quick: overrides of declared keys
     epochs = 2                      # (over [base]; --set and the arms apply on top of it)
     [arms.baseline]                 # an arm = overrides of declared keys (+ description)
@@ -50,14 +54,20 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from analysis.contract import DIRECTIONS, METRIC_KEYS, SOURCES, stable_hash
+from analysis.contract import DIRECTIONS, METRIC_KEYS, SOURCES, STREAM_WORDS, stable_hash
 from analysis.stats import direction as directions
-from study import cifar, params
+from study import params
 from study.params import ConfigError, suggest
 
 DEFAULT_SPEC = "notebook_ablation.toml"
 TOP_KEYS = {"name", "description", "seeds", "first_seed", "base", "analysis", "arms", "experiment", "command",
-            "folder", "tune", "timeout", "seed_streams", "presets", "tasks"}
+            "folder", "tune", "timeout", "seed_streams", "presets", "tasks", "defaults"}
+DEVICE_KINDS = ("cuda", "cpu")  # [defaults.KIND]: what the run options default to on that device
+DEFAULT_KEYS = {"preset", "group"}
+# The experiment of the default spec (study/specs/notebook_ablation.toml): the one name of the
+# built-in experiment in the generic modules (the error for a spec naming no experiment, and
+# study.migrate's rewrite of studies recorded before specs named it).
+BUILTIN_EXPERIMENT = "study.cifar.experiment:train"
 ANALYSIS_KEYS = {"metric", "baseline", "alpha", "margin", "direction", "chance", "metrics"}
 TUNE_KEYS = {"metric", "direction"}  # every other key of [tune] is a parameter's range
 RANGE_KEYS = {"low", "high", "log", "int", "choices", "optional"}  # optional: tuned only with --tune-also KEY
@@ -143,21 +153,21 @@ class StudySpec:
     analysis: AnalysisPlan = AnalysisPlan()
     description: str = ""
     source: str = "<memory>"
-    experiment: str | None = None  # "module:function" of a user experiment
-    command: str | None = None  # command template of a user experiment
+    experiment: str | None = None  # "module:function" of the experiment
+    command: str | None = None  # or its command template
     folder: str | None = None  # the spec file's folder: on sys.path, and the command's cwd
     tune: TuneSpace | None = None
     sequential: Mapping[str, Any] | None = None  # [analysis] sequential: run until decided (study.until_decided)
     timeout: float | None = None  # seconds a run may take (the runner's --timeout overrides it)
-    seed_streams: tuple[str, ...] = ()  # a user experiment's declared study.seeds streams
+    seed_streams: Mapping[str, str] = field(default_factory=dict)  # declared stream -> what it draws
     presets: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)  # [presets.NAME]: overrides
     tasks: Mapping[str, Task] = field(default_factory=dict)  # [tasks.NAME] (study.tasks runs each)
     task: str | None = None  # the task whose runs this spec makes (study.tasks sets it); None: no task layer
+    defaults: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)  # [defaults.cuda|cpu]
 
-    @property
-    def builtin(self) -> bool:
-        """The built-in notebook experiment (its Config, presets and CIFAR-10 data)."""
-        return self.experiment is None and self.command is None
+    def default(self, key: str, has_cuda: bool) -> Any:
+        """[defaults.cuda] / [defaults.cpu]'s `key` for this device (None: not declared)."""
+        return self.defaults.get("cuda" if has_cuda else "cpu", {}).get(key)
 
     @property
     def arm_names(self) -> tuple[str, ...]:
@@ -170,23 +180,34 @@ class StudySpec:
         raise SpecError(f"unknown arm {name!r}{suggest(name, self.arm_names)}; arms in {self.source}: {', '.join(self.arm_names)}")
 
     def config(self, arm: str, preset: str | None, extra: Mapping[str, Any] | None = None) -> Any:
-        """Resolve one arm, layer by layer: the experiment's defaults and [base] (a user
-        experiment's [base] declares its keys and defaults), the preset, the task (`self.task`),
-        --set, the arm's overrides. The built-in experiment gives a `Config`; a user experiment
-        a plain dict."""
+        """Resolve one arm, layer by layer: [base] (every key and its default), the preset, the
+        task (`self.task`), --set, the arm's overrides; a plain dict. Each value keeps its default's
+        type, unless the experiment's module checks its configs itself (`check_config`,
+        docs/experiments.md)."""
         task = self.tasks[self.task].overrides if self.task is not None else {}
         layers = [(self.preset(preset), f"[presets.{preset}] of {self.source}"),
                   (task, f"[tasks.{self.task}] of {self.source}"), (extra or {}, "--set"),
                   (self.arm(arm).overrides, f"[arms.{arm}] of {self.source}")]
+        check = self.config_check()
         try:
-            if self.builtin:
-                return cifar.resolve([(self.base, f"[base] of {self.source}"), *layers])
             cfg = dict(self.base)
             for overrides, where in layers:
-                cfg = params.apply(cfg, overrides, where=where)
+                cfg = params.apply(cfg, overrides, where=where, typed=check is None)
+            if check is not None:
+                check(cfg)
             return cfg
-        except ConfigError as e:
-            raise SpecError(str(e)) from None
+        except (ConfigError, ValueError, TypeError) as e:
+            raise SpecError(f"{e} (arm {arm!r} of {self.source}{f', preset {preset}' if preset else ''})"
+                            if check is not None else str(e)) from None
+
+    def config_check(self):
+        """The experiment module's `check_config(config)`, if it defines one (None otherwise, and
+        for a command or a module that does not import: make_plan reports that)."""
+        if self.experiment is None:
+            return None
+        from study.experiment import config_checker
+
+        return config_checker(self.experiment, self.folder)
 
     def preset(self, name: str | None) -> Mapping[str, Any]:
         """The overrides of preset `name` (None: no preset, nothing to override)."""
@@ -216,9 +237,8 @@ class StudySpec:
             "preset": preset,
             "arms": {name: (cfg if isinstance(cfg, dict) else cfg.to_dict()) for name, cfg in arms.items()},
             "analysis": self.analysis.identity_blob(),
+            "experiment": self.experiment or {"command": self.command},
         }
-        if not self.builtin:  # built-in identities predate this key: leave them as they were
-            blob["experiment"] = self.experiment or {"command": self.command}
         if self.task is not None:  # a task's runs are its own, even where its config equals another's
             blob["task"] = self.task
         return stable_hash(blob)
@@ -233,18 +253,15 @@ def _number(v: Any) -> bool:
     return isinstance(v, (int, float)) and not isinstance(v, bool) and v == v
 
 
-def _analysis(raw: Any, source: str, builtin: bool) -> AnalysisPlan:
+def _analysis(raw: Any, source: str) -> AnalysisPlan:
     _expect(isinstance(raw, dict), f"{source}: [analysis] must be a table")
     for key in raw:
         _expect(key in ANALYSIS_KEYS, f"{source}: unknown key {key!r} in [analysis]{suggest(key, ANALYSIS_KEYS)}; valid keys: {', '.join(sorted(ANALYSIS_KEYS))}")
-    _expect(builtin or "metric" in raw, f"{source}: [analysis] metric is required for a user experiment "
-                                        "(the name of a metric its train() returns, e.g. metric = \"val_acc\")")
+    _expect("metric" in raw, f"{source}: [analysis] metric is required "
+                             "(the name of a metric the experiment returns, e.g. metric = \"val_acc\")")
     raw = dict(raw)
     metrics = _metric_tables(raw.pop("metrics", {}), source)
     plan = AnalysisPlan(**raw)
-    if builtin:
-        _expect(plan.metric in cifar.METRICS,
-                f"{source}: [analysis] metric must be one of {', '.join(cifar.METRICS)}, got {plan.metric!r}")
     _expect(isinstance(plan.metric, str) and plan.metric.strip() != "",
             f"{source}: [analysis] metric must be a non-empty string, got {plan.metric!r}")
     for key, value in metrics.pop(plan.metric, {}).items():  # the analysis metric's own: one place
@@ -365,32 +382,29 @@ def parse_spec(data: Mapping[str, Any], source: str = "<memory>", folder: str | 
     if command is not None:
         _expect(isinstance(command, str) and command.strip() != "",
                 f"{source}: `command` must be a command line, e.g. \"python train.py --lr {{lr}} --seed {{seed}}\"")
-    builtin = experiment is None and command is None
-    _expect(timeout is None or not builtin, f"{source}: `timeout` applies to your own experiment "
-                                            "(`experiment` or `command`), not to the built-in one")
+    _expect(experiment is not None or command is not None,
+            f"{source}: the spec must name its experiment: experiment = \"package.module:function\" "
+            f"or command = \"python train.py --lr {{lr}} --seed {{seed}}\" (the built-in CIFAR-10 "
+            f"experiment: experiment = \"{BUILTIN_EXPERIMENT}\", as the default spec {DEFAULT_SPEC} has)")
     if "folder" in data:
         where = data["folder"]
-        _expect(isinstance(where, str) and where != "" and not builtin,
+        _expect(isinstance(where, str) and where != "",
                 f"{source}: `folder` must be a path, next to `experiment` or `command`, got {where!r}")
         folder = str(Path(folder or ".").joinpath(where).resolve())
-    streams = data.get("seed_streams", [])
-    _expect(isinstance(streams, list) and all(s in SOURCES for s in streams) and not (builtin and streams),
-            f"{source}: `seed_streams` must list the study.seeds streams your experiment draws from "
-            f"({', '.join(SOURCES)}), e.g. [\"order\", \"init\"]; the built-in experiment declares its own"
-            f", got {streams!r}")
+    streams = _streams(data.get("seed_streams", []), source)
     base = data.get("base", {})
     _expect(isinstance(base, dict), f"{source}: [base] must be a table of config keys")
-    presets = _presets(data["presets"], source) if "presets" in data else builtin_presets() if builtin else {}
-    if not builtin:
-        try:
-            params.check_base(base, f"[base] of {source}")
-        except ConfigError as e:
-            raise SpecError(str(e)) from None
+    presets = _presets(data["presets"], source) if "presets" in data else {}
+    defaults = _defaults(data.get("defaults", {}), source, presets)
+    try:
+        params.check_base(base, f"[base] of {source}")
+    except ConfigError as e:
+        raise SpecError(str(e)) from None
     analysis_raw, sequential = data.get("analysis", {}), None
     if isinstance(analysis_raw, dict):  # `sequential` is the runner's, not part of the analysis plan
         analysis_raw = dict(analysis_raw)
         sequential = _sequential(analysis_raw.pop("sequential", None), source)
-    plan = _analysis(analysis_raw, source, builtin)
+    plan = _analysis(analysis_raw, source)
 
     arms_raw = data.get("arms")
     if not (isinstance(arms_raw, dict) and len(arms_raw) > 0):
@@ -404,7 +418,7 @@ def parse_spec(data: Mapping[str, Any], source: str = "<memory>", folder: str | 
         description = table.get("description", "")
         _expect(isinstance(description, str), f"{source}: [arms.{arm_name}] description must be a string")
         arms.append(Arm(arm_name, overrides, description, table.get("tune", {})))
-    keys = list(base) if not builtin else list(cifar.CONFIG_KEYS)
+    keys = list(base)
     tune = _tune(data["tune"], source, plan, keys) if "tune" in data else None
     for i, own in enumerate(arms):  # an arm's own search ranges ([arms.X.tune]) replace [tune]'s
         if own.tune:
@@ -416,8 +430,9 @@ def parse_spec(data: Mapping[str, Any], source: str = "<memory>", folder: str | 
                      first_seed=data.get("first_seed", 0), analysis=plan,
                      description=data.get("description", ""), source=source, experiment=experiment,
                      command=command, folder=folder, tune=tune, sequential=sequential,
-                     timeout=None if timeout is None else float(timeout), seed_streams=tuple(streams),
-                     presets=presets, tasks=_tasks(data["tasks"], source, plan) if "tasks" in data else {})
+                     timeout=None if timeout is None else float(timeout), seed_streams=streams,
+                     presets=presets, defaults=defaults,
+                     tasks=_tasks(data["tasks"], source, plan) if "tasks" in data else {})
     if command is not None:
         from study.command import check_command  # its placeholders must be declared keys
 
@@ -479,11 +494,35 @@ def _presets(raw: Any, source: str) -> dict[str, dict[str, Any]]:
     return {name: dict(table) for name, table in raw.items()}
 
 
-def builtin_presets() -> dict[str, dict[str, Any]]:
-    """The built-in experiment's sizes, declared in the default spec's [presets]: a spec of the
-    built-in experiment without its own [presets] has these."""
-    text = resources.files("study.specs").joinpath(DEFAULT_SPEC).read_text()
-    return _presets(tomllib.loads(text)["presets"], f"the default spec ({DEFAULT_SPEC})")
+def _streams(raw: Any, source: str) -> dict[str, str]:
+    """`seed_streams`: the study.seeds streams the experiment draws from, as a list (described in
+    seedwise's words) or a table of stream = "what it draws" (in the experiment's own)."""
+    if isinstance(raw, list) and all(s in STREAM_WORDS for s in raw):
+        raw = {s: words for s, words in STREAM_WORDS.items() if s in raw}  # in seedwise's order
+    ok = isinstance(raw, dict) and all(s in SOURCES and isinstance(w, str) and w.strip() for s, w in raw.items())
+    _expect(ok, f"{source}: `seed_streams` must list the study.seeds streams your experiment draws from "
+                f"({', '.join(SOURCES)}), e.g. [\"order\", \"init\"], or give each one's words, e.g. "
+                f"{{order = \"data order\"}}, got {raw!r}")
+    return dict(raw)
+
+
+def _defaults(raw: Any, source: str, presets: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+    """[defaults.cuda] / [defaults.cpu]: what `--preset auto` and `--group` mean on that device."""
+    _expect(isinstance(raw, dict) and all(isinstance(t, dict) for t in raw.values()),
+            f"{source}: [defaults] must hold one table per device kind ({', '.join(DEVICE_KINDS)})")
+    for kind, table in raw.items():
+        where = f"{source}: [defaults.{kind}]"
+        _expect(kind in DEVICE_KINDS, f"{where}: not a device kind{suggest(kind, DEVICE_KINDS)}; "
+                                      f"kinds: {', '.join(DEVICE_KINDS)}")
+        for key in table:
+            _expect(key in DEFAULT_KEYS, f"{where}: unknown key {key!r}{suggest(key, DEFAULT_KEYS)}; "
+                                         f"valid keys: {', '.join(sorted(DEFAULT_KEYS))}")
+        _expect("preset" not in table or table["preset"] in presets,
+                f"{where}: preset {table.get('preset')!r} is not one of the spec's [presets.NAME]"
+                f"{suggest(str(table.get('preset')), presets)}")
+        _expect("group" not in table or (type(table["group"]) is int and table["group"] > 0),
+                f"{where}: group must be a positive integer (seeds per train_many call), got {table.get('group')!r}")
+    return {kind: dict(table) for kind, table in raw.items()}
 
 
 def load_spec(path: str | Path | None = None) -> StudySpec:

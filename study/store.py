@@ -49,8 +49,6 @@ from study.experiment import GROUP_COLUMN, USER_RUN_COLUMNS
 from study.seeds import STREAMS, seed_columns
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
-
     from study.experiment import Outcome
 
 # Longer than any schema creation or migration takes, short enough that a stuck lock (a
@@ -110,10 +108,7 @@ def opening_lock(url: str):
 
 class RunStore:
     def __init__(self, results_dir: Path, study_name: str, identity: str, arm_names: tuple[str, ...],
-                 description: dict[str, Any], storage: str | None = None, direction: str = "maximize",
-                 layout: Callable[[list[optuna.trial.FrozenTrial]], tuple[pd.DataFrame, pd.DataFrame]] | None = None):
-        """`layout` turns the study's trials into (runs, epochs) tables: `user_tables` by default;
-        the built-in experiment passes its own (study.cifar.records.tables)."""
+                 description: dict[str, Any], storage: str | None = None, direction: str = "maximize"):
         self.results_dir = Path(results_dir)
         self.url = storage or default_storage(self.results_dir)
         try:  # a malformed URL is bad input: nothing created for it
@@ -126,7 +121,6 @@ class RunStore:
         except OSError as e:
             raise StoreError(f"cannot create the results directory {self.results_dir}: {e.strerror}") from None
         self.study_name, self.identity, self.direction = study_name, identity, direction
-        self.layout = layout or user_tables
         # Only `arm`: a trial without a parameter an older trial of the study had (`seed`) is
         # accepted by Optuna, so a study stored with both keeps resuming.
         self.distributions: dict[str, BaseDistribution] = {"arm": CategoricalDistribution(arm_names)}
@@ -228,7 +222,7 @@ class RunStore:
             raise
 
     def record_outcome(self, arm: str, seed: int, outcome: Outcome, attrs: dict[str, Any], metric: str) -> None:
-        """Store one run of a user experiment: the trial's value is the analysis metric, its
+        """Store one run: the trial's value is the analysis metric, its
         intermediate values that metric's per-epoch rows (when the experiment reports it)."""
         run = {"status": outcome.status, "metrics": outcome.metrics, "epochs": outcome.epochs,
                "diverged_epoch": outcome.diverged_epoch, "device": outcome.device, "threads": outcome.threads,
@@ -240,8 +234,8 @@ class RunStore:
         intermediate = {e["epoch"]: e[metric] for e in outcome.epochs
                         if metric in e and math.isfinite(e[metric])}
         complete = outcome.status == COMPLETE
-        # Each info fact also as a trial attribute of its own, as the built-in layout stored its
-        # (the report reads `data_source` there); seedwise's own attributes win a name they share.
+        # Each info fact also as a trial attribute of its own (the report reads `data_source`
+        # there); seedwise's own attributes win a name they share.
         self.add_run(complete, outcome.metrics[metric] if complete else None, arm, seed,
                      {**outcome.info, **run, **attrs}, intermediate, outcome.predictions)
 
@@ -259,7 +253,7 @@ class RunStore:
 
     def tables(self) -> tuple[pd.DataFrame, pd.DataFrame]:
         """Tidy tables: one row per run, one row per run-epoch. Failed runs are kept."""
-        return self.layout(sorted(self.trials(), key=lambda t: t.number))
+        return user_tables(sorted(self.trials(), key=lambda t: t.number))
 
     def export(self, tables: tuple[pd.DataFrame, pd.DataFrame] | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
         """Write runs.csv and epochs.csv (from `tables`, else freshly read); return them."""
@@ -306,7 +300,7 @@ def with_seed_columns(runs: list[dict[str, Any]], trials: list[optuna.trial.Froz
 
 
 def user_tables(trials: list[optuna.trial.FrozenTrial]) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """runs.csv / epochs.csv of a user experiment: its own metrics as columns, in the order the
+    """runs.csv / epochs.csv: the experiment's own metrics as columns, in the order the
     runs first returned them, then its `info` facts (one column each, in the same order),
     between the run's identity and its provenance. An `info` fact may fill a provenance column
     seedwise leaves to the experiment (`data_fingerprint`): it stays where that column is."""
@@ -325,8 +319,9 @@ def user_tables(trials: list[optuna.trial.FrozenTrial]) -> tuple[pd.DataFrame, p
         for row in ep:
             epoch_names.update(dict.fromkeys(k for k in row if k != "epoch"))
             epochs.append({"arm": a["arm"], "seed": a["seed"], **row})
-    # The group column only in studies that trained seeds together: others keep their columns.
-    grouped = [GROUP_COLUMN] if any(t.user_attrs.get("group") for t in trials) else []
+    # Every run records who trained with it (empty: alone): what analysis.stats.variance needs to take
+    # a CPU study's runs as bit-deterministic, and what the built-in layout always wrote.
+    grouped = [GROUP_COLUMN]
     info_columns = [k for k in info_names if k not in metric_names]
     columns = with_seed_columns(runs, trials, ["arm", "seed", "status", *metric_names, *info_columns,
                                                *USER_RUN_COLUMNS, *grouped])

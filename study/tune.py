@@ -38,7 +38,7 @@ from __future__ import annotations
 import argparse
 import sys
 import warnings
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from study.options import add_study_args
@@ -178,7 +178,6 @@ def prepare(args: argparse.Namespace, arm: str | None = None) -> Tuning:
     from optuna.trial import TrialState
 
     from analysis.contract import TUNING_KIND, default_storage, tuning_study_name
-    from study.experiment import experiment_of
     from study.run import run_timeout
     from study.search import TUNE_SEED_OFFSET, TrialSeededTPE, make_pruner, search_space
     from study.trials import open_tuning_study, tuning_identity
@@ -204,9 +203,9 @@ def prepare(args: argparse.Namespace, arm: str | None = None) -> Tuning:
     ranges = {**tune.ranges, **plan.spec.arm(arm).tune}  # [arms.X.tune] wins
     also = tuple(k.strip() for k in args.tune_also.split(",")) if args.tune_also else ()
     space = search_space(config, ranges, also)
-    experiment = plan.experiment or experiment_of(plan.spec)
+    experiment = plan.experiment
     # study.run's rule for --timeout / the spec's `timeout`, for the experiment the trials run
-    timeout = run_timeout(replace(plan, experiment=experiment), args.timeout)
+    timeout = run_timeout(plan, args.timeout)
     if args.storage is None:
         plan.results_dir.mkdir(parents=True, exist_ok=True)
     url = args.storage or default_storage(plan.results_dir)

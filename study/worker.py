@@ -1,8 +1,7 @@
 """What runs in a worker process (joblib/loky or a Dask worker): one task of the plan, never raising.
 
-`execute_user` runs one seed of a user experiment (study.experiment), `execute_many` a group of
-seeds in one `train_many` call; the built-in experiment's task is study.cifar.runner.execute.
-All return (arm, [(seed, outcome or failure dict)], "host:pid"), and the orchestrator in
+`execute_user` runs one seed of an experiment (study.experiment), `execute_many` a group of
+seeds in one `train_many` call (the built-in experiment's included). Both return (arm, [(seed, outcome or failure dict)], "host:pid"), and the orchestrator in
 study.run records them.
 """
 

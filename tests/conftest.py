@@ -11,6 +11,26 @@ from study.cifar.config import preset_config
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data" / "cifar10-jpeg.tar.gz"
 
 
+# The columns of runs.csv that the analysis and the paper read of a study of the built-in
+# experiment (what its own layout wrote before it ran through the user's contract).
+BUILTIN_RUN_COLUMNS = ["arm", "seed", "status", "test_acc", "val_acc", "train_acc", "train_loss", "epochs_run",
+                       "diverged_epoch", "n_bn", "bn_layers", "lr_final", "wall_time_s", "device", "precision",
+                       "threads", "group", "config_hash", "init_hash", "data_fingerprint", "git_commit",
+                       "trial_number", "error"]
+
+
+def builtin_spec(data: dict) -> dict:
+    """A spec of the built-in experiment as data: `data` (name, arms, ...) over what the default
+    spec declares about its experiment (experiment, [base], [presets], [defaults], seed_streams,
+    the analysis metric); `data["analysis"]` adds to the default metric."""
+    import tomllib
+    from importlib import resources
+
+    default = tomllib.loads(resources.files("study.specs").joinpath("notebook_ablation.toml").read_text())
+    out = {k: default[k] for k in ("experiment", "base", "presets", "defaults", "seed_streams")}
+    return {**out, **data, "analysis": {"metric": "test_acc", **data.get("analysis", {})}}
+
+
 def data_source() -> str | None:
     src = os.environ.get("SEEDWISE_DATA") or (str(SHARED) if SHARED.exists() else None)
     return src if src and Path(src).exists() else None

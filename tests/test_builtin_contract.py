@@ -7,12 +7,12 @@ import math
 
 import numpy as np
 import pytest
+from conftest import BUILTIN_RUN_COLUMNS as RUN_COLUMNS
 
 from analysis.contract import COMPLETE
 from study import run_study
 from study.cifar import experiment
 from study.cifar.config import apply_overrides, preset_config
-from study.cifar.records import RUN_COLUMNS
 from study.cifar.train import train_one
 
 TINY = {"width": 8, "train_size": 300, "val_size": 200, "test_size": 500, "epochs": 2, "step_size": 1,

@@ -1,4 +1,5 @@
 import pytest
+from conftest import builtin_spec
 
 from study.cifar.config import Config, apply_overrides, preset_config
 from study.params import ConfigError, parse_assignment
@@ -61,17 +62,48 @@ def test_presets_and_config_hash():
 def test_default_spec_has_the_notebook_arms():
     spec = load_spec()
     assert {"baseline", "no_scheduler", "no_bn", "notebook_no_bn", "alternating_bn"} <= set(spec.arm_names)
-    assert spec.config("notebook_no_bn", "full").bn_layers == (4,)
-    assert spec.config("no_bn", "full").bn_layers == ()
-    assert spec.config("no_scheduler", "full").scheduler == "none"
-    assert spec.config("baseline", "full") == Config()
+    assert spec.config("notebook_no_bn", "full")["bn"] == [4]
+    assert spec.config("no_bn", "full")["bn"] == "none"
+    assert spec.config("no_scheduler", "full")["scheduler"] == "none"
+    assert spec.config("baseline", "full") == Config().to_dict()
     assert spec.analysis.baseline == "baseline" and spec.analysis.margin == 0.5
 
 
+def test_the_default_spec_declares_the_builtin_experiment_and_its_config_as_any_spec_does():
+    """[base] is the built-in Config's defaults, key for key and value for value (with their types:
+    0.0 is not 0 in a config's hash), and the experiment is named, not implied."""
+    spec = load_spec()
+    assert spec.experiment == "study.cifar.experiment:train"
+    defaults = Config().to_dict()
+    assert list(spec.base) == list(defaults)
+    assert all(spec.base[k] == v and type(spec.base[k]) is type(v) for k, v in defaults.items())
+    assert spec.default("preset", True) == "full" and spec.default("preset", False) == "quick"
+    assert spec.default("group", True) == 8 and spec.default("group", False) is None
+    # the experiment's own check_config validates what [base]'s types cannot say
+    with pytest.raises(SpecError, match="conv indices in 1-7"):
+        spec.config("baseline", None, {"bn": [9]})
+    with pytest.raises(SpecError, match="`lr` must be a number > 0"):
+        spec.config("baseline", None, {"lr": -1.0})
+
+
+def test_a_spec_without_an_experiment_says_how_to_name_one():
+    with pytest.raises(SpecError, match='must name its experiment.*study.cifar.experiment:train'):
+        parse_spec({"name": "t", "arms": ARMS, "analysis": {"metric": "test_acc"}})
+
+
+def test_defaults_per_device_are_checked():
+    with pytest.raises(SpecError, match=r"\[defaults.gpu\]: not a device kind.*did you mean 'cpu'"):
+        parse_spec(builtin_spec({"name": "t", "arms": ARMS, "defaults": {"gpu": {"preset": "quick"}}}))
+    with pytest.raises(SpecError, match=r"preset 'quik' is not one of the spec's \[presets.NAME\].*did you mean 'quick'"):
+        parse_spec(builtin_spec({"name": "t", "arms": ARMS, "defaults": {"cpu": {"preset": "quik"}}}))
+    with pytest.raises(SpecError, match="group must be a positive integer"):
+        parse_spec(builtin_spec({"name": "t", "arms": ARMS, "defaults": {"cuda": {"group": 0}}}))
+
+
 def test_set_overrides_base_but_not_arm_overrides():
-    spec = parse_spec({"name": "t", "arms": ARMS})
-    assert spec.config("no_bn", "smoke", {"epochs": 4, "bn": "all"}).bn_layers == ()
-    assert spec.config("baseline", "smoke", {"epochs": 4}).epochs == 4
+    spec = parse_spec(builtin_spec({"name": "t", "arms": ARMS}))
+    assert spec.config("no_bn", "smoke", {"epochs": 4, "bn": "all"})["bn"] == "none"
+    assert spec.config("baseline", "smoke", {"epochs": 4})["epochs"] == 4
 
 
 @pytest.mark.parametrize(("data", "message"), [
@@ -82,17 +114,16 @@ def test_set_overrides_base_but_not_arm_overrides():
     ({"name": "t", "arms": ARMS, "seeds": 0}, "`seeds` must be an integer > 0"),
     ({"name": "t", "arms": ARMS, "analysis": {"baseline": "basline"}}, "baseline 'basline' is not an arm.*did you mean 'baseline'"),
     ({"name": "t", "arms": ARMS, "analysis": {"alpa": 0.1}}, "unknown key 'alpa' in \\[analysis\\]"),
-    ({"name": "t", "arms": ARMS, "analysis": {"metric": "loss"}}, "metric must be one of test_acc, val_acc"),
     ({"name": "", "arms": ARMS}, "`name` must be a non-empty string"),
     ({"name": "t", "arms": ARMS, "base": {"lr": "x"}}, r"`lr` must be a number"),
 ])
 def test_spec_errors_list_valid_choices(data, message):
     with pytest.raises(SpecError, match=message):
-        parse_spec(data)
+        parse_spec(builtin_spec(data))
 
 
 def test_arm_selection():
-    spec = parse_spec({"name": "t", "arms": ARMS})
+    spec = parse_spec(builtin_spec({"name": "t", "arms": ARMS}))
     assert spec.select("no_bn,baseline") == ("baseline", "no_bn")
     with pytest.raises(SpecError, match="unknown arm 'no_nb'.*did you mean 'no_bn'.*arms in"):
         spec.select("no_nb")
@@ -110,7 +141,7 @@ def test_spec_file_errors(tmp_path):
 
 
 def test_identity_changes_with_what_is_trained():
-    spec = parse_spec({"name": "t", "arms": ARMS})
+    spec = parse_spec(builtin_spec({"name": "t", "arms": ARMS}))
     assert spec.identity("smoke") == spec.identity("smoke")
     assert spec.identity("smoke") != spec.identity("quick")
     assert spec.identity("smoke") != spec.identity("smoke", {"epochs": 3})
@@ -158,12 +189,14 @@ def test_a_user_spec_declares_presets_layered_over_its_base_and_under_set_and_ar
 def test_the_builtin_sizes_are_the_default_specs_presets_and_a_builtin_spec_may_declare_its_own():
     default = load_spec()
     assert set(default.presets) == {"full", "quick", "smoke"}
-    assert default.config("baseline", "quick") == preset_config("quick")
-    # a spec of the built-in experiment without [presets] has the default spec's; with them, its own
-    assert parse_spec({"name": "t", "arms": ARMS}).presets == default.presets
-    own = parse_spec({"name": "t", "arms": ARMS, "presets": {"tiny": {"width": 4, "epochs": 1}}})
-    assert own.config("no_bn", "tiny").width == 4 and own.config("no_bn", "tiny").bn_layers == ()
+    assert default.config("baseline", "quick") == preset_config("quick").to_dict()
+    # a spec of the built-in experiment declares its presets as any spec does: none, or its own
+    bare = {k: v for k, v in builtin_spec({"name": "t", "arms": ARMS}).items() if k not in ("presets", "defaults")}
+    assert parse_spec(bare).presets == {}
+    own = parse_spec({**builtin_spec({"name": "t", "arms": ARMS}), "presets": {"tiny": {"width": 4, "epochs": 1}},
+                      "defaults": {}})
+    assert own.config("no_bn", "tiny")["width"] == 4 and own.config("no_bn", "tiny")["bn"] == "none"
     with pytest.raises(SpecError, match="unknown preset 'quick'.*its presets: tiny"):
         own.config("baseline", "quick")
     with pytest.raises(SpecError, match=r"\[presets\] must hold one table per preset"):
-        parse_spec({"name": "t", "arms": ARMS, "presets": {"tiny": 3}})
+        parse_spec({**builtin_spec({"name": "t", "arms": ARMS}), "presets": {"tiny": 3}, "defaults": {}})

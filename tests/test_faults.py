@@ -114,16 +114,17 @@ def test_read_only_results_directory_is_one_line_and_exit_2(small_disk, tmp_path
 
 def test_a_run_that_cannot_be_stored_leaves_no_orphan_predictions(tmp_path, monkeypatch):
     """The database refuses the trial after its predictions were written: the file goes too."""
-    from study.cifar.records import record_run
-    from study.cifar.train import RunResult
+    from study.experiment import Outcome
     from study.spec import load_spec
     from study.store import RunStore
 
     spec = load_spec()
     store = RunStore(tmp_path / STUDY, STUDY, spec.identity("smoke"), spec.arm_names, {})
-    result = RunResult(status="complete", epochs=(), test_acc=50.0, val_acc=50.0, diverged_epoch=None,
-                       test_predictions=np.zeros(1000, np.uint8), streams={}, init_hash="x", bn_layers=(),
-                       n_bn=0, device="cpu", precision="fp32", threads=1, wall_time_s=1.0)
+    result = Outcome(status="complete", metrics={"test_acc": 50.0, "val_acc": 50.0},
+                     predictions=np.zeros(1000, np.uint8), wall_time_s=1.0)
+
+    def record_run(store, arm, seed, outcome, attrs):
+        store.record_outcome(arm, seed, outcome, attrs, "test_acc")
 
     def database_gone(trial):
         raise RuntimeError("database is locked")

@@ -9,7 +9,6 @@ import torch
 from study.cifar.config import apply_overrides
 from study.cifar.experiment import train_seeds
 from study.cifar.group import train_group
-from study.cifar.runner import execute
 from study.cifar.train import train_one
 from study.run import groups_of
 from study.worker import failure
@@ -139,7 +138,6 @@ def test_a_group_out_of_gpu_memory_is_split_until_it_fits(synthetic_cifar, fp32,
 
 def test_out_of_memory_for_one_seed_is_that_runs_recorded_failure(synthetic_cifar, fp32, monkeypatch, tmp_path):
     import study.cifar.group
-    import study.cifar.runner
     import study.cifar.train
 
     def no_memory(*args, **kwargs):
@@ -147,11 +145,10 @@ def test_out_of_memory_for_one_seed_is_that_runs_recorded_failure(synthetic_cifa
 
     monkeypatch.setattr(study.cifar.group, "train_group", no_memory)
     monkeypatch.setattr(study.cifar.train, "train_one", no_memory)
-    monkeypatch.setitem(study.cifar.runner._DATA, "cache", synthetic_cifar)
-    arm, outcomes, _ = execute("baseline", [0, 1], dataclasses.replace(fp32, epochs=1), "cache", "cpu", 1, 0,
-                               False)
-    assert arm == "baseline" and [s for s, _ in outcomes] == [0, 1]
-    for _, failed in outcomes:  # the group was split; each seed alone still ran out of memory
+    results = train_seeds(dataclasses.replace(fp32, epochs=1), [0, 1], synthetic_cifar, "cpu", False,
+                          lambda seed, rec: None)
+    assert len(results) == 2 and all(isinstance(r, torch.cuda.OutOfMemoryError) for r in results)
+    for failed in map(failure, results):  # the group was split; each seed alone still ran out of memory
         assert failed["error"].startswith("OutOfMemoryError: CUDA out of memory")
         assert "lower --jobs" in failed["error"] and "Traceback" in failed["traceback"]
 

@@ -194,11 +194,13 @@ def test_seed_streams_are_validated_in_the_spec():
 
     spec = {"name": "s", "experiment": "m:f", "base": {"lr": 0.1}, "arms": {"baseline": {}},
             "analysis": {"metric": "acc", "direction": "maximize"}}
-    assert parse_spec({**spec, "seed_streams": ["order", "init"]}).seed_streams == ("order", "init")
+    assert list(parse_spec({**spec, "seed_streams": ["init", "order"]}).seed_streams) == ["order", "init"]
+    own = parse_spec({**spec, "seed_streams": {"augment": "flips"}}).seed_streams  # in the experiment's words
+    assert dict(own) == {"augment": "flips"}
     with pytest.raises(SpecError, match="seed_streams"):
         parse_spec({**spec, "seed_streams": ["shuffle"]})
-    with pytest.raises(SpecError, match="seed_streams"):  # the built-in declares its own
-        parse_spec({"name": "s", "arms": {"baseline": {}}, "seed_streams": ["order"]})
+    with pytest.raises(SpecError, match="seed_streams"):  # a stream's words must say something
+        parse_spec({**spec, "seed_streams": {"order": " "}})
 
 
 def test_curves_draw_what_the_runs_reported(declared):

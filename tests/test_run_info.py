@@ -124,10 +124,10 @@ def test_the_builtin_experiment_through_the_user_path_writes_the_builtin_layout(
     built-in runs.csv is there, its facts and numbers equal, run by run."""
     import json
 
+    from conftest import BUILTIN_RUN_COLUMNS as RUN_COLUMNS
     from conftest import data_source
 
     from study.cifar.config import preset_config
-    from study.cifar.records import RUN_COLUMNS
 
     src = data_source()
     if src is None:

@@ -191,3 +191,83 @@ def test_migration_records_the_builtin_seed_streams_once_and_leaves_user_studies
 def test_the_committed_builtin_studies_declare_their_seed_streams():
     for meta in QUICK.parent.glob("*/study.json"):
         assert "seed_streams" in json.loads(meta.read_text()), meta
+
+
+def old_builtin_study(folder: Path) -> tuple[dict, str]:
+    """A study of the built-in experiment as its own runner stored it before the experiment was
+    named: metrics as attributes of their own, a study.json without `experiment`."""
+    from analysis.contract import stable_hash
+    from study.spec import load_spec
+
+    spec = load_spec()
+    arms = {a: {"description": "", "overrides": {}, "config": spec.config(a, "smoke")} for a in spec.arm_names}
+    identity = stable_hash({"preset": "smoke", "arms": {a: d["config"] for a, d in arms.items()},
+                            "analysis": spec.analysis.identity_blob()})
+    meta = {"study": "old", "identity": identity, "preset": "smoke", "analysis": spec.analysis.declared(),
+            "arms": arms, "set": {}, "storage": f"sqlite:///{folder / 'study.db'}"}
+    store = RunStore(folder, "old", identity, spec.arm_names, meta)
+    for arm, seed, acc in (("baseline", 0, 41.5), ("no_bn", 0, 37.25), ("baseline", 1, 40.0)):
+        epochs = [{"epoch": 1, "lr": 0.1, "train_loss": 2.0, "train_acc": 20.0, "val_acc": 30.0, "test_acc": None,
+                   "train_seconds": 1.0},
+                  {"epoch": 2, "lr": 0.05, "train_loss": 1.5, "train_acc": 35.5, "val_acc": acc - 1, "test_acc": acc,
+                   "train_seconds": 1.0}]
+        store.add_run(True, acc, arm, seed, {"status": "complete", "test_acc": acc, "val_acc": acc - 1, "epochs": epochs,
+                                             "n_bn": 6 if arm == "baseline" else 0, "bn_layers": [1, 2] if arm == "baseline" else [],
+                                             "init_hash": f"h{seed}", "precision": "fp32", "data_fingerprint": "fp",
+                                             "data_source": "CIFAR-10", "config_hash": "c", "wall_time_s": 2.0,
+                                             "device": "cpu", "threads": 1, "group": [seed]}, {1: 30.0}, None)
+    store.record_failure("no_bn", 1, "RuntimeError: boom", "trace", {})
+    (folder / "study.json").write_text(json.dumps(meta, indent=2) + "\n")
+    return meta, identity
+
+
+def test_a_builtin_study_of_the_old_layout_is_refused_then_migrated_once_with_every_number_kept(tmp_path):
+    from study import run_study
+    from study.migrate import contract_layout
+    from study.plan import UsageError
+    from study.spec import load_spec
+
+    folder = tmp_path / "old"
+    _, before = old_builtin_study(folder)
+    with pytest.raises(UsageError, match="old layout.*python -m study.migrate"):
+        run_study(None, preset="smoke", seeds=2, arms=["baseline", "no_bn"], study="old", results=tmp_path,
+                  dry_run=True)
+    url = f"sqlite:///{folder / 'study.db'}"
+    assert contract_layout(folder, url, "old", dry_run=True).trials == 4
+    assert "experiment" not in json.loads((folder / "study.json").read_text())  # a dry run changes nothing
+    done = contract_layout(folder, url, "old")
+    assert done.trials == 4 and done.identity[0] == before
+    assert contract_layout(folder, url, "old") is None  # once
+    meta = json.loads((folder / "study.json").read_text())
+    spec = load_spec()
+    assert meta["identity"] == done.identity[1] == spec.identity("smoke")  # what a resume computes
+    assert meta["experiment"] == "study.cifar.experiment:train"
+    import pandas as pd
+
+    runs = pd.read_csv(folder / "runs.csv").set_index(["arm", "seed"])
+    assert runs.loc[("baseline", 0), "test_acc"] == 41.5 and runs.loc[("no_bn", 0), "val_acc"] == 36.25
+    assert runs.loc[("baseline", 1), "train_acc"] == 35.5 and runs.loc[("baseline", 1), "lr_final"] == 0.05
+    assert runs.loc[("baseline", 0), "bn_layers"] == "1 2" and runs.loc[("no_bn", 0), "n_bn"] == 0
+    assert runs.loc[("no_bn", 1), "status"] == "failed" and runs.loc[("no_bn", 1), "error"] == "RuntimeError: boom"
+    assert set(runs["data_fingerprint"].dropna()) == {"fp"} and set(runs["init_hash"].dropna()) == {"h0", "h1"}
+    epochs = pd.read_csv(folder / "epochs.csv")
+    assert len(epochs) == 6 and epochs["test_acc"].notna().sum() == 3  # not measured stays empty
+    store = RunStore(folder, "old", spec.identity("smoke"), spec.arm_names, {})
+    assert store.done() == {("baseline", 0), ("no_bn", 0), ("baseline", 1)}  # the failure is retried
+    # a resume finds every finished run done: only the failed one is to do
+    res = run_study(None, preset="smoke", seeds=2, arms=["baseline", "no_bn"], study="old", results=tmp_path,
+                    dry_run=True)
+    assert res.exit_code == 0
+
+
+def test_the_committed_builtin_studies_are_in_the_contracts_layout_under_their_specs_identity():
+    from study.migrate import old_layout
+    from study.spec import load_spec
+
+    for path in sorted(QUICK.parent.glob("*/study.json")):
+        meta = json.loads(path.read_text())
+        assert not old_layout(meta) and meta["experiment"] == "study.cifar.experiment:train", path
+        source = meta["spec_source"]
+        spec = load_spec(None if source.startswith("the default spec") else QUICK.parents[1] / source)
+        if "variance" not in path.parent.name and "sequential" not in path.parent.name:
+            assert spec.identity(meta["preset"], meta["set"]) == meta["identity"], path

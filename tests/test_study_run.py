@@ -53,7 +53,7 @@ def test_smoke_study_end_to_end_and_resume(tmp_path):
     trials = store.trials()
     assert len(trials) == 10
     t = trials[0]
-    assert t.params == {"arm": t.user_attrs["arm"]} and t.value == pytest.approx(t.user_attrs["test_acc"])
+    assert t.params == {"arm": t.user_attrs["arm"]} and t.value == pytest.approx(t.user_attrs["metrics"]["test_acc"])
     assert sorted(t.intermediate_values) == [1, 2]
     preds = store.predictions(t)
     assert preds.shape == (1000,) and preds.dtype == np.uint8
@@ -129,7 +129,7 @@ def test_a_failing_run_is_recorded_and_the_study_goes_on(tmp_path):
 def test_seeds_trained_together_are_recorded_as_a_group(tmp_path):
     res = run_cli("--seeds", "2", "--arms", "baseline", "--group", "2", tmp_path=tmp_path)
     assert res.returncode == 0, res.stderr
-    assert "up to 2 seed(s) per step" in res.stderr
+    assert "up to 2 seed(s) per train_many call" in res.stderr
     runs = pd.read_csv(tmp_path / "notebook-ablation-smoke" / "runs.csv")
     assert runs["group"].tolist() == ["0 1", "0 1"] and set(runs["status"]) == {"complete"}
     assert runs["init_hash"].nunique() == 2

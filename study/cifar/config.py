@@ -18,10 +18,6 @@ from study.params import ConfigError, suggest
 from study.seeds import PER_SEED_SPLIT, stream_seed
 
 N_CONVS = 7  # the notebook's ConvNet has seven convolutions
-# Seeds per vmapped step on CUDA: 8 models x batch 100 is ~1.5 GB of bf16 activations at full
-# width, far below one GPU's memory, and the default study's 5 seeds per arm fit in one group.
-CUDA_GROUP = 8
-GAMMA_RANGE = (0.1, 0.9)  # StepLR's gamma, when tuned (study.tune --tune-gamma)
 BN_NAMED = {
     "all": (1, 2, 3, 4, 5, 6),  # the notebook's baseline: BN after every conv but the last
     "none": (),
@@ -162,10 +158,12 @@ def apply_overrides(config: Config, overrides: Mapping[str, Any], *, where: str 
 
 def preset_config(preset: str) -> Config:
     """The default Config at one of the built-in sizes (the default spec's [presets.NAME])."""
-    # The spec owns the presets; imported here because study.spec imports this module.
-    from study.spec import builtin_presets
+    # The spec owns [base] and the presets; imported here, not at the top: study.spec's default
+    # spec names study.cifar.experiment, which imports this module.
+    from study.spec import load_spec
 
-    presets = builtin_presets()
-    if preset not in presets:
-        raise ConfigError(f"unknown preset {preset!r}{suggest(preset, presets)}; valid presets: {', '.join(presets)}")
-    return apply_overrides(Config(), presets[preset], where=f"preset {preset!r}")
+    spec = load_spec()
+    if preset not in spec.presets:
+        raise ConfigError(f"unknown preset {preset!r}{suggest(preset, spec.presets)}; "
+                          f"valid presets: {', '.join(spec.presets)}")
+    return apply_overrides(Config(), {**spec.base, **spec.presets[preset]}, where=f"preset {preset!r}")

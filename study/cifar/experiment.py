@@ -68,6 +68,19 @@ def as_config(config: Mapping[str, Any] | Config) -> Config:
     return config if isinstance(config, Config) else apply_overrides(Config(), config, where="the arm's config")
 
 
+def prepare() -> None:
+    """The contract's optional once-per-study step: decode CIFAR-10 (or read its cache) in the
+    runner's process, so a bad --data is one line before any run, and the workers each read
+    the cache rather than decoding it together."""
+    dataset()
+
+
+def check_config(config: Mapping[str, Any]) -> None:
+    """The contract's optional config check (docs/experiments.md): `Config` validates every
+    value (a bad one raises ConfigError naming the key); `bn` may be a name or a list of convs."""
+    as_config(config)
+
+
 def train(config: Mapping[str, Any], seed: int, *, report: Callable[..., None] | None = None,
           device: str | None = None, evaluate_test: bool = True) -> dict[str, Any]:
     """One seed on its plain model (the reference path)."""
@@ -90,9 +103,16 @@ def train_many(config: Mapping[str, Any], seeds: Sequence[int], *, report: Calla
         if report is not None:
             report(seed, rec.epoch, **epoch_row(rec))
 
-    results = train_seeds(cfg, list(seeds), data, device or "cpu", False, on_epoch, score_test=evaluate_test)
+    from study.experiment import COMPILE_ENV
+
+    compile = os.environ.get(COMPILE_ENV) == "1"  # --compile
+    results = train_seeds(cfg, list(seeds), data, device or "cpu", compile, on_epoch, score_test=evaluate_test)
+    for seed, r in zip(seeds, results, strict=True):  # the engine reports live epochs only:
+        if report is not None and not isinstance(r, Exception) and r.status != "complete" and r.epochs:
+            report(seed, r.epochs[-1].epoch, **epoch_row(r.epochs[-1]))  # the diverged one's row too
     # Without the test set (tuning), no labels either: the test tensors are never read.
-    labels = data.test_y[test_indices(cfg, len(data.test_y))].numpy().astype("int64") if evaluate_test else None
+    labels = (data.test_y[test_indices(cfg, len(data.test_y))].numpy().astype("uint8")  # as test_labels.npy has them
+              if evaluate_test else None)
     return [r if isinstance(r, Exception) else as_returned(r, labels, data) for r in results]
 
 
@@ -117,10 +137,10 @@ def as_returned(result: RunResult, labels, data: Cifar10) -> dict[str, Any]:
                    "precision": result.precision, "data_fingerprint": data.fingerprint,
                    "data_source": data.source}
     if result.status != "complete":
-        out["train_loss"] = math.nan  # diverged: a non-finite metric, as the contract says
+        # diverged: non-finite metrics, as the contract says (the accuracies were never scored)
+        out.update({k: math.nan for k in ("train_loss", "test_acc", "val_acc") if k not in out or k == "train_loss"})
         return out
-    return {**out, "predictions": result.test_predictions.astype("int64") if result.test_predictions is not None
-            else None, "labels": labels}
+    return {**out, "predictions": result.test_predictions, "labels": labels}
 
 
 def train_seeds(config: Config, seeds: list[int], data: Cifar10, device: str, compile: bool, on_epoch,
