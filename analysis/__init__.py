@@ -27,9 +27,12 @@ seam `analysis.contract`, which `study` imports, must not pull in scipy and stat
 
 from __future__ import annotations
 
-import importlib
 import sys
-import types
+
+# By name: importing the submodule analysis.types binds `types` in this namespace.
+from types import ModuleType
+
+from analysis._lazy import lazy_exports
 
 # public name -> the submodule that defines it
 _EXPORTS = {
@@ -45,25 +48,20 @@ _EXPORTS = {
 __all__ = sorted(_EXPORTS)
 
 
-def __getattr__(name: str):
-    if name not in _EXPORTS:
-        raise AttributeError(f"module 'analysis' has no attribute {name!r}")
-    value = getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)
-    globals()[name] = value  # looked up once
-    return value
+__getattr__ = lazy_exports(__name__, _EXPORTS)
 
 
 def __dir__() -> list[str]:
     return sorted({*globals(), *_EXPORTS})
 
 
-class _Package(types.ModuleType):
+class _Package(ModuleType):
     """`compare` is both an exported function and a submodule (the command line). Importing a
     submodule binds it onto its package under its own name, which would turn a later
     `from analysis import compare` into the module: an exported name keeps its function."""
 
     def __setattr__(self, name: str, value) -> None:
-        if name in _EXPORTS and isinstance(value, types.ModuleType):
+        if name in _EXPORTS and isinstance(value, ModuleType):
             return
         super().__setattr__(name, value)
 

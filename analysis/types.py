@@ -19,9 +19,10 @@ importing this module costs nothing (`Family` and `StudyData` need pandas).
 
 from __future__ import annotations
 
-import importlib
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
+
+from analysis._lazy import lazy_exports
 
 if TYPE_CHECKING:
     from analysis.load import StudyData
@@ -45,10 +46,7 @@ __all__ = ["ArmSummary", "Comparison", "EffectSize", "Equivalence", "Family", "I
            "TestResult", "Verdict", "VerdictLabel"]
 
 
-def __getattr__(name: str):
-    if name not in _ELSEWHERE:
-        raise AttributeError(f"module 'analysis.types' has no attribute {name!r}")
-    return getattr(importlib.import_module(f"analysis.{_ELSEWHERE[name]}"), name)
+__getattr__ = lazy_exports(__name__, _ELSEWHERE)
 
 
 @dataclass(frozen=True)

@@ -94,17 +94,23 @@ def storage_of(target: str) -> str:
     return url
 
 
-def seed_to_attribute(storage_url: str, study_name: str, *, dry_run: bool = False) -> SeedMigration:
-    """Delete the `seed` trial parameters of ablation study `study_name` (see the module doc)."""
+def _open(storage_url: str, study_name: str):
+    """The RDB storage at `storage_url` and its study `study_name` (MigrationError if absent)."""
     import optuna  # here, not at import: `--help` answers without optuna and SQLAlchemy
-    import sqlalchemy as sa
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     storage = optuna.storages.RDBStorage(storage_url)
     try:
-        study = optuna.load_study(study_name=study_name, storage=storage)
+        return storage, optuna.load_study(study_name=study_name, storage=storage)
     except KeyError:
         raise MigrationError(f"no study {study_name!r} in {redact(storage_url)}") from None
+
+
+def seed_to_attribute(storage_url: str, study_name: str, *, dry_run: bool = False) -> SeedMigration:
+    """Delete the `seed` trial parameters of ablation study `study_name` (see the module doc)."""
+    import sqlalchemy as sa
+
+    storage, study = _open(storage_url, study_name)
     kind = study.user_attrs.get("kind")
     if kind != ABLATION_KIND:
         raise MigrationError(f"study {study_name!r} is {kind!r}, not a seedwise ablation "
@@ -208,12 +214,7 @@ def contract_layout(folder: Path, storage_url: str | None, study_name: str, *,
             meta.update(identity=after, experiment=BUILTIN_EXPERIMENT)
             path.write_text(json.dumps(meta, indent=2) + "\n")
         return LayoutMigration(study_name, 0, (before, after))
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    storage = optuna.storages.RDBStorage(storage_url)
-    try:
-        study = optuna.load_study(study_name=study_name, storage=storage)
-    except KeyError:
-        raise MigrationError(f"no study {study_name!r} in {redact(storage_url)}") from None
+    storage, study = _open(storage_url, study_name)
     if study.user_attrs.get("identity") not in (before, after):
         raise MigrationError(f"study {study_name!r}: stored identity {study.user_attrs.get('identity')} is "
                              f"neither {before} nor {after}; left as it is")

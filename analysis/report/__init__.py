@@ -11,7 +11,7 @@ matplotlib.
 
 from __future__ import annotations
 
-import importlib
+from analysis._lazy import lazy_exports
 
 # public name -> the module of this package that defines it
 _EXPORTS = {
@@ -24,7 +24,4 @@ _EXPORTS = {
 __all__ = sorted(_EXPORTS)
 
 
-def __getattr__(name: str):
-    if name not in _EXPORTS:
-        raise AttributeError(f"module 'analysis.report' has no attribute {name!r}")
-    return getattr(importlib.import_module(f"analysis.report.{_EXPORTS[name]}"), name)
+__getattr__ = lazy_exports(__name__, {name: f"report.{module}" for name, module in _EXPORTS.items()})
