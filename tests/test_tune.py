@@ -23,9 +23,9 @@ from study import tune
 from study.cifar import experiment as cifar_experiment
 from study.cifar.config import apply_overrides, preset_config
 from study.cifar.train import train_one
-from study.experiment import DEFAULT_EXPERIMENT, Experiment
+from study.experiment import Experiment
 from study.plan import UsageError
-from study.spec import load_spec
+from study.spec import BUILTIN_EXPERIMENT, load_spec
 
 needs_cifar = pytest.mark.skipif(data_source() is None, reason="no CIFAR-10 source (set SEEDWISE_DATA)")
 
@@ -60,7 +60,7 @@ def no_test_set(synthetic_cifar):
     cifar_experiment.use_source()  # forget the installed data: later tests load their own
 
 
-BUILTIN = Experiment(reference=DEFAULT_EXPERIMENT)
+BUILTIN = Experiment(reference=BUILTIN_EXPERIMENT)
 
 
 def builtin_objective(config, space, **options):
@@ -314,7 +314,7 @@ def test_the_builtin_study_is_tuned_and_raced_through_its_contract(tmp_path):
     experiment called like any module (its test metric never the objective)."""
     for flags in (["--race", "--budget", "1"], ["--trials", "1"]):
         tuning = tune.prepare(tune.parse_args([*TINY_ARGS, "--results", str(tmp_path), *flags]))
-        assert tuning.experiment.reference == DEFAULT_EXPERIMENT and tuning.objective == "val_acc"
+        assert tuning.experiment.reference == BUILTIN_EXPERIMENT and tuning.objective == "val_acc"
         assert tuning.test_metric == "test_acc" and set(tuning.space) == {"lr", "step_size"}
     assert tuning.name.endswith("-tune-baseline") and tuning.config["epochs"] == 2
     also = tune.prepare(tune.parse_args([*TINY_ARGS, "--results", str(tmp_path), "--study", "g", "--trials", "1",
