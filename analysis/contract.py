@@ -98,11 +98,12 @@ FAILURE_POPULATIONS = ("all", "learned")
 # Columns that hold names, read as the text written: an arm, task or metric called "None",
 # "NA", "null" or "nan" is a name TOML allows, which pandas would otherwise read as missing.
 NAME_COLUMNS = ("arm", "baseline", "metric", "task")
-# Columns of text facts about a run (hashes, the layer list, the precision; the built-in
-# experiment returns several as `info`): read as text, so a hash of digits or one layer index
-# stays the text written, while an empty cell (a failed run) stays missing.
+# Columns of text facts about a run (hashes, the layer list, the precision, the seeds trained
+# with it in one step; the built-in experiment returns several as `info`): read as text, so a
+# hash of digits or one layer index stays the text written, while an empty cell (a failed run,
+# a run trained alone) stays missing.
 TEXT_COLUMNS = ("init_hash", "bn_layers", "precision", "data_fingerprint", "data_source", "config_hash",
-                "git_commit", "code_hash", "user_git_commit")
+                "git_commit", "code_hash", "user_git_commit", "group")
 
 
 # study.json "text_columns": the runs.csv columns that hold text pandas would read back as

@@ -53,6 +53,8 @@ def toml_value(v: Any) -> str:
         return json.dumps(v)  # a JSON string is a valid TOML basic string
     if isinstance(v, (list, tuple)):
         return "[" + ", ".join(toml_value(x) for x in v) + "]"
+    if isinstance(v, Mapping):  # an inline table
+        return "{" + ", ".join(f"{json.dumps(str(k))} = {toml_value(x)}" for k, x in v.items()) + "}"
     raise TypeError(f"cannot write {type(v).__name__} to a spec")
 
 
@@ -68,8 +70,14 @@ def _spec_head(spec: StudySpec, name: str, description: str, seeds: int, baselin
         lines += [f"experiment = {toml_value(spec.experiment)}" if spec.experiment
                   else f"command = {toml_value(spec.command)}", f"folder = {toml_value(spec.folder or '.')}"]
     lines += [f"name = {toml_value(name)}", f"description = {toml_value(description)}",
-              f"seeds = {seeds}", "first_seed = 0", "", "[base]"]
-    lines += [f"{json.dumps(k)} = {toml_value(v)}" for k, v in spec.base.items()]
+              f"seeds = {seeds}", "first_seed = 0"]
+    lines += [f"seed_streams = {toml_value(dict(spec.seed_streams))}"] if spec.seed_streams else []
+    lines += [f"timeout = {toml_value(float(spec.timeout))}"] if spec.timeout is not None else []
+    lines += ["", "[base]"] + [f"{json.dumps(k)} = {toml_value(v)}" for k, v in spec.base.items()]
+    # the original's sizes and device defaults: --preset means the same in the generated spec
+    for table, entries in (("defaults", spec.defaults), ("presets", spec.presets)):
+        for key, values in entries.items():
+            lines += ["", f"[{table}.{json.dumps(key)}]"] + [f"{json.dumps(k)} = {toml_value(v)}" for k, v in values.items()]
     a = spec.analysis
     lines += ["", "[analysis]", f"metric = {toml_value(a.metric)}", f"baseline = {toml_value(baseline)}",
               f"alpha = {toml_value(float(a.alpha))}", f"margin = {toml_value(float(a.margin))}"]

@@ -29,7 +29,7 @@ def test_workers_on_one_postgres_study_train_each_run_once(tmp_path):
              for _ in range(2)]
     outs = [p.communicate(timeout=300) for p in procs]
     assert [p.returncode for p in procs] == [0, 0], [o[1][-1500:] for o in outs]
-    assert sum(o[1].count(": test ") for o in outs) == 15  # 5 arms x 3 seeds, each trained once
+    assert sum(o[1].count(": test_acc ") for o in outs) == 15  # 5 arms x 3 seeds, each trained once
     assert all("postgres@" in o[1] for o in outs)  # the storage is named (user, no password)
     import optuna
 

@@ -5,6 +5,7 @@ import pytest
 import torch
 
 from study.cifar.config import apply_overrides
+from study.cifar.experiment import as_config
 from study.cifar.model import build_model, count_bn, init_model, weights_hash
 from study.cifar.train import make_optimizer, train_one
 from study.seeds import generator, stream_seed, stream_seeds
@@ -25,19 +26,19 @@ def metrics(epoch):
 @pytest.mark.parametrize(("arm", "expected"), [
     ("baseline", 6), ("no_scheduler", 6), ("no_bn", 0), ("notebook_no_bn", 1), ("alternating_bn", 3)])
 def test_bn_layers_per_arm(arm, expected):
-    model = build_model(load_spec().config(arm, "full"))
+    model = build_model(as_config(load_spec().config(arm, "full")))
     assert count_bn(model) == expected
 
 
 def test_notebook_no_bn_has_its_bn_after_conv_4():
-    layers = list(build_model(load_spec().config("notebook_no_bn", "full")))
+    layers = list(build_model(as_config(load_spec().config("notebook_no_bn", "full"))))
     convs = [i for i, m in enumerate(layers) if isinstance(m, torch.nn.Conv2d)]
     assert isinstance(layers[convs[3] + 1], torch.nn.BatchNorm2d)
     assert sum(isinstance(m, torch.nn.BatchNorm2d) for m in layers) == 1
 
 
 def test_full_model_matches_the_notebook_size():
-    model = build_model(load_spec().config("baseline", "full"))
+    model = build_model(as_config(load_spec().config("baseline", "full")))
     assert sum(p.numel() for p in model.parameters()) == 1_334_624  # the notebook ConvNet, BN included
 
 
@@ -85,11 +86,11 @@ def test_streams_are_independent_and_stable():
 def test_same_seed_pairs_init_across_arms_with_the_same_architecture():
     spec = load_spec()
     seed = stream_seed(0, "init")
-    hashes = {arm: weights_hash(init_model(spec.config(arm, "quick"), seed)) for arm in spec.arm_names}
+    hashes = {arm: weights_hash(init_model(as_config(spec.config(arm, "quick")), seed)) for arm in spec.arm_names}
     assert len(set(hashes.values())) == 1  # BatchNorm draws no random numbers
-    wider = weights_hash(init_model(apply_overrides(spec.config("baseline", "quick"), {"width": 20}), seed))
+    wider = weights_hash(init_model(apply_overrides(as_config(spec.config("baseline", "quick")), {"width": 20}), seed))
     assert wider not in hashes.values()
-    assert weights_hash(init_model(spec.config("baseline", "quick"), stream_seed(1, "init"))) != hashes["baseline"]
+    assert weights_hash(init_model(as_config(spec.config("baseline", "quick")), stream_seed(1, "init"))) != hashes["baseline"]
 
 
 def test_same_seed_and_config_reproduce_on_cpu(synthetic_cifar, tiny):

@@ -15,7 +15,7 @@ from analysis.stats.variance import declared_deterministic, variance_design
 from study.cifar.config import PER_SEED_SPLIT, Config, RunConfig, apply_overrides
 from study.cifar.data import split_indices
 from study.cifar.data import test_indices as scored_indices
-from study.cifar.experiment import split_groups
+from study.cifar.experiment import as_config, split_groups
 from study.seeds import RunSeeds, generator, rng, seed_columns, stream_seed, stream_seeds
 from study.spec import load_spec
 from study.variance import main
@@ -86,7 +86,7 @@ def test_train_one_honours_per_stream_seeds_and_plain_ints_are_unchanged(cifar, 
 # ---- the per-seed split --------------------------------------------------------------------
 def test_per_seed_split_differs_between_seeds_and_is_shared_by_the_arms_of_a_seed():
     spec = load_spec()
-    arms = [spec.config(arm, "smoke", {"split_seed": PER_SEED_SPLIT}) for arm in ("baseline", "no_bn")]
+    arms = [as_config(spec.config(arm, "smoke", {"split_seed": PER_SEED_SPLIT})) for arm in ("baseline", "no_bn")]
     train0, val0 = split_indices(arms[0].for_run(0))
     train1, val1 = split_indices(arms[0].for_run(1))
     assert not np.array_equal(val0, val1) and not np.array_equal(train0, train1)
@@ -94,7 +94,7 @@ def test_per_seed_split_differs_between_seeds_and_is_shared_by_the_arms_of_a_see
         assert np.array_equal(a, b)  # pairing kept: both arms of seed 3 train on the same images
     assert len(np.intersect1d(train0, val0)) == 0 and len(val0) == arms[0].val_size
     # The test subset never moves with the split: every run scores the same examples.
-    fixed = spec.config("baseline", "smoke")
+    fixed = as_config(spec.config("baseline", "smoke"))
     for seed in (0, 1):
         assert np.array_equal(scored_indices(arms[0].for_run(seed)), scored_indices(fixed))
     # A run's split stream seed decides it (as study.variance's split group needs).
