@@ -73,7 +73,10 @@ def _spec_head(spec: StudySpec, name: str, description: str, seeds: int, baselin
               f"seeds = {seeds}", "first_seed = 0"]
     lines += [f"seed_streams = {toml_value(dict(spec.seed_streams))}"] if spec.seed_streams else []
     lines += [f"timeout = {toml_value(float(spec.timeout))}"] if spec.timeout is not None else []
-    lines += ["", "[base]"] + [f"{json.dumps(k)} = {toml_value(v)}" for k, v in spec.base.items()]
+    # a task's study (study.tasks) runs [base] under its task's overrides: the generated spec,
+    # which has no tasks, takes them into [base], or its runs would train on the base's task
+    base = {**spec.base, **(spec.tasks[spec.task].overrides if spec.task is not None else {})}
+    lines += ["", "[base]"] + [f"{json.dumps(k)} = {toml_value(v)}" for k, v in base.items()]
     # the original's sizes and device defaults: --preset means the same in the generated spec
     for table, entries in (("defaults", spec.defaults), ("presets", spec.presets)):
         for key, values in entries.items():

@@ -199,6 +199,20 @@ def test_tuning_is_per_task_and_pooled_is_refused(tmp_path):
     assert tune(["--spec", str(spec), "--task", "c", "--trials", "1", "--results", str(tmp_path)]) == 2
 
 
+def test_a_tasks_confirmation_spec_trains_on_that_task(tmp_path):
+    """`seedwise tune --task wine --confirm N` writes a spec without tasks: its [base] must hold
+    the task's overrides, or the confirmation trains on [base]'s dataset (iris) and says wine."""
+    import tomllib
+
+    from study.confirm import _spec_head
+    from study.spec import load_spec
+
+    spec = write_study(tmp_path, {"a": {"dataset": "iris"}, "b": {"dataset": "wine", "sensitive": 1.0}}, "")
+    text = "\n".join(_spec_head(task_spec(load_spec(spec), "b"), "planted-tuned", "confirm", 2, "baseline"))
+    base = tomllib.loads(text)["base"]
+    assert base["dataset"] == "wine" and base["sensitive"] == 1.0 and base["harm_all"] == 0.0
+
+
 def stored_studies(db) -> dict[str, int]:
     """Each Optuna study in a SQLite storage and its number of trials."""
     import sqlite3
