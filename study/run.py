@@ -89,8 +89,8 @@ def execute(opts: RunOptions, *, raise_errors: bool = False, plans: list[Plan] |
     from study.tasks import exported_only, run_tasks, spec_with_tasks
 
     quiet_optuna()
-    if not summary:
-        finish = exported_only  # noqa: F811 (a task's study: exported, its verdicts printed with all tasks')
+    # a task's study is exported only: its verdicts are printed with all tasks'
+    end = finish if summary else exported_only
     try:
         if (several := spec_with_tasks(opts.spec)) is not None:
             return run_tasks(several, opts, raise_errors=raise_errors)
@@ -121,7 +121,7 @@ def execute(opts: RunOptions, *, raise_errors: bool = False, plans: list[Plan] |
         if not todo and requested is None:
             print(f"nothing to do: all {len(plan.arms) * len(plan.seeds)} runs of {plan.study_name} are done "
                   f"({plan.results_dir})", file=sys.stderr)
-            return finish(plan, store)
+            return end(plan, store)
         cluster = connect_backend(opts.backend, opts.scheduler)  # before the data: a wrong address fails fast
         plan.experiment.prepare(env)  # e.g. the built-in one decodes CIFAR-10 once, for its workers' cache
         group = opts.group or plan.spec.default("group", device.startswith("cuda"))
@@ -148,7 +148,7 @@ def execute(opts: RunOptions, *, raise_errors: bool = False, plans: list[Plan] |
         except FailedFast as e:  # recorded and exported; the summary of no result would say nothing
             print(f"error: {e}", file=sys.stderr)
             return 1
-    code = finish(plan, store)
+    code = end(plan, store)
     if failed:
         print(f"{failed} run(s) failed (their tracebacks are in runs.csv 'error' and the Optuna trials); "
               "rerun the same command to retry them", file=sys.stderr)
