@@ -144,3 +144,29 @@ def test_sequential_numbers_come_from_the_studys_record_and_runs(tmp_path):
     assert n["seq.n_runs"] == str(len(runs)) and n["seq.max_seeds"] == "10"
     assert n["seq.state"] in {"decided"} or n["seq.state"].startswith("still open")
     assert "seq.runs_saved" not in n  # no hand-extended quick study to compare with here
+
+
+def test_race_numbers_name_the_winner_its_lead_and_which_lrs_learned():
+    """The paper's racing sections read each race's numbers: a race where the default (lr 0.05)
+    is at chance and a small lr learns on every paired seed must name that candidate the winner,
+    give its lead over the default with a CI, and say which lrs learned at all."""
+    from analysis.paper.tuning import race_numbers
+    from analysis.tuning.race_study import RaceData, race_plan, race_summary
+
+    rng = np.random.default_rng(3)
+    seeds = rng.normal(0, 1, 6)  # shared seed effects: the pairing removes them
+    table = np.vstack([10 + 0.01 * rng.normal(size=6),  # default: never learns
+                       40 + seeds + 0.2 * rng.normal(size=6),  # lr 0.003 learns
+                       10 + 0.01 * rng.normal(size=6)])  # lr 0.6: chance too
+    data = RaceData(candidates=["default", "1", "2"],
+                    params={"default": {"lr": 0.05}, "1": {"lr": 0.003}, "2": {"lr": 0.6}},
+                    entered={"default": 0, "1": 0, "2": 0}, table=table, unscored={}, runs=18,
+                    metric_plan=race_plan({"objective": "val_acc", "race": {"chance": 10.0}}))
+    n = race_numbers("x", race_summary(data), learned_above=11.0)
+    assert n["x.race.winner"] == "1" and n["x.race.winner_is_default"] == "no"
+    assert n["x.race.winner.lr"] == "0.003" and n["x.race.default.lr"] == "0.05"
+    assert n["x.race.default_dropped"] == "yes" and n["x.race.n_dropped"] == "2"
+    assert n["x.race.n_learned"] == "1 of 3" and n["x.race.learned_lr"] == "0.003 to 0.003"
+    assert n["x.race.runs"] == "18" and n["x.race.seeds"] == "100000-100005"
+    assert float(n["x.race.vs_default.diff"]) > 25 and n["x.race.vs_default.ci"].startswith("[+")
+    assert n["x.race.expected_best.1"] != n["x.race.expected_best.3"]  # more candidates, a higher best

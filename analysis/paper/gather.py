@@ -42,6 +42,7 @@ SPENDING_NAMES = {"obrien-fleming": "O'Brien-Fleming-type", "pocock": "Pocock-ty
                   "power": "power-family (ρ = {})", "hsd": "Hwang-Shih-DeCani (γ = {})"}
 SEQUENTIAL_STUDY = "notebook-ablation-quick-sequential"  # issue 13: the quick questions, seeds until decided
 VARIANCE_STUDY = "notebook-ablation-quick-variance"  # issue 14: python -m study.variance --arm baseline
+RACE_STUDY = "notebook-ablation-quick-race"  # issue 26: paper/racing_study.sh (sections 4 and 5 raced)
 CONFIG_KEYS = ("width", "train_size", "val_size", "test_size", "epochs", "lr", "step_size", "gamma")
 
 
@@ -292,7 +293,32 @@ def gather(results: Path) -> dict[str, tuple[str, str]]:
         add(study_numbers("pa.tuned", tuned_per_arm), f"{per_arm}/runs.csv")
         add(study_numbers("pa.fixed", fixed_lr_counterpart(load_study(ablation), tuned_per_arm)),
             f"{ablation}/runs.csv, the per-arm study's arms and seeds")
+    add_race(add, results / RACE_STUDY)
     return found
+
+
+def add_race(add, ablation: Path) -> None:
+    """`race.*`: the study of paper/racing_study.sh. `race.*` its fixed-lr runs, `race.tune.*`
+    each arm's race, `race.tuned.*` and `race.sel.*` the baseline's winner confirmed on fresh
+    seeds (section 4), `race.pa.*` every arm at its own winner (section 5) and
+    `race.pa.fixed.*` the same arms and seeds at the fixed lr."""
+    if not (ablation / "runs.csv").exists():
+        return
+    fixed = load_study(ablation)
+    add(study_numbers("race", fixed), f"{ablation}/runs.csv, study.json")
+    add(tuning_numbers(ablation, ablation.name, prefix="race.tune", learned_above=CHANCE + 1),
+        f"{ablation}/{DB_FILE} (the race studies)")
+    tuned = ablation.parent / confirm_study_name(ablation.name)
+    if (tuned / "runs.csv").exists():
+        add(study_numbers("race.tuned", load_study(tuned)), f"{tuned}/runs.csv, study.json")
+        add(selection_numbers(selection_rows(tuned) or [], prefix="race.sel"), f"{tuned}/selection.json")
+    per_arm = ablation.parent / per_arm_study_name(ablation.name)
+    if (per_arm / "runs.csv").exists():
+        tuned_per_arm = load_study(per_arm)
+        add(per_arm_numbers("race.pa", per_arm), f"{per_arm}/per_arm.json")
+        add(study_numbers("race.pa.tuned", tuned_per_arm), f"{per_arm}/runs.csv")
+        add(study_numbers("race.pa.fixed", fixed_lr_counterpart(fixed, tuned_per_arm)),
+            f"{ablation}/runs.csv, the per-arm study's arms and seeds")
 
 
 def collect(results: Path) -> dict[str, str]:
