@@ -185,6 +185,8 @@ def decide_look_by_look(plan: Plan, store: RunStore, runner, jobs: int, opts: Ru
     failed, result = ud.run_until_decided(plan, store, runner, jobs, seq, run_all, export)
     for c in result.comparisons:
         print(f"sequential: {c.arm} vs {c.baseline}: {c.decision} ({c.reason})", file=sys.stderr)
+    for line in ud.alpha_lines(seq, requested):
+        print(line, file=sys.stderr)
     first = plan.spec.first_seed
     return failed, replace(plan, seeds=tuple(range(first, first + seq.max_seeds)))
 

@@ -11,9 +11,11 @@ A run is (task, arm, seed); seeds pair within a task. The task's overrides are a
 own: defaults -> [base] -> preset -> task -> --set -> arm. `seedwise compare` and `seedwise report`
 read the study's folder like any runs table with a `task` column (analysis.tasks.compare): per-task
 verdicts, Holm over arms x tasks, then the across-task block. `--until-decided` decides per task
-(each task's study looks on its own; a decided task gets no more seeds). With --storage every
-task's study is in that one database, named `<study>/<task>` (storage_name). Tuning is per task
-(`seedwise tune --task NAME`); tuning pooled over tasks is refused (docs/experiments.md).
+(each task's study looks on its own; a decided task gets no more seeds), each task's plan spending
+alpha / tasks (analysis.sequential.plan.task_share) so the error over arms x tasks stays <= alpha.
+With --storage every task's study is in that one database, named `<study>/<task>` (storage_name).
+Tuning is per task (`seedwise tune --task NAME`); tuning pooled over tasks is refused
+(docs/experiments.md).
 """
 
 from __future__ import annotations
@@ -160,9 +162,27 @@ def print_answer(top: Path) -> None:
         print_tasks(load_study(top), parse_args([str(top)]))
     except (StudyNotFound, ValueError, KeyError, OSError) as e:
         print(f"no verdicts yet: {' '.join(str(e).split())}", file=sys.stderr)
+    print_sequential(top)
     print(f"\nresults: {top}/ (runs.csv with a `task` column; each task's study in {top / TASKS_DIR}/<task>/)  "
           f"report: seedwise report {top}  dashboard: seedwise dashboard {top / TASKS_DIR}/<task>",
           file=sys.stderr)
+
+
+def print_sequential(top: Path) -> None:
+    """Each task run until decided: the alpha its plan spent (its share of the study's) and its
+    decisions, then the bound on the familywise error over arms x tasks; nothing otherwise."""
+    from analysis.report.sequential import task_records, tasks_alpha_lines
+
+    try:
+        meta = json.loads((top / "study.json").read_text())
+    except (OSError, ValueError):
+        return
+    records = task_records(top, meta)
+    lines = tasks_alpha_lines(records, len(meta.get("tasks") or {}))
+    if lines:
+        print("\nseeds until decided (each task's pre-registered plan):", file=sys.stderr)
+    for line in lines:
+        print(f"  {line}", file=sys.stderr)
 
 
 def tuning_spec(args: Any) -> None:

@@ -8,6 +8,8 @@ why) are `analysis.sequential.decide`'s; this module only drives the runner with
    every worker, on any machine, and every rerun uses the pre-registered plan. A rerun asking
    for another plan keeps the stored one and says how it differs: a deviation is reported,
    never silently adopted (`--replan` adopts it and records the deviation in sequential.json).
+   In a study of several tasks each task's plan spends its share of the study's alpha
+   (`analysis.sequential.plan.task_share`), recorded in the plan (``tasks``, ``study_alpha``).
 2. Look by look: train the seeds the open comparisons need (the baseline while any of its
    comparisons is open), wait until every run of the look is final, then decide. A failed
    run (an exception, retried on the next invocation) holds its look: deciding without it,
@@ -34,7 +36,7 @@ from analysis.contract import SEQUENTIAL_FILE
 from analysis.formatting import significant
 from analysis.load import load_study
 from analysis.sequential.decide import SequentialResult, decide, next_seeds, paired_differences
-from analysis.sequential.plan import SequentialPlan, plan_deviations
+from analysis.sequential.plan import SequentialPlan, plan_deviations, task_share
 from analysis.stats import failures
 from study.plan import UsageError
 from study.spec import SpecError
@@ -70,10 +72,12 @@ def requested_plan(plan, first_look: int, look_every: int | None, max_seeds: int
         if type(value) is not int or value < minimum[key]:
             why = " (the first look's seeds per arm)" if key == "max_seeds" else ""
             raise UsageError(f"{where} must be an integer >= {minimum[key]}{why} for --until-decided, got {value!r}")
+    # One of several tasks' studies: its share of the study's alpha (task_share owns the rule).
+    share = task_share(analysis.alpha, len(plan.spec.tasks) if plan.spec.task is not None else 1)
     try:
         return SequentialPlan(
             baseline=baseline, arms=arms, metric=analysis.metric, direction=analysis.direction_of(),
-            alpha=analysis.alpha, margin=analysis.margin, first_look=looks["first_look"][0],
+            alpha=share.alpha, tasks=share.tasks, study_alpha=share.study_alpha, margin=analysis.margin, first_look=looks["first_look"][0],
             look_every=looks["look_every"][0], max_seeds=looks["max_seeds"][0],
             spending=spec_seq.get("spending", "power"), spending_param=spec_seq.get("spending_param", 1.0))
     except ValueError as e:  # the spec's spending, or its [analysis] values
@@ -95,6 +99,20 @@ def pre_register(store, requested: SequentialPlan, replan: bool) -> tuple[Sequen
         store.study.set_user_attr(PLAN_ATTR, requested.to_dict())
         return requested, deviations
     return stored_plan, deviations
+
+
+def alpha_lines(seq: SequentialPlan, requested: SequentialPlan) -> list[str]:
+    """What the end of a task's run says about its alpha: the split over the study's tasks, or
+    that its plan was registered spending the whole alpha (before the split) and keeps it."""
+    if seq.study_alpha is not None:
+        return [f"sequential: {seq.alpha_text()} (Bonferroni: familywise error over arms x tasks "
+                f"<= {seq.study_alpha:g})"]
+    if requested.study_alpha is not None:
+        return [f"warning: this task's sequential plan was registered spending the whole alpha "
+                f"{seq.alpha:g} (before alpha was split over tasks) and keeps it: the familywise error "
+                f"over arms x tasks is bounded by the sum of the {requested.tasks} tasks' alphas, not "
+                f"{requested.study_alpha:g}; --replan adopts {requested.alpha_text()}"]
+    return []
 
 
 def stored_values(results_dir: Path, seq: SequentialPlan, first_seed: int) -> dict[str, dict[int, float]]:

@@ -5,7 +5,9 @@ the statistic against the boundaries, read from the study's sequential.json."""
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -15,6 +17,7 @@ from analysis.contract import SEQUENTIAL_FILE  # written by study.until_decided 
 from analysis.formatting import significant
 from analysis.report.blocks import Bullets, Heading, Para, Report
 from analysis.report.figures import new_figure
+from analysis.sequential.plan import SequentialPlan
 
 
 def read_record(path: Path) -> dict | None:
@@ -99,3 +102,35 @@ def sequential_section(rep: Report, results_dir: Path) -> None:
     rep.add_figure("sequential", path_figure(record), "Paired t of each comparison at every look "
                    "against its boundaries (shaded: reject); a comparison stops at its first "
                    "crossing or when equivalence is shown.")
+
+
+def task_records(study_dir: Path, meta: Mapping[str, Any]) -> dict[str, dict]:
+    """Each task's sequential record in a study of several tasks (study.json's ``tasks``: each
+    task's folder); empty when no task was run until decided."""
+    out = {}
+    for task, about in (meta.get("tasks") or {}).items():
+        folder = about.get("folder") if isinstance(about, Mapping) else None
+        record = read_record(Path(study_dir) / folder) if isinstance(folder, str) else None
+        if record is not None:
+            out[task] = record
+    return out
+
+
+def tasks_alpha_lines(records: Mapping[str, dict], tasks: int) -> list[str]:
+    """One line per task run until decided (its alpha and decisions), then the bound on the
+    familywise error over arms x tasks: the sum of the alphas the tasks' plans spend."""
+    lines, spent = [], 0.0
+    for task, record in records.items():
+        try:
+            plan = SequentialPlan.from_dict(record["plan"])
+        except (KeyError, TypeError, ValueError) as e:
+            lines.append(f"{task}: plan not readable ({e})")
+            continue
+        spent += plan.alpha
+        old = " (registered before alpha was split over tasks)" if tasks > 1 and plan.study_alpha is None else ""
+        decided = ", ".join(f"{c['arm']} {c['decision']} at {c['n']} pairs" for c in record["comparisons"])
+        lines.append(f"{task}: {plan.alpha_text()}{old}; {decided}")
+    if lines and tasks > 1:
+        lines.append(f"familywise error of the sequential claims over arms x tasks <= {min(1.0, spent):g}"
+                     + ("" if len(records) == tasks else f" (the {len(records)} of {tasks} tasks run until decided)"))
+    return lines

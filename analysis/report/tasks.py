@@ -44,10 +44,28 @@ def tasks_report(study: StudyData, *, rng=0, plan: Mapping[str, Any] | None = No
                f"[95% CI], the primary test's p and its p adjusted over arms x tasks ({ts.correction}), "
                "and the verdict.")
     rep.add_table("per_task", table, caption)
+    sequential_tasks_section(rep, study)
     across_tasks_section(rep, study, rng=rng, computed=computed)
     rep.note = note_text(to_markdown(table), caption, [f"**{note_line(ts)}**"] if ts.across else [],
                          name=study.name)
     return rep
+
+
+def sequential_tasks_section(rep: Report, study: StudyData) -> None:
+    """Each task run until decided: the alpha its plan spent and its decisions; nothing otherwise."""
+    from analysis.report.blocks import Bullets
+    from analysis.report.sequential import task_records, tasks_alpha_lines
+
+    records = task_records(study.path, study.meta)
+    if not records:
+        return
+    rep.add(Heading("Seeds until decided, per task", level=3))
+    rep.add(Para("Each task's study was run until decided under its own pre-registered plan (its "
+                 "report: `seedwise report` on the task's folder). The study's alpha is split over "
+                 "its tasks (Bonferroni), so the sequential claims over arms x tasks keep the "
+                 "familywise error at the study's alpha; the table above treats the final seeds "
+                 "as a fixed sample."))
+    rep.add(Bullets(tuple(tasks_alpha_lines(records, len(study.meta.get("tasks") or {})))))
 
 
 def _compared(study: StudyData, *, rng=0, **overrides) -> tuple[TaskStudy, list[Note]]:

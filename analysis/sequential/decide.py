@@ -366,7 +366,8 @@ def _reason(plan, arm, decision, last: Look, padj, qadj, m) -> str:
     holm = f"Holm over {m}" if m > 1 else "one comparison"
     if decision in (Decision.BETTER, Decision.WORSE):
         return (f"{arm} is {decision} than {base} {where}; sequential p adjusted "
-                f"({holm}) = {significant(padj)} < alpha = {plan.alpha:g}.")
+                f"({holm}) = {significant(padj)} < alpha = {plan.alpha:g}"
+                + ("." if plan.study_alpha is None else f" ({plan.alpha_text()})."))
     if decision == Decision.EQUIVALENT:
         return (f"{arm} is equivalent to {base} within +-{plan.margin:g} {where}; the "
                 f"{percent(1 - 2 * plan.alpha)} repeated CI lies inside the margin "

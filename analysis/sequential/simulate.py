@@ -162,8 +162,8 @@ def size_max_seeds(plan: SequentialPlan, sd_diff: float, *, power: float = 0.8,
     first level alpha/m, a conservative plan as `analysis.stats.family` does for fixed n.
     """
     effect = plan.margin if effect is None else effect
-    one = SequentialPlan.from_dict(plan.to_dict() | {
-        "arms": [plan.arms[0]], "alpha": plan.alpha / len(plan.arms)})
+    one = SequentialPlan.from_dict(plan.to_dict() | {  # a task's share of alpha stays its share
+        "arms": [plan.arms[0]], "alpha": plan.alpha / len(plan.arms), "tasks": 1, "study_alpha": None})
 
     def powerful(n: int) -> bool:
         trial = SequentialPlan.from_dict(one.to_dict() | {"max_seeds": n})
