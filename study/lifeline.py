@@ -179,8 +179,9 @@ def _tell_guardian(message: bytes) -> None:
         import subprocess
 
         # Its own session: the terminal's Ctrl-C and hang-up reach this process, which ends its
-        # runs itself; the guardian ends when this process does (end of file on its stdin). It
-        # starts in the folder holding this `study` package, which `python -c` searches first.
+        # runs itself; the guardian ends when this process does (end of file on its stdin, or
+        # its re-parenting). It starts in the folder holding this `study` package, which
+        # `python -c` searches first.
         before = map(str, descendants(os.getpid()))  # not the runs': what this process had started before
         _guardian = subprocess.Popen([sys.executable, "-c", "from study.lifeline import guard; guard()", *before],
                                      stdin=subprocess.PIPE, start_new_session=True,
@@ -203,14 +204,17 @@ def guard() -> None:
     """The guardian's process (`python -c`, its arguments the pids its parent had started before
     its first run): while runs of its parent are in flight (b"+" and b"-" on stdin),
     record every new process below the parent, each polling; once the parent is gone (end of
-    file), kill those still alive with their trees. A process that lived less than a poll
-    (POLL_S) before the parent died may be missed, unless it is in a recorded run's group."""
+    file, or this process re-parented), kill those still alive with their trees. A process that
+    lived less than a poll (POLL_S) before the parent died may be missed, unless it is in a
+    recorded run's group."""
     parent, me = os.getppid(), os.getpid()
     before = set(map(int, sys.argv[1:]))  # what the parent had started before its first run: not the runs'
     seen: dict[int, bytes] = {}  # pid: its start time (a pid reused by another process is not it)
     in_flight = 0
-    while True:
-        ready, _, _ = select.select([sys.stdin.fileno()], [], [], POLL_S if in_flight else None)
+    # End of file alone is not enough: a process the parent forked (a data loader's worker)
+    # inherits the pipe's writing end and holds it open after the parent died.
+    while os.getppid() == parent:
+        ready, _, _ = select.select([sys.stdin.fileno()], [], [], POLL_S)
         if ready:
             message = os.read(sys.stdin.fileno(), 4096)
             if not message:

@@ -7,6 +7,7 @@ can hang, start a helper process (a data loader, a logger) and write that helper
 so the test can check that it was killed. Module names differ from test to test: the tests
 that run in this process import them."""
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -197,6 +198,38 @@ def test_kill_9_of_the_study_leaves_no_worker_and_no_child_behind(tmp_path, form
         study.kill()
         for pid in descendants(study.pid):
             os.kill(pid, signal.SIGKILL)
+
+
+# A run in the study's own process (--jobs 1) that forks a helper, as a data loader's workers
+# are forked on Linux: the fork inherits every descriptor of the study, the guardian's pipe too.
+FORKING_STUDY = """
+import multiprocessing, sys, time
+from pathlib import Path
+from study.lifeline import guarded
+
+with guarded():
+    helper = multiprocessing.get_context("fork").Process(target=time.sleep, args=(120,))
+    helper.start()
+    Path(sys.argv[1]).write_text(str(helper.pid))
+    time.sleep(120)
+"""
+
+
+@needs_proc
+def test_kill_9_of_the_study_kills_a_forked_helper_that_holds_the_guardians_pipe(tmp_path):
+    pid_file = tmp_path / "helper.pid"
+    study = subprocess.Popen([sys.executable, "-c", FORKING_STUDY, str(pid_file)], env=ENV, cwd=ROOT)
+    try:
+        assert wait_until(lambda: pid_file.exists() and pid_file.read_text(), 60), "the run never started"
+        helper = int(pid_file.read_text())
+        time.sleep(1.5)  # the guardian records what appeared within a poll
+        study.send_signal(signal.SIGKILL)
+        study.wait()
+        assert wait_until(lambda: not alive(helper), 5), "the forked helper outlived the study"
+    finally:
+        study.kill()
+        with contextlib.suppress(ValueError, OSError):
+            os.kill(int(pid_file.read_text()), signal.SIGKILL)
 
 
 # --- fail fast, once --------------------------------------------------------------------------
