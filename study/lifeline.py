@@ -287,16 +287,20 @@ PRELOAD = ["study.experiment", "study.provenance", "study.worker"]
 # triton) at their first step: seconds that every run's fresh process would pay again.
 PRELOAD_IF_LOADED = {"numpy": ["numpy"], "torch": ["torch", "torch.optim", "torch._dynamo"]}
 _preloaded = False
+_setup = threading.Lock()  # threads of a Dask worker start timed runs at once
 
 
 def _process(**kwargs: Any) -> Any:
     """A process of multiprocessing's fork server (POSIX, as the rest of this module), which
     imports this module's preloads once."""
     global _preloaded
-    if not _preloaded:  # (once the server runs, its preloads are what they were)
-        multiprocessing.get_context("forkserver").set_forkserver_preload(
-            [*PRELOAD, *(m for lib, mods in PRELOAD_IF_LOADED.items() if lib in sys.modules for m in mods)])
-        _preloaded = True
+    with _setup:
+        if not _preloaded:  # (once the server runs, its preloads are what they were)
+            multiprocessing.get_context("forkserver").set_forkserver_preload(
+                [*PRELOAD, *(m for lib, mods in PRELOAD_IF_LOADED.items() if lib in sys.modules for m in mods)])
+            spawn.get_preparation_data = _mainless_when_launching(  # type: ignore[assignment]
+                spawn.get_preparation_data)  # (the same signature: typeshed types it a def)
+            _preloaded = True
     return _RunProcess(**kwargs)
 
 
@@ -314,19 +318,28 @@ class _MainlessPopen(popen_forkserver.Popen):
     process. The preparation data the launch sends lose their two main-module entries."""
 
     def _launch(self, process_obj: Any) -> None:
-        prepare = spawn.get_preparation_data
-
-        def mainless(name: str) -> dict[str, Any]:
-            data = prepare(name)
-            data.pop("init_main_from_name", None)
-            data.pop("init_main_from_path", None)
-            return data
-
-        spawn.get_preparation_data = mainless  # read by popen_forkserver at launch, in this thread
+        _launching.mainless = True  # read by spawn.get_preparation_data, in this thread only
         try:
             super()._launch(process_obj)  # type: ignore[misc]
         finally:
-            spawn.get_preparation_data = prepare
+            _launching.mainless = False
+
+
+_launching = threading.local()  # `mainless`: this thread is launching a run's process
+
+
+def _mainless_when_launching(prepare: Callable[[str], dict[str, Any]]) -> Callable[[str], dict[str, Any]]:
+    """spawn.get_preparation_data, installed once for good: a replacement swapped in and back
+    around each launch was, with two threads launching at once, left in place by the second
+    (it restored the first's), and another thread's spawn meanwhile lost its main module too."""
+
+    def get_preparation_data(name: str) -> dict[str, Any]:
+        data = prepare(name)
+        if getattr(_launching, "mainless", False):
+            data.pop("init_main_from_name", None)
+            data.pop("init_main_from_path", None)
+        return data
+    return get_preparation_data
 
 
 class RunError(RuntimeError):
