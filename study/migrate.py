@@ -296,7 +296,7 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     try:
         folder = Path(args.study)
-        if "://" not in args.study and not (folder / DB_FILE).exists() and (folder / "study.json").exists():
+        if "://" not in args.study and _storage_gone(folder):
             layout = contract_layout(folder, None, _study_name(folder), dry_run=args.dry_run)  # exports only
             print(f"{folder}: no {DB_FILE}; " + (f"study.json's identity {layout.identity[0]} -> {layout.identity[1]}"
                                                   if layout else "nothing to migrate"))
@@ -332,6 +332,26 @@ def _steps(target: str, url: str, name: str, *, dry_run: bool
         return result, False, None
     folder = Path(target)
     return result, record_seed_streams(folder, dry_run=dry_run), contract_layout(folder, url, name, dry_run=dry_run)
+
+
+def _storage_gone(folder: Path) -> bool:
+    """Whether `folder` is a study kept as its exports only: a study.json, and no database where
+    it says (nor a study.db of its own). A study.json naming another folder's database (a
+    tuned-per-arm study's) is not: its trials are migrated there. One naming a server whose
+    password it does not record is refused: its study.json alone would be marked migrated."""
+    meta = read_meta(folder / "study.json")
+    if meta is None:
+        return False
+    try:
+        storage_of(str(folder))
+        return False
+    except ValueError:
+        named = str(meta.get("storage", ""))
+        if named and not named.startswith("sqlite:///"):
+            raise MigrationError(f"{folder / 'study.json'}: its storage {named} cannot be opened from the "
+                                 "folder (no password is recorded), and migrating study.json alone would "
+                                 "leave the database's trials behind: nothing changed") from None
+        return True
 
 
 def _study_name(folder: Path) -> str:

@@ -322,3 +322,27 @@ def test_a_study_db_that_is_not_a_database_is_refused_in_one_line(tmp_path, caps
     assert migrate_main([str(folder)]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "study.db" in err, err
+
+
+def test_a_study_whose_database_sits_outside_its_folder_is_migrated_in_that_database(tmp_path):
+    """As results/*-tuned-per-arm/ is kept: no study.db of its own, study.json naming another
+    folder's. Migrating study.json alone would mark the study done and leave its trials behind."""
+    folder = tmp_path / "old"
+    meta, before = old_builtin_study(folder)
+    shared = tmp_path / "shared.db"
+    (folder / "study.db").rename(shared)
+    (folder / "study.json").write_text(json.dumps({**meta, "storage": f"sqlite:///{shared}"}, indent=2) + "\n")
+    assert migrate_main([str(folder)]) == 0
+    study = optuna.load_study(study_name="old", storage=f"sqlite:///{shared}")
+    after = json.loads((folder / "study.json").read_text())["identity"]
+    assert after != before and study.user_attrs["identity"] == after
+    assert all("metrics" in t.user_attrs for t in study.trials if t.user_attrs.get("status") == "complete")
+
+
+def test_a_study_whose_storage_is_gone_has_its_study_json_alone_migrated(tmp_path, capsys):
+    folder = tmp_path / "old"
+    _, before = old_builtin_study(folder)
+    (folder / "study.db").unlink()  # results kept as their exports
+    assert migrate_main([str(folder)]) == 0
+    assert f"study.json's identity {before} ->" in capsys.readouterr().out
+    assert json.loads((folder / "study.json").read_text())["experiment"] == "study.cifar.experiment:train"
