@@ -296,8 +296,13 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     try:
         folder = Path(args.study)
-        if "://" not in args.study and _storage_gone(folder):
-            layout = contract_layout(folder, None, _study_name(folder), dry_run=args.dry_run)  # exports only
+        if "://" not in args.study and _storage_gone(folder):  # exports only: study.json alone
+            name = _study_name(folder)
+            contract_layout(folder, None, name, dry_run=True)  # its checks, before the first change
+            # Its seed streams first: once study.json names its experiment, they are never added.
+            streams = record_seed_streams(folder, dry_run=args.dry_run)
+            layout = contract_layout(folder, None, name, dry_run=args.dry_run)
+            _print_streams(folder, streams, args.dry_run)
             print(f"{folder}: no {DB_FILE}; " + (f"study.json's identity {layout.identity[0]} -> {layout.identity[1]}"
                                                   if layout else "nothing to migrate"))
             return 0
@@ -310,9 +315,7 @@ def main(argv: list[str] | None = None) -> int:
     except (ValueError, MigrationError, OSError) as e:  # an OSError's message names its file
         print(f"error: {e}", file=sys.stderr)
         return 2
-    if streams:
-        print(f"{Path(args.study) / 'study.json'}: {'would record' if args.dry_run else 'recorded'} "
-              f"seed_streams {', '.join(BUILTIN_SEED_STREAMS)} (the built-in experiment's)")
+    _print_streams(Path(args.study), streams, args.dry_run)
     done = (f"would delete {result.with_seed_param}" if args.dry_run
             else f"deleted {result.deleted}")
     print(f"{result.study} ({redact(url)}): {result.trials} trials, {result.with_seed_param} with a "
@@ -322,6 +325,12 @@ def main(argv: list[str] | None = None) -> int:
               f"built-in layout in the contract's (experiment {BUILTIN_EXPERIMENT}); identity "
               f"{layout.identity[0]} -> {layout.identity[1]}")
     return 0
+
+
+def _print_streams(folder: Path, streams: bool, dry_run: bool) -> None:
+    if streams:
+        print(f"{folder / 'study.json'}: {'would record' if dry_run else 'recorded'} "
+              f"seed_streams {', '.join(BUILTIN_SEED_STREAMS)} (the built-in experiment's)")
 
 
 def _steps(target: str, url: str, name: str, *, dry_run: bool

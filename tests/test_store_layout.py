@@ -345,4 +345,9 @@ def test_a_study_whose_storage_is_gone_has_its_study_json_alone_migrated(tmp_pat
     (folder / "study.db").unlink()  # results kept as their exports
     assert migrate_main([str(folder)]) == 0
     assert f"study.json's identity {before} ->" in capsys.readouterr().out
-    assert json.loads((folder / "study.json").read_text())["experiment"] == "study.cifar.experiment:train"
+    from analysis.contract import BUILTIN_SEED_STREAMS
+
+    migrated = json.loads((folder / "study.json").read_text())
+    assert migrated["experiment"] == "study.cifar.experiment:train"
+    # its seed streams too: once the experiment is named, no later run would record them
+    assert migrated["seed_streams"] == BUILTIN_SEED_STREAMS
