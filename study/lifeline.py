@@ -171,9 +171,17 @@ def guarded():
 
 
 _guardian: Any = None  # subprocess.Popen of this process's guardian, started with its first run
+# Held while one is started and told: threads of a Dask worker start runs at once, and each
+# would otherwise start a guardian of its own, its "+" and "-" reaching different ones.
+_guardian_lock = threading.Lock()
 
 
 def _tell_guardian(message: bytes) -> None:
+    with _guardian_lock:
+        _tell_guardian_locked(message)
+
+
+def _tell_guardian_locked(message: bytes) -> None:
     global _guardian
     if _guardian is None or _guardian.poll() is not None:
         import subprocess

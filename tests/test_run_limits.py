@@ -232,6 +232,36 @@ def test_kill_9_of_the_study_kills_a_forked_helper_that_holds_the_guardians_pipe
             os.kill(int(pid_file.read_text()), signal.SIGKILL)
 
 
+# Runs guarded at once from threads (a Dask worker's): each "+" and "-" must reach the one
+# guardian, which counts the runs in flight.
+THREADED_STUDY = """
+import os, threading, time
+from study.lifeline import descendants, guarded
+
+barrier = threading.Barrier(4)
+
+def run():
+    barrier.wait()
+    with guarded():
+        time.sleep(1)
+
+threads = [threading.Thread(target=run) for _ in range(4)]
+for t in threads:
+    t.start()
+for t in threads:
+    t.join()
+print(sum(b"guard()" in open(f"/proc/{p}/cmdline", "rb").read() for p in descendants(os.getpid())))
+"""
+
+
+@needs_proc
+def test_runs_guarded_at_once_from_threads_share_one_guardian(tmp_path):
+    out = subprocess.run([sys.executable, "-c", THREADED_STUDY], env=ENV, cwd=ROOT, capture_output=True, text=True,
+                         timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "1"
+
+
 # --- fail fast, once --------------------------------------------------------------------------
 LOADER = '''
 import numpy as np
