@@ -201,7 +201,12 @@ def _tell_guardian_locked(message: bytes) -> None:
 
 
 def _end_guardian(guardian: Any) -> None:
-    """At this process's normal exit: the guardian kills what the runs left running, and ends."""
+    """At this process's normal exit: the guardian kills what the runs left running, and ends.
+    Told so in words (b"!"): a process this one forked holds the pipe open, and the end of file
+    it would otherwise wait for comes only once this process has exited."""
+    with contextlib.suppress(OSError):
+        guardian.stdin.write(b"!")
+        guardian.stdin.flush()
     with contextlib.suppress(OSError):
         guardian.stdin.close()
     with contextlib.suppress(Exception):
@@ -212,7 +217,7 @@ def guard() -> None:
     """The guardian's process (`python -c`, its arguments the pids its parent had started before
     its first run): while runs of its parent are in flight (b"+" and b"-" on stdin),
     record every new process below the parent, each polling; once the parent is gone (end of
-    file, or this process re-parented), kill those still alive with their trees. A process that
+    file, or this process re-parented) or ending (b"!"), kill those still alive with their trees. A process that
     lived less than a poll (POLL_S) before the parent died may be missed, unless it is in a
     recorded run's group."""
     parent, me = os.getppid(), os.getpid()
@@ -225,7 +230,7 @@ def guard() -> None:
         ready, _, _ = select.select([sys.stdin.fileno()], [], [], POLL_S)
         if ready:
             message = os.read(sys.stdin.fileno(), 4096)
-            if not message:
+            if not message or b"!" in message:
                 break
             in_flight += message.count(b"+") - message.count(b"-")
         seen = {pid: t for pid, t in seen.items() if _started(pid) == t}  # the dead forgotten

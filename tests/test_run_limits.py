@@ -262,6 +262,37 @@ def test_runs_guarded_at_once_from_threads_share_one_guardian(tmp_path):
     assert out.stdout.strip() == "1"
 
 
+# A run that leaves a forked daemon running (a data loader's persistent workers), then the
+# study ends normally: the forked daemon holds the guardian's pipe open.
+ENDING_STUDY = """
+import multiprocessing, sys, time
+from pathlib import Path
+from study.lifeline import guarded
+
+with guarded():
+    helper = multiprocessing.get_context("fork").Process(target=time.sleep, args=(120,), daemon=True)
+    helper.start()
+    Path(sys.argv[1]).write_text(str(helper.pid))
+    time.sleep(1)  # the guardian records it
+"""
+
+
+@needs_proc
+def test_a_study_that_ends_normally_exits_at_once_and_leaves_no_forked_helper(tmp_path):
+    pid_file = tmp_path / "helper.pid"
+    start = time.monotonic()
+    out = subprocess.run([sys.executable, "-c", ENDING_STUDY, str(pid_file)], env=ENV, cwd=ROOT,
+                         capture_output=True, text=True, timeout=120)
+    took = time.monotonic() - start
+    try:
+        assert out.returncode == 0, out.stderr
+        assert took < 6, f"the study took {took:.1f} s to exit"  # not the guardian's 10 s wait
+        assert wait_until(lambda: not alive(int(pid_file.read_text())), 5)
+    finally:
+        with contextlib.suppress(ValueError, OSError):
+            os.kill(int(pid_file.read_text()), signal.SIGKILL)
+
+
 # --- fail fast, once --------------------------------------------------------------------------
 LOADER = '''
 import numpy as np
