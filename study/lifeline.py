@@ -177,27 +177,23 @@ _guardian_lock = threading.Lock()
 
 
 def _tell_guardian(message: bytes) -> None:
-    with _guardian_lock:
-        _tell_guardian_locked(message)
-
-
-def _tell_guardian_locked(message: bytes) -> None:
     global _guardian
-    if _guardian is None or _guardian.poll() is not None:
-        import subprocess
+    with _guardian_lock:
+        if _guardian is None or _guardian.poll() is not None:
+            import subprocess
 
-        # Its own session: the terminal's Ctrl-C and hang-up reach this process, which ends its
-        # runs itself; the guardian ends when this process does (end of file on its stdin, or
-        # its re-parenting). It starts in the folder holding this `study` package, which
-        # `python -c` searches first.
-        before = map(str, descendants(os.getpid()))  # not the runs': what this process had started before
-        _guardian = subprocess.Popen([sys.executable, "-c", "from study.lifeline import guard; guard()", *before],
-                                     stdin=subprocess.PIPE, start_new_session=True,
-                                     cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-        atexit.register(_end_guardian, _guardian)
-    with contextlib.suppress(OSError):  # it died (killed by hand): this run goes unguarded
-        _guardian.stdin.write(message)
-        _guardian.stdin.flush()
+            # Its own session: the terminal's Ctrl-C and hang-up reach this process, which ends
+            # its runs itself; the guardian ends when this process does (end of file on its
+            # stdin, or its re-parenting). It starts in the folder holding this `study` package,
+            # which `python -c` searches first.
+            before = map(str, descendants(os.getpid()))  # not the runs': what this process had started before
+            _guardian = subprocess.Popen([sys.executable, "-c", "from study.lifeline import guard; guard()", *before],
+                                         stdin=subprocess.PIPE, start_new_session=True,
+                                         cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+            atexit.register(_end_guardian, _guardian)
+        with contextlib.suppress(OSError):  # it died (killed by hand): this run goes unguarded
+            _guardian.stdin.write(message)
+            _guardian.stdin.flush()
 
 
 def _end_guardian(guardian: Any) -> None:
@@ -217,9 +213,9 @@ def guard() -> None:
     """The guardian's process (`python -c`, its arguments the pids its parent had started before
     its first run): while runs of its parent are in flight (b"+" and b"-" on stdin),
     record every new process below the parent, each polling; once the parent is gone (end of
-    file, or this process re-parented) or ending (b"!"), kill those still alive with their trees. A process that
-    lived less than a poll (POLL_S) before the parent died may be missed, unless it is in a
-    recorded run's group."""
+    file, or this process re-parented) or ending (b"!"), kill those still alive with their
+    trees. A process that lived less than a poll (POLL_S) before the parent died may be missed,
+    unless it is in a recorded run's group."""
     parent, me = os.getppid(), os.getpid()
     before = set(map(int, sys.argv[1:]))  # what the parent had started before its first run: not the runs'
     seen: dict[int, bytes] = {}  # pid: its start time (a pid reused by another process is not it)
