@@ -171,28 +171,38 @@ def guarded():
 
 
 _guardian: Any = None  # subprocess.Popen of this process's guardian, started with its first run
+# Held while one is started and told: threads of a Dask worker start runs at once, and each
+# would otherwise start a guardian of its own, its "+" and "-" reaching different ones.
+_guardian_lock = threading.Lock()
 
 
 def _tell_guardian(message: bytes) -> None:
     global _guardian
-    if _guardian is None or _guardian.poll() is not None:
-        import subprocess
+    with _guardian_lock:
+        if _guardian is None or _guardian.poll() is not None:
+            import subprocess
 
-        # Its own session: the terminal's Ctrl-C and hang-up reach this process, which ends its
-        # runs itself; the guardian ends when this process does (end of file on its stdin). It
-        # starts in the folder holding this `study` package, which `python -c` searches first.
-        before = map(str, descendants(os.getpid()))  # not the runs': what this process had started before
-        _guardian = subprocess.Popen([sys.executable, "-c", "from study.lifeline import guard; guard()", *before],
-                                     stdin=subprocess.PIPE, start_new_session=True,
-                                     cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-        atexit.register(_end_guardian, _guardian)
-    with contextlib.suppress(OSError):  # it died (killed by hand): this run goes unguarded
-        _guardian.stdin.write(message)
-        _guardian.stdin.flush()
+            # Its own session: the terminal's Ctrl-C and hang-up reach this process, which ends
+            # its runs itself; the guardian ends when this process does (end of file on its
+            # stdin, or its re-parenting). It starts in the folder holding this `study` package,
+            # which `python -c` searches first.
+            before = map(str, descendants(os.getpid()))  # not the runs': what this process had started before
+            _guardian = subprocess.Popen([sys.executable, "-c", "from study.lifeline import guard; guard()", *before],
+                                         stdin=subprocess.PIPE, start_new_session=True,
+                                         cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+            atexit.register(_end_guardian, _guardian)
+        with contextlib.suppress(OSError):  # it died (killed by hand): this run goes unguarded
+            _guardian.stdin.write(message)
+            _guardian.stdin.flush()
 
 
 def _end_guardian(guardian: Any) -> None:
-    """At this process's normal exit: the guardian kills what the runs left running, and ends."""
+    """At this process's normal exit: the guardian kills what the runs left running, and ends.
+    Told so in words (b"!"): a process this one forked holds the pipe open, and the end of file
+    it would otherwise wait for comes only once this process has exited."""
+    with contextlib.suppress(OSError):
+        guardian.stdin.write(b"!")
+        guardian.stdin.flush()
     with contextlib.suppress(OSError):
         guardian.stdin.close()
     with contextlib.suppress(Exception):
@@ -203,17 +213,20 @@ def guard() -> None:
     """The guardian's process (`python -c`, its arguments the pids its parent had started before
     its first run): while runs of its parent are in flight (b"+" and b"-" on stdin),
     record every new process below the parent, each polling; once the parent is gone (end of
-    file), kill those still alive with their trees. A process that lived less than a poll
-    (POLL_S) before the parent died may be missed, unless it is in a recorded run's group."""
+    file, or this process re-parented) or ending (b"!"), kill those still alive with their
+    trees. A process that lived less than a poll (POLL_S) before the parent died may be missed,
+    unless it is in a recorded run's group."""
     parent, me = os.getppid(), os.getpid()
     before = set(map(int, sys.argv[1:]))  # what the parent had started before its first run: not the runs'
     seen: dict[int, bytes] = {}  # pid: its start time (a pid reused by another process is not it)
     in_flight = 0
-    while True:
-        ready, _, _ = select.select([sys.stdin.fileno()], [], [], POLL_S if in_flight else None)
+    # End of file alone is not enough: a process the parent forked (a data loader's worker)
+    # inherits the pipe's writing end and holds it open after the parent died.
+    while os.getppid() == parent:
+        ready, _, _ = select.select([sys.stdin.fileno()], [], [], POLL_S)
         if ready:
             message = os.read(sys.stdin.fileno(), 4096)
-            if not message:
+            if not message or b"!" in message:
                 break
             in_flight += message.count(b"+") - message.count(b"-")
         seen = {pid: t for pid, t in seen.items() if _started(pid) == t}  # the dead forgotten
@@ -283,16 +296,20 @@ PRELOAD = ["study.experiment", "study.provenance", "study.worker"]
 # triton) at their first step: seconds that every run's fresh process would pay again.
 PRELOAD_IF_LOADED = {"numpy": ["numpy"], "torch": ["torch", "torch.optim", "torch._dynamo"]}
 _preloaded = False
+_setup = threading.Lock()  # threads of a Dask worker start timed runs at once
 
 
 def _process(**kwargs: Any) -> Any:
     """A process of multiprocessing's fork server (POSIX, as the rest of this module), which
     imports this module's preloads once."""
     global _preloaded
-    if not _preloaded:  # (once the server runs, its preloads are what they were)
-        multiprocessing.get_context("forkserver").set_forkserver_preload(
-            [*PRELOAD, *(m for lib, mods in PRELOAD_IF_LOADED.items() if lib in sys.modules for m in mods)])
-        _preloaded = True
+    with _setup:
+        if not _preloaded:  # (once the server runs, its preloads are what they were)
+            multiprocessing.get_context("forkserver").set_forkserver_preload(
+                [*PRELOAD, *(m for lib, mods in PRELOAD_IF_LOADED.items() if lib in sys.modules for m in mods)])
+            spawn.get_preparation_data = _mainless_when_launching(  # type: ignore[assignment]
+                spawn.get_preparation_data)  # (the same signature: typeshed types it a def)
+            _preloaded = True
     return _RunProcess(**kwargs)
 
 
@@ -310,19 +327,28 @@ class _MainlessPopen(popen_forkserver.Popen):
     process. The preparation data the launch sends lose their two main-module entries."""
 
     def _launch(self, process_obj: Any) -> None:
-        prepare = spawn.get_preparation_data
-
-        def mainless(name: str) -> dict[str, Any]:
-            data = prepare(name)
-            data.pop("init_main_from_name", None)
-            data.pop("init_main_from_path", None)
-            return data
-
-        spawn.get_preparation_data = mainless  # read by popen_forkserver at launch, in this thread
+        _launching.mainless = True  # read by spawn.get_preparation_data, in this thread only
         try:
             super()._launch(process_obj)  # type: ignore[misc]
         finally:
-            spawn.get_preparation_data = prepare
+            _launching.mainless = False
+
+
+_launching = threading.local()  # `mainless`: this thread is launching a run's process
+
+
+def _mainless_when_launching(prepare: Callable[[str], dict[str, Any]]) -> Callable[[str], dict[str, Any]]:
+    """spawn.get_preparation_data, installed once for good: a replacement swapped in and back
+    around each launch was, with two threads launching at once, left in place by the second
+    (it restored the first's), and another thread's spawn meanwhile lost its main module too."""
+
+    def get_preparation_data(name: str) -> dict[str, Any]:
+        data = prepare(name)
+        if getattr(_launching, "mainless", False):
+            data.pop("init_main_from_name", None)
+            data.pop("init_main_from_path", None)
+        return data
+    return get_preparation_data
 
 
 class RunError(RuntimeError):

@@ -29,12 +29,16 @@ recomputed; the attributes it had stay. `python -m study.run` on such a study sa
     python -m study.migrate results/my-study             # the study of results/my-study
     python -m study.migrate results/my-study --dry-run   # say what it would delete
 
-Exit status: 0 migrated (or nothing to do), 2 bad input or a check failed (nothing changed).
+Exit status: 0 migrated (or nothing to do), 2 bad input or a check failed. Every check of every
+step runs before the first change, so a refusal changes nothing. A file that cannot be written
+(runs.csv, study.json) is named in the error; the database may then be migrated already, and
+running the migration again finishes it: study.json, which marks a study migrated, is written last.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
 from dataclasses import dataclass
@@ -80,8 +84,7 @@ def storage_of(target: str) -> str:
         url = target
     else:
         folder = Path(target)
-        meta = folder / "study.json"
-        url = json.loads(meta.read_text()).get("storage", "") if meta.exists() else ""
+        url = str((read_meta(folder / "study.json") or {}).get("storage", ""))
         if url.startswith("sqlite:///"):
             path = Path(url[len("sqlite:///"):])
             found = [p for p in ((path,) if path.is_absolute() else (folder.parent.parent / path, path))
@@ -94,16 +97,50 @@ def storage_of(target: str) -> str:
     return url
 
 
+def read_meta(path: Path) -> dict | None:
+    """A study.json's content, None if there is none; MigrationError naming it if it is no JSON object."""
+    if not path.exists():
+        return None
+    try:
+        meta = json.loads(path.read_text())
+    except (ValueError, UnicodeDecodeError) as e:
+        raise MigrationError(f"{path}: not valid JSON ({e}); restore it from git") from None
+    if not isinstance(meta, dict):
+        raise MigrationError(f"{path}: not a JSON object; restore it from git")
+    return meta
+
+
+def _write_meta(path: Path, meta: dict) -> None:
+    """study.json as the runner writes it; aside, then renamed: a failure leaves the old file whole."""
+    from study.store import write_if_changed
+
+    write_if_changed(path, (json.dumps(meta, indent=2) + "\n").encode())
+
+
+@contextlib.contextmanager
+def _database(storage_url: str):
+    """Around what reads or writes the storage: its errors (not a database, locked, an old
+    schema) as one MigrationError naming it; a transaction that fails is rolled back."""
+    import sqlalchemy as sa
+
+    try:
+        yield
+    except (sa.exc.SQLAlchemyError, RuntimeError) as e:  # RuntimeError: optuna's schema-version check
+        first = str(getattr(e, "orig", None) or e).splitlines()[0]
+        raise MigrationError(f"{redact(storage_url)}: {first} (nothing in it was changed)") from None
+
+
 def _open(storage_url: str, study_name: str):
     """The RDB storage at `storage_url` and its study `study_name` (MigrationError if absent)."""
     import optuna  # here, not at import: `--help` answers without optuna and SQLAlchemy
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    storage = optuna.storages.RDBStorage(storage_url)
-    try:
-        return storage, optuna.load_study(study_name=study_name, storage=storage)
-    except KeyError:
-        raise MigrationError(f"no study {study_name!r} in {redact(storage_url)}") from None
+    with _database(storage_url):
+        storage = optuna.storages.RDBStorage(storage_url)
+        try:
+            return storage, optuna.load_study(study_name=study_name, storage=storage)
+        except KeyError:
+            raise MigrationError(f"no study {study_name!r} in {redact(storage_url)}") from None
 
 
 def seed_to_attribute(storage_url: str, study_name: str, *, dry_run: bool = False) -> SeedMigration:
@@ -127,7 +164,7 @@ def seed_to_attribute(storage_url: str, study_name: str, *, dry_run: bool = Fals
         params = sa.table("trial_params", sa.column("trial_id"), sa.column("param_name"))
         delete = params.delete().where(params.c.param_name == SEED,
                                        params.c.trial_id.in_([t._trial_id for t in seeded]))
-        with storage.engine.begin() as conn:  # one transaction: all of them or none
+        with _database(storage_url), storage.engine.begin() as conn:  # one transaction: all of them or none
             deleted = conn.execute(delete).rowcount
     return SeedMigration(study_name, len(trials), len(seeded), deleted)
 
@@ -137,14 +174,12 @@ def record_seed_streams(folder: Path, *, dry_run: bool = False) -> bool:
     by that experiment before the key existed (module docstring); True when it was (or, on a
     dry run, would be) added. The file is rewritten as the runner writes it."""
     path = folder / "study.json"
-    if not path.exists():
-        return False
-    meta = json.loads(path.read_text())
-    if not isinstance(meta, dict) or "seed_streams" in meta or "experiment" in meta or not meta.get("arms"):
+    meta = read_meta(path)
+    if meta is None or "seed_streams" in meta or "experiment" in meta or not meta.get("arms"):
         return False
     if not dry_run:
         meta["seed_streams"] = dict(BUILTIN_SEED_STREAMS)
-        path.write_text(json.dumps(meta, indent=2) + "\n")
+        _write_meta(path, meta)
     return True
 
 
@@ -153,14 +188,20 @@ def old_layout(meta: dict) -> bool:
     return isinstance(meta, dict) and "experiment" not in meta and bool(meta.get("arms"))
 
 
-def identities(meta: dict) -> tuple[str, str]:
+def identities(meta: dict, path: Path | str = "study.json") -> tuple[str, str]:
     """(the identity study.json's configs hash to without an experiment, the same with the
-    built-in experiment named): `study.spec.StudySpec.identity` before and after."""
+    built-in experiment named): `study.spec.StudySpec.identity` before and after. A study.json
+    (`path`) without its `analysis` or its arms' `config` is refused, naming it."""
     from study.spec import AnalysisPlan
 
-    declared = {k: v for k, v in meta["analysis"].items() if k in ("metric", "baseline", "alpha", "margin", "direction")}
-    blob = {"preset": meta.get("preset"), "arms": {a: d["config"] for a, d in meta["arms"].items()},
-            "analysis": AnalysisPlan(**declared).identity_blob()}
+    try:
+        declared = {k: v for k, v in meta["analysis"].items()
+                    if k in ("metric", "baseline", "alpha", "margin", "direction")}
+        blob = {"preset": meta.get("preset"), "arms": {a: d["config"] for a, d in meta["arms"].items()},
+                "analysis": AnalysisPlan(**declared).identity_blob()}
+    except (KeyError, TypeError, AttributeError, ValueError) as e:
+        raise MigrationError(f"{path}: its `analysis` or an arm's `config` is missing or malformed "
+                             f"({type(e).__name__}: {e}); restore it from git") from None
     return stable_hash(blob), stable_hash({**blob, "experiment": BUILTIN_EXPERIMENT})
 
 
@@ -202,29 +243,30 @@ def contract_layout(folder: Path, storage_url: str | None, study_name: str, *,
     import sqlalchemy as sa
 
     path = folder / "study.json"
-    meta = json.loads(path.read_text()) if path.exists() else None
+    meta = read_meta(path)
     if meta is None or not old_layout(meta):
         return None
-    before, after = identities(meta)
+    before, after = identities(meta, path)
     if meta.get("identity") != before:
         raise MigrationError(f"{path}: identity {meta.get('identity')} is not what its configs hash to ({before}); "
                              "it was not made by the built-in experiment's spec: left as it is")
     if storage_url is None:
         if not dry_run:
-            meta.update(identity=after, experiment=BUILTIN_EXPERIMENT)
-            path.write_text(json.dumps(meta, indent=2) + "\n")
+            _write_meta(path, {**meta, "identity": after, "experiment": BUILTIN_EXPERIMENT})
         return LayoutMigration(study_name, 0, (before, after))
     storage, study = _open(storage_url, study_name)
     if study.user_attrs.get("identity") not in (before, after):
         raise MigrationError(f"study {study_name!r}: stored identity {study.user_attrs.get('identity')} is "
                              f"neither {before} nor {after}; left as it is")
-    trials = [t for t in study.get_trials(deepcopy=False) if "arm" in t.user_attrs and "metrics" not in t.user_attrs]
+    # Not yet rewritten: a failed run has no `metrics` in either layout, but once rewritten it names its experiment.
+    trials = [t for t in study.get_trials(deepcopy=False)
+              if "arm" in t.user_attrs and "metrics" not in t.user_attrs and "experiment" not in t.user_attrs]
     if dry_run:
         return LayoutMigration(study_name, len(trials), (before, after))
     attrs = sa.table("trial_user_attributes", sa.column("trial_id"), sa.column("key"), sa.column("value_json"))
     study_attrs = sa.table("study_user_attributes", sa.column("study_id"), sa.column("key"), sa.column("value_json"))
     study_id = study._study_id
-    with storage.engine.begin() as conn:  # one transaction: the whole study or nothing
+    with _database(storage_url), storage.engine.begin() as conn:  # one transaction: the whole study or nothing
         for t in trials:
             for key, value in {**contract_attrs(t.user_attrs), "study_identity": after}.items():
                 conn.execute(attrs.delete().where(attrs.c.trial_id == t._trial_id, attrs.c.key == key))
@@ -232,15 +274,17 @@ def contract_layout(folder: Path, storage_url: str | None, study_name: str, *,
         for key, value in (("identity", after), ("experiment", BUILTIN_EXPERIMENT), ("identity_before", before)):
             conn.execute(study_attrs.delete().where(study_attrs.c.study_id == study_id, study_attrs.c.key == key))
             conn.execute(study_attrs.insert().values(study_id=study_id, key=key, value_json=json.dumps(value)))
-    meta.update(identity=after, experiment=BUILTIN_EXPERIMENT)
-    path.write_text(json.dumps(meta, indent=2) + "\n")
     from study.store import user_tables, write_if_changed
 
-    fresh = optuna.load_study(study_name=study_name, storage=storage)
-    runs, epochs = user_tables(sorted((t for t in fresh.get_trials(deepcopy=False) if "arm" in t.user_attrs),
-                                      key=lambda t: t.number))
+    with _database(storage_url):
+        fresh = optuna.load_study(study_name=study_name, storage=storage)
+        runs, epochs = user_tables(sorted((t for t in fresh.get_trials(deepcopy=False) if "arm" in t.user_attrs),
+                                          key=lambda t: t.number))
     for df, name in ((runs, "runs.csv"), (epochs, "epochs.csv")):
         write_if_changed(folder / name, df.to_csv(index=False).encode())
+    # Last: it marks the study migrated. Should an export above fail, a rerun finds the study.json
+    # of the old layout, the database's identity already `after`, and finishes the job.
+    _write_meta(path, {**meta, "identity": after, "experiment": BUILTIN_EXPERIMENT})
     return LayoutMigration(study_name, len(trials), (before, after))
 
 
@@ -252,22 +296,26 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     try:
         folder = Path(args.study)
-        if "://" not in args.study and not (folder / DB_FILE).exists() and (folder / "study.json").exists():
-            layout = contract_layout(folder, None, _study_name(folder), dry_run=args.dry_run)  # exports only
+        if "://" not in args.study and _storage_gone(folder):  # exports only: study.json alone
+            name = _study_name(folder)
+            contract_layout(folder, None, name, dry_run=True)  # its checks, before the first change
+            # Its seed streams first: once study.json names its experiment, they are never added.
+            streams = record_seed_streams(folder, dry_run=args.dry_run)
+            layout = contract_layout(folder, None, name, dry_run=args.dry_run)
+            _print_streams(folder, streams, args.dry_run)
             print(f"{folder}: no {DB_FILE}; " + (f"study.json's identity {layout.identity[0]} -> {layout.identity[1]}"
                                                   if layout else "nothing to migrate"))
             return 0
         url = storage_of(args.study)
         name = args.name or _study_name(Path(args.study))
-        result = seed_to_attribute(url, name, dry_run=args.dry_run)
-        streams = "://" not in args.study and record_seed_streams(Path(args.study), dry_run=args.dry_run)
-        layout = None if "://" in args.study else contract_layout(Path(args.study), url, name, dry_run=args.dry_run)
-    except (ValueError, MigrationError) as e:
+        # A dry run of every step first: it makes all their checks, so that a refusal of the
+        # last step comes before the first step changed anything.
+        checked = _steps(args.study, url, name, dry_run=True)
+        result, streams, layout = checked if args.dry_run else _steps(args.study, url, name, dry_run=False)
+    except (ValueError, MigrationError, OSError) as e:  # an OSError's message names its file
         print(f"error: {e}", file=sys.stderr)
         return 2
-    if streams:
-        print(f"{Path(args.study) / 'study.json'}: {'would record' if args.dry_run else 'recorded'} "
-              f"seed_streams {', '.join(BUILTIN_SEED_STREAMS)} (the built-in experiment's)")
+    _print_streams(Path(args.study), streams, args.dry_run)
     done = (f"would delete {result.with_seed_param}" if args.dry_run
             else f"deleted {result.deleted}")
     print(f"{result.study} ({redact(url)}): {result.trials} trials, {result.with_seed_param} with a "
@@ -279,11 +327,49 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def _print_streams(folder: Path, streams: bool, dry_run: bool) -> None:
+    if streams:
+        print(f"{folder / 'study.json'}: {'would record' if dry_run else 'recorded'} "
+              f"seed_streams {', '.join(BUILTIN_SEED_STREAMS)} (the built-in experiment's)")
+
+
+def _steps(target: str, url: str, name: str, *, dry_run: bool
+           ) -> tuple[SeedMigration, bool, LayoutMigration | None]:
+    """The migration's steps, in order, for `python -m study.migrate TARGET` (see `main`)."""
+    result = seed_to_attribute(url, name, dry_run=dry_run)
+    if "://" in target:  # a storage URL: no study folder to read or write
+        return result, False, None
+    folder = Path(target)
+    return result, record_seed_streams(folder, dry_run=dry_run), contract_layout(folder, url, name, dry_run=dry_run)
+
+
+def _storage_gone(folder: Path) -> bool:
+    """Whether `folder` is a study kept as its exports only: a study.json, and no database where
+    it says (nor a study.db of its own). A study.json naming another folder's database (a
+    tuned-per-arm study's) is not: its trials are migrated there. One naming a server whose
+    password it does not record is refused: its study.json alone would be marked migrated."""
+    meta = read_meta(folder / "study.json")
+    if meta is None:
+        return False
+    try:
+        storage_of(str(folder))
+        return False
+    except ValueError:
+        named = str(meta.get("storage", ""))
+        if named and not named.startswith("sqlite:///"):
+            raise MigrationError(f"{folder / 'study.json'}: its storage {named} cannot be opened from the "
+                                 "folder (no password is recorded), and migrating study.json alone would "
+                                 "leave the database's trials behind: nothing changed") from None
+        return True
+
+
 def _study_name(folder: Path) -> str:
-    meta = folder / "study.json"
-    if not meta.exists():
+    meta = read_meta(folder / "study.json")
+    if meta is None:
         raise ValueError(f"{folder} has no study.json: give the study's name with --study")
-    return json.loads(meta.read_text())["study"]
+    if not isinstance(meta.get("study"), str):
+        raise MigrationError(f"{folder / 'study.json'}: names no `study`; give the study's name with --study")
+    return meta["study"]
 
 
 if __name__ == "__main__":

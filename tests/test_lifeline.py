@@ -136,3 +136,27 @@ def test_a_run_that_kills_itself_is_failed_with_how_it_died(tmp_path):
     assert set(result.runs["status"]) == {FAILED}
     assert set(result.runs["error"]) == {"RuntimeError: the run's process died before returning (killed by signal 9 "
                                          "(SIGKILL: out of memory?))"}
+
+
+def test_timed_runs_started_from_several_threads_leave_multiprocessing_as_they_found_it():
+    """A Dask worker runs several tasks at once, in threads: each launch of a timed run drops
+    the main module from what its own child prepares, and from nothing else, not even after."""
+    import threading
+    from multiprocessing import spawn
+
+    from study.lifeline import run_in_child
+
+    expected = spawn.get_preparation_data("x")
+    assert "init_main_from_name" in expected or "init_main_from_path" in expected  # pytest's own main
+    pids: list[int] = []
+
+    def runs() -> None:
+        pids.extend(run_in_child(os.getpid, (), 60) for _ in range(8))
+
+    threads = [threading.Thread(target=runs) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(set(pids)) == 32  # every run ran, each in a process of its own
+    assert spawn.get_preparation_data("x") == expected  # other users of spawn keep their main module

@@ -7,6 +7,7 @@ can hang, start a helper process (a data loader, a logger) and write that helper
 so the test can check that it was killed. Module names differ from test to test: the tests
 that run in this process import them."""
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -197,6 +198,99 @@ def test_kill_9_of_the_study_leaves_no_worker_and_no_child_behind(tmp_path, form
         study.kill()
         for pid in descendants(study.pid):
             os.kill(pid, signal.SIGKILL)
+
+
+# A run in the study's own process (--jobs 1) that forks a helper, as a data loader's workers
+# are forked on Linux: the fork inherits every descriptor of the study, the guardian's pipe too.
+FORKING_STUDY = """
+import multiprocessing, sys, time
+from pathlib import Path
+from study.lifeline import guarded
+
+with guarded():
+    helper = multiprocessing.get_context("fork").Process(target=time.sleep, args=(120,))
+    helper.start()
+    Path(sys.argv[1]).write_text(str(helper.pid))
+    time.sleep(120)
+"""
+
+
+@needs_proc
+def test_kill_9_of_the_study_kills_a_forked_helper_that_holds_the_guardians_pipe(tmp_path):
+    pid_file = tmp_path / "helper.pid"
+    study = subprocess.Popen([sys.executable, "-c", FORKING_STUDY, str(pid_file)], env=ENV, cwd=ROOT)
+    try:
+        assert wait_until(lambda: pid_file.exists() and pid_file.read_text(), 60), "the run never started"
+        helper = int(pid_file.read_text())
+        time.sleep(1.5)  # the guardian records what appeared within a poll
+        study.send_signal(signal.SIGKILL)
+        study.wait()
+        assert wait_until(lambda: not alive(helper), 5), "the forked helper outlived the study"
+    finally:
+        study.kill()
+        with contextlib.suppress(ValueError, OSError):
+            os.kill(int(pid_file.read_text()), signal.SIGKILL)
+
+
+# Runs guarded at once from threads (a Dask worker's): each "+" and "-" must reach the one
+# guardian, which counts the runs in flight.
+THREADED_STUDY = """
+import os, threading, time
+from study.lifeline import descendants, guarded
+
+barrier = threading.Barrier(4)
+
+def run():
+    barrier.wait()
+    with guarded():
+        time.sleep(1)
+
+threads = [threading.Thread(target=run) for _ in range(4)]
+for t in threads:
+    t.start()
+for t in threads:
+    t.join()
+print(sum(b"guard()" in open(f"/proc/{p}/cmdline", "rb").read() for p in descendants(os.getpid())))
+"""
+
+
+@needs_proc
+def test_runs_guarded_at_once_from_threads_share_one_guardian(tmp_path):
+    out = subprocess.run([sys.executable, "-c", THREADED_STUDY], env=ENV, cwd=ROOT, capture_output=True, text=True,
+                         timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "1"
+
+
+# A run that leaves a forked daemon running (a data loader's persistent workers), then the
+# study ends normally: the forked daemon holds the guardian's pipe open.
+ENDING_STUDY = """
+import multiprocessing, sys, time
+from pathlib import Path
+from study.lifeline import guarded
+
+with guarded():
+    helper = multiprocessing.get_context("fork").Process(target=time.sleep, args=(120,), daemon=True)
+    helper.start()
+    Path(sys.argv[1]).write_text(str(helper.pid))
+    time.sleep(1)  # the guardian records it
+"""
+
+
+@needs_proc
+def test_a_study_that_ends_normally_exits_at_once_and_leaves_no_forked_helper(tmp_path):
+    pid_file = tmp_path / "helper.pid"
+    start = time.monotonic()
+    out = subprocess.run([sys.executable, "-c", ENDING_STUDY, str(pid_file)], env=ENV, cwd=ROOT,
+                         capture_output=True, text=True, timeout=120)
+    took = time.monotonic() - start
+    try:
+        assert out.returncode == 0, out.stderr
+        assert took < 6, f"the study took {took:.1f} s to exit"  # not the guardian's 10 s wait
+        assert wait_until(lambda: not alive(int(pid_file.read_text())), 5)
+    finally:
+        with contextlib.suppress(ValueError, OSError):
+            os.kill(int(pid_file.read_text()), signal.SIGKILL)
 
 
 # --- fail fast, once --------------------------------------------------------------------------

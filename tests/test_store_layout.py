@@ -271,3 +271,83 @@ def test_the_committed_builtin_studies_are_in_the_contracts_layout_under_their_s
         spec = load_spec(None if source.startswith("the default spec") else QUICK.parents[1] / source)
         if "variance" not in path.parent.name and "sequential" not in path.parent.name:
             assert spec.identity(meta["preset"], meta["set"]) == meta["identity"], path
+
+
+def test_a_refused_layout_migration_changes_nothing_not_even_the_seed_streams(tmp_path, capsys):
+    """The checks of every step run before the first change: exit 2 says "nothing changed"."""
+    folder = tmp_path / "old"
+    meta, _ = old_builtin_study(folder)
+    (folder / "study.json").write_text(json.dumps({**meta, "identity": "not-its-hash"}, indent=2) + "\n")
+    before = (folder / "study.json").read_bytes()
+    assert migrate_main([str(folder)]) == 2
+    assert "identity not-its-hash" in capsys.readouterr().err
+    assert (folder / "study.json").read_bytes() == before  # no seed_streams added before the refusal
+
+
+def test_a_layout_migration_that_cannot_write_runs_csv_says_so_in_one_line_and_a_rerun_finishes_it(tmp_path, capsys):
+    folder = tmp_path / "old"
+    old_builtin_study(folder)
+    (folder / "runs.csv").mkdir()  # what the export cannot overwrite
+    assert migrate_main([str(folder)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "runs.csv" in err and "Traceback" not in err
+    (folder / "runs.csv").rmdir()
+    assert migrate_main([str(folder)]) == 0  # not "nothing to migrate": the export was still to do
+    assert "rewrote 0 trial(s)" in capsys.readouterr().out  # the database's part was done the first time
+    import pandas as pd
+
+    assert pd.read_csv(folder / "runs.csv").set_index(["arm", "seed"]).loc[("baseline", 0), "test_acc"] == 41.5
+    assert json.loads((folder / "study.json").read_text())["experiment"] == "study.cifar.experiment:train"
+    assert migrate_main([str(folder)]) == 0 and "rewrote" not in capsys.readouterr().out  # once
+
+
+@pytest.mark.parametrize("damage", ["not json", "no analysis", "no study name"])
+def test_a_damaged_study_json_is_refused_in_one_line_naming_it(tmp_path, capsys, damage):
+    folder = tmp_path / "old"
+    meta, _ = old_builtin_study(folder)
+    text = {"not json": '{"study": "old",',
+            "no analysis": json.dumps({k: v for k, v in meta.items() if k != "analysis"}),
+            "no study name": json.dumps({k: v for k, v in meta.items() if k != "study"})}[damage]
+    (folder / "study.json").write_text(text)
+    assert migrate_main([str(folder)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and str(folder / "study.json") in err, err
+    assert (folder / "study.json").read_text() == text
+
+
+def test_a_study_db_that_is_not_a_database_is_refused_in_one_line(tmp_path, capsys):
+    folder = tmp_path / "old"
+    old_builtin_study(folder)
+    (folder / "study.db").write_bytes(b"these are not the bytes of an SQLite file" * 100)
+    assert migrate_main([str(folder)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "study.db" in err, err
+
+
+def test_a_study_whose_database_sits_outside_its_folder_is_migrated_in_that_database(tmp_path):
+    """As results/*-tuned-per-arm/ is kept: no study.db of its own, study.json naming another
+    folder's. Migrating study.json alone would mark the study done and leave its trials behind."""
+    folder = tmp_path / "old"
+    meta, before = old_builtin_study(folder)
+    shared = tmp_path / "shared.db"
+    (folder / "study.db").rename(shared)
+    (folder / "study.json").write_text(json.dumps({**meta, "storage": f"sqlite:///{shared}"}, indent=2) + "\n")
+    assert migrate_main([str(folder)]) == 0
+    study = optuna.load_study(study_name="old", storage=f"sqlite:///{shared}")
+    after = json.loads((folder / "study.json").read_text())["identity"]
+    assert after != before and study.user_attrs["identity"] == after
+    assert all("metrics" in t.user_attrs for t in study.trials if t.user_attrs.get("status") == "complete")
+
+
+def test_a_study_whose_storage_is_gone_has_its_study_json_alone_migrated(tmp_path, capsys):
+    folder = tmp_path / "old"
+    _, before = old_builtin_study(folder)
+    (folder / "study.db").unlink()  # results kept as their exports
+    assert migrate_main([str(folder)]) == 0
+    assert f"study.json's identity {before} ->" in capsys.readouterr().out
+    from analysis.contract import BUILTIN_SEED_STREAMS
+
+    migrated = json.loads((folder / "study.json").read_text())
+    assert migrated["experiment"] == "study.cifar.experiment:train"
+    # its seed streams too: once the experiment is named, no later run would record them
+    assert migrated["seed_streams"] == BUILTIN_SEED_STREAMS
