@@ -17,8 +17,9 @@ ARMS=${ARMS:-baseline,no_bn,notebook_no_bn}
 LOW_LR_ARMS=${LOW_LR_ARMS:-no_bn,notebook_no_bn}
 LOW_LR=${LOW_LR:-1e-4}
 HIGH_LR=${HIGH_LR:-1.0}
-BUDGET=${BUDGET:-40}                 # runs per arm
+BUDGET=${BUDGET:-30}                 # runs per arm (a rerun with a larger one extends each race)
 SEEDS=${SEEDS:-5}                    # fresh evaluation seeds of the confirmation
+WORKERS=${WORKERS:-2}                # tuner processes sharing each race, one torch thread each
 RESULTS=${RESULTS:-results}
 STUDY=${STUDY:-notebook-ablation-quick-race}
 OUT=${OUT:-paper/$STUDY}             # the report's folder
@@ -41,7 +42,14 @@ common=(--spec "$work" --results "$RESULTS" --study "$STUDY")
 [ -n "$PRESET" ] && common+=(--preset "$PRESET")
 echo "== the ablation's fixed-lr runs ($ARMS, $SEEDS seeds)"
 $PY -m study.run "${common[@]}" --arms "$ARMS" --seeds "$SEEDS"
-echo "== section 5: each arm raced ($BUDGET runs), then every arm at its own winner on $SEEDS fresh seeds"
+echo "== section 5: each arm raced ($BUDGET runs, $WORKERS workers), then every arm at its own winner on $SEEDS fresh seeds"
+# The workers share each race through its storage (claims: no run twice); all of them finish
+# before the confirmation reads the winners.
+workers=()
+for ((i = 0; i < WORKERS; i++)); do
+  $PY -m study.tune "${common[@]}" --race --budget "$BUDGET" --arm "$ARMS" --threads 1 & workers+=($!)
+done
+for pid in "${workers[@]}"; do wait "$pid"; done
 $PY -m study.tune "${common[@]}" --race --budget "$BUDGET" --arm "$ARMS" --confirm "$SEEDS"
 echo "== section 4: the baseline's winner against the untuned baseline on the same fresh seeds"
 $PY -m study.tune "${common[@]}" --race --confirm "$SEEDS"
