@@ -98,6 +98,31 @@ def test_an_unscoreable_divergence_drops_its_candidate():
     assert state.live == ("default",) and "diverged" in state.dropped[0].test
 
 
+
+@pytest.mark.parametrize("direction", ["maximize", "minimize"])
+def test_a_default_that_diverged_unscored_never_wins(direction):
+    # an arm whose own lr (outside the [tune] range) diverges on the first tuning seed, with no
+    # chance level to score it: the default is dropped, and a working incumbent must win, not it
+    table = np.array([[np.nan, np.nan, np.nan],  # default: diverged on seed 0, never ran again
+                      [0.30, 0.10, 0.20], [0.50, 0.40, 0.45]])
+    names = ["default", "t1", "t2"]
+    state = replay(table, names, dict.fromkeys(names, 0), direction, unscored={"default": 0})
+    chosen = winner(table, names, state, "default", direction)
+    best = "t2" if direction == "maximize" else "t1"
+    assert state.incumbent == best and chosen.candidate == best
+    assert "diverged" in chosen.reason
+
+
+def test_an_incumbent_that_diverged_unscored_never_wins():
+    # t1 led clearly over three rounds, then diverged on seed 3 (unscoreable) while round 3 is
+    # still waiting for t2: the last completed round's incumbent is a dropped candidate
+    table = np.array([[1.0, 1.1, 0.9, 1.0], [3.0, 3.2, 2.9, np.nan], [1.5, 1.4, 1.6, np.nan]])
+    names = ["default", "t1", "t2"]
+    state = replay(table, names, dict.fromkeys(names, 0), "maximize", unscored={"t1": 3})
+    assert "t1" not in state.live
+    chosen = winner(table, names, state, "default", "maximize")
+    assert chosen.candidate != "t1"
+
 # --- the done-when toy, simulated: a default at the true optimum and large shared seed noise ---
 
 A, SHARED_SD, NOISE_SD, LR0 = 1.0, 5.0, 0.3, 0.05  # score = -A (log lr - log lr0)^2 + seed + noise

@@ -71,6 +71,7 @@ class Drop:
     diff: float  # candidate - incumbent over their shared seeds (nan: not scoreable)
     p_holm: float
     test: str  # "paired t (one-sided), Holm over k rivals" or "diverged on seed index j, not scoreable"
+    diverged: bool = False  # dropped for a run that could not be scored, not by the test
 
 
 @dataclass(frozen=True)
@@ -167,9 +168,11 @@ def replay(table: np.ndarray, candidates: Sequence[str], entered: Mapping[str, i
         for c in racing:
             if c in unscored and unscored[c] <= k:
                 dropped.append(Drop(c, k, best or "-", float("nan"), 0.0,
-                                    f"diverged on seed index {unscored[c]}, not scoreable"))
+                                    f"diverged on seed index {unscored[c]}, not scoreable", diverged=True))
                 gone.add(c)
         racing = [c for c in racing if c not in gone]
+        if best in gone:  # the incumbent itself diverged: the best of the rest over the completed rounds
+            best = _best_of(arr[[index[c] for c in racing], :k], racing, direction)
         if not racing:
             return RaceState((), tuple(dropped), k, best, ())
         rows = [index[c] for c in racing]
@@ -190,6 +193,11 @@ def replay(table: np.ndarray, candidates: Sequence[str], entered: Mapping[str, i
         k += 1
 
 
+def _best_of(table: np.ndarray, candidates: Sequence[str], direction: str) -> str | None:
+    """`incumbent` of `table`, or None when no candidate in it has a score."""
+    return incumbent(table, candidates, direction) if np.isfinite(table).any() else None
+
+
 @dataclass(frozen=True)
 class Winner:
     """The race's answer: the incumbent where a paired test shows it better than the default
@@ -208,6 +216,14 @@ def winner(table: np.ndarray, candidates: Sequence[str], state: RaceState, defau
     backs is within the selection noise; moving off the arm's own parameters on it would make
     tuning worse than not tuning whenever the default is already (near) the optimum."""
     best = state.incumbent
+    failed = next((d for d in state.dropped if d.candidate == default and d.diverged), None)
+    if failed is not None:
+        # the default cannot be scored, so no test can keep it: an unstable configuration never
+        # wins by leaving its bad seeds out (module docstring); the incumbent is the best that can
+        if best is None:
+            return Winner(default, None, None, f"the default {failed.test} and no other candidate completed a "
+                                               "round: nothing to tune to (declare `chance` to score divergence)")
+        return Winner(best, best, None, f"the default {failed.test}; the incumbent wins")
     if best is None or best == default:
         return Winner(default, best, None, "the default leads the race" if best else "no round completed")
     test = race_test(table, candidates, default, [best], direction, alpha)[0]  # diff: incumbent - default
