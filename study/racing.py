@@ -128,7 +128,14 @@ def race_arm(tuning: Tuning, budget: int, *, sampler_seed: int = 0, size: int = 
             ran = (_newcomer(tuning, step.round, claims) if step.newcomers
                    else _run_one(tuning, data, step.runs, dists, claims))
             if ran is False:
-                return 1
+                # a retry that raised again drops its candidate (race_study.ATTEMPTS): that is
+                # the race's answer about it, so race on; a first failure stops for a look
+                after = _data(study, default_params, plan)
+                new = set(after.failing) - set(data.failing)
+                if not new:
+                    return 1
+                print(f"race {tuning.arm}: {', '.join(sorted(new))} raised again on its retry: dropped "
+                      "(an outcome of its configuration)", file=sys.stderr)
             if ran is None:  # everything pending is someone else's, or just finished by them
                 # A run another worker finished between our read of the trials and our claim
                 # reads "done" before we see its trial: read again rather than stop early; stop

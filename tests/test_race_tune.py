@@ -287,3 +287,73 @@ def test_timeout_limits_tuning_runs(tmp_path):
         assert res.returncode == 1, res.stderr[-2000:]
         (t,) = tuning_trials(tmp_path / "results", race)
         assert t.state.name == "FAIL" and "timed out after 0.5 s" in t.user_attrs["error"], t.user_attrs
+
+
+FRAGILE = """
+import math
+
+import numpy as np
+
+
+def train(config, seed):
+    # a researcher's model: out of memory above width 200, diverges (NaN loss) at lr > 1
+    if config["width"] > 200:
+        raise RuntimeError("CUDA out of memory (width %d)" % config["width"])
+    shared = np.random.default_rng([seed, 1]).normal(0, 0.5)
+    if config["lr"] > 1.0:
+        return {"val_loss": float("nan"), "test_loss": float("nan")}
+    loss = (math.log10(config["lr"]) + 1.5) ** 2 + abs(config["width"] - 64) / 640 + shared
+    return {"val_loss": float(loss), "test_loss": float(loss)}
+"""
+
+FRAGILE_SPEC = """experiment = "fragile:train"
+name = "fragile"
+seeds = 2
+[base]
+lr = 0.03
+width = 64
+[arms.baseline]
+[arms."no BN"]
+lr = 3.0                          # its own lr, outside the [tune] range, diverges
+[analysis]
+metric = "test_loss"
+direction = "minimize"
+margin = 0.05
+[tune]
+metric = "val_loss"
+direction = "minimize"
+lr = {low = 0.001, high = 1.0, log = true}
+width = {low = 16, high = 256, int = true}
+"""
+
+
+@pytest.mark.slow
+def test_a_race_survives_configs_that_raise_and_an_arm_whose_default_diverges(tmp_path):
+    """A researcher's experiment that runs out of memory for wide configs, and an arm ("no BN")
+    whose own lr diverges with no chance level: the race used to retry the same raising run on
+    every rerun (never finishing) and to keep the diverging default as the winner."""
+    (tmp_path / "fragile.py").write_text(FRAGILE)
+    spec = tmp_path / "fragile.toml"
+    spec.write_text(FRAGILE_SPEC)
+    args = ("--spec", spec, "--results", tmp_path, "--race", "--budget", 16, "--arm", "baseline,no BN")
+    for _ in range(8):  # a first failure stops a run for a look; a rerun retries it, once
+        res = cli(*args)
+        if res.returncode == 0:
+            break
+        assert res.returncode == 1 and "CUDA out of memory" in res.stderr, res.stderr[-3000:]
+    assert res.returncode == 0, res.stderr[-3000:]
+    url = f"sqlite:///{tmp_path / 'fragile' / 'study.db'}"
+    for arm in ("baseline", "no BN"):
+        trials = optuna.load_study(study_name=f"fragile-tune-{arm}-race", storage=url).get_trials()
+        raised = Counter((t.user_attrs["race_candidate"], t.user_attrs["race_seed_index"])
+                         for t in trials if t.state.name == "FAIL")
+        assert max(raised.values(), default=0) <= 2, raised  # retried once, then dropped
+    out = res.stdout + res.stderr
+    assert "winner default (lr=3," not in out and "the default diverged on seed index 0" in out
+    res = cli(*args, "--confirm", 2)
+    assert res.returncode == 0, res.stderr[-3000:]
+    per_arm = json.loads((tmp_path / "fragile-tuned-per-arm" / "per_arm.json").read_text())
+    no_bn = next(a for a in per_arm["arms"] if a["arm"] == "no BN")
+    assert no_bn["params"]["lr"] <= 1.0 and no_bn["params"]["width"] <= 200
+    runs = pd.read_csv(tmp_path / "fragile-tuned-per-arm" / "runs.csv")
+    assert set(runs.loc[runs["arm"] == "no BN", "status"]) == {"complete"}

@@ -192,13 +192,13 @@ def test_racing_never_tunes_worse_than_a_default_at_the_optimum():
     assert rate > 0.5, f"naive rate {rate:.3f} (MC SE {math.sqrt(rate * (1 - rate) / reps):.3f})"
 
 
-def _trial(number, cand, j, value, state="COMPLETE", status="complete", lr=0.1):
+def _trial(number, cand, j, value, state="COMPLETE", status="complete", lr=0.1, **attrs):
     import optuna
 
     t = optuna.trial.create_trial(
         state=getattr(optuna.trial.TrialState, state), value=value if state == "COMPLETE" else None,
         params={"lr": lr}, distributions={"lr": optuna.distributions.FloatDistribution(1e-4, 1.0, log=True)},
-        user_attrs={"race_candidate": cand, "race_entered": 0, "race_seed_index": j, "status": status})
+        user_attrs={"race_candidate": cand, "race_entered": 0, "race_seed_index": j, "status": status, **attrs})
     t.number = number
     return t
 
@@ -225,6 +225,27 @@ def test_a_stored_race_scores_divergence_by_the_failures_rule(chance):
     else:
         assert data.unscored == {} and data.table[1].tolist() == [52.0, 10.0]
 
+
+def test_a_candidate_whose_run_raises_on_every_attempt_is_dropped_not_retried_forever():
+    """A configuration that always raises (width 512 runs out of memory) used to be retried on
+    every rerun, so the race never finished; its retry raising again makes it an outcome of the
+    configuration: dropped, unscored. One failed attempt, or a worker killed mid-run (no error
+    stored), is still retried."""
+    from analysis.tuning.race_study import race_data, race_plan, race_summary
+
+    oom = {"error": "RuntimeError: CUDA out of memory"}
+    trials = [_trial(0, "default", 0, 50.0), _trial(1, "t1", 0, 52.0, lr=0.5),
+              _trial(2, "t2", 0, None, state="FAIL", status="failed", lr=0.9, **oom),
+              _trial(3, "default", 1, 51.0), _trial(4, "t1", 1, 53.0, lr=0.5),
+              _trial(5, "t2", 0, None, state="FAIL", status="failed", lr=0.9, **oom),
+              _trial(6, "t1", 2, None, state="FAIL", status="failed", lr=0.5, **oom),  # once: retried
+              _trial(7, "default", 2, None, state="FAIL", lr=0.1),  # killed worker: no error
+              _trial(8, "default", 2, None, state="FAIL", lr=0.1)]
+    attrs = {"objective": "val_acc", "direction": "maximize", "race": {"chance": None}}
+    summary = race_summary(race_data(trials, race_plan(attrs)))
+    assert set(summary.state.live) == {"default", "t1"}
+    assert list(summary.drops["candidate"]) == ["t2"] and "raised" in summary.drops["test"].iloc[0]
+    assert set(summary.state.waiting) == {("default", 2), ("t1", 2)}
 
 def test_the_budget_table_shows_each_arm_up_to_what_it_tried():
     from analysis.report.figures.tuning_budget import (

@@ -71,7 +71,7 @@ class Drop:
     diff: float  # candidate - incumbent over their shared seeds (nan: not scoreable)
     p_holm: float
     test: str  # "paired t (one-sided), Holm over k rivals" or "diverged on seed index j, not scoreable"
-    diverged: bool = False  # dropped for a run that could not be scored, not by the test
+    unscored: bool = False  # dropped for a run that could not be scored, not by the test
 
 
 @dataclass(frozen=True)
@@ -147,17 +147,19 @@ def race_test(table: np.ndarray, candidates: Sequence[str], best: str, rivals: S
 
 
 def replay(table: np.ndarray, candidates: Sequence[str], entered: Mapping[str, int], direction: str, *,
-           unscored: Mapping[str, int] | None = None, alpha: float = ALPHA,
-           first_test: int = FIRST_TEST) -> RaceState:
+           unscored: Mapping[str, int] | None = None, failing: Mapping[str, int] | None = None,
+           alpha: float = ALPHA, first_test: int = FIRST_TEST) -> RaceState:
     """The race state from its table: round k runs seed index k for every candidate that
     entered at or before k and is still live (a candidate entering at round k first catches up
     on seeds 0..k-1, so its comparisons stay paired). When round k is complete and has at least
     `first_test` seeds, the rivals the paired test shows worse than the incumbent are dropped.
-    `unscored`: candidate -> seed index of a run that diverged and could not be scored."""
+    `unscored`: candidate -> seed index of a run that diverged and could not be scored;
+    `failing`: candidate -> seed index of a run that raised on every attempt (its retry too)."""
     arr = _check(table, candidates)
     if first_test < 2:
         raise ValueError(f"`first_test` must be at least 2 seeds, got {first_test}")
     unscored = dict(unscored or {})
+    failing = dict(failing or {})
     dropped: list[Drop] = []
     gone: set[str] = set()
     best: str | None = None
@@ -168,7 +170,12 @@ def replay(table: np.ndarray, candidates: Sequence[str], entered: Mapping[str, i
         for c in racing:
             if c in unscored and unscored[c] <= k:
                 dropped.append(Drop(c, k, best or "-", float("nan"), 0.0,
-                                    f"diverged on seed index {unscored[c]}, not scoreable", diverged=True))
+                                    f"diverged on seed index {unscored[c]}, not scoreable", unscored=True))
+                gone.add(c)
+            elif c in failing and failing[c] <= k:
+                dropped.append(Drop(c, k, best or "-", float("nan"), 0.0,
+                                    f"raised on seed index {failing[c]} on every attempt, not scoreable",
+                                    unscored=True))
                 gone.add(c)
         racing = [c for c in racing if c not in gone]
         if best in gone:  # the incumbent itself diverged: the best of the rest over the completed rounds
@@ -216,7 +223,7 @@ def winner(table: np.ndarray, candidates: Sequence[str], state: RaceState, defau
     backs is within the selection noise; moving off the arm's own parameters on it would make
     tuning worse than not tuning whenever the default is already (near) the optimum."""
     best = state.incumbent
-    failed = next((d for d in state.dropped if d.candidate == default and d.diverged), None)
+    failed = next((d for d in state.dropped if d.candidate == default and d.unscored), None)
     if failed is not None:
         # the default cannot be scored, so no test can keep it: an unstable configuration never
         # wins by leaving its bad seeds out (module docstring); the incumbent is the best that can
