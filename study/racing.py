@@ -33,7 +33,7 @@ from optuna.trial import TrialState
 from analysis.contract import COMPLETE, DIVERGED, FAILED, config_hash, stable_hash
 from analysis.stats.metric_plan import MetricPlan, resolve_plan
 from analysis.tuning.race_study import DEFAULT, RaceData, race_data, race_plan, race_summary
-from analysis.tuning.racing import next_round, winner
+from analysis.tuning.racing import FIRST_TEST, next_round, winner
 from study.claims import Claims, worker_id
 from study.plan import UsageError
 from study.search import (
@@ -117,6 +117,10 @@ def race_arm(tuning: Tuning, budget: int, *, sampler_seed: int = 0, size: int = 
     claims = Claims(_engine(study), study.study_name)
     print(f"racing {tuning.arm} in study {study.study_name}: budget {budget} runs, {size} live candidates, "
           f"objective: {tuning.direction} {tuning.objective}", file=sys.stderr)
+    if budget < size * FIRST_TEST:  # the first round that can drop a candidate needs this many runs
+        print(f"note: --budget {budget} is under {size * FIRST_TEST} runs ({size} candidates x {FIRST_TEST} tuning "
+              "seeds), so the race ends before any test can drop a candidate: the default stays unless a rival "
+              "beats it on the few seeds run. Give --budget 60 or so for a race that can decide.", file=sys.stderr)
     idle = 0.0
     try:
         while True:

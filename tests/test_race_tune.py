@@ -357,3 +357,13 @@ def test_a_race_survives_configs_that_raise_and_an_arm_whose_default_diverges(tm
     assert no_bn["params"]["lr"] <= 1.0 and no_bn["params"]["width"] <= 200
     runs = pd.read_csv(tmp_path / "fragile-tuned-per-arm" / "runs.csv")
     assert set(runs.loc[runs["arm"] == "no BN", "status"]) == {"complete"}
+
+
+def test_a_budget_too_small_to_test_anything_says_so(spec, tmp_path):
+    """`--budget 3` ends before any candidate has 3 seeds: no drop test can run, and "winner
+    default: the default leads the race" alone would read as if racing had found it best."""
+    res = cli("--spec", spec, "--results", tmp_path, "--race", "--budget", 3)
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert "--budget 3 is under 12 runs" in res.stderr and "winner default" in res.stdout
+    res = cli("--spec", spec, "--results", tmp_path, "--race", "--budget", 12)
+    assert res.returncode == 0 and "is under" not in res.stderr, res.stderr[-3000:]
