@@ -181,7 +181,7 @@ def confirm(plan: Plan, arm: str, study: optuna.Study, url: str, *, seeds: int, 
                  "note": f"selection_gap = selected (tuning) {objective} - mean fresh-seed {objective}: the selection bias",
                  "rows": rows}
     (out / "selection.json").write_text(json.dumps(selection, indent=2) + "\n")
-    print_selection(name, fresh, rows)
+    print_selection(name, fresh, rows, objective=objective, metric=plan.spec.analysis.metric)
     print(f"selection table: {out / 'selection.json'}", file=sys.stderr)
     return code
 
@@ -212,11 +212,13 @@ def selection_rows(plan: Plan, arm: str, chosen: list[optuna.trial.FrozenTrial],
     return rows
 
 
-def print_selection(name: str, seeds: list[int], rows: list[dict[str, Any]]) -> None:
+def print_selection(name: str, seeds: list[int], rows: list[dict[str, Any]], *, objective: str, metric: str) -> None:
     def f(v):
         return number(v, missing="-")
 
-    print(f"\nselection bias ({name}, fresh seeds {seeds[0]}..{seeds[-1]}; accuracies in %)")
+    # in the experiment's own units (a loss is no percentage); the gap's sign is the raw difference
+    print(f"\nselection bias ({name}, fresh seeds {seeds[0]}..{seeds[-1]}; val = {objective}, test = {metric}; "
+          f"gap = selected - fresh {objective})")
     print(f"{'arm':<18}{'trial':>6}  {'selected val':>12}  {'fresh val':>9}  {'fresh test':>10}  {'gap':>6}  params")
     for r in rows:
         print(f"{r['arm']:<18}{'-' if r['trial'] is None else r['trial']:>6}  {f(r['selected_val']):>12}  "

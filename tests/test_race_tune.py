@@ -367,3 +367,16 @@ def test_a_budget_too_small_to_test_anything_says_so(spec, tmp_path):
     assert "--budget 3 is under 12 runs" in res.stderr and "winner default" in res.stdout
     res = cli("--spec", spec, "--results", tmp_path, "--race", "--budget", 12)
     assert res.returncode == 0 and "is under" not in res.stderr, res.stderr[-3000:]
+
+
+def test_the_selection_table_names_the_metrics_it_shows_not_percent(capsys):
+    """A loss confirmed after tuning: the table used to say "accuracies in %" over val_loss values."""
+    from study.confirm import print_selection
+
+    rows = [{"arm": "baseline", "trial": None, "params": {"lr": 0.03}, "selected_val": None,
+             "fresh_val_mean": 0.20, "fresh_test_mean": 0.14, "selection_gap": None},
+            {"arm": "tuned", "trial": 3, "params": {"lr": 0.01}, "selected_val": -0.05,
+             "fresh_val_mean": 0.21, "fresh_test_mean": 0.15, "selection_gap": -0.26}]
+    print_selection("toyloss-tuned", [0, 1, 2], rows, objective="val_loss", metric="test_loss")
+    out = capsys.readouterr().out
+    assert "%" not in out and "val_loss" in out and "test_loss" in out and "gap = selected - fresh" in out
