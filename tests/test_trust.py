@@ -104,6 +104,18 @@ def test_fractions_with_a_point_margin_and_percent_above_100_are_rejected(tmp_pa
         compare_arms(load_study(path))
 
 
+def test_a_loss_under_the_default_margin_is_told_to_declare_one_not_to_use_percent(tmp_path):
+    """A researcher's test_loss in [0, 1] with no margin declared: the message blamed "the
+    equivalence margin" as if they had chosen 0.5, and told them to give accuracies in percent."""
+    rows = paired_rows({"baseline": 0.0, "lr-warmup": -5.0}, metric="test_loss")
+    loss = [{**r, "test_loss": r["test_loss"] / 200} for r in rows]  # ~0.35: a cross-entropy
+    path = write(tmp_path / "loss", loss, meta={"analysis": {"metric": "test_loss", "direction": "minimize",
+                                                             "baseline": "baseline"}}).parent
+    with pytest.raises(ValueError, match=r"0.5 \(the default, when none is declared\)") as e:
+        compare_arms(load_study(path))
+    assert "percent" not in str(e.value) and "margin = " in str(e.value)
+
+
 # --- row 4: direction -----------------------------------------------------------------------
 
 
