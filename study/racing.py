@@ -156,7 +156,13 @@ def race_arm(tuning: Tuning, budget: int, *, sampler_seed: int = 0, size: int = 
         return 130
     finally:
         claims.close()
-    report_winner(tuning, _data(study, default_params, plan))
+    final = _data(study, default_params, plan)
+    state = final.state()
+    if final.runs < budget and len(state.live) == 1:
+        print(f"race {tuning.arm}: stopped at {final.runs} of {budget} runs: only {state.live[0]} is left, and the "
+              f"rest of the budget cannot pay for a newcomer's catch-up ({state.rounds + 1} runs); a larger "
+              "--budget races on", file=sys.stderr)
+    report_winner(tuning, final)
     return 0
 
 

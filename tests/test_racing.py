@@ -92,6 +92,18 @@ def test_replay_drops_worse_candidates_and_says_what_is_waiting():
     assert gap is not None and gap.incumbent in ("default", "close") and gap.bound >= 0
 
 
+def test_a_lone_survivor_runs_nothing_more_unless_a_newcomer_can_join():
+    """With every rival dropped and too little budget for a newcomer's catch-up, the race used to
+    spend the rest of the budget on the survivor alone: seeds that no comparison ever uses."""
+    table = np.array([[0.1, -0.7, -0.5, 0.2], [0.6, -0.3, -0.1, 0.5]])
+    cands = ["default", "t1"]
+    state = replay(table, cands, {"default": 0, "t1": 0}, "minimize")
+    assert state.live == ("default",) and state.rounds == 4
+    alone = next_round(state, size=4, budget_left=3)  # a newcomer would need 5 runs
+    assert alone.runs == () and alone.newcomers == 0
+    joined = next_round(state, size=4, budget_left=10)  # one newcomer: its 5 runs plus the default's 1
+    assert joined.runs == (("default", 4),) and joined.newcomers == 1
+
 def test_an_unscoreable_divergence_drops_its_candidate():
     table = np.array([[1.0, 1.0, 1.0, 1.0], [2.0, 2.0, np.nan, np.nan]])
     state = replay(table, ["default", "wild"], {"default": 0, "wild": 0}, "maximize", unscored={"wild": 2})
@@ -246,6 +258,28 @@ def test_a_candidate_whose_run_raises_on_every_attempt_is_dropped_not_retried_fo
     assert set(summary.state.live) == {"default", "t1"}
     assert list(summary.drops["candidate"]) == ["t2"] and "raised" in summary.drops["test"].iloc[0]
     assert set(summary.state.waiting) == {("default", 2), ("t1", 2)}
+
+def test_the_report_counts_drops_by_the_test_apart_from_unscoreable_ones():
+    """The race paragraph said every drop was "showed worse by the paired t-test", counting a
+    candidate that was dropped because its run raised twice (or diverged with no chance level)."""
+    import pandas as pd
+
+    from analysis.report.race import race_text
+    from analysis.tuning.race_study import race_data, race_plan, race_summary
+    from analysis.tuning.studies import Tuning
+
+    oom = {"error": "RuntimeError: CUDA out of memory"}
+    trials = [_trial(n, c, j, 50.0 + j if c == "default" else 40.0 + j, lr=0.1 if c == "default" else 0.5)
+              for n, (c, j) in enumerate((c, j) for j in range(3) for c in ("default", "t1"))]
+    trials += [_trial(6, "t2", 0, None, state="FAIL", status="failed", lr=0.9, **oom),
+               _trial(7, "t2", 0, None, state="FAIL", status="failed", lr=0.9, **oom)]
+    attrs = {"objective": "val_acc", "direction": "maximize", "race": {"chance": None}}
+    race = race_summary(race_data(trials, race_plan(attrs)))
+    assert sorted(race.drops["candidate"]) == ["t1", "t2"]
+    t = Tuning(name="x-tune-baseline-race", arm="baseline", trials=pd.DataFrame(), importances={}, best={},
+               race=race)
+    text = race_text(t, race)
+    assert "was dropped: 1 of them" in text and "1 more could not be scored" in text
 
 def test_the_budget_table_shows_each_arm_up_to_what_it_tried():
     from analysis.report.figures.tuning_budget import (

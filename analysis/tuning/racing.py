@@ -252,7 +252,8 @@ class NextRound:
 def next_round(state: RaceState, *, size: int, budget_left: int) -> NextRound:
     """The runs the current round needs, and how many new candidates may enter: enough to bring
     the live candidates back to `size`, each only if the budget still pays for its catch-up
-    (round + 1 runs) on top of the round's pending runs."""
+    (round + 1 runs) on top of the round's pending runs. A lone survivor that no newcomer can
+    join runs nothing more: the race is over before its budget is."""
     if size < 2:
         raise ValueError(f"`size` (live candidates per round) must be at least 2, got {size}")
     runs = state.waiting or tuple((c, state.rounds) for c in state.live)
@@ -261,6 +262,9 @@ def next_round(state: RaceState, *, size: int, budget_left: int) -> NextRound:
     while len(state.live) + newcomers < size and left >= state.rounds + 1:
         newcomers += 1
         left -= state.rounds + 1
+    if len(state.live) == 1 and not newcomers and state.rounds > 0:
+        # a lone survivor's further seeds pair with nobody's: no test, winner or gap would use them
+        runs = ()
     return NextRound(runs, newcomers, state.rounds)
 
 
