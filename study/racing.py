@@ -115,6 +115,8 @@ def race_arm(tuning: Tuning, budget: int, *, sampler_seed: int = 0, size: int = 
     study.sampler = TrialSeededTPE(seed=arm_sampler_seed(sampler_seed, tuning.arm), constant_liar=True)
     plan = race_plan(study.user_attrs)
     claims = Claims(_engine(study), study.study_name)
+    if not study.get_trials(deepcopy=False):  # a race deleted and begun again: its done marks are stale
+        claims.forget_done()
     print(f"racing {tuning.arm} in study {study.study_name}: budget {budget} runs, {size} live candidates, "
           f"objective: {tuning.direction} {tuning.objective}", file=sys.stderr)
     if budget < size * FIRST_TEST:  # the first round that can drop a candidate needs this many runs

@@ -380,3 +380,53 @@ def test_the_selection_table_names_the_metrics_it_shows_not_percent(capsys):
     print_selection("toyloss-tuned", [0, 1, 2], rows, objective="val_loss", metric="test_loss")
     out = capsys.readouterr().out
     assert "%" not in out and "val_loss" in out and "test_loss" in out and "gap = selected - fresh" in out
+
+
+BAD_DEFAULT = """
+import math
+
+import numpy as np
+
+
+def train(config, seed):
+    # the arm's own lr (5e-4) is far from the optimum (~0.05): racing on moves the winner
+    shared = np.random.default_rng([seed, 1]).normal(0, 0.3)
+    own = np.random.default_rng([seed, int(config["lr"] * 1e9) % 2**32]).gamma(2.0, 0.05)
+    loss = (math.log10(config["lr"]) + 1.3) ** 2 + shared + own
+    return {"val_loss": float(loss), "test_loss": float(loss + 0.01)}
+"""
+
+
+@pytest.mark.slow
+def test_confirming_again_after_the_winner_changed_keeps_the_old_confirmation_and_says_how(tmp_path):
+    """Race, confirm, race on with a larger budget (a new winner), confirm again: the second
+    confirm overwrote the confirmation's spec.toml with the new winner, then stopped with "made
+    from a different spec ... use --study NEW_NAME", which for `tune` would restart the race."""
+    (tmp_path / "chg.py").write_text(BAD_DEFAULT)
+    spec = tmp_path / "chg.toml"
+    spec.write_text('experiment = "chg:train"\nname = "chg"\nseeds = 2\n[base]\nlr = 0.0005\n[arms.baseline]\n'
+                    '[analysis]\nmetric = "test_loss"\nmargin = 0.05\n[tune]\nmetric = "val_loss"\n'
+                    'lr = {low = 0.0001, high = 1.0, log = true}\n')
+    first = cli("--spec", spec, "--results", tmp_path, "--race", "--budget", 12, "--confirm", 2)
+    assert first.returncode == 0, first.stderr[-3000:]
+    again = cli("--spec", spec, "--results", tmp_path, "--race", "--budget", 12, "--confirm", 3)
+    assert again.returncode == 0, again.stderr[-3000:]  # the same winner, more seeds: resumes
+    confirmed = (tmp_path / "chg-tuned" / "spec.toml").read_text()
+    res = cli("--spec", spec, "--results", tmp_path, "--race", "--budget", 40, "--confirm", 2)
+    out = res.stdout + res.stderr
+    winners = [line for line in out.splitlines() if "winner t" in line]
+    assert winners, out[-3000:]
+    if res.returncode == 0:  # the winner did not change here: nothing to check
+        pytest.skip("the larger budget kept the winner")
+    assert res.returncode == 2 and "--study NEW_NAME" not in out, out[-3000:]
+    assert "optuna delete-study --study-name chg-tuned" in out and "already confirms" in out
+    assert (tmp_path / "chg-tuned" / "spec.toml").read_text() == confirmed  # the record is left as it ran
+    # the way out the message gives works: the new winner is confirmed and its runs train
+    recipe = out[out.index("optuna delete-study"):].splitlines()[0].split(" && ")
+    optuna_cli = str(Path(sys.executable).parent / "optuna")
+    subprocess.run([optuna_cli, *recipe[0].split()[1:]], check=True, capture_output=True, cwd=ROOT)
+    subprocess.run(recipe[1].split(), check=True, cwd=ROOT)
+    res = cli("--spec", spec, "--results", tmp_path, "--race", "--budget", 40, "--confirm", 2)
+    assert res.returncode == 0, res.stderr[-3000:]
+    runs = pd.read_csv(tmp_path / "chg-tuned" / "runs.csv")
+    assert sorted(runs.loc[runs["arm"] == "tuned", "status"]) == ["complete", "complete"]
