@@ -231,14 +231,14 @@ def _evaluate(tuning: Tuning, params: dict[str, Any], seed: int) -> dict[str, An
     scored, its timeout, its code): its status, the tuned metric's final value and what the
     report needs, test metric left out; an exception is a FAILED status."""
     from study import params as config_params
+    from study.experiment import check_metric
 
     cfg = config_params.apply(tuning.config, params, where="[tune]")
     out: dict[str, Any] = {"seed": seed, "worker": worker_id(), "config_hash": config_hash(cfg), **(tuning.code or {})}
     try:
         outcome = tuning_run(tuning.experiment, cfg, seed, device=tuning.device, timeout=tuning.timeout)
-        if tuning.objective not in outcome.metrics and outcome.status == COMPLETE:
-            raise KeyError(f"the experiment returned no {tuning.objective!r} ([tune] metric); it returned: "
-                           f"{', '.join(outcome.metrics)}")
+        if outcome.status == COMPLETE:
+            check_metric(outcome.metrics, tuning.objective, role="[tune] metric")
     except Exception as e:
         return {**out, "status": FAILED, "error": f"{type(e).__name__}: {e}",
                 "traceback": getattr(e, "seedwise_traceback", None) or traceback.format_exc()[-8000:]}

@@ -430,3 +430,12 @@ def test_confirming_again_after_the_winner_changed_keeps_the_old_confirmation_an
     assert res.returncode == 0, res.stderr[-3000:]
     runs = pd.read_csv(tmp_path / "chg-tuned" / "runs.csv")
     assert sorted(runs.loc[runs["arm"] == "tuned", "status"]) == ["complete", "complete"]
+
+
+def test_a_tune_metric_the_function_never_returns_is_named_with_the_closest_it_does(spec, tmp_path):
+    """`metric = "vall"` under [tune]: the race stops on its first run (exit 1) with one line naming
+    what train() returned and the likely intended key, and no traceback."""
+    spec.write_text(SPEC.replace('metric = "val"', 'metric = "vall"'))
+    res = cli("--spec", spec, "--results", tmp_path, "--race", "--budget", 12)
+    assert res.returncode == 1 and "Traceback" not in res.stderr, res.stderr[-3000:]
+    assert "returned no 'vall' ([tune] metric); it returned: val, score (did you mean 'val'?)" in res.stderr
