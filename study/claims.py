@@ -132,6 +132,13 @@ class Claims:
         with self._lock:
             self._held.discard((arm, seed))
 
+    def forget_done(self) -> None:
+        """Drop this study's DONE marks. Only for a study that holds no trial: a mark then
+        outlived the study it marked (deleted, e.g. with `optuna delete-study`, and made again
+        under its name), and would make every worker skip runs that were never stored."""
+        with self.engine.begin() as con:
+            con.execute(self.table.delete().where((self.table.c.study == self.study) & (self.table.c.owner == DONE)))
+
     def release_all(self) -> None:
         for arm, seed in list(self._held):
             self.release(arm, seed)

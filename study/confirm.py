@@ -36,7 +36,7 @@ from analysis.formatting import number
 from study.plan import Plan, UsageError
 from study.run import run_plan
 from study.search import config_value
-from study.spec import StudySpec
+from study.spec import StudySpec, parse_spec
 from study.trials import fmt_params, score_text
 
 
@@ -167,7 +167,9 @@ def confirm(plan: Plan, arm: str, study: optuna.Study, url: str, *, seeds: int, 
     out = Path(results) / name
     out.mkdir(parents=True, exist_ok=True)
     spec_path = out / "spec.toml"
-    spec_path.write_text(confirm_spec_toml(plan.spec, arm, chosen, names, seeds, study.study_name, objective))
+    if not write_confirm_spec(plan, spec_path, url,
+                              confirm_spec_toml(plan.spec, arm, chosen, names, seeds, study.study_name, objective)):
+        return 2
     code = run_confirmation(plan, spec_path, name, url, seeds=seeds, results=results, run_options=run_options,
                             what=f"{len(chosen)} tuned param set(s) of {study.study_name}")
     if code == 2 or not (out / "runs.csv").exists():
@@ -181,7 +183,7 @@ def confirm(plan: Plan, arm: str, study: optuna.Study, url: str, *, seeds: int, 
                  "note": f"selection_gap = selected (tuning) {objective} - mean fresh-seed {objective}: the selection bias",
                  "rows": rows}
     (out / "selection.json").write_text(json.dumps(selection, indent=2) + "\n")
-    print_selection(name, fresh, rows)
+    print_selection(name, fresh, rows, objective=objective, metric=plan.spec.analysis.metric)
     print(f"selection table: {out / 'selection.json'}", file=sys.stderr)
     return code
 
@@ -212,11 +214,13 @@ def selection_rows(plan: Plan, arm: str, chosen: list[optuna.trial.FrozenTrial],
     return rows
 
 
-def print_selection(name: str, seeds: list[int], rows: list[dict[str, Any]]) -> None:
+def print_selection(name: str, seeds: list[int], rows: list[dict[str, Any]], *, objective: str, metric: str) -> None:
     def f(v):
         return number(v, missing="-")
 
-    print(f"\nselection bias ({name}, fresh seeds {seeds[0]}..{seeds[-1]}; accuracies in %)")
+    # in the experiment's own units (a loss is no percentage); the gap's sign is the raw difference
+    print(f"\nselection bias ({name}, fresh seeds {seeds[0]}..{seeds[-1]}; val = {objective}, test = {metric}; "
+          f"gap = selected - fresh {objective})")
     print(f"{'arm':<18}{'trial':>6}  {'selected val':>12}  {'fresh val':>9}  {'fresh test':>10}  {'gap':>6}  params")
     for r in rows:
         print(f"{r['arm']:<18}{'-' if r['trial'] is None else r['trial']:>6}  {f(r['selected_val']):>12}  "
@@ -234,7 +238,8 @@ def confirm_per_arm(plan: Plan, studies: dict[str, optuna.Study], url: str, *, s
     out = Path(results) / name
     out.mkdir(parents=True, exist_ok=True)
     spec_path = out / "spec.toml"
-    spec_path.write_text(per_arm_spec_toml(plan.spec, best, seeds, objective))
+    if not write_confirm_spec(plan, spec_path, url, per_arm_spec_toml(plan.spec, best, seeds, objective)):
+        return 2
     arms: list[dict[str, Any]] = [
         {"arm": arm, "tuning_study": studies[arm].study_name, "trial": t.number, "selected": t.value,
          "params": dict(t.params), "untuned": {k: config_value(plan.configs[arm], k) for k in t.params}}
@@ -248,6 +253,27 @@ def confirm_per_arm(plan: Plan, studies: dict[str, optuna.Study], url: str, *, s
               f"{fmt_params(row['params'])}  (untuned {fmt_params(row['untuned'])})")
     return run_confirmation(plan, spec_path, name, url, seeds=seeds, results=results, run_options=run_options,
                             what="every arm at its own tuned params")
+
+
+def write_confirm_spec(plan: Plan, spec_path: Path, url: str, text: str) -> bool:
+    """Write a generated confirmation spec, unless its folder already holds a confirmation of
+    other runs (the tuning's best changed since: more trials, a longer race, a changed spec).
+    That confirmation is a record of what ran: its spec is left as it is, and the message says
+    how to drop it, since the runner's own advice (--study NEW_NAME) would, for `tune`, start a
+    new tuning as well. More seeds of the same params change no identity and go on."""
+    if spec_path.exists() and (spec_path.parent / "study.json").exists():
+        def identity(spec_text: str) -> str:
+            return parse_spec(tomllib.loads(spec_text), str(spec_path)).identity(plan.preset, plan.extra)
+
+        if identity(spec_path.read_text()) != identity(text):
+            name = spec_path.parent.name
+            print(f"error: {spec_path.parent} already confirms other params than the tuning's best now "
+                  f"(its spec.toml says which); the tuning has moved on since. It is kept as it ran. To "
+                  f"confirm the new best, drop the old confirmation first: optuna delete-study --study-name "
+                  f"{name} --storage {redact(url)} && rm -r {spec_path.parent}", file=sys.stderr)
+            return False
+    spec_path.write_text(text)
+    return True
 
 
 def run_confirmation(plan: Plan, spec_path: Path, name: str, url: str, *, seeds: int, results: str | Path,

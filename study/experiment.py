@@ -130,11 +130,14 @@ class ContractError(ValueError):
     message names the keys it did return."""
 
 
-def check_metric(metrics: Mapping[str, float], metric: str) -> None:
-    """The analysed metric must be among a run's metrics: without it the study cannot use the run."""
+def check_metric(metrics: Mapping[str, float], metric: str, role: str = "[analysis] metric") -> None:
+    """The analysed (or tuned: `role`) metric must be among a run's metrics: without it the
+    study cannot use the run. The message names what was returned and the closest key."""
     if metric not in metrics:
-        raise ContractError(f"the experiment returned no {metric!r} ([analysis] metric); it returned: "
-                            f"{', '.join(metrics) or 'no metric'}")
+        from study.params import suggest
+
+        raise ContractError(f"the experiment returned no {metric!r} ({role}); it returned: "
+                            f"{', '.join(metrics) or 'no metric'}{suggest(metric, metrics)}")
 
 
 class RunFailed(RuntimeError):

@@ -33,7 +33,7 @@ from optuna.trial import TrialState
 from analysis.contract import COMPLETE, DIVERGED, FAILED, config_hash, stable_hash
 from analysis.stats.metric_plan import MetricPlan, resolve_plan
 from analysis.tuning.race_study import DEFAULT, RaceData, race_data, race_plan, race_summary
-from analysis.tuning.racing import next_round, winner
+from analysis.tuning.racing import FIRST_TEST, next_round, winner
 from study.claims import Claims, worker_id
 from study.plan import UsageError
 from study.search import (
@@ -115,8 +115,14 @@ def race_arm(tuning: Tuning, budget: int, *, sampler_seed: int = 0, size: int = 
     study.sampler = TrialSeededTPE(seed=arm_sampler_seed(sampler_seed, tuning.arm), constant_liar=True)
     plan = race_plan(study.user_attrs)
     claims = Claims(_engine(study), study.study_name)
+    if not study.get_trials(deepcopy=False):  # a race deleted and begun again: its done marks are stale
+        claims.forget_done()
     print(f"racing {tuning.arm} in study {study.study_name}: budget {budget} runs, {size} live candidates, "
           f"objective: {tuning.direction} {tuning.objective}", file=sys.stderr)
+    if budget < size * FIRST_TEST:  # the first round that can drop a candidate needs this many runs
+        print(f"note: --budget {budget} is under {size * FIRST_TEST} runs ({size} candidates x {FIRST_TEST} tuning "
+              "seeds), so the race ends before any test can drop a candidate: the default stays unless a rival "
+              "beats it on the few seeds run. Give --budget 60 or so for a race that can decide.", file=sys.stderr)
     idle = 0.0
     try:
         while True:
@@ -128,7 +134,14 @@ def race_arm(tuning: Tuning, budget: int, *, sampler_seed: int = 0, size: int = 
             ran = (_newcomer(tuning, step.round, claims) if step.newcomers
                    else _run_one(tuning, data, step.runs, dists, claims))
             if ran is False:
-                return 1
+                # a retry that raised again drops its candidate (race_study.ATTEMPTS): that is
+                # the race's answer about it, so race on; a first failure stops for a look
+                after = _data(study, default_params, plan)
+                new = set(after.failing) - set(data.failing)
+                if not new:
+                    return 1
+                print(f"race {tuning.arm}: {', '.join(sorted(new))} raised again on its retry: dropped "
+                      "(an outcome of its configuration)", file=sys.stderr)
             if ran is None:  # everything pending is someone else's, or just finished by them
                 # A run another worker finished between our read of the trials and our claim
                 # reads "done" before we see its trial: read again rather than stop early; stop
@@ -145,7 +158,13 @@ def race_arm(tuning: Tuning, budget: int, *, sampler_seed: int = 0, size: int = 
         return 130
     finally:
         claims.close()
-    report_winner(tuning, _data(study, default_params, plan))
+    final = _data(study, default_params, plan)
+    state = final.state()
+    if final.runs < budget and len(state.live) == 1:
+        print(f"race {tuning.arm}: stopped at {final.runs} of {budget} runs: only {state.live[0]} is left, and the "
+              f"rest of the budget cannot pay for a newcomer's catch-up ({state.rounds + 1} runs); a larger "
+              "--budget races on", file=sys.stderr)
+    report_winner(tuning, final)
     return 0
 
 
@@ -212,14 +231,14 @@ def _evaluate(tuning: Tuning, params: dict[str, Any], seed: int) -> dict[str, An
     scored, its timeout, its code): its status, the tuned metric's final value and what the
     report needs, test metric left out; an exception is a FAILED status."""
     from study import params as config_params
+    from study.experiment import check_metric
 
     cfg = config_params.apply(tuning.config, params, where="[tune]")
     out: dict[str, Any] = {"seed": seed, "worker": worker_id(), "config_hash": config_hash(cfg), **(tuning.code or {})}
     try:
         outcome = tuning_run(tuning.experiment, cfg, seed, device=tuning.device, timeout=tuning.timeout)
-        if tuning.objective not in outcome.metrics and outcome.status == COMPLETE:
-            raise KeyError(f"the experiment returned no {tuning.objective!r} ([tune] metric); it returned: "
-                           f"{', '.join(outcome.metrics)}")
+        if outcome.status == COMPLETE:
+            check_metric(outcome.metrics, tuning.objective, role="[tune] metric")
     except Exception as e:
         return {**out, "status": FAILED, "error": f"{type(e).__name__}: {e}",
                 "traceback": getattr(e, "seedwise_traceback", None) or traceback.format_exc()[-8000:]}

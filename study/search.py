@@ -138,9 +138,10 @@ def make_objective(experiment: Experiment, config: Mapping[str, Any], space: dic
 
         try:
             outcome = tuning_run(experiment, cfg, seed, device=device, timeout=timeout, on_report=on_report)
-            if outcome.status != DIVERGED and metric not in outcome.metrics:  # a diverged run may lack it
-                raise KeyError(f"the experiment returned no {metric!r} ([tune] metric); it returned: "
-                               f"{', '.join(outcome.metrics)}")
+            if outcome.status != DIVERGED:  # a diverged run may lack it
+                from study.experiment import check_metric
+
+                check_metric(outcome.metrics, metric, role="[tune] metric")
         except optuna.TrialPruned:
             raise
         except Exception as e:

@@ -156,6 +156,10 @@ class RunStore:
                                          direction=self.direction, load_if_exists=True)  # type: ignore[arg-type]  # a DIRECTIONS value
         stored = self.study.user_attrs.get("identity")
         if stored is None:
+            if not self.study.get_trials(deepcopy=False):  # new: done marks of a deleted namesake are stale
+                claims = self.claims()
+                claims.forget_done()
+                claims.close()
             self.study.set_user_attr("identity", identity)
             self.study.set_user_attr("kind", ABLATION_KIND)
             for key, value in description.items():

@@ -103,3 +103,22 @@ def test_concurrent_workers_split_the_study_without_duplicates(tmp_path):
     assert rerun.returncode == 0 and "nothing to do" in rerun.stderr
     runs = pd.read_csv(study_dir / "runs.csv")
     assert len(runs) == 20 and not runs.duplicated(["arm", "seed"]).any()
+
+
+def test_a_study_deleted_and_made_again_runs_its_runs_again(tmp_path):
+    """`optuna delete-study` removes a study's trials but not seedwise's claims beside them: the
+    study made again under the same name found every run marked done and trained nothing,
+    silently (a user dropping an old confirmation to confirm a new tuning winner)."""
+    import optuna
+
+    from study.store import RunStore
+
+    store = RunStore(tmp_path / "study", "s-tuned", "identity-1", ("baseline", "tuned"), {})
+    claims = store.claims()
+    assert claims.claim_run("tuned", 0) == "mine"
+    claims.finish("tuned", 0)  # as the runner marks a stored run
+    claims.close()
+    optuna.delete_study(study_name="s-tuned", storage=store.url)
+    again = RunStore(tmp_path / "study", "s-tuned", "identity-2", ("baseline", "tuned"), {}).claims()
+    assert again.claim_run("tuned", 0) == "mine"
+    again.close()

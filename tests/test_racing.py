@@ -92,11 +92,48 @@ def test_replay_drops_worse_candidates_and_says_what_is_waiting():
     assert gap is not None and gap.incumbent in ("default", "close") and gap.bound >= 0
 
 
+def test_a_lone_survivor_runs_nothing_more_unless_a_newcomer_can_join():
+    """With every rival dropped and too little budget for a newcomer's catch-up, the race used to
+    spend the rest of the budget on the survivor alone: seeds that no comparison ever uses."""
+    table = np.array([[0.1, -0.7, -0.5, 0.2], [0.6, -0.3, -0.1, 0.5]])
+    cands = ["default", "t1"]
+    state = replay(table, cands, {"default": 0, "t1": 0}, "minimize")
+    assert state.live == ("default",) and state.rounds == 4
+    alone = next_round(state, size=4, budget_left=3)  # a newcomer would need 5 runs
+    assert alone.runs == () and alone.newcomers == 0
+    joined = next_round(state, size=4, budget_left=10)  # one newcomer: its 5 runs plus the default's 1
+    assert joined.runs == (("default", 4),) and joined.newcomers == 1
+
 def test_an_unscoreable_divergence_drops_its_candidate():
     table = np.array([[1.0, 1.0, 1.0, 1.0], [2.0, 2.0, np.nan, np.nan]])
     state = replay(table, ["default", "wild"], {"default": 0, "wild": 0}, "maximize", unscored={"wild": 2})
     assert state.live == ("default",) and "diverged" in state.dropped[0].test
 
+
+
+@pytest.mark.parametrize("direction", ["maximize", "minimize"])
+def test_a_default_that_diverged_unscored_never_wins(direction):
+    # an arm whose own lr (outside the [tune] range) diverges on the first tuning seed, with no
+    # chance level to score it: the default is dropped, and a working incumbent must win, not it
+    table = np.array([[np.nan, np.nan, np.nan],  # default: diverged on seed 0, never ran again
+                      [0.30, 0.10, 0.20], [0.50, 0.40, 0.45]])
+    names = ["default", "t1", "t2"]
+    state = replay(table, names, dict.fromkeys(names, 0), direction, unscored={"default": 0})
+    chosen = winner(table, names, state, "default", direction)
+    best = "t2" if direction == "maximize" else "t1"
+    assert state.incumbent == best and chosen.candidate == best
+    assert "diverged" in chosen.reason
+
+
+def test_an_incumbent_that_diverged_unscored_never_wins():
+    # t1 led clearly over three rounds, then diverged on seed 3 (unscoreable) while round 3 is
+    # still waiting for t2: the last completed round's incumbent is a dropped candidate
+    table = np.array([[1.0, 1.1, 0.9, 1.0], [3.0, 3.2, 2.9, np.nan], [1.5, 1.4, 1.6, np.nan]])
+    names = ["default", "t1", "t2"]
+    state = replay(table, names, dict.fromkeys(names, 0), "maximize", unscored={"t1": 3})
+    assert "t1" not in state.live
+    chosen = winner(table, names, state, "default", "maximize")
+    assert chosen.candidate != "t1"
 
 # --- the done-when toy, simulated: a default at the true optimum and large shared seed noise ---
 
@@ -167,13 +204,13 @@ def test_racing_never_tunes_worse_than_a_default_at_the_optimum():
     assert rate > 0.5, f"naive rate {rate:.3f} (MC SE {math.sqrt(rate * (1 - rate) / reps):.3f})"
 
 
-def _trial(number, cand, j, value, state="COMPLETE", status="complete", lr=0.1):
+def _trial(number, cand, j, value, state="COMPLETE", status="complete", lr=0.1, **attrs):
     import optuna
 
     t = optuna.trial.create_trial(
         state=getattr(optuna.trial.TrialState, state), value=value if state == "COMPLETE" else None,
         params={"lr": lr}, distributions={"lr": optuna.distributions.FloatDistribution(1e-4, 1.0, log=True)},
-        user_attrs={"race_candidate": cand, "race_entered": 0, "race_seed_index": j, "status": status})
+        user_attrs={"race_candidate": cand, "race_entered": 0, "race_seed_index": j, "status": status, **attrs})
     t.number = number
     return t
 
@@ -200,6 +237,49 @@ def test_a_stored_race_scores_divergence_by_the_failures_rule(chance):
     else:
         assert data.unscored == {} and data.table[1].tolist() == [52.0, 10.0]
 
+
+def test_a_candidate_whose_run_raises_on_every_attempt_is_dropped_not_retried_forever():
+    """A configuration that always raises (width 512 runs out of memory) used to be retried on
+    every rerun, so the race never finished; its retry raising again makes it an outcome of the
+    configuration: dropped, unscored. One failed attempt, or a worker killed mid-run (no error
+    stored), is still retried."""
+    from analysis.tuning.race_study import race_data, race_plan, race_summary
+
+    oom = {"error": "RuntimeError: CUDA out of memory"}
+    trials = [_trial(0, "default", 0, 50.0), _trial(1, "t1", 0, 52.0, lr=0.5),
+              _trial(2, "t2", 0, None, state="FAIL", status="failed", lr=0.9, **oom),
+              _trial(3, "default", 1, 51.0), _trial(4, "t1", 1, 53.0, lr=0.5),
+              _trial(5, "t2", 0, None, state="FAIL", status="failed", lr=0.9, **oom),
+              _trial(6, "t1", 2, None, state="FAIL", status="failed", lr=0.5, **oom),  # once: retried
+              _trial(7, "default", 2, None, state="FAIL", lr=0.1),  # killed worker: no error
+              _trial(8, "default", 2, None, state="FAIL", lr=0.1)]
+    attrs = {"objective": "val_acc", "direction": "maximize", "race": {"chance": None}}
+    summary = race_summary(race_data(trials, race_plan(attrs)))
+    assert set(summary.state.live) == {"default", "t1"}
+    assert list(summary.drops["candidate"]) == ["t2"] and "raised" in summary.drops["test"].iloc[0]
+    assert set(summary.state.waiting) == {("default", 2), ("t1", 2)}
+
+def test_the_report_counts_drops_by_the_test_apart_from_unscoreable_ones():
+    """The race paragraph said every drop was "showed worse by the paired t-test", counting a
+    candidate that was dropped because its run raised twice (or diverged with no chance level)."""
+    import pandas as pd
+
+    from analysis.report.race import race_text
+    from analysis.tuning.race_study import race_data, race_plan, race_summary
+    from analysis.tuning.studies import Tuning
+
+    oom = {"error": "RuntimeError: CUDA out of memory"}
+    trials = [_trial(n, c, j, 50.0 + j if c == "default" else 40.0 + j, lr=0.1 if c == "default" else 0.5)
+              for n, (c, j) in enumerate((c, j) for j in range(3) for c in ("default", "t1"))]
+    trials += [_trial(6, "t2", 0, None, state="FAIL", status="failed", lr=0.9, **oom),
+               _trial(7, "t2", 0, None, state="FAIL", status="failed", lr=0.9, **oom)]
+    attrs = {"objective": "val_acc", "direction": "maximize", "race": {"chance": None}}
+    race = race_summary(race_data(trials, race_plan(attrs)))
+    assert sorted(race.drops["candidate"]) == ["t1", "t2"]
+    t = Tuning(name="x-tune-baseline-race", arm="baseline", trials=pd.DataFrame(), importances={}, best={},
+               race=race)
+    text = race_text(t, race)
+    assert "was dropped: 1 of them" in text and "1 more could not be scored" in text
 
 def test_the_budget_table_shows_each_arm_up_to_what_it_tried():
     from analysis.report.figures.tuning_budget import (

@@ -391,3 +391,17 @@ def test_methods_name_each_arms_primary_test_when_they_differ(tmp_path):
     assert "by the sign-flip permutation test on" not in methods  # not one test for all
     caption = rep.tables["results"][1]
     assert "sign-flip permutation test for `no_warmup`; paired t-test for `wider`" in caption
+
+
+def test_a_figure_of_an_arm_named_with_a_space_is_a_working_markdown_link():
+    """An arm named "no BN" gives figures/tuning_space_no BN_race.png: a Markdown link with a bare
+    space in its target is no link at all (CommonMark), so the figure vanished from report.md."""
+    from analysis.report.blocks import Report
+    from analysis.report.render import render_markdown
+
+    rep = Report(study="toyloss", title="toyloss")
+    rep.add_figure("tuning_space_no BN_race", None, "Where the sampler looked.")  # type: ignore[arg-type]
+    rep.add_figure("ci_plot", None, "Intervals.")  # type: ignore[arg-type]
+    md = render_markdown(rep)
+    assert "![tuning_space_no BN_race](<figures/tuning_space_no BN_race.png>)" in md
+    assert "![ci_plot](figures/ci_plot.png)" in md  # names without a space are written as before

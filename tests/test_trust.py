@@ -104,6 +104,30 @@ def test_fractions_with_a_point_margin_and_percent_above_100_are_rejected(tmp_pa
         compare_arms(load_study(path))
 
 
+def test_a_loss_under_the_default_margin_is_told_to_declare_one_not_to_use_percent(tmp_path):
+    """A researcher's test_loss in [0, 1] with no margin declared: the message blamed "the
+    equivalence margin" as if they had chosen 0.5, and told them to give accuracies in percent."""
+    rows = paired_rows({"baseline": 0.0, "lr-warmup": -5.0}, metric="test_loss")
+    loss = [{**r, "test_loss": r["test_loss"] / 200} for r in rows]  # ~0.35: a cross-entropy
+    path = write(tmp_path / "loss", loss, meta={"analysis": {"metric": "test_loss", "direction": "minimize",
+                                                             "baseline": "baseline"}}).parent
+    with pytest.raises(ValueError, match=r"0.5 \(the default, when none is declared\)") as e:
+        compare_arms(load_study(path))
+    assert "percent" not in str(e.value) and "margin = " in str(e.value)
+
+
+def test_identical_arms_on_three_seeds_are_not_said_to_lie_outside_the_margin(tmp_path):
+    """A race whose winner is the default confirms `tuned` = the baseline's own params: every paired
+    difference is 0 and the verdict said "the 90% CI [0, 0] is not inside ±0.05", which is false;
+    what fails is the exact test's floor on 3 seeds."""
+    rows = [{"arm": a, "seed": s, "status": "complete", "test_loss": v}
+            for s, v in enumerate([0.143, 0.256, 0.026]) for a in ("baseline", "tuned")]
+    path = write(tmp_path / "same", rows, meta={"analysis": {"metric": "test_loss", "direction": "minimize",
+                                                             "baseline": "baseline", "margin": 0.05}}).parent
+    v = quiet(compare_arms, load_study(path)).get("tuned").verdict
+    assert v.label == VerdictLabel.INCONCLUSIVE and "is not inside" not in v.reason
+    assert "lies inside ±0.05" in v.reason and "cannot" in v.reason
+
 # --- row 4: direction -----------------------------------------------------------------------
 
 

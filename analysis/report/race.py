@@ -32,7 +32,11 @@ def race_text(t: Tuning, race: RaceSummary) -> str:
             f"{seed_ranges([SEED_OFFSET + j for j in range(s.rounds)]) if s.rounds else '(none)'}, "
             "disjoint from the evaluation seeds. After each round from the third seed on, a rival that a "
             "one-sided paired t-test (Holm over the live rivals, α = 0.05) showed worse than the incumbent "
-            f"was dropped: {len(s.dropped)} of them. ")
+            f"was dropped: {sum(not d.unscored for d in s.dropped)} of them. ")
+    unscored = sum(d.unscored for d in s.dropped)
+    if unscored:  # dropped by no test: a run of theirs has no score (failures rule, race_study.ATTEMPTS)
+        text += (f"{unscored} more could not be scored (a run diverged with no chance level declared, or "
+                 "raised again on its retry) and left the race. ")
     w = race.winner
     if s.incumbent is None:
         return text + "No round is complete yet: there is no incumbent."

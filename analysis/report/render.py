@@ -43,7 +43,10 @@ def render_markdown(rep: Report, figure_dir: str = "figures") -> str:
             out += [f"*Table ({b.name}). {caption}*", "", to_markdown(df)]
         elif isinstance(b, FigureRef):
             _, caption = rep.figures[b.name]
-            out += [f"![{b.name}]({figure_dir}/{b.name}.png)", "",
+            target = f"{figure_dir}/{b.name}.png"
+            if " " in target:  # an arm named "no BN": CommonMark takes a target with spaces only in <>
+                target = f"<{target}>"
+            out += [f"![{b.name}]({target})", "",
                     f"*Figure ({b.name}). {caption}*", ""]
     return "\n".join(out).rstrip() + "\n"
 

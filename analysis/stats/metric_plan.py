@@ -214,10 +214,14 @@ def check_scale(values: pd.Series, plan: MetricPlan) -> MetricPlan:
         raise ValueError(f"`{plan.metric}` is a percentage in seedwise (*_acc), but its values "
                          f"range from {lo:g} to {hi:g}, outside [0, 100]; rescale it")
     if lo >= 0 and hi <= 1 and plan.margin >= 0.5:
+        # the default margin is a 0.5-point accuracy margin: say so, since most who meet this
+        # never chose it, and offer percent only where the metric is one (*_acc)
+        default = " (the default, when none is declared)" if plan.margin == DEFAULT_PLAN["margin"] else ""
         raise ValueError(f"every value of `{plan.metric}` lies in [0, 1] but the equivalence "
-                         f"margin is {plan.margin:g}, half the whole range: almost any two arms "
-                         "would be 'equivalent'. Give the margin in the metric's units "
-                         "(--margin, e.g. 0.005) or give accuracies in percent")
+                         f"margin is {plan.margin:g}{default}, half the whole range: almost any two arms "
+                         "would be 'equivalent'. Give the margin in the metric's units: `margin = 0.005` "
+                         f"(say) under [analysis] in the spec, or --margin"
+                         + (", or give accuracies in percent" if plan.percent else ""))
     if plan.percent and hi <= 1 and plan.chance is not None and "classes" in plan.chance_source:
         return replace(plan, chance=plan.chance / 100,
                        chance_source=plan.chance_source.replace("100 /", "1 /")

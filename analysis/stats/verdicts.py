@@ -97,6 +97,11 @@ def decide(c: Comparison) -> Verdict:
         eq_text = (f"{eq_ci} lies inside ±{c.margin:g} (TOST p = {significant(eq.pvalue)}) "
                    f"but not after Holm over {c.family_size} comparisons (adjusted p = "
                    f"{significant(eq.p_adjusted)} >= {c.alpha:g})")
+    elif -c.margin < eq.ci_low and eq.ci_high < c.margin:
+        # inside the margin, yet TOST short of alpha: an exact test's floor (zero-variance
+        # differences on few seeds), not a difference the data show
+        eq_text = (f"{eq_ci} lies inside ±{c.margin:g}, but with these seeds the equivalence test "
+                   f"cannot establish it ({q_text})")
     else:
         eq_text = f"{eq_ci} is not inside ±{c.margin:g} ({q_text})"
     return Verdict(

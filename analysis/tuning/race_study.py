@@ -5,15 +5,19 @@ expected best against budget).
 
 Each stored trial is one (candidate, tuning seed) run with the user attributes race_candidate,
 race_entered (the round the candidate entered), race_seed_index and seed. Runs that finished
-count (complete, or diverged: scored by analysis.stats.failures' rule); failed runs (an exception) are
-retried by the tuner and are no outcome of the configuration.
+count (complete, or diverged: scored by analysis.stats.failures' rule); a failed run (an exception)
+is retried by the tuner and is no outcome of the configuration, unless its retry raises too
+(ATTEMPTS): a configuration that always raises (out of memory) would otherwise be retried
+forever and the race never end, so it is dropped, unscored, like a diverged run without a
+chance level. A worker killed mid-run stores no error and does not count as an attempt.
 """
 
 from __future__ import annotations
 
 import math
+from collections import Counter
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -35,6 +39,7 @@ from analysis.tuning.racing import (
 
 DEFAULT = "default"  # the candidate that is the arm's own parameters
 SEED_OFFSET = 100_000  # tuning seed of seed index j: 100000 + j (study.search.TUNE_SEED_OFFSET)
+ATTEMPTS = 2  # a (candidate, seed) that raised this many times, and never finished, drops its candidate
 
 
 @dataclass(frozen=True)
@@ -48,10 +53,11 @@ class RaceData:
     unscored: dict[str, int]  # candidate -> seed index of a diverged run with no chance level
     runs: int  # finished runs (complete or diverged): what the budget counts
     metric_plan: MetricPlan
+    failing: dict[str, int] = field(default_factory=dict)  # candidate -> seed index that raised ATTEMPTS times
 
     def state(self) -> RaceState:
         return replay(self.table, self.candidates, self.entered, self.metric_plan.direction,
-                      unscored=self.unscored)
+                      unscored=self.unscored, failing=self.failing)
 
 
 def _finished(t) -> str | None:
@@ -90,7 +96,14 @@ def race_data(trials: Iterable[Any], plan: MetricPlan, default_params: dict[str,
                 table[index[r.candidate], r.j] = r.score
             elif r.outcome == "diverged":
                 unscored[r.candidate] = min(unscored.get(r.candidate, r.j), r.j)
-    return RaceData(candidates, params, entered, table, unscored, runs, plan)
+    raised = Counter((str(t.user_attrs["race_candidate"]), int(t.user_attrs["race_seed_index"]))
+                     for t in trials if t.state.name == "FAIL" and t.user_attrs.get("error"))
+    finished = {(r["candidate"], r["j"]) for r in rows}
+    failing: dict[str, int] = {}
+    for (c, j), n in raised.items():
+        if n >= ATTEMPTS and (c, j) not in finished:
+            failing[c] = min(failing.get(c, j), j)
+    return RaceData(candidates, params, entered, table, unscored, runs, plan, failing)
 
 
 @dataclass(frozen=True)

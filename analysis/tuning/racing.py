@@ -71,6 +71,7 @@ class Drop:
     diff: float  # candidate - incumbent over their shared seeds (nan: not scoreable)
     p_holm: float
     test: str  # "paired t (one-sided), Holm over k rivals" or "diverged on seed index j, not scoreable"
+    unscored: bool = False  # dropped for a run that could not be scored, not by the test
 
 
 @dataclass(frozen=True)
@@ -146,17 +147,19 @@ def race_test(table: np.ndarray, candidates: Sequence[str], best: str, rivals: S
 
 
 def replay(table: np.ndarray, candidates: Sequence[str], entered: Mapping[str, int], direction: str, *,
-           unscored: Mapping[str, int] | None = None, alpha: float = ALPHA,
-           first_test: int = FIRST_TEST) -> RaceState:
+           unscored: Mapping[str, int] | None = None, failing: Mapping[str, int] | None = None,
+           alpha: float = ALPHA, first_test: int = FIRST_TEST) -> RaceState:
     """The race state from its table: round k runs seed index k for every candidate that
     entered at or before k and is still live (a candidate entering at round k first catches up
     on seeds 0..k-1, so its comparisons stay paired). When round k is complete and has at least
     `first_test` seeds, the rivals the paired test shows worse than the incumbent are dropped.
-    `unscored`: candidate -> seed index of a run that diverged and could not be scored."""
+    `unscored`: candidate -> seed index of a run that diverged and could not be scored;
+    `failing`: candidate -> seed index of a run that raised on every attempt (its retry too)."""
     arr = _check(table, candidates)
     if first_test < 2:
         raise ValueError(f"`first_test` must be at least 2 seeds, got {first_test}")
     unscored = dict(unscored or {})
+    failing = dict(failing or {})
     dropped: list[Drop] = []
     gone: set[str] = set()
     best: str | None = None
@@ -167,9 +170,16 @@ def replay(table: np.ndarray, candidates: Sequence[str], entered: Mapping[str, i
         for c in racing:
             if c in unscored and unscored[c] <= k:
                 dropped.append(Drop(c, k, best or "-", float("nan"), 0.0,
-                                    f"diverged on seed index {unscored[c]}, not scoreable"))
+                                    f"diverged on seed index {unscored[c]}, not scoreable", unscored=True))
+                gone.add(c)
+            elif c in failing and failing[c] <= k:
+                dropped.append(Drop(c, k, best or "-", float("nan"), 0.0,
+                                    f"raised on seed index {failing[c]} on every attempt, not scoreable",
+                                    unscored=True))
                 gone.add(c)
         racing = [c for c in racing if c not in gone]
+        if best in gone:  # the incumbent itself diverged: the best of the rest over the completed rounds
+            best = _best_of(arr[[index[c] for c in racing], :k], racing, direction)
         if not racing:
             return RaceState((), tuple(dropped), k, best, ())
         rows = [index[c] for c in racing]
@@ -190,6 +200,11 @@ def replay(table: np.ndarray, candidates: Sequence[str], entered: Mapping[str, i
         k += 1
 
 
+def _best_of(table: np.ndarray, candidates: Sequence[str], direction: str) -> str | None:
+    """`incumbent` of `table`, or None when no candidate in it has a score."""
+    return incumbent(table, candidates, direction) if np.isfinite(table).any() else None
+
+
 @dataclass(frozen=True)
 class Winner:
     """The race's answer: the incumbent where a paired test shows it better than the default
@@ -208,6 +223,14 @@ def winner(table: np.ndarray, candidates: Sequence[str], state: RaceState, defau
     backs is within the selection noise; moving off the arm's own parameters on it would make
     tuning worse than not tuning whenever the default is already (near) the optimum."""
     best = state.incumbent
+    failed = next((d for d in state.dropped if d.candidate == default and d.unscored), None)
+    if failed is not None:
+        # the default cannot be scored, so no test can keep it: an unstable configuration never
+        # wins by leaving its bad seeds out (module docstring); the incumbent is the best that can
+        if best is None:
+            return Winner(default, None, None, f"the default {failed.test} and no other candidate completed a "
+                                               "round: nothing to tune to (declare `chance` to score divergence)")
+        return Winner(best, best, None, f"the default {failed.test}; the incumbent wins")
     if best is None or best == default:
         return Winner(default, best, None, "the default leads the race" if best else "no round completed")
     test = race_test(table, candidates, default, [best], direction, alpha)[0]  # diff: incumbent - default
@@ -229,7 +252,8 @@ class NextRound:
 def next_round(state: RaceState, *, size: int, budget_left: int) -> NextRound:
     """The runs the current round needs, and how many new candidates may enter: enough to bring
     the live candidates back to `size`, each only if the budget still pays for its catch-up
-    (round + 1 runs) on top of the round's pending runs."""
+    (round + 1 runs) on top of the round's pending runs. A lone survivor that no newcomer can
+    join runs nothing more: the race is over before its budget is."""
     if size < 2:
         raise ValueError(f"`size` (live candidates per round) must be at least 2, got {size}")
     runs = state.waiting or tuple((c, state.rounds) for c in state.live)
@@ -238,6 +262,9 @@ def next_round(state: RaceState, *, size: int, budget_left: int) -> NextRound:
     while len(state.live) + newcomers < size and left >= state.rounds + 1:
         newcomers += 1
         left -= state.rounds + 1
+    if len(state.live) == 1 and not newcomers and state.rounds > 0:
+        # a lone survivor's further seeds pair with nobody's: no test, winner or gap would use them
+        runs = ()
     return NextRound(runs, newcomers, state.rounds)
 
 
