@@ -98,6 +98,12 @@ def _arm_table(name: str, description: str, overrides: Mapping[str, Any]) -> lis
             + [f"{json.dumps(k)} = {toml_value(v)}" for k, v in overrides.items()])
 
 
+def trial_label(t: optuna.trial.FrozenTrial) -> int | str:
+    """How a selection names a chosen trial: a race's candidate (`default`, `t12`), which is what
+    the race's report names; its first stored run's number would say nothing. Else the trial's number."""
+    return t.user_attrs.get("race_candidate", t.number)
+
+
 def _checked(text: str) -> str:
     tomllib.loads(text)  # never hand the runner a spec we cannot read back
     return text
@@ -208,7 +214,7 @@ def selection_rows(plan: Plan, arm: str, chosen: list[optuna.trial.FrozenTrial],
     rows = [{"arm": arm, "trial": None, "params": {k: config_value(base_cfg, k) for k in chosen[0].params},
              "selected_val": None, **fresh(arm), "selection_gap": None}]
     for name_k, t in zip(names, chosen, strict=True):
-        row = {"arm": name_k, "trial": t.number, "params": dict(t.params), "selected_val": t.value, **fresh(name_k)}
+        row = {"arm": name_k, "trial": trial_label(t), "params": dict(t.params), "selected_val": t.value, **fresh(name_k)}
         row["selection_gap"] = (t.value - row["fresh_val_mean"]) if row["fresh_val_mean"] is not None else None
         rows.append(row)
     return rows
@@ -241,7 +247,7 @@ def confirm_per_arm(plan: Plan, studies: dict[str, optuna.Study], url: str, *, s
     if not write_confirm_spec(plan, spec_path, url, per_arm_spec_toml(plan.spec, best, seeds, objective)):
         return 2
     arms: list[dict[str, Any]] = [
-        {"arm": arm, "tuning_study": studies[arm].study_name, "trial": t.number, "selected": t.value,
+        {"arm": arm, "tuning_study": studies[arm].study_name, "trial": trial_label(t), "selected": t.value,
          "params": dict(t.params), "untuned": {k: config_value(plan.configs[arm], k) for k in t.params}}
         for arm, t in best.items()]
     record = {"ablation_study": plan.study_name, "preset": plan.preset, "objective": objective,

@@ -103,6 +103,7 @@ def test_a_race_keeps_the_optimal_default_and_confirms_it_on_fresh_seeds(spec, t
     sel = json.loads((tmp_path / "racetoy-tuned" / "selection.json").read_text())
     tuned = next(r for r in sel["rows"] if r["arm"] == "tuned")
     assert tuned["params"] == {"lr": 0.05}  # on fresh seeds: the default itself, never worse
+    assert tuned["trial"] == "default"  # named as the race names it, not by its first stored run
     fresh = pd.read_csv(tmp_path / "racetoy-tuned" / "runs.csv")
     assert sorted(set(fresh["seed"])) == [0, 1, 2]
     # the ablation's report shows the race: finalists with their seeds, drops, gap, budget curve

@@ -184,7 +184,7 @@ def per_arm_table(record: dict, fixed: pd.DataFrame, tuned: pd.DataFrame) -> pd.
         params = ", ".join(f"{k} {param_value(a['untuned'].get(k))} → {param_value(v)}" for k, v in a["params"].items())
         fixed_diff, fixed_verdict = answer(fixed, a["arm"])
         tuned_diff, tuned_verdict = answer(tuned, a["arm"])
-        rows.append({"arm": a["arm"], "params: untuned → tuned": f"{params} (trial {a['trial']})",
+        rows.append({"arm": a["arm"], "params: untuned → tuned": f"{params} ({'trial' if isinstance(a['trial'], int) else 'race candidate'} {a['trial']})",
                      "fixed lr: Δ [CI], Holm p": fixed_diff, "fixed lr: verdict": fixed_verdict,
                      "tuned per arm: Δ [CI], Holm p": tuned_diff, "tuned per arm: verdict": tuned_verdict})
     return pd.DataFrame(rows)
