@@ -98,6 +98,7 @@ def race_numbers(k: str, race: RaceSummary, learned_above: float | None = None) 
         if 0 < n <= len(curve):
             out[f"{r}.expected_best.{n}"] = number(curve[n - 1])
     out[f"{r}.expected_best.n"] = str(len(curve))
+    out[f"{r}.expected_best.all"] = number(curve[-1]) if len(curve) else "n/a"
     out[f"{r}.expected_best.seeds"] = str(race.expected_values)
     lrs = {c: p["lr"] for c, p in data.params.items() if "lr" in p}
     if lrs:
