@@ -280,21 +280,34 @@ def gather(results: Path) -> dict[str, tuple[str, str]]:
             hand, seq = int(found["quick.n_runs"][0]), int(found["seq.n_runs"][0])
             add({"seq.runs_saved": str(hand - seq), "seq.runs_saved_pct": _f(100 * (hand - seq) / hand, 0)},
                 f"{results}/notebook-ablation-quick/runs.csv and {sequential}/runs.csv")
-    tuned = results / confirm_study_name("notebook-ablation-quick")
-    if (tuned / "runs.csv").exists():
-        add(study_numbers("tuned", load_study(tuned)), f"{tuned}/runs.csv, study.json")
-        add(selection_numbers(selection_rows(tuned) or []), f"{tuned}/selection.json")
+    add_confirmation(add, results / confirm_study_name("notebook-ablation-quick"), "tuned", "sel")
     per_arm = results / per_arm_study_name(SEQUENTIAL_STUDY)
     if (per_arm / "runs.csv").exists():  # issue 14: every BN arm at its own tuned lr and step size
-        ablation, tuned_per_arm = results / SEQUENTIAL_STUDY, load_study(per_arm)
+        ablation = results / SEQUENTIAL_STUDY
         add(tuning_numbers(ablation, SEQUENTIAL_STUDY, prefix="pa.tune", learned_above=CHANCE + 1),
             f"{ablation}/{DB_FILE} (the per-arm tuning studies)")
-        add(per_arm_numbers("pa", per_arm), f"{per_arm}/per_arm.json")
-        add(study_numbers("pa.tuned", tuned_per_arm), f"{per_arm}/runs.csv")
-        add(study_numbers("pa.fixed", fixed_lr_counterpart(load_study(ablation), tuned_per_arm)),
-            f"{ablation}/runs.csv, the per-arm study's arms and seeds")
+        add_per_arm(add, load_study(ablation), per_arm, "pa")
     add_race(add, results / RACE_STUDY)
     return found
+
+
+def add_confirmation(add, tuned: Path, prefix: str, sel_prefix: str) -> None:
+    """`<prefix>.*` and `<sel_prefix>.*`: a `--confirm` study (the tuned params next to the
+    untuned arm on fresh seeds) and its selection table, when it exists."""
+    if (tuned / "runs.csv").exists():
+        add(study_numbers(prefix, load_study(tuned)), f"{tuned}/runs.csv, study.json")
+        add(selection_numbers(selection_rows(tuned) or [], prefix=sel_prefix), f"{tuned}/selection.json")
+
+
+def add_per_arm(add, fixed: StudyData, per_arm: Path, prefix: str) -> None:
+    """`<prefix>.*` (per_arm.json), `<prefix>.tuned.*` and `<prefix>.fixed.*`: every arm at its
+    own tuned params (`--arm A,B,... --confirm N`) and the same arms and seeds in the ablation
+    study `fixed`, at its fixed params."""
+    tuned_per_arm = load_study(per_arm)
+    add(per_arm_numbers(prefix, per_arm), f"{per_arm}/per_arm.json")
+    add(study_numbers(f"{prefix}.tuned", tuned_per_arm), f"{per_arm}/runs.csv")
+    add(study_numbers(f"{prefix}.fixed", fixed_lr_counterpart(fixed, tuned_per_arm)),
+        f"{fixed.path}/runs.csv, the per-arm study's arms and seeds")
 
 
 def add_race(add, ablation: Path) -> None:
@@ -308,17 +321,10 @@ def add_race(add, ablation: Path) -> None:
     add(study_numbers("race", fixed), f"{ablation}/runs.csv, study.json")
     add(tuning_numbers(ablation, ablation.name, prefix="race.tune", learned_above=CHANCE + 1),
         f"{ablation}/{DB_FILE} (the race studies)")
-    tuned = ablation.parent / confirm_study_name(ablation.name)
-    if (tuned / "runs.csv").exists():
-        add(study_numbers("race.tuned", load_study(tuned)), f"{tuned}/runs.csv, study.json")
-        add(selection_numbers(selection_rows(tuned) or [], prefix="race.sel"), f"{tuned}/selection.json")
+    add_confirmation(add, ablation.parent / confirm_study_name(ablation.name), "race.tuned", "race.sel")
     per_arm = ablation.parent / per_arm_study_name(ablation.name)
     if (per_arm / "runs.csv").exists():
-        tuned_per_arm = load_study(per_arm)
-        add(per_arm_numbers("race.pa", per_arm), f"{per_arm}/per_arm.json")
-        add(study_numbers("race.pa.tuned", tuned_per_arm), f"{per_arm}/runs.csv")
-        add(study_numbers("race.pa.fixed", fixed_lr_counterpart(fixed, tuned_per_arm)),
-            f"{ablation}/runs.csv, the per-arm study's arms and seeds")
+        add_per_arm(add, fixed, per_arm, "race.pa")
 
 
 def collect(results: Path) -> dict[str, str]:

@@ -100,10 +100,8 @@ def race_numbers(k: str, race: RaceSummary, learned_above: float | None = None) 
     out[f"{r}.expected_best.n"] = str(len(curve))
     out[f"{r}.expected_best.all"] = number(curve[-1]) if len(curve) else "n/a"
     out[f"{r}.expected_best.seeds"] = str(race.expected_values)
-    lrs = {c: p["lr"] for c, p in data.params.items() if "lr" in p}
-    if lrs:
-        out[f"{r}.lr_range"] = f"{param_value(min(lrs.values()))} to {param_value(max(lrs.values()))}"
-    if learned_above is not None:
+    if learned_above is not None:  # the lrs tried are tuning_numbers' `tried.lr`
+        lrs = {c: p["lr"] for c, p in data.params.items() if "lr" in p}
         learned = [c for c, m in means.items() if m > learned_above]
         out[f"{r}.n_learned"] = f"{len(learned)} of {len(means)}"
         learned_lrs = [lrs[c] for c in learned if c in lrs]
