@@ -77,6 +77,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: unknown command {command!r}{suggest(command, [*COMMANDS, 'dashboard'])}; "
               f"commands: {', '.join([*COMMANDS, 'dashboard'])}", file=sys.stderr)
         return 2
+    if sys.platform == "win32" and COMMANDS[command].startswith("study."):
+        # a run's processes are POSIX ones (study/lifeline.py); the analysis commands run anywhere
+        print(f"error: seedwise {command} runs studies on Linux and macOS; on Windows, run it under WSL",
+              file=sys.stderr)
+        return 2
     return importlib.import_module(COMMANDS[command]).main(rest)
 
 

@@ -78,3 +78,12 @@ def test_run_study_returns_the_tables_and_resumes(spec, tmp_path, monkeypatch):
     assert len(again.runs) == 6 and again.runs["trial_number"].max() == 5
     with pytest.raises(SpecError, match="unknown config key 'shfit' in --set .*did you mean 'shift'"):
         run_study(spec, results=tmp_path / "r", set={"shfit": 1.0})
+
+
+def test_on_windows_the_study_commands_say_to_use_wsl_in_one_line(monkeypatch, capsys):
+    """study/lifeline.py needs POSIX processes; a Windows user gets one line, not an import traceback."""
+    from study.cli import main
+
+    monkeypatch.setattr(sys, "platform", "win32")
+    assert main(["run", "--seeds", "2"]) == 2
+    assert capsys.readouterr().err == "error: seedwise run runs studies on Linux and macOS; on Windows, run it under WSL\n"
