@@ -32,7 +32,14 @@ from optuna.trial import TrialState
 
 from analysis.contract import COMPLETE, DIVERGED, FAILED, config_hash, stable_hash
 from analysis.stats.metric_plan import MetricPlan, resolve_plan
-from analysis.tuning.race_study import DEFAULT, RaceData, race_data, race_plan, race_retire, race_summary
+from analysis.tuning.race_study import (
+    DEFAULT,
+    RaceData,
+    race_data,
+    race_plan,
+    race_retire,
+    race_summary,
+)
 from analysis.tuning.racing import FIRST_TEST, next_round, winner
 from study.claims import Claims, worker_id
 from study.plan import UsageError

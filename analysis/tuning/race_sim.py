@@ -99,7 +99,7 @@ def simulate_race(rng: np.random.Generator, land: Landscape, *, retire: bool, bu
         c, j = todo[0]  # one run at a time, as a worker does: a retirement frees its slot at once
         if j >= table.shape[1]:
             table = np.hstack([table, np.full((len(logs), j + 1 - table.shape[1]), np.nan)])
-        table[int(c), j] = run_score(float(land.effect(logs[int(c)])), seeds[j], rng)
+        table[int(c), j] = run_score(float(land.effect(np.array(logs[int(c)]))), seeds[j], rng)
         runs += 1
     final = replay(table, names, entered, "maximize", retire=rule)
     chosen = winner(table, names, final, "0", "maximize")
