@@ -30,6 +30,16 @@ from analysis.stats.power import seeds_needed
 from analysis.types import Note, TestResult
 
 
+def config_examples(metric: str, config: dict) -> int | None:
+    """Examples behind one run's `metric` as a config counts them (`test_size` / `val_size` as an
+    integer: a user's fraction such as test_size = 0.3 is a split, not a count, and gives None)."""
+    key = {"test_acc": "test_size", "val_acc": "val_size"}.get(metric)
+    value = config.get(key) if key else None
+    if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+        return value
+    return None
+
+
 class StudyNotFound(FileNotFoundError):
     """The path holds no seedwise study outputs; the message says what was expected."""
 
@@ -85,12 +95,7 @@ class StudyData:
                 return int(np.load(labels, allow_pickle=False).size) or None
             except (OSError, ValueError):
                 pass
-        key = {"test_acc": "test_size", "val_acc": "val_size"}.get(metric)
-        cfg = self.meta.get("arms", {}).get(self.plan["baseline"], {}).get("config") or {}
-        value = cfg.get(key) if key else None
-        if isinstance(value, int) and not isinstance(value, bool) and value > 0:
-            return value
-        return None
+        return config_examples(metric, self.meta.get("arms", {}).get(self.plan["baseline"], {}).get("config") or {})
 
     def analysed(self, plan: MetricPlan) -> tuple[MetricPlan, pd.DataFrame]:
         """The runs table checked (`check_runs`, `check_scale`: the plan may come back

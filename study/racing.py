@@ -32,7 +32,14 @@ from optuna.trial import TrialState
 
 from analysis.contract import COMPLETE, DIVERGED, FAILED, config_hash, stable_hash
 from analysis.stats.metric_plan import MetricPlan, resolve_plan
-from analysis.tuning.race_study import DEFAULT, RaceData, race_data, race_plan, race_summary
+from analysis.tuning.race_study import (
+    DEFAULT,
+    RaceData,
+    race_data,
+    race_plan,
+    race_retire,
+    race_summary,
+)
 from analysis.tuning.racing import FIRST_TEST, next_round, winner
 from study.claims import Claims, worker_id
 from study.plan import UsageError
@@ -70,7 +77,7 @@ def race_attrs(tuning_objective: str, direction: str, analysis, arm: str, sample
 
 
 def _data(study: optuna.Study, default_params: dict[str, Any], plan: MetricPlan) -> RaceData:
-    return race_data(study.get_trials(deepcopy=False), plan, default_params)
+    return race_data(study.get_trials(deepcopy=False), plan, default_params, retire=race_retire(study.user_attrs))
 
 
 def _engine(study: optuna.Study):
@@ -269,7 +276,8 @@ def winner_trials(study: optuna.Study, top_k: int) -> list[optuna.trial.FrozenTr
     """What `--confirm` re-runs from a race study: the race's winner (then, for --top-k, the
     other live candidates by mean), each as its first stored trial with its value replaced by
     its mean over the completed rounds (the score that selected it, never one seed's)."""
-    race = race_summary(race_data(study.get_trials(deepcopy=False), race_plan(study.user_attrs)))
+    race = race_summary(race_data(study.get_trials(deepcopy=False), race_plan(study.user_attrs),
+                                  retire=race_retire(study.user_attrs)))
     if race.state.incumbent is None:
         raise UsageError(f"race study {study.study_name!r} has no completed round yet; run "
                          "`seedwise tune --race --budget N` first")

@@ -32,11 +32,17 @@ def race_text(t: Tuning, race: RaceSummary) -> str:
             f"{seed_ranges([SEED_OFFSET + j for j in range(s.rounds)]) if s.rounds else '(none)'}, "
             "disjoint from the evaluation seeds. After each round from the third seed on, a rival that a "
             "one-sided paired t-test (Holm over the live rivals, α = 0.05) showed worse than the incumbent "
-            f"was dropped: {sum(not d.unscored for d in s.dropped)} of them. ")
+            f"was dropped: {sum(not (d.unscored or d.never_learned) for d in s.dropped)} of them. ")
     unscored = sum(d.unscored for d in s.dropped)
     if unscored:  # dropped by no test: a run of theirs has no score (failures rule, race_study.ATTEMPTS)
         text += (f"{unscored} more could not be scored (a run diverged with no chance level declared, or "
                  "raised again on its retry) and left the race. ")
+    retired = [d for d in s.dropped if d.never_learned]
+    if retired and data.retire is not None:  # dropped by no test: they never left chance
+        text += (f"{len(retired)} more never learned (their first {data.retire.seeds} runs all within "
+                 f"{significant(data.retire.tolerance)} of chance, {significant(data.retire.chance)}: between "
+                 "candidates at chance no test can drop any) and were retired so that newcomers could take "
+                 "their slots; the default is never retired. ")
     w = race.winner
     if s.incumbent is None:
         return text + "No round is complete yet: there is no incumbent."
@@ -85,8 +91,9 @@ def race_section(rep: Report, t: Tuning) -> None:
                       "column remove them).")
     if race.state.dropped:
         rep.add_table(f"race_dropped_{t.arm}", drop_table(race),
-                      f"Candidates dropped from the race for `{t.arm}`, when and by what test; a difference is "
-                      "the candidate minus the incumbent of that round, over their shared seeds.")
+                      f"Candidates dropped from the race for `{t.arm}`, when and by what test (or as never "
+                      "learned: against chance, by no test); a difference is the candidate minus the incumbent "
+                      "of that round, over their shared seeds.")
 
 
 def budget_section(rep: Report, tunings: list[Tuning]) -> None:

@@ -58,6 +58,14 @@ def noise_tolerance(plan: MetricPlan, n_test: int | None) -> float | None:
     return 0.01 * abs(plan.chance)
 
 
+def at_chance(values, chance: float, tolerance: float, direction: str) -> np.ndarray:
+    """Which `values` are no better than `chance` by more than `tolerance` (metric units): the
+    "did not learn" rule, owned here and used by the race's never-learned retirement too. NaN
+    is never at chance (not a value)."""
+    with np.errstate(invalid="ignore"):
+        return sign(direction) * (np.asarray(values, dtype=float) - chance) <= tolerance
+
+
 def classify(runs: pd.DataFrame, plan: MetricPlan, n_test: int | None = None) -> pd.DataFrame:
     """`runs` (checked by `plan.check_runs`) with ``outcome`` and ``score`` columns: the score
     is what the all-runs mean uses (NaN: not scoreable)."""
@@ -73,9 +81,8 @@ def classify(runs: pd.DataFrame, plan: MetricPlan, n_test: int | None = None) ->
     outcome[status == DIVERGED] = "diverged"
     learned = (status == COMPLETE) & finite
     outcome[learned] = "learned"
-    if tol is not None:
-        stuck = learned & (sign(plan.direction) * (value - plan.chance) <= tol)
-        outcome[stuck] = "not_learned"
+    if tol is not None and plan.chance is not None:
+        outcome[learned & at_chance(value, plan.chance, tol, plan.direction)] = "not_learned"
     score = np.where(np.isin(outcome, ("learned", "not_learned")), value, np.nan)
     if plan.chance is not None:
         score = np.where(outcome == "diverged", plan.chance, score)

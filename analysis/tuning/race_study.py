@@ -10,6 +10,11 @@ is retried by the tuner and is no outcome of the configuration, unless its retry
 (ATTEMPTS): a configuration that always raises (out of memory) would otherwise be retried
 forever and the race never end, so it is dropped, unscored, like a diverged run without a
 chance level. A worker killed mid-run stores no error and does not count as an attempt.
+
+When the race study declares a chance level, a candidate other than the default whose first runs
+all sat at chance is retired as never learned (analysis.tuning.racing.never_learned), within
+the failures rule's noise tolerance: 3 binomial sds of chance on the validation examples the
+arm's config counts (`val_size`), else 1% of chance (`race_retire`).
 """
 
 from __future__ import annotations
@@ -25,10 +30,12 @@ import pandas as pd
 from scipy import special
 
 from analysis.contract import COMPLETE, DIVERGED
-from analysis.stats.failures import classify
+from analysis.load import config_examples
+from analysis.stats.failures import classify, noise_tolerance
 from analysis.stats.metric_plan import MetricPlan
 from analysis.tuning.racing import (
     RaceState,
+    Retire,
     SelectionGap,
     Winner,
     expected_best,
@@ -54,10 +61,11 @@ class RaceData:
     runs: int  # finished runs (complete or diverged): what the budget counts
     metric_plan: MetricPlan
     failing: dict[str, int] = field(default_factory=dict)  # candidate -> seed index that raised ATTEMPTS times
+    retire: Retire | None = None  # the never-learned rule (None: no chance level, never retire)
 
     def state(self) -> RaceState:
         return replay(self.table, self.candidates, self.entered, self.metric_plan.direction,
-                      unscored=self.unscored, failing=self.failing)
+                      unscored=self.unscored, failing=self.failing, retire=self.retire)
 
 
 def _finished(t) -> str | None:
@@ -69,9 +77,11 @@ def _finished(t) -> str | None:
     return None
 
 
-def race_data(trials: Iterable[Any], plan: MetricPlan, default_params: dict[str, Any] | None = None) -> RaceData:
+def race_data(trials: Iterable[Any], plan: MetricPlan, default_params: dict[str, Any] | None = None, *,
+              retire: Retire | None = None) -> RaceData:
     """The race of a study's trials (Optuna FrozenTrials). `default_params`: the arm's own
-    params, known to the tuner before the default's first run is stored."""
+    params, known to the tuner before the default's first run is stored; `retire`: the
+    never-learned rule (`race_retire` of the study's attributes)."""
     trials = [t for t in trials if "race_candidate" in t.user_attrs]
     params: dict[str, dict[str, Any]] = {DEFAULT: dict(default_params or {})}
     entered = {DEFAULT: 0}
@@ -103,7 +113,7 @@ def race_data(trials: Iterable[Any], plan: MetricPlan, default_params: dict[str,
     for (c, j), n in raised.items():
         if n >= ATTEMPTS and (c, j) not in finished:
             failing[c] = min(failing.get(c, j), j)
-    return RaceData(candidates, params, entered, table, unscored, runs, plan, failing)
+    return RaceData(candidates, params, entered, table, unscored, runs, plan, failing, retire)
 
 
 @dataclass(frozen=True)
@@ -189,6 +199,19 @@ def race_plan(attrs: dict[str, Any]) -> MetricPlan:
     return MetricPlan(metric=str(attrs.get("objective", "val_acc")), baseline=DEFAULT, alpha=0.05, margin=0.0,
                       direction=str(attrs.get("direction", "maximize")), chance=chance,
                       chance_source="the race study" if chance is not None else "unknown", population="all")
+
+
+def race_retire(attrs: dict[str, Any]) -> Retire | None:
+    """The never-learned rule of a race study, from its user attributes: its chance level and the
+    failures rule's tolerance on the examples the arm's config (`base_config`) scores the
+    objective on; None without a chance level (nothing to judge "never learned" against)."""
+    plan = race_plan(attrs)
+    if plan.chance is None:
+        return None
+    examples = config_examples(plan.metric, attrs.get("base_config") or {})
+    tolerance = noise_tolerance(plan, examples)
+    assert tolerance is not None  # a chance level gives a tolerance
+    return Retire(plan.chance, tolerance, DEFAULT)
 
 
 def is_race(attrs: dict[str, Any]) -> bool:

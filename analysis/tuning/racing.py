@@ -21,6 +21,11 @@ The rules, each owned by one function:
   Holm because every round tests several rivals at once.
 * `replay`: the race state rebuilt from the table alone (which candidate entered at which
   round), round by round, so that every worker, and a rerun after a crash, reach the same state.
+* `never_learned`: a candidate whose first NEVER_LEARNED_SEEDS runs all sat at chance leaves
+  the race ("never learned"), so its slot goes to a newcomer. Why: a run that never learns is
+  an outcome of its recipe, and between candidates that all sit at chance no paired test can
+  ever drop anything: the race then spends its budget on more seeds of the same few dead
+  candidates and never explores (the paper's `no_bn` race: 4 lrs, 30 runs, all at chance).
 * `next_round`: what the next round still needs (missing (candidate, seed) runs) and whether a
   new candidate may enter.
 * `selection_gap`: how much the incumbent could still trail the best finalist (simultaneous
@@ -44,9 +49,16 @@ from scipy import special
 
 from analysis._checks import holm
 from analysis.stats.direction import sign
+from analysis.stats.failures import at_chance
 
 FIRST_TEST = 3  # seeds before the first test: with 2 the paired sd rests on one difference
 ALPHA = 0.05
+# Runs at chance before a candidate is retired as never learned. Not 1: a configuration that
+# learns can still have a bad seed (the paper's no_bn: 1 of 6 full-preset runs stayed at
+# chance), and one such seed must not retire it; with 2 a learner whose runs fail independently
+# with probability q is retired with probability q^2 (3% at q = 1/6). Not 3: every retired
+# candidate costs this many runs, and 3 is FIRST_TEST, when the paired test could act anyway.
+NEVER_LEARNED_SEEDS = 2
 
 
 @dataclass(frozen=True)
@@ -72,6 +84,7 @@ class Drop:
     p_holm: float
     test: str  # "paired t (one-sided), Holm over k rivals" or "diverged on seed index j, not scoreable"
     unscored: bool = False  # dropped for a run that could not be scored, not by the test
+    never_learned: bool = False  # retired: its first runs all sat at chance (`never_learned`)
 
 
 @dataclass(frozen=True)
@@ -81,6 +94,39 @@ class RaceState:
     rounds: int  # completed rounds: every live candidate has seeds 0..rounds-1
     incumbent: str | None  # best of the completed rounds (None before the first one completes)
     waiting: tuple[tuple[str, int], ...]  # (candidate, seed index) runs the current round still needs
+
+
+@dataclass(frozen=True)
+class Retire:
+    """The never-learned rule's settings: the metric's `chance` level, how far from it a run
+    may be and still not have learned (`tolerance`, metric units: analysis.stats.failures'
+    noise_tolerance), the candidate never retired (`keep`: the default, the reference every
+    winner is tested against and what not tuning gives), and the runs that decide (`seeds`)."""
+    chance: float
+    tolerance: float
+    keep: str
+    seeds: int = NEVER_LEARNED_SEEDS
+
+    def __post_init__(self):
+        if not (np.isfinite(self.chance) and np.isfinite(self.tolerance) and self.tolerance >= 0):
+            raise ValueError(f"`chance` and `tolerance` must be finite, `tolerance` >= 0; got {self.chance!r}, "
+                             f"{self.tolerance!r}")
+        if self.seeds < 2:
+            raise ValueError(f"`seeds` must be at least 2 (one bad seed is no evidence), got {self.seeds}")
+
+    def describe(self) -> str:
+        return (f"never learned: its first {self.seeds} seeds all within {self.tolerance:.3g} of "
+                f"chance ({self.chance:g})")
+
+
+def never_learned(scores: np.ndarray, retire: Retire, direction: str) -> bool:
+    """Did a candidate's first `retire.seeds` runs (seed indices 0..seeds-1, scored: a diverged
+    run sits at chance) all end at chance within `retire.tolerance`? False while any of them is
+    missing: the rule waits for its evidence."""
+    first = np.asarray(scores, dtype=float)[: retire.seeds]
+    if first.size < retire.seeds or not np.isfinite(first).all():
+        return False
+    return bool(at_chance(first, retire.chance, retire.tolerance, direction).all())
 
 
 def _signed(table: np.ndarray, direction: str) -> np.ndarray:
@@ -148,16 +194,23 @@ def race_test(table: np.ndarray, candidates: Sequence[str], best: str, rivals: S
 
 def replay(table: np.ndarray, candidates: Sequence[str], entered: Mapping[str, int], direction: str, *,
            unscored: Mapping[str, int] | None = None, failing: Mapping[str, int] | None = None,
-           alpha: float = ALPHA, first_test: int = FIRST_TEST) -> RaceState:
+           retire: Retire | None = None, alpha: float = ALPHA, first_test: int = FIRST_TEST) -> RaceState:
     """The race state from its table: round k runs seed index k for every candidate that
     entered at or before k and is still live (a candidate entering at round k first catches up
     on seeds 0..k-1, so its comparisons stay paired). When round k is complete and has at least
     `first_test` seeds, the rivals the paired test shows worse than the incumbent are dropped.
     `unscored`: candidate -> seed index of a run that diverged and could not be scored;
-    `failing`: candidate -> seed index of a run that raised on every attempt (its retry too)."""
+    `failing`: candidate -> seed index of a run that raised on every attempt (its retry too);
+    `retire`: retire candidates that never learned (`never_learned`; None: never), as soon as
+    their first seeds are in, even mid-round: the rest of a newcomer's catch-up is then saved."""
     arr = _check(table, candidates)
     if first_test < 2:
         raise ValueError(f"`first_test` must be at least 2 seeds, got {first_test}")
+    if retire is not None and retire.seeds > first_test:
+        # a retirement must never wait for a test: every test needs a complete round, hence each
+        # racing candidate's first seeds, so a candidate is retired before any test can see it,
+        # live and in a replay of any later table alike
+        raise ValueError(f"`retire.seeds` ({retire.seeds}) must not exceed `first_test` ({first_test})")
     unscored = dict(unscored or {})
     failing = dict(failing or {})
     dropped: list[Drop] = []
@@ -176,6 +229,10 @@ def replay(table: np.ndarray, candidates: Sequence[str], entered: Mapping[str, i
                 dropped.append(Drop(c, k, best or "-", float("nan"), 0.0,
                                     f"raised on seed index {failing[c]} on every attempt, not scoreable",
                                     unscored=True))
+                gone.add(c)
+            elif retire is not None and c != retire.keep and never_learned(arr[index[c]], retire, direction):
+                dropped.append(Drop(c, retire.seeds - 1, f"chance ({retire.chance:g})", float("nan"), float("nan"),
+                                    retire.describe(), never_learned=True))
                 gone.add(c)
         racing = [c for c in racing if c not in gone]
         if best in gone:  # the incumbent itself diverged: the best of the rest over the completed rounds

@@ -25,6 +25,7 @@ from analysis.tuning.race_study import (
     is_race,
     race_data,
     race_plan,
+    race_retire,
     race_summary,
 )
 
@@ -83,7 +84,8 @@ def tuning_trials(storage_url: str, ablation_study: str) -> list[Tuning]:
         best = {}
         race = None
         if is_race(attrs):  # the race's winner, never its best single run (the winner's curse)
-            race = race_summary(race_data(study.get_trials(deepcopy=False), race_plan(attrs)))
+            race = race_summary(race_data(study.get_trials(deepcopy=False), race_plan(attrs),
+                                              retire=race_retire(attrs)))
             if race.state.incumbent is not None:
                 chosen = race.winner.candidate
                 best = {"number": chosen, "value": race.means.get(chosen), "params": race.data.params[chosen]}
