@@ -64,8 +64,10 @@ def __getattr__(name: str):
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    from study.cli import usage_name
+
     p = argparse.ArgumentParser(
-        prog="python -m study.tune", description=__doc__.split("\n\n")[0],
+        prog=usage_name("study.tune"), description=__doc__.split("\n\n")[0],
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="Several processes may tune one study together (same options, same storage): they share "
                "the target of --trials N finished trials (each may finish one trial beyond it). "

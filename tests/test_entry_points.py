@@ -78,3 +78,18 @@ def test_run_study_returns_the_tables_and_resumes(spec, tmp_path, monkeypatch):
     assert len(again.runs) == 6 and again.runs["trial_number"].max() == 5
     with pytest.raises(SpecError, match="unknown config key 'shfit' in --set .*did you mean 'shift'"):
         run_study(spec, results=tmp_path / "r", set={"shfit": 1.0})
+
+
+def test_help_names_the_command_as_it_was_called(capsys):
+    from study import cli
+
+    for command in ("tune", "run", "variance"):
+        with pytest.raises(SystemExit) as done:
+            cli.main([command, "--help"])
+        assert done.value.code == 0
+        assert capsys.readouterr().out.startswith(f"usage: seedwise {command} ")
+    from study.tune import parse_args
+
+    with pytest.raises(SystemExit):
+        parse_args(["--help"])  # its `python -m` form, once the entry point is done
+    assert capsys.readouterr().out.startswith("usage: python -m study.tune ")
