@@ -101,11 +101,11 @@ def test_a_race_keeps_the_optimal_default_and_confirms_it_on_fresh_seeds(spec, t
         assert sorted(s for c, s in runs if c == cand) == list(range(100_000, 100_000 + seeds[cand]))
     assert "winner default" in res.stdout
     sel = json.loads((tmp_path / "racetoy-tuned" / "selection.json").read_text())
-    tuned = next(r for r in sel["rows"] if r["arm"] == "tuned")
-    assert tuned["params"] == {"lr": 0.05}  # on fresh seeds: the default itself, never worse
-    assert tuned["trial"] == "default"  # named as the race names it, not by its first stored run
+    assert sel["winner_is_default"] and [r["arm"] for r in sel["rows"]] == ["baseline"]  # no `tuned` rerun
+    assert sel["rows"][0]["params"] == {"lr": 0.05}  # on fresh seeds: the default itself, never worse
+    assert sel["rows"][0]["trial"] == "default"  # named as the race names it, not by its first stored run
     fresh = pd.read_csv(tmp_path / "racetoy-tuned" / "runs.csv")
-    assert sorted(set(fresh["seed"])) == [0, 1, 2]
+    assert sorted(fresh["seed"]) == [0, 1, 2] and set(fresh["arm"]) == {"baseline"}
     # the ablation's report shows the race: finalists with their seeds, drops, gap, budget curve
     run = subprocess.run([sys.executable, "-m", "study.run", "--spec", str(spec), "--results", str(tmp_path),
                           "--jobs", "1"], capture_output=True, text=True, env=ENV, cwd=ROOT, timeout=240)
@@ -115,11 +115,31 @@ def test_a_race_keeps_the_optimal_default_and_confirms_it_on_fresh_seeds(spec, t
     assert rep.returncode == 0, rep.stderr[-2000:]
     text = (tmp_path / "report" / "report.md").read_text()
     assert f"`{NAME}` raced `baseline`" in text and "**winner: `default`**" in text
+    assert "The winner is the default configuration: nothing to compare." in text
+    assert "on fresh seeds** (study" not in text  # no Δ of a configuration against itself
     assert "race_finalists_baseline" in text and "100000–" in text
     assert "race_dropped_baseline" in text and "paired t (one-sided)" in text
     assert "Expected best validation score against budget" in text and "| baseline (race) |" in text
     assert (tmp_path / "report" / "figures" / "tuning_budget.png").exists()
     assert not (tmp_path / "report" / "figures" / "tuning_history_baseline_race.png").exists()
+
+
+def test_a_default_winner_is_confirmed_once_on_the_fresh_seeds_and_said_so(spec, tmp_path):
+    res = cli("--spec", spec, "--results", tmp_path, "--race", "--budget", 12, "--confirm", 3)
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert "winner default" in res.stdout
+    assert "the winner is the default configuration: nothing to compare" in res.stdout
+    fresh = pd.read_csv(tmp_path / "racetoy-tuned" / "runs.csv")
+    assert len(fresh) == 3 and set(fresh["arm"]) == {"baseline"}  # N runs, not 2N
+    sel = json.loads((tmp_path / "racetoy-tuned" / "selection.json").read_text())
+    (row,) = sel["rows"]
+    assert sel["winner_is_default"] and row["trial"] == "default" and row["n"] == 3
+    # the fresh seeds still measure what the race's selection overstated
+    assert row["selection_gap"] == pytest.approx(row["selected_val"] - fresh["val"].mean())
+    # a rerun resumes the same confirmation (same spec): nothing trained again
+    again = cli("--spec", spec, "--results", tmp_path, "--race", "--confirm", 3)
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert len(pd.read_csv(tmp_path / "racetoy-tuned" / "runs.csv")) == 3
 
 
 def test_race_flags_are_checked_before_anything_runs(spec, tmp_path):
