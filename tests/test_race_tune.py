@@ -142,6 +142,18 @@ def test_a_default_winner_is_confirmed_once_on_the_fresh_seeds_and_said_so(spec,
     assert len(pd.read_csv(tmp_path / "racetoy-tuned" / "runs.csv")) == 3
 
 
+def test_a_tuning_whose_best_trial_is_the_default_confirms_it_once(spec, tmp_path):
+    # without racing: a trial that drew the untuned lr and scored best is the default, not a `tuned` arm
+    spec.write_text(SPEC.replace("lr = {low = 0.0005, high = 5.0, log = true}", "lr = {choices = [0.05, 5.0]}"))
+    res = cli("--spec", spec, "--results", tmp_path, "--trials", 4, "--confirm", 2)
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert "the winner is the default configuration: nothing to compare" in res.stdout
+    fresh = pd.read_csv(tmp_path / "racetoy-tuned" / "runs.csv")
+    assert len(fresh) == 2 and set(fresh["arm"]) == {"baseline"}
+    (row,) = json.loads((tmp_path / "racetoy-tuned" / "selection.json").read_text())["rows"]
+    assert isinstance(row["trial"], int) and row["params"] == {"lr": 0.05} and row["selection_gap"] is not None
+
+
 def test_race_flags_are_checked_before_anything_runs(spec, tmp_path):
     for args, words in ((["--budget", 5], "give --race"), (["--race", "--trials", 5], "not --trials"),
                         (["--race", "--budget", 0], "--budget must be a positive")):
