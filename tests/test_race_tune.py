@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import sqlite3
 import subprocess
@@ -203,6 +204,82 @@ def test_two_workers_share_one_race(spec, tmp_path):
     assert 20 <= len(runs) <= 21 and len(set(runs)) == len(runs)
     ran = [sum(1 for line in o[1].splitlines() if " on seed " in line) for o in outs]
     assert sum(ran) == len(runs)
+
+
+def test_jobs_2_shares_one_race_between_two_workers_and_confirms_once(spec, tmp_path):
+    res = cli("--spec", spec, "--results", tmp_path, "--race", "--budget", 14, "--set", "sleep=0.2", "--jobs", 2,
+              "--confirm", 2)
+    assert res.returncode == 0, res.stderr[-3000:]
+    runs = race_runs(storage(tmp_path))
+    # the budget, each (candidate, seed) once; a worker may finish one run past it (like --trials)
+    assert 14 <= len(runs) <= 15 and len(set(runs)) == len(runs)
+    ran = [sum(1 for line in res.stderr.splitlines() if line.startswith(f"[w{k}] ") and " on seed " in line)
+           for k in (1, 2)]
+    assert sum(ran) == len(runs) and min(ran) > 0  # both workers ran some
+    assert "2 worker processes x " in res.stderr
+    # the summary once, from the command itself (unprefixed), then the one confirmation
+    assert sum(1 for line in res.stdout.splitlines() if line.startswith("race baseline: ")) == 1
+    fresh = pd.read_csv(next(tmp_path.glob("racetoy*-tuned")) / "runs.csv")
+    assert len(fresh) == 2
+
+
+CRASHER = """
+import os
+import re
+import signal
+from pathlib import Path
+
+
+def train(config, seed):
+    marker = Path(__file__).with_name("crashed")
+    if seed == 100002 and not marker.exists():  # one worker dies, once, as a segfault or the OOM killer would
+        marker.touch()
+        os.kill(os.getpid(), signal.SIGKILL)
+    return {"val": -abs(config["lr"] - 0.05) + seed % 7, "score": 0.0}
+"""
+
+
+def test_a_worker_that_dies_fails_the_command_and_is_named(tmp_path):
+    (tmp_path / "racetoy.py").write_text(CRASHER)
+    spec = tmp_path / "racetoy.toml"
+    spec.write_text(SPEC.replace("sleep = 0.0\n", ""))
+    res = cli("--spec", spec, "--results", tmp_path, "--trials", 6, "--jobs", 2)
+    assert (tmp_path / "crashed").exists()
+    assert res.returncode == 1, res.stderr[-3000:]
+    assert re.search(r"error: tuning worker [12] \(pid \d+\) was killed by SIGKILL", res.stderr), res.stderr[-3000:]
+    study = optuna.load_study(study_name="racetoy-tune-baseline", storage=f"sqlite:///{tmp_path / 'racetoy' / 'study.db'}")
+    done = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
+    # the other worker finished the target (one trial past it at most); no tuning seed ran twice
+    seeds = [t.user_attrs["seed"] for t in done]
+    assert 6 <= len(done) <= 7 and len(set(seeds)) == len(seeds)
+    assert "best of racetoy-tune-baseline" not in res.stdout  # no summary as if all went well
+
+
+def test_ctrl_c_stops_every_worker_cleanly(spec, tmp_path):
+    from study.lifeline import descendants
+
+    cmd = [sys.executable, "-m", "study.tune", "--spec", str(spec), "--results", str(tmp_path), "--race",
+           "--budget", "40", "--set", "sleep=0.3", "--jobs", "2"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV, cwd=ROOT)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and proc.poll() is None and len(race_runs(storage(tmp_path))) < 4:
+        time.sleep(0.1)
+    assert proc.poll() is None, "the race finished before it could be interrupted"
+    below = descendants(proc.pid)
+    proc.send_signal(signal.SIGINT)  # the terminal's Ctrl-C reaches the command, not its workers' groups
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err[-2000:]
+    assert sum(1 for line in err.splitlines() if line.startswith("[w") and "interrupted" in line) == 2, err[-2000:]
+    alive = [pid for pid in below if os.path.exists(f"/proc/{pid}")]
+    assert not alive, f"left running: {alive}"
+    assert len(set(race_runs(storage(tmp_path)))) == len(race_runs(storage(tmp_path)))
+
+
+def test_jobs_is_checked_before_anything_runs(spec, tmp_path):
+    for args, words in ((["--jobs", 0, "--trials", 2], "--jobs must be a positive"),
+                        (["--jobs", 2, "--confirm", 2], "give --trials N")):
+        res = cli("--spec", spec, "--results", tmp_path, *args)
+        assert res.returncode == 2 and words in res.stderr, res.stderr[-1500:]
 
 
 def test_each_arm_races_with_its_own_range_sampler_and_the_same_budget(tmp_path):
