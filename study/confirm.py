@@ -180,12 +180,15 @@ def confirm(plan: Plan, arm: str, study: optuna.Study, url: str, *, seeds: int, 
     chosen = best_trials(study, top_k)
     default_at = at_default(chosen, plan.configs[arm])
     names = tuned_arm_names(arm, plan.spec.analysis.baseline, len(chosen))
-    run_names = [n for i, n in enumerate(names) if i != default_at]
-    run_chosen = [t for i, t in enumerate(chosen) if i != default_at]
     name = confirm_study_name(plan.study_name, None if arm == plan.spec.analysis.baseline else arm)
     out = Path(results) / name
-    out.mkdir(parents=True, exist_ok=True)
     spec_path = out / "spec.toml"
+    legacy = confirm_spec_toml(plan.spec, arm, chosen, names, seeds, study.study_name, objective)
+    if default_at is not None and ran(spec_path) and not confirmed_elsewise(plan, spec_path, legacy):
+        default_at = None  # begun when the default also ran as `tuned`: it resumes as it began
+    run_names = [n for i, n in enumerate(names) if i != default_at]
+    run_chosen = [t for i, t in enumerate(chosen) if i != default_at]
+    out.mkdir(parents=True, exist_ok=True)
     text = confirm_spec_toml(plan.spec, arm, run_chosen, run_names, seeds, study.study_name, objective)
     if not write_confirm_spec(plan, spec_path, url, text):
         return 2
@@ -296,23 +299,36 @@ def confirm_per_arm(plan: Plan, studies: dict[str, optuna.Study], url: str, *, s
                             what="every arm at its own tuned params")
 
 
+def ran(spec_path: Path) -> bool:
+    """Whether a confirmation spec's folder holds a confirmation that ran (its study.json)."""
+    return spec_path.exists() and (spec_path.parent / "study.json").exists()
+
+
+def confirmed_elsewise(plan: Plan, spec_path: Path, text: str) -> bool:
+    """Whether `spec_path`'s folder holds a confirmation that ran (study.json) of another study
+    than the spec `text` describes (another identity: other arms or params)."""
+    if not ran(spec_path):
+        return False
+
+    def identity(spec_text: str) -> str:
+        return parse_spec(tomllib.loads(spec_text), str(spec_path)).identity(plan.preset, plan.extra)
+
+    return identity(spec_path.read_text()) != identity(text)
+
+
 def write_confirm_spec(plan: Plan, spec_path: Path, url: str, text: str) -> bool:
     """Write a generated confirmation spec, unless its folder already holds a confirmation of
     other runs (the tuning's best changed since: more trials, a longer race, a changed spec).
     That confirmation is a record of what ran: its spec is left as it is, and the message says
     how to drop it, since the runner's own advice (--study NEW_NAME) would, for `tune`, start a
     new tuning as well. More seeds of the same params change no identity and go on."""
-    if spec_path.exists() and (spec_path.parent / "study.json").exists():
-        def identity(spec_text: str) -> str:
-            return parse_spec(tomllib.loads(spec_text), str(spec_path)).identity(plan.preset, plan.extra)
-
-        if identity(spec_path.read_text()) != identity(text):
-            name = spec_path.parent.name
-            print(f"error: {spec_path.parent} already confirms other params than the tuning's best now "
-                  f"(its spec.toml says which); the tuning has moved on since. It is kept as it ran. To "
-                  f"confirm the new best, drop the old confirmation first: optuna delete-study --study-name "
-                  f"{name} --storage {redact(url)} && rm -r {spec_path.parent}", file=sys.stderr)
-            return False
+    if confirmed_elsewise(plan, spec_path, text):
+        name = spec_path.parent.name
+        print(f"error: {spec_path.parent} already confirms other params than the tuning's best now "
+              f"(its spec.toml says which); the tuning has moved on since. It is kept as it ran. To "
+              f"confirm the new best, drop the old confirmation first: optuna delete-study --study-name "
+              f"{name} --storage {redact(url)} && rm -r {spec_path.parent}", file=sys.stderr)
+        return False
     spec_path.write_text(text)
     return True
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import signal
 import sqlite3
 import subprocess
@@ -141,6 +142,23 @@ def test_a_default_winner_is_confirmed_once_on_the_fresh_seeds_and_said_so(spec,
     again = cli("--spec", spec, "--results", tmp_path, "--race", "--confirm", 3)
     assert again.returncode == 0, again.stderr[-2000:]
     assert len(pd.read_csv(tmp_path / "racetoy-tuned" / "runs.csv")) == 3
+    # a confirmation begun before (the default also run as `tuned`, like results/*-race-tuned)
+    # resumes as it began, rather than being refused as if the tuning had moved on
+    folder, url = tmp_path / "racetoy-tuned", f"sqlite:///{tmp_path / 'racetoy' / 'study.db'}"
+    legacy = (folder / "spec.toml").read_text() + '\n[arms."tuned"]\ndescription = "the default"\n"lr" = 0.05\n'
+    optuna.delete_study(study_name="racetoy-tuned", storage=url)
+    shutil.rmtree(folder)
+    folder.mkdir()
+    (folder / "spec.toml").write_text(legacy)
+    old = subprocess.run([sys.executable, "-m", "study.run", "--spec", str(folder / "spec.toml"), "--study",
+                          "racetoy-tuned", "--results", str(tmp_path), "--storage", url, "--jobs", "1"],
+                         capture_output=True, text=True, env=ENV, cwd=ROOT, timeout=240)
+    assert old.returncode == 0, old.stderr[-2000:]
+    resumed = cli("--spec", spec, "--results", tmp_path, "--race", "--confirm", 3)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    sel = json.loads((folder / "selection.json").read_text())
+    assert [r["arm"] for r in sel["rows"]] == ["baseline", "tuned"] and "winner_is_default" not in sel
+    assert len(pd.read_csv(folder / "runs.csv")) == 6  # its runs, none trained again
 
 
 def test_a_tuning_whose_best_trial_is_the_default_confirms_it_once(spec, tmp_path):
@@ -226,6 +244,7 @@ def test_jobs_2_shares_one_race_between_two_workers_and_confirms_once(spec, tmp_
 CRASHER = """
 import os
 import re
+import shutil
 import signal
 from pathlib import Path
 
