@@ -9,6 +9,7 @@
     python -m study.tune --spec my.toml --trials 20  # a user experiment: the space is its spec's [tune]
     python -m study.tune --spec my.toml --race --budget 60 --confirm 10   # racing on paired seeds,
                                                      # the arm's own params first (docs/tuning.md)
+    python -m study.tune --spec my.toml --race --budget 60 --jobs 4      # 4 worker processes, one race
 
 The search space and objective come from the spec's `[tune]` table (the default spec
 declares lr in [1e-3, 1] on a log scale and step_size in [1, epochs], on validation accuracy;
@@ -69,8 +70,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(
         prog=usage_name("study.tune"), description=__doc__.split("\n\n")[0],
         formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog="Several processes may tune one study together (same options, same storage): they share "
-               "the target of --trials N finished trials (each may finish one trial beyond it). "
+        epilog="Several processes may tune one study together (same options, same storage; --jobs N starts "
+               "them): they share the target of --trials N finished trials (each may finish one trial beyond it). "
                "Exit status: 0 done, 1 a trial/run failed, 2 bad input, 130 interrupted.")
     add_study_args(p)
     p.add_argument("--arm", help="the arm to tune (default: the spec's analysis baseline); several, "

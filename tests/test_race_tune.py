@@ -288,7 +288,10 @@ def test_ctrl_c_stops_every_worker_cleanly(spec, tmp_path):
     proc.send_signal(signal.SIGINT)  # the terminal's Ctrl-C reaches the command, not its workers' groups
     out, err = proc.communicate(timeout=60)
     assert proc.returncode == 130, err[-2000:]
-    assert sum(1 for line in err.splitlines() if line.startswith("[w") and "interrupted" in line) == 2, err[-2000:]
+    assert "\ninterrupted: finished trials are stored; rerun the same command to continue" in err, err[-2000:]
+    # a worker still importing when the signal came has nothing to say; one that raced says what it kept
+    assert any(line.startswith("[w") and "interrupted: finished runs are stored" in line
+               for line in err.splitlines()), err[-2000:]
     alive = [pid for pid in below if os.path.exists(f"/proc/{pid}")]
     assert not alive, f"left running: {alive}"
     assert len(set(race_runs(storage(tmp_path)))) == len(race_runs(storage(tmp_path)))
