@@ -43,14 +43,10 @@ common=(--spec "$work" --results "$RESULTS" --study "$STUDY")
 echo "== the ablation's fixed-lr runs ($ARMS, $SEEDS seeds)"
 $PY -m study.run "${common[@]}" --arms "$ARMS" --seeds "$SEEDS"
 echo "== section 5: each arm raced ($BUDGET runs, $WORKERS workers), then every arm at its own winner on $SEEDS fresh seeds"
-# The workers share each race through its storage (claims: no run twice); all of them finish
-# before the confirmation reads the winners.
-workers=()
-for ((i = 0; i < WORKERS; i++)); do
-  $PY -m study.tune "${common[@]}" --race --budget "$BUDGET" --arm "$ARMS" --threads 1 & workers+=($!)
-done
-for pid in "${workers[@]}"; do wait "$pid"; done
-$PY -m study.tune "${common[@]}" --race --budget "$BUDGET" --arm "$ARMS" --confirm "$SEEDS"
+# --jobs: the workers share each race through its storage (claims: no run twice); all of them
+# finish before the confirmation reads the winners.
+$PY -m study.tune "${common[@]}" --race --budget "$BUDGET" --arm "$ARMS" --jobs "$WORKERS" --threads 1 \
+  --confirm "$SEEDS"
 echo "== section 4: the baseline's winner against the untuned baseline on the same fresh seeds"
 $PY -m study.tune "${common[@]}" --race --confirm "$SEEDS"
 echo "== the report"

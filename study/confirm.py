@@ -163,41 +163,72 @@ def best_trials(study: optuna.Study, top_k: int) -> list[optuna.trial.FrozenTria
     return chosen
 
 
+def at_default(chosen: list[optuna.trial.FrozenTrial], config: Any) -> int | None:
+    """The position in `chosen` of the first trial whose params are the arm's untuned values
+    (a race's `default` winning, or a trial that drew them), else None: that trial's arm would
+    rerun the untuned one exactly, so the untuned arm stands for it."""
+    return next((i for i, t in enumerate(chosen)
+                 if all(config_value(config, k) == v for k, v in t.params.items())), None)
+
+
 def confirm(plan: Plan, arm: str, study: optuna.Study, url: str, *, seeds: int, top_k: int,
             results: str | Path, run_options: dict[str, Any], objective: str) -> int:
     """Re-run the `top_k` best trials' params of `arm` on seeds 0..seeds-1 (the runner's
-    `run_options`: device, data, data_root, set), then write and print the selection table."""
+    `run_options`: device, data, data_root, set), then write and print the selection table.
+    A chosen trial at the untuned params is not run twice: the untuned arm is its fresh-seed
+    measure, and when it is the winner there is nothing to compare."""
     chosen = best_trials(study, top_k)
+    default_at = at_default(chosen, plan.configs[arm])
     names = tuned_arm_names(arm, plan.spec.analysis.baseline, len(chosen))
     name = confirm_study_name(plan.study_name, None if arm == plan.spec.analysis.baseline else arm)
     out = Path(results) / name
-    out.mkdir(parents=True, exist_ok=True)
     spec_path = out / "spec.toml"
-    if not write_confirm_spec(plan, spec_path, url,
-                              confirm_spec_toml(plan.spec, arm, chosen, names, seeds, study.study_name, objective)):
+    legacy = confirm_spec_toml(plan.spec, arm, chosen, names, seeds, study.study_name, objective)
+    if default_at is not None and ran(spec_path) and not confirmed_elsewise(plan, spec_path, legacy):
+        default_at = None  # begun when the default also ran as `tuned`: it resumes as it began
+    run_names = [n for i, n in enumerate(names) if i != default_at]
+    run_chosen = [t for i, t in enumerate(chosen) if i != default_at]
+    out.mkdir(parents=True, exist_ok=True)
+    text = confirm_spec_toml(plan.spec, arm, run_chosen, run_names, seeds, study.study_name, objective)
+    if not write_confirm_spec(plan, spec_path, url, text):
         return 2
+    if default_at is not None:
+        print(f"{'the winner' if default_at == 0 else f'--top-k: choice {default_at + 1}'} "
+              f"({trial_label(chosen[default_at])}) is the default configuration of {arm}"
+              + (": nothing to compare; its untuned params run once on the fresh seeds, which measures "
+                 "how much the selection overstated it" if default_at == 0 else
+                 f": not run twice, the untuned {arm} stands for it"), file=sys.stderr)
+    what = (f"{len(run_chosen)} tuned param set(s) of {study.study_name}" if run_chosen
+            else f"the default configuration of {arm}, winner of {study.study_name}")
     code = run_confirmation(plan, spec_path, name, url, seeds=seeds, results=results, run_options=run_options,
-                            what=f"{len(chosen)} tuned param set(s) of {study.study_name}")
+                            what=what)
     if code == 2 or not (out / "runs.csv").exists():
         return 2 if code == 2 else code
     runs = read_table(out / "runs.csv")
     fresh = list(range(seeds))
     runs = runs[runs["seed"].isin(fresh) & (runs["status"] == COMPLETE)]
-    rows = selection_rows(plan, arm, chosen, names, runs, objective)
-    selection = {"tuning_study": study.study_name, "confirm_study": name, "tuned_arm": arm, "preset": plan.preset,
-                 "seeds": fresh, "objective": objective, "storage": redact(url),
-                 "note": f"selection_gap = selected (tuning) {objective} - mean fresh-seed {objective}: the selection bias",
-                 "rows": rows}
+    rows = selection_rows(plan, arm, chosen, names, runs, objective, default_at)
+    selection: dict[str, Any] = {
+        "tuning_study": study.study_name, "confirm_study": name, "tuned_arm": arm, "preset": plan.preset,
+        "seeds": fresh, "objective": objective, "storage": redact(url),
+        "note": f"selection_gap = selected (tuning) {objective} - mean fresh-seed {objective}: the selection bias",
+        "rows": rows}
+    if default_at == 0:  # only then: older selection.json files read back as they were written
+        selection["winner_is_default"] = True
     (out / "selection.json").write_text(json.dumps(selection, indent=2) + "\n")
     print_selection(name, fresh, rows, objective=objective, metric=plan.spec.analysis.metric)
+    if default_at == 0:
+        print(f"the winner is the default configuration: nothing to compare (the row {arm} is the winner "
+              "on fresh seeds)")
     print(f"selection table: {out / 'selection.json'}", file=sys.stderr)
     return code
 
 
 def selection_rows(plan: Plan, arm: str, chosen: list[optuna.trial.FrozenTrial], names: list[str], runs,
-                   objective: str) -> list[dict[str, Any]]:
+                   objective: str, default_at: int | None = None) -> list[dict[str, Any]]:
     """One row for the untuned arm, then one per confirmed trial: its selected (tuning) score,
-    its fresh-seed means and the gap between them."""
+    its fresh-seed means and the gap between them. A chosen trial at the untuned params
+    (`default_at`) has no row of its own: the untuned arm's row carries its selection."""
     metric = plan.spec.analysis.metric  # "test": the metric the ablation is judged on
 
     def column(r, name: str) -> list[float]:
@@ -210,13 +241,18 @@ def selection_rows(plan: Plan, arm: str, chosen: list[optuna.trial.FrozenTrial],
         return {"n": int(len(r)), "fresh_val_mean": val, "fresh_val_sd": val_sd,
                 "fresh_test_mean": test, "fresh_test_sd": test_sd}
 
+    def row(arm_name: str, t: optuna.trial.FrozenTrial | None, params: dict[str, Any]) -> dict[str, Any]:
+        out = {"arm": arm_name, "trial": None if t is None else trial_label(t), "params": params,
+               "selected_val": None if t is None else t.value, **fresh(arm_name)}
+        out["selection_gap"] = (t.value - out["fresh_val_mean"]
+                                if t is not None and out["fresh_val_mean"] is not None else None)
+        return out
+
     base_cfg = plan.configs[arm]
-    rows = [{"arm": arm, "trial": None, "params": {k: config_value(base_cfg, k) for k in chosen[0].params},
-             "selected_val": None, **fresh(arm), "selection_gap": None}]
-    for name_k, t in zip(names, chosen, strict=True):
-        row = {"arm": name_k, "trial": trial_label(t), "params": dict(t.params), "selected_val": t.value, **fresh(name_k)}
-        row["selection_gap"] = (t.value - row["fresh_val_mean"]) if row["fresh_val_mean"] is not None else None
-        rows.append(row)
+    untuned = {k: config_value(base_cfg, k) for k in chosen[0].params}
+    rows = [row(arm, None if default_at is None else chosen[default_at], untuned)]
+    rows += [row(name_k, t, dict(t.params)) for i, (name_k, t) in enumerate(zip(names, chosen, strict=True))
+             if i != default_at]
     return rows
 
 
@@ -254,11 +290,30 @@ def confirm_per_arm(plan: Plan, studies: dict[str, optuna.Study], url: str, *, s
               "seeds": list(range(seeds)), "storage": redact(url), "arms": arms}
     (out / PER_ARM_FILE).write_text(json.dumps(record, indent=2) + "\n")
     print(f"\neach arm at its own tuned params ({name}; selected on {objective}):")
-    for row in arms:
+    for row in arms:  # an arm whose best is its default runs it once, as it is: nothing doubled
         print(f"  {row['arm']:<18} trial {row['trial']:>4}  {score_text(row['selected'], objective):>24}  "
-              f"{fmt_params(row['params'])}  (untuned {fmt_params(row['untuned'])})")
+              f"{fmt_params(row['params'])}  "
+              + ("(its default configuration)" if row["params"] == row["untuned"]
+                 else f"(untuned {fmt_params(row['untuned'])})"))
     return run_confirmation(plan, spec_path, name, url, seeds=seeds, results=results, run_options=run_options,
                             what="every arm at its own tuned params")
+
+
+def ran(spec_path: Path) -> bool:
+    """Whether a confirmation spec's folder holds a confirmation that ran (its study.json)."""
+    return spec_path.exists() and (spec_path.parent / "study.json").exists()
+
+
+def confirmed_elsewise(plan: Plan, spec_path: Path, text: str) -> bool:
+    """Whether `spec_path`'s folder holds a confirmation that ran (study.json) of another study
+    than the spec `text` describes (another identity: other arms or params)."""
+    if not ran(spec_path):
+        return False
+
+    def identity(spec_text: str) -> str:
+        return parse_spec(tomllib.loads(spec_text), str(spec_path)).identity(plan.preset, plan.extra)
+
+    return identity(spec_path.read_text()) != identity(text)
 
 
 def write_confirm_spec(plan: Plan, spec_path: Path, url: str, text: str) -> bool:
@@ -267,17 +322,13 @@ def write_confirm_spec(plan: Plan, spec_path: Path, url: str, text: str) -> bool
     That confirmation is a record of what ran: its spec is left as it is, and the message says
     how to drop it, since the runner's own advice (--study NEW_NAME) would, for `tune`, start a
     new tuning as well. More seeds of the same params change no identity and go on."""
-    if spec_path.exists() and (spec_path.parent / "study.json").exists():
-        def identity(spec_text: str) -> str:
-            return parse_spec(tomllib.loads(spec_text), str(spec_path)).identity(plan.preset, plan.extra)
-
-        if identity(spec_path.read_text()) != identity(text):
-            name = spec_path.parent.name
-            print(f"error: {spec_path.parent} already confirms other params than the tuning's best now "
-                  f"(its spec.toml says which); the tuning has moved on since. It is kept as it ran. To "
-                  f"confirm the new best, drop the old confirmation first: optuna delete-study --study-name "
-                  f"{name} --storage {redact(url)} && rm -r {spec_path.parent}", file=sys.stderr)
-            return False
+    if confirmed_elsewise(plan, spec_path, text):
+        name = spec_path.parent.name
+        print(f"error: {spec_path.parent} already confirms other params than the tuning's best now "
+              f"(its spec.toml says which); the tuning has moved on since. It is kept as it ran. To "
+              f"confirm the new best, drop the old confirmation first: optuna delete-study --study-name "
+              f"{name} --storage {redact(url)} && rm -r {spec_path.parent}", file=sys.stderr)
+        return False
     spec_path.write_text(text)
     return True
 

@@ -50,7 +50,9 @@ def bad_input() -> tuple[type[Exception], ...]:
 
 
 def parse_args(argv: list[str] | None) -> RunOptions:
-    p = argparse.ArgumentParser(prog="python -m study.run", description=__doc__.split("\n\n")[0],
+    from study.cli import usage_name
+
+    p = argparse.ArgumentParser(prog=usage_name("study.run"), description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter,
                                 epilog="Exit status: 0 done, 1 a run failed, 2 bad input, 130 interrupted.")
     add_study_args(p)

@@ -9,6 +9,7 @@
     python -m study.tune --spec my.toml --trials 20  # a user experiment: the space is its spec's [tune]
     python -m study.tune --spec my.toml --race --budget 60 --confirm 10   # racing on paired seeds,
                                                      # the arm's own params first (docs/tuning.md)
+    python -m study.tune --spec my.toml --race --budget 60 --jobs 4      # 4 worker processes, one race
 
 The search space and objective come from the spec's `[tune]` table (the default spec
 declares lr in [1e-3, 1] on a log scale and step_size in [1, epochs], on validation accuracy;
@@ -64,11 +65,13 @@ def __getattr__(name: str):
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    from study.cli import usage_name
+
     p = argparse.ArgumentParser(
-        prog="python -m study.tune", description=__doc__.split("\n\n")[0],
+        prog=usage_name("study.tune"), description=__doc__.split("\n\n")[0],
         formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog="Several processes may tune one study together (same options, same storage): they share "
-               "the target of --trials N finished trials (each may finish one trial beyond it). "
+        epilog="Several processes may tune one study together (same options, same storage; --jobs N starts "
+               "them): they share the target of --trials N finished trials (each may finish one trial beyond it). "
                "Exit status: 0 done, 1 a trial/run failed, 2 bad input, 130 interrupted.")
     add_study_args(p)
     p.add_argument("--arm", help="the arm to tune (default: the spec's analysis baseline); several, "
@@ -76,8 +79,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                                  "its own, and --confirm compares them tuned vs tuned")
     p.add_argument("--task", help="with a spec of several tasks ([tasks.NAME]): the task to tune, in its own "
                                   "study under <study>/tasks/<task>/ (tuning is per task)")
-    p.add_argument("--threads", type=int, help="torch CPU threads of this process (default: torch's; use 1 "
-                                               "when running one tuner per core)")
+    p.add_argument("--threads", type=int, help="torch CPU threads of this process, of each worker with --jobs "
+                                               "(default: torch's; with --jobs, the cores shared out)")
+    p.add_argument("--jobs", type=int, default=1, metavar="N",
+                   help="N worker processes tune the study together through its storage (default 1), as N "
+                        "copies of this command started by hand would; --confirm runs once, after them")
+    p.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)  # one of --jobs': tune only
     p.add_argument("--trials", type=int, metavar="N",
                    help="tune until the tuning study has N finished (complete or pruned) trials: a rerun "
                         "of the same command after a crash or Ctrl-C does the rest, a larger N adds more")
@@ -133,15 +140,21 @@ class Tuning:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
     args = parse_args(argv)
     from study.dispatch import interruptible
 
-    return interruptible(lambda: _main(args), "trials")
+    return interruptible(lambda: _main(args, argv), "trials")
 
 
 def check_counts(args: argparse.Namespace) -> None:
     if args.threads is not None and args.threads <= 0:
         raise UsageError(f"--threads must be a positive integer, got {args.threads}")
+    if args.jobs <= 0:
+        raise UsageError(f"--jobs must be a positive integer, got {args.jobs}")
+    if args.jobs > 1 and args.trials is None and args.budget is None:
+        raise UsageError(f"--jobs {args.jobs} starts tuning workers: give --trials N (or --race --budget N) "
+                         "for them to do")
     if args.budget is not None and not args.race:
         raise UsageError("--budget counts a race's runs: give --race too (or --trials N to tune without racing)")
     if args.race and args.trials is not None:
@@ -246,9 +259,9 @@ def code_provenance(experiment: Experiment) -> dict[str, Any]:
     return {**git_info(), **user_git(experiment_folder(experiment.folder))}
 
 
-def _main(args: argparse.Namespace) -> int:
+def _main(args: argparse.Namespace, argv: list[str]) -> int:
     from study.confirm import confirm, confirm_per_arm
-    from study.experiment import data_environment, environment
+    from study.experiment import data_environment
     from study.options import DEFAULTS
     from study.run import bad_input
     from study.store import quiet_optuna
@@ -264,21 +277,11 @@ def _main(args: argparse.Namespace) -> int:
     except bad_input() as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    code = 0
-    with environment(env):  # --data / --data-root reach the experiment as they reach a study's workers
-        if args.race and args.budget:  # racing (study.racing): one arm after the other, each resumable
-            from study.racing import race_arm
-
-            for tuning in tunings:
-                code = max(code, race_arm(tuning, args.budget, sampler_seed=args.sampler_seed))
-                if code in (2, 130):
-                    return code
-        if args.trials:
-            for tuning in tunings:  # one arm after the other, each resumable
-                code = max(code, tune_trials(tuning, args.trials))
-                if code in (2, 130):
-                    return code
-    if not args.confirm:
+    if args.jobs > 1 and not args.worker:  # the studies exist (prepare above): workers only open them
+        code = _with_workers(args, argv, tunings)
+    else:
+        code = _tune_here(args, tunings, env)
+    if code in (2, 130) or not args.confirm or args.worker:
         return code
     run_options = {"device": args.device, "set": list(args.set), "accept_code_change": args.accept_code_change,
                    "data": args.data, "timeout": args.timeout}
@@ -297,7 +300,45 @@ def _main(args: argparse.Namespace) -> int:
         return 2
 
 
-def tune_trials(tuning: Tuning, trials: int) -> int:
+def _tune_here(args: argparse.Namespace, tunings: list[Tuning], env: Any) -> int:
+    """Race (--race --budget) or tune (--trials) every arm in this process, one after the other,
+    each resumable: 0 done, 1 a trial failed, 2 bad input, 130 interrupted."""
+    from study.experiment import environment
+
+    code = 0
+    with environment(env):  # --data / --data-root reach the experiment as they reach a study's workers
+        if args.race and args.budget:  # racing (study.racing)
+            from study.racing import race_arm
+
+            for tuning in tunings:
+                code = max(code, race_arm(tuning, args.budget, sampler_seed=args.sampler_seed))
+                if code in (2, 130):
+                    return code
+        if args.trials:
+            for tuning in tunings:
+                code = max(code, tune_trials(tuning, args.trials, summary=not args.worker))
+                if code in (2, 130):
+                    return code
+    return code
+
+
+def _with_workers(args: argparse.Namespace, argv: list[str], tunings: list[Tuning]) -> int:
+    """--jobs N: N workers tune (study.tune_workers); then one summary of every arm, here."""
+    from study.tune_workers import run_workers
+
+    code = run_workers(argv, args.jobs, args.threads)
+    if code != 0:  # a worker's failure is reported; nothing runs here to make up for it
+        return code
+    if args.race and args.budget:  # the budget is spent: race_arm runs nothing and says who won
+        from study.racing import race_arm
+
+        return max(race_arm(t, args.budget, sampler_seed=args.sampler_seed) for t in tunings)
+    for tuning in tunings:
+        report_best(tuning)
+    return code
+
+
+def tune_trials(tuning: Tuning, trials: int, *, summary: bool = True) -> int:
     """Run trials until the study has `trials` finished ones (with any cooperating workers):
     0 done, 1 a trial failed (recorded; a rerun redoes it), 2 the experiment's input is missing
     (its InputError: no further trial), 130 interrupted."""
@@ -305,10 +346,9 @@ def tune_trials(tuning: Tuning, trials: int) -> int:
     from optuna.trial import TrialState
 
     from analysis.contract import redact
-    from study.console import dashboard_command
     from study.experiment import InputError
     from study.search import config_value, make_objective
-    from study.trials import finished, fmt_params, score_text, trial_line
+    from study.trials import finished, fmt_params, trial_line
 
     study, name, url = tuning.study, tuning.name, tuning.url
     todo = max(0, trials - finished(study))
@@ -316,7 +356,7 @@ def tune_trials(tuning: Tuning, trials: int) -> int:
         print(f"nothing to do: {name} already has {finished(study)} finished trial(s) (--trials {trials}); "
               "give a larger --trials to tune more", file=sys.stderr)
         return 0
-    plan, config = tuning.plan, tuning.config
+    config = tuning.config
     limit = f"; timeout {tuning.timeout:g} s per run" if tuning.timeout is not None else ""
     print(f"tuning {tuning.arm} ({fmt_params({k: config_value(config, k) for k in tuning.space})} untuned) in "
           f"study {name}: {todo} trial(s) to reach {trials} finished; objective: {tuning.direction} "
@@ -357,14 +397,23 @@ def tune_trials(tuning: Tuning, trials: int) -> int:
     if bad_input:
         print(f"error: {bad_input[0]}", file=sys.stderr)
         return 2
+    if summary:  # not in each --jobs worker: the command says it once, after them all
+        report_best(tuning)
+    return 1 if failed else 0
+
+
+def report_best(tuning: Tuning) -> None:
+    """The tuning study's best trial (stdout) and the dashboard command to browse it."""
+    from study.console import dashboard_command
+    from study.trials import fmt_params, score_text
+
     try:
-        best = study.best_trial
-        print(f"best of {name}: trial {best.number}: {fmt_params(best.params)}: "
+        best = tuning.study.best_trial
+        print(f"best of {tuning.name}: trial {best.number}: {fmt_params(best.params)}: "
               f"{score_text(best.value, tuning.objective)}")
     except ValueError:
-        print(f"{name}: no completed trial yet", file=sys.stderr)
-    print(f"dashboard: {dashboard_command(plan.results_dir, url)}", file=sys.stderr)
-    return 1 if failed else 0
+        print(f"{tuning.name}: no completed trial yet", file=sys.stderr)
+    print(f"dashboard: {dashboard_command(tuning.plan.results_dir, tuning.url)}", file=sys.stderr)
 
 
 if __name__ == "__main__":

@@ -58,7 +58,9 @@ SEED_COLUMNS = [seed_column(s) for s in SOURCES]
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="python -m study.variance", description=__doc__.split("\n\n")[0],
+    from study.cli import usage_name
+
+    p = argparse.ArgumentParser(prog=usage_name("study.variance"), description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter,
                                 epilog="Exit status: 0 done, 1 a run failed, 2 bad input, 130 interrupted.")
     add_study_args(p)

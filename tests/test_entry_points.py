@@ -87,3 +87,18 @@ def test_on_windows_the_study_commands_say_to_use_wsl_in_one_line(monkeypatch, c
     monkeypatch.setattr(sys, "platform", "win32")
     assert main(["run", "--seeds", "2"]) == 2
     assert capsys.readouterr().err == "error: seedwise run runs studies on Linux and macOS; on Windows, run it under WSL\n"
+
+
+def test_help_names_the_command_as_it_was_called(capsys):
+    from study import cli
+
+    for command in ("tune", "run", "variance"):
+        with pytest.raises(SystemExit) as done:
+            cli.main([command, "--help"])
+        assert done.value.code == 0
+        assert capsys.readouterr().out.startswith(f"usage: seedwise {command} ")
+    from study.tune import parse_args
+
+    with pytest.raises(SystemExit):
+        parse_args(["--help"])  # its `python -m` form, once the entry point is done
+    assert capsys.readouterr().out.startswith("usage: python -m study.tune ")

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import shutil
 import signal
 import sqlite3
 import subprocess
@@ -101,11 +103,11 @@ def test_a_race_keeps_the_optimal_default_and_confirms_it_on_fresh_seeds(spec, t
         assert sorted(s for c, s in runs if c == cand) == list(range(100_000, 100_000 + seeds[cand]))
     assert "winner default" in res.stdout
     sel = json.loads((tmp_path / "racetoy-tuned" / "selection.json").read_text())
-    tuned = next(r for r in sel["rows"] if r["arm"] == "tuned")
-    assert tuned["params"] == {"lr": 0.05}  # on fresh seeds: the default itself, never worse
-    assert tuned["trial"] == "default"  # named as the race names it, not by its first stored run
+    assert sel["winner_is_default"] and [r["arm"] for r in sel["rows"]] == ["baseline"]  # no `tuned` rerun
+    assert sel["rows"][0]["params"] == {"lr": 0.05}  # on fresh seeds: the default itself, never worse
+    assert sel["rows"][0]["trial"] == "default"  # named as the race names it, not by its first stored run
     fresh = pd.read_csv(tmp_path / "racetoy-tuned" / "runs.csv")
-    assert sorted(set(fresh["seed"])) == [0, 1, 2]
+    assert sorted(fresh["seed"]) == [0, 1, 2] and set(fresh["arm"]) == {"baseline"}
     # the ablation's report shows the race: finalists with their seeds, drops, gap, budget curve
     run = subprocess.run([sys.executable, "-m", "study.run", "--spec", str(spec), "--results", str(tmp_path),
                           "--jobs", "1"], capture_output=True, text=True, env=ENV, cwd=ROOT, timeout=240)
@@ -115,11 +117,60 @@ def test_a_race_keeps_the_optimal_default_and_confirms_it_on_fresh_seeds(spec, t
     assert rep.returncode == 0, rep.stderr[-2000:]
     text = (tmp_path / "report" / "report.md").read_text()
     assert f"`{NAME}` raced `baseline`" in text and "**winner: `default`**" in text
+    assert "The winner is the default configuration: nothing to compare." in text
+    assert "on fresh seeds** (study" not in text  # no Δ of a configuration against itself
     assert "race_finalists_baseline" in text and "100000–" in text
     assert "race_dropped_baseline" in text and "paired t (one-sided)" in text
     assert "Expected best validation score against budget" in text and "| baseline (race) |" in text
     assert (tmp_path / "report" / "figures" / "tuning_budget.png").exists()
     assert not (tmp_path / "report" / "figures" / "tuning_history_baseline_race.png").exists()
+
+
+def test_a_default_winner_is_confirmed_once_on_the_fresh_seeds_and_said_so(spec, tmp_path):
+    res = cli("--spec", spec, "--results", tmp_path, "--race", "--budget", 12, "--confirm", 3)
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert "winner default" in res.stdout
+    assert "the winner is the default configuration: nothing to compare" in res.stdout
+    fresh = pd.read_csv(tmp_path / "racetoy-tuned" / "runs.csv")
+    assert len(fresh) == 3 and set(fresh["arm"]) == {"baseline"}  # N runs, not 2N
+    sel = json.loads((tmp_path / "racetoy-tuned" / "selection.json").read_text())
+    (row,) = sel["rows"]
+    assert sel["winner_is_default"] and row["trial"] == "default" and row["n"] == 3
+    # the fresh seeds still measure what the race's selection overstated
+    assert row["selection_gap"] == pytest.approx(row["selected_val"] - fresh["val"].mean())
+    # a rerun resumes the same confirmation (same spec): nothing trained again
+    again = cli("--spec", spec, "--results", tmp_path, "--race", "--confirm", 3)
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert len(pd.read_csv(tmp_path / "racetoy-tuned" / "runs.csv")) == 3
+    # a confirmation begun before (the default also run as `tuned`, like results/*-race-tuned)
+    # resumes as it began, rather than being refused as if the tuning had moved on
+    folder, url = tmp_path / "racetoy-tuned", f"sqlite:///{tmp_path / 'racetoy' / 'study.db'}"
+    legacy = (folder / "spec.toml").read_text() + '\n[arms."tuned"]\ndescription = "the default"\n"lr" = 0.05\n'
+    optuna.delete_study(study_name="racetoy-tuned", storage=url)
+    shutil.rmtree(folder)
+    folder.mkdir()
+    (folder / "spec.toml").write_text(legacy)
+    old = subprocess.run([sys.executable, "-m", "study.run", "--spec", str(folder / "spec.toml"), "--study",
+                          "racetoy-tuned", "--results", str(tmp_path), "--storage", url, "--jobs", "1"],
+                         capture_output=True, text=True, env=ENV, cwd=ROOT, timeout=240)
+    assert old.returncode == 0, old.stderr[-2000:]
+    resumed = cli("--spec", spec, "--results", tmp_path, "--race", "--confirm", 3)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    sel = json.loads((folder / "selection.json").read_text())
+    assert [r["arm"] for r in sel["rows"]] == ["baseline", "tuned"] and "winner_is_default" not in sel
+    assert len(pd.read_csv(folder / "runs.csv")) == 6  # its runs, none trained again
+
+
+def test_a_tuning_whose_best_trial_is_the_default_confirms_it_once(spec, tmp_path):
+    # without racing: a trial that drew the untuned lr and scored best is the default, not a `tuned` arm
+    spec.write_text(SPEC.replace("lr = {low = 0.0005, high = 5.0, log = true}", "lr = {choices = [0.05, 5.0]}"))
+    res = cli("--spec", spec, "--results", tmp_path, "--trials", 4, "--confirm", 2)
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert "the winner is the default configuration: nothing to compare" in res.stdout
+    fresh = pd.read_csv(tmp_path / "racetoy-tuned" / "runs.csv")
+    assert len(fresh) == 2 and set(fresh["arm"]) == {"baseline"}
+    (row,) = json.loads((tmp_path / "racetoy-tuned" / "selection.json").read_text())["rows"]
+    assert isinstance(row["trial"], int) and row["params"] == {"lr": 0.05} and row["selection_gap"] is not None
 
 
 def test_race_flags_are_checked_before_anything_runs(spec, tmp_path):
@@ -171,6 +222,86 @@ def test_two_workers_share_one_race(spec, tmp_path):
     assert 20 <= len(runs) <= 21 and len(set(runs)) == len(runs)
     ran = [sum(1 for line in o[1].splitlines() if " on seed " in line) for o in outs]
     assert sum(ran) == len(runs)
+
+
+def test_jobs_2_shares_one_race_between_two_workers_and_confirms_once(spec, tmp_path):
+    res = cli("--spec", spec, "--results", tmp_path, "--race", "--budget", 14, "--set", "sleep=0.2", "--jobs", 2,
+              "--confirm", 2)
+    assert res.returncode == 0, res.stderr[-3000:]
+    runs = race_runs(storage(tmp_path))
+    # the budget, each (candidate, seed) once; a worker may finish one run past it (like --trials)
+    assert 14 <= len(runs) <= 15 and len(set(runs)) == len(runs)
+    ran = [sum(1 for line in res.stderr.splitlines() if line.startswith(f"[w{k}] ") and " on seed " in line)
+           for k in (1, 2)]
+    assert sum(ran) == len(runs) and min(ran) > 0  # both workers ran some
+    assert "2 worker processes x " in res.stderr
+    # the summary once, from the command itself (unprefixed), then the one confirmation
+    assert sum(1 for line in res.stdout.splitlines() if line.startswith("race baseline: ")) == 1
+    fresh = pd.read_csv(next(tmp_path.glob("racetoy*-tuned")) / "runs.csv")
+    assert len(fresh) == 2
+
+
+CRASHER = """
+import os
+import re
+import shutil
+import signal
+from pathlib import Path
+
+
+def train(config, seed):
+    marker = Path(__file__).with_name("crashed")
+    if seed == 100002 and not marker.exists():  # one worker dies, once, as a segfault or the OOM killer would
+        marker.touch()
+        os.kill(os.getpid(), signal.SIGKILL)
+    return {"val": -abs(config["lr"] - 0.05) + seed % 7, "score": 0.0}
+"""
+
+
+def test_a_worker_that_dies_fails_the_command_and_is_named(tmp_path):
+    (tmp_path / "racetoy.py").write_text(CRASHER)
+    spec = tmp_path / "racetoy.toml"
+    spec.write_text(SPEC.replace("sleep = 0.0\n", ""))
+    res = cli("--spec", spec, "--results", tmp_path, "--trials", 6, "--jobs", 2)
+    assert (tmp_path / "crashed").exists()
+    assert res.returncode == 1, res.stderr[-3000:]
+    assert re.search(r"error: tuning worker [12] \(pid \d+\) was killed by SIGKILL", res.stderr), res.stderr[-3000:]
+    study = optuna.load_study(study_name="racetoy-tune-baseline", storage=f"sqlite:///{tmp_path / 'racetoy' / 'study.db'}")
+    done = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
+    # the other worker finished the target (one trial past it at most); no tuning seed ran twice
+    seeds = [t.user_attrs["seed"] for t in done]
+    assert 6 <= len(done) <= 7 and len(set(seeds)) == len(seeds)
+    assert "best of racetoy-tune-baseline" not in res.stdout  # no summary as if all went well
+
+
+def test_ctrl_c_stops_every_worker_cleanly(spec, tmp_path):
+    from study.lifeline import descendants
+
+    cmd = [sys.executable, "-m", "study.tune", "--spec", str(spec), "--results", str(tmp_path), "--race",
+           "--budget", "40", "--set", "sleep=0.3", "--jobs", "2"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV, cwd=ROOT)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and proc.poll() is None and len(race_runs(storage(tmp_path))) < 4:
+        time.sleep(0.1)
+    assert proc.poll() is None, "the race finished before it could be interrupted"
+    below = descendants(proc.pid)
+    proc.send_signal(signal.SIGINT)  # the terminal's Ctrl-C reaches the command, not its workers' groups
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err[-2000:]
+    assert "\ninterrupted: finished trials are stored; rerun the same command to continue" in err, err[-2000:]
+    # a worker still importing when the signal came has nothing to say; one that raced says what it kept
+    assert any(line.startswith("[w") and "interrupted: finished runs are stored" in line
+               for line in err.splitlines()), err[-2000:]
+    alive = [pid for pid in below if os.path.exists(f"/proc/{pid}")]
+    assert not alive, f"left running: {alive}"
+    assert len(set(race_runs(storage(tmp_path)))) == len(race_runs(storage(tmp_path)))
+
+
+def test_jobs_is_checked_before_anything_runs(spec, tmp_path):
+    for args, words in ((["--jobs", 0, "--trials", 2], "--jobs must be a positive"),
+                        (["--jobs", 2, "--confirm", 2], "give --trials N")):
+        res = cli("--spec", spec, "--results", tmp_path, *args)
+        assert res.returncode == 2 and words in res.stderr, res.stderr[-1500:]
 
 
 def test_each_arm_races_with_its_own_range_sampler_and_the_same_budget(tmp_path):

@@ -30,6 +30,7 @@ from analysis.tuning.studies import (
     space_axes,
     space_figure,
     tuning_trials,
+    winner_is_default,
 )
 
 
@@ -115,6 +116,11 @@ def _confirmation(rep: Report, confirm_dir: Path) -> None:
                       "the same parameters' fresh-seed scores. The gap is the selection bias "
                       "(winner's curse).")
     if not (confirm_dir / "runs.csv").exists():
+        return
+    if winner_is_default(confirm_dir):
+        rep.add(Para(f"**The winner is the default configuration: nothing to compare.** The confirmation "
+                     f"study `{confirm_dir.name}` ran the untuned params once on the fresh seeds; its row "
+                     "above is the winner's, and its gap is what the selection overstated."))
         return
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")

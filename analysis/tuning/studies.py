@@ -108,6 +108,13 @@ def selection_rows(results_dir: Path) -> list[dict] | None:
     return json.loads(path.read_text())["rows"]
 
 
+def winner_is_default(results_dir: Path) -> bool:
+    """Whether a confirmation's winner was the arm's untuned params (`study.tune --confirm` then
+    runs them once, as the untuned arm: there is no tuned arm to compare)."""
+    path = Path(results_dir) / "selection.json"
+    return path.exists() and bool(json.loads(path.read_text()).get("winner_is_default"))
+
+
 def selection_table(results_dir: Path) -> pd.DataFrame | None:
     """The selection rows as a frame, params flattened to `params.lr`, `params.step_size`."""
     flat = []
