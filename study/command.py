@@ -16,7 +16,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from study.experiment import INFO, Outcome, RunFailed, _reporter, finish
+from study.experiment_call import reporter
+from study.experiment_outcome import INFO, Outcome, RunFailed, finish
 from study.lifeline import TimedOut, command_preexec, kill_tree
 
 LOG_TAIL_LINES = 40  # of a failed command's output, in its error
@@ -86,7 +87,7 @@ def run_command(template: str, folder: str | None, config: Mapping[str, Any], se
     started = time.perf_counter()
     lines: list[str] = []
     epochs: list[dict[str, Any]] = []
-    report = _reporter(epochs, on_report)
+    report = reporter(epochs, on_report)
     log = open(log_path, "w") if log_path else None  # noqa: SIM115 (closed below, also on errors)
     try:
         if log:

@@ -6,7 +6,7 @@ import itertools
 import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from scipy import stats
@@ -159,7 +159,29 @@ def compare_family(
     skipped = [NotJudged(a, b, unjudged[a] if a in unjudged else unjudged[b])
                for a, b in planned if a in unjudged or b in unjudged]
     todo = [(a, b) for a, b in planned if a not in unjudged and b not in unjudged]
-    raw = []
+    raw, too_few = _compare_pairs(arms, todo, paired=paired, rng=rng, alpha=alpha, margin=margin,
+                                  direction=direction, exact_arms=exact_arms, compare_kwargs=compare_kwargs)
+    skipped += too_few
+    order = {pair: i for i, pair in enumerate(planned)}
+    skipped.sort(key=lambda n: order[(n.arm, n.baseline)])
+    for n in skipped:  # never dropped silently, for callers that only read `comparisons`
+        warnings.warn(NoteWarning(Note(str(n), kind="not_judged")), stacklevel=2)
+    if not raw:
+        raise TooFewValues("no comparison could be judged: " + "; ".join(map(str, skipped)))
+    done = _holm_judged(raw, alpha=alpha, margin=margin, planned=len(todo))
+    correction = _correction_text(len(done), what, skipped, alpha)
+    return Family(comparisons=tuple(done), pairs=pairs, baseline=baseline,
+                  paired=all(c.paired for c in done), alpha=alpha, margin=margin,
+                  correction=correction, not_judged=tuple(skipped))
+
+
+def _compare_pairs(arms: Mapping[str, object], todo: list[tuple[str, str]], *, paired: bool, rng,
+                   alpha: float, margin: float, direction: str, exact_arms: Sequence[str],
+                   compare_kwargs: Mapping[str, Any]) -> tuple[list[Comparison], list[NotJudged]]:
+    """`compare` of each judgeable pair (a, b), not yet Holm-corrected, and the pairs with too
+    few values to judge (not an error: one degenerate arm must not take down the others)."""
+    raw: list[Comparison] = []
+    too_few: list[NotJudged] = []
     # One stream per judgeable comparison: an unjudgeable arm leaves the others' draws as they
     # were without it.
     for (a, b), stream in zip(todo, as_rng(rng).spawn(len(todo)), strict=True):
@@ -169,30 +191,24 @@ def compare_family(
                         arm_name=a, baseline_name=b, direction=direction,
                         exact=a in exact_arms or b in exact_arms,
                         plan_alpha=alpha / len(todo), **compare_kwargs)
-        except TooFewValues as exc:  # one degenerate arm must not take down the others
-            skipped.append(NotJudged(a, b, str(exc)))
+        except TooFewValues as exc:
+            too_few.append(NotJudged(a, b, str(exc)))
             continue
         except ValueError as exc:  # say which arms; compare() calls them `arm`/`baseline`
             raise ValueError(f"comparing arm {a!r} with {b!r}: {exc}") from exc
         raw.append(replace(c, unpaired_fallback=paired and not pair_ok))
-    order = {pair: i for i, pair in enumerate(planned)}
-    skipped.sort(key=lambda n: order[(n.arm, n.baseline)])
-    for n in skipped:  # never dropped silently, for callers that only read `comparisons`
-        warnings.warn(NoteWarning(Note(str(n), kind="not_judged")), stacklevel=2)
-    if not raw:
-        raise TooFewValues("no comparison could be judged: " + "; ".join(map(str, skipped)))
-    done = _holm_judged(raw, alpha=alpha, margin=margin, planned=len(todo))
-    m = len(done)
+    return raw, too_few
+
+
+def _correction_text(m: int, what: str, skipped: list[NotJudged], alpha: float) -> str:
+    """`Family.correction`: what was corrected, over how many judged comparisons of how many."""
     judged = (what if not skipped else f"{m} judged of {what}; not judged: "
               + ", ".join(f"{n.arm} vs {n.baseline}" for n in skipped))
-    correction = (
+    return (
         f"Holm over the {m} primary-test p-values "
         f"({judged}); TOST equivalence p-values Holm-adjusted as a separate family of {m}; "
         f"familywise error <= {alpha:g} within each family; confidence intervals unadjusted"
     )
-    return Family(comparisons=tuple(done), pairs=pairs, baseline=baseline,
-                  paired=all(c.paired for c in done), alpha=alpha, margin=margin,
-                  correction=correction, not_judged=tuple(skipped))
 
 
 def _planned_pairs(arms, baseline: str | None, pairs: str) -> tuple[list[tuple[str, str]], str]:

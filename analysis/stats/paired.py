@@ -210,14 +210,8 @@ def compare(
 
     notes: list[Note] = []
     x, y = clean_arms(arm, baseline, paired, ("arm", "baseline"), notes)
-    prim = primary_result(x, y, paired, confidence, notes)
-    degenerate = zero_variance(x, y, paired)
-    checks: tuple[TestResult, ...] = ()
-    if robustness or (exact and not degenerate):
-        checks = robustness_checks(x, y, paired, as_rng(rng), n_resamples, notes, rank=robustness)
-    if exact and not degenerate:
-        prim = _exact_primary(checks[0], prim)
-        checks = checks if robustness else ()
+    prim, checks, degenerate = _tests(x, y, paired=paired, confidence=confidence, rng=rng,
+                                      n_resamples=n_resamples, robustness=robustness, exact=exact, notes=notes)
     sd = _seed_sd(x, y, paired, degenerate)
     es, es_lo, es_hi = (None, None, None) if degenerate else effect_size(x, y, paired, confidence)
     # Plan for the smallest difference that matters (the margin), not for the
@@ -242,6 +236,22 @@ def compare(
         direction=direction,
     )
     return judged(c, level=alpha, robust_p_adjusted=tuple(t.pvalue for t in checks))
+
+
+def _tests(x, y, *, paired: bool, confidence: float, rng, n_resamples: int, robustness: bool, exact: bool,
+           notes: list[Note]) -> tuple[TestResult, tuple[TestResult, ...], bool]:
+    """The primary test (the t-test, or with `exact` the exact permutation test unless the
+    values do not vary), the robustness checks (none without `robustness`), and whether the
+    values do not vary (module docstring: ZERO VARIANCE)."""
+    prim = primary_result(x, y, paired, confidence, notes)
+    degenerate = zero_variance(x, y, paired)
+    checks: tuple[TestResult, ...] = ()
+    if robustness or (exact and not degenerate):
+        checks = robustness_checks(x, y, paired, as_rng(rng), n_resamples, notes, rank=robustness)
+    if exact and not degenerate:
+        prim = _exact_primary(checks[0], prim)
+        checks = checks if robustness else ()
+    return prim, checks, degenerate
 
 
 def _exact_primary(permutation: TestResult, t_result: TestResult) -> TestResult:

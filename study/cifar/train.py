@@ -290,19 +290,7 @@ def run_epochs(config: Config, seeds: Sequence[int], data: Cifar10, make_engine:
         flips = torch.stack([f for _, f in draws]) if config.flip else None  # type: ignore[misc]  # drawn when config.flip
         engine.train()
         epoch_start = time.perf_counter()
-        loss_sum = torch.zeros(k, device=dev)
-        correct = torch.zeros(k, device=dev, dtype=torch.long)
-        steps = 0
-        for s in range(0, n, bs):  # the last partial batch is kept, as DataLoader does
-            xb, yb = train_batch(x_train, y_train, perms, flips, s, bs)  # (k, B, 3, 32, 32), (k, B)
-            losses, out = engine.step(xb, yb)
-            loss_sum += losses.detach().float()  # accumulated on the device: no per-step sync
-            correct += (out.argmax(-1) == yb).sum(-1)
-            steps += 1
-        if engine.scheduler is not None:
-            engine.scheduler.step()
-        train_loss = engine.mean_loss(loss_sum, steps)  # the epoch's host syncs
-        train_acc = [100.0 * c / n for c in correct.tolist()]
+        train_loss, train_acc = _train_epoch(engine, x_train, y_train, perms, flips, bs, k, dev)
         train_seconds = time.perf_counter() - epoch_start
         live = [i for i in range(k) if diverged[i] is None]
         for i in live:
@@ -324,19 +312,45 @@ def run_epochs(config: Config, seeds: Sequence[int], data: Cifar10, make_engine:
                 on_epoch(seeds[i], record)
 
     wall = time.perf_counter() - start
-    results = []
-    for i in range(k):
-        complete = diverged[i] is None
-        last = records[i][-1]
-        preds = test_pred[i].to("cpu", torch.uint8).numpy() if complete and test_pred is not None else None
-        results.append(RunResult(
-            status=COMPLETE if complete else DIVERGED, epochs=tuple(records[i]),
-            test_acc=last.test_acc if complete else None, val_acc=last.val_acc if complete else None,
-            diverged_epoch=diverged[i], test_predictions=preds, streams=streams[i], init_hash=init_hashes[i],
-            bn_layers=config.bn_layers, n_bn=n_bn, device=device_name(dev), precision=precision,
-            threads=torch.get_num_threads(), wall_time_s=wall, group=tuple(seeds) if grouped else (),
-            compiled=engine.compiled))
-    return results
+    return [_run_result(config, records[i], diverged[i], test_pred[i] if test_pred is not None else None,
+                        streams[i], init_hashes[i], n_bn=n_bn, device=device_name(dev), precision=precision,
+                        wall=wall, group=tuple(seeds) if grouped else (), compiled=engine.compiled)
+            for i in range(k)]
+
+
+def _train_epoch(engine: Engine, x_train: torch.Tensor, y_train: torch.Tensor, perms: torch.Tensor,
+                 flips: torch.Tensor | None, bs: int, k: int, dev: torch.device) -> tuple[list[float], list[float]]:
+    """One epoch's steps for the k seeds at once, each in its own order, then the scheduler's
+    step: each seed's mean train loss and train accuracy (%)."""
+    n = len(x_train)
+    loss_sum = torch.zeros(k, device=dev)
+    correct = torch.zeros(k, device=dev, dtype=torch.long)
+    steps = 0
+    for s in range(0, n, bs):  # the last partial batch is kept, as DataLoader does
+        xb, yb = train_batch(x_train, y_train, perms, flips, s, bs)  # (k, B, 3, 32, 32), (k, B)
+        losses, out = engine.step(xb, yb)
+        loss_sum += losses.detach().float()  # accumulated on the device: no per-step sync
+        correct += (out.argmax(-1) == yb).sum(-1)
+        steps += 1
+    if engine.scheduler is not None:
+        engine.scheduler.step()
+    train_loss = engine.mean_loss(loss_sum, steps)  # the epoch's host syncs
+    return train_loss, [100.0 * c / n for c in correct.tolist()]
+
+
+def _run_result(config: Config, records: list[EpochRecord], diverged: int | None, test_pred: torch.Tensor | None,
+                streams: dict[str, int], init_hash: str, *, n_bn: int, device: str, precision: str, wall: float,
+                group: tuple[int, ...], compiled: bool) -> RunResult:
+    """One seed's RunResult: its last epoch's accuracies and test predictions unless it diverged."""
+    complete = diverged is None
+    last = records[-1]
+    preds = test_pred.to("cpu", torch.uint8).numpy() if complete and test_pred is not None else None
+    return RunResult(
+        status=COMPLETE if complete else DIVERGED, epochs=tuple(records),
+        test_acc=last.test_acc if complete else None, val_acc=last.val_acc if complete else None,
+        diverged_epoch=diverged, test_predictions=preds, streams=streams, init_hash=init_hash,
+        bn_layers=config.bn_layers, n_bn=n_bn, device=device, precision=precision,
+        threads=torch.get_num_threads(), wall_time_s=wall, group=group, compiled=compiled)
 
 
 def train_one(config: Config, seed: int, data: Cifar10, *, device: str | torch.device | None = None,
