@@ -228,6 +228,25 @@ def test_clean_study_has_no_flags_and_bn_mismatch_is_caught(tmp_path):
     assert len(flags) == 1 and "`no_bn`" in flags[0] and "BatchNorm" in flags[0]
 
 
+def test_a_loss_that_varies_in_its_third_decimal_is_not_called_flat(tmp_path):
+    # A log loss near 0.09 whose seeds differ by ~0.001 in every arm: the caption said each arm
+    # "barely varies (sd 0.001 points): check whether its runs learned at all (chance level is
+    # 100 / number of classes)", a rule for accuracy in percent, not for this metric.
+    gen = np.random.default_rng(1)
+    arms = {"baseline (ours)": 0.0, "dropout=0.1": 0.001, "no-aug": -0.001, "dead": None}
+    rows = [{"arm": a, "seed": s, "status": "complete",
+             "val_loss": 0.693 if shift is None else 0.095 + shift + gen.normal(0, 0.0012)}
+            for a, shift in arms.items() for s in range(5)]
+    csv = tmp_path / "train_mlp_runs.csv"
+    pd.DataFrame(rows).to_csv(csv, index=False)
+    caption = build_report(load_study(csv), plan={"metric": "val_loss", "baseline": "baseline (ours)", "margin": 0.01}
+                           ).figures["distribution"][1]
+    assert "`dead` barely varies" in caption  # a constant loss while the others vary: flagged
+    for arm in ("baseline (ours)", "dropout=0.1", "no-aug"):
+        assert f"`{arm}` barely varies" not in caption
+    assert "100 / number of classes" not in caption and " points)" not in caption
+
+
 def test_degenerate_studies(tmp_path):
     # zero-variance arm at chance, a diverged run, unequal seeds
     path = make_study(tmp_path / "a", {"baseline": {}, "dead": {"bn": "none"},
