@@ -239,8 +239,16 @@ def test_a_loss_that_varies_in_its_third_decimal_is_not_called_flat(tmp_path):
             for a, shift in arms.items() for s in range(5)]
     csv = tmp_path / "train_mlp_runs.csv"
     pd.DataFrame(rows).to_csv(csv, index=False)
-    caption = build_report(load_study(csv), plan={"metric": "val_loss", "baseline": "baseline (ours)", "margin": 0.01}
-                           ).figures["distribution"][1]
+    rep = build_report(load_study(csv), plan={"metric": "val_loss", "baseline": "baseline (ours)", "margin": 0.01})
+    caption = rep.figures["distribution"][1]
+    # The results table showed every arm as 0.09 or 0.10 with CIs [0.09, 0.10]: two decimals
+    # hid the differences the verdicts are about. It shows the intervals' first digit now.
+    results = rep.tables["results"][0].set_index("arm")
+    means = {a: float(results.loc[a, "mean"]) for a in ("baseline (ours)", "dropout=0.1", "no-aug")}
+    assert len(set(means.values())) == 3 and all(abs(m - 0.095) < 0.0025 for m in means.values())
+    low, high = (float(x) for x in results.loc["baseline (ours)", "95% CI"].strip("[]").split(", "))
+    assert low < means["baseline (ours)"] < high
+    assert float(results.loc["dead", "mean"]) == 0.693
     assert "`dead` barely varies" in caption  # a constant loss while the others vary: flagged
     for arm in ("baseline (ours)", "dropout=0.1", "no-aug"):
         assert f"`{arm}` barely varies" not in caption
