@@ -178,7 +178,9 @@ def from_study(args) -> int:
         for row in family_records(family, family.plan.metric if family.plan else "test_acc"):
             print(json.dumps(row))
         return 0
-    print("\n".join(verdict_lines(study.name, family)))
+    from analysis.sequential.record import stopping_lines
+
+    print("\n".join([*stopping_lines(study.path), *verdict_lines(study.name, family)]))
     return 0
 
 

@@ -66,6 +66,7 @@ def print_verdicts(results_dir: Path, answer: tuple[str, Family, list[Note]] | s
     computed here when not given); when it cannot decide yet, one line says why instead of an
     error that would read as a failed study. Its notes go to stderr, as the CLI's do."""
     from analysis.compare import verdict_lines, warning_lines
+    from analysis.sequential.record import stopping_lines
 
     answer = study_answer(results_dir) if answer is None else answer
     print(f"\nVerdicts (seedwise compare {results_dir}, every completed seed of the study):")
@@ -75,7 +76,7 @@ def print_verdicts(results_dir: Path, answer: tuple[str, Family, list[Note]] | s
     name, family, notes = answer
     for line in warning_lines(family, notes):
         print(line, file=sys.stderr)
-    print("\n".join(verdict_lines(name, family)))
+    print("\n".join([*stopping_lines(results_dir), *verdict_lines(name, family)]))
 
 
 def seconds_per_run(store: RunStore | None) -> tuple[dict[str, list[float]], set[str]]:

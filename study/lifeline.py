@@ -312,7 +312,8 @@ class _MainlessPopen(popen_forkserver.Popen):
     (multiprocessing's default, so that a function defined in a script can be pickled by name):
     seedwise sends functions of its own, and a script that calls `run_study` at its top level,
     without `if __name__ == "__main__":`, would run its whole study again in every run's
-    process. The preparation data the launch sends lose their two main-module entries."""
+    process. The preparation data the launch sends lose their two main-module entries (and a
+    start method the child cannot resolve)."""
 
     def _launch(self, process_obj: Any) -> None:
         _launching.mainless = True  # read by spawn.get_preparation_data, in this thread only
@@ -335,6 +336,10 @@ def _mainless_when_launching(prepare: Callable[[str], dict[str, Any]]) -> Callab
         if getattr(_launching, "mainless", False):
             data.pop("init_main_from_name", None)
             data.pop("init_main_from_path", None)
+            # A loky worker (--jobs > 1) runs with start method "loky", a context only loky's
+            # import registers: the fresh child, told to use it, died before training.
+            if data.get("start_method") not in multiprocessing.get_all_start_methods():
+                data.pop("start_method", None)
         return data
     return get_preparation_data
 

@@ -259,18 +259,18 @@ def _pct(v) -> str:
 
 def render(d: VarianceDecomposition, study: VarianceStudy, info: dict) -> str:
     level = f"{100 * d.confidence:g}%"
-    lines = [f"Variance of {d.metric}, arm {study.arm} of {study.name} ({info['complete']} complete runs; "
-             f"{level} intervals):",
-             f"{'source':<10}{'runs':>5}{'sd':>8}{'variance':>10}  {level + ' CI':<18}{'net':>8}  "
-             f"{level + ' CI':<18}{'share':>6}  {level + ' CI':<14}{'test noise':>10}"]
+    header = ["source", "runs", "sd", "variance", f"{level} CI", "net", f"{level} CI", "share", f"{level} CI",
+              "test noise"]
+    rows = []
     for row in d.frame().to_dict("records"):
         ci = f"[{_num(row['ci_low'])}, {_num(row['ci_high'])}]" if row["ci_low"] is not None else "-"
         nci = f"[{_num(row['net_low'])}, {_num(row['net_high'])}]" if row["net_low"] is not None else "-"
         sci = f"[{_pct(row['share_low'])}, {_pct(row['share_high'])}]" if row["share_low"] is not None else "-"
-        runs = "-" if row["source"] in ("test", "residual") and not row["n_runs"] else row["n_runs"]
-        lines.append(f"{row['source']:<10}{runs:>5}{_num(row['sd']):>8}{_num(row['variance']):>10}  "
-                     f"{ci:<18}{_num(row['net']):>8}  {nci:<18}{_pct(row['share']):>6}  {sci:<14}"
-                     f"{_num(row['test_noise']):>10}")
+        runs = "-" if row["source"] in ("test", "residual") and not row["n_runs"] else str(row["n_runs"])
+        rows.append([row["source"], runs, _num(row["sd"]), _num(row["variance"]), ci, _num(row["net"]), nci,
+                     _pct(row["share"]), sci, _num(row["test_noise"])])
+    lines = [f"Variance of {d.metric}, arm {study.arm} of {study.name} ({info['complete']} complete runs; "
+             f"{level} intervals):", *_aligned([header, *rows], left={0, 4, 6, 8})]
     lines.append("net: the group's variance minus the per-run residual (test noise" +
                   (" + nondeterminism); an UPPER BOUND here: nondeterminism unknown" if d.bounds else
                    " + nondeterminism)") + "; share: net over the all-sources variance, small-k bias "
@@ -281,6 +281,14 @@ def render(d: VarianceDecomposition, study: VarianceStudy, info: dict) -> str:
                      "(a divergence is an outcome of the recipe: report its rate beside this table)")
     lines += [f"note: {n}" for n in info["notes"]]
     return "\n".join(lines)
+
+
+def _aligned(table: list[list[str]], left: set[int]) -> list[str]:
+    """Columns as wide as their widest cell, two spaces apart: a loss's small values
+    ("0.000974", "[3.04e-07, 1.32e-05]") ran into the next column at fixed widths."""
+    widths = [max(len(r[i]) for r in table) for i in range(len(table[0]))]
+    return ["  ".join(c.ljust(w) if i in left else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths, strict=True))).rstrip()
+            for r in table]
 
 
 def _sum_text(d: VarianceDecomposition) -> str:

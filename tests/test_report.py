@@ -228,6 +228,33 @@ def test_clean_study_has_no_flags_and_bn_mismatch_is_caught(tmp_path):
     assert len(flags) == 1 and "`no_bn`" in flags[0] and "BatchNorm" in flags[0]
 
 
+def test_a_loss_that_varies_in_its_third_decimal_is_not_called_flat(tmp_path):
+    # A log loss near 0.09 whose seeds differ by ~0.001 in every arm: the caption said each arm
+    # "barely varies (sd 0.001 points): check whether its runs learned at all (chance level is
+    # 100 / number of classes)", a rule for accuracy in percent, not for this metric.
+    gen = np.random.default_rng(1)
+    arms = {"baseline (ours)": 0.0, "dropout=0.1": 0.001, "no-aug": -0.001, "dead": None}
+    rows = [{"arm": a, "seed": s, "status": "complete",
+             "val_loss": 0.693 if shift is None else 0.095 + shift + gen.normal(0, 0.0012)}
+            for a, shift in arms.items() for s in range(5)]
+    csv = tmp_path / "train_mlp_runs.csv"
+    pd.DataFrame(rows).to_csv(csv, index=False)
+    rep = build_report(load_study(csv), plan={"metric": "val_loss", "baseline": "baseline (ours)", "margin": 0.01})
+    caption = rep.figures["distribution"][1]
+    # The results table showed every arm as 0.09 or 0.10 with CIs [0.09, 0.10]: two decimals
+    # hid the differences the verdicts are about. It shows the intervals' first digit now.
+    results = rep.tables["results"][0].set_index("arm")
+    means = {a: float(results.loc[a, "mean"]) for a in ("baseline (ours)", "dropout=0.1", "no-aug")}
+    assert len(set(means.values())) == 3 and all(abs(m - 0.095) < 0.0025 for m in means.values())
+    low, high = (float(x) for x in results.loc["baseline (ours)", "95% CI"].strip("[]").split(", "))
+    assert low < means["baseline (ours)"] < high
+    assert float(results.loc["dead", "mean"]) == 0.693
+    assert "`dead` barely varies" in caption  # a constant loss while the others vary: flagged
+    for arm in ("baseline (ours)", "dropout=0.1", "no-aug"):
+        assert f"`{arm}` barely varies" not in caption
+    assert "100 / number of classes" not in caption and " points)" not in caption
+
+
 def test_degenerate_studies(tmp_path):
     # zero-variance arm at chance, a diverged run, unequal seeds
     path = make_study(tmp_path / "a", {"baseline": {}, "dead": {"bn": "none"},

@@ -143,6 +143,21 @@ def test_a_function_run_over_the_specs_timeout_is_killed_with_its_helper_and_fai
 
 
 @needs_proc
+def test_a_function_run_with_a_timeout_in_loky_workers_trains_and_a_hung_one_is_killed(tmp_path):
+    # --jobs 2: each run's fork-server child was told to use the loky worker's start method,
+    # which it cannot resolve, and died before training: every timed run failed.
+    spec = function_spec(tmp_path, "train_mlp", hang=60)
+    res = seedwise_run("--spec", spec, "--results", tmp_path / "results", "--jobs", 2, "--timeout", 3)
+    assert res.returncode == 1, res.stderr[-2000:]
+    assert "cannot find context" not in res.stderr
+    runs = pd.read_csv(tmp_path / "results" / "sweep" / "runs.csv").set_index(["arm", "seed"])
+    assert set(runs.loc["baseline", "status"]) == {COMPLETE}
+    assert list(runs.loc["no_dropout", "error"]) == ["timed out after 3 s"] * 2
+    helpers = helper_pids(tmp_path / "pids")
+    assert len(helpers) == 2 and wait_until(lambda: not any(alive(p) for p in helpers), 3)
+
+
+@needs_proc
 def test_a_command_over_timeout_is_killed_with_its_process_group_in_a_worker(tmp_path):
     spec = command_spec(tmp_path, hang=60)
     res = seedwise_run("--spec", spec, "--results", tmp_path / "results", "--jobs", 2, "--timeout", 2)

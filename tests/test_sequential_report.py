@@ -59,3 +59,18 @@ def test_the_fixed_n_table_of_a_sequential_study_says_its_p_values_ignore_the_lo
     (sequential_study.path / "sequential.json").unlink()  # the same runs as a fixed-n study
     fixed = render_markdown(build_report(load_study(sequential_study.path), plan={"metric": "acc", "baseline": "baseline"}))
     assert warning not in fixed
+
+
+def test_seedwise_compare_of_a_sequential_study_says_its_verdicts_are_the_sequential_ones(sequential_study, capsys):
+    """`seedwise compare` (and the end of `seedwise run --until-decided`) printed only the
+    fixed-n verdicts, which can contradict the decisions that stopped the study (a comparison
+    stopped as 'equivalent' read 'WORSE' there), with no word about the looks."""
+    from analysis.compare import main
+
+    assert main([str(sequential_study.path), "--metric", "acc", "--baseline", "baseline"]) == 0
+    out = capsys.readouterr().out
+    assert "ran until decided" in out and "big vs baseline: better" in out and "same vs baseline: equivalent" in out
+    assert out.index("ran until decided") < out.index("verdict:")
+    (sequential_study.path / "sequential.json").unlink()
+    assert main([str(sequential_study.path), "--metric", "acc", "--baseline", "baseline"]) == 0
+    assert "ran until decided" not in capsys.readouterr().out

@@ -340,6 +340,13 @@ def test_same_seed_same_streams_in_every_arm_and_failures_are_retried(tmp_path):
     fixed = subprocess.run([sys.executable, "-m", "study.run", "--spec", str(spec), "--results", str(tmp_path / "r")],
                            capture_output=True, text=True, env={**ENV, "TINY_FIXED": "1"}, cwd=ROOT, timeout=120)
     assert fixed.returncode == 0 and "1 runs to do (11 already done)" in fixed.stderr, fixed.stderr[-1500:]
+    # runs.csv keeps the failed attempt beside its retry; the verdicts read the retry: they
+    # stopped with "(arm, seed) pair(s) appear more than once ... keep one row per run".
+    runs = pd.read_csv(tmp_path / "r" / "tiny" / "runs.csv")
+    assert list(runs.loc[(runs["arm"] == "flaky") & (runs["seed"] == 1), "status"]) == ["failed", "complete"]
+    assert "none yet" not in fixed.stdout and "flaky - baseline" in fixed.stdout, fixed.stdout[-1500:]
+    again = cli("analysis.compare", tmp_path / "r" / "tiny")
+    assert again.returncode == 0 and "flaky - baseline: " in again.stdout, again.stderr[-1500:]
 
 
 @pytest.mark.parametrize(("args", "extra", "message"), [

@@ -271,3 +271,27 @@ def test_the_report_still_reads_a_record_written_before_net_components(tmp_path)
     variance_section(rep, tmp_path)
     text = " ".join(getattr(b, "text", "") for b in rep.blocks)
     assert "says nothing about additivity" in text and "not additive" not in text
+
+
+def test_the_printed_table_keeps_its_columns_apart_for_a_loss_of_small_values():
+    # A loss near 0.09 varying in the fourth decimal: "40.000974" was runs 4 and sd 0.000974,
+    # and "[3.04e-07, 1.32e-05]9.48e-07" a CI run into the net variance.
+    from types import SimpleNamespace
+
+    from analysis.stats.variance import decompose_variance
+    from study.variance import render
+
+    design = variance_design(4)
+    noise = np.random.default_rng(0).normal(0, 1e-3, len(design))
+    runs = design.assign(val_loss=0.09 + noise)
+    d = decompose_variance(runs, metric="val_loss", reference=0, percent=False)
+    text = render(d, SimpleNamespace(arm="dropout=0.1", name="bc-logreg-variance"),
+                  {"complete": len(runs), "diverged": 0, "failed": 0, "notes": []})
+    header, *rows = text.splitlines()[1:7]
+    cells = header.split("  ")
+    named = [c.strip() for c in cells if c.strip()]
+    assert named[:4] == ["source", "runs", "sd", "variance"]
+    for row in rows:  # every column ends where the header's does, and 2 spaces apart
+        parts = [p for p in row.split("  ") if p.strip()]
+        assert len(parts) == len(named), (header, row)
+        assert parts[1].strip() == "4" and row.startswith(("init ", "order ", "augment ", "split ", "all "))

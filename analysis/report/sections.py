@@ -15,7 +15,7 @@ from collections.abc import Sequence
 import pandas as pd
 
 from analysis.contract import COMPLETE, shared_text
-from analysis.formatting import number, percent, significant
+from analysis.formatting import percent, significant
 from analysis.report.blocks import Bullets, Heading, Para, Report, code_list, plural
 from analysis.report.context import StudyAnalysis, is_finite_number, tests_text
 from analysis.report.figures import (
@@ -259,17 +259,26 @@ def results_section(rep: Report, analysis: StudyAnalysis) -> None:
 
 # --- 3. figures -------------------------------------------------------------------------------
 
+FLAT_SHARE = 0.05  # an arm whose seed sd is under 5% of the other arms' median sd barely varies
+
 
 def _distribution_caption(analysis: StudyAnalysis) -> str:
     """The distribution figure's caption, warning about arms that barely vary (did they learn?)."""
     extra = ""
-    if len(analysis.summary):
-        flat = [r for _, r in analysis.summary.iterrows()
-                if r["n"] and r["n"] > 1 and is_finite_number(r["sd"]) and r["sd"] < 0.05]
-        for r in flat:
-            extra += (f" `{r['arm']}` barely varies across seeds (mean {number(r['mean'])}, "
-                      f"sd {number(r['sd'], 3)} points): check whether its runs learned at all "
-                      "(chance level is 100 / number of classes).")
+    rows = [r for _, r in analysis.summary.iterrows()
+            if r["n"] and r["n"] > 1 and is_finite_number(r["sd"])] if len(analysis.summary) else []
+    sds, means = {r["arm"]: float(r["sd"]) for r in rows}, {r["arm"]: r["mean"] for r in rows}
+    for arm, sd in sds.items():
+        # Flat against the other arms, in the metric's own units: an absolute cut-off read a
+        # loss that varies in its third decimal as a run that did not learn.
+        others = [v for a, v in sds.items() if a != arm]
+        typical = float(pd.Series(others).median()) if others else 0.0
+        if sd == 0 or sd < FLAT_SHARE * typical:
+            chance = analysis.plan.chance
+            extra += (f" `{arm}` barely varies across seeds (mean {significant(means[arm])}, sd {significant(sd)}"
+                      + (f", against a median of {significant(typical)} in the other arms" if typical else "")
+                      + "): check whether its runs learned at all"
+                      + (f" (chance level {chance:g})." if chance is not None else "."))
     return (f"{metric_label(analysis.plan.metric).capitalize()} of every complete run (points, "
             f"one per seed) and each arm's mean with its 95% t interval (black).{extra}")
 

@@ -4,7 +4,6 @@ the statistic against the boundaries, read from the study's sequential.json."""
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -13,23 +12,11 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
-from analysis.contract import SEQUENTIAL_FILE  # written by study.until_decided after every look
 from analysis.formatting import significant
 from analysis.report.blocks import Bullets, Heading, Para, Report
 from analysis.report.figures import new_figure
 from analysis.sequential.plan import SequentialPlan
-
-
-def read_record(path: Path) -> dict | None:
-    """The study's sequential record, or None when it was not run until decided."""
-    file = Path(path) / SEQUENTIAL_FILE
-    if not file.exists():
-        return None
-    try:
-        record = json.loads(file.read_text())
-    except (OSError, ValueError):
-        return None
-    return record if isinstance(record, dict) and record.get("comparisons") else None
+from analysis.sequential.record import read_record
 
 
 def looks_table(record: dict) -> pd.DataFrame:

@@ -94,6 +94,16 @@ def design_table(runs: pd.DataFrame, meta: Mapping, arms: Sequence[str]) -> pd.D
                                        "seeds (complete)", "complete", "failed", "diverged"])
 
 
+def decimals_for(widths: pd.Series, least: int = 2) -> int:
+    """Decimals that show the first digit of the narrowest interval's half-width, at least
+    `least`: a loss near 0.09 known to +-0.0008 printed as "0.09 [0.09, 0.10]" at two."""
+    half = pd.to_numeric(widths, errors="coerce") / 2
+    half = half[np.isfinite(half) & (half > 0)]
+    if half.empty:
+        return least
+    return int(min(max(least, math.ceil(-math.log10(float(half.min())))), 8))
+
+
 def results_table(arms: pd.DataFrame, comparisons: pd.DataFrame, *, baseline: str | None,
                   alpha: float) -> pd.DataFrame:
     """The headline table: per arm n, mean and 95% CI; vs baseline: difference and CI,
@@ -105,10 +115,13 @@ def results_table(arms: pd.DataFrame, comparisons: pd.DataFrame, *, baseline: st
     names = sorted(set(comparisons.get("effect_size_name", pd.Series(dtype=str)).dropna()))
     es_col = f"effect size ({', '.join(names)})" if names else "effect size"
     rows = []
+    at = decimals_for(arms.get("ci_high", pd.Series(dtype=float)) - arms.get("ci_low", pd.Series(dtype=float)))
+    d_at = decimals_for(comparisons.get("ci_high", pd.Series(dtype=float))
+                        - comparisons.get("ci_low", pd.Series(dtype=float)))
     for _, a in arms.iterrows():
         row = {
-            "arm": a["arm"], "n": int(a["n"]), "mean": number(a["mean"], minus=MINUS),
-            "95% CI": interval(a["ci_low"], a["ci_high"], minus=MINUS),
+            "arm": a["arm"], "n": int(a["n"]), "mean": number(a["mean"], at, minus=MINUS),
+            "95% CI": interval(a["ci_low"], a["ci_high"], at, minus=MINUS),
         }
         c = by_arm.get(a["arm"])
         if c is not None:
@@ -118,8 +131,8 @@ def results_table(arms: pd.DataFrame, comparisons: pd.DataFrame, *, baseline: st
                     f"{int(c['n_arm'])} vs {int(c['n_baseline'])}")
             row.update({
                 "n in Δ": used,
-                f"Δ vs {baseline}": number(c["diff"], signed=True, minus=MINUS),
-                "95% CI of Δ": interval(c["ci_low"], c["ci_high"], signed=True, minus=MINUS),
+                f"Δ vs {baseline}": number(c["diff"], d_at, signed=True, minus=MINUS),
+                "95% CI of Δ": interval(c["ci_low"], c["ci_high"], d_at, signed=True, minus=MINUS),
                 es_col: number(c["effect_size"], signed=True, minus=MINUS),
                 "p": p_value(c["p_value"], minus=MINUS),
                 "p (Holm)": p_value(p_adj, minus=MINUS) + star,

@@ -42,7 +42,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from analysis.contract import ANALYSIS_DEFAULTS, COMPLETE, FAILURE_POPULATIONS, METRIC_KEYS
+from analysis.contract import ANALYSIS_DEFAULTS, COMPLETE, FAILED, FAILURE_POPULATIONS, METRIC_KEYS
 from analysis.stats import direction as directions
 from analysis.types import Note
 
@@ -182,13 +182,28 @@ def check_runs(runs: pd.DataFrame, metric: str, source: str = "the runs table") 
         raise ValueError(f"{source}: `{metric}` is not a number in row(s) {_rows(text)} "
                          f"(e.g. {out.loc[text, metric].iloc[0]!r})")
     out[metric] = value.astype(float)
-    dup = out.duplicated(["arm", "seed"], keep=False)
+    kept = _latest_attempts(out).to_numpy()
+    dup = out[kept].duplicated(["arm", "seed"], keep=False).to_numpy()
     if dup.any():
-        pairs = sorted({(a, int(s)) for a, s in out.loc[dup, ["arm", "seed"]].itertuples(index=False)})
+        at = np.zeros(len(out), dtype=bool)
+        at[np.flatnonzero(kept)[dup]] = True  # the rows as the file numbers them
+        pairs = sorted({(a, int(s)) for a, s in out.loc[at, ["arm", "seed"]].itertuples(index=False)})
         raise ValueError(f"{source}: {len(pairs)} (arm, seed) pair(s) appear more than once, "
-                         f"in row(s) {_rows(dup)}: " + ", ".join(f"{a} seed {s}" for a, s in pairs[:5])
+                         f"in row(s) {_rows(pd.Series(at))}: " + ", ".join(f"{a} seed {s}" for a, s in pairs[:5])
                          + ("…" if len(pairs) > 5 else "") + "; keep one row per run")
-    return out
+    return out[kept].reset_index(drop=True)
+
+
+def _latest_attempts(runs: pd.DataFrame) -> pd.Series:
+    """Which rows stand for their run. A run that failed (an exception) is retried by the next
+    invocation, and runs.csv keeps every attempt: a failed attempt is superseded by the same
+    (arm, seed)'s stored outcome, and of attempts that all failed the last one stands."""
+    failed = runs["status"] == FAILED
+    key = ["arm", "seed"]
+    outcome = runs.loc[~failed, key].drop_duplicates()
+    superseded = failed & runs.set_index(key).index.isin(outcome.set_index(key).index)
+    repeated = failed & runs.duplicated(key, keep="last") & ~superseded
+    return ~(superseded | repeated)
 
 
 def _rows(mask: pd.Series) -> str:
