@@ -255,6 +255,22 @@ def test_a_loss_that_varies_in_its_third_decimal_is_not_called_flat(tmp_path):
     assert "100 / number of classes" not in caption and " points)" not in caption
 
 
+def test_a_flat_arm_near_chance_shows_its_mean_to_the_digit_its_sd_reaches(tmp_path):
+    # "mean 10, sd 0.0447": three significant digits rounded away the 0.02 that sets the arm
+    # above chance (10.02), the one thing the caption asks the reader to check.
+    gen = np.random.default_rng(3)
+    rows = [{"arm": a, "seed": s, "status": "complete",
+             "test_acc": 10.02 + gen.normal(0, 0.045) if a == "no BN" else 47 + gen.normal(0, 2)}
+            for a in ("baseline", "no BN", "lr 3e-4") for s in range(6)]
+    csv = tmp_path / "runs.csv"
+    pd.DataFrame(rows).to_csv(csv, index=False)
+    rep = build_report(load_study(csv), plan={"metric": "test_acc", "baseline": "baseline", "chance": 10})
+    caption = rep.figures["distribution"][1]
+    mean = pd.DataFrame(rows).query("arm == 'no BN'")["test_acc"].mean()
+    assert f"`no BN` barely varies across seeds (mean {mean:.2f}, sd 0.0" in caption
+    assert "(chance level 10)" in caption
+
+
 def test_degenerate_studies(tmp_path):
     # zero-variance arm at chance, a diverged run, unequal seeds
     path = make_study(tmp_path / "a", {"baseline": {}, "dead": {"bn": "none"},

@@ -10,6 +10,7 @@ empty figures.
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Sequence
 
 import pandas as pd
@@ -275,7 +276,9 @@ def _distribution_caption(analysis: StudyAnalysis) -> str:
         typical = float(pd.Series(others).median()) if others else 0.0
         if sd == 0 or sd < FLAT_SHARE * typical:
             chance = analysis.plan.chance
-            extra += (f" `{arm}` barely varies across seeds (mean {significant(means[arm])}, sd {significant(sd)}"
+            # the mean to the sd's first digit: "mean 10" said nothing of a 10.02 that sits 0.02 off chance
+            shown = f"{means[arm]:.{min(8, max(0, math.ceil(-math.log10(sd))))}f}" if sd > 0 else significant(means[arm], 6)
+            extra += (f" `{arm}` barely varies across seeds (mean {shown}, sd {significant(sd)}"
                       + (f", against a median of {significant(typical)} in the other arms" if typical else "")
                       + "): check whether its runs learned at all"
                       + (f" (chance level {chance:g})." if chance is not None else "."))
