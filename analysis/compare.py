@@ -180,7 +180,9 @@ def from_study(args) -> int:
         return 0
     from analysis.sequential.record import stopping_lines
 
-    print("\n".join([*stopping_lines(study.path), *verdict_lines(study.name, family)]))
+    plan = family.plan
+    print("\n".join([*stopping_lines(study.path, plan.metric if plan else None, plan.baseline if plan else None),
+                      *verdict_lines(study.name, family)]))
     return 0
 
 

@@ -195,8 +195,9 @@ def confirm(plan: Plan, arm: str, study: optuna.Study, url: str, *, seeds: int, 
     if default_at is not None:
         print(f"{'the winner' if default_at == 0 else f'--top-k: choice {default_at + 1}'} "
               f"({trial_label(chosen[default_at])}) is the default configuration of {arm}"
-              + (": nothing to compare; its untuned params run once on the fresh seeds, which measures "
-                 "how much the selection overstated it" if default_at == 0 else
+              + (f": {'its runner-ups are compared with it' if run_chosen else 'nothing to compare'}; its "
+                 "untuned params run once on the fresh seeds, which measures how much the selection "
+                 "overstated it" if default_at == 0 else
                  f": not run twice, the untuned {arm} stands for it"), file=sys.stderr)
     what = (f"{len(run_chosen)} tuned param set(s) of {study.study_name}" if run_chosen
             else f"the default configuration of {arm}, winner of {study.study_name}")
@@ -218,8 +219,9 @@ def confirm(plan: Plan, arm: str, study: optuna.Study, url: str, *, seeds: int, 
     (out / "selection.json").write_text(json.dumps(selection, indent=2) + "\n")
     print_selection(name, fresh, rows, objective=objective, metric=plan.spec.analysis.metric)
     if default_at == 0:
-        print(f"the winner is the default configuration: nothing to compare (the row {arm} is the winner "
-              "on fresh seeds)")
+        print("the winner is the default configuration: "
+              + (f"the other choices are compared with it (the row {arm} is the winner on fresh seeds)"
+                 if run_chosen else f"nothing to compare (the row {arm} is the winner on fresh seeds)"))
     print(f"selection table: {out / 'selection.json'}", file=sys.stderr)
     return code
 

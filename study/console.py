@@ -76,7 +76,9 @@ def print_verdicts(results_dir: Path, answer: tuple[str, Family, list[Note]] | s
     name, family, notes = answer
     for line in warning_lines(family, notes):
         print(line, file=sys.stderr)
-    print("\n".join([*stopping_lines(results_dir), *verdict_lines(name, family)]))
+    plan = family.plan
+    print("\n".join([*stopping_lines(results_dir, plan.metric if plan else None, plan.baseline if plan else None),
+                      *verdict_lines(name, family)]))
 
 
 def seconds_per_run(store: RunStore | None) -> tuple[dict[str, list[float]], set[str]]:

@@ -40,7 +40,7 @@ from analysis.tuning.race_study import (
     race_retire,
     race_summary,
 )
-from analysis.tuning.racing import FIRST_TEST, next_round, winner
+from analysis.tuning.racing import FIRST_TEST, NEVER_LEARNED_SEEDS, next_round, winner
 from study.claims import Claims, worker_id
 from study.plan import UsageError
 from study.search import (
@@ -70,9 +70,11 @@ def race_attrs(tuning_objective: str, direction: str, analysis, arm: str, sample
     chance level scores diverged runs (analysis.stats.failures), from the spec's [analysis]."""
     chance = resolve_plan({"analysis": analysis.declared()}, metric=tuning_objective, direction=direction).chance
     return {"race": {"size": RACE_SIZE, "default": DEFAULT, "chance": chance,
+                     "never_learned_seeds": NEVER_LEARNED_SEEDS,  # the rule, recorded: older races lack it
                      "sampler": f"TPE (seed {arm_sampler_seed(sampler_seed, arm)}, from --sampler-seed "
                                 f"{sampler_seed} and the arm's name)",
-                     "test": "one-sided paired t, Holm over the live rivals, from 3 seeds; "
+                     "test": "one-sided paired t, Holm over the live rivals, from 3 seeds; a candidate whose "
+                             f"first {NEVER_LEARNED_SEEDS} runs sat at chance retired as never learned; "
                              "winner: the incumbent if it beats the default (one-sided paired t)"}}
 
 

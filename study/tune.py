@@ -283,6 +283,12 @@ def _main(args: argparse.Namespace, argv: list[str]) -> int:
         code = _tune_here(args, tunings, env)
     if code in (2, 130) or not args.confirm or args.worker:
         return code
+    if code != 0:
+        # a race or tuning cut short by a failure is no selection: its winner may change once it
+        # is finished, and the confirmation of a stale winner would then be refused as "moved on"
+        print(f"confirmation skipped: the tuning did not finish (see above); rerun the same command to finish "
+              f"it, and it confirms on {args.confirm} fresh seeds then", file=sys.stderr)
+        return code
     run_options = {"device": args.device, "set": list(args.set), "accept_code_change": args.accept_code_change,
                    "data": args.data, "timeout": args.timeout}
     if args.data_root != DEFAULTS.data_root:  # as given: the printed command stays the one to type

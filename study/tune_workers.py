@@ -90,13 +90,18 @@ def run_workers(argv: list[str], jobs: int, threads: int | None) -> int:
                                     bufsize=1, env={**os.environ, "PYTHONUNBUFFERED": "1"},
                                     preexec_fn=command_preexec())
             worker = Worker(number, proc)
+            workers.append(worker)  # at once: a Ctrl-C from here on stops it too
             worker.reader = threading.Thread(target=_show, args=(worker, proc.stdout, lock), daemon=True)
             worker.reader.start()
-            workers.append(worker)
         return _wait(workers)
     except KeyboardInterrupt:
         _stop(workers)
         raise
+    finally:
+        for w in workers:  # a reader still reading (a grandchild holds the pipe) keeps its end
+            if w.proc.stdout is not None and not (w.reader is not None and w.reader.is_alive()):
+                with contextlib.suppress(OSError):
+                    w.proc.stdout.close()
 
 
 def _wait(workers: list[Worker]) -> int:
@@ -118,27 +123,34 @@ def _wait(workers: list[Worker]) -> int:
                           f"(its unfinished run is taken over or retried). Its last lines:\n  {last}",
                           file=sys.stderr, flush=True)
             time.sleep(POLL_S)
-    failed = [w for w in workers if codes[w.number] not in (0, 130)]
+    # This process was not interrupted (that is _stop's path): a worker's 130 means a signal from
+    # elsewhere stopped it, a failure of this command, not an interrupt of it.
+    failed = [w for w in workers if codes[w.number] != 0]
     if failed:
         print("tuning workers that did not finish cleanly: " + ", ".join(
             f"{w.name} {exit_words(codes[w.number])}" for w in failed)
             + "; what they ran is stored, rerun the same command to retry", file=sys.stderr)
-    return max(code if code in KNOWN_EXITS else 1 for code in codes.values())
+    return max(code if code in (0, 1, 2) else 1 for code in codes.values())
 
 
 def _stop(workers: list[Worker]) -> None:
     """Ctrl-C: interrupt every worker (each records what it finished and releases its claims),
     then kill whatever is still there after STOP_GRACE_S, with its process tree."""
-    for w in workers:
-        if w.proc.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(w.proc.pid, signal.SIGINT)
-    deadline = time.monotonic() + STOP_GRACE_S
-    for w in workers:
-        try:
-            w.proc.wait(timeout=max(0.0, deadline - time.monotonic()))
-        except subprocess.TimeoutExpired:
-            kill_tree(w.proc.pid)
-            w.proc.wait()
-        if w.reader is not None:
-            w.reader.join(timeout=5)
+    try:
+        for w in workers:
+            if w.proc.poll() is None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(w.proc.pid, signal.SIGINT)
+        deadline = time.monotonic() + STOP_GRACE_S
+        for w in workers:
+            try:
+                w.proc.wait(timeout=max(0.0, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                kill_tree(w.proc.pid)
+                w.proc.wait()
+            if w.reader is not None:
+                w.reader.join(timeout=5)
+    finally:  # a second Ctrl-C cuts the grace short: nothing is left running (no parent-death signal on macOS)
+        for w in workers:
+            if w.proc.poll() is None:
+                kill_tree(w.proc.pid)

@@ -343,7 +343,8 @@ def test_replay_retires_a_never_learner_mid_round_but_never_the_default():
     assert "t1" in old.live and not any(d.never_learned for d in old.dropped)
     new = replay(table, names, entered, "maximize", retire=RETIRE)
     retired = [d for d in new.dropped if d.never_learned]
-    assert [d.candidate for d in retired] == ["t1", "t5"] and all(d.round == 1 for d in retired)
+    # each after its first 2 seeds: t5 entered at round 3 (its drop was dated round 1, before it entered)
+    assert [(d.candidate, d.round) for d in retired] == [("t1", 1), ("t5", 3)]
     assert "never learned" in retired[0].test and retired[0].incumbent == "chance (10)"
     # the default is never retired as never learned; it leaves only when the paired test shows it worse
     assert [(d.candidate, d.never_learned) for d in new.dropped if d.candidate == "default"] == [("default", False)]
@@ -366,11 +367,16 @@ def test_a_stored_race_retires_never_learners_and_the_report_says_why():
     trials = [_trial(n, c, j, v, lr={"default": 0.1, "t1": 0.01, "t2": 1e-4}[c])
               for n, (c, j, v) in enumerate((c, j, v) for c, vs in values.items() for j, v in enumerate(vs)
                                             if v is not None)]
-    attrs = {"objective": "val_acc", "direction": "maximize", "race": {"chance": 10.0},
+    attrs = {"objective": "val_acc", "direction": "maximize", "race": {"chance": 10.0, "never_learned_seeds": 2},
              "base_config": {"val_size": 5000}}
     rule = race_retire(attrs)
     assert rule is not None and rule.tolerance == pytest.approx(1.2728, abs=1e-3) and rule.keep == "default"
-    assert race_retire({**attrs, "race": {"chance": None}}) is None
+    assert race_retire({**attrs, "race": {"chance": None, "never_learned_seeds": 2}}) is None
+    # a race stored before the rule replays as it ran: no retirement it did not make
+    assert race_retire({**attrs, "race": {"chance": 10.0}}) is None
+    # an accuracy with chance 0.1: 10% in fractions or 1000 classes in percent; a tolerance read
+    # on the wrong scale (0.3 = 30 points in fractions) would retire learners, so no rule
+    assert race_retire({**attrs, "race": {"chance": 0.1, "never_learned_seeds": 2}}) is None
     race = race_summary(race_data(trials, race_plan(attrs), retire=rule))
     # t1 retired as never learned; the default, at chance too, left by the paired test against t2
     assert list(race.drops["candidate"]) == ["t1", "default"] and race.state.live == ("t2",)

@@ -271,6 +271,18 @@ def test_a_flat_arm_near_chance_shows_its_mean_to_the_digit_its_sd_reaches(tmp_p
     assert "(chance level 10)" in caption
 
 
+def test_every_arm_stuck_at_chance_is_still_flagged(tmp_path):
+    # Flat only against the other arms' sd: when all arms sit at 10% with sds of 0.02, none is
+    # flat against the rest, and no chance level is declared; the absolute floor still warns.
+    gen = np.random.default_rng(4)
+    rows = [{"arm": a, "seed": s, "status": "complete", "test_acc": 10 + gen.normal(0, 0.02)}
+            for a in ("baseline", "no BN") for s in range(5)]
+    csv = tmp_path / "runs.csv"
+    pd.DataFrame(rows).to_csv(csv, index=False)
+    caption = build_report(load_study(csv), plan={"metric": "test_acc", "baseline": "baseline"}).figures["distribution"][1]
+    assert "`baseline` barely varies" in caption and "`no BN` barely varies" in caption
+
+
 def test_degenerate_studies(tmp_path):
     # zero-variance arm at chance, a diverged run, unequal seeds
     path = make_study(tmp_path / "a", {"baseline": {}, "dead": {"bn": "none"},

@@ -3,6 +3,8 @@ synthetic study (runs.csv plus the sequential.json that study.until_decided writ
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -71,6 +73,17 @@ def test_seedwise_compare_of_a_sequential_study_says_its_verdicts_are_the_sequen
     out = capsys.readouterr().out
     assert "ran until decided" in out and "big vs baseline: better" in out and "same vs baseline: equivalent" in out
     assert out.index("ran until decided") < out.index("verdict:")
+    # verdicts against another baseline answer another question than the looks did
+    assert main([str(sequential_study.path), "--metric", "acc", "--baseline", "same"]) == 0
+    assert "until decided" not in capsys.readouterr().out
+    # a study still looking (a comparison continues) has no decisions to read as the answer yet
+    record_file = sequential_study.path / "sequential.json"
+    record = json.loads(record_file.read_text())
+    record["comparisons"][0]["decision"] = "continue"
+    record_file.write_text(json.dumps(record))
+    assert main([str(sequential_study.path), "--metric", "acc", "--baseline", "baseline"]) == 0
+    out = capsys.readouterr().out
+    assert "undecided so far" in out and "the decisions above as the answer" not in out
     (sequential_study.path / "sequential.json").unlink()
     assert main([str(sequential_study.path), "--metric", "acc", "--baseline", "baseline"]) == 0
     assert "ran until decided" not in capsys.readouterr().out

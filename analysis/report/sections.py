@@ -261,6 +261,7 @@ def results_section(rep: Report, analysis: StudyAnalysis) -> None:
 # --- 3. figures -------------------------------------------------------------------------------
 
 FLAT_SHARE = 0.05  # an arm whose seed sd is under 5% of the other arms' median sd barely varies
+FLAT_PERCENT_SD = 0.05  # accuracy points: seeds of a model that learns differ by more on any test set
 
 
 def _distribution_caption(analysis: StudyAnalysis) -> str:
@@ -274,7 +275,10 @@ def _distribution_caption(analysis: StudyAnalysis) -> str:
         # loss that varies in its third decimal as a run that did not learn.
         others = [v for a, v in sds.items() if a != arm]
         typical = float(pd.Series(others).median()) if others else 0.0
-        if sd == 0 or sd < FLAT_SHARE * typical:
+        # and, for an accuracy in percent, an absolute floor: when every arm is stuck at chance
+        # none is flat against the others, and without a declared chance level this caption is
+        # the only warning
+        if sd == 0 or sd < FLAT_SHARE * typical or (analysis.plan.percent and sd < FLAT_PERCENT_SD):
             chance = analysis.plan.chance
             # the mean to the sd's first digit: "mean 10" said nothing of a 10.02 that sits 0.02 off chance
             shown = f"{means[arm]:.{min(8, max(0, math.ceil(-math.log10(sd))))}f}" if sd > 0 else significant(means[arm], 6)

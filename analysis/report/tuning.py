@@ -118,10 +118,13 @@ def _confirmation(rep: Report, confirm_dir: Path) -> None:
     if not (confirm_dir / "runs.csv").exists():
         return
     if winner_is_default(confirm_dir):
-        rep.add(Para(f"**The winner is the default configuration: nothing to compare.** The confirmation "
-                     f"study `{confirm_dir.name}` ran the untuned params once on the fresh seeds; its row "
-                     "above is the winner's, and its gap is what the selection overstated."))
-        return
+        others = pd.read_csv(confirm_dir / "runs.csv", usecols=["arm"])["arm"].nunique() > 1  # --top-k's
+        rep.add(Para(f"**The winner is the default configuration: "
+                     f"{'the other choices are compared with it' if others else 'nothing to compare'}.** The "
+                     f"confirmation study `{confirm_dir.name}` ran the untuned params once on the fresh seeds; "
+                     "its row above is the winner's, and its gap is what the selection overstated."))
+        if not others:
+            return
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         try:

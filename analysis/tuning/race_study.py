@@ -204,14 +204,21 @@ def race_plan(attrs: dict[str, Any]) -> MetricPlan:
 def race_retire(attrs: dict[str, Any]) -> Retire | None:
     """The never-learned rule of a race study, from its user attributes: its chance level and the
     failures rule's tolerance on the examples the arm's config (`base_config`) scores the
-    objective on; None without a chance level (nothing to judge "never learned" against)."""
+    objective on; None without a chance level (nothing to judge "never learned" against), for a
+    race begun before the rule existed (its attributes lack `never_learned_seeds`), and for an
+    accuracy whose chance level is at most 1 (fractions or percent: the scale is not known here)."""
     plan = race_plan(attrs)
-    if plan.chance is None:
+    race = attrs.get("race") or {}
+    if plan.chance is None or "never_learned_seeds" not in race:  # a race begun before the rule: replayed as it ran
+        return None
+    if plan.percent and plan.chance <= 1:
+        # 0.1 is 10% in fractions or 0.1% of 1000 classes in percent: the tolerance would be 100x
+        # off one way, and a retirement cannot be undone; not retiring only explores less
         return None
     examples = config_examples(plan.metric, attrs.get("base_config") or {})
     tolerance = noise_tolerance(plan, examples)
     assert tolerance is not None  # a chance level gives a tolerance
-    return Retire(plan.chance, tolerance, DEFAULT)
+    return Retire(plan.chance, tolerance, DEFAULT, seeds=int(race["never_learned_seeds"]))
 
 
 def is_race(attrs: dict[str, Any]) -> bool:

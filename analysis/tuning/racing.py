@@ -231,7 +231,7 @@ def replay(table: np.ndarray, candidates: Sequence[str], entered: Mapping[str, i
                                     unscored=True))
                 gone.add(c)
             elif retire is not None and c != retire.keep and never_learned(arr[index[c]], retire, direction):
-                dropped.append(Drop(c, retire.seeds - 1, f"chance ({retire.chance:g})", float("nan"), float("nan"),
+                dropped.append(Drop(c, max(k, retire.seeds - 1), f"chance ({retire.chance:g})", float("nan"), float("nan"),
                                     retire.describe(), never_learned=True))
                 gone.add(c)
         racing = [c for c in racing if c not in gone]
