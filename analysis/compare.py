@@ -19,6 +19,7 @@ import types
 from typing import TYPE_CHECKING
 
 from analysis.formatting import count, interval, number, significant
+from analysis.invocation import usage_name
 from analysis.stats.direction import better_words
 
 if TYPE_CHECKING:
@@ -37,7 +38,7 @@ def _is_number(text: str) -> bool:
 
 
 def parse_args(argv):
-    p = argparse.ArgumentParser(prog="python -m analysis.compare", description=__doc__.split("\n\n")[0],
+    p = argparse.ArgumentParser(prog=usage_name("analysis.compare"), description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("source", nargs="+", help="a study directory, its runs.csv or any CSV with columns arm, seed, "
                    "<metric> (status, task optional); or two accuracies in percent")

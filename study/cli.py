@@ -18,19 +18,12 @@ import json
 import sys
 from pathlib import Path
 
+from analysis import invocation
+
 # Nothing heavy here, nor in the commands' modules until their options are parsed: every
 # `seedwise X --help` prints at once (tests/test_user_imports.py checks what it imports).
 COMMANDS = {"run": "study.run", "tune": "study.tune", "variance": "study.variance", "compare": "analysis.compare",
             "report": "analysis.report"}
-_invoked_as: str | None = None  # "seedwise tune" while `main` runs that command
-
-
-def usage_name(module: str) -> str:
-    """How a study command's --help names itself: as it was called, `seedwise tune` through
-    this entry point, else its `python -m study.tune` form."""
-    return _invoked_as or f"python -m {module}"
-
-
 def storage_of(target: str) -> str:
     """A storage URL as given, or the one a study folder's study.json names (else its study.db)."""
     from analysis.contract import DB_FILE, default_storage
@@ -89,16 +82,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: seedwise {command} runs studies on Linux and macOS; on Windows, run it under WSL",
               file=sys.stderr)
         return 2
-    global _invoked_as
-    _invoked_as = f"seedwise {command}"
+    invocation.invoked_as = f"seedwise {command}"
     try:
         return importlib.import_module(COMMANDS[command]).main(rest)
     finally:
-        _invoked_as = None
+        invocation.invoked_as = None
 
 
 if __name__ == "__main__":
-    # through the imported module: the commands read `_invoked_as` there, not in __main__
-    from study.cli import main as entry_point
-
-    sys.exit(entry_point())
+    sys.exit(main())

@@ -50,7 +50,7 @@ def bad_input() -> tuple[type[Exception], ...]:
 
 
 def parse_args(argv: list[str] | None) -> RunOptions:
-    from study.cli import usage_name
+    from analysis.invocation import usage_name
 
     p = argparse.ArgumentParser(prog=usage_name("study.run"), description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter,

@@ -65,7 +65,7 @@ def __getattr__(name: str):
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    from study.cli import usage_name
+    from analysis.invocation import usage_name
 
     p = argparse.ArgumentParser(
         prog=usage_name("study.tune"), description=__doc__.split("\n\n")[0],

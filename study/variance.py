@@ -58,7 +58,7 @@ SEED_COLUMNS = [seed_column(s) for s in SOURCES]
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    from study.cli import usage_name
+    from analysis.invocation import usage_name
 
     p = argparse.ArgumentParser(prog=usage_name("study.variance"), description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter,

@@ -92,7 +92,7 @@ def test_on_windows_the_study_commands_say_to_use_wsl_in_one_line(monkeypatch, c
 def test_help_names_the_command_as_it_was_called(capsys):
     from study import cli
 
-    for command in ("tune", "run", "variance"):
+    for command in ("tune", "run", "variance", "compare", "report"):
         with pytest.raises(SystemExit) as done:
             cli.main([command, "--help"])
         assert done.value.code == 0
@@ -102,3 +102,8 @@ def test_help_names_the_command_as_it_was_called(capsys):
     with pytest.raises(SystemExit):
         parse_args(["--help"])  # its `python -m` form, once the entry point is done
     assert capsys.readouterr().out.startswith("usage: python -m study.tune ")
+    from analysis.compare import main as compare_main
+
+    with pytest.raises(SystemExit):
+        compare_main(["--help"])
+    assert capsys.readouterr().out.startswith("usage: python -m analysis.compare ")

@@ -28,6 +28,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from analysis.invocation import usage_name
+
 if TYPE_CHECKING:
     from analysis.dashboard.panels import DashboardData
     from analysis.load import StudyData
@@ -162,7 +164,7 @@ def write_report(results_dir: str | Path, out: str | Path | None = None, *, note
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m analysis.report",
+    p = argparse.ArgumentParser(prog=usage_name("analysis.report"),
                                 description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter,
                                 epilog="Exit status: 0 written, 2 bad input.")
