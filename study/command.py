@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import shlex
+import signal
 import string
 import subprocess
 import sys
@@ -92,12 +93,20 @@ def run_command(template: str, folder: str | None, config: Mapping[str, Any], se
     try:
         if log:
             log.write(f"$ {shlex.join(argv)}\n")
+        # Ctrl-C held back while the child is forked: one that lands in the fork's at-fork hooks
+        # (logging's lock release) is printed as "Exception ignored" and lost, and the study ran
+        # on. It is delivered below, once the child can be killed with its tree.
+        held = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
         try:
             proc = subprocess.Popen(argv, cwd=folder or None, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                     text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"},
                                     preexec_fn=command_preexec())  # setpgid and prctl: no lock taken
         except OSError as e:
+            signal.pthread_sigmask(signal.SIG_SETMASK, held)
             raise RunFailed(f"cannot start {argv[0]!r}: {e.strerror or e}") from None
+        except BaseException:
+            signal.pthread_sigmask(signal.SIG_SETMASK, held)
+            raise
         assert proc.stdout is not None  # stdout=PIPE above
         # Over time: the tree is killed, its output ends, and the loop below ends with it.
         timed_out = threading.Event()
@@ -110,6 +119,7 @@ def run_command(template: str, folder: str | None, config: Mapping[str, Any], se
             deadline.daemon = True
             deadline.start()
         try:
+            signal.pthread_sigmask(signal.SIG_SETMASK, held)  # a Ctrl-C held back is raised here
             for line in proc.stdout:
                 lines.append(line)
                 if log:

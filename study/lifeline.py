@@ -41,11 +41,6 @@ from collections.abc import Callable
 from multiprocessing import popen_forkserver, spawn
 from typing import Any
 
-import psutil
-
-if sys.platform == "win32":  # no fork server, process groups or POSIX signals: say so, not an AttributeError
-    raise ImportError("seedwise runs studies on Linux and macOS; on Windows, run it under WSL")
-
 POLL_S = 0.5  # how often a worker looks for its parent: orphans live at most this long
 PR_SET_PDEATHSIG = 1  # linux/prctl.h
 
@@ -89,17 +84,36 @@ def command_preexec() -> Callable[[], None]:
 
     def preexec() -> None:
         os.setpgid(0, 0)
+        # the runner holds SIGINT back while it forks (study.command); the command must not
+        # inherit that, since a blocked signal stays blocked across exec
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
         die_with_parent(parent)
     return preexec
 
 
 def descendants(pid: int) -> list[int]:
-    """Every live descendant of `pid`, parents before their children ([] once `pid` is gone).
-    psutil reads the process table where the system keeps it (/proc on Linux, sysctl on macOS)."""
+    """Every live descendant of `pid`, parents before their children (from /proc; [] without it)."""
+    children: dict[int, list[int]] = {}
     try:
-        return [child.pid for child in psutil.Process(pid).children(recursive=True)]
-    except psutil.Error:
+        names = os.listdir("/proc")
+    except OSError:
         return []
+    for name in names:
+        if not name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{name}/stat", "rb") as f:
+                stat = f.read()
+        except OSError:
+            continue  # exited meanwhile
+        ppid = int(stat.rsplit(b")", 1)[1].split()[1])  # after "(comm)", which may hold spaces
+        children.setdefault(ppid, []).append(int(name))
+    found, queue = [], [pid]
+    while queue:
+        for child in children.get(queue.pop(), []):
+            found.append(child)
+            queue.append(child)
+    return found
 
 
 def kill_tree(leader: int) -> None:
@@ -149,7 +163,7 @@ def guarded():
     study's own process; a Dask worker): whatever the run starts (a data loader's workers, a
     helper, a command, a timed run's process) is killed with its tree if this process dies, by
     a guardian process that records what appears below this one while a run is in flight."""
-    if _watching:
+    if _watching or not os.path.isdir("/proc"):
         yield
         return
     _tell_guardian(b"+")
@@ -207,7 +221,7 @@ def guard() -> None:
     unless it is in a recorded run's group."""
     parent, me = os.getppid(), os.getpid()
     before = set(map(int, sys.argv[1:]))  # what the parent had started before its first run: not the runs'
-    seen: dict[int, float] = {}  # pid: its start time (a pid reused by another process is not it)
+    seen: dict[int, bytes] = {}  # pid: its start time (a pid reused by another process is not it)
     in_flight = 0
     # End of file alone is not enough: a process the parent forked (a data loader's worker)
     # inherits the pipe's writing end and holds it open after the parent died.
@@ -228,11 +242,12 @@ def guard() -> None:
             kill_tree(pid)
 
 
-def _started(pid: int) -> float | None:
-    """When process `pid` started, None if it is gone: with the pid, it names one process."""
+def _started(pid: int) -> bytes | None:
+    """When process `pid` started (clock ticks since boot), None if it is gone."""
     try:
-        return psutil.Process(pid).create_time()
-    except psutil.Error:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            return f.read().rsplit(b")", 1)[1].split()[19]
+    except (OSError, IndexError):
         return None
 
 
