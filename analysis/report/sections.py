@@ -10,7 +10,6 @@ empty figures.
 from __future__ import annotations
 
 import json
-import math
 from collections.abc import Sequence
 
 import pandas as pd
@@ -32,7 +31,14 @@ from analysis.report.methods import TESTSET_NOISE_HEADING, methods_paragraphs
 from analysis.report.notes import group_notes
 from analysis.report.provenance import provenance_table, shown_path
 from analysis.report.sequential import read_record
-from analysis.report.tables import design_table, fmt_value, pairs_table, results_table, seed_ranges
+from analysis.report.tables import (
+    decimals_for,
+    design_table,
+    fmt_value,
+    pairs_table,
+    results_table,
+    seed_ranges,
+)
 from analysis.stats.direction import better_words
 from analysis.stats.failures import outcome_table
 from analysis.stats.metric_plan import MetricPlan
@@ -281,7 +287,8 @@ def _distribution_caption(analysis: StudyAnalysis) -> str:
         if sd == 0 or sd < FLAT_SHARE * typical or (analysis.plan.percent and sd < FLAT_PERCENT_SD):
             chance = analysis.plan.chance
             # the mean to the sd's first digit: "mean 10" said nothing of a 10.02 that sits 0.02 off chance
-            shown = f"{means[arm]:.{min(8, max(0, math.ceil(-math.log10(sd))))}f}" if sd > 0 else significant(means[arm], 6)
+            shown = (f"{means[arm]:.{decimals_for(pd.Series([2 * sd]), least=0)}f}" if sd > 0
+                     else significant(means[arm], 6))
             extra += (f" `{arm}` barely varies across seeds (mean {shown}, sd {significant(sd)}"
                       + (f", against a median of {significant(typical)} in the other arms" if typical else "")
                       + "): check whether its runs learned at all"
